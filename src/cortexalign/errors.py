@@ -1,0 +1,65 @@
+"""Errors raised at the public boundary, with messages that say what to do.
+
+Every message names the parameter, what was expected, what was received, and the fix
+(STYLE.md habit 5). ``CortexAlignError`` subclasses ``ValueError`` so callers that
+catch ``ValueError`` keep working.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = ["CortexAlignError", "InputError", "UnknownNameError", "close_matches"]
+
+
+class CortexAlignError(ValueError):
+    """Base class of every error cortexalign raises for bad input."""
+
+
+class InputError(CortexAlignError):
+    """A parameter received a value it cannot use.
+
+    Parameters
+    ----------
+    parameter : name of the offending parameter (or config key).
+    expected : what would have been accepted.
+    received : what was given (summarised, never a whole array).
+    fix : one sentence telling the caller what to do.
+    """
+
+    def __init__(self, parameter: str, expected: str, received: str, fix: str):
+        self.parameter = parameter
+        self.expected = expected
+        self.received = received
+        self.fix = fix
+        super().__init__(f"{parameter}: expected {expected}, received {received}. Fix: {fix}")
+
+
+def close_matches(name: str, choices: Iterable[str], n: int = 5) -> list[str]:
+    """Names in ``choices`` that look like ``name`` (case-insensitive, substring aware)."""
+    choices = list(choices)
+    lowered = {c.lower(): c for c in choices}
+    hits = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.6)
+    out = [lowered[h] for h in hits]
+    if len(out) < n:
+        needle = name.lower()
+        out += [c for c in choices if needle and needle in c.lower() and c not in out]
+    return out[:n]
+
+
+class UnknownNameError(CortexAlignError, KeyError):
+    """A name was looked up in a registry (or a list of layers, keys...) and is not there."""
+
+    def __init__(self, kind: str, name: str, choices: Iterable[str], fix: str | None = None):
+        choices = sorted(choices)
+        matches = close_matches(name, choices)
+        self.kind, self.name, self.matches, self.choices = kind, name, matches, choices
+        hint = f" Did you mean {', '.join(repr(m) for m in matches)}?" if matches else ""
+        shown = ", ".join(choices[:30]) + (f", ... ({len(choices)} in all)" if len(choices) > 30 else "")
+        fix = fix or f"use one of the valid names: {shown}"
+        msg = f"unknown {kind} {name!r}.{hint} Fix: {fix}"
+        CortexAlignError.__init__(self, msg)
+
+    def __str__(self) -> str:  # KeyError would otherwise wrap the message in quotes
+        return str(self.args[0])

@@ -1,0 +1,21 @@
+"""Neural data: responses as labelled ``xarray.DataArray`` and RDM sets, with their loaders."""
+
+from cortexalign.neural._data import (
+    RDMSet,
+    align_ids,
+    check_finite,
+    make_responses,
+    validate_responses,
+)
+from cortexalign.neural._loaders import (
+    NEURAL,
+    load_neural,
+    load_rdms_npz,
+    load_responses_csv,
+    load_responses_netcdf,
+    load_responses_npz,
+)
+
+__all__ = ["RDMSet", "make_responses", "validate_responses", "align_ids", "check_finite", "NEURAL",
+           "load_neural", "load_rdms_npz", "load_responses_csv", "load_responses_netcdf",
+           "load_responses_npz"]
