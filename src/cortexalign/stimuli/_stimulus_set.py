@@ -64,7 +64,7 @@ class StimulusSet:
     """
 
     name: str
-    ids: tuple[str, ...]
+    ids: tuple[str, ...] = field(repr=False)
     loader: ImageLoader = field(repr=False)
     metadata: Mapping[str, np.ndarray] = field(default_factory=dict, repr=False)
     fingerprint: str | None = field(default=None, repr=False)
@@ -91,6 +91,10 @@ class StimulusSet:
             meta[key] = col
         object.__setattr__(self, "ids", ids)
         object.__setattr__(self, "metadata", meta)
+
+    def __repr__(self) -> str:
+        head = ", ".join(self.ids[:3]) + (", ..." if len(self.ids) > 3 else "")
+        return f"StimulusSet(name={self.name!r}, n={len(self.ids)}, ids=[{head}])"
 
     # -- access -----------------------------------------------------------------------------
     def __len__(self) -> int:
