@@ -1,0 +1,14 @@
+"""Experiments: the config schema, the job graph and the runner."""
+
+from cortexalign.bench._config import (
+    ConfigError,
+    ExperimentConfig,
+    MetricSpec,
+    ModelSpec,
+    NeuralSpec,
+    StimuliSpec,
+    load_config,
+)
+
+__all__ = ["ConfigError", "ExperimentConfig", "MetricSpec", "ModelSpec", "NeuralSpec",
+           "StimuliSpec", "load_config"]

@@ -1,0 +1,179 @@
+"""The experiment config: a pydantic schema that YAML files and the CLI are validated by.
+
+An unknown key fails with its location and the close matches (``models[1].pooling_mode``:
+did you mean ``pooling``?), never silently ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cortexalign.errors import CortexAlignError, close_matches
+
+__all__ = ["ExperimentConfig", "ModelSpec", "NeuralSpec", "MetricSpec", "StimuliSpec",
+           "load_config", "ConfigError"]
+
+
+class ConfigError(CortexAlignError):
+    """A config file that does not validate; the message points at the bad key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StimuliSpec(_Strict):
+    """Where the images come from."""
+
+    source: str = Field(description="A bundled set name (e.g. 'kriegeskorte92'), a folder of "
+                                    "images, or an .npz file with an 'images' array.")
+    options: dict[str, Any] = Field(default_factory=dict,
+                                    description="Keyword arguments for the loader (e.g. images_key).")
+
+
+class ModelSpec(_Strict):
+    """One model, and which of its layers to score."""
+
+    name: str = Field(description="A registered model ('efficientnet_lite0', 'gabor_v1') or "
+                                  "'timm:<timm model name>'. See `cortexalign models`.")
+    label: str | None = Field(None, description="Name shown in results and figures "
+                                                "(default: the name, plus '(untrained)').")
+    pretrained: bool | None = Field(None, description="Load pretrained weights (model default "
+                                                      "when omitted).")
+    weights: str | None = Field(None, description="A local .safetensors or torch state-dict file.")
+    untrained: bool = Field(False, description="Re-initialise the architecture: the untrained "
+                                               "control.")
+    seed: int = Field(0, description="Seed of the untrained initialisation.")
+    layers: list[str] | Literal["all"] = Field("all", description="Layer names, or 'all'.")
+    pooling: str = Field("mean", description="How a layer's output becomes one vector per "
+                                             "stimulus: mean, cls, flatten, max or none.")
+    kwargs: dict[str, Any] = Field(default_factory=dict,
+                                   description="Extra keyword arguments for the model constructor.")
+
+    @property
+    def display(self) -> str:
+        return self.label or (self.name + (" (untrained)" if self.untrained else ""))
+
+
+class NeuralSpec(_Strict):
+    """One neural target: a registered dataset or a file."""
+
+    source: str = Field(description="A registered dataset ('kriegeskorte92.human_IT') or a "
+                                    ".nc/.csv/.npz file. See `cortexalign datasets`.")
+    label: str | None = Field(None, description="Name shown in results (default: the source).")
+
+    @property
+    def display(self) -> str:
+        return self.label or self.source
+
+
+class MetricSpec(_Strict):
+    """One measure and its options."""
+
+    name: str = Field(description="A registered metric. See `cortexalign metrics`.")
+    options: dict[str, Any] = Field(default_factory=dict,
+                                    description="Keyword arguments of the metric (e.g. compare: "
+                                                "kendall_tau_a).")
+
+
+class ExperimentConfig(_Strict):
+    """An experiment: stimuli x models x neural targets x metrics."""
+
+    name: str = Field("experiment", description="A name for the run.")
+    stimuli: StimuliSpec
+    models: list[ModelSpec] = Field(min_length=1)
+    neural: list[NeuralSpec] = Field(min_length=1)
+    metrics: list[MetricSpec] = Field(min_length=1)
+    n_bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples over stimuli for "
+                                                     "confidence intervals (0: none).")
+    seed: int = Field(0, description="Seed of every random step (bootstrap, permutations).")
+    batch_size: int = Field(32, ge=1, description="Images per forward pass.")
+    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu' or 'cuda:N'.")
+    cache_dir: str | None = Field(None, description="Feature cache folder (default: OUT/cache).")
+    executor: Literal["local"] = Field("local", description="Where jobs run.")
+
+    @field_validator("models")
+    @classmethod
+    def _unique_labels(cls, models: list[ModelSpec]) -> list[ModelSpec]:
+        labels = [m.display for m in models]
+        dupes = sorted({x for x in labels if labels.count(x) > 1})
+        if dupes:
+            raise ValueError(f"two models share the label {dupes[0]!r}; give each a distinct "
+                             "'label'")
+        return models
+
+    def config_hash(self) -> str:
+        """sha256 of the canonical JSON of the validated config (what determines the results)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _fields_at(loc: tuple) -> list[str]:
+    """The valid field names of the model at a location in ExperimentConfig."""
+    model: type[BaseModel] = ExperimentConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        ann = model.model_fields[part].annotation
+        inner = getattr(ann, "__args__", (ann,))
+        nxt = next((a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if nxt is None:
+            return []
+        model = nxt
+    return list(model.model_fields)
+
+
+def _format(err: ValidationError, source: str) -> str:
+    lines = [f"{source} is not a valid experiment config:"]
+    for e in err.errors():
+        loc = e["loc"]
+        where = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p))
+                        for i, p in enumerate(loc)) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            valid = _fields_at(loc)
+            hint = close_matches(str(loc[-1]), valid)
+            lines.append(f"  - {where}: unknown key." + (f" Did you mean {hint[0]!r}?" if hint else "")
+                         + f" Valid keys here: {', '.join(valid)}.")
+        elif e["type"] == "missing":
+            lines.append(f"  - {where}: required key is missing.")
+        else:
+            lines.append(f"  - {where}: {e['msg']} (received {e.get('input')!r}).")
+    lines.append("Fix the keys above; `cortexalign run --help` describes every key.")
+    return "\n".join(lines)
+
+
+def load_config(source: str | Path | dict) -> ExperimentConfig:
+    """Validate a YAML file (path), a YAML string, or a dict into an ``ExperimentConfig``."""
+    if isinstance(source, dict):
+        data, where = source, "config"
+    else:
+        p = Path(source)
+        if p.suffix in (".yaml", ".yml") or p.exists():
+            if not p.is_file():
+                raise ConfigError(f"config: expected a YAML file, received {str(p)!r} which does "
+                                  "not exist. Fix: check the path.")
+            text, where = p.read_text(), str(p)
+        else:
+            text, where = str(source), "config"
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{where}: not valid YAML ({err}). Fix: check indentation and "
+                              "quoting.") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: expected a mapping of keys (stimuli, models, neural, "
+                              f"metrics), received {type(data).__name__}. Fix: see "
+                              "`cortexalign quickstart --show-config` for an example.")
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format(err, where)) from None
