@@ -1,0 +1,224 @@
+"""Run an experiment: validate everything, extract (cached), score, store, report.
+
+Order of work
+-------------
+1. Validate the whole config against the registries, load the stimuli and every neural target,
+   and check their stimulus ids — before anything is written to the output directory.
+2. For each model, skip it entirely if all its score jobs are already in the results store;
+   otherwise load it once, extract the needed layers once (content-addressed cache), and run
+   every (layer x target x metric) job on those features.
+3. Each job's rows are written in one transaction; a failing job is recorded with its error and
+   the others go on. A killed run loses at most the job in flight.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from cortexalign.bench._config import ExperimentConfig, load_config
+from cortexalign.bench._jobs import ScoreJob, plan_model_jobs
+from cortexalign.device import resolve_device
+from cortexalign.errors import CortexAlignError, InputError
+from cortexalign.features import FeatureCache, extract_features
+from cortexalign.metrics import METRICS, score
+from cortexalign.models import MODELS, load_model
+from cortexalign.neural import NEURAL, RDMSet, align_ids, load_neural
+from cortexalign.results import ResultsStore
+from cortexalign.stimuli import StimulusSet, load_stimuli
+
+__all__ = ["run_experiment", "RunSummary", "quickstart_config_path"]
+
+RESULTS_FILE = "results.duckdb"
+
+
+@dataclass
+class RunSummary:
+    """What a run did: counts, failures and the files it wrote."""
+
+    run_id: str
+    out_dir: Path
+    n_jobs: int = 0
+    n_done: int = 0
+    n_skipped: int = 0
+    failures: list[dict] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def quickstart_config_path() -> Path:
+    return Path(str(resources.files("cortexalign").joinpath("configs", "quickstart.yaml")))
+
+
+def _targets_for(config: ExperimentConfig, stimuli: StimulusSet) -> dict[str, object]:
+    """Load each neural target and put its stimuli in the stimulus set's order."""
+    out = {}
+    for spec in config.neural:
+        data = load_neural(spec.source)
+        if isinstance(data, RDMSet):
+            align_ids(stimuli.ids, data.stimulus_ids, what=f"neural target {spec.display!r}")
+            out[spec.display] = data
+        else:
+            ids = [str(s) for s in data["stimulus"].values]
+            idx = align_ids(ids, stimuli.ids, what=f"neural target {spec.display!r}")
+            out[spec.display] = data.isel(stimulus=idx)
+    return out
+
+
+def _validate_names(config: ExperimentConfig) -> None:
+    for i, m in enumerate(config.models):
+        if m.name not in MODELS:
+            MODELS.get(m.name)  # raises UnknownNameError with close matches
+        del i
+    for spec in config.neural:
+        if spec.source not in NEURAL and not Path(spec.source).is_file():
+            load_neural(spec.source)  # raises with the list of datasets
+    for spec in config.metrics:
+        METRICS.get(spec.name)
+
+
+def _check_metric_targets(config: ExperimentConfig, targets: dict[str, object]) -> None:
+    for spec in config.metrics:
+        kind = METRICS.entry(spec.name).meta.get("target", "any")
+        for label, data in targets.items():
+            is_rdm = isinstance(data, RDMSet)
+            if (kind == "responses" and is_rdm) or (kind == "rdm" and not is_rdm):
+                have = "RDMs" if is_rdm else "responses"
+                raise InputError(f"metrics ({spec.name})", f"a target with {kind}",
+                                 f"target {label!r} holds {have}",
+                                 "use 'rsa' for RDM targets, or give responses for this metric")
+
+
+def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *,
+                   progress: bool = True, allow_config_change: bool = False,
+                   console: Console | None = None,
+                   on_job_done: Callable[[ScoreJob], None] | None = None) -> RunSummary:
+    """Run every job of ``config`` and write ``results.duckdb``, ``figure.png``, ``report.html``.
+
+    Parameters
+    ----------
+    config : a validated config, or a path to a YAML file.
+    out_dir : the results directory (created). If it already holds results of a *different*
+        config the run stops, unless ``allow_config_change`` (then only new jobs run).
+    progress : show rich progress bars.
+    """
+    t0 = time.perf_counter()
+    cfg = config if isinstance(config, ExperimentConfig) else load_config(config)
+    console = console or Console(stderr=True, quiet=not progress)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError("out_dir", "a directory", f"the file {str(out)!r}", "choose another --out")
+
+    # 1. validate everything before writing anything
+    _validate_names(cfg)
+    stimuli = load_stimuli(cfg.stimuli.source, **cfg.stimuli.options)
+    targets = _targets_for(cfg, stimuli)
+    _check_metric_targets(cfg, targets)
+    device = resolve_device(cfg.device)
+    config_hash = cfg.config_hash()
+    store_path = out / RESULTS_FILE
+    if store_path.exists() and not allow_config_change:
+        with ResultsStore(store_path, read_only=True) as ro:
+            hashes = set(ro.config_hashes())
+        if hashes and hashes != {config_hash}:
+            raise InputError("out_dir", f"an empty directory or one holding results of this "
+                             f"config ({config_hash})", f"{str(out)!r} with results of config(s) "
+                             f"{sorted(hashes)}", "choose a new --out, or pass --update to add "
+                             "this config's new jobs to it")
+
+    out.mkdir(parents=True, exist_ok=True)
+    cache = FeatureCache(Path(cfg.cache_dir) if cfg.cache_dir else out / "cache")
+    summary = RunSummary(run_id="", out_dir=out)
+    with ResultsStore(store_path) as store:
+        run_id = store.start_run(cfg.name, config_hash, cfg.to_yaml())
+        summary.run_id = run_id
+        finished = set(store.finished_jobs())
+        cols = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn()]
+        with Progress(*cols, console=console, disable=not progress) as bar:
+            for spec in cfg.models:
+                _run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, device,
+                           summary, bar, progress, on_job_done)
+        status = "finished" if summary.ok else "finished_with_failures"
+        store.finish_run(run_id, status)
+        frame = store.scores_frame(config_hash=config_hash)
+    from cortexalign.reports import write_summary
+
+    citations = sorted({METRICS.entry(m.name).meta.get("citation", "") for m in cfg.metrics}
+                       | {NEURAL.entry(n.source).meta.get("citation", "") for n in cfg.neural
+                          if n.source in NEURAL} - {""})
+    if len(frame):
+        summary.files = write_summary(frame, out, cfg.name, config_hash, citations,
+                                      summary.failures)
+    summary.files["results"] = store_path
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, device, summary,
+               bar, progress, on_job_done) -> None:
+    try:
+        adapter = load_model(spec.name, pretrained=spec.pretrained, weights=spec.weights,
+                             untrained=spec.untrained, seed=spec.seed, device=device,
+                             **spec.kwargs)
+        all_layers = adapter.layers()
+        layers = all_layers if spec.layers == "all" else list(spec.layers)
+        for layer in layers:
+            if layer not in all_layers:
+                from cortexalign.errors import UnknownNameError
+
+                raise UnknownNameError(f"layer of {spec.name}", layer, all_layers)
+    except CortexAlignError as err:
+        summary.failures.append({"job": spec.display, "error": str(err)})
+        store.record_job(f"model:{spec.display}", run_id, "failed", str(err))
+        return
+    jobs = plan_model_jobs(cfg, spec, layers, stimuli.content_hash)
+    summary.n_jobs += len(jobs)
+    todo = [j for j in jobs if j.key not in finished]
+    summary.n_skipped += len(jobs) - len(todo)
+    if not todo:
+        return
+    needed = list(dict.fromkeys(j.layer for j in todo))
+    feats = extract_features(adapter, stimuli, needed, pooling=spec.pooling,
+                             batch_size=cfg.batch_size, cache=cache, progress=progress)
+    task = bar.add_task(f"scoring {spec.display}", total=len(todo))
+    for job in todo:
+        _run_job(cfg, job, adapter, feats[job.layer].values, targets, store, run_id, summary)
+        bar.advance(task)
+        if on_job_done is not None:
+            on_job_done(job)
+
+
+def _run_job(cfg, job: ScoreJob, adapter, values, targets, store, run_id, summary) -> None:
+    started = time.time()
+    try:
+        x = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
+        result = score(job.metric.name, x, targets[job.target.display],
+                       n_bootstrap=cfg.n_bootstrap, seed=cfg.seed, **job.metric.options)
+        extra = dict(result.extra, layer_index=job.layer_index, n_layers=job.n_layers)
+        row = dict(job_key=job.key, model=job.model.display, model_id=adapter.model_id,
+                   layer=job.layer, target=job.target.display, metric=job.metric.name,
+                   value=result.value, ci_low=result.ci_low, ci_high=result.ci_high,
+                   ceiling_low=result.ceiling_low, ceiling_high=result.ceiling_high,
+                   p_value=result.p_value, n_stimuli=result.n_stimuli, extra=extra,
+                   config_hash=cfg.config_hash())
+        store.write_job(run_id, job.key, [row], started=started)
+        summary.n_done += 1
+    except Exception as err:  # one job's failure must not stop the others
+        msg = f"{type(err).__name__}: {err}"
+        if not isinstance(err, CortexAlignError):
+            msg += "\n" + traceback.format_exc(limit=3)
+        summary.failures.append({"job": job.label, "error": msg})
+        store.record_job(job.key, run_id, "failed", msg)
