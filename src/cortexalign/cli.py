@@ -69,7 +69,8 @@ def quickstart(
 ) -> None:
     """Offline demo: EfficientNet-Lite0 (pretrained and untrained) and a Gabor V1 model against
     human and monkey IT on the 92 bundled object images, with ceilings and bootstrap intervals."""
-    from cortexalign.bench._run import quickstart_config_path, run_experiment
+    from cortexalign.bench import quickstart_config_path
+    from cortexalign.bench._run import run_experiment
     from cortexalign.errors import CortexAlignError
 
     path = quickstart_config_path()

@@ -8,7 +8,8 @@ from cortexalign.bench._config import (
     NeuralSpec,
     StimuliSpec,
     load_config,
+    quickstart_config_path,
 )
 
 __all__ = ["ConfigError", "ExperimentConfig", "MetricSpec", "ModelSpec", "NeuralSpec",
-           "StimuliSpec", "load_config"]
+           "StimuliSpec", "load_config", "quickstart_config_path"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cortexalign.errors import CortexAlignError, close_matches
 
 __all__ = ["ExperimentConfig", "ModelSpec", "NeuralSpec", "MetricSpec", "StimuliSpec",
-           "load_config", "ConfigError"]
+           "load_config", "ConfigError", "quickstart_config_path"]
 
 
 class ConfigError(CortexAlignError):
@@ -149,6 +150,11 @@ def _format(err: ValidationError, source: str) -> str:
             lines.append(f"  - {where}: {e['msg']} (received {e.get('input')!r}).")
     lines.append("Fix the keys above; `cortexalign run --help` describes every key.")
     return "\n".join(lines)
+
+
+def quickstart_config_path() -> Path:
+    """The quickstart config that ships inside the package."""
+    return Path(str(resources.files("cortexalign").joinpath("configs", "quickstart.yaml")))
 
 
 def load_config(source: str | Path | dict) -> ExperimentConfig:

@@ -17,7 +17,6 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +34,7 @@ from cortexalign.neural import NEURAL, RDMSet, align_ids, load_neural
 from cortexalign.results import ResultsStore
 from cortexalign.stimuli import StimulusSet, load_stimuli
 
-__all__ = ["run_experiment", "RunSummary", "quickstart_config_path"]
+__all__ = ["run_experiment", "RunSummary"]
 
 RESULTS_FILE = "results.duckdb"
 
@@ -56,10 +55,6 @@ class RunSummary:
     @property
     def ok(self) -> bool:
         return not self.failures
-
-
-def quickstart_config_path() -> Path:
-    return Path(str(resources.files("cortexalign").joinpath("configs", "quickstart.yaml")))
 
 
 def _targets_for(config: ExperimentConfig, stimuli: StimulusSet) -> dict[str, object]:
