@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from cortexalign.cli import app
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("command", ["run", "quickstart", "models", "layers", "metrics",
+                                     "datasets", "results"])
+def test_every_command_explains_itself(command):
+    res = runner.invoke(app, [command, "--help"])
+    assert res.exit_code == 0, res.output
+    assert "Usage" in res.output
+
+
+def test_quickstart_show_config_prints_yaml():
+    res = runner.invoke(app, ["quickstart", "--show-config"])
+    assert res.exit_code == 0 and "kriegeskorte92.human_IT" in res.output
+
+
+def test_bad_config_exits_2_with_the_key_and_writes_nothing(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("stimuli: {source: kriegeskorte92}\nmodels: [{name: gabor_v1}]\n"
+                   "neural: [{source: kriegeskorte92.human_IT}]\nmetrics: [{name: rsa}]\n"
+                   "n_bootstarp: 10\n")
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["run", str(cfg), "--out", str(out)])
+    assert res.exit_code == 2
+    assert "n_bootstarp" in res.output and "n_bootstrap" in res.output
+    assert not out.exists()
+
+
+def test_unknown_model_lists_close_matches(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("stimuli: {source: kriegeskorte92}\nmodels: [{name: efficientnet_lite}]\n"
+                   "neural: [{source: kriegeskorte92.human_IT}]\nmetrics: [{name: rsa}]\n")
+    res = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2 and "efficientnet_lite0" in res.output
+    assert not (tmp_path / "out").exists()
