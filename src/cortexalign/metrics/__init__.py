@@ -1,0 +1,18 @@
+"""Alignment measures: RDMs and their comparison (RSA), CKA, and the metric registry.
+
+Public API: ``compute_rdm``, ``compute_rdms``, ``compare_rdms``, ``cka``, ``score``,
+``list_metrics``, the registries ``METRICS``, ``RDM_METHODS``, ``RDM_COMPARISONS``, ``CKA_KINDS``,
+and ``Score``. Noise ceilings and bootstrap intervals live in ``cortexalign.stats``.
+"""
+
+# the registering modules fill METRICS when imported
+from cortexalign.metrics import _cka_metric, _rsa_metric  # noqa: F401
+from cortexalign.metrics._api import list_metrics, score
+from cortexalign.metrics._cka import CKA_KINDS, cka
+from cortexalign.metrics._compare import RDM_COMPARISONS, compare_rdms
+from cortexalign.metrics._rdm import RDM_METHODS, compute_rdm, compute_rdms
+from cortexalign.metrics._registry import METRICS
+from cortexalign.metrics._score import Score
+
+__all__ = ["METRICS", "Score", "score", "list_metrics", "compute_rdm", "compute_rdms",
+           "compare_rdms", "cka", "RDM_METHODS", "RDM_COMPARISONS", "CKA_KINDS"]

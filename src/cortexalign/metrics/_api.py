@@ -1,0 +1,47 @@
+"""Scoring by metric name, and the table of registered metrics."""
+
+from __future__ import annotations
+
+import xarray as xr
+
+from cortexalign.errors import InputError
+from cortexalign.metrics._registry import METRICS
+from cortexalign.metrics._score import Score
+from cortexalign.neural import RDMSet
+
+__all__ = ["score", "list_metrics"]
+
+_TARGET_TYPES = {"rdm": (RDMSet,), "responses": (xr.DataArray,), "any": (RDMSet, xr.DataArray)}
+
+
+def score(metric_name: str, features_sd, target, **options) -> Score:
+    """Score one layer's features against a neural target with a registered metric.
+
+    Parameters
+    ----------
+    metric_name : a key of ``METRICS`` (``rsa``, ``cka_linear``...); unknown names fail with the
+        close matches.
+    features_sd : (s, d) features, rows in the target's stimulus order.
+    target : ``RDMSet`` or responses ``DataArray``, as the metric's ``target`` metadata says.
+    options : passed to the metric (``n_bootstrap``, ``seed``, ``device``, ``compare``...).
+
+    Returns
+    -------
+    Score
+    """
+    entry = METRICS.entry(metric_name)
+    kind = entry.meta.get("target", "any")
+    if not isinstance(target, _TARGET_TYPES[kind]):
+        hint = (" CKA compares feature spaces, so it needs the responses; use metric 'rsa' for "
+                "RDMs." if isinstance(target, RDMSet) and kind == "responses" else "")
+        raise InputError("target", f"{'an RDMSet' if kind == 'rdm' else 'a responses DataArray'}"
+                         f" for metric {metric_name!r}", type(target).__name__,
+                         f"pass the matching target.{hint}")
+    return entry.obj(features_sd, target, **options)
+
+
+def list_metrics() -> list[dict[str, str]]:
+    """One row per registered metric: name, target kind, citation, description."""
+    return [{"name": e.name, "target": e.meta.get("target", "any"),
+             "citation": e.meta.get("citation", ""), "description": e.description}
+            for e in METRICS.entries()]

@@ -1,0 +1,147 @@
+"""Centered kernel alignment (Kornblith, Norouzi, Lee & Hinton 2019, ICML, "Similarity of neural
+network representations revisited").
+
+``CKA = HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L))`` for Gram matrices K, L over the same s stimuli.
+
+- ``linear``: biased HSIC ``tr(K H L H) / (s - 1)^2`` with linear kernels; computed in feature space
+  (``||X^T Y||_F^2``) or from Gram matrices, whichever costs fewer flops.
+- ``linear_debiased``: the unbiased HSIC estimator of Song, Smola, Gretton, Bedo & Borgwardt 2012
+  (JMLR 13:1393), as used for "debiased CKA" by Nguyen, Raghu & Kornblith 2021 (ICLR); written in
+  feature space so no s x s matrix is formed.
+- ``rbf``: biased HSIC with Gaussian kernels ``exp(-d^2 / (2 sigma^2))`` where
+  ``sigma = sigma_frac * sqrt(median(d^2))`` over all pairs (the diagonal included, as in the
+  authors' reference code); ``sigma_frac`` defaults to 1.0 (the paper also reports 0.2-0.8).
+
+Every function takes float64 (s, d) tensors and returns a 0-d tensor; ``cka`` validates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from cortexalign.device import resolve_device
+from cortexalign.errors import InputError, UnknownNameError
+from cortexalign.metrics._validate import as_tensor, check_features, check_n_stimuli
+
+__all__ = ["CKA_KINDS", "cka", "cka_tensor"]
+
+
+def _center(x_sd: torch.Tensor) -> torch.Tensor:
+    return x_sd - x_sd.mean(dim=0, keepdim=True)
+
+
+def _gram_is_cheaper(s: int, dx: int, dy: int) -> bool:
+    return s * s * (dx + dy + 3) < s * (dx * dy + dx * dx + dy * dy)
+
+
+def _linear_dots(x_sd: torch.Tensor, y_sd: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """tr(KL), tr(KK), tr(LL) for centred linear kernels K = X X^T, L = Y Y^T."""
+    s, dx, dy = x_sd.shape[0], x_sd.shape[1], y_sd.shape[1]
+    if _gram_is_cheaper(s, dx, dy):
+        k, l_ = x_sd @ x_sd.T, y_sd @ y_sd.T
+        return (k * l_).sum(), (k * k).sum(), (l_ * l_).sum()
+    return ((x_sd.T @ y_sd) ** 2).sum(), ((x_sd.T @ x_sd) ** 2).sum(), ((y_sd.T @ y_sd) ** 2).sum()
+
+
+def cka_linear(x_sd: torch.Tensor, y_sd: torch.Tensor) -> torch.Tensor:
+    """Linear CKA with the biased HSIC estimator."""
+    xc, yc = _center(x_sd), _center(y_sd)
+    kl, kk, ll = _linear_dots(xc, yc)
+    return kl / torch.sqrt(kk * ll)
+
+
+def _hsic_unbiased(tr_kl: torch.Tensor, dk_s: torch.Tensor, dl_s: torch.Tensor, s: int) -> torch.Tensor:
+    """Song et al. 2012, eq. 5, for Gram matrices of *centred* features (so ``K 1 = 0``):
+    with ``K~ = K - diag(K)``, ``1^T K~ 1 = -tr K`` and ``K~ 1 = -diag K``."""
+    term1 = tr_kl - dk_s @ dl_s  # tr(K~ L~)
+    term2 = dk_s.sum() * dl_s.sum() / ((s - 1) * (s - 2))
+    term3 = 2.0 / (s - 2) * (dk_s @ dl_s)
+    return (term1 + term2 - term3) / (s * (s - 3))
+
+
+def cka_linear_debiased(x_sd: torch.Tensor, y_sd: torch.Tensor) -> torch.Tensor:
+    """Linear CKA with Song et al.'s unbiased HSIC (needs s >= 4; NaN if a self-HSIC is <= 0)."""
+    s = x_sd.shape[0]
+    xc, yc = _center(x_sd), _center(y_sd)
+    kl, kk, ll = _linear_dots(xc, yc)
+    dk, dl = (xc * xc).sum(dim=1), (yc * yc).sum(dim=1)
+    hxy, hxx, hyy = (_hsic_unbiased(kl, dk, dl, s), _hsic_unbiased(kk, dk, dk, s),
+                     _hsic_unbiased(ll, dl, dl, s))
+    denom = hxx * hyy
+    return hxy / torch.sqrt(denom) if bool(denom > 0) else torch.full_like(hxy, float("nan"))
+
+
+def _median(x: torch.Tensor) -> torch.Tensor:
+    """numpy's median (mean of the two middle values for an even count)."""
+    flat = x.reshape(-1)
+    n = flat.numel()
+    hi = torch.kthvalue(flat, n // 2 + 1).values
+    return hi if n % 2 else 0.5 * (hi + torch.kthvalue(flat, n // 2).values)
+
+
+def rbf_gram(x_sd: torch.Tensor, sigma_frac: float = 1.0) -> torch.Tensor:
+    """(s, s) Gaussian kernel with bandwidth ``sigma_frac * sqrt(median squared distance)``."""
+    sq_s = (x_sd * x_sd).sum(dim=1)
+    d2 = (sq_s[:, None] + sq_s[None, :] - 2.0 * (x_sd @ x_sd.T)).clamp_(min=0.0)
+    d2.fill_diagonal_(0.0)
+    return torch.exp(-d2 / (2.0 * sigma_frac**2 * _median(d2)))
+
+
+def _center_gram(k_ss: torch.Tensor) -> torch.Tensor:
+    return k_ss - k_ss.mean(dim=0, keepdim=True) - k_ss.mean(dim=1, keepdim=True) + k_ss.mean()
+
+
+def cka_rbf(x_sd: torch.Tensor, y_sd: torch.Tensor, sigma_frac: float = 1.0) -> torch.Tensor:
+    """RBF-kernel CKA with the biased HSIC estimator."""
+    kc, lc = _center_gram(rbf_gram(x_sd, sigma_frac)), _center_gram(rbf_gram(y_sd, sigma_frac))
+    return (kc * lc).sum() / torch.sqrt((kc * kc).sum() * (lc * lc).sum())
+
+
+CKA_KINDS: dict[str, Callable[..., torch.Tensor]] = {
+    "linear": cka_linear,
+    "linear_debiased": cka_linear_debiased,
+    "rbf": cka_rbf,
+}
+"""Name -> ``fn(x_sd, y_sd, **options) -> 0-d tensor`` on float64 tensors."""
+
+
+def cka_tensor(x_sd: torch.Tensor, y_sd: torch.Tensor, kind: str = "linear",
+               **options) -> torch.Tensor:
+    """Dispatch on ``CKA_KINDS`` for validated tensors (internal fast path)."""
+    if kind not in CKA_KINDS:
+        raise UnknownNameError("CKA kind", str(kind), CKA_KINDS)
+    return CKA_KINDS[kind](x_sd, y_sd, **options)
+
+
+def cka(x_sd, y_sd, kind: str = "linear", device: str | torch.device | None = None,
+        **options) -> float:
+    """Centered kernel alignment between two representations of the same stimuli.
+
+    Parameters
+    ----------
+    x_sd : (s, dx) features; y_sd : (s, dy) features or responses, rows in the same stimulus order.
+    kind : a key of ``CKA_KINDS``: ``linear``, ``linear_debiased`` or ``rbf``.
+    device : where to compute (``None``: CUDA when available).
+    sigma_frac : for ``rbf``, the bandwidth as a fraction of the median pairwise distance.
+
+    Returns
+    -------
+    float in [0, 1] for the biased kinds (debiased CKA can dip slightly below 0).
+    """
+    if kind not in CKA_KINDS:
+        raise UnknownNameError("CKA kind", str(kind), CKA_KINDS)
+    if kind != "rbf" and options:
+        raise InputError("options", f"no extra options for CKA kind {kind!r}", f"{sorted(options)}",
+                         "remove them (sigma_frac is for kind='rbf')")
+    if "sigma_frac" in options and not float(options["sigma_frac"]) > 0:
+        raise InputError("sigma_frac", "a positive fraction of the median distance",
+                         repr(options["sigma_frac"]), "use e.g. 0.5 or 1.0")
+    dev = resolve_device(device)
+    x, y = as_tensor(x_sd, "x_sd", dev, ndim=(2,)), as_tensor(y_sd, "y_sd", dev, ndim=(2,))
+    check_n_stimuli(x.shape[0], y.shape[0], "x_sd")
+    need = 4 if kind == "linear_debiased" else 3
+    check_features(x, "x_sd", min_stimuli=need)
+    check_features(y, "y_sd", min_stimuli=need)
+    return float(cka_tensor(x, y, kind, **options))

@@ -1,0 +1,159 @@
+"""Comparison of RDMs: every model RDM against every target RDM in one call.
+
+Each comparison is a plain function in ``RDM_COMPARISONS`` taking the upper triangles (row-major,
+``np.triu_indices(s, 1)`` order) of m model RDMs and k target RDMs as float64 tensors and returning
+the (m, k) matrix of similarities. Definitions follow rsatoolbox 0.3 (``rsatoolbox.rdm.compare``):
+``spearman`` (Spearman's rho with average ranks for ties = 'spearman'), ``kendall_tau_a``
+(Kendall's tau-a, recommended when models predict tied dissimilarities; Nili et al. 2014 = 'tau-a'),
+``pearson`` (= 'corr') and ``cosine``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import scipy.stats
+import torch
+
+from cortexalign.device import resolve_device
+from cortexalign.errors import InputError, UnknownNameError
+from cortexalign.metrics._rdm import upper_tri
+from cortexalign.metrics._validate import as_tensor, check_varies
+from cortexalign.neural import RDMSet
+
+__all__ = ["RDM_COMPARISONS", "compare_rdms", "compare_vectors", "average_ranks",
+           "ranks_from_sorted", "rdm_vectors"]
+
+
+def ranks_from_sorted(sorted_bp: torch.Tensor, order_bp: torch.Tensor,
+                      weights_bp: torch.Tensor | None = None) -> torch.Tensor:
+    """Average ranks (1-based, ties share their mean rank) from values sorted along the last dim.
+
+    With ``weights`` each element counts ``w`` times (a bootstrap multiplicity): its rank is the
+    total weight before its tie group plus (group weight + 1) / 2, which is the average rank of its
+    copies in the expanded vector. Rows are independent; everything is vectorised.
+    """
+    b, p = sorted_bp.shape
+    w = torch.ones_like(sorted_bp) if weights_bp is None else torch.gather(weights_bp, 1, order_bp)
+    new = torch.ones(b, p, dtype=torch.bool, device=sorted_bp.device)
+    new[:, 1:] = sorted_bp[:, 1:] != sorted_bp[:, :-1]
+    gid = torch.cumsum(new.reshape(-1), 0) - 1  # every row starts a new group: ids are global
+    n_groups = int(gid[-1]) + 1
+    gsum = torch.zeros(n_groups, dtype=w.dtype, device=w.device).index_add_(0, gid, w.reshape(-1))
+    before = torch.cumsum(w, dim=1) - w  # weight before each element, in sorted order
+    first = torch.zeros(n_groups, dtype=w.dtype, device=w.device)
+    first.scatter_reduce_(0, gid, before.reshape(-1), reduce="amin", include_self=False)
+    rank_sorted = (first + (gsum + 1.0) * 0.5)[gid].view(b, p)
+    return torch.empty_like(rank_sorted).scatter_(1, order_bp, rank_sorted)
+
+
+def average_ranks(x_bp: torch.Tensor) -> torch.Tensor:
+    """(b, p) -> (b, p) ranks along the last dim, ties averaged (``scipy.stats.rankdata``)."""
+    sorted_bp, order_bp = torch.sort(x_bp, dim=1, stable=True)
+    return ranks_from_sorted(sorted_bp, order_bp)
+
+
+def _unit(x_mp: torch.Tensor, center: bool) -> torch.Tensor:
+    z = x_mp - x_mp.mean(dim=1, keepdim=True) if center else x_mp
+    return z / torch.linalg.vector_norm(z, dim=1, keepdim=True)
+
+
+def compare_pearson(a_mp: torch.Tensor, b_kp: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation of dissimilarities."""
+    return (_unit(a_mp, True) @ _unit(b_kp, True).T).clamp_(-1.0, 1.0)
+
+
+def compare_cosine(a_mp: torch.Tensor, b_kp: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of dissimilarity vectors (no centring)."""
+    return (_unit(a_mp, False) @ _unit(b_kp, False).T).clamp_(-1.0, 1.0)
+
+
+def compare_spearman(a_mp: torch.Tensor, b_kp: torch.Tensor) -> torch.Tensor:
+    """Spearman's rho: Pearson correlation of average ranks."""
+    return compare_pearson(average_ranks(a_mp), average_ranks(b_kp))
+
+
+def _tie_pairs(x_p: np.ndarray) -> int:
+    _, counts = np.unique(x_p, return_counts=True)
+    return int((counts * (counts - 1) // 2).sum())
+
+
+def compare_kendall_tau_a(a_mp: torch.Tensor, b_kp: torch.Tensor) -> torch.Tensor:
+    """Kendall's tau-a: (concordant - discordant) / (p (p - 1) / 2), ties counted as neither.
+
+    The one comparison done pair by pair: scipy's O(p log p) merge sort gives tau-b, and
+    ``C - D = tau_b * sqrt((P - T_a)(P - T_b))`` with ``P = p(p-1)/2`` and ``T`` the tied pairs.
+    An O(p^2) torch version would not scale to thousands of stimuli (p grows as s^2).
+    """
+    a, b = a_mp.cpu().numpy(), b_kp.cpu().numpy()
+    p = a.shape[1]
+    total = p * (p - 1) / 2
+    ties_a, ties_b = [_tie_pairs(v) for v in a], [_tie_pairs(v) for v in b]
+    out = np.empty((a.shape[0], b.shape[0]))
+    for i in range(a.shape[0]):
+        for j in range(b.shape[0]):
+            tau_b = scipy.stats.kendalltau(a[i], b[j], variant="b").statistic
+            out[i, j] = tau_b * np.sqrt((total - ties_a[i]) * (total - ties_b[j])) / total
+    return torch.as_tensor(np.clip(out, -1.0, 1.0), device=a_mp.device)
+
+
+RDM_COMPARISONS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "spearman": compare_spearman,
+    "kendall_tau_a": compare_kendall_tau_a,
+    "pearson": compare_pearson,
+    "cosine": compare_cosine,
+}
+"""Name -> ``fn(a_mp, b_kp) -> (m, k)`` on float64 upper-triangle vectors."""
+
+
+def compare_vectors(a_mp: torch.Tensor, b_kp: torch.Tensor, method: str = "spearman") -> torch.Tensor:
+    """Dispatch on ``RDM_COMPARISONS`` for already validated vectors (internal fast path)."""
+    if method not in RDM_COMPARISONS:
+        raise UnknownNameError("RDM comparison", str(method), RDM_COMPARISONS)
+    return RDM_COMPARISONS[method](a_mp, b_kp)
+
+
+def rdm_vectors(x, name: str, device: torch.device) -> torch.Tensor:
+    """An RDMSet, an (s, s) or an (r, s, s) array as (r, p) upper-triangle vectors, checked."""
+    if isinstance(x, RDMSet):
+        x = x.rdms
+    t = as_tensor(x, name, device, ndim=(2, 3))
+    if t.ndim == 2:
+        t = t[None]
+    if t.shape[1] != t.shape[2] or t.shape[1] < 3:
+        raise InputError(name, "square RDMs over at least 3 stimuli, shape (s, s) or (r, s, s)",
+                         f"shape {tuple(t.shape)}", "pass RDMs, not features (see compute_rdm)")
+    scale = float(t.abs().max().clamp_min(1.0))
+    if not torch.allclose(t, t.transpose(1, 2), atol=1e-6 * scale, rtol=0.0):
+        raise InputError(name, "symmetric RDMs", "an asymmetric matrix",
+                         "symmetrise with (R + R.T) / 2 if it is a rounding issue")
+    vec = upper_tri(t)
+    check_varies(vec, name)
+    return vec
+
+
+def compare_rdms(a, b, method: str = "spearman",
+                 device: str | torch.device | None = None) -> np.ndarray:
+    """Similarity of every RDM in ``a`` with every RDM in ``b``.
+
+    Parameters
+    ----------
+    a, b : ``RDMSet``, (s, s) or (r, s, s) arrays over the same s stimuli in the same order.
+    method : a key of ``RDM_COMPARISONS`` (``spearman``, ``kendall_tau_a``, ``pearson``,
+        ``cosine``), computed on the upper triangles.
+    device : where to compute (``None``: CUDA when available).
+
+    Returns
+    -------
+    sim_ab : (ra, rb) float64 numpy array.
+    """
+    if method not in RDM_COMPARISONS:
+        raise UnknownNameError("RDM comparison", str(method), RDM_COMPARISONS)
+    dev = resolve_device(device)
+    va, vb = rdm_vectors(a, "a", dev), rdm_vectors(b, "b", dev)
+    if va.shape[1] != vb.shape[1]:
+        sa, sb = (int(round((1 + np.sqrt(1 + 8 * v.shape[1])) / 2)) for v in (va, vb))
+        raise InputError("b", f"RDMs over {sa} stimuli, like a", f"RDMs over {sb} stimuli",
+                         "compare RDMs over the same stimuli (RDMSet.reorder aligns ids)")
+    return compare_vectors(va, vb, method).cpu().numpy()

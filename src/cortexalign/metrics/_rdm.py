@@ -1,0 +1,227 @@
+"""Representational dissimilarity matrices from features, on any device, in float64.
+
+Every method is a plain function in ``RDM_METHODS`` taking a float64 tensor and returning an
+(s, s) tensor; ``compute_rdm`` validates and dispatches. The (s, s) result is filled block by block
+(``chunk_size`` rows at a time, written in place), so the only s x s buffer is the result itself:
+20,000 stimuli need 3.2 GB for the RDM and nothing of that size besides.
+
+Conventions follow rsatoolbox 0.3 (Nili et al. 2014, PLoS Comput Biol 10:e1003553) so numbers
+agree with it: ``euclidean`` is the *squared* euclidean distance divided by the number of
+features; ``crossnobis`` is the leave-one-repetition-out cross-validated squared Mahalanobis
+distance divided by the number of channels (Walther et al. 2016, NeuroImage 137:188-200).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from cortexalign.device import resolve_device
+from cortexalign.errors import InputError, UnknownNameError
+from cortexalign.metrics._validate import as_tensor, check_features
+
+__all__ = ["RDM_METHODS", "compute_rdm", "compute_rdms", "rdm_tensor", "upper_tri"]
+
+_DEFAULT_CHUNK = 4096
+
+
+def _blocks(s: int, chunk_size: int | None) -> list[tuple[int, int]]:
+    c = max(1, int(chunk_size or _DEFAULT_CHUNK))
+    return [(i, min(i + c, s)) for i in range(0, s, c)]
+
+
+def _gram_into(a_sd: torch.Tensor, b_sd: torch.Tensor, out_ss: torch.Tensor,
+               chunk_size: int | None, post: Callable[[torch.Tensor, int, int], None]) -> None:
+    """``out[i0:i1] = a[i0:i1] @ b.T`` block by block, then ``post(block, i0, i1)`` in place."""
+    for i0, i1 in _blocks(a_sd.shape[0], chunk_size):
+        block = out_ss[i0:i1]
+        torch.mm(a_sd[i0:i1], b_sd.T, out=block)
+        post(block, i0, i1)
+
+
+def _finish(rdm_ss: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+    """Exact symmetry (blocks are computed independently, so it holds only to rounding) and a
+    zero diagonal, averaging mirrored blocks in place so no second (s, s) buffer is needed."""
+    spans = _blocks(rdm_ss.shape[0], chunk_size)
+    for k, (i0, i1) in enumerate(spans):
+        for j0, j1 in spans[k:]:
+            m = (rdm_ss[i0:i1, j0:j1] + rdm_ss[j0:j1, i0:i1].T) * 0.5
+            rdm_ss[i0:i1, j0:j1] = m
+            rdm_ss[j0:j1, i0:i1] = m.T
+    rdm_ss.fill_diagonal_(0.0)
+    return rdm_ss
+
+
+def _unit_rows(x_sd: torch.Tensor, center: bool) -> torch.Tensor:
+    z = x_sd - x_sd.mean(dim=1, keepdim=True) if center else x_sd.clone()
+    norm = torch.linalg.vector_norm(z, dim=1)
+    zero = norm <= 1e-12 * torch.linalg.vector_norm(x_sd, dim=1).clamp_min(1e-300)
+    if bool(zero.any()):
+        what = "a constant feature vector" if center else "an all-zero feature vector"
+        raise InputError("features_sd", f"stimuli without {what}", f"{int(zero.sum())} such stimuli "
+                         f"(first at row {int(torch.nonzero(zero)[0])})",
+                         "drop those stimuli, or use rdm_method='euclidean'")
+    return z.div_(norm[:, None])
+
+
+def rdm_correlation(x_sd: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+    """1 - Pearson correlation between the feature vectors of each pair of stimuli."""
+    z = _unit_rows(x_sd, center=True)
+    out = torch.empty(z.shape[0], z.shape[0], dtype=z.dtype, device=z.device)
+    _gram_into(z, z, out, chunk_size, lambda b, i0, i1: b.neg_().add_(1.0))
+    return _finish(out, chunk_size)
+
+
+def rdm_cosine(x_sd: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+    """1 - cosine similarity between the feature vectors (no centring)."""
+    z = _unit_rows(x_sd, center=False)
+    out = torch.empty(z.shape[0], z.shape[0], dtype=z.dtype, device=z.device)
+    _gram_into(z, z, out, chunk_size, lambda b, i0, i1: b.neg_().add_(1.0))
+    return _finish(out, chunk_size)
+
+
+def rdm_euclidean(x_sd: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+    """Squared euclidean distance divided by the number of features (rsatoolbox's convention)."""
+    d = x_sd.shape[1]
+    sq_s = (x_sd * x_sd).sum(dim=1)
+    out = torch.empty(x_sd.shape[0], x_sd.shape[0], dtype=x_sd.dtype, device=x_sd.device)
+
+    def post(b: torch.Tensor, i0: int, i1: int) -> None:
+        b.mul_(-2.0).add_(sq_s[i0:i1, None]).add_(sq_s[None, :]).clamp_(min=0.0).div_(d)
+
+    _gram_into(x_sd, x_sd, out, chunk_size, post)
+    return _finish(out, chunk_size)
+
+
+def rdm_crossnobis(x_snr: torch.Tensor, chunk_size: int | None = None,
+                   noise_precision: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-validated squared Mahalanobis distance over repetition folds, divided by n channels.
+
+    rsatoolbox averages, over folds k, the kernel ``mean_{l != k}(x_l) P x_k^T``; summed over k
+    this is ``(S P S^T - sum_k x_k P x_k^T) / (r (r - 1))`` with ``S = sum_k x_k``, i.e. the mean
+    over ordered pairs of distinct repetitions: two matmuls, no loop over folds.
+    """
+    s, n, r = x_snr.shape
+    sum_sn = x_snr.sum(dim=2)
+    if noise_precision is None:
+        psum_sn, px_snr = sum_sn, x_snr
+    else:
+        psum_sn = sum_sn @ noise_precision
+        px_snr = torch.einsum("snr,nm->smr", x_snr, noise_precision)
+    g = torch.empty(s, s, dtype=x_snr.dtype, device=x_snr.device)
+    flat_x, flat_px = x_snr.reshape(s, n * r), px_snr.reshape(s, n * r)
+    for i0, i1 in _blocks(s, chunk_size):
+        torch.mm(psum_sn[i0:i1], sum_sn.T, out=g[i0:i1])
+        g[i0:i1].sub_(flat_px[i0:i1] @ flat_x.T).div_(r * (r - 1))
+    diag_s = torch.diagonal(g).clone()
+    g.mul_(-2.0).add_(diag_s[:, None]).add_(diag_s[None, :]).div_(n)
+    return _finish(g, chunk_size)
+
+
+RDM_METHODS: dict[str, Callable[..., torch.Tensor]] = {
+    "correlation": rdm_correlation,
+    "euclidean": rdm_euclidean,
+    "cosine": rdm_cosine,
+    "crossnobis": rdm_crossnobis,
+}
+"""Name -> ``fn(x, chunk_size=None, **options) -> (s, s) float64 tensor``. ``crossnobis`` takes
+(s, n, r) responses with repetitions; the others take (s, d) features."""
+
+
+def _method(method: str) -> Callable[..., torch.Tensor]:
+    if method not in RDM_METHODS:
+        raise UnknownNameError("RDM method", str(method), RDM_METHODS)
+    return RDM_METHODS[method]
+
+
+def rdm_tensor(x: torch.Tensor, method: str = "correlation", chunk_size: int | None = None,
+               **options) -> torch.Tensor:
+    """The (s, s) RDM of an already validated float64 tensor (internal fast path)."""
+    return _method(method)(x, chunk_size=chunk_size, **options)
+
+
+def _prepare(x, method: str, device: torch.device, name: str, **options) -> tuple[torch.Tensor, dict]:
+    _method(method)
+    if method == "crossnobis":
+        t = as_tensor(x, name, device, ndim=(3,))
+        if t.shape[2] < 2:
+            raise InputError(name, "(s, n, r) responses with r >= 2 repetitions for crossnobis",
+                             f"shape {tuple(t.shape)}", "pass the single-trial responses, or use "
+                             "rdm_method='euclidean' on the mean")
+        check_features(t.mean(dim=2), name, min_stimuli=2)
+        p = options.pop("noise_precision", None)
+        if p is not None:
+            p = as_tensor(p, "noise_precision", device, ndim=(2,))
+            if tuple(p.shape) != (t.shape[1], t.shape[1]):
+                raise InputError("noise_precision", f"an ({t.shape[1]}, {t.shape[1]}) precision "
+                                 "matrix (one row per channel)", f"shape {tuple(p.shape)}",
+                                 "estimate it from the residuals of the same channels")
+            options["noise_precision"] = p
+        return t, options
+    t = as_tensor(x, name, device, ndim=(2,))
+    check_features(t, name, min_stimuli=2)
+    if options:
+        raise InputError("options", f"no extra options for rdm method {method!r}",
+                         f"{sorted(options)}", "remove them (noise_precision is for crossnobis)")
+    return t, options
+
+
+def compute_rdm(x_sd, method: str = "correlation", device: str | torch.device | None = None,
+                chunk_size: int | None = None, **options) -> np.ndarray:
+    """The representational dissimilarity matrix of one set of features.
+
+    Parameters
+    ----------
+    x_sd : (s, d) features, stimuli in rows; for ``method="crossnobis"`` (s, n, r) responses of n
+        channels over r >= 2 repetitions.
+    method : a key of ``RDM_METHODS``: ``correlation`` (1 - Pearson r), ``euclidean`` (squared
+        euclidean / d), ``cosine`` (1 - cosine) or ``crossnobis``.
+    device : where to compute (``None``: CUDA when available).
+    chunk_size : rows per block (default 4096); lower it if memory is short.
+    noise_precision : (n, n) noise precision for ``crossnobis`` (default identity).
+
+    Returns
+    -------
+    rdm_ss : (s, s) float64 numpy array, symmetric with a zero diagonal.
+    """
+    dev = resolve_device(device)
+    t, options = _prepare(x_sd, method, dev, "x_sd", **options)
+    return rdm_tensor(t, method, chunk_size, **options).cpu().numpy()
+
+
+def compute_rdms(xs: Sequence | np.ndarray | torch.Tensor, method: str = "correlation",
+                 device: str | torch.device | None = None, chunk_size: int | None = None,
+                 **options) -> np.ndarray:
+    """RDMs of several feature sets over the same stimuli (e.g. every layer of a model).
+
+    Parameters
+    ----------
+    xs : a (b, s, d) array, or a sequence of b arrays of shape (s, d_i) (widths may differ).
+    method, device, chunk_size, options : as in ``compute_rdm``.
+
+    Returns
+    -------
+    rdms_bss : (b, s, s) float64 numpy array.
+    """
+    dev = resolve_device(device)
+    items = list(xs)
+    if not items:
+        raise InputError("xs", "at least one feature set", "an empty sequence", "pass features")
+    s0 = int(np.shape(items[0])[0])
+    out = np.empty((len(items), s0, s0))
+    for i, x in enumerate(items):
+        if int(np.shape(x)[0]) != s0:
+            raise InputError(f"xs[{i}]", f"{s0} stimuli like xs[0]", f"{np.shape(x)[0]}",
+                             "compute RDMs over the same stimuli")
+        t, opts = _prepare(x, method, dev, f"xs[{i}]", **dict(options))
+        out[i] = rdm_tensor(t, method, chunk_size, **opts).cpu().numpy()
+    return out
+
+
+def upper_tri(rdm_ss: torch.Tensor) -> torch.Tensor:
+    """(..., s, s) -> (..., s (s - 1) / 2): the upper triangle, row-major (``np.triu_indices``)."""
+    s = rdm_ss.shape[-1]
+    iu = torch.triu_indices(s, s, 1, device=rdm_ss.device)
+    return rdm_ss[..., iu[0], iu[1]]

@@ -1,0 +1,132 @@
+"""The ``rsa`` metric: a model RDM compared with neural RDMs, with ceiling and bootstrap interval."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import xarray as xr
+
+from cortexalign.device import resolve_device
+from cortexalign.errors import InputError, UnknownNameError
+from cortexalign.metrics._compare import RDM_COMPARISONS, compare_vectors, rdm_vectors
+from cortexalign.metrics._rdm import RDM_METHODS, rdm_tensor, upper_tri
+from cortexalign.metrics._registry import METRICS
+from cortexalign.metrics._score import Score
+from cortexalign.metrics._validate import (
+    as_tensor,
+    check_features,
+    check_n_stimuli,
+    check_varies,
+    responses_tensor,
+)
+from cortexalign.neural import RDMSet
+
+__all__ = ["rsa"]
+
+RSA_CITATION = ("Kriegeskorte, Mur & Bandettini (2008). Representational similarity analysis - "
+                "connecting the branches of systems neuroscience. Front. Syst. Neurosci. 2:4; "
+                "noise ceiling and comparisons: Nili et al. (2014) PLoS Comput Biol 10:e1003553")
+
+
+def _check_name(value: str, table: dict, kind: str) -> None:
+    if value not in table:
+        raise UnknownNameError(kind, str(value), table)
+
+
+def _neural_vectors(target, s: int, method: str, device: torch.device):
+    """Target -> ((k, p) neural RDM vectors, the RDMSet or the responses tensor they came from)."""
+    if isinstance(target, RDMSet):
+        check_n_stimuli(s, target.n_stimuli)
+        return rdm_vectors(target, "target", device), target
+    if isinstance(target, xr.DataArray):
+        reps = target.ndim == 3
+        resp = responses_tensor(target, device, keep_repetitions=reps)
+        check_n_stimuli(s, resp.shape[0])
+        if method == "crossnobis" and not reps:
+            raise InputError("neural_rdm_method", "responses with a 'repetition' dim for crossnobis",
+                             f"dims {target.dims}", "use neural_rdm_method='euclidean'")
+        x = resp if method == "crossnobis" else (resp.mean(dim=2) if reps else resp)
+        check_features(x if x.ndim == 2 else x.mean(dim=2), "target")
+        vec = upper_tri(rdm_tensor(x, method))[None]
+        check_varies(vec, "target")
+        return vec, resp
+    raise InputError("target", "an RDMSet or a responses DataArray (stimulus, neuroid[, "
+                     "repetition])", type(target).__name__, "load it with cortexalign.neural."
+                     "load_neural, or wrap an array with make_responses / RDMSet")
+
+
+@METRICS.register("rsa", citation=RSA_CITATION, target="any",
+                  description="Representational similarity analysis: model RDM vs neural RDMs "
+                              "(Spearman by default), leave-one-subject-out noise ceiling")
+def rsa(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=None,
+        rdm_method: str = "correlation", compare: str = "spearman",
+        neural_rdm_method: str | None = None, ceiling_by: str | None = "subject",
+        ci_level: float = 0.95, n_splits: int = 10) -> Score:
+    """Compare the model's RDM with the target's RDM(s).
+
+    Parameters
+    ----------
+    features_sd : (s, d) model features, rows in the target's stimulus order.
+    target : ``RDMSet`` of r RDMs, or responses ``DataArray`` (stimulus, neuroid[, repetition]).
+    rdm_method : model RDM method (``RDM_METHODS``); ``neural_rdm_method`` for responses targets
+        (default: the same; ``crossnobis`` uses the repetitions).
+    compare : comparison (``RDM_COMPARISONS``).
+    ceiling_by : RDMSet descriptor grouping RDMs into subjects (``None``: each RDM alone).
+    n_bootstrap, seed, ci_level : percentile interval over stimulus resamples (0: none).
+    n_splits : random repetition splits for the split-half ceiling of responses.
+
+    Returns
+    -------
+    Score. For an RDMSet the value is the mean over subjects of the mean over that subject's RDMs
+    (sessions) of the comparison, the averaging used by the noise ceiling (stats._ceiling).
+    For responses the neural RDM is that of the mean over repetitions and the ceiling is the
+    Spearman-Brown-corrected split-half reliability (``ceiling_low == ceiling_high``).
+    """
+    from cortexalign import stats  # stats builds on metrics: imported here to keep layering one-way
+
+    _check_name(rdm_method, RDM_METHODS, "RDM method")
+    _check_name(compare, RDM_COMPARISONS, "RDM comparison")
+    neural_rdm_method = neural_rdm_method or rdm_method
+    _check_name(neural_rdm_method, RDM_METHODS, "RDM method")
+    if rdm_method == "crossnobis":
+        raise InputError("rdm_method", "a method for (s, d) model features (correlation, "
+                         "euclidean, cosine)", "'crossnobis'", "use crossnobis as "
+                         "neural_rdm_method for responses with repetitions")
+    dev = resolve_device(device)
+    x = as_tensor(features_sd, "features_sd", dev, ndim=(2,))
+    check_features(x, "features_sd")
+    target_kp, source = _neural_vectors(target, x.shape[0], neural_rdm_method, dev)
+    model_p = upper_tri(rdm_tensor(x, rdm_method))
+    check_varies(model_p[None], "features_sd")
+
+    if isinstance(source, RDMSet) and ceiling_by is not None and ceiling_by in source.descriptors:
+        groups, by = source.groups(ceiling_by), ceiling_by
+    else:
+        groups, by = np.arange(target_kp.shape[0]), "rdm"
+    weights_k = torch.as_tensor(stats.group_weights(groups), device=dev)
+    per_rdm = compare_vectors(model_p[None], target_kp, compare)[0]
+    value = float(per_rdm @ weights_k)
+
+    if isinstance(source, RDMSet):
+        c_low, c_high = stats.noise_ceiling_vectors(target_kp, groups, compare)
+        extra_ceiling: dict = {"ceiling_by": by}
+    elif source.ndim == 3:
+        r_half, c_low = stats.split_half_ceiling(source, neural_rdm_method, compare, n_splits, seed)
+        c_high = c_low
+        extra_ceiling = {"ceiling": "split-half, Spearman-Brown", "split_half_r": r_half}
+    else:
+        c_low = c_high = math.nan
+        extra_ceiling = {"ceiling": "none (no repetitions)"}
+
+    ci_low = ci_high = math.nan
+    if n_bootstrap > 0:
+        samples_bk = stats.bootstrap_rdm_comparison(model_p, target_kp, compare, n_bootstrap, seed)
+        ci_low, ci_high = stats.percentile_interval(samples_bk @ weights_k, ci_level)
+
+    return Score(value=value, ci_low=ci_low, ci_high=ci_high, ceiling_low=c_low,
+                 ceiling_high=c_high, n_stimuli=int(x.shape[0]),
+                 extra={"rdm_method": rdm_method, "neural_rdm_method": neural_rdm_method,
+                        "compare": compare, "per_rdm": per_rdm.cpu().tolist(),
+                        "n_bootstrap": int(n_bootstrap), "ci_level": ci_level, **extra_ceiling})

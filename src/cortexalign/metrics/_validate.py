@@ -1,0 +1,82 @@
+"""Checks at the public boundary of the metrics: features, RDMs and targets become float64 tensors
+or fail with an ``InputError`` that names the parameter and the fix (STYLE.md habit 5)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import xarray as xr
+
+from cortexalign.errors import InputError
+from cortexalign.neural import RDMSet, validate_responses
+
+__all__ = ["as_tensor", "check_features", "check_n_stimuli", "check_varies", "responses_tensor"]
+
+
+def as_tensor(x, name: str, device: torch.device, ndim: tuple[int, ...]) -> torch.Tensor:
+    """``x`` (numpy, torch or nested lists) as a finite float64 tensor on ``device``."""
+    if isinstance(x, (RDMSet, xr.DataArray)):
+        raise InputError(name, "a numeric array", type(x).__name__,
+                         "pass the array itself (e.g. features_sd as an (s, d) array)")
+    try:
+        t = torch.as_tensor(x.detach() if isinstance(x, torch.Tensor) else np.asarray(x))
+    except (TypeError, ValueError) as err:
+        raise InputError(name, "a numeric array", f"{type(x).__name__} ({err})",
+                         "pass a numpy array or a torch tensor") from None
+    if not (t.is_floating_point() or t.dtype in (torch.int8, torch.int16, torch.int32, torch.int64,
+                                                  torch.uint8)):
+        raise InputError(name, "a real-valued array", f"dtype {t.dtype}", "cast to float")
+    if t.ndim not in ndim:
+        shapes = " or ".join(f"{k}-d" for k in ndim)
+        raise InputError(name, f"a {shapes} array", f"shape {tuple(t.shape)}",
+                         "reshape it (features are (stimulus, feature); flatten spatial dims)")
+    t = t.to(device=device, dtype=torch.float64)
+    bad = ~torch.isfinite(t)
+    if bool(bad.any()):
+        first = tuple(int(i) for i in torch.nonzero(bad)[0])
+        raise InputError(name, "finite values", f"{int(bad.sum())} NaN/Inf values (first at "
+                         f"index {first})", "drop or impute those entries (e.g. remove dead units "
+                         "or stimuli with missing data) before scoring")
+    return t
+
+
+def check_features(x_sd: torch.Tensor, name: str, min_stimuli: int = 3) -> None:
+    """Enough stimuli, and a feature set that varies across stimuli."""
+    s = x_sd.shape[0]
+    if s < min_stimuli:
+        raise InputError(name, f"at least {min_stimuli} stimuli (rows)", f"{s}",
+                         "score on more stimuli")
+    if x_sd.shape[1] == 0:
+        raise InputError(name, "at least one feature (column)", "0 columns",
+                         "check the layer selection")
+    if bool((x_sd == x_sd[:1]).all()):
+        raise InputError(name, "features that vary across stimuli", "every stimulus has the same "
+                         "feature vector (zero variance)", "check the layer (dead units, a constant "
+                         "input, an unnormalised image set) or pick another layer")
+
+
+def check_n_stimuli(n_features: int, n_target: int, name: str = "features_sd") -> None:
+    if n_features != n_target:
+        raise InputError(name, f"{n_target} stimuli (rows), as many as the target", f"{n_features}",
+                         "align features and target by stimulus_id (cortexalign.neural.align_ids) "
+                         "before scoring")
+
+
+def check_varies(vec_rp: torch.Tensor, name: str) -> None:
+    """Every row of an (r, p) set of RDM vectors must vary (a constant RDM has no correlation)."""
+    const = (vec_rp.amax(dim=1) - vec_rp.amin(dim=1)) <= 0
+    if bool(const.any()):
+        raise InputError(name, "RDMs whose dissimilarities vary", f"{int(const.sum())} constant "
+                         f"RDM(s) (first at index {int(torch.nonzero(const)[0])})",
+                         "check the source: all stimuli are equally dissimilar, so no correlation "
+                         "with it is defined")
+
+
+def responses_tensor(target: xr.DataArray, device: torch.device,
+                     keep_repetitions: bool = False) -> torch.Tensor:
+    """Responses as (s, n) float64 (mean over repetitions) or (s, n, r) when ``keep_repetitions``."""
+    da = validate_responses(target, allow_nan=False)
+    values = np.asarray(da.values, dtype=np.float64)
+    if values.ndim == 3 and not keep_repetitions:
+        values = values.mean(axis=2)
+    return torch.as_tensor(values, device=device)

@@ -1,0 +1,152 @@
+"""Bootstrap over stimuli: resample stimuli with replacement, recompute, take percentiles.
+
+For RDM comparisons the resampled RDM has a row and column per drawn stimulus; entries between two
+draws of the *same* stimulus are trivially zero and are dropped, as rsatoolbox's
+``bootstrap_sample_pattern`` / ``subsample_pattern`` do (Schuett et al. 2023, eLife 12:e82566).
+Every other pair (i, j) of distinct stimuli then appears ``c_i c_j`` times, where ``c`` counts how
+often each stimulus was drawn. So the resampled comparison is a *weighted* comparison of the
+original upper triangles with weights ``c_i c_j``: no resampled matrix is built, and a whole batch
+of bootstrap samples is a few matmuls (Pearson, cosine) or one weighted ranking (Spearman, ties
+averaged over the expanded vector exactly). Kendall's tau-a expands each sample explicitly.
+
+Indices come from a seeded CPU ``torch.Generator``, so a seed gives the same samples on any device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from cortexalign.errors import InputError, UnknownNameError
+from cortexalign.metrics._compare import compare_kendall_tau_a, ranks_from_sorted
+
+__all__ = ["bootstrap_indices", "pair_weights", "percentile_interval", "bootstrap_rdm_comparison",
+           "bootstrap_statistic", "BOOTSTRAP_COMPARISONS"]
+
+
+def bootstrap_indices(n: int, n_bootstrap: int, seed: int = 0,
+                      device: torch.device | str = "cpu") -> torch.Tensor:
+    """(n_bootstrap, n) stimulus indices drawn with replacement, reproducible for a seed."""
+    if int(n_bootstrap) < 1:
+        raise InputError("n_bootstrap", "a positive number of bootstrap samples",
+                         repr(n_bootstrap), "use e.g. n_bootstrap=1000 (0 switches bootstrap off)")
+    gen = torch.Generator().manual_seed(int(seed))
+    return torch.randint(0, n, (int(n_bootstrap), n), generator=gen).to(device)
+
+
+def pair_weights(idx_bs: torch.Tensor, s: int) -> torch.Tensor:
+    """(B, s) resampled indices -> (B, s(s-1)/2) multiplicities ``c_i c_j`` of each pair i < j."""
+    counts = torch.zeros(idx_bs.shape[0], s, dtype=torch.float64, device=idx_bs.device)
+    counts.scatter_add_(1, idx_bs, torch.ones_like(idx_bs, dtype=torch.float64))
+    iu = torch.triu_indices(s, s, 1, device=idx_bs.device)
+    return counts[:, iu[0]] * counts[:, iu[1]]
+
+
+def percentile_interval(samples_b, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of bootstrap samples (NaN samples ignored)."""
+    if not 0.0 < float(level) < 1.0:
+        raise InputError("ci_level", "a coverage level in (0, 1)", repr(level), "use e.g. 0.95")
+    x = np.asarray(samples_b.cpu() if isinstance(samples_b, torch.Tensor) else samples_b, float)
+    if not np.isfinite(x).any():
+        return float("nan"), float("nan")
+    a = (1.0 - float(level)) / 2.0
+    lo, hi = np.nanquantile(x, [a, 1.0 - a])
+    return float(lo), float(hi)
+
+
+def _moments(x_p: torch.Tensor, y_kp: torch.Tensor, w_bp: torch.Tensor, center: bool) -> torch.Tensor:
+    sw = w_bp.sum(dim=1, keepdim=True)
+    sx, sxx = w_bp @ x_p, w_bp @ (x_p * x_p)
+    sy, syy, sxy = w_bp @ y_kp.T, w_bp @ (y_kp * y_kp).T, w_bp @ (x_p * y_kp).T
+    if center:
+        sxy = sxy - sx[:, None] * sy / sw
+        sxx = sxx - sx * sx / sw[:, 0]
+        syy = syy - sy * sy / sw
+    return (sxy / torch.sqrt(sxx[:, None] * syy)).clamp_(-1.0, 1.0)
+
+
+def _boot_pearson(x_p, y_kp, w_bp):
+    # centring by the unweighted means first changes nothing but avoids cancellation
+    return _moments(x_p - x_p.mean(), y_kp - y_kp.mean(dim=1, keepdim=True), w_bp, center=True)
+
+
+def _boot_cosine(x_p, y_kp, w_bp):
+    return _moments(x_p, y_kp, w_bp, center=False)
+
+
+def _wcorr(a_bp: torch.Tensor, b_bp: torch.Tensor, w_bp: torch.Tensor) -> torch.Tensor:
+    sw = w_bp.sum(dim=1, keepdim=True)
+    ac = a_bp - (w_bp * a_bp).sum(dim=1, keepdim=True) / sw
+    bc = b_bp - (w_bp * b_bp).sum(dim=1, keepdim=True) / sw
+    num = (w_bp * ac * bc).sum(dim=1)
+    return (num / torch.sqrt((w_bp * ac * ac).sum(dim=1) * (w_bp * bc * bc).sum(dim=1))).clamp_(-1, 1)
+
+
+def _boot_spearman(x_p, y_kp, w_bp):
+    b = w_bp.shape[0]
+
+    def ranks(v_p: torch.Tensor) -> torch.Tensor:
+        sv, order = torch.sort(v_p, stable=True)
+        return ranks_from_sorted(sv.expand(b, -1), order.expand(b, -1), w_bp)
+
+    rx = ranks(x_p)
+    return torch.stack([_wcorr(rx, ranks(y_p), w_bp) for y_p in y_kp], dim=1)
+
+
+def _boot_kendall(x_p, y_kp, w_bp):
+    out = torch.empty(w_bp.shape[0], y_kp.shape[0], dtype=torch.float64)
+    for i, w in enumerate(w_bp.long()):
+        keep = w > 0
+        xs = torch.repeat_interleave(x_p[keep], w[keep])
+        ys = torch.repeat_interleave(y_kp[:, keep], w[keep], dim=1)
+        out[i] = compare_kendall_tau_a(xs[None], ys)[0].cpu()
+    return out.to(w_bp.device)
+
+
+BOOTSTRAP_COMPARISONS: dict[str, Callable[..., torch.Tensor]] = {
+    "spearman": _boot_spearman,
+    "kendall_tau_a": _boot_kendall,
+    "pearson": _boot_pearson,
+    "cosine": _boot_cosine,
+}
+"""Comparison name -> ``fn(x_p, y_kp, w_bp) -> (B, k)``: the comparison of the weighted vectors."""
+
+
+def bootstrap_rdm_comparison(model_p: torch.Tensor, targets_kp: torch.Tensor,
+                             method: str = "spearman", n_bootstrap: int = 1000, seed: int = 0,
+                             max_elements: int = 2**23) -> torch.Tensor:
+    """Bootstrap distribution of the comparison of one model RDM with k target RDMs.
+
+    Parameters
+    ----------
+    model_p : (p,) upper triangle of the model RDM, p = s (s - 1) / 2, float64.
+    targets_kp : (k, p) upper triangles of the target RDMs, same stimuli and order.
+    method : a key of ``BOOTSTRAP_COMPARISONS`` (same names as ``RDM_COMPARISONS``).
+    n_bootstrap, seed : number of stimulus resamples and the seed of their draw.
+    max_elements : bootstrap samples are processed in chunks of about this many pair weights.
+
+    Returns
+    -------
+    samples_bk : (n_bootstrap, k) tensor; NaN where a resample left a constant vector.
+    """
+    if method not in BOOTSTRAP_COMPARISONS:
+        raise UnknownNameError("RDM comparison", str(method), BOOTSTRAP_COMPARISONS)
+    p = model_p.shape[0]
+    s = int(round((1 + np.sqrt(1 + 8 * p)) / 2))
+    assert s * (s - 1) // 2 == p and targets_kp.shape[1] == p, (p, tuple(targets_kp.shape))
+    idx = bootstrap_indices(s, n_bootstrap, seed, model_p.device)
+    fn = BOOTSTRAP_COMPARISONS[method]
+    chunk = max(1, int(max_elements) // max(p, 1))
+    parts = [fn(model_p, targets_kp, pair_weights(idx[i:i + chunk], s))
+             for i in range(0, idx.shape[0], chunk)]
+    return torch.cat(parts, dim=0)
+
+
+def bootstrap_statistic(stat: Callable[[torch.Tensor], float], n: int, n_bootstrap: int = 1000,
+                        seed: int = 0, device: torch.device | str = "cpu") -> np.ndarray:
+    """``stat(idx_s)`` for each of ``n_bootstrap`` resamples of ``n`` stimuli (for CKA and other
+    statistics without a weighted closed form). Returns an (n_bootstrap,) float array."""
+    idx = bootstrap_indices(n, n_bootstrap, seed, device)
+    return np.asarray([stat(i) for i in idx], dtype=float)
