@@ -1,0 +1,14 @@
+"""Features: batched extraction with pooling, and the content-addressed zarr feature cache."""
+
+from cortexalign.features._cache import EXTRACTION_VERSION, CacheSummary, FeatureCache, feature_key
+from cortexalign.features._extract import (
+    DTYPES,
+    PRECISIONS,
+    Features,
+    extract_features,
+    feature_keys,
+)
+from cortexalign.features._pooling import POOLINGS, pool
+
+__all__ = ["extract_features", "Features", "feature_keys", "POOLINGS", "pool", "PRECISIONS",
+           "DTYPES", "FeatureCache", "CacheSummary", "feature_key", "EXTRACTION_VERSION"]

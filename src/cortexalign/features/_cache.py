@@ -1,0 +1,336 @@
+"""A content-addressed feature cache on disk: one zarr v3 group per key, JSON metadata beside it.
+
+Layout under ``root``::
+
+    <key>/                 a zarr v3 group (zarr.json)
+        values/            the feature array, chunked along stimuli
+        cortexalign.json   everything that produced it (written last)
+    .tmp-<host>-<pid>-<rand>/   an entry being written (never read)
+    .trash-<rand>/         an entry being deleted (never read)
+
+The key is the sha256 of every input that determines the values (:func:`feature_key`), so a
+change in any of them is a new entry and nothing is ever invalidated in place. Writes are atomic:
+the entry is written and fsynced in a temp directory in the same root and renamed into place, so a
+run killed mid-write leaves only a temp directory that no reader looks at and that a later
+``FeatureCache`` removes. A read validates the entry (metadata present, shape, dtype and a sha256 of
+the values); anything that fails is a miss, the entry is discarded and the caller recomputes.
+(The same habits as saev's activation shards: content-addressed, metadata beside the data.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import socket
+import time
+import uuid
+import warnings
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from cortexalign import __version__
+from cortexalign.errors import InputError
+
+__all__ = ["EXTRACTION_VERSION", "FeatureCache", "CacheSummary", "feature_key"]
+
+#: Bump when a change in the extraction code changes the values it produces.
+EXTRACTION_VERSION = "1"
+CACHE_FORMAT = 1
+META_FILE = "cortexalign.json"
+ARRAY_NAME = "values"
+_TMP, _TRASH = ".tmp-", ".trash-"
+_CHUNK_BYTES = 8 * 2**20
+_HEX = set("0123456789abcdef")
+
+
+def feature_key(*, model_id: str, weights_digest: str, layer: str, pooling: str,
+                preprocess_key: str, stimuli_hash: str, dtype: str = "float32",
+                precision: str = "fp32", extraction_version: str = EXTRACTION_VERSION) -> str:
+    """The cache key: sha256 over everything that determines the feature values.
+
+    ``dtype`` (storage) and ``precision`` (the resolved autocast mode, ``fp32`` or ``bf16``) are part
+    of the key because they change the numbers, as do the model, its weights, the layer, the pooling,
+    the preprocessing, the stimuli and the extraction code version.
+    """
+    parts = {"model_id": model_id, "weights_digest": weights_digest, "layer": layer,
+             "pooling": pooling, "preprocess": preprocess_key, "stimuli": stimuli_hash,
+             "dtype": dtype, "precision": precision, "extraction_version": extraction_version}
+    for name, value in parts.items():
+        if not isinstance(value, str) or not value:
+            raise InputError(name, "a non-empty string (a cache key part)", repr(value),
+                             f"give the adapter/stimulus set a proper {name}")
+    blob = json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(b"cortexalign-features\0" + blob).hexdigest()
+
+
+def _check_key(key: str) -> str:
+    if not isinstance(key, str) or len(key) != 64 or not set(key) <= _HEX:
+        raise InputError("key", "a 64-character lowercase sha256 hex digest (from feature_key)",
+                         repr(key)[:80], "compute keys with cortexalign.features.feature_key")
+    return key
+
+
+def _sha256_array(values: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(values).view(np.uint8).reshape(-1)).hexdigest()
+
+
+def _fsync_tree(path: Path) -> None:
+    """fsync every file and directory under ``path`` (data reaches the disk before the rename)."""
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            fd = os.open(os.path.join(dirpath, f), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(dirpath))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+@dataclass(frozen=True)
+class CacheSummary:
+    """How much a cache holds: complete entries, their bytes, and leftover partial writes."""
+
+    root: str
+    n_entries: int
+    n_bytes: int
+    n_partial: int
+
+    def __str__(self) -> str:
+        return (f"{self.n_entries} entries, {self.n_bytes / 2**20:.1f} MiB in {self.root}"
+                + (f" ({self.n_partial} partial writes pending cleanup)" if self.n_partial else ""))
+
+
+class FeatureCache:
+    """Content-addressed feature arrays on disk.
+
+    Parameters
+    ----------
+    root : directory of the cache (created if absent). Several processes may share it: writes are
+        atomic renames, and two writers of the same key produce identical entries (first wins).
+    stale_after_s : a temp directory whose writer cannot be checked (other host) is removed once it
+        is this old; one whose writer process is gone on this host is removed at once.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], stale_after_s: float = 24 * 3600):
+        self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise InputError("root", "a directory for the feature cache", f"the file {str(root)!r}",
+                             "point the cache at a directory (it is created when missing)")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.stale_after_s = stale_after_s
+        self.cleanup()
+
+    def __repr__(self) -> str:
+        return f"FeatureCache({str(self.root)!r})"
+
+    def path(self, key: str) -> Path:
+        """The directory of entry ``key`` (it may not exist)."""
+        return self.root / _check_key(key)
+
+    # -- writing ------------------------------------------------------------------------------
+    def put(self, key: str, values: np.ndarray, metadata: dict[str, Any] | None = None) -> Path:
+        """Store ``values`` under ``key`` atomically and return the entry directory.
+
+        ``metadata`` must be JSON-serialisable; the cache adds the key, shape, dtype, a sha256 of
+        the values, the cortexalign version and the creation time. If a valid entry already exists
+        (another process wrote it first) it is kept and the new copy dropped.
+        """
+        dest = self.path(key)
+        values = np.ascontiguousarray(values)
+        if values.ndim == 0 or values.dtype.kind not in "fiub":
+            raise InputError("values", "a numeric array with at least one dimension",
+                             f"{values.dtype} array of shape {values.shape}", "pass the feature array")
+        meta = dict(metadata or {})
+        meta.update(key=key, shape=list(values.shape), dtype=str(values.dtype),
+                    sha256=_sha256_array(values), cortexalign_version=__version__,
+                    created=datetime.now(UTC).isoformat(), cache_format=CACHE_FORMAT)
+        try:
+            blob = json.dumps(meta, sort_keys=True, indent=1)
+        except TypeError as exc:
+            raise InputError("metadata", "JSON-serialisable values", str(exc),
+                             "convert arrays to lists and paths to strings") from None
+        tmp = self.root / f"{_TMP}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        try:
+            group = zarr.open_group(tmp, mode="w-")
+            rows = max(1, _CHUNK_BYTES // max(1, values[:1].nbytes))
+            arr = group.create_array(ARRAY_NAME, shape=values.shape, dtype=values.dtype,
+                                     chunks=(min(rows, values.shape[0]), *values.shape[1:]))
+            arr[...] = values
+            (tmp / META_FILE).write_text(blob)  # written last: its presence marks completion
+            _fsync_tree(tmp)
+            self._publish(tmp, dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return dest
+
+    def _publish(self, tmp: Path, dest: Path) -> None:
+        if dest.exists():
+            if self._read_meta_checked(dest) is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+                return
+            self._discard(dest)
+        try:
+            os.rename(tmp, dest)  # atomic on one filesystem; fails if dest reappeared meanwhile
+        except OSError:
+            if self._read_meta_checked(dest) is None:
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+        _fsync_dir(self.root)
+
+    def _discard(self, entry: Path) -> None:
+        """Move an entry out of its key name at once, then delete it."""
+        trash = self.root / f"{_TRASH}{uuid.uuid4().hex[:12]}"
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(entry, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    # -- reading ------------------------------------------------------------------------------
+    def _read_meta_checked(self, entry: Path) -> dict[str, Any] | None:
+        """Metadata of a structurally complete entry (metadata and array agree), else None."""
+        try:
+            meta = json.loads((entry / META_FILE).read_text())
+            arr = zarr.open_array(entry / ARRAY_NAME, mode="r")
+            ok = (meta.get("key") == entry.name and list(arr.shape) == meta["shape"]
+                  and str(arr.dtype) == meta["dtype"] and meta.get("cache_format") == CACHE_FORMAT)
+        except (OSError, ValueError, KeyError, TypeError, zarr.errors.BaseZarrError):
+            return None
+        return meta if ok else None
+
+    def contains(self, key: str) -> bool:
+        """Whether a structurally complete entry exists (values are verified by :meth:`get`)."""
+        dest = self.path(key)
+        return dest.is_dir() and self._read_meta_checked(dest) is not None
+
+    __contains__ = contains
+
+    def get(self, key: str, verify: bool = True) -> tuple[np.ndarray, dict[str, Any]] | None:
+        """``(values, metadata)`` of entry ``key``, or None on a miss.
+
+        An entry that exists but is incomplete or corrupt (missing metadata, shape or dtype
+        mismatch, unreadable or missing chunks, checksum mismatch when ``verify``) is discarded
+        with a warning and reported as a miss, so the caller recomputes it.
+        """
+        dest = self.path(key)
+        if not dest.is_dir():
+            return None
+        meta = self._read_meta_checked(dest)
+        values = None
+        if meta is not None:
+            try:
+                values = np.asarray(zarr.open_array(dest / ARRAY_NAME, mode="r")[...])
+            except Exception:  # a damaged chunk can fail in any codec: treat as corrupt
+                values = None
+            if values is not None and verify and _sha256_array(values) != meta.get("sha256"):
+                values = None
+        if values is None:
+            warnings.warn(f"feature cache entry {key[:12]}... in {self.root} is incomplete or "
+                          "corrupt; discarding it (it will be recomputed)", RuntimeWarning,
+                          stacklevel=2)
+            self._discard(dest)
+            return None
+        return values, meta
+
+    def metadata(self, key: str) -> dict[str, Any] | None:
+        """The metadata of a complete entry without reading the values."""
+        dest = self.path(key)
+        return self._read_meta_checked(dest) if dest.is_dir() else None
+
+    def keys(self) -> list[str]:
+        """Keys of the structurally complete entries, sorted."""
+        return sorted(p.name for p in self.root.iterdir()
+                      if len(p.name) == 64 and set(p.name) <= _HEX and p.is_dir()
+                      and self._read_meta_checked(p) is not None)
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    # -- housekeeping -------------------------------------------------------------------------
+    def remove(self, key: str) -> bool:
+        """Delete entry ``key``; return whether it existed."""
+        dest = self.path(key)
+        existed = dest.exists()
+        if existed:
+            self._discard(dest)
+        return existed
+
+    def clear(self) -> int:
+        """Delete every entry and leftover temp directory; return the number of entries removed."""
+        n = 0
+        for p in list(self.root.iterdir()):
+            if p.is_dir() and len(p.name) == 64 and set(p.name) <= _HEX:
+                self._discard(p)
+                n += 1
+        self.cleanup(everything=True)
+        return n
+
+    def cleanup(self, everything: bool = False) -> int:
+        """Remove temp directories left by dead writers (or all of them); return how many.
+
+        A temp directory is removed when its writer process (same host) is gone, when it is older
+        than ``stale_after_s``, or always with ``everything=True`` (use only when no writer runs).
+        """
+        removed = 0
+        host = socket.gethostname()
+        for p in list(self.root.iterdir()):
+            if p.name.startswith(_TRASH):
+                shutil.rmtree(p, ignore_errors=True)
+                continue
+            if not p.name.startswith(_TMP):
+                continue
+            stale = everything
+            try:
+                stale = stale or time.time() - p.stat().st_mtime > self.stale_after_s
+            except FileNotFoundError:
+                continue
+            stale = stale or self._writer_gone(p.name, host)
+            if stale:
+                shutil.rmtree(p, ignore_errors=True)
+                removed += 1
+        return removed
+
+    @staticmethod
+    def _writer_gone(name: str, host: str) -> bool:
+        # name = .tmp-<host>-<pid>-<rand>; the host may itself contain dashes
+        try:
+            w_host, pid, _ = name[len(_TMP):].rsplit("-", 2)
+            return w_host == host and not _pid_alive(int(pid))
+        except ValueError:
+            return False
+
+    def summary(self) -> CacheSummary:
+        """Entry count and total size of the cache."""
+        keys = self.keys()
+        n_bytes = sum(_dir_bytes(self.root / k) for k in keys)
+        n_partial = sum(1 for p in self.root.iterdir() if p.name.startswith(_TMP))
+        return CacheSummary(str(self.root), len(keys), n_bytes, n_partial)

@@ -1,0 +1,256 @@
+"""Batched feature extraction: one forward pass per batch for every requested layer.
+
+The model contract (``cortexalign.models``): an adapter exposes ``model_id``, ``weights_digest``,
+``preprocess`` (with ``key()``), ``device``, ``num_prefix_tokens``, ``layers()`` and
+``forward_layers(x_bchw, layers) -> {layer: acts}``. Extraction pools on the adapter's device
+(``POOLINGS``), moves the pooled vectors of all layers to the host in one transfer per batch, checks
+they are finite, and stores each layer under its content-addressed key when a cache is given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from cortexalign.errors import InputError, UnknownNameError
+from cortexalign.features._cache import EXTRACTION_VERSION, FeatureCache, feature_key
+from cortexalign.features._pooling import POOLINGS
+from cortexalign.stimuli import StimulusSet
+
+__all__ = ["Features", "extract_features", "feature_keys", "PRECISIONS", "DTYPES"]
+
+#: Autocast modes; ``auto`` resolves to ``bf16`` on CUDA and ``fp32`` elsewhere.
+PRECISIONS = ("auto", "fp32", "bf16")
+#: Storage dtypes of the returned (and cached) values.
+DTYPES = ("float32", "float16")
+_ADAPTER_ATTRS = ("model_id", "weights_digest", "preprocess", "device", "num_prefix_tokens",
+                  "layers", "forward_layers")
+
+
+@dataclass(frozen=True, eq=False)
+class Features:
+    """Pooled activations of one layer for a stimulus set.
+
+    Attributes
+    ----------
+    values : (s, d) array (float32 unless another storage dtype was asked for); with pooling
+        ``none``, the raw per-stimulus shape, e.g. (s, c, h, w) or (s, t, d). Read-only.
+    stimulus_ids : the s stimulus ids, in row order.
+    model_id, layer, pooling : what produced the values.
+    key : the content-addressed cache key (see :func:`cortexalign.features.feature_key`).
+    from_cache : whether the values were read from the cache instead of computed.
+    """
+
+    values: np.ndarray
+    stimulus_ids: tuple[str, ...]
+    model_id: str
+    layer: str
+    pooling: str
+    key: str
+    from_cache: bool = False
+
+    def __post_init__(self) -> None:
+        assert self.values.shape[0] == len(self.stimulus_ids), (
+            f"{self.values.shape[0]} rows for {len(self.stimulus_ids)} stimulus ids")
+        self.values.setflags(write=False)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.values.shape)
+
+
+def _check_inputs(adapter: Any, stimuli: Any, layers: str | Sequence[str], pooling: str,
+                  batch_size: int, precision: str, dtype: str) -> list[str]:
+    missing = [a for a in _ADAPTER_ATTRS if not hasattr(adapter, a)]
+    if missing:
+        raise InputError("adapter", "a ModelAdapter (cortexalign.models.load_model)",
+                         f"{type(adapter).__name__} without {missing}",
+                         "load the model with cortexalign.models.load_model")
+    if not isinstance(stimuli, StimulusSet):
+        raise InputError("stimuli", "a StimulusSet", type(stimuli).__name__,
+                         "build one with cortexalign.stimuli.load_stimuli or StimulusSet.from_arrays")
+    if pooling not in POOLINGS:
+        raise UnknownNameError("pooling", pooling, POOLINGS)
+    if precision not in PRECISIONS:
+        raise UnknownNameError("precision", precision, PRECISIONS)
+    if dtype not in DTYPES:
+        raise UnknownNameError("dtype", dtype, DTYPES)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError("batch_size", "a positive integer", repr(batch_size), "pass e.g. 32")
+    names = [layers] if isinstance(layers, str) else list(layers)
+    if not names:
+        raise InputError("layers", "at least one layer name", "an empty list",
+                         f"pick from adapter.layers(), e.g. {adapter.layers()[-1]!r}")
+    valid = adapter.layers()
+    for name in names:
+        if name not in valid:
+            raise UnknownNameError(f"layer of model {adapter.model_id!r}", name, valid)
+    return list(dict.fromkeys(names))
+
+
+def _resolve_precision(precision: str, device: torch.device) -> str:
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
+
+
+def _autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _eval_mode(module: torch.nn.Module) -> Iterator[None]:
+    """Put every submodule in eval mode, restoring each one's flag on exit."""
+    flags = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+def feature_keys(adapter: Any, stimuli: StimulusSet, layers: Sequence[str], pooling: str,
+                 precision: str = "auto", dtype: str = "float32") -> dict[str, str]:
+    """The cache key of each layer for these inputs (what :func:`extract_features` uses)."""
+    resolved = _resolve_precision(precision, torch.device(adapter.device))
+    return {layer: feature_key(model_id=adapter.model_id, weights_digest=adapter.weights_digest,
+                               layer=layer, pooling=pooling, preprocess_key=adapter.preprocess.key(),
+                               stimuli_hash=stimuli.content_hash, dtype=dtype, precision=resolved)
+            for layer in layers}
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("stimuli"), TimeRemainingColumn(), disable=not enabled,
+                    transient=False)
+
+
+def _check_finite(values_b: np.ndarray, adapter: Any, layer: str, ids: Sequence[str],
+                  cause: str) -> None:
+    ok_b = np.isfinite(values_b.reshape(len(values_b), -1)).all(axis=1)
+    if not ok_b.all():
+        raise InputError("features", "finite activations",
+                         f"{cause} in layer {layer!r} of model {adapter.model_id!r} "
+                         f"({int((~ok_b).sum())} stimuli in this batch; first "
+                         f"{ids[int(np.argmin(ok_b))]!r})",
+                         "check that stimulus and the weights; try precision='fp32' or "
+                         "dtype='float32'; nothing was cached")
+
+
+def _run_batches(adapter: Any, stimuli: StimulusSet, layers: list[str], pooling: str,
+                 batch_size: int, precision: str, dtype: str, progress: bool
+                 ) -> dict[str, np.ndarray]:
+    """Forward every batch once for all ``layers``; return pooled (s, ...) arrays per layer."""
+    device = torch.device(adapter.device)
+    pool_fn = POOLINGS[pooling]
+    starts = range(0, len(stimuli), batch_size)
+    out: dict[str, np.ndarray] = {}
+
+    def load(start: int) -> torch.Tensor:
+        idx = range(start, min(start + batch_size, len(stimuli)))
+        return adapter.preprocess([stimuli.image(i) for i in idx])
+
+    with (_progress(progress) as bar, ThreadPoolExecutor(1) as pool, _eval_mode(adapter.module),
+          torch.inference_mode()):
+        task = bar.add_task(f"{adapter.model_id} ({len(layers)} layers)", total=len(stimuli))
+        pending = pool.submit(load, starts[0])
+        for k, start in enumerate(starts):
+            x_bchw = pending.result()
+            if k + 1 < len(starts):  # prepare the next batch on the host while this one runs
+                pending = pool.submit(load, starts[k + 1])
+            with _autocast(precision, device):
+                acts = adapter.forward_layers(x_bchw.to(device, non_blocking=True), layers)
+            absent = [layer for layer in layers if layer not in acts]
+            assert not absent, f"{adapter.model_id}: forward_layers returned no {absent}"
+            pooled = [pool_fn(acts[layer], adapter.num_prefix_tokens) for layer in layers]
+            b = x_bchw.shape[0]
+            flat_bn = torch.cat([p.reshape(b, -1) for p in pooled], dim=1).cpu().numpy()
+            ids = stimuli.ids[start:start + b]
+            offset = 0
+            for layer, p in zip(layers, pooled, strict=True):
+                n = int(np.prod(p.shape[1:], dtype=np.int64))
+                block = flat_bn[:, offset:offset + n].reshape(b, *p.shape[1:])
+                offset += n
+                _check_finite(block, adapter, layer, ids, "NaN/Inf activations")
+                if layer not in out:
+                    out[layer] = np.empty((len(stimuli), *p.shape[1:]), dtype=dtype)
+                out[layer][start:start + b] = block
+                if dtype != "float32":
+                    _check_finite(out[layer][start:start + b], adapter, layer, ids,
+                                  f"values that overflow {dtype}")
+            bar.advance(task, b)
+    return out
+
+
+def extract_features(adapter: Any, stimuli: StimulusSet, layers: str | Sequence[str],
+                     pooling: str = "mean", batch_size: int = 32,
+                     cache: FeatureCache | None = None, progress: bool = True,
+                     precision: str = "auto", dtype: str = "float32") -> dict[str, Features]:
+    """Extract pooled activations of ``layers`` for every stimulus.
+
+    Parameters
+    ----------
+    adapter : a ``ModelAdapter`` (see ``cortexalign.models``); runs on ``adapter.device``.
+    stimuli : the s stimuli, in the row order of the result.
+    layers : one layer name or several, from ``adapter.layers()``.
+    pooling : a name in ``POOLINGS`` (``mean``, ``max``, ``cls``, ``flatten``, ``none``).
+    batch_size : stimuli per forward pass; each pass serves all layers.
+    cache : when given, layers already cached are read (the model does not run for them) and new
+        ones are written atomically after the whole set succeeded.
+    progress : show a rich progress bar.
+    precision : ``auto`` (bf16 autocast on CUDA, fp32 elsewhere), ``fp32`` or ``bf16``; pooling
+        always reduces in float32. Part of the cache key.
+    dtype : storage dtype of the values, ``float32`` or ``float16``. Part of the cache key.
+
+    Returns
+    -------
+    dict layer -> Features, values (s, d) per layer ((s, ...) raw with pooling ``none``).
+
+    Raises
+    ------
+    InputError if an activation is NaN/Inf (naming model, layer and first stimulus); nothing is
+    cached then.
+    """
+    names = _check_inputs(adapter, stimuli, layers, pooling, batch_size, precision, dtype)
+    resolved = _resolve_precision(precision, torch.device(adapter.device))
+    keys = feature_keys(adapter, stimuli, names, pooling, precision, dtype)
+    result: dict[str, Features] = {}
+    if cache is not None:
+        for layer in names:
+            hit = cache.get(keys[layer])
+            if hit is not None and hit[1].get("stimulus_ids") == list(stimuli.ids):
+                result[layer] = Features(hit[0], stimuli.ids, adapter.model_id, layer, pooling,
+                                         keys[layer], from_cache=True)
+    todo = [layer for layer in names if layer not in result]
+    if todo:
+        computed = _run_batches(adapter, stimuli, todo, pooling, batch_size, resolved, dtype,
+                                progress)
+        for layer in todo:
+            if cache is not None:
+                cache.put(keys[layer], computed[layer],
+                          _metadata(adapter, stimuli, layer, pooling, resolved, dtype, batch_size))
+            result[layer] = Features(computed[layer], stimuli.ids, adapter.model_id, layer,
+                                     pooling, keys[layer])
+    return {layer: result[layer] for layer in names}
+
+
+def _metadata(adapter: Any, stimuli: StimulusSet, layer: str, pooling: str, precision: str,
+              dtype: str, batch_size: int) -> dict[str, Any]:
+    return {"model_id": adapter.model_id, "model_name": getattr(adapter, "name", adapter.model_id),
+            "weights_digest": adapter.weights_digest, "layer": layer, "pooling": pooling,
+            "preprocess": adapter.preprocess.key(), "stimulus_set": stimuli.name,
+            "stimuli_hash": stimuli.content_hash, "stimulus_ids": list(stimuli.ids),
+            "precision": precision, "storage_dtype": dtype,
+            "num_prefix_tokens": int(adapter.num_prefix_tokens),
+            "extraction_version": EXTRACTION_VERSION, "device": str(adapter.device),
+            "batch_size": batch_size, "torch_version": torch.__version__}
