@@ -1,0 +1,129 @@
+"""``Preprocess``: turn a list of images into the normalised batch a network expects.
+
+Three resize modes cover the models we ship:
+
+- ``"shorter_side_center_crop"`` (timm / torchvision evaluation): scale the image so that it covers
+  ``size / crop_pct`` keeping its aspect ratio, then crop the centre ``size``.
+- ``"longest_side_pad"`` (Segment Anything, Kirillov et al. 2023): scale the longest side to fit
+  ``size``, normalise, then pad bottom and right with zeros.
+- ``"stretch"``: resize straight to ``size`` (aspect ratio not kept).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cortexalign.errors import InputError
+from cortexalign.stimuli import check_image
+
+__all__ = ["Preprocess", "RESIZE_MODES", "INTERPOLATIONS"]
+
+RESIZE_MODES = ("shorter_side_center_crop", "longest_side_pad", "stretch")
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How images become the network's input batch.
+
+    Parameters
+    ----------
+    size : (h, w) of the tensor fed to the network, in pixels.
+    mean : per-channel mean subtracted after scaling pixels to [0, 1] (RGB order).
+    std : per-channel standard deviation divided by after subtracting ``mean``.
+    resize : one of ``RESIZE_MODES`` (see the module docstring).
+    crop_pct : timm-style crop fraction for ``"shorter_side_center_crop"``: the image is scaled to
+        cover ``floor(size / crop_pct)`` and the centre ``size`` is kept. 1.0 keeps the full
+        shorter side.
+    interpolation : ``"bicubic"``, ``"bilinear"`` (both antialiased when shrinking, like PIL) or
+        ``"nearest"``.
+    """
+
+    size: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    resize: str = "shorter_side_center_crop"
+    crop_pct: float = 1.0
+    interpolation: str = "bicubic"
+
+    def __post_init__(self) -> None:
+        size = tuple(int(s) for s in self.size) if not isinstance(self.size, int) else (self.size,) * 2
+        if len(size) != 2 or min(size) < 1:
+            raise InputError("size", "(h, w) with positive integers", repr(self.size),
+                             "pass e.g. size=(224, 224)")
+        object.__setattr__(self, "size", size)
+        for field_name in ("mean", "std"):
+            value = tuple(float(v) for v in getattr(self, field_name))
+            if len(value) != 3:
+                raise InputError(field_name, "three values (R, G, B)", repr(value),
+                                 "pass one value per RGB channel")
+            object.__setattr__(self, field_name, value)
+        if min(self.std) <= 0:
+            raise InputError("std", "positive values", repr(self.std), "use the model's std")
+        if self.resize not in RESIZE_MODES:
+            raise InputError("resize", f"one of {RESIZE_MODES}", repr(self.resize),
+                             "pick a supported resize mode")
+        if self.interpolation not in INTERPOLATIONS:
+            raise InputError("interpolation", f"one of {INTERPOLATIONS}", repr(self.interpolation),
+                             "pick a supported interpolation")
+        if not 0 < self.crop_pct <= 1:
+            raise InputError("crop_pct", "a fraction in (0, 1]", repr(self.crop_pct),
+                             "use 1.0 for no crop or timm's value (e.g. 0.875)")
+
+    def key(self) -> str:
+        """A stable string identifying this preprocessing, for cache keys."""
+        fmt = ",".join
+        return (f"v1|{self.resize}|{self.size[0]}x{self.size[1]}|crop={self.crop_pct:.6g}"
+                f"|{self.interpolation}|mean={fmt(f'{m:.6g}' for m in self.mean)}"
+                f"|std={fmt(f'{s:.6g}' for s in self.std)}")
+
+    def __call__(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """Preprocess ``images`` (each (H, W, C) uint8, C = 1 or 3) into a (b, 3, h, w) float32 batch."""
+        if isinstance(images, np.ndarray) and images.ndim in (2, 3) or not isinstance(images, Sequence | np.ndarray):
+            raise InputError("images", "a sequence of (H, W, C) images",
+                             f"{type(images).__name__}", "wrap a single image in a list: [img]")
+        if len(images) == 0:
+            raise InputError("images", "at least one image", "an empty sequence",
+                             "pass one or more images")
+        batch_b3hw = [self._one(check_image(img, f"images[{i}]")) for i, img in enumerate(images)]
+        return torch.stack(batch_b3hw)
+
+    def _one(self, img_hwc: np.ndarray) -> torch.Tensor:
+        x_13hw = torch.from_numpy(np.ascontiguousarray(img_hwc)).permute(2, 0, 1)[None].float() / 255
+        if x_13hw.shape[1] == 1:
+            x_13hw = x_13hw.expand(1, 3, *x_13hw.shape[2:])
+        big_h, big_w = x_13hw.shape[2:]
+        h, w = self.size
+        if self.resize == "stretch":
+            return self._normalise(self._resize(x_13hw, (h, w)))[0]
+        if self.resize == "shorter_side_center_crop":
+            scale = max(math.floor(h / self.crop_pct) / big_h, math.floor(w / self.crop_pct) / big_w)
+            new_h, new_w = max(h, round(big_h * scale)), max(w, round(big_w * scale))
+            x_13hw = self._resize(x_13hw, (new_h, new_w))
+            top, left = (new_h - h) // 2, (new_w - w) // 2
+            return self._normalise(x_13hw[:, :, top:top + h, left:left + w])[0].contiguous()
+        # longest_side_pad; SAM's ResizeLongestSide rounds half up
+        scale = min(h / big_h, w / big_w)
+        new_h, new_w = min(h, int(big_h * scale + 0.5)), min(w, int(big_w * scale + 0.5))
+        x_13hw = self._normalise(self._resize(x_13hw, (new_h, new_w)))
+        return F.pad(x_13hw, (0, w - new_w, 0, h - new_h))[0]
+
+    def _resize(self, x_13hw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        if tuple(x_13hw.shape[2:]) == tuple(size):
+            return x_13hw
+        if self.interpolation == "nearest":
+            return F.interpolate(x_13hw, size=size, mode="nearest")
+        out = F.interpolate(x_13hw, size=size, mode=self.interpolation, align_corners=False,
+                            antialias=True)
+        return out.clamp_(0.0, 1.0)  # bicubic overshoots; PIL clips to the pixel range too
+
+    def _normalise(self, x_13hw: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        return (x_13hw - mean) / std

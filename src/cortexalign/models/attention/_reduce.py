@@ -1,0 +1,179 @@
+"""Reductions of attention probabilities, computed chunk by chunk while the forward pass runs.
+
+Chunk logic (bounded memory). The probabilities of one block are (g, h, q, k): for SAM ViT-H at
+1024 px a global block has 16 x 4096 x 4096 = 268 M of them (1 GiB in float32), more than the
+image encoder's activations. Softmax normalises each query row over all keys, so rows are
+independent: we score and normalise ``chunk`` query rows at a time, for as many attention groups
+(images x windows) as fit, and fold each chunk into the reduction before the next one is made.
+With ``chunk_size=None`` the chunk holds at most ``CHUNK_ELEMENTS`` (2**24, 64 MiB of float32)
+probabilities; the accumulators are (g, h, k) (received maps) or, for rollout only, one (b, t, t)
+matrix. ``full`` is the one reduction that keeps a block's whole tensor, and only for the blocks
+asked for.
+
+Each reduction is ``fn(qk, batch, chunk_size, state) -> Tensor`` in ``REDUCTIONS``; ``state`` is
+a dict shared by the blocks of one call (rollout keeps its running product there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from cortexalign.errors import InputError
+from cortexalign.models.attention._layout import QK
+
+__all__ = ["REDUCTIONS", "CHUNK_ELEMENTS", "iter_probs", "ROLLOUT_MAX_TOKENS"]
+
+CHUNK_ELEMENTS = 2**24
+ROLLOUT_MAX_TOKENS = 4096
+
+
+def iter_probs(qk: QK, chunk_size: int | None,
+               rows: slice | None = None) -> Iterator[tuple[slice, slice, torch.Tensor]]:
+    """Yield ``(groups, rows, p_ghck)``: softmax(q k^T * scale + bias) for a block of groups and rows.
+
+    ``chunk_size`` is the number of query rows per chunk (None: as many as ``CHUNK_ELEMENTS``
+    allow); groups are split too when even one row of every group would exceed the budget.
+    """
+    g, h, tq, _ = qk.q_ghqd.shape
+    tk = qk.k_ghkd.shape[2]
+    rows = rows or slice(0, tq)
+    per_row = h * tk
+    if chunk_size is None:
+        chunk = max(1, CHUNK_ELEMENTS // (g * per_row))
+        g_step = g if chunk > 1 else max(1, CHUNK_ELEMENTS // per_row)
+    else:
+        chunk, g_step = chunk_size, g
+    for g0 in range(0, g, g_step):
+        gs = slice(g0, min(g, g0 + g_step))
+        k_t = qk.k_ghkd[gs].transpose(-1, -2)
+        for r0 in range(rows.start, rows.stop, chunk):
+            rs = slice(r0, min(rows.stop, r0 + chunk))
+            scores = qk.q_ghqd[gs, :, rs] @ k_t
+            if qk.bias is not None:
+                scores = scores + qk.bias(gs, rs)
+            yield gs, rs, scores.softmax(dim=-1)
+
+
+def _query_weights(qk: QK, batch: int) -> torch.Tensor:
+    """(g, q) weights averaging over the real (non-padding) queries of each window."""
+    valid = (qk.query_tok_wq >= 0).to(qk.q_ghqd.device, torch.float64)
+    w_wq = valid / valid.sum(dim=1, keepdim=True).clamp(min=1)
+    return w_wq.repeat(batch, 1)
+
+
+def _to_token_space(per_key_ghk: torch.Tensor, qk: QK, batch: int) -> torch.Tensor:
+    """Scatter per-window key values (g, h, k) to the image's token space (b, h, t)."""
+    g, h, tk = per_key_ghk.shape
+    w = g // batch
+    vals = per_key_ghk.reshape(batch, w, h, tk).permute(0, 2, 1, 3).reshape(batch, h, w * tk)
+    idx = qk.key_tok_wk.flatten().to(vals.device)
+    keep = idx >= 0
+    out = vals.new_zeros(batch, h, qk.num_tokens)
+    out[:, :, idx[keep]] = vals[:, :, keep]
+    return out
+
+
+def _grid(tokens_bht: torch.Tensor, qk: QK) -> torch.Tensor:
+    """Drop prefix tokens and reshape to (b, h, gh, gw)."""
+    b, h, _ = tokens_bht.shape
+    return tokens_bht[:, :, qk.num_prefix:].reshape(b, h, *qk.grid_hw)
+
+
+def received_per_head(qk: QK, batch: int, chunk_size: int | None, state: dict) -> torch.Tensor:
+    """(b, h, gh, gw): per head, the attention each token receives, averaged over the queries.
+
+    Column mean of the probabilities over the real queries of the token's window (all queries,
+    prefix tokens included, for global attention); prefix and padding keys are dropped.
+    """
+    g, h, _, tk = *qk.q_ghqd.shape[:3], qk.k_ghkd.shape[2]
+    w_gq = _query_weights(qk, batch)
+    acc = torch.zeros(g, h, tk, dtype=torch.float64, device=qk.q_ghqd.device)
+    for gs, rs, p in iter_probs(qk, chunk_size):
+        acc[gs] += torch.einsum("ghck,gc->ghk", p.double(), w_gq[gs, rs])
+    return _grid(_to_token_space(acc, qk, batch), qk).float()
+
+
+def received(qk: QK, batch: int, chunk_size: int | None, state: dict) -> torch.Tensor:
+    """(b, gh, gw): ``per_head`` averaged over heads (the default map)."""
+    return received_per_head(qk, batch, chunk_size, state).mean(dim=1)
+
+
+def cls(qk: QK, batch: int, chunk_size: int | None, state: dict) -> torch.Tensor:
+    """(b, gh, gw): attention of the CLS token (query 0) to the patch tokens, mean over heads."""
+    if not qk.has_cls:
+        raise InputError("reduction", "a model with a CLS token for reduction='cls'",
+                         "a block without one (windowed, or no class token)",
+                         "use reduction='received' (attention received per token) instead")
+    g, h = qk.q_ghqd.shape[:2]
+    out = torch.zeros(g, h, qk.k_ghkd.shape[2], device=qk.q_ghqd.device)
+    for gs, _, p in iter_probs(qk, chunk_size, rows=slice(0, 1)):
+        out[gs] = p[:, :, 0]
+    return _grid(_to_token_space(out, qk, batch), qk).mean(dim=1)
+
+
+def full(qk: QK, batch: int, chunk_size: int | None, state: dict) -> torch.Tensor:
+    """(g, h, q, k): the probabilities as the module computes them (g = images x windows)."""
+    g, h, tq, _ = qk.q_ghqd.shape
+    out = torch.empty(g, h, tq, qk.k_ghkd.shape[2], device=qk.q_ghqd.device)
+    for gs, rs, p in iter_probs(qk, chunk_size):
+        out[gs, :, rs] = p
+    return out
+
+
+def _head_mean_matrix(qk: QK, batch: int, chunk_size: int | None) -> torch.Tensor:
+    """(b, t, t) head-mean attention over the image's token space; block diagonal when windowed."""
+    t = qk.num_tokens
+    w, tk = qk.key_tok_wk.shape
+    dev = qk.q_ghqd.device
+    a_btt = torch.zeros(batch, t, t, device=dev)
+    q_tok = qk.query_tok_wq.to(dev).repeat(batch, 1)  # (g, q)
+    k_tok = qk.key_tok_wk.to(dev).repeat(batch, 1)  # (g, k)
+    img = torch.arange(batch, device=dev).repeat_interleave(w)  # (g,)
+    for gs, rs, p in iter_probs(qk, chunk_size):
+        p_gck = p.mean(dim=1)
+        qi, ki = q_tok[gs, rs], k_tok[gs]
+        bi = img[gs][:, None, None].expand_as(p_gck)
+        sel = (qi[:, :, None] >= 0) & (ki[:, None, :] >= 0)
+        a_btt[bi[sel], qi[:, :, None].expand_as(p_gck)[sel], ki[:, None, :].expand_as(p_gck)[sel]] = p_gck[sel]
+    # padding keys took part in the softmax but are not tokens: renormalise the real rows
+    return a_btt / a_btt.sum(dim=-1, keepdim=True).clamp(min=1e-30)
+
+
+def rollout(qk: QK, batch: int, chunk_size: int | None, state: dict) -> torch.Tensor:
+    """(b, gh, gw): attention rollout (Abnar & Zuidema 2020) through this block.
+
+    ``A_l = 0.5 * mean_h(P_l) + 0.5 * I`` and ``R_l = A_l R_{l-1}`` over the blocks asked for, in
+    forward order. The map is R's CLS row over the patches when the model has a CLS token,
+    otherwise R's column mean over all tokens (attention received through the rollout).
+    """
+    if qk.grid_hw != qk.query_grid_hw:
+        raise InputError("reduction", "blocks whose queries and keys are the same tokens for "
+                         "reduction='rollout'", f"a block pooling {qk.grid_hw} keys to "
+                         f"{qk.query_grid_hw} queries", "leave query-pooling blocks out of blocks=")
+    t = qk.num_tokens
+    if qk.windowed and t > state.get("rollout_max_tokens", ROLLOUT_MAX_TOKENS):
+        raise InputError("reduction", f"at most {ROLLOUT_MAX_TOKENS} tokens to build a windowed "
+                         "block's block-diagonal matrix for rollout", f"{t} tokens",
+                         "restrict blocks= to global-attention blocks, or use smaller images")
+    prev = state.get("rollout")
+    if prev is not None and prev.shape[-1] != t:
+        raise InputError("blocks", "blocks over one token set for reduction='rollout'",
+                         f"{prev.shape[-1]} tokens then {t}", "roll out within one stage")
+    a_btt = 0.5 * _head_mean_matrix(qk, batch, chunk_size)
+    a_btt.diagonal(dim1=-2, dim2=-1).add_(0.5)
+    r_btt = a_btt if prev is None else a_btt @ prev
+    state["rollout"] = r_btt
+    p = qk.num_prefix
+    rows = r_btt[:, :1, p:] if qk.has_cls else r_btt[:, :, p:]
+    return rows.mean(dim=1).reshape(batch, *qk.grid_hw)
+
+
+REDUCTIONS = {
+    "received": received,
+    "per_head": received_per_head,
+    "cls": cls,
+    "rollout": rollout,
+    "full": full,
+}
