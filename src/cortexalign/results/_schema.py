@@ -1,0 +1,159 @@
+"""The results database schema (DuckDB), its version, and the score record written into it.
+
+Tables (times are UTC, ``TIMESTAMP`` without zone; JSON columns hold objects):
+
+``schema_version`` (version, created)
+    One row. A file written by another schema version is refused with both versions named.
+``runs`` (run_id, config_hash, config_yaml, started, finished, status, cortexalign_version,
+package_versions JSON, git_revision, hardware JSON)
+    One row per ``cortexalign run``; status ``running`` -> ``finished`` | ``failed`` | ``interrupted``.
+``jobs`` (job_key, run_id, status, error, started, finished)
+    One row per attempt of a job in a run; status ``running`` -> ``finished`` | ``failed``.
+    A job is done when any row with its key is ``finished``: reruns skip it.
+``scores`` (run_id, job_key, model, model_id, layer, target, metric, value, ci_low, ci_high,
+ceiling_low, ceiling_high, p_value, n_stimuli, extra JSON, config_hash, created)
+    Append-only. Rows of one job are written in the same transaction that marks it finished.
+    Quantities not computed (no bootstrap, no ceiling) are NULL.
+``model_cards`` (model_id, device, params, flops, latency_ms, peak_mem_mb, miou, extra JSON, created)
+    Size and efficiency of a model on a device; the newest card per (model_id, device) is kept.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from cortexalign.errors import InputError
+from cortexalign.metrics._score import Score
+
+__all__ = ["SCHEMA_VERSION", "DDL", "TABLES", "SCORE_COLUMNS", "ScoreRecord", "ModelCard"]
+
+#: Bump on any change to the tables below; older files are then refused with a clear message.
+SCHEMA_VERSION = 1
+
+DDL = (
+    """CREATE TABLE schema_version (version INTEGER NOT NULL, created TIMESTAMP NOT NULL)""",
+    """CREATE TABLE runs (
+        run_id VARCHAR PRIMARY KEY, config_hash VARCHAR NOT NULL, config_yaml VARCHAR,
+        started TIMESTAMP NOT NULL, finished TIMESTAMP, status VARCHAR NOT NULL,
+        cortexalign_version VARCHAR NOT NULL, package_versions JSON, git_revision VARCHAR,
+        hardware JSON)""",
+    """CREATE TABLE jobs (
+        job_key VARCHAR NOT NULL, run_id VARCHAR NOT NULL, status VARCHAR NOT NULL,
+        error VARCHAR, started TIMESTAMP NOT NULL, finished TIMESTAMP)""",
+    """CREATE TABLE scores (
+        run_id VARCHAR NOT NULL, job_key VARCHAR NOT NULL, model VARCHAR NOT NULL,
+        model_id VARCHAR NOT NULL, layer VARCHAR NOT NULL, target VARCHAR NOT NULL,
+        metric VARCHAR NOT NULL, value DOUBLE NOT NULL, ci_low DOUBLE, ci_high DOUBLE,
+        ceiling_low DOUBLE, ceiling_high DOUBLE, p_value DOUBLE, n_stimuli INTEGER,
+        extra JSON, config_hash VARCHAR, created TIMESTAMP NOT NULL)""",
+    """CREATE TABLE model_cards (
+        model_id VARCHAR NOT NULL, device VARCHAR NOT NULL, params BIGINT, flops DOUBLE,
+        latency_ms DOUBLE, peak_mem_mb DOUBLE, miou DOUBLE, extra JSON,
+        created TIMESTAMP NOT NULL, PRIMARY KEY (model_id, device))""",
+    """CREATE INDEX scores_job ON scores (job_key)""",
+    """CREATE INDEX jobs_key ON jobs (job_key)""",
+)
+
+TABLES = ("schema_version", "runs", "jobs", "scores", "model_cards")
+SCORE_COLUMNS = ("run_id", "job_key", "model", "model_id", "layer", "target", "metric", "value",
+                 "ci_low", "ci_high", "ceiling_low", "ceiling_high", "p_value", "n_stimuli",
+                 "extra", "config_hash", "created")
+
+
+def _optional_float(name: str, x: Any) -> float | None:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return None
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        raise InputError(name, "a number or NaN/None", repr(x)[:60], f"pass a float {name}") from None
+    if math.isnan(x):
+        return None
+    if math.isinf(x):
+        raise InputError(name, "a finite number or NaN/None", repr(x), "drop the infinite value")
+    return x
+
+
+@dataclass(frozen=True)
+class ScoreRecord:
+    """One row of the ``scores`` table before it is written (run, job and time added by the store).
+
+    Attributes
+    ----------
+    model : the model's short name; model_id : its full registry id.
+    layer, target, metric : what was compared (target e.g. ``allen/VISp/Cux2``).
+    value : the score (finite). ci_low, ci_high, ceiling_low, ceiling_high, p_value : NaN or None
+        when not computed (stored as NULL). n_stimuli : stimuli used. extra : JSON-able details.
+    """
+
+    model: str
+    model_id: str
+    layer: str
+    target: str
+    metric: str
+    value: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    ceiling_low: float | None = None
+    ceiling_high: float | None = None
+    p_value: float | None = None
+    n_stimuli: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_score(cls, score: Score, *, model: str, model_id: str, layer: str, target: str,
+                   metric: str) -> ScoreRecord:
+        """The record of a metric's :class:`~cortexalign.metrics.Score`."""
+        return cls(model=model, model_id=model_id, layer=layer, target=target, metric=metric,
+                   value=score.value, ci_low=score.ci_low, ci_high=score.ci_high,
+                   ceiling_low=score.ceiling_low, ceiling_high=score.ceiling_high,
+                   p_value=score.p_value, n_stimuli=score.n_stimuli, extra=dict(score.extra))
+
+    def checked(self) -> tuple[Any, ...]:
+        """Validated column values (model .. n_stimuli, extra as a dict); raise InputError."""
+        for name in ("model", "model_id", "layer", "target", "metric"):
+            v = getattr(self, name)
+            if not isinstance(v, str) or not v:
+                raise InputError(f"score.{name}", "a non-empty string", repr(v)[:60],
+                                 f"set {name} on every score record")
+        value = _optional_float("score.value", self.value)
+        if value is None:
+            raise InputError("score.value", "a finite number", repr(self.value),
+                             f"the {self.metric} score of {self.model}/{self.layer} vs "
+                             f"{self.target} is NaN: fix the inputs, or record the job as failed")
+        n = self.n_stimuli
+        if isinstance(n, bool) or not isinstance(n, int | float) or n < 0 or int(n) != n:
+            raise InputError("score.n_stimuli", "a non-negative integer", repr(n), "pass an int")
+        if self.p_value is not None and not (isinstance(self.p_value, float) and
+                                             math.isnan(self.p_value)):
+            if not 0.0 <= float(self.p_value) <= 1.0:
+                raise InputError("score.p_value", "a probability in [0, 1]", repr(self.p_value),
+                                 "pass the permutation p-value or NaN")
+        opt = [_optional_float(f"score.{k}", getattr(self, k))
+               for k in ("ci_low", "ci_high", "ceiling_low", "ceiling_high", "p_value")]
+        return (self.model, self.model_id, self.layer, self.target, self.metric, value, *opt,
+                int(n), self.extra)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Size and efficiency of a model on one device (a row of ``model_cards``).
+
+    Attributes
+    ----------
+    model_id : registry id. device : where latency/memory were measured (e.g. ``cuda:H100``).
+    params : parameter count. flops : per image at the model's input size. latency_ms : per image.
+    peak_mem_mb : peak accelerator (or host) memory. miou : segmentation accuracy when measured.
+    extra : JSON-able details (batch size, resolution, prompt type...).
+    """
+
+    model_id: str
+    device: str
+    params: int | None = None
+    flops: float | None = None
+    latency_ms: float | None = None
+    peak_mem_mb: float | None = None
+    miou: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,348 @@
+"""``ResultsStore``: the DuckDB file that holds runs, jobs, scores and model cards.
+
+Concurrency. DuckDB lets one process open a file for writing, and while it does no other process
+can open the file at all, not even read-only. The store therefore holds no connection between
+calls: every method opens the file, does its work (a write is one transaction) and closes it, so
+the lock is held for milliseconds. Another process that finds the file locked retries until
+``lock_timeout_s`` and then fails with a clear error. Readers (reports, notebooks) should pass
+``read_only=True``: they never create or modify the file and work whenever no write is in flight.
+Within one process, use one store object per file (DuckDB refuses two connections to the same
+file with different settings).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from cortexalign import __version__
+from cortexalign.errors import InputError
+from cortexalign.results._manifest import git_revision, hardware, package_versions
+from cortexalign.results._schema import (
+    DDL,
+    SCHEMA_VERSION,
+    SCORE_COLUMNS,
+    TABLES,
+    ModelCard,
+    ScoreRecord,
+)
+
+__all__ = ["ResultsStore", "RUN_STATUSES", "EXPORT_FORMATS"]
+
+RUN_STATUSES = ("running", "finished", "failed", "interrupted")
+EXPORT_FORMATS = {".csv": "FORMAT csv, HEADER", ".parquet": "FORMAT parquet"}
+_FILTERS = ("run_id", "job_key", "model", "model_id", "layer", "target", "metric", "config_hash")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _to_json(obj: Any, name: str) -> str:
+    def default(o: Any) -> Any:
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        if isinstance(o, Path):
+            return str(o)
+        raise TypeError(f"{type(o).__name__} is not JSON-serialisable")
+
+    try:
+        return json.dumps(obj, default=default, allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise InputError(name, "JSON-serialisable values without NaN/Inf", str(exc),
+                         "convert arrays to lists, NaN to None, objects to strings") from None
+
+
+def _nullable(x: float | None) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+class ResultsStore:
+    """Append-only results of cortexalign runs in one DuckDB file (schema in ``_schema``).
+
+    Parameters
+    ----------
+    path : the ``.duckdb`` file; created with the current schema when absent (unless read-only).
+    read_only : open for reading only; the file must exist. Use this in reports and notebooks.
+    lock_timeout_s : how long to wait for another process's write to finish.
+
+    Examples
+    --------
+    >>> store = ResultsStore("results.duckdb")                                # doctest: +SKIP
+    >>> run = store.start_run(config_yaml)                                    # doctest: +SKIP
+    >>> if not store.has_job(key):                                            # doctest: +SKIP
+    ...     store.record_job(key, run, [ScoreRecord.from_score(s, ...)])
+    >>> store.finish_run(run)                                                 # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | os.PathLike[str], read_only: bool = False,
+                 lock_timeout_s: float = 30.0):
+        self.path = Path(path)
+        self.read_only = bool(read_only)
+        self.lock_timeout_s = float(lock_timeout_s)
+        if self.path.is_dir():
+            raise InputError("path", "a .duckdb file", f"the directory {str(path)!r}",
+                             "pass a file path such as 'results/results.duckdb'")
+        if not self.path.exists():
+            if self.read_only:
+                raise InputError("path", "an existing results database", f"{str(path)!r} (absent)",
+                                 "run an experiment first, or check the path")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._create()
+        self._check_version()
+
+    def __repr__(self) -> str:
+        return f"ResultsStore({str(self.path)!r}{', read_only=True' if self.read_only else ''})"
+
+    # -- connections ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _connect(self, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        if write and self.read_only:
+            raise InputError("read_only", "a store opened for writing", "read_only=True",
+                             "open ResultsStore(path) without read_only in the writing process")
+        deadline = time.monotonic() + self.lock_timeout_s
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=self.read_only)
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise InputError("path", "a results database no other process is writing",
+                                     f"{self.path} locked for {self.lock_timeout_s:g} s ({exc})",
+                                     "wait for the writing run to finish, or raise "
+                                     "lock_timeout_s; DuckDB allows one writer process") from None
+                time.sleep(0.05)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One write transaction: everything inside commits together or not at all."""
+        with self._connect(write=True) as con:
+            con.begin()
+            try:
+                yield con
+            except BaseException:
+                con.rollback()
+                raise
+            con.commit()
+
+    def _create(self) -> None:
+        with self._transaction() as con:
+            for stmt in DDL:
+                con.execute(stmt)
+            con.execute("INSERT INTO schema_version VALUES (?, ?)", [SCHEMA_VERSION, _now()])
+
+    def _check_version(self) -> None:
+        try:
+            with self._connect() as con:
+                rows = con.execute("SELECT version FROM schema_version").fetchall()
+        except duckdb.CatalogException:
+            rows = None
+        except duckdb.Error as exc:
+            raise InputError("path", "a cortexalign results database (DuckDB)", f"{self.path}: {exc}",
+                             "point at the results.duckdb a run wrote, or a new path") from None
+        if not rows:
+            raise InputError("path", "a cortexalign results database (with a schema_version table)",
+                             f"{self.path}, a DuckDB file without one",
+                             "point at the results.duckdb a run wrote, or a new path")
+        found = rows[0][0]
+        if found != SCHEMA_VERSION:
+            raise InputError("path", f"results schema version {SCHEMA_VERSION} (this cortexalign "
+                             f"{__version__})", f"schema version {found} in {self.path}",
+                             f"export the old results with the cortexalign version that wrote "
+                             f"them (schema {found}) and start a new results file, or move "
+                             f"{self.path.name} aside; this version cannot read schema {found}")
+
+    # -- runs -----------------------------------------------------------------------------------
+    def start_run(self, config_yaml: str, config_hash: str | None = None,
+                  run_id: str | None = None) -> str:
+        """Record a new run (status ``running``) with its manifest; return its run id."""
+        if not isinstance(config_yaml, str):
+            raise InputError("config_yaml", "the experiment config as YAML text",
+                             type(config_yaml).__name__, "pass the text of the config file")
+        config_hash = config_hash or hashlib.sha256(config_yaml.encode()).hexdigest()
+        run_id = run_id or f"{_now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        with self._transaction() as con:
+            if con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone():
+                raise InputError("run_id", "a new run id", f"{run_id!r} (already recorded)",
+                                 "leave run_id unset to get a fresh one")
+            con.execute("INSERT INTO runs VALUES (?, ?, ?, ?, NULL, 'running', ?, ?, ?, ?)",
+                        [run_id, config_hash, config_yaml, _now(), __version__,
+                         _to_json(package_versions(), "package_versions"), git_revision(),
+                         _to_json(hardware(), "hardware")])
+        return run_id
+
+    def finish_run(self, run_id: str, status: str = "finished") -> None:
+        """Close a run with ``status`` (``finished``, ``failed`` or ``interrupted``)."""
+        if status not in RUN_STATUSES[1:]:
+            raise InputError("status", f"one of {RUN_STATUSES[1:]}", repr(status),
+                             "pass 'finished', 'failed' or 'interrupted'")
+        with self._transaction() as con:
+            self._require_run(con, run_id)
+            con.execute("UPDATE runs SET status = ?, finished = ? WHERE run_id = ?",
+                        [status, _now(), run_id])
+
+    @staticmethod
+    def _require_run(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
+        row = con.execute("SELECT config_hash FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        if row is None:
+            raise InputError("run_id", "the id of a run recorded with start_run", repr(run_id),
+                             "call store.start_run(config_yaml) first and use its id")
+        return row[0]
+
+    # -- jobs -----------------------------------------------------------------------------------
+    def start_job(self, job_key: str, run_id: str) -> None:
+        """Mark an attempt of ``job_key`` in ``run_id`` as running."""
+        _check_key(job_key)
+        with self._transaction() as con:
+            self._require_run(con, run_id)
+            con.execute("INSERT INTO jobs VALUES (?, ?, 'running', NULL, ?, NULL)",
+                        [job_key, run_id, _now()])
+
+    def record_job(self, job_key: str, run_id: str, scores: Sequence[ScoreRecord]) -> int:
+        """Append a finished job's scores and mark it finished, in one transaction.
+
+        Every record is validated before anything is written; if any write fails the transaction
+        rolls back and neither the scores nor the finished mark exist. Returns the rows written.
+        """
+        _check_key(job_key)
+        rows = [_score_row(r, k) for k, r in enumerate(scores)]
+        with self._transaction() as con:
+            config_hash = self._require_run(con, run_id)
+            now = _now()
+            if rows:
+                con.executemany(
+                    f"INSERT INTO scores ({', '.join(SCORE_COLUMNS)}) VALUES "
+                    f"({', '.join('?' * len(SCORE_COLUMNS))})",
+                    [[run_id, job_key, *row, config_hash, now] for row in rows])
+            self._close_job(con, job_key, run_id, "finished", None, now)
+        return len(rows)
+
+    def fail_job(self, job_key: str, run_id: str, error: str) -> None:
+        """Mark an attempt failed with its error message (a rerun will try the job again)."""
+        _check_key(job_key)
+        with self._transaction() as con:
+            self._require_run(con, run_id)
+            self._close_job(con, job_key, run_id, "failed", str(error), _now())
+
+    @staticmethod
+    def _close_job(con: duckdb.DuckDBPyConnection, job_key: str, run_id: str, status: str,
+                   error: str | None, now: datetime) -> None:
+        running = con.execute("SELECT count(*) FROM jobs WHERE job_key = ? AND run_id = ? AND "
+                              "status = 'running'", [job_key, run_id]).fetchone()[0]
+        if running:
+            con.execute("UPDATE jobs SET status = ?, error = ?, finished = ? WHERE job_key = ? "
+                        "AND run_id = ? AND status = 'running'",
+                        [status, error, now, job_key, run_id])
+        else:
+            con.execute("INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?)",
+                        [job_key, run_id, status, error, now, now])
+
+    def has_job(self, job_key: str) -> bool:
+        """Whether ``job_key`` finished in any run (a rerun should skip it)."""
+        with self._connect() as con:
+            return con.execute("SELECT 1 FROM jobs WHERE job_key = ? AND status = 'finished' "
+                               "LIMIT 1", [job_key]).fetchone() is not None
+
+    def finished_jobs(self, run_id: str | None = None) -> set[str]:
+        """Keys of the finished jobs (of one run, or of all runs)."""
+        sql, args = "SELECT DISTINCT job_key FROM jobs WHERE status = 'finished'", []
+        if run_id is not None:
+            sql, args = sql + " AND run_id = ?", [run_id]
+        with self._connect() as con:
+            return {r[0] for r in con.execute(sql, args).fetchall()}
+
+    # -- model cards ----------------------------------------------------------------------------
+    def put_model_card(self, card: ModelCard) -> None:
+        """Insert or replace the card of ``(card.model_id, card.device)``."""
+        if not card.model_id or not card.device:
+            raise InputError("card", "a ModelCard with model_id and device", repr(card)[:80],
+                             "set both model_id and device")
+        values = [card.model_id, card.device,
+                  None if card.params is None else int(card.params), _nullable(card.flops),
+                  _nullable(card.latency_ms), _nullable(card.peak_mem_mb), _nullable(card.miou),
+                  _to_json(card.extra, "card.extra"), _now()]
+        with self._transaction() as con:
+            con.execute("DELETE FROM model_cards WHERE model_id = ? AND device = ?", values[:2])
+            con.execute("INSERT INTO model_cards VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+
+    # -- reading --------------------------------------------------------------------------------
+    def frame(self, table: str) -> pd.DataFrame:
+        """A whole table as a DataFrame (``runs``, ``jobs``, ``scores``, ``model_cards``...)."""
+        _check_table(table)
+        with self._connect() as con:
+            return con.execute(f"SELECT * FROM {table}").df()
+
+    def scores_frame(self, **filters: str | Sequence[str] | None) -> pd.DataFrame:
+        """Scores as a DataFrame, in write order, filtered by column values.
+
+        Each filter (``run_id``, ``job_key``, ``model``, ``model_id``, ``layer``, ``target``,
+        ``metric``, ``config_hash``) takes one value or a list of accepted values.
+        """
+        where, args = [], []
+        for name, want in filters.items():
+            if name not in _FILTERS:
+                raise InputError(f"filter {name!r}", f"one of {_FILTERS}", repr(name),
+                                 "filter by one of those columns")
+            if want is None:
+                continue
+            vals = [want] if isinstance(want, str) else list(want)
+            where.append(f"{name} IN ({', '.join('?' * len(vals))})" if vals else "FALSE")
+            args += vals
+        sql = "SELECT * FROM scores" + (" WHERE " + " AND ".join(where) if where else "")
+        with self._connect() as con:
+            return con.execute(sql + " ORDER BY created, rowid", args).df()
+
+    def export(self, path: str | os.PathLike[str], table: str = "scores") -> Path:
+        """Write a table to ``path`` as CSV or Parquet (chosen by the suffix), atomically."""
+        _check_table(table)
+        out = Path(path)
+        fmt = EXPORT_FORMATS.get(out.suffix.lower())
+        if fmt is None:
+            raise InputError("path", f"a file ending in {' or '.join(EXPORT_FORMATS)}",
+                             repr(str(path)), "name the export e.g. scores.csv or scores.parquet")
+        tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
+        quoted = str(tmp).replace("'", "''")
+        try:
+            with self._connect() as con:
+                con.execute(f"COPY (SELECT * FROM {table}) TO '{quoted}' ({fmt})")
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return out
+
+
+def _check_key(job_key: str) -> None:
+    if not isinstance(job_key, str) or not job_key:
+        raise InputError("job_key", "a non-empty string", repr(job_key), "pass the job's key")
+
+
+def _check_table(table: str) -> None:
+    if table not in TABLES:
+        raise InputError("table", f"one of {TABLES}", repr(table), "pick one of those tables")
+
+
+def _score_row(record: ScoreRecord, k: int) -> list[Any]:
+    if not isinstance(record, ScoreRecord):
+        raise InputError(f"scores[{k}]", "a ScoreRecord", type(record).__name__,
+                         "wrap metric results with ScoreRecord.from_score(score, model=..., ...)")
+    *cols, extra = record.checked()
+    return [*cols, _to_json(extra, f"scores[{k}].extra")]
