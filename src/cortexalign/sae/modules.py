@@ -1,0 +1,201 @@
+"""Sparse autoencoder architectures, registered by name in ``SAE_ARCHITECTURES``.
+
+Every SAE maps ``x_bd`` (b tokens of width d) to latents ``z_bk`` (k = expansion x d) and back:
+``encode(x_bd) -> z_bk``, ``decode(z_bk) -> xhat_bd``, ``forward(x_bd) -> (xhat_bd, z_bk)``.
+``constrain()`` is called by the trainer after every optimiser step (unit-norm decoder directions
+for the untied architectures). Parameters are plain tensors, so a checkpoint is a flat
+safetensors file.
+
+- ``relu_tied``: the SAE-BrainMap seed. z = ReLU(W (x - b_pre) + b_lat), x_hat = W^T z + b_pre.
+- ``topk``: Gao et al. (2024), "Scaling and evaluating sparse autoencoders": only the k largest
+  pre-activations of each token survive; untied decoder with unit-norm directions.
+- ``batch_topk``: Bussmann, Leask & Nanda (2024), "BatchTopK sparse autoencoders": the k x b largest
+  pre-activations of a batch survive; at inference a learned threshold replaces the batch rule.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from cortexalign.registry import Registry
+from cortexalign.sae.config import SAEConfig
+
+__all__ = ["SAE_ARCHITECTURES", "SparseAutoencoder", "ReLUTiedSAE", "TopKSAE", "BatchTopKSAE",
+           "build_sae"]
+
+SAE_ARCHITECTURES: Registry = Registry("SAE architecture")
+
+
+def _unit_rows(n: int, d: int, generator: torch.Generator) -> torch.Tensor:
+    w = torch.randn(n, d, generator=generator)
+    return w / w.norm(dim=1, keepdim=True)
+
+
+class SparseAutoencoder(nn.Module):
+    """Base class: shapes, the forward pass and the decoder constraint.
+
+    Parameters
+    ----------
+    config : the ``SAEConfig`` (``d_in``, ``expansion``, ``k``, ``seed`` are used here).
+    """
+
+    def __init__(self, config: SAEConfig):
+        super().__init__()
+        self.config = config
+        self.d_in, self.d_sae = config.d_in, config.d_sae
+        self.b_pre = nn.Parameter(torch.zeros(config.d_in))
+
+    def encode(self, x_bd: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError  # every registered subclass overrides it
+
+    def decode(self, z_bk: torch.Tensor) -> torch.Tensor:
+        return z_bk @ self.decoder_kd() + self.b_pre
+
+    def decoder_kd(self) -> torch.Tensor:
+        """(k, d) decoder directions: row j is what latent j adds to the reconstruction."""
+        raise NotImplementedError
+
+    def encoder_kd(self) -> torch.Tensor:
+        """(k, d) encoder rows: latent j's pre-activation is encoder_kd[j] . (x - b_pre) + bias."""
+        raise NotImplementedError
+
+    def forward(self, x_bd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z_bk = self.encode(x_bd)
+        return self.decode(z_bk), z_bk
+
+    @torch.no_grad()
+    def constrain(self) -> None:
+        """Re-impose parameter constraints after an optimiser step (none by default)."""
+
+    @torch.no_grad()
+    def reinit_latents(self, idx: torch.Tensor, dirs_nd: torch.Tensor, enc_scale: float) -> None:
+        """Point latents ``idx`` at unit directions ``dirs_nd`` (resampling of dead latents)."""
+        raise NotImplementedError
+
+    def parameter_groups(self) -> dict[str, list[str]]:
+        """Which parameters have a latent axis (rows of the resampled latents get their optimiser
+        state reset): name -> ``["k"]`` if axis 0 is the latent axis."""
+        return {}
+
+
+@SAE_ARCHITECTURES.register("relu_tied", default_objective="seed",
+                            citation="SAE-BrainMap (arXiv 2506.11123)")
+class ReLUTiedSAE(SparseAutoencoder):
+    """The seed's SAE: one (k, d) matrix W encodes and, transposed, decodes.
+
+    z = ReLU(W (x - b_pre) + b_lat);  x_hat = W^T z + b_pre. Rows of W start at unit norm scaled by
+    1/sqrt(expansion), so that the initial reconstruction has the scale of the input; the tied
+    decoder is left unconstrained (normalising it would also normalise the encoder).
+    """
+
+    def __init__(self, config: SAEConfig):
+        super().__init__(config)
+        g = torch.Generator().manual_seed(config.seed)
+        scale = 1.0 / math.sqrt(config.expansion)
+        self.W = nn.Parameter(_unit_rows(self.d_sae, self.d_in, g) * scale)
+        self.b_lat = nn.Parameter(torch.zeros(self.d_sae))
+
+    def encode(self, x_bd: torch.Tensor) -> torch.Tensor:
+        return torch.relu((x_bd - self.b_pre) @ self.W.T + self.b_lat)
+
+    def decoder_kd(self) -> torch.Tensor:
+        return self.W
+
+    def encoder_kd(self) -> torch.Tensor:
+        return self.W
+
+    @torch.no_grad()
+    def reinit_latents(self, idx: torch.Tensor, dirs_nd: torch.Tensor, enc_scale: float) -> None:
+        self.W[idx] = dirs_nd.to(self.W) * enc_scale
+        self.b_lat[idx] = 0.0
+
+    def parameter_groups(self) -> dict[str, list[str]]:
+        return {"W": ["k"], "b_lat": ["k"]}
+
+
+class _UntiedSAE(SparseAutoencoder):
+    """Untied encoder (k, d) and decoder (k, d); decoder rows kept at unit norm."""
+
+    def __init__(self, config: SAEConfig):
+        super().__init__(config)
+        g = torch.Generator().manual_seed(config.seed)
+        w_dec = _unit_rows(self.d_sae, self.d_in, g)
+        self.W_dec = nn.Parameter(w_dec)
+        self.W_enc = nn.Parameter(w_dec.clone())  # Gao et al.: encoder initialised as the transpose
+        self.b_enc = nn.Parameter(torch.zeros(self.d_sae))
+
+    def pre_acts(self, x_bd: torch.Tensor) -> torch.Tensor:
+        return torch.relu((x_bd - self.b_pre) @ self.W_enc.T + self.b_enc)
+
+    def decoder_kd(self) -> torch.Tensor:
+        return self.W_dec
+
+    def encoder_kd(self) -> torch.Tensor:
+        return self.W_enc
+
+    @torch.no_grad()
+    def constrain(self) -> None:
+        self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    @torch.no_grad()
+    def reinit_latents(self, idx: torch.Tensor, dirs_nd: torch.Tensor, enc_scale: float) -> None:
+        dirs_nd = dirs_nd.to(self.W_dec)
+        self.W_dec[idx] = dirs_nd
+        self.W_enc[idx] = dirs_nd * enc_scale
+        self.b_enc[idx] = 0.0
+
+    def parameter_groups(self) -> dict[str, list[str]]:
+        return {"W_enc": ["k"], "W_dec": ["k"], "b_enc": ["k"]}
+
+
+@SAE_ARCHITECTURES.register("topk", default_objective="nmse",
+                            citation="Gao et al. (2024), arXiv 2406.04093")
+class TopKSAE(_UntiedSAE):
+    """TopK SAE: z = TopK_k(ReLU(W_enc (x - b_pre) + b_enc)), x_hat = W_dec^T z + b_pre."""
+
+    def encode(self, x_bd: torch.Tensor) -> torch.Tensor:
+        pre_bk = self.pre_acts(x_bd)
+        k = min(self.config.k, self.d_sae)
+        vals, idx = pre_bk.topk(k, dim=-1)
+        return torch.zeros_like(pre_bk).scatter_(-1, idx, vals)
+
+
+@SAE_ARCHITECTURES.register("batch_topk", default_objective="nmse",
+                            citation="Bussmann, Leask & Nanda (2024), arXiv 2412.06410")
+class BatchTopKSAE(_UntiedSAE):
+    """BatchTopK SAE: in training the k x b largest pre-activations of the batch survive.
+
+    A running threshold (exponential average of the smallest surviving activation per batch) is
+    kept in the buffer ``threshold``; in eval mode z = pre * (pre > threshold), so a token's code no
+    longer depends on the rest of its batch.
+    """
+
+    def __init__(self, config: SAEConfig):
+        super().__init__(config)
+        self.register_buffer("threshold", torch.zeros(()))
+        self.register_buffer("threshold_seen", torch.zeros((), dtype=torch.bool))
+
+    def encode(self, x_bd: torch.Tensor) -> torch.Tensor:
+        pre_bk = self.pre_acts(x_bd)
+        if not self.training:
+            return pre_bk * (pre_bk > self.threshold)
+        flat = pre_bk.flatten()
+        n_keep = min(self.config.k * pre_bk.shape[0], flat.numel())
+        vals, idx = flat.topk(n_keep)
+        z_bk = torch.zeros_like(flat).scatter_(0, idx, vals).view_as(pre_bk)
+        with torch.no_grad():
+            positive = vals[vals > 0]
+            if positive.numel():
+                low = positive.min().float()
+                new = low if not bool(self.threshold_seen) else 0.99 * self.threshold + 0.01 * low
+                self.threshold.copy_(new)
+                self.threshold_seen.fill_(True)
+        return z_bk
+
+
+def build_sae(config: SAEConfig) -> SparseAutoencoder:
+    """The SAE named by ``config.architecture``, freshly initialised (seeded by ``config.seed``)."""
+    return SAE_ARCHITECTURES.get(config.architecture)(config)

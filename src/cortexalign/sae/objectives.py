@@ -1,0 +1,103 @@
+"""SAE objectives (plain functions in ``OBJECTIVES``) and reconstruction metrics.
+
+The seed's objective (SAE-BrainMap, METHODS.md section 2), per token then averaged over the batch:
+
+    loss = mean_b ||x_hat - x||^2 / ||x||^2  +  lambda * mean_b ||z||_1 / ||x||_2
+
+Normalising by the input norm makes the loss invariant to the scale of a layer's residual stream,
+so one lambda serves all 12 layers. Every objective has the signature
+``fn(x_bd, xhat_bd, z_bk, l1_coef) -> (loss, parts)`` with ``parts`` a dict of detached floats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["OBJECTIVES", "seed_objective", "nmse_objective", "SAEMetrics", "MetricAccumulator"]
+
+_EPS = 1e-8
+
+Objective = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float],
+                     tuple[torch.Tensor, dict[str, float]]]
+
+
+def _normalised_sq_error_b(x_bd: torch.Tensor, xhat_bd: torch.Tensor) -> torch.Tensor:
+    dtype = torch.promote_types(x_bd.dtype, torch.float32)  # bf16 -> f32; f64 stays f64
+    x, xhat = x_bd.to(dtype), xhat_bd.to(dtype)
+    return (xhat - x).pow(2).sum(-1) / x.pow(2).sum(-1).clamp_min(_EPS)
+
+
+def seed_objective(x_bd: torch.Tensor, xhat_bd: torch.Tensor, z_bk: torch.Tensor,
+                   l1_coef: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """The seed's loss: normalised MSE + lambda * L1 scaled by the input norm (floats in float32)."""
+    mse = _normalised_sq_error_b(x_bd, xhat_bd).mean()
+    l1 = (z_bk.float().abs().sum(-1) / x_bd.float().norm(dim=-1).clamp_min(_EPS)).mean()
+    loss = mse + l1_coef * l1
+    return loss, {"loss": float(loss.detach()), "nmse": float(mse.detach()),
+                  "l1": float(l1.detach())}
+
+
+def nmse_objective(x_bd: torch.Tensor, xhat_bd: torch.Tensor, z_bk: torch.Tensor,
+                   l1_coef: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """Normalised MSE only: the TopK family sets sparsity by k, not by a penalty."""
+    mse = _normalised_sq_error_b(x_bd, xhat_bd).mean()
+    return mse, {"loss": float(mse.detach()), "nmse": float(mse.detach())}
+
+
+OBJECTIVES: dict[str, Objective] = {"seed": seed_objective, "nmse": nmse_objective}
+
+
+@dataclass(frozen=True)
+class SAEMetrics:
+    """Reconstruction quality of an SAE over a set of tokens.
+
+    Attributes
+    ----------
+    nmse : mean over tokens of ||x_hat - x||^2 / ||x||^2 (the seed's normalisation).
+    explained_variance : 1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2 (over all tokens).
+    l0 : mean number of non-zero latents per token.
+    dead_fraction : fraction of latents that never fired on these tokens.
+    n_tokens : number of tokens evaluated.
+    """
+
+    nmse: float
+    explained_variance: float
+    l0: float
+    dead_fraction: float
+    n_tokens: int
+
+
+class MetricAccumulator:
+    """Streaming sums for ``SAEMetrics`` (float64, so millions of tokens add up exactly enough)."""
+
+    def __init__(self, d_in: int, d_sae: int, device: torch.device | str = "cpu"):
+        self.n = 0
+        self.nmse_sum = 0.0
+        self.err_sum = 0.0
+        self.sq_sum = 0.0
+        self.l0_sum = 0.0
+        self.x_sum_d = torch.zeros(d_in, dtype=torch.float64, device=device)
+        self.fired_k = torch.zeros(d_sae, dtype=torch.bool, device=device)
+
+    @torch.no_grad()
+    def update(self, x_bd: torch.Tensor, xhat_bd: torch.Tensor, z_bk: torch.Tensor) -> None:
+        x, xhat = x_bd.double(), xhat_bd.double()
+        self.n += x.shape[0]
+        self.nmse_sum += float(_normalised_sq_error_b(x, xhat).double().sum())
+        self.err_sum += float((xhat - x).pow(2).sum())
+        self.sq_sum += float(x.pow(2).sum())
+        self.x_sum_d += x.sum(0)
+        nz_bk = z_bk != 0
+        self.l0_sum += float(nz_bk.sum())
+        self.fired_k |= nz_bk.any(0)
+
+    def result(self) -> SAEMetrics:
+        n = max(self.n, 1)
+        # sum ||x - mean||^2 = sum ||x||^2 - n ||mean||^2
+        total_var = self.sq_sum - float(self.x_sum_d.pow(2).sum()) / n
+        ev = 1.0 - self.err_sum / total_var if total_var > 0 else float("nan")
+        return SAEMetrics(nmse=self.nmse_sum / n, explained_variance=ev, l0=self.l0_sum / n,
+                          dead_fraction=float((~self.fired_k).double().mean()), n_tokens=self.n)

@@ -1,0 +1,264 @@
+"""Streaming SAE training from an iterable of (N, d) activation chunks.
+
+``train_sae`` never holds more than one chunk plus one batch of tokens: chunks are shuffled
+internally, cut into batches of ``config.batch_size`` tokens (the remainder carries over to the next
+chunk) and moved to the device one batch at a time. The device is chosen at the edge
+(``device=None`` picks CUDA when present).
+
+Dead latents: a latent that has not fired on the last ``config.dead_window`` training tokens is
+dead. Every ``dead_window`` tokens the dead set is counted and, if ``config.resample_dead``, each
+dead latent is re-initialised (after Bricken et al. 2023, "Towards monosemanticity"): a token of
+the current batch is drawn with probability proportional to its squared reconstruction loss, the
+latent's decoder direction becomes that token's centred input (x - b_pre) at unit norm, its encoder
+row the same direction scaled to 0.2 x the mean norm of the live encoder rows, its bias 0, and the
+AdamW moments of those rows are reset.
+
+Checkpoints: ``save_sae`` writes ``sae.safetensors`` and ``config.json`` beside it; ``load_sae``
+refuses a checkpoint whose config differs from the requested one, naming the differing fields.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cortexalign import __version__
+from cortexalign.device import resolve_device
+from cortexalign.errors import InputError, UnknownNameError
+from cortexalign.sae.config import SAEConfig
+from cortexalign.sae.modules import SAE_ARCHITECTURES, SparseAutoencoder, build_sae
+from cortexalign.sae.objectives import OBJECTIVES, MetricAccumulator, SAEMetrics
+
+__all__ = ["TrainedSAE", "train_sae", "evaluate_sae", "save_sae", "load_sae"]
+
+WEIGHTS_FILE, CONFIG_FILE = "sae.safetensors", "config.json"
+
+
+@dataclass
+class TrainedSAE:
+    """The result of ``train_sae``.
+
+    Attributes
+    ----------
+    sae : the trained module (on the training device, in eval mode).
+    config : its ``SAEConfig``.
+    n_tokens, n_steps : tokens seen and optimiser steps taken.
+    n_resampled : dead latents re-initialised over training.
+    dead_fraction : fraction of latents dead at the end (no firing over the last window).
+    history : one dict per logged step (``step``, ``tokens``, ``loss``, ``nmse``[, ``l1``]).
+    """
+
+    sae: SparseAutoencoder
+    config: SAEConfig
+    n_tokens: int = 0
+    n_steps: int = 0
+    n_resampled: int = 0
+    dead_fraction: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _check_chunk(chunk: Any, d_in: int) -> torch.Tensor:
+    t = chunk if isinstance(chunk, torch.Tensor) else torch.from_numpy(np.asarray(chunk))
+    if t.ndim != 2 or t.shape[1] != d_in:
+        raise InputError("chunks", f"(N, {d_in}) activation chunks (config.d_in = {d_in})",
+                         f"a chunk of shape {tuple(t.shape)}",
+                         "flatten tokens to (N, d) (see sae.stream) and set d_in to their width")
+    if not torch.isfinite(t).all():
+        raise InputError("chunks", "finite activations", "a chunk with NaN/Inf values",
+                         "check the feature extraction (precision, model weights)")
+    return t.float()
+
+
+def _batches(chunks: Iterable[Any], config: SAEConfig, gen: torch.Generator):
+    """Yield shuffled (batch_size, d) CPU batches from the chunk stream; the tail is dropped."""
+    rest = torch.empty(0, config.d_in)
+    for chunk in chunks:
+        t = _check_chunk(chunk, config.d_in)
+        t = torch.cat([rest, t[torch.randperm(t.shape[0], generator=gen)]])
+        n_full = t.shape[0] // config.batch_size * config.batch_size
+        for start in range(0, n_full, config.batch_size):
+            yield t[start:start + config.batch_size]
+        rest = t[n_full:]
+
+
+@torch.no_grad()
+def _resample(sae: SparseAutoencoder, opt: torch.optim.Optimizer, dead_k: torch.Tensor,
+              x_bd: torch.Tensor, gen: torch.Generator) -> int:
+    idx = dead_k.nonzero().flatten()
+    if idx.numel() == 0:
+        return 0
+    xhat_bd, _ = sae(x_bd)
+    weight_b = (xhat_bd - x_bd).pow(2).sum(-1).pow(2).double().cpu()
+    if not torch.isfinite(weight_b).all() or weight_b.sum() <= 0:
+        weight_b = torch.ones_like(weight_b)
+    pick = torch.multinomial(weight_b, idx.numel(), replacement=True, generator=gen)
+    dirs = x_bd[pick.to(x_bd.device)] - sae.b_pre
+    dirs = dirs / dirs.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    alive = ~dead_k
+    norms = sae.encoder_kd().norm(dim=1)
+    enc_scale = 0.2 * float(norms[alive].mean()) if alive.any() else 0.2
+    sae.reinit_latents(idx, dirs, enc_scale)
+    params = dict(sae.named_parameters())
+    for name in sae.parameter_groups():
+        state = opt.state.get(params[name], {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in state:
+                state[key][idx] = 0.0
+    return int(idx.numel())
+
+
+def train_sae(chunks: Iterable[Any], config: SAEConfig, *, device: str | torch.device | None = None,
+              max_tokens: int | None = None, log_every: int = 100,
+              checkpoint: str | os.PathLike[str] | None = None,
+              callback: Callable[[dict[str, float]], None] | None = None) -> TrainedSAE:
+    """Train one SAE on a stream of activation chunks.
+
+    Parameters
+    ----------
+    chunks : iterable of (N, d_in) arrays or tensors (any N; e.g. ``sae.stream.cache_token_chunks``).
+    config : the ``SAEConfig``.
+    device : ``None``/``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda:0"``...
+    max_tokens : stop after this many training tokens (None: when the stream ends).
+    log_every : record the loss every this many steps in ``history`` (and call ``callback``).
+    checkpoint : a directory to save the trained SAE to (``save_sae``).
+
+    Returns
+    -------
+    TrainedSAE
+    """
+    if config.architecture not in SAE_ARCHITECTURES:
+        raise UnknownNameError("SAE architecture", config.architecture, SAE_ARCHITECTURES.names())
+    objective_name = config.resolved_objective()
+    if objective_name not in OBJECTIVES:
+        raise UnknownNameError("SAE objective", objective_name, list(OBJECTIVES))
+    objective = OBJECTIVES[objective_name]
+    dev = resolve_device(device)
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    sae = build_sae(config).to(dev).train()
+    opt = torch.optim.AdamW(sae.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    since_fired_k = torch.zeros(config.d_sae, dtype=torch.long, device=dev)
+    use_amp = config.autocast_bf16 and dev.type == "cuda"
+    out = TrainedSAE(sae=sae, config=config)
+    next_check = config.dead_window
+    for x_bd in _batches(chunks, config, gen):
+        if max_tokens is not None and out.n_tokens >= max_tokens:
+            break
+        x_bd = x_bd.to(dev, non_blocking=True)
+        if out.n_steps == 0:  # start the pre-bias at the data mean (saves early steps)
+            with torch.no_grad():
+                sae.b_pre.copy_(x_bd.mean(0))
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=use_amp):
+            xhat_bd, z_bk = sae(x_bd)
+        loss, parts = objective(x_bd, xhat_bd, z_bk, config.l1_coef)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sae.constrain()
+        out.n_steps += 1
+        out.n_tokens += x_bd.shape[0]
+        with torch.no_grad():
+            since_fired_k += x_bd.shape[0]
+            since_fired_k[(z_bk > 0).any(0)] = 0
+        if out.n_tokens >= next_check:
+            next_check += config.dead_window
+            dead_k = since_fired_k >= config.dead_window
+            if config.resample_dead and dead_k.any():
+                out.n_resampled += _resample(sae, opt, dead_k, x_bd, gen)
+                since_fired_k[dead_k] = 0
+        if out.n_steps % log_every == 0:
+            rec = {"step": out.n_steps, "tokens": out.n_tokens, **parts}
+            out.history.append(rec)
+            if callback is not None:
+                callback(rec)
+    if out.n_steps == 0:
+        raise InputError("chunks", f"at least batch_size = {config.batch_size} tokens",
+                         "a stream with fewer tokens", "pass more tokens or lower batch_size")
+    out.dead_fraction = float((since_fired_k >= min(config.dead_window, out.n_tokens))
+                              .double().mean())
+    sae.eval()
+    if checkpoint is not None:
+        save_sae(sae, checkpoint, extra={"n_tokens": out.n_tokens, "n_steps": out.n_steps})
+    return out
+
+
+@torch.no_grad()
+def evaluate_sae(sae: SparseAutoencoder, chunks: Iterable[Any], device: str | torch.device |
+                 None = None, batch_size: int = 8192) -> SAEMetrics:
+    """Normalised MSE, explained variance, L0 and dead fraction over a stream of (N, d) chunks."""
+    dev = resolve_device(device)
+    sae = sae.to(dev).eval()
+    acc = MetricAccumulator(sae.d_in, sae.d_sae, dev)
+    for chunk in chunks:
+        t = _check_chunk(chunk, sae.d_in)
+        for start in range(0, t.shape[0], batch_size):
+            x_bd = t[start:start + batch_size].to(dev)
+            xhat_bd, z_bk = sae(x_bd)
+            acc.update(x_bd, xhat_bd, z_bk)
+    return acc.result()
+
+
+def save_sae(sae: SparseAutoencoder, directory: str | os.PathLike[str],
+             extra: dict[str, Any] | None = None) -> Path:
+    """Write ``sae.safetensors`` and ``config.json`` (config + ``extra`` metadata) to a directory.
+
+    Each file is written to a temp name and renamed into place; the weights go first, so a
+    ``config.json`` always describes complete weights.
+    """
+    from safetensors.torch import save_file
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in sae.state_dict().items()}
+    tmp = d / f".{WEIGHTS_FILE}.tmp-{os.getpid()}"
+    save_file(tensors, str(tmp))
+    os.replace(tmp, d / WEIGHTS_FILE)
+    blob = {"config": sae.config.model_dump(), "cortexalign_version": __version__,
+            **(extra or {})}
+    tmp = d / f".{CONFIG_FILE}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(blob, indent=1, sort_keys=True))
+    os.replace(tmp, d / CONFIG_FILE)
+    return d
+
+
+def load_sae(directory: str | os.PathLike[str], config: SAEConfig | None = None,
+             device: str | torch.device | None = "cpu") -> SparseAutoencoder:
+    """Load an SAE saved by ``save_sae``.
+
+    Parameters
+    ----------
+    directory : the checkpoint directory.
+    config : the config the caller expects; a checkpoint trained with another config raises
+        ``InputError`` naming each differing field (None accepts the saved config).
+    device : where to put the module.
+    """
+    from safetensors.torch import load_file
+
+    d = Path(directory)
+    if not (d / CONFIG_FILE).is_file() or not (d / WEIGHTS_FILE).is_file():
+        raise InputError("directory", f"an SAE checkpoint directory with {WEIGHTS_FILE} and "
+                         f"{CONFIG_FILE}", f"{str(d)!r} ({'missing' if not d.exists() else 'incomplete'})",
+                         "train with train_sae(..., checkpoint=DIR) or point at the right folder")
+    saved = SAEConfig.from_dict(json.loads((d / CONFIG_FILE).read_text())["config"])
+    if config is not None and config != saved:
+        diffs = config.differences(saved)
+        listed = "; ".join(f"{k}: requested {a!r}, checkpoint {b!r}" for k, (a, b) in diffs.items())
+        raise InputError("config", "the config the checkpoint was trained with",
+                         f"differing fields: {listed}",
+                         f"request the checkpoint's config or train a new SAE (checkpoint: {d})")
+    sae = build_sae(saved)
+    state = load_file(str(d / WEIGHTS_FILE))
+    missing = set(sae.state_dict()) ^ set(state)
+    if missing:
+        raise InputError("directory", "weights matching the saved config",
+                         f"tensors that differ by name: {sorted(missing)[:5]}",
+                         "the checkpoint is corrupt or from another version: retrain it")
+    sae.load_state_dict(state)
+    return sae.to(resolve_device(device)).eval()
