@@ -124,7 +124,7 @@ def attention_maps(module: torch.nn.Module, x_bchw: torch.Tensor, blocks: Sequen
         forward order; ``"full"`` -> (g, h, q, k) probabilities, g = b x windows.
         Maps are on each block's key grid with prefix and padding tokens dropped; windowed blocks
         are computed per window and tiled back.
-    chunk_size : query rows scored at once; None picks a size bounded at 2**24 probabilities.
+    chunk_size : query rows scored at once; None picks a size bounded at 2**22 probabilities.
     rollout_max_tokens : largest token count for which a windowed block's block-diagonal matrix
         is built for rollout (only when windowed blocks are named in ``blocks``).
 

@@ -5,8 +5,8 @@ Chunk logic (bounded memory). The probabilities of one block are (g, h, q, k): f
 image encoder's activations. Softmax normalises each query row over all keys, so rows are
 independent: we score and normalise ``chunk`` query rows at a time, for as many attention groups
 (images x windows) as fit, and fold each chunk into the reduction before the next one is made.
-With ``chunk_size=None`` the chunk holds at most ``CHUNK_ELEMENTS`` (2**24, 64 MiB of float32)
-probabilities; the accumulators are (g, h, k) (received maps) or, for rollout only, one (b, t, t)
+With ``chunk_size=None`` the chunk holds at most ``CHUNK_ELEMENTS`` (2**22, 16 MiB of float32)
+probabilities (scores, bias and softmax output make about three such tensors at once); the accumulators are (g, h, k) (received maps) or, for rollout only, one (b, t, t)
 matrix. ``full`` is the one reduction that keeps a block's whole tensor, and only for the blocks
 asked for.
 
@@ -25,7 +25,7 @@ from cortexalign.models.attention._layout import QK
 
 __all__ = ["REDUCTIONS", "CHUNK_ELEMENTS", "iter_probs", "ROLLOUT_MAX_TOKENS"]
 
-CHUNK_ELEMENTS = 2**24
+CHUNK_ELEMENTS = 2**22
 ROLLOUT_MAX_TOKENS = 4096
 
 
@@ -52,7 +52,7 @@ def iter_probs(qk: QK, chunk_size: int | None,
             rs = slice(r0, min(rows.stop, r0 + chunk))
             scores = qk.q_ghqd[gs, :, rs] @ k_t
             if qk.bias is not None:
-                scores = scores + qk.bias(gs, rs)
+                scores += qk.bias(gs, rs)
             yield gs, rs, scores.softmax(dim=-1)
 
 
@@ -91,7 +91,7 @@ def received_per_head(qk: QK, batch: int, chunk_size: int | None, state: dict) -
     w_gq = _query_weights(qk, batch)
     acc = torch.zeros(g, h, tk, dtype=torch.float64, device=qk.q_ghqd.device)
     for gs, rs, p in iter_probs(qk, chunk_size):
-        acc[gs] += torch.einsum("ghck,gc->ghk", p.double(), w_gq[gs, rs])
+        acc[gs] += torch.einsum("ghck,gc->ghk", p, w_gq[gs, rs].to(p.dtype)).double()
     return _grid(_to_token_space(acc, qk, batch), qk).float()
 
 
@@ -153,8 +153,9 @@ def rollout(qk: QK, batch: int, chunk_size: int | None, state: dict) -> torch.Te
                          "reduction='rollout'", f"a block pooling {qk.grid_hw} keys to "
                          f"{qk.query_grid_hw} queries", "leave query-pooling blocks out of blocks=")
     t = qk.num_tokens
-    if qk.windowed and t > state.get("rollout_max_tokens", ROLLOUT_MAX_TOKENS):
-        raise InputError("reduction", f"at most {ROLLOUT_MAX_TOKENS} tokens to build a windowed "
+    limit = state.get("rollout_max_tokens", ROLLOUT_MAX_TOKENS)
+    if qk.windowed and t > limit:
+        raise InputError("reduction", f"at most {limit} tokens to build a windowed "
                          "block's block-diagonal matrix for rollout", f"{t} tokens",
                          "restrict blocks= to global-attention blocks, or use smaller images")
     prev = state.get("rollout")
