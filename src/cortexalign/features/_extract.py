@@ -89,8 +89,8 @@ def _check_inputs(adapter: Any, stimuli: Any, layers: str | Sequence[str], pooli
         raise InputError("layers", "at least one layer name", "an empty list",
                          f"pick from adapter.layers(), e.g. {adapter.layers()[-1]!r}")
     valid = adapter.layers()
-    for name in names:
-        if name not in valid:
+    for name in names:  # a named layer, or any submodule path (captured by a hook)
+        if name not in valid and name not in dict(adapter.module.named_modules()):
             raise UnknownNameError(f"layer of model {adapter.model_id!r}", name, valid)
     return list(dict.fromkeys(names))
 
