@@ -78,15 +78,15 @@ def test_planted_voxels_recover_their_units_and_layers():
     units = _units(seed=3, s=120)
     g = np.random.default_rng(4)
     chosen = [("blocks.0", 3), ("blocks.2", 11), ("blocks.1", 29), ("blocks.2", 0), ("blocks.1", 5)]
-    vox = np.stack([2.5 * units[l][:, j] + 7 + 0.1 * g.standard_normal(120) for l, j in chosen], 1)
+    vox = np.stack([2.5 * units[lay][:, j] + 7 + 0.1 * g.standard_normal(120) for lay, j in chosen], 1)
     resp = make_responses(vox, [f"img{i}" for i in range(120)], coords={"roi": ["a"] * 5})
     m = match_units_to_voxels(units, resp, unit_chunk=8, voxel_chunk=2, device="cpu")
     d = voxel_dictionary(m)
-    assert d.layer_names() == [l for l, _ in chosen]
+    assert d.layer_names() == [lay for lay, _ in chosen]
     assert d.unit_n.tolist() == [j for _, j in chosen]
     assert (d.r_n > 0.95).all()
     o2o = one_to_one_dictionary(units, resp, m, device="cpu")
-    assert o2o.layer_names() == [l for l, _ in chosen] and o2o.unit_n.tolist() == [j for _, j in chosen]
+    assert o2o.layer_names() == [lay for lay, _ in chosen] and o2o.unit_n.tolist() == [j for _, j in chosen]
 
 
 def test_one_to_one_gives_each_unit_at_most_one_voxel():
