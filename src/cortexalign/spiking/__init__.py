@@ -1,0 +1,1 @@
+"""Brain-inspired spiking transformers: neurons, attention, models, training and measures."""

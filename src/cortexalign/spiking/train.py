@@ -1,0 +1,248 @@
+"""Training and evaluation of the spiking transformers (QKFormer recipe: AdamW, lr 1e-3, wd 0.06).
+
+``train_snn(config)`` trains the registered model ``config.model`` on an npz file or an
+image folder, writes safetensors checkpoints with a JSON description beside, resumes
+from the last complete checkpoint in ``checkpoint_dir``, appends per-epoch metrics to
+``checkpoint_dir/metrics.jsonl`` and stops on a non-finite loss, keeping the last good
+checkpoint. Data order and augmentation are drawn from generators seeded by
+``(seed, epoch)`` and ``(seed, step)``, so a resumed run repeats an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from cortexalign.device import resolve_device
+from cortexalign.errors import InputError
+from cortexalign.spiking._checkpoint import (
+    list_checkpoints,
+    load_weights,
+    model_from_checkpoint,
+    save_checkpoint,
+)
+from cortexalign.spiking._data import augment_batch, load_image_data, to_input
+from cortexalign.spiking.models import SNN_MODELS, create_snn
+
+__all__ = ["TrainConfig", "TrainResult", "train_snn", "evaluate_snn"]
+
+
+class TrainConfig(BaseModel):
+    """Configuration of one SNN training run (also the schema of ``train-snn`` YAML files)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    data: Path
+    """An .npz file (train_images, train_labels, test_images, test_labels) or an image folder
+    with train/<class>/ and val/<class>/ (or test/)."""
+    checkpoint_dir: Path
+    """Folder for checkpoints (ckpt_*.safetensors + .json) and metrics.jsonl."""
+    model: str = "hst_tiny"
+    """A registered spiking model name (SNN_MODELS), e.g. spiliformer_4_384."""
+    model_options: dict = {}
+    """Overrides of the model's HSTConfig fields (num_classes is set from the data)."""
+    time_steps: int | None = None
+    """T; None keeps the model's default."""
+    image_size: int = 32
+    """Side length images from folders are resized to (npz images are used as stored)."""
+    epochs: int = 1
+    """Passes over the training set."""
+    batch_size: int = 64
+    """Images per step."""
+    lr: float = 1e-3
+    """AdamW learning rate (cosine decay to zero over the run)."""
+    weight_decay: float = 0.06
+    """AdamW weight decay."""
+    augment: bool = True
+    """Random crop (4-pixel zero padding) and horizontal flip."""
+    amp: bool = True
+    """bf16 autocast on CUDA (ignored on the CPU)."""
+    seed: int = 0
+    """Seed of initialisation, data order and augmentation."""
+    max_steps: int | None = None
+    """Stop after this many optimizer steps (None: run all epochs)."""
+    max_train_samples: int | None = None
+    """Use only the first n training images (quick runs)."""
+    checkpoint_every: int | None = None
+    """Also checkpoint every n steps (None: at the end of each epoch and of the run)."""
+    keep_last: int = 3
+    """Complete checkpoints kept on disk (older ones are deleted)."""
+    resume: bool = True
+    """Continue from the last complete checkpoint in checkpoint_dir if there is one."""
+    device: str = "auto"
+    """'auto', 'cpu' or 'cuda[:i]'."""
+    progress: bool = True
+    """Show a rich progress bar."""
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        SNN_MODELS.get(v)  # raises UnknownNameError with close matches
+        return v
+
+    @field_validator("epochs", "batch_size", "image_size", "keep_last")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("must be >= 1")
+        return v
+
+    @field_validator("time_steps", "max_steps", "max_train_samples", "checkpoint_every")
+    @classmethod
+    def _positive_or_none(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
+            raise ValueError("must be >= 1 or null")
+        return v
+
+
+@dataclass
+class TrainResult:
+    """What a training run did: steps, per-epoch metrics, checkpoints, why it stopped."""
+
+    steps: int
+    epochs: list[dict] = field(default_factory=list)
+    last_checkpoint: Path | None = None
+    first_loss: float | None = None
+    final_loss: float | None = None
+    stopped_at_step: int | None = None
+    stop_reason: str = "finished"
+
+
+def _batches(n: int, bs: int, seed: int, epoch: int) -> list[np.ndarray]:
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    perm = torch.randperm(n, generator=g).numpy()
+    n_full = n // bs if n >= bs else 1
+    return [perm[i * bs:(i + 1) * bs] for i in range(n_full)]
+
+
+@torch.no_grad()
+def _accuracy(model, x_nhwc: np.ndarray, y: np.ndarray, device, batch_size: int = 256) -> float:
+    was = model.training
+    model.eval()
+    try:
+        correct = 0
+        for i in range(0, len(x_nhwc), batch_size):
+            xb = to_input(torch.from_numpy(x_nhwc[i:i + batch_size]).to(device))
+            correct += int((model(xb).argmax(1).cpu() == torch.from_numpy(y[i:i + batch_size])).sum())
+        return correct / len(x_nhwc)
+    finally:
+        model.train(was)
+
+
+def _prune(directory: Path, keep: int) -> None:
+    for old in list_checkpoints(directory)[:-keep]:
+        old.with_suffix(".json").unlink(missing_ok=True)
+        old.unlink(missing_ok=True)
+
+
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]train-snn"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TextColumn("{task.fields[info]}"), TimeRemainingColumn(), disable=not enabled)
+
+
+def train_snn(config: TrainConfig) -> TrainResult:
+    """Train ``config.model``; see the module docstring. Returns a ``TrainResult``."""
+    device = resolve_device(config.device)
+    data = load_image_data(config.data, config.image_size)
+    train_x, train_y = data.train_x, data.train_y
+    if config.max_train_samples is not None:
+        train_x, train_y = train_x[:config.max_train_samples], train_y[:config.max_train_samples]
+    torch.manual_seed(config.seed)
+    opts = {"num_classes": data.num_classes, "in_chans": train_x.shape[-1], **config.model_options}
+    if config.time_steps is not None:
+        opts["time_steps"] = config.time_steps
+    model = create_snn(config.model, **opts).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    per_epoch = len(_batches(len(train_x), config.batch_size, 0, 0))
+    total = per_epoch * config.epochs if config.max_steps is None else min(config.max_steps, per_epoch * config.epochs)
+
+    def lr_at(s: int) -> float:  # cosine decay, a pure function of the step (exact on resume)
+        return config.lr * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+
+    ckdir = Path(config.checkpoint_dir)
+    step, result = 0, TrainResult(steps=0)
+    done = list_checkpoints(ckdir) if config.resume else []
+    if done:
+        meta = load_weights(model, done[-1], opt)
+        step = int(meta["step"])
+        result.last_checkpoint, result.epochs = done[-1], list(meta.get("epochs", []))
+    use_amp = config.amp and device.type == "cuda"
+    meta_cfg = {"train_config": json.loads(config.model_dump_json())}
+    model.train()
+
+    def checkpoint(epoch: int) -> None:
+        result.last_checkpoint = save_checkpoint(ckdir, step, model, opt,
+                                                 {**meta_cfg, "epoch": epoch, "epochs": result.epochs})
+        _prune(ckdir, config.keep_last)
+
+    recent: list[float] = []
+    with _progress(config.progress) as bar:
+        task = bar.add_task("train", total=total, completed=step, info="")
+        while step < total:
+            epoch, index = divmod(step, per_epoch)
+            batches = _batches(len(train_x), config.batch_size, config.seed, epoch)
+            losses, correct, seen, t0, steps0 = [], 0, 0, time.perf_counter(), step
+            for idx in batches[index:]:
+                if step >= total:
+                    break
+                xb = torch.from_numpy(train_x[idx])
+                if config.augment:
+                    xb = augment_batch(xb, torch.Generator().manual_seed(config.seed * 7919 + step))
+                xb, yb = to_input(xb.to(device)), torch.from_numpy(train_y[idx]).to(device)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    loss, logits = model.loss(xb, yb)
+                if not torch.isfinite(loss):
+                    result.stopped_at_step, result.stop_reason = step + 1, f"non-finite loss ({loss.item()}) at step {step + 1}"
+                    result.steps = step
+                    return result
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                for g in opt.param_groups:
+                    g["lr"] = lr_at(step)
+                opt.step()
+                step += 1
+                lv = float(loss.detach())
+                result.first_loss = lv if result.first_loss is None else result.first_loss
+                losses.append(lv)
+                recent = (recent + [lv])[-20:]
+                correct += int((logits.argmax(1) == yb).sum())
+                seen += len(idx)
+                bar.update(task, completed=step, info=f"epoch {epoch + 1} loss {np.mean(recent):.3f}")
+                if config.checkpoint_every and step % config.checkpoint_every == 0 and step < total:
+                    checkpoint(epoch)
+            if not losses:
+                continue
+            elapsed = time.perf_counter() - t0
+            row = {"epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)),
+                   "train_acc": correct / max(seen, 1),
+                   "test_acc": _accuracy(model, data.test_x, data.test_y, device),
+                   "seconds": elapsed, "seconds_per_step": elapsed / (step - steps0)}
+            result.epochs.append(row)
+            ckdir.mkdir(parents=True, exist_ok=True)
+            with open(ckdir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps({"model": config.model, **row}) + "\n")
+            checkpoint(epoch + 1)
+    result.steps = step
+    result.final_loss = float(np.mean(recent)) if recent else None
+    return result
+
+
+def evaluate_snn(checkpoint: str | Path, data: str | Path, batch_size: int = 256,
+                 device: str = "auto", image_size: int = 32) -> float:
+    """Test accuracy of the model saved in ``checkpoint`` on the test split of ``data``."""
+    dev = resolve_device(device)
+    model = model_from_checkpoint(checkpoint).to(dev)
+    d = load_image_data(data, image_size)
+    if d.num_classes > model.config.num_classes:
+        raise InputError("data", f"labels below {model.config.num_classes} (the model's classes)",
+                         f"{d.num_classes} classes", "evaluate on the dataset the model was trained for")
+    return _accuracy(model, d.test_x, d.test_y, dev, batch_size)
