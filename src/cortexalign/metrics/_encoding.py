@@ -1,0 +1,237 @@
+"""Encoding models: features -> every neuroid, cross-validated by stimulus (ridge, PLS).
+
+Protocol (ours, documented): outer K-fold over stimuli (shuffled, seeded); in each fold the model
+is fitted on the training stimuli only and predicts the held-out ones, so every stimulus is
+predicted exactly once by a model that never saw it. Pearson r and R^2 per neuroid are computed on
+the pooled held-out predictions; the summary is the median over neuroids.
+
+- ``ridge``: himalaya's ``solve_ridge_cv_svd`` with an intercept and a penalty chosen *per neuroid*
+  by an inner K-fold on the training stimuli (negative MSE, mean over inner folds; Dupre la Tour et
+  al. 2022, NeuroImage 264:119728). Runs on the himalaya ``torch`` backend, ``torch_cuda`` on a GPU;
+  the previous backend is restored afterwards.
+- ``pls``: scikit-learn ``PLSRegression(n_components=25, scale=False)`` fitted jointly to all
+  neuroids, as Brain-Score's ``pls_regression`` (Schrimpf et al. 2018).
+
+Ceiling (``normalize=True``): each neuroid's r is divided by ``sqrt(reliability)``, where the
+reliability is its split-half, Spearman-Brown-corrected reliability over repetitions: the
+correction for attenuation (Spearman 1904), i.e. the correlation a noise-free prediction of the
+trial-averaged response would reach. Brain-Score divides by the reliability itself
+(``ceiling_transform="brainscore"``), a stricter bound.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+import xarray as xr
+from sklearn.model_selection import KFold
+
+from cortexalign.device import resolve_device
+from cortexalign.errors import InputError, UnknownNameError
+from cortexalign.metrics._registry import METRICS
+from cortexalign.metrics._score import Score
+from cortexalign.metrics._validate import check_features
+from cortexalign.neural import validate_responses
+from cortexalign.neural._reliability import split_half_reliability
+
+__all__ = ["ENCODERS", "CEILING_TRANSFORMS", "DEFAULT_ALPHAS", "cross_validated_predictions",
+           "encoding_scores", "himalaya_backend", "ridge", "pls"]
+
+DEFAULT_ALPHAS = np.logspace(-3, 7, 21)
+RIDGE_CITATION = ("Dupre la Tour, Eickenberg, Nunez-Elizalde & Gallant (2022). Feature-space "
+                  "selection with banded ridge regression. NeuroImage 264:119728 (himalaya)")
+PLS_CITATION = ("Schrimpf et al. (2018). Brain-Score: which artificial neural network for object "
+                "recognition is most brain-like? bioRxiv 407007 (PLS, 25 components)")
+
+
+@contextmanager
+def himalaya_backend(device: torch.device) -> Iterator[object]:
+    """Switch himalaya to ``torch`` (CPU) or ``torch_cuda`` and restore the previous backend."""
+    from himalaya.backend import get_backend, set_backend
+
+    previous = get_backend().name
+    backend = set_backend("torch_cuda" if device.type == "cuda" else "torch")
+    try:
+        yield backend
+    finally:
+        set_backend(previous)
+
+
+def _ridge_fold(x_tr, y_tr, x_te, *, device, seed, alphas=DEFAULT_ALPHAS, inner_folds=5):
+    """Held-out predictions and the per-neuroid alphas of one outer fold (himalaya)."""
+    from himalaya.ridge import solve_ridge_cv_svd
+
+    with himalaya_backend(device) as bk:
+        X = torch.as_tensor(x_tr, dtype=torch.float64, device=device)
+        Y = torch.as_tensor(y_tr, dtype=torch.float64, device=device)
+        a = torch.as_tensor(np.asarray(alphas, dtype=np.float64), device=device)
+        cv = KFold(int(inner_folds), shuffle=True, random_state=seed)
+        best, coefs, _, intercept = solve_ridge_cv_svd(X, Y, alphas=a, fit_intercept=True, cv=cv,
+                                                       local_alpha=True, warn=False)
+        Xte = torch.as_tensor(x_te, dtype=torch.float64, device=device)
+        pred = Xte @ bk.to_gpu(coefs, device=device) + intercept
+        return bk.to_numpy(pred), bk.to_numpy(best)
+
+
+def _pls_fold(x_tr, y_tr, x_te, *, device, seed, n_components=25):
+    from sklearn.cross_decomposition import PLSRegression
+
+    k = int(min(n_components, x_tr.shape[0] - 1, x_tr.shape[1]))
+    model = PLSRegression(n_components=k, scale=False).fit(x_tr, y_tr)
+    return model.predict(x_te).reshape(len(x_te), -1), np.full(y_tr.shape[1], float(k))
+
+
+ENCODERS: dict[str, Callable] = {"ridge": _ridge_fold, "pls": _pls_fold}
+"""``f(x_tr, y_tr, x_te, *, device, seed, **options) -> (pred_te (t, n), per-neuroid param (n,))``"""
+
+CEILING_TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "attenuation": lambda rel: np.sqrt(np.where(rel > 0, rel, np.nan)),
+    "brainscore": lambda rel: np.where(rel > 0, rel, np.nan)}
+
+
+def cross_validated_predictions(x_sd: np.ndarray, y_sn: np.ndarray, encoder: str = "ridge", *,
+                                n_folds: int = 5, seed: int = 0, device=None,
+                                **options) -> tuple[np.ndarray, np.ndarray]:
+    """(s, n) held-out predictions (each stimulus predicted by the fold that left it out) and
+    (n_folds, n) per-neuroid fitted parameter (ridge: chosen alpha; pls: components)."""
+    if encoder not in ENCODERS:
+        raise UnknownNameError("encoder", encoder, ENCODERS)
+    s = x_sd.shape[0]
+    if not 2 <= int(n_folds) <= s:
+        raise InputError("n_folds", f"2..{s} (the number of stimuli)", repr(n_folds),
+                         "e.g. n_folds=5")
+    dev = resolve_device(device)
+    pred = np.full(y_sn.shape, np.nan)
+    params = []
+    for fold, (tr, te) in enumerate(KFold(int(n_folds), shuffle=True, random_state=seed).split(x_sd)):
+        p, a = ENCODERS[encoder](x_sd[tr], y_sn[tr], x_sd[te], device=dev, seed=seed + fold,
+                                 **options)
+        pred[te] = p
+        params.append(a)
+    return pred, np.stack(params)
+
+
+def encoding_scores(y_sn: np.ndarray, pred_sn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) Pearson r and (n,) R^2 of predictions against the responses, per neuroid."""
+    yc = y_sn - y_sn.mean(0)
+    pc = pred_sn - pred_sn.mean(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (yc * pc).sum(0) / np.sqrt((yc**2).sum(0) * (pc**2).sum(0))
+        r2 = 1.0 - ((y_sn - pred_sn) ** 2).sum(0) / (yc**2).sum(0)
+    return r, r2
+
+
+def _check_inputs(features_sd, target) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    if isinstance(features_sd, torch.Tensor):
+        features_sd = features_sd.detach().cpu().numpy()
+    x = np.asarray(features_sd, dtype=np.float64)
+    if x.ndim != 2 or not np.isfinite(x).all():
+        raise InputError("features_sd", "a finite (s, d) array", f"shape {x.shape}"
+                         + ("" if x.ndim != 2 else " with NaN/Inf"), "flatten and clean features")
+    check_features(torch.from_numpy(x), "features_sd")
+    if not isinstance(target, xr.DataArray):
+        raise InputError("target", "a responses DataArray (stimulus, neuroid[, repetition])",
+                         type(target).__name__, "encoding models need responses, not RDMs")
+    da = validate_responses(target, allow_nan=True)
+    vals = da.values
+    with warnings.catch_warnings():  # an all-NaN (stimulus, neuroid) is reported just below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        y = np.nanmean(vals, axis=2) if vals.ndim == 3 else vals
+    if not np.isfinite(y).all():
+        raise InputError("target", "finite responses after averaging repetitions",
+                         f"{int((~np.isfinite(y)).sum())} NaN/Inf", "drop neuroids without data")
+    if x.shape[0] != y.shape[0]:
+        raise InputError("features_sd", f"{y.shape[0]} stimuli (rows), as many as the target",
+                         f"{x.shape[0]}", "align by stimulus_id (cortexalign.neural.align_ids)")
+    if (y.std(0) == 0).any():
+        raise InputError("target", "neuroids whose responses vary across stimuli",
+                         f"{int((y.std(0) == 0).sum())} constant neuroid(s)", "drop them")
+    return x, y, (vals if vals.ndim == 3 else None)
+
+
+def _neuroid_reliability(target: xr.DataArray, reps, n_splits: int, seed: int) -> np.ndarray:
+    if "reliability" in target.coords:
+        return np.asarray(target["reliability"].values, dtype=np.float64)
+    if reps is None:
+        raise InputError("target", "responses with a repetition dim or a 'reliability' coordinate "
+                         "(needed for normalize=True)", f"dims {target.dims}",
+                         "load trial-resolved responses or pass normalize=False")
+    return split_half_reliability(reps, n_splits=n_splits, seed=seed)
+
+
+def _encode(encoder, features_sd, target, *, n_bootstrap, seed, device, n_folds, normalize,
+            ceiling_transform, n_splits, **options) -> Score:
+    if ceiling_transform not in CEILING_TRANSFORMS:
+        raise UnknownNameError("ceiling transform", ceiling_transform, CEILING_TRANSFORMS)
+    x, y, reps = _check_inputs(features_sd, target)
+    pred, params = cross_validated_predictions(x, y, encoder, n_folds=n_folds, seed=seed,
+                                               device=device, **options)
+    r, r2 = encoding_scores(y, pred)
+    extra = {"r": r, "r2": r2, "median_r2": float(np.nanmedian(r2)), "encoder": encoder,
+             "fold_params": params, "n_neuroids": int(y.shape[1]), "n_folds": int(n_folds),
+             "normalized": bool(normalize)}
+    per_neuroid, c_low = r, math.nan
+    if normalize or reps is not None or "reliability" in target.coords:
+        rel = _neuroid_reliability(target, reps, n_splits, seed)
+        ceil = CEILING_TRANSFORMS[ceiling_transform](rel)
+        extra.update(reliability=rel, ceiling=ceil, n_without_ceiling=int(np.isnan(ceil).sum()))
+        if normalize:
+            per_neuroid = r / ceil
+            extra["r_normalized"] = per_neuroid
+        else:
+            c_low = float(np.nanmedian(ceil)) if np.isfinite(ceil).any() else math.nan
+    value = float(np.nanmedian(per_neuroid))
+    lo = hi = math.nan
+    if n_bootstrap:
+        rng = np.random.default_rng(seed)
+        ok = per_neuroid[np.isfinite(per_neuroid)]
+        boots = np.median(ok[rng.integers(0, len(ok), (int(n_bootstrap), len(ok)))], axis=1)
+        lo, hi = (float(v) for v in np.percentile(boots, [2.5, 97.5]))
+        extra["ci_over"] = "neuroids"
+    return Score(value, lo, hi, c_low, c_low, n_stimuli=int(x.shape[0]), extra=extra)
+
+
+@METRICS.register("ridge", citation=RIDGE_CITATION, target="responses", higher_is_better=True,
+                  description="Ridge encoding (himalaya, per-neuroid penalty by inner CV), "
+                              "median cross-validated Pearson r over neuroids")
+def ridge(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=None,
+          alphas=DEFAULT_ALPHAS, n_folds: int = 5, inner_folds: int = 5, normalize: bool = False,
+          ceiling_transform: str = "attenuation", n_splits: int = 100) -> Score:
+    """Cross-validated ridge encoding of every neuroid.
+
+    Parameters
+    ----------
+    features_sd : (s, d) features, rows in the target's stimulus order.
+    target : responses (stimulus, neuroid[, repetition]); repetitions are averaged.
+    alphas : penalty grid searched per neuroid by ``inner_folds``-fold CV on the training stimuli.
+    n_folds : outer folds over stimuli (shuffled with ``seed``).
+    normalize : divide each neuroid's r by its ceiling (``ceiling_transform``) before the median.
+    n_bootstrap : percentile 95% interval of the median over neuroid resamples (0: none).
+
+    Returns
+    -------
+    Score: ``value`` median r; ``extra`` holds per-neuroid ``r``, ``r2``, ``fold_params`` (the
+    alphas, (n_folds, n)), and ``reliability``/``ceiling`` when repetitions are present; when not
+    normalised, ``ceiling_low``/``ceiling_high`` hold the median neuroid ceiling.
+    """
+    return _encode("ridge", features_sd, target, n_bootstrap=n_bootstrap, seed=seed,
+                   device=device, n_folds=n_folds, normalize=normalize,
+                   ceiling_transform=ceiling_transform, n_splits=n_splits, alphas=alphas,
+                   inner_folds=inner_folds)
+
+
+@METRICS.register("pls", citation=PLS_CITATION, target="responses", higher_is_better=True,
+                  description="PLS encoding (25 components, Brain-Score), median cross-validated "
+                              "Pearson r over neuroids")
+def pls(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=None,
+        n_components: int = 25, n_folds: int = 5, normalize: bool = False,
+        ceiling_transform: str = "attenuation", n_splits: int = 100) -> Score:
+    """Cross-validated PLS encoding of every neuroid (see ``ridge`` for the parameters)."""
+    return _encode("pls", features_sd, target, n_bootstrap=n_bootstrap, seed=seed, device=device,
+                   n_folds=n_folds, normalize=normalize, ceiling_transform=ceiling_transform,
+                   n_splits=n_splits, n_components=n_components)
