@@ -12,6 +12,8 @@ from cortexalign.neural import RDMSet
 __all__ = ["score", "list_metrics"]
 
 _TARGET_TYPES = {"rdm": (RDMSet,), "responses": (xr.DataArray,), "any": (RDMSet, xr.DataArray)}
+_TARGET_WORDS = {"rdm": "an RDMSet", "responses": "a responses DataArray (stimulus, neuroid[, "
+                 "repetition])", "any": "an RDMSet or a responses DataArray"}
 
 
 def score(metric_name: str, features_sd, target, **options) -> Score:
@@ -34,9 +36,9 @@ def score(metric_name: str, features_sd, target, **options) -> Score:
     if not isinstance(target, _TARGET_TYPES[kind]):
         hint = (" CKA compares feature spaces, so it needs the responses; use metric 'rsa' for "
                 "RDMs." if isinstance(target, RDMSet) and kind == "responses" else "")
-        raise InputError("target", f"{'an RDMSet' if kind == 'rdm' else 'a responses DataArray'}"
-                         f" for metric {metric_name!r}", type(target).__name__,
-                         f"pass the matching target.{hint}")
+        raise InputError("target", f"{_TARGET_WORDS[kind]} for metric {metric_name!r}",
+                         type(target).__name__, "load it with cortexalign.neural.load_neural or "
+                         f"wrap an array with make_responses / RDMSet.{hint}")
     return entry.obj(features_sd, target, **options)
 
 

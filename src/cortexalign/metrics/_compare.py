@@ -23,35 +23,44 @@ from cortexalign.metrics._validate import as_tensor, check_varies
 from cortexalign.neural import RDMSet
 
 __all__ = ["RDM_COMPARISONS", "compare_rdms", "compare_vectors", "average_ranks",
-           "ranks_from_sorted", "rdm_vectors"]
-
-
-def ranks_from_sorted(sorted_bp: torch.Tensor, order_bp: torch.Tensor,
-                      weights_bp: torch.Tensor | None = None) -> torch.Tensor:
-    """Average ranks (1-based, ties share their mean rank) from values sorted along the last dim.
-
-    With ``weights`` each element counts ``w`` times (a bootstrap multiplicity): its rank is the
-    total weight before its tie group plus (group weight + 1) / 2, which is the average rank of its
-    copies in the expanded vector. Rows are independent; everything is vectorised.
-    """
-    b, p = sorted_bp.shape
-    w = torch.ones_like(sorted_bp) if weights_bp is None else torch.gather(weights_bp, 1, order_bp)
-    new = torch.ones(b, p, dtype=torch.bool, device=sorted_bp.device)
-    new[:, 1:] = sorted_bp[:, 1:] != sorted_bp[:, :-1]
-    gid = torch.cumsum(new.reshape(-1), 0) - 1  # every row starts a new group: ids are global
-    n_groups = int(gid[-1]) + 1
-    gsum = torch.zeros(n_groups, dtype=w.dtype, device=w.device).index_add_(0, gid, w.reshape(-1))
-    before = torch.cumsum(w, dim=1) - w  # weight before each element, in sorted order
-    first = torch.zeros(n_groups, dtype=w.dtype, device=w.device)
-    first.scatter_reduce_(0, gid, before.reshape(-1), reduce="amin", include_self=False)
-    rank_sorted = (first + (gsum + 1.0) * 0.5)[gid].view(b, p)
-    return torch.empty_like(rank_sorted).scatter_(1, order_bp, rank_sorted)
+           "weighted_ranks", "rdm_vectors"]
 
 
 def average_ranks(x_bp: torch.Tensor) -> torch.Tensor:
     """(b, p) -> (b, p) ranks along the last dim, ties averaged (``scipy.stats.rankdata``)."""
+    b, p = x_bp.shape
     sorted_bp, order_bp = torch.sort(x_bp, dim=1, stable=True)
-    return ranks_from_sorted(sorted_bp, order_bp)
+    new = torch.ones(b, p, dtype=torch.bool, device=x_bp.device)
+    new[:, 1:] = sorted_bp[:, 1:] != sorted_bp[:, :-1]
+    gid = torch.cumsum(new.reshape(-1), 0) - 1  # every row starts a new group: ids are global
+    pos = torch.arange(1, p + 1, dtype=x_bp.dtype, device=x_bp.device).repeat(b)
+    n_groups = int(gid[-1]) + 1
+    gsum = torch.zeros(n_groups, dtype=x_bp.dtype, device=x_bp.device).index_add_(0, gid, pos)
+    count = torch.bincount(gid, minlength=n_groups).to(x_bp.dtype)
+    rank_sorted = (gsum / count)[gid].view(b, p)
+    return torch.empty_like(rank_sorted).scatter_(1, order_bp, rank_sorted)
+
+
+def weighted_ranks(x_p: torch.Tensor, weights_bp: torch.Tensor) -> torch.Tensor:
+    """Average ranks of one vector under b sets of multiplicities (bootstrap weights).
+
+    Element k counts ``w[b, k]`` times: its rank is the total weight of smaller values plus
+    (weight of its tie group + 1) / 2, the average rank of its copies in the expanded vector, which
+    is what ``scipy.stats.rankdata`` gives on that vector. The sort is shared by all rows.
+    """
+    sorted_p, order_p = torch.sort(x_p, stable=True)
+    new = torch.ones_like(sorted_p, dtype=torch.bool)
+    new[1:] = sorted_p[1:] != sorted_p[:-1]
+    gid_p = torch.cumsum(new, 0) - 1
+    n_groups = int(gid_p[-1]) + 1
+    w_bp = weights_bp[:, order_p]
+    gsum_bg = torch.zeros(w_bp.shape[0], n_groups, dtype=w_bp.dtype, device=w_bp.device)
+    gsum_bg.index_add_(1, gid_p, w_bp)
+    before_bg = torch.cumsum(gsum_bg, dim=1) - gsum_bg
+    rank_bg = before_bg + (gsum_bg + 1.0) * 0.5
+    inverse_p = torch.empty_like(order_p)
+    inverse_p[order_p] = torch.arange(len(order_p), device=order_p.device)
+    return rank_bg[:, gid_p[inverse_p]]
 
 
 def _unit(x_mp: torch.Tensor, center: bool) -> torch.Tensor:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from cortexalign.errors import InputError, UnknownNameError
-from cortexalign.metrics._compare import compare_kendall_tau_a, ranks_from_sorted
+from cortexalign.metrics._compare import compare_kendall_tau_a, weighted_ranks
 
 __all__ = ["bootstrap_indices", "pair_weights", "percentile_interval", "bootstrap_rdm_comparison",
            "bootstrap_statistic", "BOOTSTRAP_COMPARISONS"]
@@ -85,14 +85,8 @@ def _wcorr(a_bp: torch.Tensor, b_bp: torch.Tensor, w_bp: torch.Tensor) -> torch.
 
 
 def _boot_spearman(x_p, y_kp, w_bp):
-    b = w_bp.shape[0]
-
-    def ranks(v_p: torch.Tensor) -> torch.Tensor:
-        sv, order = torch.sort(v_p, stable=True)
-        return ranks_from_sorted(sv.expand(b, -1), order.expand(b, -1), w_bp)
-
-    rx = ranks(x_p)
-    return torch.stack([_wcorr(rx, ranks(y_p), w_bp) for y_p in y_kp], dim=1)
+    rx = weighted_ranks(x_p, w_bp)
+    return torch.stack([_wcorr(rx, weighted_ranks(y_p, w_bp), w_bp) for y_p in y_kp], dim=1)
 
 
 def _boot_kendall(x_p, y_kp, w_bp):

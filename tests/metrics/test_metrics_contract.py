@@ -1,0 +1,94 @@
+"""Contract of every registered metric: signal beats shuffled, bad input raises InputError."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cortexalign.errors import InputError, UnknownNameError
+from cortexalign.metrics import METRICS, Score, list_metrics, score
+from cortexalign.neural import RDMSet, make_responses
+
+S, D = 30, 12
+
+
+def _targets(kind: str, features: np.ndarray, rng) -> list:
+    ids = [f"img{i:02d}" for i in range(S)]
+    out = []
+    if kind in ("responses", "any"):
+        resp = features @ rng.normal(size=(D, 20)) + 0.3 * rng.normal(size=(S, 20))
+        out.append(make_responses(resp, ids))
+    if kind in ("rdm", "any"):
+        rdms = []
+        for _ in range(4):
+            noisy = features + 0.5 * rng.normal(size=features.shape)
+            rdms.append(1 - np.corrcoef(noisy))
+        out.append(RDMSet(np.stack(rdms), ids, {"subject": np.array([1, 1, 2, 2])}))
+    return out
+
+
+@pytest.fixture(params=sorted(METRICS), ids=str)
+def metric(request):
+    return request.param
+
+
+def test_metadata(metric):
+    meta = METRICS.entry(metric).meta
+    assert meta["citation"] and meta["target"] in ("rdm", "responses", "any")
+    assert METRICS.entry(metric).description
+
+
+def test_signal_scores_higher_than_shuffled(metric, rng):
+    features = rng.normal(size=(S, D))
+    for target in _targets(METRICS.entry(metric).meta["target"], features, rng):
+        good = score(metric, features, target, device="cpu")
+        bad = score(metric, features[rng.permutation(S)], target, device="cpu")
+        assert isinstance(good, Score) and good.n_stimuli == S
+        assert good.value > bad.value + 0.1
+
+
+def test_bootstrap_interval_is_finite_ordered_and_seeded(metric, rng):
+    # not "brackets the value": with duplicated stimuli a biased statistic (e.g. biased CKA)
+    # can have its whole percentile interval on one side of the point estimate
+    features = rng.normal(size=(S, D))
+    target = _targets(METRICS.entry(metric).meta["target"], features, rng)[0]
+    a = score(metric, features, target, device="cpu", n_bootstrap=40, seed=3)
+    b = score(metric, features, target, device="cpu", n_bootstrap=40, seed=3)
+    assert np.isfinite([a.ci_low, a.ci_high]).all() and a.ci_low < a.ci_high
+    assert (a.ci_low, a.ci_high) == (b.ci_low, b.ci_high)
+    assert math.isnan(score(metric, features, target, device="cpu").ci_low)
+
+
+@pytest.mark.parametrize("case", ["nan", "constant", "n_stimuli"])
+def test_bad_features_raise_input_error(metric, case, rng):
+    features = rng.normal(size=(S, D))
+    target = _targets(METRICS.entry(metric).meta["target"], features, rng)[0]
+    bad = {"nan": np.where(np.eye(S, D, dtype=bool), np.nan, features),
+           "constant": np.ones((S, D)),
+           "n_stimuli": features[:-1]}[case]
+    with pytest.raises(InputError) as err:
+        score(metric, bad, target, device="cpu")
+    assert err.value.parameter == "features_sd" and err.value.fix
+
+
+def test_unknown_metric_suggests_names():
+    with pytest.raises(UnknownNameError, match="cka_linear"):
+        score("cka_lineer", np.zeros((3, 3)), None)
+
+
+def test_cka_refuses_rdm_targets_and_points_to_rsa(rng):
+    features = rng.normal(size=(S, D))
+    rdm_target = _targets("rdm", features, rng)[0]
+    for name in ("cka_linear", "cka_linear_debiased", "cka_rbf"):
+        with pytest.raises(InputError, match="'rsa'"):
+            score(name, features, rdm_target, device="cpu")
+        with pytest.raises(InputError, match="'rsa'"):  # called directly, not via score()
+            METRICS.get(name)(features, rdm_target, device="cpu")
+
+
+def test_list_metrics_rows():
+    rows = list_metrics()
+    assert {r["name"] for r in rows} >= {"rsa", "cka_linear", "cka_linear_debiased", "cka_rbf"}
+    assert all(set(r) == {"name", "target", "citation", "description"} for r in rows)
