@@ -7,7 +7,6 @@ that needs unpickling (arbitrary code) is refused with a message saying how to c
 from __future__ import annotations
 
 import hashlib
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -43,7 +42,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                              "re-export the checkpoint with safetensors.torch.save_file") from err
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as err:
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError... for bad files
+        if "unsupported global" not in str(err).lower():  # not a pickled Python object
+            raise InputError("weights", "a safetensors or torch state_dict file",
+                             f"{str(path)!r}, which torch cannot read ({type(err).__name__})",
+                             "check the file is a complete checkpoint") from err
         raise InputError(
             "weights", "a file of plain tensors (safetensors, or torch.save of a state_dict)",
             f"{str(path)!r}, which needs unpickling of Python objects to load",

@@ -1,0 +1,93 @@
+"""Preprocess: geometry of each resize mode against explicit computations, normalisation, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cortexalign.errors import InputError
+from cortexalign.models import Preprocess
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def _norm(x_b3hw: torch.Tensor) -> torch.Tensor:
+    return (x_b3hw - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+
+
+def test_stretch_is_interpolate_then_normalise(rng):
+    img = rng.integers(0, 256, size=(30, 50, 3), dtype=np.uint8)
+    pre = Preprocess(size=(16, 20), mean=MEAN, std=STD, resize="stretch", interpolation="bilinear")
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+    ref = F.interpolate(x, size=(16, 20), mode="bilinear", antialias=True, align_corners=False)
+    out = pre([img])
+    assert out.shape == (1, 3, 16, 20) and out.dtype == torch.float32
+    torch.testing.assert_close(out, _norm(ref.clamp(0, 1)))
+
+
+def test_center_crop_without_resize_takes_the_middle(rng):
+    """crop_pct = 16/20 on a 20x30 image: no resize (shorter side already 20), crop rows 2..17."""
+    img = rng.integers(0, 256, size=(20, 30, 3), dtype=np.uint8)
+    pre = Preprocess(size=(16, 16), mean=MEAN, std=STD, crop_pct=16 / 20)
+    out = pre([img])
+    ref = torch.from_numpy(img[2:18, 7:23]).permute(2, 0, 1)[None].float() / 255
+    torch.testing.assert_close(out, _norm(ref))
+
+
+def test_center_crop_scales_shorter_side(rng):
+    img = rng.integers(0, 256, size=(40, 80, 3), dtype=np.uint8)
+    pre = Preprocess(size=(16, 16), mean=MEAN, std=STD, crop_pct=0.8, interpolation="nearest")
+    # shorter side 40 -> floor(16 / 0.8) = 20, longer 80 -> 40; crop rows 2..17, cols 12..27
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+    ref = F.interpolate(x, size=(20, 40), mode="nearest")[:, :, 2:18, 12:28]
+    torch.testing.assert_close(pre([img]), _norm(ref))
+
+
+def test_longest_side_pad_pads_bottom_right_with_zeros(rng):
+    img = rng.integers(0, 256, size=(20, 40, 3), dtype=np.uint8)
+    pre = Preprocess(size=(32, 32), mean=MEAN, std=STD, resize="longest_side_pad",
+                     interpolation="bilinear")
+    out = pre([img])
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+    ref = F.interpolate(x, size=(16, 32), mode="bilinear", antialias=True, align_corners=False)
+    torch.testing.assert_close(out[:, :, :16], _norm(ref.clamp(0, 1)))
+    assert torch.count_nonzero(out[:, :, 16:]) == 0
+
+
+def test_grayscale_is_replicated(rng):
+    gray = rng.integers(0, 256, size=(20, 20), dtype=np.uint8)
+    pre = Preprocess(size=(20, 20), mean=(0.5,) * 3, std=(0.5,) * 3)
+    out_gray = pre([gray, gray[:, :, None]])
+    out_rgb = pre([np.repeat(gray[:, :, None], 3, axis=2)])
+    torch.testing.assert_close(out_gray, out_rgb.expand(2, -1, -1, -1))
+
+
+def test_key_is_stable_and_distinguishes():
+    a = Preprocess(size=(224, 224), mean=MEAN, std=STD, crop_pct=0.875)
+    assert a.key() == Preprocess(size=[224, 224], mean=list(MEAN), std=STD, crop_pct=0.875).key()
+    assert a.key() != Preprocess(size=(224, 224), mean=MEAN, std=STD, crop_pct=0.9).key()
+    assert a.key() != Preprocess(size=(224, 224), mean=MEAN, std=STD, crop_pct=0.875,
+                                 resize="stretch").key()
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"resize": "squash"}, {"interpolation": "lanczos"}, {"crop_pct": 0.0}, {"std": (1, 0, 1)},
+    {"mean": (0.5, 0.5)}, {"size": (0, 4)},
+])
+def test_bad_config_raises(kwargs):
+    base = {"size": (8, 8), "mean": MEAN, "std": STD}
+    with pytest.raises(InputError):
+        Preprocess(**{**base, **kwargs})
+
+
+def test_bad_images_raise(rng):
+    pre = Preprocess(size=(8, 8), mean=MEAN, std=STD)
+    img = rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8)
+    with pytest.raises(InputError, match="wrap a single image"):
+        pre(img)
+    with pytest.raises(InputError):
+        pre([])
+    with pytest.raises(InputError):
+        pre([np.zeros((8, 8, 5), np.uint8)])
