@@ -10,9 +10,11 @@ from cortexalign.metrics import _cka_metric, _encoding, _rsa_metric  # noqa: F40
 from cortexalign.metrics._api import list_metrics, score
 from cortexalign.metrics._cka import CKA_KINDS, cka
 from cortexalign.metrics._compare import RDM_COMPARISONS, compare_rdms
+from cortexalign.metrics._maps import MAP_MEASURES, MAP_SCALINGS, compare_maps, map_score
 from cortexalign.metrics._rdm import RDM_METHODS, compute_rdm, compute_rdms
 from cortexalign.metrics._registry import METRICS
 from cortexalign.metrics._score import Score
 
 __all__ = ["METRICS", "Score", "score", "list_metrics", "compute_rdm", "compute_rdms",
            "compare_rdms", "cka", "RDM_METHODS", "RDM_COMPARISONS", "CKA_KINDS"]
+__all__ += ["MAP_MEASURES", "MAP_SCALINGS", "compare_maps", "map_score"]
