@@ -16,8 +16,17 @@ from cortexalign.stats._ceiling import (
     spearman_brown,
     split_half_ceiling,
 )
+from cortexalign.stats._multiple import CORRECTIONS, adjust_p_values, reject
+from cortexalign.stats._permutation import (
+    PAIRED_METHODS,
+    exact_p_value,
+    paired_comparison,
+    permutation_test,
+    rdm_permutation_test,
+)
 
 __all__ = ["BOOTSTRAP_COMPARISONS", "bootstrap_indices", "bootstrap_rdm_comparison",
            "bootstrap_statistic", "pair_weights", "percentile_interval", "RDM_POOLING",
            "group_weights", "noise_ceiling_vectors", "rdm_noise_ceiling", "spearman_brown",
            "split_half_ceiling"]
+__all__ += ["CORRECTIONS", "adjust_p_values", "reject", "PAIRED_METHODS", "exact_p_value", "paired_comparison", "permutation_test", "rdm_permutation_test"]  # noqa: E501
