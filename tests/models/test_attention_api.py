@@ -7,6 +7,7 @@ import pytest
 import timm
 import torch
 from timm.layers import Attention as TimmAttention
+from timm.models.hiera import MaskUnitAttention
 from timm.models.hieradet_sam2 import MultiScaleAttention
 from timm.models.tiny_vit import Attention as TinyVitAttention
 from timm.models.vision_transformer_sam import Attention as SamAttention
@@ -48,8 +49,14 @@ def _hiera():
     return m, torch.randn(2, 3, 64, 64)
 
 
+def _hiera_mae():
+    m = timm.create_model("hiera_tiny_224", img_size=64, embed_dim=8, num_heads=1,
+                          stages=(1, 2, 2, 1), mask_unit_size=(4, 4))
+    return m, torch.randn(2, 3, 64, 64)
+
+
 FACTORIES = {TimmAttention: _vit, SamAttention: _sam, TinyVitAttention: _tiny_vit,
-             MultiScaleAttention: _hiera}
+             MultiScaleAttention: _hiera, MaskUnitAttention: _hiera_mae}
 
 
 def test_every_handler_has_a_tiny_model():
@@ -275,3 +282,13 @@ def test_conv_maps_bad_input():
         conv_maps(torch.zeros(1, 3, 2, 2), "topk", k=4)
     with pytest.raises(UnknownNameError):
         conv_maps(torch.zeros(1, 3, 2, 2), "max")
+
+
+@pytest.mark.parametrize("cls", [MultiScaleAttention, MaskUnitAttention])
+def test_hiera_rollout_uses_global_unpooled_blocks_and_refuses_pooled_ones(cls):
+    model, x = _build(cls)
+    got = attention_maps(model, x, reduction="rollout")
+    assert got and all(m.shape[0] == 2 for m in got.values())
+    pooled = [n for n in list_attention_blocks(model) if n.startswith("blocks.1.")]
+    with pytest.raises(InputError, match="pool"):
+        attention_maps(model, x, blocks=pooled, reduction="rollout")

@@ -245,3 +245,43 @@ def test_sam2_hiera_pooled_and_windowed_blocks_match_naive():
             per_image.append(_received_from_windows(p_list, tok_list, gh * gw))
         expect = torch.stack(per_image).reshape(b, heads, gh, gw)
         torch.testing.assert_close(got[f"{n}.attn"].double(), expect, atol=ATOL, rtol=0)
+
+
+# ----------------------------------------------------------------------------- Hiera (mask units)
+def test_hiera_mask_unit_attention_matches_naive_and_units_are_contiguous():
+    torch.manual_seed(5)
+    model = timm.create_model("hiera_tiny_224", img_size=64, embed_dim=8, num_heads=1,
+                              stages=(1, 2, 2, 1), mask_unit_size=(4, 4)).eval()
+    x = torch.randn(2, 3, 64, 64)
+    names = ["blocks.0", "blocks.1"]  # stage-0 layout: placement from Unroll, not Reroll
+    inputs = _capture_inputs(model, names, x)
+    got = attention_maps(model, x, reduction="per_head")
+    gh = gw = 16
+    where = model.unroll(torch.arange(gh * gw, dtype=torch.float64).view(1, -1, 1))[0, :, 0].long()
+    for n in names:
+        blk, attn = model.get_submodule(n), model.get_submodule(n).attn
+        xn = blk.norm1(inputs[n]).double()
+        b, t, _ = xn.shape
+        nw = t // (attn.q_stride * attn.window_size)
+        heads, hd = attn.heads, attn.head_dim
+        w, bias = attn.qkv.weight.double(), attn.qkv.bias.double()
+        per_image = []
+        for i in range(b):
+            p_list, tok_list = [], []
+            for unit in range(nw):
+                members = list(range(unit, t, nw))  # unrolled token j*nw + unit
+                qkv = xn[i, members] @ w.T + bias
+                q = qkv[:, :attn.dim_out].reshape(-1, heads, hd).transpose(0, 1)
+                k = qkv[:, attn.dim_out:2 * attn.dim_out].reshape(-1, heads, hd).transpose(0, 1)
+                q = q.reshape(heads, attn.q_stride, -1, hd).amax(dim=1)
+                p_list.append(_softmax_rows(q @ k.transpose(-1, -2) / math.sqrt(hd)))
+                tok_list.append(([0] * q.shape[1], [int(where[j]) for j in members]))
+            per_image.append(_received_from_windows(p_list, tok_list, gh * gw))
+        expect = torch.stack(per_image).reshape(b, heads, gh, gw)
+        torch.testing.assert_close(got[f"{n}.attn"].double(), expect, atol=ATOL, rtol=0)
+    # every mask unit is a contiguous tile of the grid, so each tile's received mass is 1
+    maps = attention_maps(model, x)
+    for n, unit in [("blocks.0.attn", 4), ("blocks.2.attn", 2), ("blocks.3.attn", 2)]:
+        m = maps[n]
+        tiles = m.reshape(2, m.shape[1] // unit, unit, m.shape[2] // unit, unit).sum((2, 4))
+        torch.testing.assert_close(tiles, torch.ones_like(tiles), atol=1e-5, rtol=0)

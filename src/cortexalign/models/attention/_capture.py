@@ -96,7 +96,11 @@ def _resolve_blocks(module: torch.nn.Module, blocks: Sequence[str] | None,
 
 
 def _is_global(attn: torch.nn.Module, root: torch.nn.Module, name: str) -> bool:
-    """Whether a block attends over the whole grid (by its parent's window setting)."""
+    """Whether a block attends over the whole grid without pooling its queries (rollout default)."""
+    if getattr(attn, "use_mask_unit_attn", False) or getattr(attn, "q_pool", None) is not None:
+        return False
+    if getattr(attn, "q_stride", 1) > 1:
+        return False
     parent = root.get_submodule(name.rsplit(".", 1)[0] if "." in name else "")
     ws = getattr(parent, "window_size", 0)
     if isinstance(ws, tuple):
@@ -112,11 +116,12 @@ def attention_maps(module: torch.nn.Module, x_bchw: torch.Tensor, blocks: Sequen
     Parameters
     ----------
     module : a model (or a single block) whose attention classes are in ``ATTENTION_HANDLERS``:
-        timm ViT / DeiT / CLIP ViT, SAM ViT (``samvit_*``), SAM 2 Hiera (``sam2_hiera_*``), TinyViT.
+        timm ViT / DeiT / CLIP ViT, SAM ViT (``samvit_*``), SAM 2 Hiera (``sam2_hiera_*``, HieraDet),
+        Hiera (``hiera_*``, mask units) and TinyViT (MobileSAM).
         Put it in eval mode first: maps are the probabilities before attention dropout.
     x_bchw : (b, c, H, W) images as the model takes them (or, for a single block, its 4-D input).
     blocks : attention-module names from ``list_attention_blocks`` or names of blocks holding
-        exactly one; None: all (for ``rollout``: the global-attention blocks).
+        exactly one; None: all (for ``rollout``: the global-attention blocks without query pooling).
     reduction : ``"received"`` (default) -> (b, gh, gw) mean over heads of the attention each
         token receives (column mean over the real queries of its window); ``"per_head"`` ->
         (b, h, gh, gw); ``"cls"`` -> (b, gh, gw) CLS query to patches (models with a CLS token);

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from timm.layers import Attention as TimmAttention
 from timm.layers import apply_rot_embed_cat
+from timm.models.hiera import MaskUnitAttention
 from timm.models.hieradet_sam2 import MultiScaleAttention
 from timm.models.tiny_vit import Attention as TinyVitAttention
 from timm.models.vision_transformer_sam import Attention as SamAttention
@@ -233,3 +234,43 @@ def hieradet_attention(module, args, kwargs, ctx: CallContext) -> QK:
     n_win = (math.ceil(grid[0] / wh), math.ceil(grid[1] / ww))
     query_tok = window_tokens(q_grid, (qh, qw), n_win)
     return QK(q * module.scale, k, None, key_tok, query_tok, grid, q_grid)
+
+
+@register_handler(MaskUnitAttention, parent_grid=False,
+                  description="timm Hiera (hiera_*): mask-unit or global attention over unrolled "
+                              "tokens with query pooling")
+def hiera_mask_unit_attention(module, args, kwargs, ctx: CallContext) -> QK:
+    x = args[0] if args else kwargs["x"]
+    b, n, _ = x.shape
+    heads, hd, stride = module.heads, module.head_dim, module.q_stride
+    nw = n // (stride * module.window_size) if module.use_mask_unit_attn else 1
+    # unrolled token i*nw + w is slot i of mask unit w (timm's reshape(B, -1, num_windows, ...))
+    qk = _linear_rows(module.qkv, x, 2 * module.dim_out).reshape(b, -1, nw, 2, heads, hd)
+    q, k = qk.permute(3, 0, 2, 4, 1, 5).unbind(0)  # (b, nw, h, t, d)
+    if stride > 1:
+        q = q.reshape(b, nw, heads, stride, -1, hd).amax(dim=3)
+    q, k = _to_f32(q.flatten(0, 1), k.flatten(0, 1))
+    grid, tok_n = _hiera_key_grid(module, ctx, n)
+    key_tok = tok_n.view(-1, nw).T.contiguous()
+    if stride > 1:  # pooled queries: all real, on a coarser grid (rollout refuses them)
+        s = math.isqrt(stride)
+        return QK(q * module.scale, k, None, key_tok, torch.zeros(nw, q.shape[2], dtype=torch.long),
+                  grid, (grid[0] // s, grid[1] // s))
+    return QK(q * module.scale, k, None, key_tok, key_tok, grid, grid)
+
+
+def _hiera_key_grid(module, ctx: CallContext, n: int) -> tuple[tuple[int, int], torch.Tensor]:
+    """Grid position of each unrolled input token, from the model's own ``Reroll``.
+
+    The input of block i is laid out like the output of block i - 1, so rerolling token indices
+    with block i - 1's schedule gives, at each grid cell, the token that sits there.
+    """
+    blocks = getattr(ctx.root, "blocks", [])
+    idx = next((i for i, blk in enumerate(blocks) if getattr(blk, "attn", None) is module), None)
+    if idx is None or not hasattr(ctx.root, "reroll"):
+        raise InputError("module", "a whole timm Hiera model (its Reroll places the unrolled tokens)",
+                         f"{type(ctx.root).__name__} around {ctx.name!r}", "pass the Hiera model")
+    cell_tok = ctx.root.reroll(torch.arange(n).view(1, n, 1), max(idx - 1, 0))[0, ..., 0]
+    tok_n = torch.empty(n, dtype=torch.long)
+    tok_n[cell_tok.flatten()] = torch.arange(n)
+    return (int(cell_tok.shape[0]), int(cell_tok.shape[1])), tok_n

@@ -1,0 +1,112 @@
+"""SAM ViT-B image encoder: attention maps of every block vs the plain forward pass.
+
+Measures images per second and peak memory of
+
+- ``forward``: ``model(x)`` under ``torch.inference_mode`` (fused attention as timm ships it);
+- ``maps``: ``attention_maps(model, x, reduction="received")`` for all 12 blocks (8 windowed, 4
+  global), which runs the same forward and recomputes each block's probabilities chunk by chunk.
+
+Random weights (timm ``samvit_base_patch16``, nothing downloaded). Target (issue 3): maps within 2x
+of the forward pass's time and memory.
+
+Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` above what the weights and input hold;
+on the CPU each mode runs in a fresh subprocess and reports its peak RSS above the RSS after the
+model is built (``resource.getrusage``), so one mode's peak does not hide the other's.
+
+Usage::
+
+    python benchmarks/bench_attention.py              # 1024 x 1024, batch 1, CUDA when present
+    python benchmarks/bench_attention.py --quick      # 256 x 256 on the CPU (a smoke-size run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import timm
+import torch
+
+from cortexalign.device import resolve_device
+from cortexalign.models.attention import attention_maps
+
+
+def _build(img: int, device: torch.device) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return timm.create_model("samvit_base_patch16", img_size=img).eval().to(device)
+
+
+def _run_mode(mode: str, img: int, batch: int, reps: int, device: torch.device) -> dict:
+    model = _build(img, device)
+    x = torch.randn(batch, 3, img, img, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def step():
+        if mode == "forward":
+            with torch.inference_mode():
+                model(x)
+        else:
+            attention_maps(model, x, reduction="received")
+
+    rss_base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # weights + input, no forward yet
+    step()  # warm-up (kernel selection, allocator)
+    sync()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        step()
+    sync()
+    seconds = (time.perf_counter() - t0) / reps
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) - base
+    else:  # ru_maxrss is in KiB on Linux: the peak of warm-up and timed runs above the baseline
+        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_base) * 1024
+    return {"mode": mode, "images_per_s": batch / seconds, "peak_mib": peak / 2**20,
+            "seconds_per_batch": seconds}
+
+
+def _run_cpu_child(mode: str, args) -> dict:
+    """One mode in a fresh interpreter so its RSS peak is its own."""
+    cmd = [sys.executable, __file__, "--child", mode, "--img", str(args.img), "--batch",
+           str(args.batch), "--reps", str(args.reps), "--device", "cpu"]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--img", type=int, default=1024)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--quick", action="store_true", help="256 px, CPU, 2 repetitions")
+    parser.add_argument("--child", choices=["forward", "maps"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.quick:
+        args.img, args.reps, args.device = 256, 2, "cpu"
+    device = resolve_device(args.device)
+    if args.child:
+        print(json.dumps(_run_mode(args.child, args.img, args.batch, args.reps, device)))
+        return
+    if device.type == "cpu":
+        rows = [_run_cpu_child(m, args) for m in ("forward", "maps")]
+    else:
+        rows = [_run_mode(m, args.img, args.batch, args.reps, device) for m in ("forward", "maps")]
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"SAM ViT-B, {args.img}x{args.img}, batch {args.batch}, {args.reps} reps, {name}")
+    print(f"{'mode':8s} {'img/s':>9s} {'s/batch':>9s} {'peak MiB':>9s}")
+    for r in rows:
+        print(f"{r['mode']:8s} {r['images_per_s']:9.3f} {r['seconds_per_batch']:9.3f} {r['peak_mib']:9.1f}")
+    fwd, maps = rows
+    print(f"maps / forward: time x{fwd['images_per_s'] / maps['images_per_s']:.2f}, "
+          f"peak memory x{maps['peak_mib'] / max(fwd['peak_mib'], 1e-9):.2f}")
+
+
+if __name__ == "__main__":
+    main()
