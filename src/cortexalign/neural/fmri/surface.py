@@ -1,0 +1,114 @@
+"""Per-voxel values (best similarity, best layer) painted on the fsaverage surface with nilearn.
+
+``volume_to_fsaverage`` builds a volume holding the voxels' values (NaN elsewhere) and samples it
+along each vertex of the fsaverage pial surface (``nilearn.surface.vol_to_surf``); the volume must
+be in MNI space (for NSD, use the subject's MNI-space data or the fsaverage betas directly, whose
+values need no projection: ``plot_surface_values``). nilearn ships the fsaverage5 meshes, so this
+works offline; a nilearn without them raises a clear error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cortexalign.errors import InputError
+
+__all__ = ["volume_to_fsaverage", "plot_surface_values", "plot_voxel_values"]
+
+_HEMIS = {"left": "lh", "right": "rh"}
+
+
+def _fsaverage(mesh: str):
+    try:
+        from nilearn import datasets
+    except ImportError as exc:
+        raise ImportError("surface maps need nilearn: pip install nilearn") from exc
+    try:
+        fs = datasets.load_fsaverage(mesh)
+        sulc = datasets.load_fsaverage_data(mesh=mesh, data_type="sulcal")
+    except Exception as exc:  # a missing mesh surfaces as a download attempt or an OSError
+        raise InputError("mesh", "an fsaverage mesh nilearn has offline ('fsaverage5' is bundled)",
+                         f"{mesh!r} ({type(exc).__name__}: {exc})",
+                         "use mesh='fsaverage5' or fetch the mesh once with nilearn online") from None
+    return fs, sulc
+
+
+def volume_to_fsaverage(values_n: np.ndarray, ijk_n3: np.ndarray, affine: np.ndarray,
+                        shape: tuple[int, int, int], mesh: str = "fsaverage5",
+                        interpolation: str = "nearest_most_frequent", radius: float = 3.0
+                        ) -> dict[str, np.ndarray]:
+    """Project per-voxel values to fsaverage vertices: hemisphere -> (vertices,) values.
+
+    Parameters
+    ----------
+    values_n : (n,) one value per voxel.
+    ijk_n3 : (n, 3) voxel indices in a volume of ``shape`` with ``affine`` (MNI space).
+    interpolation : ``nearest_most_frequent`` (right for labels such as the best layer) or
+        ``linear`` (nilearn's names).
+    """
+    import nibabel
+    from nilearn.surface import vol_to_surf
+
+    values_n, ijk_n3 = np.asarray(values_n, np.float64), np.asarray(ijk_n3, np.int64)
+    if ijk_n3.ndim != 2 or ijk_n3.shape != (len(values_n), 3):
+        raise InputError("ijk_n3", f"({len(values_n)}, 3) voxel indices (one row per value)",
+                         f"shape {ijk_n3.shape}", "pass the responses' x, y, z coordinates")
+    if (ijk_n3 < 0).any() or (ijk_n3 >= np.asarray(shape)).any():
+        raise InputError("ijk_n3", f"indices inside the volume shape {tuple(shape)}",
+                         "out-of-range indices", "use the shape and affine of the betas")
+    vol = np.full(tuple(shape), np.nan, np.float32)
+    vol[tuple(ijk_n3.T)] = values_n
+    img = nibabel.Nifti1Image(vol, np.asarray(affine, np.float64))
+    fs, _ = _fsaverage(mesh)
+    return {hemi: vol_to_surf(img, fs.pial.parts[hemi], interpolation=interpolation, radius=radius)
+            for hemi in _HEMIS}
+
+
+def plot_surface_values(surf: dict[str, np.ndarray], path: str | Path, mesh: str = "fsaverage5",
+                        title: str | None = None, cmap: str = "viridis",
+                        vmin: float | None = None, vmax: float | None = None,
+                        views: tuple[str, ...] = ("lateral", "ventral")) -> Path:
+    """Save a PNG of both hemispheres of fsaverage vertex values, one row per view."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from nilearn import plotting
+
+    fs, sulc = _fsaverage(mesh)
+    finite = np.concatenate([np.asarray(v)[np.isfinite(v)] for v in surf.values()])
+    if finite.size == 0:
+        raise InputError("values", "some finite values on the surface", "none",
+                         "check that the volume is in MNI space and overlaps the cortex")
+    vmin = float(finite.min()) if vmin is None else vmin
+    vmax = float(finite.max()) if vmax is None else vmax
+    fig, axes = plt.subplots(len(views), 2, subplot_kw={"projection": "3d"},
+                             figsize=(8, 3.5 * len(views)), squeeze=False)
+    try:
+        for col, hemi in enumerate(_HEMIS):
+            data = np.nan_to_num(np.asarray(surf[hemi], np.float64), nan=vmin)
+            for row, view in enumerate(views):
+                plotting.plot_surf_stat_map(
+                    fs.inflated.parts[hemi], data, bg_map=sulc.data.parts[hemi], hemi=hemi,
+                    view=view, cmap=cmap, vmin=vmin, vmax=vmax, colorbar=(row == 0 and col == 1),
+                    axes=axes[row, col], figure=fig, symmetric_cbar=False)
+        if title:
+            fig.suptitle(title)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def plot_voxel_values(values_n: np.ndarray, ijk_n3: np.ndarray, affine: np.ndarray,
+                      shape: tuple[int, int, int], path: str | Path, mesh: str = "fsaverage5",
+                      title: str | None = None, cmap: str = "viridis",
+                      interpolation: str = "nearest_most_frequent",
+                      views: tuple[str, ...] = ("lateral", "ventral")) -> Path:
+    """Project per-voxel values (MNI volume) to fsaverage and save the PNG; returns its path."""
+    surf = volume_to_fsaverage(values_n, ijk_n3, affine, shape, mesh, interpolation)
+    return plot_surface_values(surf, path, mesh, title, cmap, views=views)
