@@ -1,1 +1,36 @@
-"""Brain-inspired spiking transformers: neurons, attention, models, training and measures."""
+"""Brain-inspired spiking transformers: neurons, attention, models, training and measures.
+
+Models: the QKFormer-style hierarchical baseline (``hst_*``), SpiLiFormer (``spiliformer_*``,
+lateral inhibition) and TDFormer (``tdformer_*``, top-down feedback across time steps),
+registered in ``SNN_MODELS`` and built with ``create_snn``. See METHODS.md sections 3-4.
+"""
+
+from cortexalign.spiking._configs import SNN_MODELS, HSTConfig, snn_config
+from cortexalign.spiking.attention import ATTENTIONS, ProcessingModule, SpikingAttention
+from cortexalign.spiking.energy import EnergyReport, firing_rates, measure_energy
+from cortexalign.spiking.features import (
+    attention_names,
+    extract_attention_maps,
+    extract_features,
+    layer_names,
+)
+from cortexalign.spiking.information import MI_ESTIMATORS, mutual_information, time_step_mi
+from cortexalign.spiking.models import SpikingTransformer, create_snn
+from cortexalign.spiking.neurons import (
+    LIF_KERNELS,
+    SURROGATES,
+    MultiStepLIF,
+    lif_multistep,
+    reset_states,
+)
+from cortexalign.spiking.train import TrainConfig, TrainResult, evaluate_snn, train_snn
+
+__all__ = [
+    "SNN_MODELS", "HSTConfig", "snn_config", "create_snn", "SpikingTransformer",
+    "ATTENTIONS", "SpikingAttention", "ProcessingModule",
+    "LIF_KERNELS", "SURROGATES", "MultiStepLIF", "lif_multistep", "reset_states",
+    "layer_names", "attention_names", "extract_features", "extract_attention_maps",
+    "EnergyReport", "measure_energy", "firing_rates",
+    "MI_ESTIMATORS", "mutual_information", "time_step_mi",
+    "TrainConfig", "TrainResult", "train_snn", "evaluate_snn",
+]

@@ -1,0 +1,135 @@
+"""Spiking benchmarks: our multi-step LIF and a spiking-transformer training step vs spikingjelly.
+
+    python benchmarks/bench_spiking.py --quick            # small sizes, a few seconds
+    python benchmarks/bench_spiking.py                    # full: LIF (T=4, 64 x 24,576), hst_tiny step
+    python benchmarks/bench_spiking.py --device cuda      # on a GPU (our 'auto' picks the Triton kernel)
+
+Peers: spikingjelly (``pip install spikingjelly``) ``LIFNode(tau=2., v_reset=0., step_mode='m',
+surrogate_function=Sigmoid())``; spikingjelly 2.0 picks its own kernel per device. The
+training-step comparison builds the same ``SpikingTransformer`` and swaps every neuron for
+a spikingjelly LIFNode. Times are medians of ``--repeats`` after ``--warmup`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from cortexalign.spiking.models import create_snn
+from cortexalign.spiking.neurons import MultiStepLIF, lif_multistep
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _time(fn, device, warmup, repeats):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+class SJLIF(MultiStepLIF):
+    """A ``MultiStepLIF`` slot filled by spikingjelly's multi-step LIFNode (same parameters)."""
+
+    def __init__(self, like: MultiStepLIF):
+        super().__init__(like.tau, like.v_threshold, like.v_reset)
+        from spikingjelly.activation_based import neuron, surrogate
+
+        self.node = neuron.LIFNode(tau=like.tau, v_threshold=like.v_threshold, v_reset=like.v_reset,
+                                   surrogate_function=surrogate.Sigmoid(), step_mode="m")
+
+    def reset(self):
+        self.node.reset()
+
+    def forward(self, x_T):
+        return self.node(x_T)
+
+
+def with_spikingjelly_neurons(model: torch.nn.Module) -> torch.nn.Module:
+    for name, child in list(model.named_children()):
+        if isinstance(child, MultiStepLIF):
+            setattr(model, name, SJLIF(child))
+        else:
+            with_spikingjelly_neurons(child)
+    return model
+
+
+def bench_lif(shape, device, warmup, repeats):
+    from spikingjelly.activation_based import neuron, surrogate
+
+    x = torch.randn(shape, device=device).mul_(1.5).add_(0.8).requires_grad_()
+    w = torch.randn(shape, device=device)
+    rows = {}
+    backends = ["bptt", "reference"] + (["auto"] if device.type == "cuda" else [])
+    for b in backends:
+        rows[f"ours[{b}]"] = _time(lambda b=b: (lif_multistep(x, backend=b)[0] * w).sum().backward(),
+                                   device, warmup, repeats)
+    node = neuron.LIFNode(tau=2.0, v_reset=0.0, step_mode="m", surrogate_function=surrogate.Sigmoid())
+
+    def sj():
+        node.reset()
+        (node(x) * w).sum().backward()
+    rows["spikingjelly"] = _time(sj, device, warmup, repeats)
+    return rows
+
+
+def bench_train_step(model_name, batch, size, device, warmup, repeats):
+    rows = {}
+    for label in ("ours", "spikingjelly"):
+        torch.manual_seed(0)
+        model = create_snn(model_name).to(device)
+        if label == "spikingjelly":
+            with_spikingjelly_neurons(model)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        x = torch.randn(batch, 3, size, size, device=device)
+        y = torch.randint(0, 10, (batch,), device=device)
+
+        def step(model=model, opt=opt, x=x, y=y):
+            loss, _ = model.loss(x, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        rows[label] = _time(step, device, warmup, repeats)
+    return rows
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small sizes")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--repeats", type=int, default=None)
+    p.add_argument("--warmup", type=int, default=2)
+    a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    device = torch.device(a.device)
+    repeats = a.repeats or (3 if a.quick else 10)
+    lif_shape = (4, 8, 4096) if a.quick else (4, 64, 24576)
+    batch, size = (4, 16) if a.quick else (32, 32)
+    print(f"device={device} threads={torch.get_num_threads()} torch={torch.__version__}")
+    lif = bench_lif(lif_shape, device, a.warmup, repeats)
+    print(f"\nmulti-step LIF forward+backward, x {lif_shape}:")
+    for k, v in lif.items():
+        print(f"  {k:18s} {v * 1e3:9.2f} ms   spikingjelly/this = {lif['spikingjelly'] / v:5.2f}")
+    step = bench_train_step("hst_tiny", batch, size, device, a.warmup, repeats)
+    print(f"\ntraining step hst_tiny, batch {batch}, {size} px, T=2:")
+    for k, v in step.items():
+        print(f"  {k:18s} {v * 1e3:9.2f} ms")
+    print(f"  ratio spikingjelly/ours = {step['spikingjelly'] / step['ours']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

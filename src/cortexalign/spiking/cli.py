@@ -1,0 +1,68 @@
+"""``train-snn`` and ``eval-snn``: a typer sub-app the main CLI mounts.
+
+The commands parse and dispatch; the work is ``train_snn`` and ``evaluate_snn``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+
+from cortexalign.errors import CortexAlignError, InputError
+
+app = typer.Typer(help="Train and evaluate spiking transformers.", no_args_is_help=True)
+console = Console()
+
+
+def _load_config(path: Path):
+    from cortexalign.spiking.train import TrainConfig
+
+    if not path.is_file():
+        raise InputError("CONFIG", "a YAML file", repr(str(path)), "check the path")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise InputError("CONFIG", "a YAML mapping of TrainConfig fields", type(raw).__name__,
+                         "write key: value lines")
+    try:
+        return TrainConfig(**raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise InputError(".".join(map(str, first["loc"])) or "CONFIG", "a valid TrainConfig field",
+                         repr(first.get("input"))[:80], first["msg"]) from None
+
+
+@app.command("train-snn")
+def train_snn_cmd(config: Path = typer.Argument(..., help="YAML file of TrainConfig fields")):
+    """Train a spiking transformer from a YAML config."""
+    from cortexalign.spiking.train import train_snn
+
+    try:
+        result = train_snn(_load_config(config))
+    except CortexAlignError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    for row in result.epochs:
+        console.print(row)
+    console.print(f"steps: {result.steps}  last checkpoint: {result.last_checkpoint}  ({result.stop_reason})")
+    if result.stopped_at_step is not None:
+        raise typer.Exit(1)
+
+
+@app.command("eval-snn")
+def eval_snn_cmd(checkpoint: Path = typer.Argument(..., help="ckpt_*.safetensors written by train-snn"),
+                 data: Path = typer.Option(..., "--data", help="npz file or image folder"),
+                 batch_size: int = typer.Option(256, help="images per batch"),
+                 device: str = typer.Option("auto", help="auto, cpu or cuda")):
+    """Test accuracy of a trained checkpoint."""
+    from cortexalign.spiking.train import evaluate_snn
+
+    try:
+        acc = evaluate_snn(checkpoint, data, batch_size=batch_size, device=device)
+    except CortexAlignError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    console.print(f"accuracy: {acc:.4f}")

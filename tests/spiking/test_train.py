@@ -1,0 +1,125 @@
+"""Training loop: resume equality, NaN stop, checkpoint mismatch, evaluation, CLI."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from cortexalign.errors import InputError
+from cortexalign.spiking import train as train_mod
+from cortexalign.spiking._checkpoint import list_checkpoints, load_weights
+from cortexalign.spiking.cli import app
+from cortexalign.spiking.models import create_snn
+from cortexalign.spiking.train import TrainConfig, evaluate_snn, train_snn
+
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+
+
+@pytest.fixture
+def npz(tmp_path):
+    rng = np.random.default_rng(0)
+    def make(n):
+        y = np.arange(n) % 2
+        x = rng.integers(0, 60, size=(n, 16, 16, 3)).astype(np.uint8)
+        x[y == 0, :, :8] += 150
+        x[y == 1, :, 8:] += 150
+        return x, y
+    (trx, try_), (tex, tey) = make(24), make(8)
+    p = tmp_path / "toy.npz"
+    np.savez(p, train_images=trx, train_labels=try_, test_images=tex, test_labels=tey)
+    return p
+
+
+def _cfg(npz, ckdir, **kw):
+    base = dict(data=npz, checkpoint_dir=ckdir, model="hst_tiny", batch_size=8, epochs=2,
+                progress=False, lr=3e-3)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_train_then_resume_equals_uninterrupted(npz, tmp_path):
+    full = train_snn(_cfg(npz, tmp_path / "a", max_steps=4))
+    train_snn(_cfg(npz, tmp_path / "b", max_steps=4, checkpoint_every=1, keep_last=10))
+    for ck in list_checkpoints(tmp_path / "b")[2:]:  # as if the run had been killed after step 2
+        ck.with_suffix(".json").unlink()
+    (tmp_path / "b" / "metrics.jsonl").unlink()
+    assert list_checkpoints(tmp_path / "b")[-1].name == "ckpt_0000002.safetensors"
+    resumed = train_snn(_cfg(npz, tmp_path / "b", max_steps=4))
+    assert full.steps == resumed.steps == 4
+    wa, wb = load_file(str(full.last_checkpoint)), load_file(str(resumed.last_checkpoint))
+    assert wa.keys() == wb.keys() and any(k.startswith("optim.") for k in wa)
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=1e-6, rtol=0)
+    lines = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and '"test_acc"' in lines[0]
+    assert len(list_checkpoints(tmp_path / "a")) <= 3
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(npz, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = create_snn
+
+    def flaky(name, **kw):
+        model = real(name, **kw)
+        orig = model.loss
+
+        def loss(x, y):
+            calls["n"] += 1
+            value, logits = orig(x, y)
+            return (value * float("nan"), logits) if calls["n"] == 3 else (value, logits)
+        model.loss = loss
+        return model
+
+    monkeypatch.setattr(train_mod, "create_snn", flaky)
+    res = train_snn(_cfg(npz, tmp_path / "c", checkpoint_every=1))
+    assert res.stopped_at_step == 3 and "non-finite" in res.stop_reason
+    assert res.last_checkpoint.name == "ckpt_0000002.safetensors" and res.last_checkpoint.is_file()
+    assert list_checkpoints(tmp_path / "c")[-1] == res.last_checkpoint
+
+
+def test_checkpoint_of_another_architecture(npz, tmp_path):
+    res = train_snn(_cfg(npz, tmp_path / "d", max_steps=1))
+    other = create_snn("spiliformer_tiny", num_classes=2)
+    with pytest.raises(InputError, match="hst_tiny.*unexpected|hst_tiny.*missing") as err:
+        load_weights(other, res.last_checkpoint)
+    assert "spiliformer_tiny" in str(err.value)
+    acc = evaluate_snn(res.last_checkpoint, npz)
+    assert 0.0 <= acc <= 1.0
+    with pytest.raises(InputError, match="checkpoint"):
+        evaluate_snn(tmp_path / "nope.safetensors", npz)
+
+
+def test_config_validation(npz, tmp_path):
+    with pytest.raises(ValueError, match="Did you mean .hst_tiny"):
+        TrainConfig(data=npz, checkpoint_dir=tmp_path, model="hst_tinny")
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainConfig(data=npz, checkpoint_dir=tmp_path, batch_size=0)
+    with pytest.raises(InputError, match="npz"):
+        train_snn(_cfg(tmp_path / "missing.npz", tmp_path / "e"))
+    assert TrainConfig.model_fields["lr"].description.startswith("AdamW")
+
+
+def test_cli_train_and_eval(npz, tmp_path):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"data: {npz}\ncheckpoint_dir: {tmp_path / 'f'}\nmodel: tdformer_tiny\n"
+                   "batch_size: 8\nmax_steps: 1\nprogress: false\n")
+    runner = CliRunner()
+    out = runner.invoke(app, ["train-snn", str(cfg)])
+    assert out.exit_code == 0, out.output
+    ck = list_checkpoints(tmp_path / "f")[-1]
+    out = runner.invoke(app, ["eval-snn", str(ck), "--data", str(npz)])
+    assert out.exit_code == 0 and "accuracy" in out.output
+    cfg.write_text("data: x.npz\nchekpoint_dir: y\n")
+    out = runner.invoke(app, ["train-snn", str(cfg)])
+    assert out.exit_code == 2 and "error" in out.output
+
+
+@pytest.mark.skipif(not (SHARED / "cifar10_subset").is_dir(),
+                    reason="../shared/data/cifar10_subset is not present next to the repository")
+def test_cifar_subset_loads():
+    from cortexalign.spiking._data import load_image_data
+
+    d = load_image_data(SHARED / "cifar10_subset" / "cifar10_subset.npz")
+    assert d.train_x.shape == (10000, 32, 32, 3) and d.num_classes == 10
