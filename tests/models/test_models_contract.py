@@ -48,9 +48,10 @@ def test_every_registered_model_follows_the_contract(entry):
 
 def test_list_models_rows():
     rows = list_models()
-    names = [r.name for r in rows]
+    names = [r["name"] for r in rows]
     assert {"timm:<name>", "efficientnet_lite0", "gabor_v1"} <= set(names)
-    assert all(r.description and r.layers and r.weights for r in rows)
+    assert all(list(r) == ["name", "description", "layers", "weights"] for r in rows)
+    assert all(r["description"] and r["layers"] and r["weights"] for r in rows)
 
 
 def test_unknown_model_suggests():

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, TypedDict
 
 import torch
 
@@ -61,8 +61,8 @@ class LoadSpec:
         return ""
 
 
-class ModelInfo(NamedTuple):
-    """One row of ``list_models()``."""
+class ModelInfo(TypedDict):
+    """One row of ``list_models()`` (a plain dict, ready for a table)."""
 
     name: str
     description: str
@@ -124,8 +124,9 @@ def list_models() -> list[ModelInfo]:
     rows = []
     for entry in MODELS.prefix_entries() + MODELS.entries():
         name = entry.name + "<name>" if entry.name.endswith(":") else entry.name
-        rows.append(ModelInfo(name, entry.description, entry.meta.get("layers", ""),
-                              entry.meta.get("weights", "")))
+        rows.append(ModelInfo(name=name, description=entry.description,
+                              layers=entry.meta.get("layers", ""),
+                              weights=entry.meta.get("weights", "")))
     return rows
 
 

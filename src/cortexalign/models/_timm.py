@@ -148,7 +148,8 @@ def create_timm(arch: str, spec: LoadSpec, kwargs: Mapping[str, Any]) -> nn.Modu
             "pretrained", f"timm hub weights for {arch!r}",
             f"a failed download ({type(err).__name__}: {str(err)[:200]})",
             "no hub is reachable offline: pass weights=PATH (a local .safetensors or torch "
-            "state_dict file), or untrained=True for the untrained control") from err
+            "state_dict file), or untrained=True for the untrained control (HF_HUB_OFFLINE=1 "
+            "makes this fail at once instead of after the hub's retries)") from err
     if spec.source == "file":
         load_state_dict_checked(module, read_state_dict(spec.weights), repr(str(spec.weights)))
     return module
