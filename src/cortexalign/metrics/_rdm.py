@@ -2,8 +2,9 @@
 
 Every method is a plain function in ``RDM_METHODS`` taking a float64 tensor and returning an
 (s, s) tensor; ``compute_rdm`` validates and dispatches. The (s, s) result is filled block by block
-(``chunk_size`` rows at a time, written in place), so the only s x s buffer is the result itself:
-20,000 stimuli need 3.2 GB for the RDM and nothing of that size besides.
+(``chunk_size`` rows at a time; only blocks on or above the diagonal are multiplied, then mirrored,
+which saves close to half the flops and makes the result exactly symmetric), so the only s x s
+buffer is the result itself: 20,000 stimuli need 3.2 GB for the RDM and one row block besides.
 
 Conventions follow rsatoolbox 0.3 (Nili et al. 2014, PLoS Comput Biol 10:e1003553) so numbers
 agree with it: ``euclidean`` is the *squared* euclidean distance divided by the number of
@@ -24,32 +25,39 @@ from cortexalign.metrics._validate import as_tensor, check_features
 
 __all__ = ["RDM_METHODS", "compute_rdm", "compute_rdms", "rdm_tensor", "upper_tri"]
 
-_DEFAULT_CHUNK = 4096
+_MAX_CHUNK = 4096
 
 
 def _blocks(s: int, chunk_size: int | None) -> list[tuple[int, int]]:
-    c = max(1, int(chunk_size or _DEFAULT_CHUNK))
+    # ~8 row blocks by default: only blocks on or above the diagonal are multiplied, so the flops
+    # are (nb + 1) / (2 nb) of a full Gram matrix while each matmul stays large
+    c = int(chunk_size) if chunk_size else min(_MAX_CHUNK, max(256, -(-s // 8)))
+    c = max(1, c)
     return [(i, min(i + c, s)) for i in range(0, s, c)]
 
 
-def _gram_into(a_sd: torch.Tensor, b_sd: torch.Tensor, out_ss: torch.Tensor,
-               chunk_size: int | None, post: Callable[[torch.Tensor, int, int], None]) -> None:
-    """``out[i0:i1] = a[i0:i1] @ b.T`` block by block, then ``post(block, i0, i1)`` in place."""
-    for i0, i1 in _blocks(a_sd.shape[0], chunk_size):
-        block = out_ss[i0:i1]
-        torch.mm(a_sd[i0:i1], b_sd.T, out=block)
-        post(block, i0, i1)
+def _gram_into(a_sd: torch.Tensor, out_ss: torch.Tensor, chunk_size: int | None,
+               post: Callable[[torch.Tensor, int, int], None]) -> None:
+    """``out = post(a @ a.T)`` for the upper block triangle, then mirrored: exactly symmetric.
+
+    ``post(block, i0, j0)`` transforms in place the block of rows ``i0:`` and columns ``j0:``.
+    """
+    spans = _blocks(a_sd.shape[0], chunk_size)
+    for i0, i1 in spans:
+        block = a_sd[i0:i1] @ a_sd[i0:].T
+        post(block, i0, i0)
+        out_ss[i0:i1, i0:] = block
+    _mirror(out_ss, spans)
 
 
-def _finish(rdm_ss: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
-    """Exact symmetry (blocks are computed independently, so it holds only to rounding) and a
-    zero diagonal, averaging mirrored blocks in place so no second (s, s) buffer is needed."""
-    spans = _blocks(rdm_ss.shape[0], chunk_size)
+def _mirror(rdm_ss: torch.Tensor, spans: list[tuple[int, int]]) -> torch.Tensor:
+    """Copy the upper block triangle onto the lower one (the diagonal blocks by their upper
+    triangle), then zero the diagonal."""
     for k, (i0, i1) in enumerate(spans):
-        for j0, j1 in spans[k:]:
-            m = (rdm_ss[i0:i1, j0:j1] + rdm_ss[j0:j1, i0:i1].T) * 0.5
-            rdm_ss[i0:i1, j0:j1] = m
-            rdm_ss[j0:j1, i0:i1] = m.T
+        diag = rdm_ss[i0:i1, i0:i1]
+        diag.copy_(torch.triu(diag) + torch.triu(diag, 1).T)
+        for j0, j1 in spans[k + 1:]:
+            rdm_ss[j0:j1, i0:i1] = rdm_ss[i0:i1, j0:j1].T
     rdm_ss.fill_diagonal_(0.0)
     return rdm_ss
 
@@ -70,16 +78,16 @@ def rdm_correlation(x_sd: torch.Tensor, chunk_size: int | None = None) -> torch.
     """1 - Pearson correlation between the feature vectors of each pair of stimuli."""
     z = _unit_rows(x_sd, center=True)
     out = torch.empty(z.shape[0], z.shape[0], dtype=z.dtype, device=z.device)
-    _gram_into(z, z, out, chunk_size, lambda b, i0, i1: b.neg_().add_(1.0))
-    return _finish(out, chunk_size)
+    _gram_into(z, out, chunk_size, lambda b, i0, j0: b.neg_().add_(1.0))
+    return out
 
 
 def rdm_cosine(x_sd: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
     """1 - cosine similarity between the feature vectors (no centring)."""
     z = _unit_rows(x_sd, center=False)
     out = torch.empty(z.shape[0], z.shape[0], dtype=z.dtype, device=z.device)
-    _gram_into(z, z, out, chunk_size, lambda b, i0, i1: b.neg_().add_(1.0))
-    return _finish(out, chunk_size)
+    _gram_into(z, out, chunk_size, lambda b, i0, j0: b.neg_().add_(1.0))
+    return out
 
 
 def rdm_euclidean(x_sd: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
@@ -88,11 +96,12 @@ def rdm_euclidean(x_sd: torch.Tensor, chunk_size: int | None = None) -> torch.Te
     sq_s = (x_sd * x_sd).sum(dim=1)
     out = torch.empty(x_sd.shape[0], x_sd.shape[0], dtype=x_sd.dtype, device=x_sd.device)
 
-    def post(b: torch.Tensor, i0: int, i1: int) -> None:
-        b.mul_(-2.0).add_(sq_s[i0:i1, None]).add_(sq_s[None, :]).clamp_(min=0.0).div_(d)
+    def post(b: torch.Tensor, i0: int, j0: int) -> None:
+        rows = sq_s[i0:i0 + b.shape[0], None]
+        b.mul_(-2.0).add_(rows).add_(sq_s[None, j0:]).clamp_(min=0.0).div_(d)
 
-    _gram_into(x_sd, x_sd, out, chunk_size, post)
-    return _finish(out, chunk_size)
+    _gram_into(x_sd, out, chunk_size, post)
+    return out
 
 
 def rdm_crossnobis(x_snr: torch.Tensor, chunk_size: int | None = None,
@@ -112,12 +121,13 @@ def rdm_crossnobis(x_snr: torch.Tensor, chunk_size: int | None = None,
         px_snr = torch.einsum("snr,nm->smr", x_snr, noise_precision)
     g = torch.empty(s, s, dtype=x_snr.dtype, device=x_snr.device)
     flat_x, flat_px = x_snr.reshape(s, n * r), px_snr.reshape(s, n * r)
-    for i0, i1 in _blocks(s, chunk_size):
+    spans = _blocks(s, chunk_size)
+    for i0, i1 in spans:
         torch.mm(psum_sn[i0:i1], sum_sn.T, out=g[i0:i1])
         g[i0:i1].sub_(flat_px[i0:i1] @ flat_x.T).div_(r * (r - 1))
     diag_s = torch.diagonal(g).clone()
     g.mul_(-2.0).add_(diag_s[:, None]).add_(diag_s[None, :]).div_(n)
-    return _finish(g, chunk_size)
+    return _mirror(g, spans)
 
 
 RDM_METHODS: dict[str, Callable[..., torch.Tensor]] = {

@@ -31,8 +31,8 @@ def as_tensor(x, name: str, device: torch.device, ndim: tuple[int, ...]) -> torc
         raise InputError(name, f"a {shapes} array", f"shape {tuple(t.shape)}",
                          "reshape it (features are (stimulus, feature); flatten spatial dims)")
     t = t.to(device=device, dtype=torch.float64)
-    bad = ~torch.isfinite(t)
-    if bool(bad.any()):
+    if not bool(torch.isfinite(t).all()):
+        bad = ~torch.isfinite(t)
         first = tuple(int(i) for i in torch.nonzero(bad)[0])
         raise InputError(name, "finite values", f"{int(bad.sum())} NaN/Inf values (first at "
                          f"index {first})", "drop or impute those entries (e.g. remove dead units "
