@@ -8,10 +8,13 @@ the loaders at the NWB files inside it::
     #   <cache>/ophys_experiment_data/<ophys_experiment_id>.nwb
     # natural scenes are shown in session B: in AllenSDK,
     #   boc.get_ophys_experiments(stimuli=["natural_scenes"]) lists those experiment ids.
-    from cortexalign.neural.allen import load_ophys_natural_scenes, load_natural_scenes_stimuli
+    import h5py
+    from cortexalign.neural.allen import load_natural_scenes_stimuli, load_ophys_natural_scenes
     files = sorted(Path("<cache>/ophys_experiment_data").glob("*.nwb"))
-    responses = load_ophys_natural_scenes(files_with_ns)   # (stimulus, neuroid, repetition)
-    stimuli = load_natural_scenes_stimuli(files_with_ns[0])  # ids ns000..ns117 match
+    ns_files = [p for p in files
+                if "stimulus/presentation/natural_scenes_stimulus" in h5py.File(p, "r")]
+    responses = load_ophys_natural_scenes(ns_files)        # (stimulus, neuroid, repetition)
+    stimuli = load_natural_scenes_stimuli(ns_files[0])     # ids ns000..ns117 match
 
     # EcephysProjectCache(manifest="<cache>/manifest.json") keeps sessions as
     #   <cache>/session_<id>/session_<id>.nwb (brain_observatory_1.1 sessions show natural scenes)
