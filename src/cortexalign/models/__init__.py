@@ -6,8 +6,8 @@
 >>> acts = model.forward_layers(x_bchw, ["blocks.4", "logits"])  # doctest: +SKIP
 """
 
-# imported for their registrations
-from cortexalign.models import _efficientnet_lite0, _gabor, _timm  # noqa: F401
+# imported for their registrations (sam: the Segment Anything family)
+from cortexalign.models import _efficientnet_lite0, _gabor, _timm, sam  # noqa: F401
 from cortexalign.models._base import ModelAdapter, default_layer_paths
 from cortexalign.models._efficientnet_lite0 import convert_lite0_state_dict
 from cortexalign.models._gabor import GaborConfig, GaborV1, gabor_kernel

@@ -1,0 +1,23 @@
+"""The Segment Anything family: SAM ViT-B/L/H, SAM 2 Hiera, MobileSAM, EfficientSAM, an
+EdgeSAM-style RepViT; official-checkpoint converters and SAM preprocessing.
+
+>>> from cortexalign.models import load_model
+>>> sam = load_model("sam_vit_b", weights="sam_vit_b_01ec64.pth")   # doctest: +SKIP
+>>> acts = sam.forward_layers(sam.preprocess(images), ["blocks.2", "neck"])  # doctest: +SKIP
+"""
+
+from cortexalign.models.sam._adapter import (
+    SAM_PIXEL_MEAN,
+    SAM_PIXEL_STD,
+    SamAdapter,
+    SamPreprocess,
+    sam_preprocess,
+)
+from cortexalign.models.sam._configs import SAM_CONFIGS, SamConfig
+from cortexalign.models.sam._convert import CONVERTERS, convert_state_dict
+from cortexalign.models.sam._encoders import RepVitSam, TinyVitSam, sam_neck
+from cortexalign.models.sam._entries import BUILDERS, build_sam_family, sam_layer_paths
+
+__all__ = ["SAM_CONFIGS", "SamConfig", "CONVERTERS", "convert_state_dict", "BUILDERS",
+           "build_sam_family", "sam_layer_paths", "SamAdapter", "SamPreprocess", "sam_preprocess",
+           "SAM_PIXEL_MEAN", "SAM_PIXEL_STD", "TinyVitSam", "RepVitSam", "sam_neck"]

@@ -1,0 +1,119 @@
+"""Registry entries of the Segment Anything family (``load_model("sam_vit_b")`` and friends).
+
+Weights: ``load_model(name)`` uses timm's hub where it has the encoder (SAM ViT, SAM 2 Hiera;
+needs network); ``weights=PATH`` loads an official checkpoint through ``CONVERTERS`` (or our own
+layout); ``untrained=True`` gives the seeded random initialisation. ``tiny=True`` builds the small
+test config of ``SAM_CONFIGS``; other keyword arguments override architecture options.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from cortexalign.errors import InputError
+from cortexalign.models._hooks import seeded
+from cortexalign.models._registry import MODELS, LoadSpec
+from cortexalign.models._weights import load_state_dict_checked, read_state_dict
+from cortexalign.models.sam._adapter import SamAdapter, sam_preprocess
+from cortexalign.models.sam._configs import SAM_CONFIGS, SamConfig
+from cortexalign.models.sam._convert import convert_state_dict
+from cortexalign.models.sam._encoders import (
+    build_hiera,
+    build_repvit_sam,
+    build_samvit,
+    build_tiny_vit_sam,
+)
+
+__all__ = ["BUILDERS", "build_sam_family", "sam_layer_paths"]
+
+#: family -> encoder builder(arch, **kwargs) -> nn.Module
+BUILDERS: dict[str, Callable[..., nn.Module]] = {
+    "sam": build_samvit,
+    "efficient_sam": build_samvit,
+    "sam2": build_hiera,
+    "mobile_sam": build_tiny_vit_sam,
+    "edge_sam": build_repvit_sam,
+}
+
+
+def sam_layer_paths(module: nn.Module) -> tuple[dict[str, str], list[str]]:
+    """Layer names in forward order and those whose outputs are channels-last (b, h, w, d)."""
+    paths: dict[str, str] = {}
+    channels_last: list[str] = []
+    if hasattr(module, "blocks"):  # SAM ViT, EfficientSAM, Hiera: blocks work on (b, h, w, d)
+        for i in range(len(module.blocks)):
+            paths[f"blocks.{i}"] = f"blocks.{i}"
+            channels_last.append(f"blocks.{i}")
+    else:  # TinyViT, RepViT: stages of blocks; TinyViT's attention blocks are channels-last
+        for s, stage in enumerate(module.stages):
+            for j, block in enumerate(stage.blocks):
+                paths[f"stages.{s}.blocks.{j}"] = f"stages.{s}.blocks.{j}"
+                if type(block).__name__ == "TinyVitBlock":
+                    channels_last.append(f"stages.{s}.blocks.{j}")
+    for extra in ("fuse_stage2", "fuse_stage3", "neck"):
+        if hasattr(module, extra):
+            paths[extra] = extra
+    return paths, channels_last
+
+
+def _build_module(cfg: SamConfig, spec: LoadSpec, arch_kwargs: dict[str, Any]) -> nn.Module:
+    builder = BUILDERS[cfg.family]
+    if spec.source == "default":
+        if not cfg.hub:
+            raise InputError("weights", f"a local checkpoint for {cfg.name!r} (no hub weights)",
+                             "no weights", f"pass weights=PATH to the official "
+                             f"{cfg.checkpoint or 'checkpoint'}, or untrained=True")
+        try:
+            return builder(cfg.arch, pretrained=True, **arch_kwargs)
+        except Exception as err:  # network, hub and HF errors of all kinds
+            raise InputError("pretrained", f"timm hub weights for {cfg.arch!r}",
+                             f"a failed download ({type(err).__name__}: {str(err)[:160]})",
+                             f"no hub is reachable offline: pass weights=PATH to the official "
+                             f"{cfg.checkpoint}, or untrained=True") from err
+    try:
+        with seeded(spec.seed):
+            module = builder(cfg.arch, **arch_kwargs)
+    except TypeError as err:
+        raise InputError("kwargs", f"architecture options of {cfg.name!r}",
+                         repr(sorted(arch_kwargs)), f"remove or fix the option ({err})") from err
+    if spec.source == "file":
+        official = read_state_dict(spec.weights)
+        converted = convert_state_dict(cfg.family, official, module)
+        load_state_dict_checked(module, converted, repr(str(spec.weights)))
+    return module
+
+
+def build_sam_family(cfg: SamConfig, spec: LoadSpec, *, tiny: bool = False,
+                     **kwargs: Any) -> SamAdapter:
+    """Build the encoder of ``cfg`` as a ``SamAdapter`` (see the module docstring)."""
+    arch_kwargs = dict(cfg.tiny if tiny else cfg.kwargs)
+    arch_kwargs.setdefault("img_size", cfg.img_size)
+    arch_kwargs.update(kwargs)
+    img_size = int(arch_kwargs["img_size"])
+    module = _build_module(cfg, spec, arch_kwargs)
+    paths, channels_last = sam_layer_paths(module)
+    opts = "".join(f"[{k}={v!r}]" for k, v in sorted(kwargs.items())) + ("[tiny]" if tiny else "")
+    variant = "@hub" if spec.source == "default" else spec.variant()
+    return SamAdapter(spec.name, f"{cfg.name}{opts}{variant}", module, sam_preprocess(img_size),
+                      torch.device(spec.device), paths, channels_last, cfg.family)
+
+
+def _register(cfg: SamConfig) -> None:
+    def build(spec: LoadSpec, **kwargs: Any) -> SamAdapter:
+        return build_sam_family(cfg, spec, **kwargs)
+
+    build.__doc__ = cfg.description
+    layers = "blocks.i, neck" if cfg.family in ("sam", "efficient_sam") else (
+        "blocks.i" if cfg.family == "sam2" else "stages.i.blocks.j, neck")
+    weights = ("timm hub (network) or weights=PATH to " if cfg.hub else "weights=PATH to ") + (
+        cfg.checkpoint or "a checkpoint in cortexalign's layout")
+    MODELS.add(cfg.name, build, description=cfg.description, layers=layers, weights=weights,
+               tiny={"untrained": True, "tiny": True}, family=cfg.family)
+
+
+for _cfg in SAM_CONFIGS.values():
+    _register(_cfg)
