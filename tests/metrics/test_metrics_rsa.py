@@ -110,5 +110,7 @@ def test_bad_options(rng, human_it):
         score("rsa", feats, human_it, rdm_method="corr", device="cpu")
     with pytest.raises(InputError, match="crossnobis"):
         score("rsa", feats, human_it, rdm_method="crossnobis", device="cpu")
+    with pytest.raises(InputError, match="ceiling_by"):
+        score("rsa", feats, human_it, comapre="pearson", device="cpu")
     with pytest.raises(InputError, match="RDMSet or a responses"):
         score("rsa", feats, feats, device="cpu")

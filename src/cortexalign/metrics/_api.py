@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import xarray as xr
 
 from cortexalign.errors import InputError
@@ -39,6 +41,13 @@ def score(metric_name: str, features_sd, target, **options) -> Score:
         raise InputError("target", f"{_TARGET_WORDS[kind]} for metric {metric_name!r}",
                          type(target).__name__, "load it with cortexalign.neural.load_neural or "
                          f"wrap an array with make_responses / RDMSet.{hint}")
+    params = inspect.signature(entry.obj).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        valid = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY]
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            raise InputError("options", f"options of metric {metric_name!r}: {', '.join(valid)}",
+                             f"{unknown}", "check the spelling of the option names")
     return entry.obj(features_sd, target, **options)
 
 
