@@ -106,15 +106,15 @@ def test_received_sums_to_one_per_window_without_padding():
     torch.testing.assert_close(maps["blocks.0.attn"].sum((1, 2)), torch.full((2,), 4.0))  # 4 windows
 
 
-@pytest.mark.parametrize("reduction", ["received", "per_head", "full"])
 @pytest.mark.parametrize("cls", [TimmAttention, SamAttention, TinyVitAttention])
-def test_chunked_equals_unchunked(cls, reduction):
+def test_chunked_equals_unchunked(cls):
     model, x = _build(cls)
-    whole = attention_maps(model, x, reduction=reduction, chunk_size=10_000)
-    for chunk in (1, 3, None):
-        got = attention_maps(model, x, reduction=reduction, chunk_size=chunk)
-        for name in whole:
-            torch.testing.assert_close(got[name], whole[name], atol=1e-6, rtol=0)
+    for reduction in ("per_head", "full"):
+        whole = attention_maps(model, x, reduction=reduction, chunk_size=10_000)
+        for chunk in (1, None):
+            got = attention_maps(model, x, reduction=reduction, chunk_size=chunk)
+            for name in whole:
+                torch.testing.assert_close(got[name], whole[name], atol=1e-6, rtol=0)
 
 
 def test_group_chunking_under_a_small_budget_changes_nothing(monkeypatch):
@@ -292,3 +292,27 @@ def test_hiera_rollout_uses_global_unpooled_blocks_and_refuses_pooled_ones(cls):
     pooled = [n for n in list_attention_blocks(model) if n.startswith("blocks.1.")]
     with pytest.raises(InputError, match="pool"):
         attention_maps(model, x, blocks=pooled, reduction="rollout")
+
+
+@pytest.mark.parametrize("name, kwargs, hw, has_cls", [
+    ("vit_base_patch16_clip_224", dict(img_size=32, embed_dim=32, depth=1, num_heads=2), (32, 32), True),
+    ("deit_tiny_distilled_patch16_224", dict(img_size=32, depth=1), (32, 32), True),  # cls + dist
+    ("vit_small_patch16_224", dict(img_size=32, depth=1, reg_tokens=4, class_token=False,
+                                   global_pool="avg"), (32, 32), False),
+    ("vit_tiny_patch16_224", dict(img_size=48, depth=1, dynamic_img_size=True), (32, 48), True),
+])
+def test_vit_variants_drop_prefix_tokens_and_keep_the_grid(name, kwargs, hw, has_cls):
+    torch.manual_seed(0)
+    model = timm.create_model(name, **kwargs).eval()
+    x = torch.randn(1, 3, *hw)
+    p = model.num_prefix_tokens
+    full = attention_maps(model, x, reduction="full")["blocks.0.attn"]
+    grid = (hw[0] // 16, hw[1] // 16)
+    rec = attention_maps(model, x)["blocks.0.attn"]
+    torch.testing.assert_close(rec[0], full[0].mean((0, 1))[p:].reshape(grid))
+    if has_cls:
+        got = attention_maps(model, x, reduction="cls")["blocks.0.attn"]
+        torch.testing.assert_close(got[0], full[0, :, 0, p:].mean(0).reshape(grid))
+    else:
+        with pytest.raises(InputError, match="CLS"):
+            attention_maps(model, x, reduction="cls")
