@@ -6,7 +6,8 @@ The seed's objective (SAE-BrainMap, METHODS.md section 2), per token then averag
 
 Normalising by the input norm makes the loss invariant to the scale of a layer's residual stream,
 so one lambda serves all 12 layers. Every objective has the signature
-``fn(x_bd, xhat_bd, z_bk, l1_coef) -> (loss, parts)`` with ``parts`` a dict of detached floats.
+``fn(x_bd, xhat_bd, z_bk, l1_coef) -> (loss, parts)`` with ``parts`` a dict of detached scalar
+tensors (converted to floats only when logged, so a GPU step never waits on the host).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ __all__ = ["OBJECTIVES", "seed_objective", "nmse_objective", "SAEMetrics", "Metr
 _EPS = 1e-8
 
 Objective = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float],
-                     tuple[torch.Tensor, dict[str, float]]]
+                        tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 
 def _normalised_sq_error_b(x_bd: torch.Tensor, xhat_bd: torch.Tensor) -> torch.Tensor:
@@ -31,20 +32,19 @@ def _normalised_sq_error_b(x_bd: torch.Tensor, xhat_bd: torch.Tensor) -> torch.T
 
 
 def seed_objective(x_bd: torch.Tensor, xhat_bd: torch.Tensor, z_bk: torch.Tensor,
-                   l1_coef: float) -> tuple[torch.Tensor, dict[str, float]]:
+                   l1_coef: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The seed's loss: normalised MSE + lambda * L1 scaled by the input norm (floats in float32)."""
     mse = _normalised_sq_error_b(x_bd, xhat_bd).mean()
     l1 = (z_bk.float().abs().sum(-1) / x_bd.float().norm(dim=-1).clamp_min(_EPS)).mean()
     loss = mse + l1_coef * l1
-    return loss, {"loss": float(loss.detach()), "nmse": float(mse.detach()),
-                  "l1": float(l1.detach())}
+    return loss, {"loss": loss.detach(), "nmse": mse.detach(), "l1": l1.detach()}
 
 
 def nmse_objective(x_bd: torch.Tensor, xhat_bd: torch.Tensor, z_bk: torch.Tensor,
-                   l1_coef: float) -> tuple[torch.Tensor, dict[str, float]]:
+                   l1_coef: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Normalised MSE only: the TopK family sets sparsity by k, not by a penalty."""
     mse = _normalised_sq_error_b(x_bd, xhat_bd).mean()
-    return mse, {"loss": float(mse.detach()), "nmse": float(mse.detach())}
+    return mse, {"loss": mse.detach(), "nmse": mse.detach()}
 
 
 OBJECTIVES: dict[str, Objective] = {"seed": seed_objective, "nmse": nmse_objective}

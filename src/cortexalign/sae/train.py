@@ -174,7 +174,8 @@ def train_sae(chunks: Iterable[Any], config: SAEConfig, *, device: str | torch.d
                 out.n_resampled += _resample(sae, opt, dead_k, x_bd, gen)
                 since_fired_k[dead_k] = 0
         if out.n_steps % log_every == 0:
-            rec = {"step": out.n_steps, "tokens": out.n_tokens, **parts}
+            rec = {"step": out.n_steps, "tokens": out.n_tokens,
+                   **{k: float(v) for k, v in parts.items()}}
             out.history.append(rec)
             if callback is not None:
                 callback(rec)

@@ -1,0 +1,234 @@
+"""SAE-BrainMap end to end: layer tokens -> one SAE per layer -> unit activations -> matching ->
+voxel dictionary -> analyses (hierarchy, ROI consistency, ROI RSA) [-> surface maps].
+
+Each stage is an importable function (``train.train_sae``, ``match.*``, ``analysis.*``); this
+module only wires them, with ``BrainMapConfig`` (validated from ``configs/sae_brainmap.yaml``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from cortexalign.errors import InputError
+from cortexalign.neural import align_ids
+from cortexalign.sae.analysis import best_layer, roi_consistency, roi_rsa
+from cortexalign.sae.config import SAEConfig
+from cortexalign.sae.match import (
+    MatchResult,
+    PermutationResult,
+    VoxelDictionary,
+    image_unit_activations,
+    match_units_to_voxels,
+    one_to_one_dictionary,
+    permutation_test_best_match,
+    voxel_dictionary,
+)
+from cortexalign.sae.objectives import SAEMetrics
+from cortexalign.sae.stream import token_chunks
+from cortexalign.sae.train import evaluate_sae, load_sae, train_sae
+
+__all__ = ["BrainMapConfig", "BrainMapResult", "run_sae_brainmap", "layer_tokens_from_model",
+           "load_brainmap_config"]
+
+
+class BrainMapConfig(BaseModel):
+    """Settings of an SAE-BrainMap run (defaults: the seed's, METHODS.md section 2)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    model: str = "timm:vit_base_patch16_clip_224.openai"
+    """The model (a ``cortexalign.models`` name); the seed: OpenAI CLIP ViT-B/16."""
+    model_kwargs: dict[str, Any] = {}
+    """Keyword arguments of ``load_model`` (e.g. ``weights``, ``untrained``, timm options)."""
+    layers: list[str] = [f"blocks.{i}" for i in range(12)]
+    """Layers whose patch tokens get an SAE (the residual stream after each block)."""
+    sae: dict[str, Any] = {}
+    """``SAEConfig`` fields except ``d_in`` (taken from each layer's width)."""
+    epochs: int = 5
+    """Passes over the training tokens per layer (the seed: 5 epochs of ImageNet-1k train)."""
+    max_tokens: int | None = None
+    """Stop each SAE after this many tokens (None: all epochs)."""
+    images_per_chunk: int = 64
+    """Images whose tokens are read per chunk from the cache."""
+    similarity: str = "pearson"
+    """Unit-voxel similarity: ``pearson`` (the seed's centred cosine) or ``cosine``."""
+    top_m: int = 5
+    """Candidate units kept per voxel (for the one-to-one dictionary)."""
+    one_to_one: bool = False
+    """Also compute the one-to-one (Hungarian) dictionary (our addition)."""
+    n_permutations: int = 0
+    """Permutations of images for the best-match p-values (0: skip; our addition)."""
+    best_layer_by: str = "max"
+    """Hierarchy rule: each voxel's best layer by ``max`` or ``mean`` similarity over units."""
+    top_units: int = 100
+    """Units per layer ranked inside each ROI for the consistency analysis."""
+    n_images: int = 20
+    """Top images per unit for selectivity."""
+    selectivity_threshold: int = 10
+    """A unit is selective when more than this many of its top images share a category."""
+    roi_categories: dict[str, str] | None = None
+    """ROI -> expected category (default ``analysis.ROI_CATEGORIES``)."""
+    neural: dict[str, Any] = {}
+    """Arguments of ``cortexalign.neural.load_nsd`` (root, subject, sessions, rois, ...)."""
+    stimuli: dict[str, Any] = {}
+    """Where the images come from (``cortexalign.stimuli.load_stimuli`` source and options)."""
+    output_dir: str | None = None
+    """Where checkpoints, tables and figures go (None: nothing is written)."""
+
+    def sae_config(self, d_in: int) -> SAEConfig:
+        return SAEConfig.from_dict({**self.sae, "d_in": d_in})
+
+
+def load_brainmap_config(path: str | Path) -> BrainMapConfig:
+    """Read and validate a YAML config; a bad key raises ``InputError`` naming it."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    try:
+        cfg = BrainMapConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise InputError(".".join(map(str, err["loc"])), "a BrainMapConfig field", err["msg"],
+                         "see BrainMapConfig's field docs") from None
+    cfg.sae_config(1)  # validates the SAE fields (d_in comes from each layer at run time)
+    return cfg
+
+
+@dataclass
+class BrainMapResult:
+    """Everything an SAE-BrainMap run produced (see the stages' docs for each field)."""
+
+    sae_metrics: dict[str, SAEMetrics]
+    units: dict[str, np.ndarray]
+    match: MatchResult
+    dictionary: VoxelDictionary
+    best_layer_n: np.ndarray
+    roi_rsa: dict[str, float]
+    consistency: pd.DataFrame | None = None
+    one_to_one: VoxelDictionary | None = None
+    permutation: PermutationResult | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def dictionary_table(self) -> pd.DataFrame:
+        d = self.dictionary
+        t = pd.DataFrame({"voxel": d.voxel_ids, "layer": d.layer_names(), "unit": d.unit_n,
+                          "r": d.r_n, "best_layer": [self.match.layers[i] for i in self.best_layer_n]})
+        if self.permutation is not None:
+            t["p"], t["p_fwe"] = self.permutation.p_n, self.permutation.p_fwe_n
+        return t
+
+
+def layer_tokens_from_model(adapter: Any, stimuli: Any, layers: Sequence[str], cache: Any = None,
+                            batch_size: int = 32) -> tuple[dict[str, Any], int]:
+    """(s, t, d) token activations per layer (lazily read zarr arrays when a cache is given) and
+    the model's number of prefix tokens, via ``extract_features(..., pooling='none')``."""
+    from cortexalign.features import extract_features
+    from cortexalign.sae.stream import open_cached_tokens
+
+    feats = extract_features(adapter, stimuli, list(layers), pooling="none", cache=cache,
+                             batch_size=batch_size, progress=False)
+    if cache is None:
+        return {k: f.values for k, f in feats.items()}, int(adapter.num_prefix_tokens)
+    return {k: open_cached_tokens(cache, f.key)[0] for k, f in feats.items()}, \
+        int(adapter.num_prefix_tokens)
+
+
+def _train_or_load(layer: str, tokens_std: Any, n_prefix: int, cfg: BrainMapConfig,
+                   train_chunks: Callable[[], Iterable] | None, device) -> Any:
+    d_in = int(tokens_std.shape[-1])
+    scfg = cfg.sae_config(d_in)
+    ck = Path(cfg.output_dir) / "saes" / layer if cfg.output_dir else None
+    if ck is not None and (ck / "config.json").is_file():
+        return load_sae(ck, scfg, device=device)  # a mismatching config raises, naming fields
+
+    def chunks():
+        if train_chunks is not None:
+            yield from train_chunks()
+            return
+        rng = np.random.default_rng(scfg.seed)
+        n_blocks = -(-tokens_std.shape[0] // cfg.images_per_chunk)
+        for _ in range(cfg.epochs):
+            yield from token_chunks(tokens_std, n_prefix, cfg.images_per_chunk,
+                                    rng.permutation(n_blocks))
+
+    return train_sae(chunks(), scfg, device=device, max_tokens=cfg.max_tokens, checkpoint=ck).sae
+
+
+def run_sae_brainmap(layer_tokens: Mapping[str, Any], num_prefix_tokens: int,
+                     stimulus_ids: Sequence[str], voxels: xr.DataArray, config: BrainMapConfig,
+                     *, labels: Sequence[str] | None = None,
+                     train_tokens: Mapping[str, Callable[[], Iterable]] | None = None,
+                     device: str | None = None) -> BrainMapResult:
+    """Run SAE-BrainMap on given layer tokens and voxel responses.
+
+    Parameters
+    ----------
+    layer_tokens : layer -> (s, t, d) token activations of the s images the voxels saw (numpy or
+        lazily read zarr; see ``layer_tokens_from_model``).
+    num_prefix_tokens : leading CLS/register tokens (dropped from training and from the means).
+    stimulus_ids : the s ids of the token rows; the voxels are aligned to them by id.
+    voxels : responses (stimulus, neuroid) with a ``roi`` coordinate (e.g. from ``load_nsd``).
+    labels : a category per image (in ``stimulus_ids`` order) for the selectivity analysis.
+    train_tokens : layer -> a callable returning a fresh iterable of (N, d) training chunks
+        (e.g. ImageNet tokens via ``cache_token_chunks``); default: the matched images' own tokens
+        for ``config.epochs`` epochs.
+    """
+    missing = [k for k in config.layers if k not in layer_tokens]
+    if missing:
+        raise InputError("layer_tokens", f"tokens for every configured layer {config.layers}",
+                         f"missing {missing}", "extract those layers or list fewer in the config")
+    idx = align_ids(stimulus_ids, voxels["stimulus"].values, what="voxel responses")
+    units, metrics = {}, {}
+    for layer in config.layers:
+        tok = layer_tokens[layer]
+        sae = _train_or_load(layer, tok, num_prefix_tokens, config,
+                             (train_tokens or {}).get(layer), device)
+        metrics[layer] = evaluate_sae(sae, token_chunks(tok, num_prefix_tokens,
+                                                        config.images_per_chunk), device)
+        units[layer] = image_unit_activations(sae, tok, num_prefix_tokens, device=device)[idx]
+    match = match_units_to_voxels(units, voxels, config.similarity, top_m=config.top_m,
+                                  device=device)
+    dictionary = voxel_dictionary(match)
+    res = BrainMapResult(metrics, units, match, dictionary, best_layer(match, config.best_layer_by),
+                         roi_rsa(voxels, dictionary, units) if "roi" in voxels.coords else {})
+    if config.one_to_one:
+        res.one_to_one = one_to_one_dictionary(units, voxels, match, device)
+    if config.n_permutations:
+        res.permutation = permutation_test_best_match(units, voxels, config.n_permutations,
+                                                      config.similarity, device=device)
+    if labels is not None and match.roi_names:
+        res.consistency = roi_consistency(match, units, np.asarray(labels)[idx],
+                                          config.roi_categories, config.top_units,
+                                          config.n_images, config.selectivity_threshold)
+    if config.output_dir:
+        _write_outputs(res, voxels, Path(config.output_dir))
+    return res
+
+
+def _write_outputs(res: BrainMapResult, voxels: xr.DataArray, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    res.files["dictionary"] = out / "dictionary.csv"
+    res.dictionary_table().to_csv(res.files["dictionary"], index=False)
+    rows = [{"layer": k, **vars(m)} for k, m in res.sae_metrics.items()]
+    res.files["sae_metrics"] = out / "sae_metrics.csv"
+    pd.DataFrame(rows).to_csv(res.files["sae_metrics"], index=False)
+    if res.consistency is not None:
+        res.files["consistency"] = out / "roi_consistency.csv"
+        res.consistency.to_csv(res.files["consistency"], index=False)
+    # Surface maps need voxel indices in an MNI-space grid (attrs 'affine' and 'shape').
+    if {"x", "y", "z"} <= set(voxels.coords) and {"affine", "shape"} <= set(voxels.attrs):
+        from cortexalign.neural.fmri.surface import plot_voxel_values
+
+        ijk = np.stack([voxels[c].values for c in ("x", "y", "z")], 1)
+        for name, vals, cmap in (("best_r", res.dictionary.r_n, "viridis"),
+                                 ("best_layer", res.best_layer_n.astype(float), "turbo")):
+            res.files[f"surface_{name}"] = plot_voxel_values(
+                vals, ijk, np.asarray(voxels.attrs["affine"]), tuple(voxels.attrs["shape"]),
+                out / f"surface_{name}.png", title=name, cmap=cmap)
