@@ -243,6 +243,7 @@ def test_unsupported_attention_class_is_named():
     ({"chunk_size": 0}, InputError),
     ({"blocks": "blocks.0.attn"}, InputError),
     ({"blocks": []}, InputError),
+    ({"blocks": ["blocks.1", "blocks.1.attn"]}, InputError),
 ])
 def test_bad_arguments(kwargs, exc):
     model, x = _build(TimmAttention)

@@ -92,6 +92,9 @@ def _resolve_blocks(module: torch.nn.Module, blocks: Sequence[str] | None,
             raise InputError("blocks", "a block with exactly one attention module",
                              f"{name!r} with {kind}",
                              f"use one of the blocks that have attention: {', '.join(available)}")
+    if len(set(out.values())) < len(out):
+        raise InputError("blocks", "each attention module named once", repr(list(blocks)),
+                         "drop the names that point at the same attention module")
     return out
 
 
