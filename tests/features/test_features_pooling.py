@@ -13,7 +13,7 @@ from cortexalign.features import POOLINGS, pool
 
 rng = np.random.default_rng(0)
 CONV_BCHW = rng.normal(size=(3, 4, 5, 6)).astype(np.float32)
-TOKENS_BTD = rng.normal(size=(3, 7, 5)).astype(np.float32)
+TOKENS_BTD = rng.normal(size=(3, 10, 5)).astype(np.float32)  # 1 prefix + a 3 x 3 grid
 VEC_BD = rng.normal(size=(3, 5)).astype(np.float32)
 
 
@@ -96,7 +96,7 @@ def test_cls_without_prefix_token_says_use_mean(acts, prefix):
 
 def test_prefix_only_layer_cannot_be_mean_pooled():
     with pytest.raises(InputError, match="prefix tokens"):
-        POOLINGS["mean"](torch.from_numpy(TOKENS_BTD), 7)
+        POOLINGS["mean"](torch.from_numpy(TOKENS_BTD), TOKENS_BTD.shape[1])
 
 
 def test_rank5_needs_flatten():
@@ -121,3 +121,23 @@ def test_token_mean_is_permutation_invariant_and_bounded_by_max(b, t, d, p, seed
     mean_bd = POOLINGS["mean"](acts_btd, p)
     torch.testing.assert_close(mean_bd, POOLINGS["mean"](acts_btd[:, perm], p))
     assert bool((POOLINGS["max"](acts_btd, p) >= mean_bd - 1e-6).all())
+
+
+@pytest.mark.parametrize("g", [2, 4])
+def test_grid_pooling_matches_block_means(g):
+    rng = np.random.default_rng(1)
+    acts = rng.normal(size=(2, 3, 8, 8)).astype(np.float32)
+    got = pool(torch.from_numpy(acts), f"grid{g}").numpy()
+    step = 8 // g
+    ref = acts.reshape(2, 3, g, step, g, step).mean(axis=(3, 5)).reshape(2, -1)
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-7)
+    # token layout: the same grid from (b, 1 + 64, c) tokens with a CLS token first
+    tokens = np.concatenate([rng.normal(size=(2, 1, 3)),
+                             acts.reshape(2, 3, 64).transpose(0, 2, 1)], axis=1)
+    got_t = pool(torch.from_numpy(tokens.astype(np.float32)), f"grid{g}", 1).numpy()
+    np.testing.assert_allclose(got_t, ref, rtol=1e-5, atol=1e-7)
+
+
+def test_grid_pooling_refuses_non_square_tokens():
+    with pytest.raises(InputError, match="square grid"):
+        pool(torch.zeros(1, 7, 4), "grid2", 1)

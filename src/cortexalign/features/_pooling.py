@@ -15,9 +15,12 @@ extractor pools on the accelerator and moves only the pooled vectors to the host
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 from cortexalign.errors import InputError, UnknownNameError
 
@@ -77,6 +80,35 @@ def pool_cls(acts: torch.Tensor, num_prefix_tokens: int) -> torch.Tensor:
     return acts[:, 0].float()
 
 
+def _grid_pool(acts: torch.Tensor, num_prefix_tokens: int, g: int) -> torch.Tensor:
+    """Average over a g x g grid of regions, then flatten to (b, c * g * g): keeps coarse
+    spatial layout (what retinotopic data needs) at a fixed, small width."""
+    name = f"grid{g}"
+    if acts.ndim == 3:
+        patches = _patch_tokens(acts, num_prefix_tokens, name)
+        side = math.isqrt(patches.shape[1])
+        if side * side != patches.shape[1]:
+            raise InputError("acts", f"a square grid of patch tokens for pooling {name!r}",
+                             f"{patches.shape[1]} patch tokens",
+                             "use pooling='mean' for token layers that are not a square grid")
+        acts = patches.transpose(1, 2).reshape(patches.shape[0], -1, side, side)
+    if acts.ndim == 2:
+        return acts.float()
+    if acts.ndim != 4:
+        raise _shape_error(name, acts)
+    return F.adaptive_avg_pool2d(acts.float(), g).flatten(1)
+
+
+def pool_grid2(acts: torch.Tensor, num_prefix_tokens: int) -> torch.Tensor:
+    """Mean over a 2 x 2 grid of image regions, flattened (b, 4 c)."""
+    return _grid_pool(acts, num_prefix_tokens, 2)
+
+
+def pool_grid4(acts: torch.Tensor, num_prefix_tokens: int) -> torch.Tensor:
+    """Mean over a 4 x 4 grid of image regions, flattened (b, 16 c)."""
+    return _grid_pool(acts, num_prefix_tokens, 4)
+
+
 def pool_flatten(acts: torch.Tensor, num_prefix_tokens: int) -> torch.Tensor:
     """Every value of the layer, flattened to (b, c*h*w) or (b, t*d), in C order."""
     return acts.float().reshape(acts.shape[0], -1)
@@ -88,6 +120,8 @@ POOLINGS: dict[str, PoolFn] = {
     "max": pool_max,
     "cls": pool_cls,
     "flatten": pool_flatten,
+    "grid2": pool_grid2,
+    "grid4": pool_grid4,
 }
 
 
