@@ -85,8 +85,7 @@ def quickstart(
     from cortexalign.reports import best_layers
     from cortexalign.results import ResultsStore
 
-    with ResultsStore(summary.files["results"], read_only=True) as store:
-        best = best_layers(store.scores_frame())
+    best = best_layers(ResultsStore(summary.files["results"], read_only=True).scores_frame())
     table = Table(title="Best layer per model (RSA, Spearman)")
     for col in ("model", "target", "layer", "score", "95% CI", "ceiling"):
         table.add_column(col)
@@ -176,8 +175,8 @@ def results(
         _fail(FileNotFoundError(f"out: expected a results directory holding results.duckdb, "
                                 f"received {str(out)!r}. Fix: pass the --out of a run."))
     try:
-        with ResultsStore(path, read_only=True) as store:
-            frame = store.scores_frame(model=model, target=target, metric=metric)
+        store = ResultsStore(path, read_only=True)
+        frame = store.scores_frame(model=model, target=target, metric=metric)
     except CortexAlignError as err:
         _fail(err)
     if export is not None:

@@ -16,8 +16,8 @@ def quick_run(tmp_path_factory):
     cfg = load_config(quickstart_config_path()).model_copy(update={"n_bootstrap": 100})
     out = tmp_path_factory.mktemp("quickstart")
     summary = run_experiment(cfg, out, progress=False)
-    with ResultsStore(out / "results.duckdb", read_only=True) as store:
-        frame = store.scores_frame()
+    store = ResultsStore(out / "results.duckdb", read_only=True)
+    frame = store.scores_frame()
     return cfg, out, summary, frame
 
 
@@ -47,8 +47,8 @@ def test_rerun_skips_finished_jobs(quick_run):
     cfg, out, summary, frame = quick_run
     again = run_experiment(cfg, out, progress=False)
     assert again.n_done == 0 and again.n_skipped == summary.n_jobs
-    with ResultsStore(out / "results.duckdb", read_only=True) as store:
-        assert len(store.scores_frame()) == len(frame)
+    store = ResultsStore(out / "results.duckdb", read_only=True)
+    assert len(store.scores_frame()) == len(frame)
 
 
 def test_other_config_in_same_directory_is_refused(quick_run):

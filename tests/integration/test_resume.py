@@ -49,8 +49,8 @@ def _run_killed(cfg_path, out, kill_after):
 
 
 def _table(out):
-    with ResultsStore(out / "results.duckdb", read_only=True) as store:
-        f = store.scores_frame()
+    store = ResultsStore(out / "results.duckdb", read_only=True)
+    f = store.scores_frame()
     return f.sort_values(["layer", "target"])[["layer", "target", "value", "ci_low", "ci_high"]]
 
 
@@ -64,8 +64,8 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, kill_after):
     run_experiment(cfg, ref_out, progress=False)
     rc = _run_killed(cfg, out, kill_after)
     assert rc == -signal.SIGKILL
-    with ResultsStore(out / "results.duckdb", read_only=True) as store:
-        assert len(store.scores_frame()) == kill_after  # jobs before the kill are kept
+    store = ResultsStore(out / "results.duckdb", read_only=True)
+    assert len(store.scores_frame()) == kill_after  # jobs before the kill are kept
     summary = run_experiment(cfg, out, progress=False)
     assert summary.n_skipped == kill_after and summary.ok
     ref, got = _table(ref_out), _table(out)

@@ -13,6 +13,7 @@ Order of work
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from cortexalign.features import FeatureCache, extract_features
 from cortexalign.metrics import METRICS, score
 from cortexalign.models import MODELS, load_model
 from cortexalign.neural import NEURAL, RDMSet, align_ids, load_neural
-from cortexalign.results import ResultsStore
+from cortexalign.results import ResultsStore, ScoreRecord
 from cortexalign.stimuli import StimulusSet, load_stimuli
 
 __all__ = ["run_experiment", "RunSummary"]
@@ -51,6 +52,7 @@ class RunSummary:
     failures: list[dict] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
+    job_keys: set[str] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
@@ -125,8 +127,7 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
     config_hash = cfg.config_hash()
     store_path = out / RESULTS_FILE
     if store_path.exists() and not allow_config_change:
-        with ResultsStore(store_path, read_only=True) as ro:
-            hashes = set(ro.config_hashes())
+        hashes = set(ResultsStore(store_path, read_only=True).frame("runs")["config_hash"])
         if hashes and hashes != {config_hash}:
             raise InputError("out_dir", f"an empty directory or one holding results of this "
                              f"config ({config_hash})", f"{str(out)!r} with results of config(s) "
@@ -136,19 +137,18 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
     out.mkdir(parents=True, exist_ok=True)
     cache = FeatureCache(Path(cfg.cache_dir) if cfg.cache_dir else out / "cache")
     summary = RunSummary(run_id="", out_dir=out)
-    with ResultsStore(store_path) as store:
-        run_id = store.start_run(cfg.name, config_hash, cfg.to_yaml())
-        summary.run_id = run_id
-        finished = set(store.finished_jobs())
-        cols = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TimeElapsedColumn()]
-        with Progress(*cols, console=console, disable=not progress) as bar:
-            for spec in cfg.models:
-                _run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, device,
-                           summary, bar, progress, on_job_done)
-        status = "finished" if summary.ok else "finished_with_failures"
-        store.finish_run(run_id, status)
-        frame = store.scores_frame(config_hash=config_hash)
+    store = ResultsStore(store_path)
+    run_id = store.start_run(cfg.to_yaml(), config_hash)
+    summary.run_id = run_id
+    finished = set(store.finished_jobs())
+    cols = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn()]
+    with Progress(*cols, console=console, disable=not progress) as bar:
+        for spec in cfg.models:
+            _run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, device,
+                       summary, bar, progress, on_job_done)
+    store.finish_run(run_id, "finished" if summary.ok else "failed")
+    frame = store.scores_frame(job_key=sorted(summary.job_keys))
     from cortexalign.reports import write_summary
 
     citations = sorted({METRICS.entry(m.name).meta.get("citation", "") for m in cfg.metrics}
@@ -177,10 +177,10 @@ def _run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, devi
                 raise UnknownNameError(f"layer of {spec.name}", layer, all_layers)
     except CortexAlignError as err:
         summary.failures.append({"job": spec.display, "error": str(err)})
-        store.record_job(f"model:{spec.display}", run_id, "failed", str(err))
         return
     jobs = plan_model_jobs(cfg, spec, layers, stimuli.content_hash)
     summary.n_jobs += len(jobs)
+    summary.job_keys.update(j.key for j in jobs)
     todo = [j for j in jobs if j.key not in finished]
     summary.n_skipped += len(jobs) - len(todo)
     if not todo:
@@ -202,18 +202,17 @@ def _run_job(cfg, job: ScoreJob, adapter, values, targets, store, run_id, summar
         x = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
         result = score(job.metric.name, x, targets[job.target.display],
                        n_bootstrap=cfg.n_bootstrap, seed=cfg.seed, **job.metric.options)
-        extra = dict(result.extra, layer_index=job.layer_index, n_layers=job.n_layers)
-        row = dict(job_key=job.key, model=job.model.display, model_id=adapter.model_id,
-                   layer=job.layer, target=job.target.display, metric=job.metric.name,
-                   value=result.value, ci_low=result.ci_low, ci_high=result.ci_high,
-                   ceiling_low=result.ceiling_low, ceiling_high=result.ceiling_high,
-                   p_value=result.p_value, n_stimuli=result.n_stimuli, extra=extra,
-                   config_hash=cfg.config_hash())
-        store.write_job(run_id, job.key, [row], started=started)
+        record = ScoreRecord.from_score(
+            result, model=job.model.display, model_id=adapter.model_id, layer=job.layer,
+            target=job.target.display, metric=job.metric.name)
+        record = dataclasses.replace(record, extra=dict(
+            record.extra, layer_index=job.layer_index, n_layers=job.n_layers,
+            seconds=round(time.time() - started, 4)))
+        store.record_job(job.key, run_id, [record])
         summary.n_done += 1
     except Exception as err:  # one job's failure must not stop the others
         msg = f"{type(err).__name__}: {err}"
         if not isinstance(err, CortexAlignError):
             msg += "\n" + traceback.format_exc(limit=3)
         summary.failures.append({"job": job.label, "error": msg})
-        store.record_job(job.key, run_id, "failed", msg)
+        store.fail_job(job.key, run_id, msg)
