@@ -91,8 +91,9 @@ def _subj(subject: int) -> str:
 
 def _volume_source(root: Path, subj: str, space: str, betas_dir: Path, file_format: str,
                    rois: Sequence[str], regions, within: str | None, sessions: Sequence[int]):
-    first = betas_dir / f"betas_session{sessions[0]:02d}.nii.gz"
+    first = betas_dir / f"betas_session{sessions[0]:02d}.{'nii.gz' if file_format == 'nifti' else 'hdf5'}"
     ref = load_image(first, "betas") if file_format == "nifti" else None
+    grid = tuple(ref.shape[:3]) if ref is not None else _hdf5_grid(first)
     roi_dir = root / "nsddata" / "ppdata" / subj / space / "roi"
     label_dir = root / "nsddata" / "freesurfer" / subj / "label"
     vols, tables = {}, {}
@@ -100,6 +101,11 @@ def _volume_source(root: Path, subj: str, space: str, betas_dir: Path, file_form
         img = load_image(roi_dir / f"{atlas}.nii.gz", f"rois[{atlas!r}]")
         if ref is not None:
             check_same_space(img, ref, f"ROI {atlas!r}", f"the betas ({first.name})")
+        elif tuple(img.shape[:3]) != grid:  # hdf5 betas carry no affine: the grid must match
+            raise InputError(f"ROI {atlas!r}", f"a volume on the grid of the betas ({first.name}: "
+                             f"(x, y, z) = {grid})", f"shape {tuple(img.shape)}",
+                             "use the ROI files of the betas' space (func1pt8mm vs func1mm)")
+        affine = np.asarray(img.affine)
         vols[atlas] = np.asarray(img.dataobj)
         ctab = label_dir / f"{atlas}.mgz.ctab"
         tables[atlas] = read_ctab(ctab) if ctab.is_file() else {}
@@ -113,14 +119,7 @@ def _volume_source(root: Path, subj: str, space: str, betas_dir: Path, file_form
             if ref is not None and session != sessions[0]:
                 check_same_space(img, ref, f"betas session {session}", "session 1")
             return np.asarray(img.dataobj)[i, j, k, :]
-        import h5py
-
-        path = betas_dir / f"betas_session{session:02d}.hdf5"
-        if not path.is_file():
-            raise InputError("betas", "an existing hdf5 betas file", repr(str(path)), "check the root")
-        with h5py.File(path, "r") as f:
-            data = f["betas"][...]  # (trials, z, y, x)
-        return data[:, k, j, i].T
+        return _read_hdf5_betas(betas_dir / f"betas_session{session:02d}.hdf5", grid, (i, j, k))
 
     def ncsnr() -> np.ndarray | None:
         path = betas_dir / "ncsnr.nii.gz"
@@ -129,18 +128,56 @@ def _volume_source(root: Path, subj: str, space: str, betas_dir: Path, file_form
     coords = {"x": i, "y": j, "z": k, "roi": sel.roi_n,
               **{f"roi_{a}": v for a, v in sel.labels.items()}}
     ids = [f"{subj}_{a}_{b}_{c}" for a, b, c in sel.ijk_n3]
-    return ids, coords, read, ncsnr
+    attrs = {"affine": (np.asarray(ref.affine) if ref is not None else affine).tolist(),
+             "shape": list(grid)}
+    return ids, coords, read, ncsnr, attrs
+
+
+def _hdf5_grid(path: Path) -> tuple[int, int, int]:
+    """(x, y, z) grid of an NSD hdf5 betas file (dataset ``betas`` stored (trials, z, y, x))."""
+    import h5py
+
+    if not path.is_file():
+        raise InputError("betas", "an existing hdf5 betas file", repr(str(path)), "check the root")
+    with h5py.File(path, "r") as f:
+        if "betas" not in f or f["betas"].ndim != 4:
+            raise InputError("betas", "an hdf5 file with a 4-D dataset 'betas' (trials, z, y, x)",
+                             f"{path.name} with {sorted(f.keys())}", "use NSD's betas_sessionNN.hdf5")
+        _, z, y, x = f["betas"].shape
+    return x, y, z
+
+
+def _read_hdf5_betas(path: Path, grid: tuple[int, int, int], ijk: tuple[np.ndarray, ...],
+                     trials_per_read: int = 50) -> np.ndarray:
+    """(n, trials) betas of the selected voxels, read ``trials_per_read`` volumes at a time (a
+    whole NSD session is ~1 GB as int16; this keeps ~70 MB in memory)."""
+    import h5py
+
+    if not path.is_file():
+        raise InputError("betas", "an existing hdf5 betas file", repr(str(path)), "check the root")
+    i, j, k = ijk
+    with h5py.File(path, "r") as f:
+        data = f["betas"]
+        if tuple(data.shape[1:][::-1]) != grid:
+            raise InputError(f"betas {path.name}", f"volumes on the grid of the first session "
+                             f"((x, y, z) = {grid})", f"(x, y, z) = {tuple(data.shape[1:][::-1])}",
+                             "load sessions of one space")
+        out = np.empty((len(i), data.shape[0]), data.dtype)
+        for t0 in range(0, data.shape[0], trials_per_read):
+            out[:, t0:t0 + trials_per_read] = data[t0:t0 + trials_per_read][:, k, j, i].T
+    return out
 
 
 def _surface_source(root: Path, subj: str, betas_dir: Path, rois: Sequence[str], regions,
                     within: str | None):
     label_dir = root / "nsddata" / "freesurfer" / "fsaverage" / "label"
-    per_hemi = []
+    per_hemi, n_vertices = [], {}
     for hemi in ("lh", "rh"):
         vols, tables = {}, {}
         for atlas in list(rois) + ([within] if within else []):
             vols[atlas] = np.asarray(load_image(label_dir / f"{hemi}.{atlas}.mgz",
                                                 f"rois[{atlas!r}]").dataobj).reshape(-1, 1, 1)
+            n_vertices[hemi] = len(vols[atlas])
             ctab = label_dir / f"{atlas}.mgz.ctab"
             tables[atlas] = read_ctab(ctab) if ctab.is_file() else {}
         mask = vols.pop(within) > 0 if within else None
@@ -150,6 +187,11 @@ def _surface_source(root: Path, subj: str, betas_dir: Path, rois: Sequence[str],
         parts = []
         for hemi, sel in per_hemi:
             img = load_image(betas_dir / f"{hemi}.betas_session{session:02d}.mgh", "betas")
+            if img.shape[0] != n_vertices[hemi]:
+                raise InputError(f"ROI labels ({hemi})", f"one label per vertex of the betas "
+                                 f"({hemi}.betas_session{session:02d}.mgh: {img.shape[0]} vertices)",
+                                 f"{n_vertices[hemi]} labels", "use fsaverage labels with fsaverage "
+                                 "betas (163,842 vertices per hemisphere)")
             parts.append(np.asarray(img.dataobj).reshape(img.shape[0], -1)[sel.ijk_n3[:, 0]])
         return np.concatenate(parts)
 
@@ -164,7 +206,7 @@ def _surface_source(root: Path, subj: str, betas_dir: Path, rois: Sequence[str],
               "vertex": np.concatenate([s.ijk_n3[:, 0] for _, s in per_hemi]),
               "roi": np.concatenate([s.roi_n for _, s in per_hemi])}
     ids = [f"{subj}_{h}_{v}" for h, v in zip(coords["hemi"], coords["vertex"], strict=True)]
-    return ids, coords, read, ncsnr
+    return ids, coords, read, ncsnr, {}
 
 
 def load_nsd(root: str | Path, subject: int = 1, sessions: Sequence[int] = (1,),
@@ -191,7 +233,9 @@ def load_nsd(root: str | Path, subject: int = 1, sessions: Sequence[int] = (1,),
     -------
     DataArray with neuroid coords ``roi``, ``roi_<atlas>``, ``x``, ``y``, ``z`` (voxel indices)
     or ``hemi``, ``vertex``; ``subject``, ``ncsnr`` and ``noise_ceiling`` (percent; from NSD's
-    ncsnr file when present, else from the loaded repetitions).
+    ncsnr file when present, else from the loaded repetitions). ``attrs``: ``space``, ``betas``,
+    ``sessions``, ``n_repetitions``, ``excluded_zero_variance`` and, for volumes, the grid's
+    ``affine`` and ``shape`` (subject space, not MNI).
     """
     if file_format not in FORMATS:
         raise UnknownNameError("NSD file format", file_format, FORMATS)
@@ -206,10 +250,12 @@ def load_nsd(root: str | Path, subject: int = 1, sessions: Sequence[int] = (1,),
     nsd_id_t = read_nsd_design(design, subject)
     betas_dir = root / "nsddata_betas" / "ppdata" / subj / space / betas
     if space == "fsaverage":
-        ids, coords, read, read_ncsnr = _surface_source(root, subj, betas_dir, rois, regions, within)
+        ids, coords, read, read_ncsnr, attrs = _surface_source(root, subj, betas_dir, rois,
+                                                               regions, within)
     else:
-        ids, coords, read, read_ncsnr = _volume_source(root, subj, space, betas_dir, file_format,
-                                                       rois, regions, within, sessions)
+        ids, coords, read, read_ncsnr, attrs = _volume_source(root, subj, space, betas_dir,
+                                                              file_format, rois, regions, within,
+                                                              sessions)
     z_parts, img_parts, constant = [], [], np.zeros(len(ids), bool)
     for s in sessions:
         raw_nt = read(s)
@@ -239,7 +285,7 @@ def load_nsd(root: str | Path, subject: int = 1, sessions: Sequence[int] = (1,),
                         [v for v, k in zip(ids, keep, strict=True) if k], coords,
                         name=f"nsd_{subj}", allow_nan=not average)
     da.attrs.update(excluded_zero_variance=int((~keep).sum()), space=space, betas=betas,
-                    sessions=sessions, n_repetitions=n_reps.tolist())
+                    sessions=sessions, n_repetitions=n_reps.tolist(), **attrs)
     return da
 
 
