@@ -40,3 +40,25 @@ def test_unknown_model_lists_close_matches(tmp_path):
     res = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "out")])
     assert res.exit_code == 2 and "efficientnet_lite0" in res.output
     assert not (tmp_path / "out").exists()
+
+
+def test_profile_prints_a_card_and_stores_it(tmp_path):
+    from cortexalign.results import ResultsStore
+
+    res = runner.invoke(app, ["profile", "gabor_v1", "--repeats", "1", "--out", str(tmp_path),
+                              "--kwarg", "image_size=32", "--kwarg", "image_deg=null",
+                              "--kwarg", "frequencies=[0.1, 0.25]"])
+    assert res.exit_code == 0, res.output
+    assert "FLOPs / image" in res.output
+    from cortexalign.models import load_model
+
+    ref = load_model("gabor_v1", image_size=32, image_deg=None, frequencies=[0.1, 0.25])
+    cards = ResultsStore(tmp_path / "results.duckdb").frame("model_cards")
+    assert len(cards) == 1 and cards["flops"].iloc[0] > 0
+    assert cards["params"].iloc[0] == sum(p.numel() for p in ref.module.parameters())
+
+
+def test_spiking_commands_are_mounted():
+    for command in ("train-snn", "eval-snn"):
+        res = runner.invoke(app, [command, "--help"])
+        assert res.exit_code == 0 and "Usage" in res.output

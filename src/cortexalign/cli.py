@@ -67,8 +67,11 @@ def quickstart(
     show_config: Annotated[bool, typer.Option(help="Print the quickstart config and exit.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Offline demo: EfficientNet-Lite0 (pretrained and untrained) and a Gabor V1 model against
-    human and monkey IT on the 92 bundled object images, with ceilings and bootstrap intervals."""
+    """Offline demo: 3 models x every layer vs human and monkey IT on 92 bundled images.
+
+    EfficientNet-Lite0 (ImageNet weights), the same network untrained and a Gabor V1 model,
+    scored by RSA with leave-one-subject-out noise ceilings and bootstrap intervals.
+    """
     from cortexalign.bench import quickstart_config_path
     from cortexalign.bench._run import run_experiment
     from cortexalign.errors import CortexAlignError
@@ -193,6 +196,64 @@ def results(
     for r in frame[cols].itertuples(index=False):
         table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r))
     console.print(table)
+
+
+@app.command()
+def profile(
+    model: Annotated[str, typer.Argument(help="A registered model or timm:<name>.")],
+    untrained: Annotated[bool, typer.Option(help="Random weights (size and speed do not "
+                                                 "depend on the values).")] = True,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 1,
+    repeats: Annotated[int, typer.Option(help="Timed forward passes (median reported).")] = 10,
+    device: Annotated[str, typer.Option(help="'auto', 'cpu' or 'cuda:N'.")] = "auto",
+    out: Annotated[Path | None, typer.Option(help="A results directory: store the model card "
+                                                  "in its results.duckdb.")] = None,
+    kwarg: Annotated[list[str] | None, typer.Option("--kwarg", help="Constructor option "
+                                                    "KEY=VALUE (YAML value), repeatable: "
+                                                    "--kwarg tiny=true")] = None,
+) -> None:
+    """Parameters, FLOPs, latency and peak memory of a model at its native input size."""
+    import yaml
+
+    from cortexalign.errors import CortexAlignError
+    from cortexalign.models.profile import profile_model
+
+    kwargs = {}
+    for item in kwarg or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            _fail(ValueError(f"--kwarg: expected KEY=VALUE, received {item!r}. Fix: e.g. "
+                             "--kwarg img_size=512"))
+        kwargs[key] = yaml.safe_load(value)
+    try:
+        card = profile_model(model, device=device, batch_size=batch_size, n_repeat=repeats,
+                             untrained=untrained, **kwargs)
+    except CortexAlignError as err:
+        _fail(err)
+    table = Table(title=f"{card.model_id} on {card.device}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("parameters", f"{card.params / 1e6:,.2f} M")
+    table.add_row("FLOPs / image", f"{card.flops / 1e9:,.2f} G")
+    table.add_row("latency / image", f"{card.latency_ms:,.2f} ms")
+    table.add_row("peak memory", f"{card.peak_mem_mb:,.1f} MB")
+    console.print(table)
+    if out is not None:
+        from cortexalign.results import ResultsStore
+
+        out.mkdir(parents=True, exist_ok=True)
+        ResultsStore(out / "results.duckdb").put_model_card(card)
+        console.print(f"stored in {out / 'results.duckdb'} (model_cards)")
+
+
+def _mount_subcommands() -> None:
+    from cortexalign.spiking.cli import app as spiking_app
+
+    for command in spiking_app.registered_commands:
+        app.registered_commands.append(command)
+
+
+_mount_subcommands()
 
 
 def main() -> None:  # pragma: no cover - console entry point
