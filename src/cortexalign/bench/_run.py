@@ -168,13 +168,7 @@ def _run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, devi
         adapter = load_model(spec.name, pretrained=spec.pretrained, weights=spec.weights,
                              untrained=spec.untrained, seed=spec.seed, device=device,
                              **spec.kwargs)
-        all_layers = adapter.layers()
-        layers = all_layers if spec.layers == "all" else list(spec.layers)
-        for layer in layers:
-            if layer not in all_layers:
-                from cortexalign.errors import UnknownNameError
-
-                raise UnknownNameError(f"layer of {spec.name}", layer, all_layers)
+        layers = adapter.layers() if spec.layers == "all" else adapter.check_layers(spec.layers)
     except CortexAlignError as err:
         summary.failures.append({"job": spec.display, "error": str(err)})
         return

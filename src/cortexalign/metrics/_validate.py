@@ -19,7 +19,12 @@ def as_tensor(x, name: str, device: torch.device, ndim: tuple[int, ...]) -> torc
         raise InputError(name, "a numeric array", type(x).__name__,
                          "pass the array itself (e.g. features_sd as an (s, d) array)")
     try:
-        t = torch.as_tensor(x.detach() if isinstance(x, torch.Tensor) else np.asarray(x))
+        if isinstance(x, torch.Tensor):
+            t = x.detach()
+        else:
+            arr = np.asarray(x)
+            # read-only arrays (cached features) are copied: torch cannot wrap them safely
+            t = torch.as_tensor(arr if arr.flags.writeable else arr.copy())
     except (TypeError, ValueError) as err:
         raise InputError(name, "a numeric array", f"{type(x).__name__} ({err})",
                          "pass a numpy array or a torch tensor") from None

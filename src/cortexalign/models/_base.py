@@ -108,6 +108,13 @@ class ModelAdapter:
                 f"layer {name!r} returned shape {tuple(got.shape)} for a batch of {x_bchw.shape[0]}")
         return {name: out[name] for name in names}
 
+    def check_layers(self, layers: Sequence[str]) -> list[str]:
+        """Validate layer names (from ``layers()`` or any submodule path) before any work.
+
+        Raises ``UnknownNameError`` with the close matches; returns the de-duplicated names.
+        """
+        return self._check_layers(layers)
+
     # -- implementation ---------------------------------------------------------------------
 
     def _path(self, name: str) -> str:
