@@ -246,11 +246,31 @@ def profile(
         console.print(f"stored in {out / 'results.duckdb'} (model_cards)")
 
 
+@app.command()
+def report(
+    results_dir: Annotated[Path, typer.Argument(help="A results directory (the --out of a run).")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="HTML file to write "
+                                             "(default: DIR/report.html).")] = None,
+) -> None:
+    """Write the self-contained HTML report of a results directory (opens offline)."""
+    from cortexalign.errors import CortexAlignError
+    from cortexalign.reports import write_report
+
+    try:
+        path = write_report(results_dir, out)
+    except CortexAlignError as err:
+        _fail(err)
+    console.print(f"wrote {path}", markup=False, highlight=False)
+
+
 def _mount_subcommands() -> None:
     from cortexalign.spiking.cli import app as spiking_app
 
     for command in spiking_app.registered_commands:
         app.registered_commands.append(command)
+    from cortexalign.sae.cli import sae_brainmap
+
+    app.command("sae-brainmap")(sae_brainmap)
 
 
 _mount_subcommands()

@@ -1,5 +1,6 @@
 """SAE-BrainMap end to end: layer tokens -> one SAE per layer -> unit activations -> matching ->
-voxel dictionary -> analyses (hierarchy, ROI consistency, ROI RSA) [-> surface maps].
+voxel dictionary -> analyses (hierarchy, ROI consistency, ROI RSA) [-> files and surface maps,
+``sae.outputs``]. From a config file (model, stimuli, NSD data, results store): ``sae.runner``.
 
 Each stage is an importable function (``train.train_sae``, ``match.*``, ``analysis.*``); this
 module only wires them, with ``BrainMapConfig`` (validated from ``configs/sae_brainmap.yaml``).
@@ -7,6 +8,7 @@ module only wires them, with ``BrainMapConfig`` (validated from ``configs/sae_br
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,9 +80,32 @@ class BrainMapConfig(BaseModel):
     roi_categories: dict[str, str] | None = None
     """ROI -> expected category (default ``analysis.ROI_CATEGORIES``)."""
     neural: dict[str, Any] = {}
-    """Arguments of ``cortexalign.neural.load_nsd`` (root, subject, sessions, rois, ...)."""
+    """The voxel responses: ``source`` (a name in ``sae.runner.VOXEL_SOURCES``: ``nsd``, the
+    default, ``nifti`` or ``table``) and that loader's arguments (for ``nsd``: root, subject,
+    sessions, rois, within, space, betas, file_format, design)."""
     stimuli: dict[str, Any] = {}
-    """Where the images come from (``cortexalign.stimuli.load_stimuli`` source and options)."""
+    """The images: ``source`` (``nsd_stimuli.hdf5`` with optional ``dataset``, or anything
+    ``cortexalign.stimuli.load_stimuli`` reads) and options; subset to the voxels' stimulus ids."""
+    labels: str | None = None
+    """A CSV ``stimulus_id,category`` of category labels per image, for ROI-consistent
+    selectivity (None: skip that analysis)."""
+    device: str = "auto"
+    """Where the model, the SAEs and the matching run (``auto``: CUDA when present)."""
+    batch_size: int = 32
+    """Images per forward pass of the model during extraction."""
+    layers_per_pass: int | None = None
+    """Layers extracted per pass over the images (None: all at once). Patch tokens take
+    s x t x d x 4 bytes per layer (7.6 GB for 10,000 NSD images on ViT-B/16): lower this to
+    bound memory; each pass runs the model over every image again."""
+    cache_dir: str | None = None
+    """The feature cache (None: ``<output_dir>/cache``)."""
+    surface_maps: bool = True
+    """Paint best similarity and best layer on fsaverage (fsaverage responses, or volumes in MNI
+    space); NSD subject-space volumes get NIfTI maps only."""
+    surface_mesh: str = "fsaverage5"
+    """The nilearn fsaverage mesh of the surface figures (``fsaverage5`` is bundled)."""
+    name: str = "sae_brainmap"
+    """The analysis name shown in the report."""
     output_dir: str | None = None
     """Where checkpoints, tables and figures go (None: nothing is written)."""
 
@@ -126,26 +151,52 @@ class BrainMapResult:
 
 
 def layer_tokens_from_model(adapter: Any, stimuli: Any, layers: Sequence[str], cache: Any = None,
-                            batch_size: int = 32) -> tuple[dict[str, Any], int]:
-    """(s, t, d) token activations per layer (lazily read zarr arrays when a cache is given) and
-    the model's number of prefix tokens, via ``extract_features(..., pooling='none')``."""
-    from cortexalign.features import extract_features
+                            batch_size: int = 32, layers_per_pass: int | None = None,
+                            progress: bool = False) -> tuple[dict[str, Any], int]:
+    """(s, t, d) token activations per layer and the model's number of prefix tokens, via
+    ``extract_features(..., pooling='none')``.
+
+    With a cache, layers already cached are not recomputed (nor read: the result holds lazily
+    read zarr arrays), and the others are extracted ``layers_per_pass`` at a time, so at most that
+    many layers' tokens are in memory at once. Without a cache the result holds numpy arrays.
+    """
+    from cortexalign.features import extract_features, feature_keys
     from cortexalign.sae.stream import open_cached_tokens
 
-    feats = extract_features(adapter, stimuli, list(layers), pooling="none", cache=cache,
-                             batch_size=batch_size, progress=False)
+    layers = list(layers)
+    n_prefix = int(adapter.num_prefix_tokens)
     if cache is None:
-        return {k: f.values for k, f in feats.items()}, int(adapter.num_prefix_tokens)
-    return {k: open_cached_tokens(cache, f.key)[0] for k, f in feats.items()}, \
-        int(adapter.num_prefix_tokens)
+        feats = extract_features(adapter, stimuli, layers, pooling="none", batch_size=batch_size,
+                                 progress=progress)
+        return {k: f.values for k, f in feats.items()}, n_prefix
+    if layers_per_pass is not None and layers_per_pass < 1:
+        raise InputError("layers_per_pass", "a positive integer or None", str(layers_per_pass),
+                         "e.g. 1 to hold one layer's tokens at a time")
+    keys = feature_keys(adapter, stimuli, layers, "none")
+    todo = [k for k in layers if not cache.contains(keys[k])]
+    step = layers_per_pass or max(1, len(todo))
+    for start in range(0, len(todo), step):
+        extract_features(adapter, stimuli, todo[start:start + step], pooling="none", cache=cache,
+                         batch_size=batch_size, progress=progress)
+    return {k: open_cached_tokens(cache, keys[k])[0] for k in layers}, n_prefix
+
+
+SOURCE_FILE = "tokens.json"
 
 
 def _train_or_load(layer: str, tokens_std: Any, n_prefix: int, cfg: BrainMapConfig,
-                   train_chunks: Callable[[], Iterable] | None, device) -> Any:
+                   train_chunks: Callable[[], Iterable] | None, device,
+                   source: str | None = None) -> Any:
     d_in = int(tokens_std.shape[-1])
     scfg = cfg.sae_config(d_in)
     ck = Path(cfg.output_dir) / "saes" / layer if cfg.output_dir else None
     if ck is not None and (ck / "config.json").is_file():
+        saved = ck / SOURCE_FILE
+        if source is not None and saved.is_file() and json.loads(saved.read_text()) != source:
+            raise InputError(f"SAE checkpoint {ck}", f"an SAE trained on these tokens ({source})",
+                             f"one trained on {json.loads(saved.read_text())}", "the model or "
+                             "the training images changed: use a new output directory or delete "
+                             "the saes/ folder to retrain")
         return load_sae(ck, scfg, device=device)  # a mismatching config raises, naming fields
 
     def chunks():
@@ -158,13 +209,17 @@ def _train_or_load(layer: str, tokens_std: Any, n_prefix: int, cfg: BrainMapConf
             yield from token_chunks(tokens_std, n_prefix, cfg.images_per_chunk,
                                     rng.permutation(n_blocks))
 
-    return train_sae(chunks(), scfg, device=device, max_tokens=cfg.max_tokens, checkpoint=ck).sae
+    sae = train_sae(chunks(), scfg, device=device, max_tokens=cfg.max_tokens, checkpoint=ck).sae
+    if ck is not None and source is not None:
+        (ck / SOURCE_FILE).write_text(json.dumps(source))
+    return sae
 
 
 def run_sae_brainmap(layer_tokens: Mapping[str, Any], num_prefix_tokens: int,
                      stimulus_ids: Sequence[str], voxels: xr.DataArray, config: BrainMapConfig,
                      *, labels: Sequence[str] | None = None,
                      train_tokens: Mapping[str, Callable[[], Iterable]] | None = None,
+                     token_sources: Mapping[str, str] | None = None,
                      device: str | None = None) -> BrainMapResult:
     """Run SAE-BrainMap on given layer tokens and voxel responses.
 
@@ -179,6 +234,8 @@ def run_sae_brainmap(layer_tokens: Mapping[str, Any], num_prefix_tokens: int,
     train_tokens : layer -> a callable returning a fresh iterable of (N, d) training chunks
         (e.g. ImageNet tokens via ``cache_token_chunks``); default: the matched images' own tokens
         for ``config.epochs`` epochs.
+    token_sources : layer -> an identity of the training tokens (e.g. the feature-cache key),
+        saved beside each SAE checkpoint; reloading a checkpoint trained on other tokens raises.
     """
     missing = [k for k in config.layers if k not in layer_tokens]
     if missing:
@@ -189,7 +246,8 @@ def run_sae_brainmap(layer_tokens: Mapping[str, Any], num_prefix_tokens: int,
     for layer in config.layers:
         tok = layer_tokens[layer]
         sae = _train_or_load(layer, tok, num_prefix_tokens, config,
-                             (train_tokens or {}).get(layer), device)
+                             (train_tokens or {}).get(layer), device,
+                             (token_sources or {}).get(layer))
         metrics[layer] = evaluate_sae(sae, token_chunks(tok, num_prefix_tokens,
                                                         config.images_per_chunk), device)
         units[layer] = image_unit_activations(sae, tok, num_prefix_tokens, device=device)[idx]
@@ -208,27 +266,8 @@ def run_sae_brainmap(layer_tokens: Mapping[str, Any], num_prefix_tokens: int,
                                           config.roi_categories, config.top_units,
                                           config.n_images, config.selectivity_threshold)
     if config.output_dir:
-        _write_outputs(res, voxels, Path(config.output_dir))
+        from cortexalign.sae.outputs import write_outputs
+
+        res.files.update(write_outputs(res, voxels, Path(config.output_dir),
+                                       config.surface_maps, config.surface_mesh))
     return res
-
-
-def _write_outputs(res: BrainMapResult, voxels: xr.DataArray, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    res.files["dictionary"] = out / "dictionary.csv"
-    res.dictionary_table().to_csv(res.files["dictionary"], index=False)
-    rows = [{"layer": k, **vars(m)} for k, m in res.sae_metrics.items()]
-    res.files["sae_metrics"] = out / "sae_metrics.csv"
-    pd.DataFrame(rows).to_csv(res.files["sae_metrics"], index=False)
-    if res.consistency is not None:
-        res.files["consistency"] = out / "roi_consistency.csv"
-        res.consistency.to_csv(res.files["consistency"], index=False)
-    # Surface maps need voxel indices in an MNI-space grid (attrs 'affine' and 'shape').
-    if {"x", "y", "z"} <= set(voxels.coords) and {"affine", "shape"} <= set(voxels.attrs):
-        from cortexalign.neural.fmri.surface import plot_voxel_values
-
-        ijk = np.stack([voxels[c].values for c in ("x", "y", "z")], 1)
-        for name, vals, cmap in (("best_r", res.dictionary.r_n, "viridis"),
-                                 ("best_layer", res.best_layer_n.astype(float), "turbo")):
-            res.files[f"surface_{name}"] = plot_voxel_values(
-                vals, ijk, np.asarray(voxels.attrs["affine"]), tuple(voxels.attrs["shape"]),
-                out / f"surface_{name}.png", title=name, cmap=cmap)

@@ -10,11 +10,12 @@ from cortexalign.neural.fmri.rois import NSD_ATLASES, RoiSelection, read_ctab, s
 from cortexalign.neural.fmri.surface import (
     plot_surface_values,
     plot_voxel_values,
+    vertex_values_to_mesh,
     volume_to_fsaverage,
 )
 
 __all__ = ["load_nsd", "read_nsd_design", "nsd_stimulus_id", "load_nsd_stimuli",
            "nsd_id_from_stimulus_id", "load_nifti_responses",
            "load_voxel_table", "ncsnr_from_trials", "noise_ceiling_from_ncsnr", "NSD_ATLASES",
-           "RoiSelection", "read_ctab", "select_roi_voxels", "volume_to_fsaverage",
+           "RoiSelection", "read_ctab", "select_roi_voxels", "volume_to_fsaverage", "vertex_values_to_mesh",
            "plot_surface_values", "plot_voxel_values"]

@@ -15,7 +15,8 @@ import numpy as np
 
 from cortexalign.errors import InputError
 
-__all__ = ["volume_to_fsaverage", "plot_surface_values", "plot_voxel_values"]
+__all__ = ["volume_to_fsaverage", "vertex_values_to_mesh", "plot_surface_values",
+           "plot_voxel_values"]
 
 _HEMIS = {"left": "lh", "right": "rh"}
 
@@ -64,6 +65,36 @@ def volume_to_fsaverage(values_n: np.ndarray, ijk_n3: np.ndarray, affine: np.nda
     fs, _ = _fsaverage(mesh)
     return {hemi: vol_to_surf(img, fs.pial.parts[hemi], interpolation=interpolation, radius=radius)
             for hemi in _HEMIS}
+
+
+def vertex_values_to_mesh(values_n: np.ndarray, hemi_n: np.ndarray, vertex_n: np.ndarray,
+                          mesh: str = "fsaverage5") -> dict[str, np.ndarray]:
+    """Per-vertex values of fsaverage-space responses on a nilearn mesh: hemisphere -> values.
+
+    fsaverage meshes are nested icosahedra: the first 10,242 vertices of fsaverage (163,842 per
+    hemisphere, NSD's ``fsaverage`` space) are fsaverage5's, so vertex i keeps its value on any
+    coarser mesh that has it and vertices beyond the mesh are dropped. Vertices without a value
+    are NaN.
+
+    Parameters
+    ----------
+    values_n : (n,) values. hemi_n : (n,) ``lh``/``rh`` (or ``left``/``right``).
+    vertex_n : (n,) 0-based vertex indices of fsaverage.
+    """
+    values_n, hemi_n = np.asarray(values_n, np.float64), np.asarray(hemi_n).astype(str)
+    vertex_n = np.asarray(vertex_n, np.int64)
+    if not len(values_n) == len(hemi_n) == len(vertex_n):
+        raise InputError("hemi_n, vertex_n", f"{len(values_n)} entries each (one per value)",
+                         f"{len(hemi_n)} and {len(vertex_n)}", "pass the responses' coordinates")
+    fs, _ = _fsaverage(mesh)
+    out = {}
+    for hemi, short in _HEMIS.items():
+        vals = np.full(fs.pial.parts[hemi].n_vertices, np.nan)
+        sel = np.flatnonzero((hemi_n == short) | (hemi_n == hemi))
+        sel = sel[(vertex_n[sel] >= 0) & (vertex_n[sel] < len(vals))]
+        vals[vertex_n[sel]] = values_n[sel]
+        out[hemi] = vals
+    return out
 
 
 def plot_surface_values(surf: dict[str, np.ndarray], path: str | Path, mesh: str = "fsaverage5",

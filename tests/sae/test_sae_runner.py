@@ -1,0 +1,169 @@
+"""The config-driven SAE-BrainMap runner end to end on a tiny random ViT and a tiny NSD on disk:
+planted voxels are recovered, scores land in the results store, the CLI runs and reruns skip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from _nsd_files import BETAS_DIR, VOXELS, write_betas, write_nsd
+from typer.testing import CliRunner
+
+from cortexalign.errors import InputError, UnknownNameError
+from cortexalign.neural.fmri import nsd_stimulus_id
+from cortexalign.results import ResultsStore
+from cortexalign.sae.runner import brainmap_scores, run_brainmap
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_VIT = {"untrained": True, "img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2,
+            "num_heads": 2, "num_classes": 0}
+
+
+def _config(root: Path, **update) -> dict:
+    cfg = {"model": "timm:vit_tiny_patch16_224", "model_kwargs": TINY_VIT,
+           "layers": ["blocks.0", "blocks.1"], "device": "cpu", "epochs": 10,
+           "images_per_chunk": 16,
+           "sae": {"architecture": "topk", "expansion": 2, "k": 4, "lr": 3e-3, "batch_size": 128},
+           "one_to_one": True, "n_permutations": 19, "top_units": 3, "n_images": 5,
+           "selectivity_threshold": 2, "labels": str(root / "labels.csv"),
+           "neural": {"root": str(root), "subject": 1, "sessions": [1],
+                      "rois": ["prf-visualrois", "floc-faces"], "within": "nsdgeneral"},
+           "stimuli": {"source": str(root / "nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5")}}
+    cfg.update(update)
+    return cfg
+
+
+def _write_config(path: Path, cfg: dict) -> Path:
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture
+def nsd(tmp_path):
+    root = tmp_path / "nsd"
+    nsd_id_t = write_nsd(root)
+    write_betas(root, nsd_id_t)
+    ids = [nsd_stimulus_id(i) for i in dict.fromkeys(nsd_id_t)]
+    (root / "labels.csv").write_text("stimulus_id,category\n" + "\n".join(
+        f"{s},{'faces' if k % 2 else 'places'}" for k, s in enumerate(ids)))
+    return root, nsd_id_t
+
+
+def test_runner_recovers_planted_units_and_records_scores(nsd, tmp_path):
+    from cortexalign.cli import app
+
+    root, nsd_id_t = nsd
+    out = tmp_path / "out"
+    config = _write_config(tmp_path / "c.yaml", _config(root))
+    first = run_brainmap(config, out)  # trains and checkpoints the SAEs on the tiny ViT's tokens
+    assert not first.skipped and (out / "saes/blocks.1/sae.safetensors").is_file()
+    units = first.result.units
+    assert len(first.result.match.voxel_ids) == len(VOXELS)
+    # plant: each ROI voxel's betas are a noisy copy of a chosen unit (units that vary)
+    var = {k: np.flatnonzero(units[k].std(0) > 1e-3) for k in units}
+    chosen = [("blocks.0", var["blocks.0"][0]), ("blocks.1", var["blocks.1"][1]),
+              ("blocks.1", var["blocks.1"][-1]), ("blocks.0", var["blocks.0"][-1])]
+    image_ids = list(dict.fromkeys(nsd_id_t.tolist()))  # the responses' stimulus order
+    planted = {ijk: dict(zip(image_ids, units[layer][:, j].tolist(), strict=True))
+               for ijk, (layer, j) in zip(VOXELS, chosen, strict=True)}
+    write_betas(root, nsd_id_t, planted)
+    result = CliRunner().invoke(app, ["sae-brainmap", str(config), "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "FFA-1" in result.output
+    store = ResultsStore(out / "results.duckdb", read_only=True)
+    jobs = store.frame("jobs")
+    assert (jobs["status"] == "finished").sum() == 2  # the placeholder run and the planted run
+    key = sorted(set(jobs["job_key"]) - {first.job_key})[0]
+    scores = store.scores_frame(job_key=key)
+    best = scores[scores["metric"] == "sae_best_r"].set_index(["target", "layer"])["value"]
+    # the voxels are ordered x, y, z: (0,0,0) V1v, (1,0,0) V1v, (2,1,1) FFA-1, (3,2,1) FFA-1
+    assert best[("nsd_subj01/V1v", "blocks.0")] > 0.99 and best[("nsd_subj01/FFA-1", "blocks.1")] > 0.99
+    assert set(scores["target"]) >= {"nsd_subj01/all", "nsd_subj01/V1v", "nsd_subj01/FFA-1"}
+    table = (out / "dictionary.csv").read_text().splitlines()[1:]
+    got = [(row.split(",")[1], int(row.split(",")[2])) for row in table]
+    assert got == [(layer, int(j)) for layer, j in chosen]
+    assert [row.split(",")[4] for row in table] == [layer for layer, _ in chosen]  # hierarchy
+    assert all(float(row.split(",")[3]) > 0.99 and float(row.split(",")[5]) <= 0.05
+               for row in table)
+    for name in ("best_r.nii.gz", "best_layer.nii.gz", "roi_consistency.csv", "figure.png",
+                 "sae_metrics.csv", "best_layers.csv"):
+        assert (out / name).is_file(), name
+    # rerun: the store holds it, nothing recomputes; `cortexalign results` lists the scores
+    again = CliRunner().invoke(app, ["sae-brainmap", str(config), "--out", str(out)])
+    assert again.exit_code == 0 and "Already in" in again.output
+    listed = CliRunner().invoke(app, ["results", str(out), "--metric", "sae_best_r"])
+    assert listed.exit_code == 0 and "blocks.1" in listed.output
+
+
+def test_changed_model_refuses_the_old_sae_checkpoints(nsd, tmp_path):
+    root, _ = nsd
+    out = tmp_path / "out"
+    cfg = _config(root, epochs=1, n_permutations=0, one_to_one=False, labels=None)
+    run_brainmap(_write_config(tmp_path / "a.yaml", cfg), out)
+    other = {**cfg, "model_kwargs": {**TINY_VIT, "seed": 1}}
+    with pytest.raises(InputError, match="trained on"):
+        run_brainmap(_write_config(tmp_path / "b.yaml", other), out)
+    jobs = ResultsStore(out / "results.duckdb", read_only=True).frame("jobs")
+    assert sorted(jobs["status"]) == ["failed", "finished"]
+
+
+@pytest.mark.parametrize("update, error, match", [
+    ({"layers": ["blocks.0", "block.1"]}, UnknownNameError, "block.1"),
+    ({"neural": {"root": "ROOT", "sesions": [1]}}, InputError, "neural.sesions"),
+    ({"neural": {"source": "nwb"}}, UnknownNameError, "nwb"),
+    ({"stimuli": {"source": "ROOT/missing.hdf5"}}, InputError, "nsd_stimuli.hdf5"),
+    ({"labels": "ROOT/none.csv"}, InputError, "labels"),
+])
+def test_bad_inputs_write_nothing(nsd, tmp_path, update, error, match):
+    root, _ = nsd
+    fixed = yaml.safe_load(yaml.safe_dump(update).replace("ROOT", str(root)))
+    out = tmp_path / "out"
+    with pytest.raises(error, match=match):
+        run_brainmap(_write_config(tmp_path / "c.yaml", _config(root, **fixed)), out)
+    assert not out.exists()
+
+
+def test_stimuli_missing_a_subject_image_are_refused(nsd, tmp_path):
+    root, _ = nsd
+    import h5py
+
+    path = root / "nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5"
+    with h5py.File(path, "a") as f:
+        data = f["imgBrick"][:10]
+        del f["imgBrick"]
+        f.create_dataset("imgBrick", data=data)
+    with pytest.raises(InputError, match="outside"):
+        run_brainmap(_write_config(tmp_path / "c.yaml", _config(root)), tmp_path / "out")
+    assert not (tmp_path / "out").exists() and (root / BETAS_DIR).is_dir()
+
+
+def test_scores_are_the_match_reductions():
+    """brainmap_scores against explicit max/mean over each ROI's voxels."""
+    from types import SimpleNamespace
+
+    from cortexalign.neural import make_responses
+    from cortexalign.sae.match import match_units_to_voxels, voxel_dictionary
+    from cortexalign.sae.objectives import SAEMetrics
+
+    g = np.random.default_rng(0)
+    units = {"a": g.random((30, 6)), "b": g.random((30, 5))}
+    vox = make_responses(g.standard_normal((30, 4)), [f"s{i}" for i in range(30)],
+                         coords={"roi": ["X", "X", "Y", ""], "noise_ceiling": [64.0, 36, 100, 1]})
+    match = match_units_to_voxels(units, vox)
+    metrics = SAEMetrics(**{f: 0.0 for f in SAEMetrics.__dataclass_fields__})
+    res = SimpleNamespace(match=match, units=units, dictionary=voxel_dictionary(match),
+                          sae_metrics={"a": metrics, "b": metrics}, permutation=None,
+                          roi_rsa={})
+    rows = {(r.layer, r.target, r.metric): r for r in brainmap_scores(res, vox, model="m",
+                                                                      model_id="m")}
+    for li, layer in enumerate(("a", "b")):
+        r_kn = np.corrcoef(units[layer].T, vox.values.T)[:units[layer].shape[1], -4:]
+        best_n = r_kn.max(0)
+        assert rows[(layer, "responses/X", "sae_best_r")].value == pytest.approx(best_n[:2].max(), abs=1e-5)
+        x = rows[(layer, "responses/X", "sae_mean_best_r")]
+        assert x.value == pytest.approx(best_n[:2].mean(), abs=1e-5)
+        assert x.ceiling_low == pytest.approx((0.8 + 0.6) / 2)
+        assert rows[(layer, "responses/all", "sae_best_r")].value == pytest.approx(best_n.max(), abs=1e-5)
+        assert rows[(layer, "responses/Y", "sae_best_r")].extra["layer_index"] == li
