@@ -167,3 +167,16 @@ def test_scores_are_the_match_reductions():
         assert x.ceiling_low == pytest.approx((0.8 + 0.6) / 2)
         assert rows[(layer, "responses/all", "sae_best_r")].value == pytest.approx(best_n.max(), abs=1e-5)
         assert rows[(layer, "responses/Y", "sae_best_r")].extra["layer_index"] == li
+
+
+def test_repo_config_options_are_loader_arguments():
+    """configs/sae_brainmap.yaml names only real load_nsd options (checked without data)."""
+    import inspect
+
+    from cortexalign.sae.pipeline import load_brainmap_config
+    from cortexalign.sae.runner import VOXEL_SOURCES
+
+    cfg = load_brainmap_config(REPO / "configs" / "sae_brainmap.yaml")
+    params = inspect.signature(VOXEL_SOURCES[cfg.neural.get("source", "nsd")]).parameters
+    assert set(cfg.neural) - {"source"} <= set(params)
+    assert cfg.stimuli["source"].endswith("nsd_stimuli.hdf5") and cfg.layers_per_pass == 2

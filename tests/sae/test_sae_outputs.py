@@ -1,0 +1,71 @@
+"""Files of an SAE-BrainMap run: tables, NIfTI maps on the responses' grid, fsaverage values."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from cortexalign.neural import make_responses
+from cortexalign.sae.match import match_units_to_voxels, voxel_dictionary
+from cortexalign.sae.objectives import SAEMetrics
+from cortexalign.sae.outputs import write_outputs
+from cortexalign.sae.pipeline import BrainMapResult
+
+
+def _result(coords: dict, attrs: dict | None = None, n: int = 5):
+    g = np.random.default_rng(0)
+    units = {"a": g.random((40, 6)), "b": g.random((40, 4))}
+    vox = make_responses(g.standard_normal((40, n)), [f"s{i}" for i in range(40)], coords=coords)
+    vox.attrs.update(attrs or {})
+    match = match_units_to_voxels(units, vox)
+    metrics = SAEMetrics(**{f: 0.0 for f in SAEMetrics.__dataclass_fields__})
+    res = BrainMapResult({"a": metrics, "b": metrics}, units, match, voxel_dictionary(match),
+                         np.argmax(match.max_r_ln, 0), {"V1": 0.5})
+    return res, vox
+
+
+def test_volume_maps_hold_best_r_and_one_based_layer(tmp_path):
+    ijk = np.array([[0, 0, 0], [1, 2, 0], [2, 1, 1], [0, 2, 1], [2, 2, 0]])
+    affine = np.diag([1.8, 1.8, 1.8, 1])
+    res, vox = _result({"x": ijk[:, 0], "y": ijk[:, 1], "z": ijk[:, 2], "roi": ["V1"] * 5},
+                       {"affine": affine.tolist(), "shape": [3, 3, 2], "space": "func1pt8mm"})
+    files = write_outputs(res, vox, tmp_path)
+    assert "surface_best_r" not in files  # subject space: no projection onto fsaverage
+    r = nib.load(files["volume_best_r"])
+    assert np.allclose(r.affine, affine) and r.shape == (3, 3, 2)
+    np.testing.assert_allclose(np.asarray(r.dataobj)[tuple(ijk.T)], res.dictionary.r_n, rtol=1e-6)
+    layer = np.asarray(nib.load(files["volume_best_layer"]).dataobj)
+    np.testing.assert_array_equal(layer[tuple(ijk.T)], res.best_layer_n + 1)
+    assert layer.sum() == (res.best_layer_n + 1).sum()  # 0 everywhere else
+    assert pd.read_csv(files["roi_rsa"]).to_dict("list") == {"roi": ["V1"], "spearman_rho": [0.5]}
+    table = pd.read_csv(files["dictionary"])
+    assert table["unit"].tolist() == res.dictionary.unit_n.tolist()
+
+
+def test_fsaverage_values_are_painted_at_their_vertices(tmp_path, monkeypatch):
+    from cortexalign.neural.fmri import surface
+
+    painted = {}
+    monkeypatch.setattr(surface, "plot_surface_values",
+                        lambda surf, path, *a, **k: painted.setdefault(path.name, surf) and path)
+    hemi, vertex = ["lh", "lh", "rh", "rh", "rh"], [0, 10241, 7, 20000, 3]
+    res, vox = _result({"hemi": hemi, "vertex": vertex, "roi": ["V1"] * 5})
+    write_outputs(res, vox, tmp_path)
+    surf = painted["surface_best_r.png"]
+    assert len(surf["left"]) == len(surf["right"]) == 10242  # fsaverage5
+    r = res.dictionary.r_n
+    np.testing.assert_allclose(surf["left"][[0, 10241]], r[:2], rtol=1e-6)
+    np.testing.assert_allclose(surf["right"][[7, 3]], r[[2, 4]], rtol=1e-6)
+    assert np.isfinite(surf["right"]).sum() == 2  # vertex 20000 lies beyond fsaverage5
+    np.testing.assert_array_equal(painted["surface_best_layer.png"]["right"][[7, 3]],
+                                  res.best_layer_n[[2, 4]] + 1)
+
+
+def test_vertex_values_need_one_coordinate_per_value():
+    from cortexalign.errors import InputError
+    from cortexalign.neural.fmri import vertex_values_to_mesh
+
+    with pytest.raises(InputError, match="one per value"):
+        vertex_values_to_mesh(np.ones(3), ["lh"] * 2, [0, 1, 2])
