@@ -21,7 +21,9 @@ def _config(tmp_path):
     cfg = {
         "name": "resume",
         "stimuli": {"source": "kriegeskorte92"},
-        "models": [{"name": "gabor_v1"}],
+        "models": [{"name": "gabor_v1", "pooling": "grid2",
+                    "kwargs": {"image_size": 48, "image_deg": None,
+                               "frequencies": [0.06, 0.12, 0.25]}}],
         "neural": [{"source": "kriegeskorte92.human_IT"}, {"source": "kriegeskorte92.monkey_IT"}],
         "metrics": [{"name": "rsa"}],
         "n_bootstrap": 20,
