@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -45,10 +46,12 @@ def git_revision(path: str | os.PathLike[str] | None = None) -> str | None:
 
 
 def hardware() -> dict[str, Any]:
-    """The host and accelerators: platform, CPU count, memory, CUDA devices (name, memory)."""
+    """The host and accelerators: platform, CPU count, memory, CUDA devices (name, memory); the
+    hostname and pid of this process (``cortexalign status`` tells a crashed run by them)."""
     info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(),
                             "processor": platform.processor() or None, "cpu_count": os.cpu_count(),
-                            "python": sys.version.split()[0]}
+                            "python": sys.version.split()[0],
+                            "hostname": socket.gethostname(), "pid": os.getpid()}  # liveness
     try:
         info["memory_gb"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError, AttributeError):

@@ -1,0 +1,278 @@
+"""Executors: where the work of a run is computed. The driver alone writes the results store.
+
+The unit of work is one model: load it once, extract the layers its unfinished jobs need once
+(through the feature cache), score those jobs. ``run_experiment`` hands every executor the same
+function for that (``_run_model``) and a :class:`RunContext`; the executor decides where it runs.
+
+``local``
+    In this process, one model after the other, with rich progress bars for extraction and
+    scoring. Jobs are written to the store as they finish.
+``ray``
+    One Ray task per model on a Ray cluster (``bench._ray``). A worker cannot reach the
+    DuckDB store (one writer process; often another machine), so the model's work runs there
+    against a :class:`StoreProxy` that turns every store write into an event; the task streams the
+    events back as they happen and the driver applies them to the store (:class:`EventWriter`).
+    Each job is still one transaction, written as soon as it finishes, so resume works as with
+    ``local``: a killed driver loses at most the jobs in flight.
+
+Events (plain tuples, cheap to pickle)::
+
+    ("store", method, args, kwargs)   a write the worker made: start_job, record_job, fail_job,
+                                      put_model_card
+    ("done", job)                     a ScoreJob finished (written or failed): progress, hooks
+    ("end", counts)                   the model's RunSummary counts (n_jobs, n_skipped, ...)
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from cortexalign.bench._config import ExperimentConfig, ModelSpec
+from cortexalign.errors import CortexAlignError, InputError
+
+__all__ = ["RunContext", "Executor", "LocalExecutor", "EXECUTORS", "make_executor",
+           "StoreProxy", "EventWriter", "model_events", "STORE_WRITES"]
+
+#: Store methods a worker may call; each becomes a ``("store", ...)`` event for the driver.
+STORE_WRITES = ("start_job", "record_job", "fail_job", "put_model_card")
+
+PROGRESS_COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn())
+
+
+@dataclass
+class RunContext:
+    """What the work of every model shares; built once by ``run_experiment``.
+
+    Attributes
+    ----------
+    config : the validated experiment. stimuli : the ``StimulusSet``. targets : neural targets by
+    label (in the stimuli's order). cache : the ``FeatureCache``. store : the ``ResultsStore``
+    (written by the driver only). run_id : this run's id. finished : keys of jobs already done.
+    device : where models run (``local``; a Ray worker resolves ``config.device`` itself).
+    summary : the ``RunSummary`` being filled. progress : show progress bars. console : where.
+    on_job_done : called in the driver with each finished ``ScoreJob`` (tests use it to kill).
+    """
+
+    config: ExperimentConfig
+    stimuli: Any
+    targets: dict[str, Any]
+    cache: Any
+    store: Any
+    run_id: str
+    finished: set[str]
+    device: Any
+    summary: Any
+    progress: bool
+    console: Console
+    on_job_done: Callable[[Any], None] | None = None
+
+
+#: ``_run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, device, summary,
+#: bar, progress, on_job_done)`` — the one place that knows its argument order is ``call_model``.
+ModelWork = Callable[..., None]
+
+
+def call_model(run_model: ModelWork, ctx: RunContext, spec: ModelSpec, *, cache: Any, store: Any,
+               device: Any, summary: Any, bar: Progress, progress: bool,
+               on_job_done: Callable[[Any], None] | None) -> None:
+    """Call ``run_model`` for one model with the pieces an executor chose."""
+    run_model(ctx.config, spec, ctx.stimuli, ctx.targets, cache, store, ctx.run_id, ctx.finished,
+              device, summary, bar, progress, on_job_done)
+
+
+class Executor(Protocol):
+    """Runs the work of every model of a run. ``open`` connects (and writes nothing)."""
+
+    name: str
+
+    def open(self) -> None: ...
+
+    def run(self, run_model: ModelWork, ctx: RunContext) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class LocalExecutor:
+    """Every model in this process, in config order, with progress bars."""
+
+    name = "local"
+
+    def __init__(self, config: ExperimentConfig):
+        self.config = config
+
+    def open(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def run(self, run_model: ModelWork, ctx: RunContext) -> None:
+        with Progress(*PROGRESS_COLUMNS, console=ctx.console, disable=not ctx.progress) as bar:
+            for spec in ctx.config.models:
+                call_model(run_model, ctx, spec, cache=ctx.cache, store=ctx.store,
+                           device=ctx.device, summary=ctx.summary, bar=bar,
+                           progress=ctx.progress, on_job_done=ctx.on_job_done)
+
+
+def _ray_executor(config: ExperimentConfig) -> Executor:
+    from cortexalign.bench._ray import RayExecutor  # Ray is imported only when asked for
+
+    return RayExecutor(config)
+
+
+#: ``executor`` config value -> factory. Tests parametrize over it.
+EXECUTORS: dict[str, Callable[[ExperimentConfig], Executor]] = {
+    "local": LocalExecutor,
+    "ray": _ray_executor,
+}
+
+
+def make_executor(config: ExperimentConfig) -> Executor:
+    """The executor named by ``config.executor`` (not yet opened)."""
+    if config.executor not in EXECUTORS:
+        raise InputError("executor", f"one of {sorted(EXECUTORS)}", repr(config.executor),
+                         "set executor: local or executor: ray")
+    return EXECUTORS[config.executor](config)
+
+
+# -- remote work: writes become events ----------------------------------------------------------
+class StoreProxy:
+    """Stands in for ``ResultsStore`` where the store is out of reach (a Ray worker).
+
+    Each write method in ``STORE_WRITES`` emits ``("store", method, args, kwargs)`` and returns
+    None; anything else (a read) raises, because a worker must decide from what the driver sent
+    (``RunContext.finished``), never from the store.
+    """
+
+    def __init__(self, emit: Callable[[tuple], None]):
+        self._emit = emit
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        if name not in STORE_WRITES:
+            raise AttributeError(f"StoreProxy.{name}: a worker only writes ({', '.join(STORE_WRITES)})"
+                                 "; reads belong in the driver (pass what the worker needs in "
+                                 "RunContext)")
+
+        def write(*args: Any, **kwargs: Any) -> None:
+            self._emit(("store", name, args, kwargs))
+
+        return write
+
+
+_END = object()
+
+
+def model_events(run_model: ModelWork, ctx: RunContext, spec: ModelSpec, cache_root: str,
+                 device: Any) -> Iterator[tuple]:
+    """Run one model's work here and yield its events as they happen (see module docstring).
+
+    The work runs in a thread that feeds a queue, so each event leaves as soon as it exists
+    (a Ray streaming task sends it to the driver at once). ``ctx.store`` is replaced by a
+    :class:`StoreProxy`; ``ctx.summary`` is a fresh one whose counts end the stream. A crash of
+    the work itself (not of a job: those are recorded by ``run_model``) is raised after the
+    events it produced.
+    """
+    from cortexalign.bench._run import RunSummary
+    from cortexalign.features import FeatureCache
+
+    q: queue.Queue = queue.Queue()
+    summary = RunSummary(run_id=ctx.run_id, out_dir=Path(cache_root))
+    crash: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            with Progress(disable=True) as bar:
+                call_model(run_model, ctx, spec, cache=FeatureCache(cache_root),
+                           store=StoreProxy(q.put), device=device, summary=summary, bar=bar,
+                           progress=False, on_job_done=lambda job: q.put(("done", job)))
+        except BaseException as err:  # re-raised in the generator, below
+            crash.append(err)
+        finally:
+            q.put(_END)
+
+    thread = threading.Thread(target=work, name=f"cortexalign-{spec.display}", daemon=True)
+    thread.start()
+    while (event := q.get()) is not _END:
+        yield event
+    thread.join()
+    if crash:
+        raise crash[0]
+    yield ("end", {"n_jobs": summary.n_jobs, "n_done": summary.n_done,
+                   "n_skipped": summary.n_skipped, "failures": summary.failures,
+                   "job_keys": sorted(summary.job_keys)})
+
+
+class EventWriter:
+    """The driver's side of :func:`model_events`: applies one model's events to the store.
+
+    Writes are deduplicated (a job already finished is not recorded twice) and a write the
+    store refuses (a record that does not validate) marks the job failed, as in-process.
+    """
+
+    def __init__(self, ctx: RunContext, spec: ModelSpec, advance: Callable[[], None] | None = None):
+        self.ctx, self.spec, self.advance = ctx, spec, advance
+        self.in_flight: set[str] = set()
+        self.n_write_failures = 0
+
+    def apply(self, event: tuple) -> None:
+        kind = event[0]
+        if kind == "store":
+            self._write(*event[1:])
+        elif kind == "done":
+            if self.advance is not None:
+                self.advance()
+            if self.ctx.on_job_done is not None:
+                self.ctx.on_job_done(event[1])
+        elif kind == "end":
+            counts, s = event[1], self.ctx.summary
+            s.n_jobs += counts["n_jobs"]
+            s.n_skipped += counts["n_skipped"]
+            s.n_done += counts["n_done"] - self.n_write_failures
+            s.failures.extend(counts["failures"])
+            s.job_keys.update(counts["job_keys"])
+        else:
+            raise AssertionError(f"unknown event {kind!r} from the work of {self.spec.display}")
+
+    def _write(self, method: str, args: tuple, kwargs: dict) -> None:
+        ctx = self.ctx
+        assert method in STORE_WRITES, f"{method} is not a store write"
+        key = args[0] if method in ("start_job", "record_job", "fail_job") else None
+        if key is not None and key in ctx.finished:
+            return  # a retried task repeating a job the store already holds
+        try:
+            getattr(ctx.store, method)(*args, **kwargs)
+        except CortexAlignError as err:
+            if method != "record_job":
+                raise
+            msg = f"{type(err).__name__}: {err}"
+            ctx.store.fail_job(key, ctx.run_id, msg)
+            ctx.summary.failures.append({"job": f"{self.spec.display} / job {key}", "error": msg})
+            self.n_write_failures += 1
+            self.in_flight.discard(key)
+            return
+        if method == "start_job":
+            self.in_flight.add(key)
+        elif key is not None:
+            self.in_flight.discard(key)
+            if method == "record_job":
+                ctx.finished.add(key)
+
+    def lost(self, err: BaseException) -> None:
+        """The work of this model died (worker killed, out of memory): record what it left."""
+        msg = f"{type(err).__name__}: {err}"
+        if not isinstance(err, CortexAlignError):
+            msg += "\n" + "".join(traceback.format_exception(err, limit=3))[-2000:]
+        for key in sorted(self.in_flight):
+            self.ctx.store.fail_job(key, self.ctx.run_id, msg)
+        self.in_flight.clear()
+        self.ctx.summary.failures.append({"job": self.spec.display, "error": msg})
