@@ -26,12 +26,29 @@ def test_best_layer_is_the_argmax_with_its_interval():
     np.testing.assert_allclose(best["normalized"], 0.3 / 0.5)
 
 
-def test_labels_are_escaped_in_html(tmp_path):
-    evil = '<script>alert("x")</script>'
-    paths = write_summary(_frame(model=evil), tmp_path, name="<b>run</b>", config_hash="abc",
-                          citations=["<i>cite</i>"])
-    html = paths["report"].read_text()
-    assert "<script>alert" not in html and "&lt;script&gt;" in html
-    assert "<b>run</b>" not in html
-    img = mpimg.imread(paths["figure"])
-    assert img.ndim == 3 and img.shape[0] > 100 and img.std() > 0  # a drawn figure, not blank
+def test_best_layer_skips_nan_scores():
+    f = _frame()
+    f.loc[2, "value"] = np.nan  # layer2 of human IT
+    best = best_layers(f).set_index("target")
+    assert best.loc["human IT", "layer"] == "layer1" and best.loc["monkey IT", "layer"] == "layer2"
+
+
+def test_runner_entry_point_writes_figure_table_and_report(real_run):
+    # the runner called write_summary at the end of the real run
+    for name in ("figure.png", "best_layers.csv", "report.html"):
+        assert (real_run / name).is_file()
+    img = mpimg.imread(real_run / "figure.png")
+    assert img.ndim == 3 and img.shape[0] > 100 and img.std() > 0  # a drawn figure
+
+
+def test_write_summary_without_scores_still_writes_the_report(real_run, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(real_run, out, ignore=shutil.ignore_patterns("cache", "*.html"))
+    files = write_summary(_frame().iloc[:0], out, "empty", "hash", ["<i>cite</i>"],
+                          [{"job": "<b>m</b>", "error": "did not load"}])
+    assert set(files) == {"report"}
+    html = files["report"].read_text()
+    assert "&lt;i&gt;cite&lt;/i&gt;" in html and "&lt;b&gt;m&lt;/b&gt;" in html
+    assert "<b>m</b>" not in html

@@ -1,41 +1,39 @@
-"""A small self-contained HTML summary: the layer-wise figure inlined, and the best layers."""
+"""What the runner writes at the end of a run: the layer-wise PNG, the best-layer table and the
+HTML report of the whole results directory."""
 
 from __future__ import annotations
 
-import base64
-import math
 from pathlib import Path
 
-import jinja2
 import pandas as pd
 
-from cortexalign import __version__
 from cortexalign.reports._figures import best_layers, layerwise_figure
+from cortexalign.reports._report import write_report
 
 __all__ = ["write_summary"]
 
 
-def _fmt(x) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
-
-
 def write_summary(frame: pd.DataFrame, out_dir: str | Path, name: str, config_hash: str,
                   citations: list[str], failures: list[dict] | None = None) -> dict[str, Path]:
-    """Write ``figure.png``, ``best_layers.csv`` and ``report.html`` into ``out_dir``.
+    """Write ``figure.png`` and ``best_layers.csv`` (when ``frame`` has scores) and
+    ``report.html`` (always, from the results store in ``out_dir``) into ``out_dir``.
 
-    Labels are HTML-escaped (jinja2 autoescape): model or layer names cannot inject markup.
+    Parameters
+    ----------
+    frame : this run's scores (``ResultsStore.scores_frame`` rows).
+    out_dir : the results directory (holding ``results.duckdb``).
+    name, config_hash : the run's config name and hash (the figure title; the hash is in the
+        report's run table).
+    citations : references of the measures and data used, listed in the report.
+    failures : the runner's failures ``{"job", "error"}`` (model-load errors are not in the
+        jobs table).
     """
+    del config_hash  # the report reads it from the runs table
     out = Path(out_dir)
-    fig = layerwise_figure(frame, out / "figure.png", title=name)
-    best = best_layers(frame)
-    best.to_csv(out / "best_layers.csv", index=False)
-    env = jinja2.Environment(loader=jinja2.PackageLoader("cortexalign", "reports/templates"),
-                             autoescape=True)
-    html = env.get_template("summary.html.j2").render(
-        name=name, config_hash=config_hash, version=__version__, n_scores=len(frame),
-        n_failed=len(failures or []), figure_b64=base64.b64encode(fig.read_bytes()).decode(),
-        best=best.to_dict("records"), fmt=_fmt, failures=failures or [], citations=citations)
-    tmp = out / "report.html.tmp"
-    tmp.write_text(html)
-    tmp.replace(out / "report.html")
-    return {"figure": fig, "report": out / "report.html", "best_layers": out / "best_layers.csv"}
+    files: dict[str, Path] = {}
+    if len(frame):
+        files["figure"] = layerwise_figure(frame, out / "figure.png", title=name)
+        best_layers(frame).to_csv(out / "best_layers.csv", index=False)
+        files["best_layers"] = out / "best_layers.csv"
+    files["report"] = write_report(out, failures=failures or [], citations=citations, title=name)
+    return files

@@ -1,0 +1,126 @@
+"""The self-contained HTML report of a results directory (``cortexalign report DIR``).
+
+Sections are plain functions in ``SECTIONS`` (name -> builder); each returns its template context
+or None when its data is absent, and the template draws the sections that returned something.
+Figures are inline SVG (hover titles, ``data-*`` values) or base64 PNG; the only script is a
+small inline table sorter; nothing is fetched over the network. Every label goes through jinja2's
+autoescape, so model, layer or target names cannot inject markup or script.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pandas as pd
+
+from cortexalign import __version__
+from cortexalign.errors import InputError
+from cortexalign.reports._extras import (
+    citations_section,
+    maps_section,
+    sae_section,
+    spiking_section,
+    tradeoff_section,
+)
+from cortexalign.reports._load import ReportData, load_report_data
+from cortexalign.reports._maps import MapPanel
+from cortexalign.reports._scores import prepare_scores
+from cortexalign.reports._sections import (
+    comparison_section,
+    curves_section,
+    heatmap_section,
+    summary_section,
+)
+
+__all__ = ["SECTIONS", "render_report", "write_report", "REPORT_FILE"]
+
+REPORT_FILE = "report.html"
+
+#: Report sections in page order: name -> (title, builder(data, prepared scores) -> ctx | None).
+SECTIONS: dict[str, tuple[str, Callable[[ReportData, pd.DataFrame], dict[str, Any] | None]]] = {
+    "summary": ("Summary", summary_section),
+    "curves": ("Layer-wise alignment", curves_section),
+    "heatmaps": ("Layer × target heatmaps", heatmap_section),
+    "comparison": ("Model comparison", comparison_section),
+    "maps": ("Model maps and neuron maps", maps_section),
+    "tradeoff": ("Accuracy / efficiency / alignment", tradeoff_section),
+    "sae": ("SAE-BrainMap", sae_section),
+    "spiking": ("Spiking models", spiking_section),
+    "citations": ("Citations", citations_section),
+}
+
+_ENV = jinja2.Environment(loader=jinja2.PackageLoader("cortexalign", "reports/templates"),
+                          autoescape=True, undefined=jinja2.StrictUndefined,
+                          trim_blocks=True, lstrip_blocks=True)
+
+
+def render_report(data: ReportData, title: str | None = None) -> str:
+    """The report's HTML text for ``data`` (see ``SECTIONS`` for what is shown when)."""
+    if not isinstance(data, ReportData):
+        raise InputError("data", "a ReportData (from load_report_data)", type(data).__name__,
+                         "call load_report_data(results_dir) or build a ReportData")
+    scores = prepare_scores(data.scores)
+    sections = []
+    for name, (heading, build) in SECTIONS.items():
+        ctx = build(data, scores)
+        if ctx is not None:
+            sections.append({"name": name, "title": heading, "ctx": ctx})
+    if title is None:
+        names = [c.get("name") for c in data.configs() if c.get("name")]
+        title = ", ".join(dict.fromkeys(names)) or Path(data.source).name or "results"
+    return _ENV.get_template("report.html.j2").render(
+        title=title, sections=sections, version=__version__, source=data.source,
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
+
+
+def write_report(results_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
+                 *, maps: Sequence[MapPanel] = (), failures: Sequence[dict[str, str]] = (),
+                 citations: Sequence[str] = (), title: str | None = None) -> Path:
+    """Read ``results_dir`` and write its report (default ``results_dir/report.html``).
+
+    Parameters
+    ----------
+    results_dir : the ``--out`` directory of a run (holding ``results.duckdb``).
+    out : where to write the HTML file (atomically: temp file, then rename).
+    maps : stimulus / model-map / neuron-map rows to show (``MapPanel``; the runner does not
+        produce them yet).
+    failures : failures known outside the jobs table (the runner's model-load errors).
+    citations : references to add to those derived from the stored configs.
+    title : the page title (default: the configs' names).
+
+    Returns
+    -------
+    The path of the written report.
+
+    Raises
+    ------
+    InputError : no results database or no run in ``results_dir`` (nothing is written).
+    """
+    panels = [m.checked() if isinstance(m, MapPanel) else _bad_map(m) for m in maps]
+    data = load_report_data(results_dir, failures=list(failures))
+    data.maps = panels
+    data.citations = [str(c) for c in citations]
+    html = render_report(data, title)
+    path = Path(out) if out is not None else Path(results_dir) / REPORT_FILE
+    if path.is_dir():
+        raise InputError("out", "an .html file path", f"the directory {str(path)!r}",
+                         f"pass a file such as {path / REPORT_FILE}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_text(html, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _bad_map(m: Any) -> MapPanel:
+    raise InputError("maps", "MapPanel rows", type(m).__name__,
+                     "wrap each image and its maps in cortexalign.reports.MapPanel(...)")
