@@ -47,6 +47,13 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return [start + i * step for i in range(int((hi - start) / step + 1e-9) + 1)]
 
 
+def _clip(text: str, n: int) -> Markup:
+    """Escaped ``text`` cut to ``n`` characters (the whole text stays in a hover title)."""
+    if len(text) <= n:
+        return escape(text)
+    return Markup(f"<tspan>{escape(text[:n - 1])}…<title>{escape(text)}</title></tspan>")
+
+
 def _si(v: float) -> str:
     """1.5e9 -> '1.5G' (axis labels of counts)."""
     for div, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
@@ -108,11 +115,11 @@ class _Frame:
                 x_ticks = [(v, _fmt(v)) for v in _ticks(self.x0, self.x1)]
         for v, lab in x_ticks:
             x = self.px(v)
-            out.append(f'<text x="{x:.1f}" y="{_H - _B + 14}" text-anchor="middle">{escape(lab)}</text>')
+            out.append(f'<text x="{x:.1f}" y="{_H - _B + 14}" text-anchor="middle">{_clip(lab, 18)}</text>')
         out.append(f'<text x="{(_L + _W - _R) / 2}" y="{_H - _B + 30}" text-anchor="middle">'
-                   f'{escape(x_label)}</text>')
+                   f'{_clip(x_label, 60)}</text>')
         out.append(f'<text transform="translate(14 {(_T + _H - _B) / 2}) rotate(-90)" '
-                   f'text-anchor="middle">{escape(y_label)}</text>')
+                   f'text-anchor="middle">{_clip(y_label, 45)}</text>')
         return out
 
 
@@ -121,9 +128,9 @@ def _svg(body: list[str], title: str, legend: list[tuple[str, str]]) -> Markup:
     height = _H + 16 * rows
     head = (f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_W} {height}" '
             f'width="{_W}" height="{height}" role="img" aria-label="{escape(title)}">'
-            f'<text class="ctitle" x="{_W / 2}" y="16" text-anchor="middle">{escape(title)}</text>')
+            f'<text class="ctitle" x="{_W / 2}" y="16" text-anchor="middle">{_clip(title, 52)}</text>')
     leg = [f'<g class="legend"><rect x="{_L}" y="{_H + 16 * i - 9}" width="12" height="8" '
-           f'fill="{c}"/><text x="{_L + 18}" y="{_H + 16 * i - 1}">{escape(lab)}</text></g>'
+           f'fill="{c}"/><text x="{_L + 18}" y="{_H + 16 * i - 1}">{_clip(lab, 60)}</text></g>'
            for i, (lab, c) in enumerate(legend)]
     return Markup(head + "".join(body) + "".join(leg) + "</svg>")
 
@@ -187,5 +194,5 @@ def scatter_svg(points: Sequence[tuple[float, float, str, str]], *, title: str, 
                     f'data-x="{x!r}" data-y="{y!r}"><title>{escape(tip)}</title></circle>')
         right = cx > (_L + _W - _R) / 2  # label on the inner side, so it stays in the frame
         body.append(f'<text x="{cx - 7 if right else cx + 7:.1f}" y="{cy - 7:.1f}" class="plabel" '
-                    f'text-anchor="{"end" if right else "start"}">{escape(label)}</text>')
+                    f'text-anchor="{"end" if right else "start"}">{_clip(label, 24)}</text>')
     return _svg(body, title, [])
