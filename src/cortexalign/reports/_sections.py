@@ -20,6 +20,12 @@ __all__ = ["summary_section", "curves_section", "heatmap_section", "comparison_s
            "expected_missing"]
 
 
+
+def _entries(cfg: dict, key: str) -> list[dict]:
+    """``cfg[key]`` as a list of dicts; other config shapes (e.g. SAE-BrainMap's) give []."""
+    value = cfg.get(key) if isinstance(cfg, dict) else None
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
 def _model_display(m: dict[str, Any]) -> str:
     return m.get("label") or (m.get("name", "?") + (" (untrained)" if m.get("untrained") else ""))
 
@@ -39,9 +45,9 @@ def expected_missing(data: ReportData, scores: pd.DataFrame) -> list[str]:
     combos = {(m, t, k) for m, _, t, k in have}
     out: list[str] = []
     for cfg in data.configs():
-        targets = [n.get("label") or n.get("source", "?") for n in cfg.get("neural", [])]
-        metrics = [k.get("name", "?") for k in cfg.get("metrics", [])]
-        for m in cfg.get("models", []):
+        targets = [n.get("label") or n.get("source", "?") for n in _entries(cfg, "neural")]
+        metrics = [k.get("name", "?") for k in _entries(cfg, "metrics")]
+        for m in _entries(cfg, "models"):
             name, layers = _model_display(m), m.get("layers", "all")
             for t in targets:
                 for k in metrics:
@@ -88,11 +94,11 @@ def summary_section(data: ReportData, scores: pd.DataFrame) -> dict[str, Any] | 
         configs.append({
             "name": cfg.get("name", ""), "stimuli": (cfg.get("stimuli") or {}).get("source", ""),
             "models": [f"{_model_display(m)} = {m.get('name')}, layers {m.get('layers', 'all')}, "
-                       f"pooling {m.get('pooling', 'mean')}" for m in cfg.get("models", [])],
+                       f"pooling {m.get('pooling', 'mean')}" for m in _entries(cfg, "models")],
             "neural": [f"{n.get('label') or n.get('source')} = {n.get('source')}"
-                       for n in cfg.get("neural", [])],
+                       for n in _entries(cfg, "neural")],
             "metrics": [f"{k.get('name')} {json.dumps(k.get('options') or {})}"
-                        for k in cfg.get("metrics", [])],
+                        for k in _entries(cfg, "metrics")],
             "n_bootstrap": cfg.get("n_bootstrap")})
     incomplete = [f"run {r.run_id} did not finish (killed, or still in progress)"
                   if r.status == "running" else f"run {r.run_id} ended with status {r.status}"
