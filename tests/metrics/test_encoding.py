@@ -20,15 +20,6 @@ from cortexalign.neural import RDMSet, make_responses
 from cortexalign.neural._reliability import split_half_reliability
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny solves: extra intra-op threads only contend on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _data(rng, s=40, d=12, n=6, noise=1.0, reps=None):
     x = rng.normal(size=(s, d))
     w = rng.normal(size=(d, n))

@@ -19,14 +19,6 @@ sam2_hieradet = pytest.importorskip("sam2.modeling.backbones.hieradet",
                                     reason="sam2 not installed")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine run far faster on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _randomise(module: nn.Module, seed: int = 0) -> nn.Module:
     """Every parameter random (position and relative-position tables start at zero otherwise)."""

@@ -16,14 +16,6 @@ NAMES = sorted(SAM_CONFIGS)
 LAYER_NAME = re.compile(r"^(blocks\.\d+|stages\.\d+\.blocks\.\d+|neck|fuse_stage[23])$")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine run far faster on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def adapters():

@@ -22,13 +22,6 @@ from cortexalign.segmentation import (
 segment_anything = pytest.importorskip("segment_anything", reason="segment-anything not installed")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def official_tiny_sam() -> nn.Module:
     from segment_anything.modeling import (

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from sklearn.metrics import jaccard_score
 
@@ -27,13 +26,6 @@ from cortexalign.segmentation import (
 H, W = 48, 64
 RECT = (slice(10, 30), slice(5, 45))  # 20 x 40
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def shapes() -> tuple[np.ndarray, np.ndarray]:
