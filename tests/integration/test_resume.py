@@ -1,8 +1,13 @@
-"""A run killed with SIGKILL mid-way resumes without losing or duplicating results."""
+"""A run killed with SIGKILL at any point resumes without losing, duplicating or half-reading
+anything, and ends with the table of an uninterrupted run.
+
+Kill points (each in a real subprocess): after 1 and after 4 jobs were written, during
+extraction (the cache entry written to its temp directory, not yet renamed into place), and
+inside a store write (the job's score rows inserted, the transaction not yet committed).
+"""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,66 +17,103 @@ import numpy as np
 import pytest
 import yaml
 
+from cortexalign.bench._run import run_experiment
+from cortexalign.bench._status import INTERRUPTED, run_status
 from cortexalign.results import ResultsStore
 
-KILL_AFTER = [1, 4]
+CONFIG = {
+    "name": "resume",
+    "stimuli": {"source": "kriegeskorte92"},
+    "models": [{"name": "gabor_v1", "pooling": "grid2",  # 3 layers x 2 targets = 6 jobs
+                "kwargs": {"image_size": 48, "image_deg": None,
+                           "frequencies": [0.06, 0.12, 0.25]}}],
+    "neural": [{"source": "kriegeskorte92.human_IT"}, {"source": "kriegeskorte92.monkey_IT"}],
+    "metrics": [{"name": "rsa"}],
+    "n_bootstrap": 5,
+    "batch_size": 46,
+}
 
-
-def _config(tmp_path):
-    cfg = {
-        "name": "resume",
-        "stimuli": {"source": "kriegeskorte92"},
-        "models": [{"name": "gabor_v1", "pooling": "grid2",
-                    "kwargs": {"image_size": 48, "image_deg": None,
-                               "frequencies": [0.06, 0.12, 0.25]}}],
-        "neural": [{"source": "kriegeskorte92.human_IT"}, {"source": "kriegeskorte92.monkey_IT"}],
-        "metrics": [{"name": "rsa"}],
-        "n_bootstrap": 20,
-        "batch_size": 46,
-    }
-    path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-def _run_killed(cfg_path, out, kill_after):
-    script = textwrap.dedent(f"""
-        import os, signal
-        from cortexalign.bench._run import run_experiment
-        done = []
+_KILL = "os.kill(os.getpid(), signal.SIGKILL)"
+# name -> (code run in the child before run_experiment, jobs kept, jobs left 'running')
+KILL_POINTS = {
+    "after_1_job": (f"""
         def hook(job):
             done.append(job)
-            if len(done) == {kill_after}:
-                os.kill(os.getpid(), signal.SIGKILL)
-        run_experiment({str(cfg_path)!r}, {str(out)!r}, progress=False, on_job_done=hook)
-    """)
+            if len(done) == 1:
+                {_KILL}
+        """, 1, 0),
+    "after_4_jobs": (f"""
+        def hook(job):
+            done.append(job)
+            if len(done) == 4:
+                {_KILL}
+        """, 4, 0),
+    "during_extraction": (f"""
+        from cortexalign.features._cache import FeatureCache
+        def publish(self, tmp, dest):  # the entry is complete in its temp dir, not yet renamed
+            {_KILL}
+        FeatureCache._publish = publish
+        """, 0, 0),
+    "during_store_write": (f"""
+        from cortexalign.results._store import ResultsStore
+        close = ResultsStore._close_job
+        def close_then_die(con, job_key, run_id, status, error, now):
+            done.append(job_key)
+            if status == "finished" and len(done) == 3:  # rows of job 3 inserted, not committed
+                {_KILL}
+            return close(con, job_key, run_id, status, error, now)
+        ResultsStore._close_job = staticmethod(close_then_die)
+        """, 2, 1),
+}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The config file and the score table of an uninterrupted run."""
+    root = tmp_path_factory.mktemp("resume")
+    path = root / "cfg.yaml"
+    path.write_text(yaml.safe_dump(CONFIG))
+    run_experiment(path, root / "ref", progress=False)
+    return path, _table(root / "ref")
+
+
+def _run_killed(cfg_path, out, setup):
+    script = "import os, signal\ndone = []\nhook = None\n" + textwrap.dedent(setup) + (
+        "from cortexalign.bench._run import run_experiment\n"
+        f"run_experiment({str(cfg_path)!r}, {str(out)!r}, progress=False, on_job_done=hook)\n")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=600)
-    return proc.returncode
+    return proc.returncode, proc.stderr
 
 
 def _table(out):
-    store = ResultsStore(out / "results.duckdb", read_only=True)
-    f = store.scores_frame()
-    return f.sort_values(["layer", "target"])[["layer", "target", "value", "ci_low", "ci_high"]]
+    f = ResultsStore(out / "results.duckdb", read_only=True).scores_frame()
+    return f.sort_values(["layer", "target"])[["layer", "target", "value", "ci_low", "ci_high",
+                                               "ceiling_low"]].reset_index(drop=True)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kill_after", KILL_AFTER)
-def test_sigkill_then_resume_equals_uninterrupted(tmp_path, kill_after):
-    from cortexalign.bench._run import run_experiment
-
-    cfg = _config(tmp_path)
-    ref_out, out = tmp_path / "ref", tmp_path / "killed"
-    run_experiment(cfg, ref_out, progress=False)
-    rc = _run_killed(cfg, out, kill_after)
-    assert rc == -signal.SIGKILL
+@pytest.mark.parametrize("point", sorted(KILL_POINTS))
+def test_sigkill_then_resume_equals_uninterrupted(reference, tmp_path, point):
+    cfg, ref = reference
+    setup, kept, running = KILL_POINTS[point]
+    out = tmp_path / "killed"
+    rc, err = _run_killed(cfg, out, setup)
+    assert rc == -signal.SIGKILL, err[-2000:]
     store = ResultsStore(out / "results.duckdb", read_only=True)
-    assert len(store.scores_frame()) == kill_after  # jobs before the kill are kept
+    assert len(store.scores_frame()) == kept  # written jobs are kept, the one in flight is not
+    assert len(store.finished_jobs()) == kept
+    [run] = run_status(out)
+    assert run.state == INTERRUPTED and run.n_running == running
+    if point == "during_extraction":
+        assert [p.name[:5] for p in (out / "cache").iterdir()] == [".tmp-"]  # never read
+
     summary = run_experiment(cfg, out, progress=False)
-    assert summary.n_skipped == kill_after and summary.ok
-    ref, got = _table(ref_out), _table(out)
-    assert len(got) == len(ref)
-    np.testing.assert_allclose(got["value"].to_numpy(), ref["value"].to_numpy())
-    np.testing.assert_allclose(got["ci_low"].to_numpy(), ref["ci_low"].to_numpy())
-    assert os.path.isdir(out / "cache")
+    assert summary.n_skipped == kept and summary.n_done == 6 - kept and summary.ok
+    got = _table(out)
+    assert got[["layer", "target"]].equals(ref[["layer", "target"]])
+    np.testing.assert_array_equal(got[["value", "ci_low", "ci_high", "ceiling_low"]].to_numpy(),
+                                  ref[["value", "ci_low", "ci_high", "ceiling_low"]].to_numpy())
+    assert not [p for p in (out / "cache").iterdir() if p.name.startswith(".tmp-")]
+    runs = run_status(out)
+    assert [r.state for r in runs] == [INTERRUPTED, "finished"]
