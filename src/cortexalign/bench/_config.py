@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cortexalign.errors import CortexAlignError, close_matches
 
-__all__ = ["ExperimentConfig", "ModelSpec", "NeuralSpec", "MetricSpec", "StimuliSpec",
-           "load_config", "ConfigError", "quickstart_config_path"]
+__all__ = ["ExperimentConfig", "ModelSpec", "NeuralSpec", "NeuralSelect", "MetricSpec",
+           "StimuliSpec", "RaySpec", "load_config", "ConfigError", "quickstart_config_path"]
 
 
 class ConfigError(CortexAlignError):
@@ -56,18 +56,55 @@ class ModelSpec(_Strict):
                                              "stimulus: mean, cls, flatten, max or none.")
     kwargs: dict[str, Any] = Field(default_factory=dict,
                                    description="Extra keyword arguments for the model constructor.")
+    features: Literal["activations", "attention", "conv_map"] = Field(
+        "activations", description="What a layer contributes: 'activations' (pooled with "
+        "'pooling'), 'attention' (one (gh, gw) attention map per stimulus from each attention "
+        "block; 'layers' then names attention blocks, 'all' = every block) or 'conv_map' (mean "
+        "|activation| over channels of each spatial layer). Maps are flattened for RSA and "
+        "encoding and kept as maps for the map_* metrics.")
+    feature_options: dict[str, Any] = Field(
+        default_factory=dict, description="Options of the map features: attention "
+        "{reduction: received | cls | rollout, chunk_size}; conv_map {kind: mean_abs | topk, "
+        "k}. See cortexalign.bench.MAP_FEATURES.")
 
     @property
     def display(self) -> str:
         return self.label or (self.name + (" (untrained)" if self.untrained else ""))
 
 
-class NeuralSpec(_Strict):
-    """One neural target: a registered dataset or a file."""
+class NeuralSelect(_Strict):
+    """Which neuroids of a responses target to keep (``cortexalign.neural.select_neuroids``)."""
 
-    source: str = Field(description="A registered dataset ('kriegeskorte92.human_IT') or a "
-                                    ".nc/.csv/.npz file. See `cortexalign datasets`.")
+    area: list[str] | None = Field(None, description="Visual areas to keep (e.g. [VISp, VISl]); "
+                                                     "unknown ones fail with the valid list.")
+    cre_line: list[str] | None = Field(None, description="Cre lines to keep; a driver gene "
+                                                         "('Sst') matches 'Sst-IRES-Cre'.")
+    cell_class: list[str] | None = Field(None, description="'excitatory' and/or 'inhibitory'.")
+    depth: tuple[float, float] | None = Field(None, description="(min, max) imaging depth, um.")
+    min_reliability: float | None = Field(None, description="Keep neuroids whose split-half "
+                                          "(Spearman-Brown) reliability is at least this.")
+
+
+class NeuralSpec(_Strict):
+    """One neural target: a registered dataset or a file, optionally selected and split."""
+
+    source: str = Field(description="A registered dataset ('kriegeskorte92.human_IT', "
+                                    "'allen.ophys_natural_scenes') or a .nc/.csv/.npz file. "
+                                    "See `cortexalign datasets`.")
     label: str | None = Field(None, description="Name shown in results (default: the source).")
+    options: dict[str, Any] = Field(default_factory=dict,
+                                    description="Keyword arguments of the dataset loader (e.g. "
+                                                "path: an NWB file, folder or AllenSDK cache; "
+                                                "statistic: mean | peak).")
+    select: NeuralSelect | None = Field(None, description="Keep only these neuroids (responses "
+                                                          "targets).")
+    split_by: list[str] = Field(default_factory=list,
+                                description="Neuroid coordinates to split into one target per "
+                                            "group, e.g. [area], [area, cre_line], [cell_class]; "
+                                            "labels read '<label>/VISp/Cux2' (Cre lines by "
+                                            "driver gene).")
+    min_neuroids: int = Field(1, ge=1, description="Groups with fewer neuroids are left out "
+                                                   "(with a warning).")
 
     @property
     def display(self) -> str:
@@ -83,6 +120,31 @@ class MetricSpec(_Strict):
                                                 "kendall_tau_a).")
 
 
+class RaySpec(_Strict):
+    """How ``executor: ray`` finds its cluster and sizes its tasks (``cortexalign.bench._ray``)."""
+
+    address: str | None = Field(None, description="null: start a local Ray for the run (or use "
+                                "the one this process already started); 'auto': the cluster this "
+                                "machine belongs to (`ray start`, RAY_ADDRESS); 'host:port' or "
+                                "'ray://host:port': that cluster.")
+    num_workers: int | None = Field(None, ge=1, description="Most models computed at once. A "
+                                    "local Ray gets num_workers x num_cpus_per_worker CPUs "
+                                    "(default: all cores); on a cluster, default: as many as its "
+                                    "resources allow.")
+    num_cpus_per_worker: float = Field(1.0, gt=0, description="CPUs a model's task asks for "
+                                       "(torch uses that many threads).")
+    num_gpus_per_extraction: float | None = Field(None, ge=0, description="GPUs a model's task "
+                                                  "asks for (fractions share a GPU); default: 1 "
+                                                  "when the cluster has GPUs and device is not "
+                                                  "'cpu', else 0.")
+    timeout_s: float = Field(10.0, gt=0, description="Seconds to wait for a Ray address to "
+                             "answer before the run stops with an error.")
+
+
+#: Fields that say where jobs run, not what they compute: outside the config hash.
+EXECUTION_FIELDS = frozenset({"executor", "ray"})
+
+
 class ExperimentConfig(_Strict):
     """An experiment: stimuli x models x neural targets x metrics."""
 
@@ -93,11 +155,19 @@ class ExperimentConfig(_Strict):
     metrics: list[MetricSpec] = Field(min_length=1)
     n_bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples over stimuli for "
                                                      "confidence intervals (0: none).")
+    n_permutations: int = Field(0, ge=0, description="Stimulus-label permutations for p-values "
+                                "of RSA and map metrics (0: none); Benjamini-Hochberg across "
+                                "the groups of each split target is stored as extra.p_fdr.")
     seed: int = Field(0, description="Seed of every random step (bootstrap, permutations).")
     batch_size: int = Field(32, ge=1, description="Images per forward pass.")
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu' or 'cuda:N'.")
     cache_dir: str | None = Field(None, description="Feature cache folder (default: OUT/cache).")
-    executor: Literal["local"] = Field("local", description="Where jobs run.")
+    executor: Literal["local", "ray"] = Field(
+        "local", description="Where jobs run: 'local' (this process, progress bars) or 'ray' "
+        "(one Ray task per model on a Ray cluster; see 'ray'). Not part of the config hash: a "
+        "run may be resumed with the other executor.")
+    ray: RaySpec = Field(default_factory=RaySpec,
+                         description="Settings of executor: ray (ignored by 'local').")
 
     @field_validator("models")
     @classmethod
@@ -110,8 +180,12 @@ class ExperimentConfig(_Strict):
         return models
 
     def config_hash(self) -> str:
-        """sha256 of the canonical JSON of the validated config (what determines the results)."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        """sha256 of the canonical JSON of the validated config (what determines the results).
+
+        Where the jobs run (``executor``, ``ray``) is left out: it does not change a score.
+        """
+        blob = json.dumps(self.model_dump(mode="json", exclude=EXECUTION_FIELDS),
+                          sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def to_yaml(self) -> str:

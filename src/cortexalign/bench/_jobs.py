@@ -4,7 +4,9 @@ A score job is one (model, layer, neural target, metric). Its key hashes everyth
 determines the result — the model spec, the layer, the stimulus set's content hash, the target,
 the metric with its options, the bootstrap count and seed — so a rerun of the same config finds
 finished jobs in the results store and skips them, and a changed config recomputes only the
-jobs whose key changed. Extraction is keyed separately by the feature cache.
+jobs whose key changed. Extraction is keyed separately by the feature cache. A target split
+into groups (``split_by``) is one job whose rows cover every group, so a correction across
+the groups (FDR) is computed and stored with them.
 """
 
 from __future__ import annotations
@@ -40,16 +42,22 @@ class ScoreJob:
 def job_key(config: ExperimentConfig, model: ModelSpec, layer: str, target: NeuralSpec,
             metric: MetricSpec, stimuli_hash: str) -> str:
     """A stable sha256 key for one score job (see module docstring)."""
+    # fields added later enter the payload only when set, so older configs keep their keys
+    new_model_fields = ({"features"} if model.features == "activations" else set()) | (
+        set() if model.feature_options else {"feature_options"})
+    new_target = target.model_dump(mode="json", exclude={"label"}, exclude_defaults=True)
     payload = {
         "v": JOB_VERSION,
-        "model": model.model_dump(mode="json", exclude={"label", "layers"}),
+        "model": model.model_dump(mode="json", exclude={"label", "layers"} | new_model_fields),
         "layer": layer,
         "stimuli": stimuli_hash,
-        "target": target.source,
+        "target": target.source if set(new_target) == {"source"} else new_target,
         "metric": metric.model_dump(mode="json"),
         "n_bootstrap": config.n_bootstrap,
         "seed": config.seed,
     }
+    if config.n_permutations:
+        payload["n_permutations"] = config.n_permutations
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
 

@@ -13,26 +13,27 @@ Order of work
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cortexalign.bench._config import ExperimentConfig, load_config
+from cortexalign.bench._executors import RunContext, make_executor
 from cortexalign.bench._jobs import ScoreJob, plan_model_jobs
+from cortexalign.bench._map_features import extract_maps, map_layers
+from cortexalign.bench._scoring import score_job, uses_maps
+from cortexalign.bench._targets import Target, load_targets
 from cortexalign.device import resolve_device
 from cortexalign.errors import CortexAlignError, InputError
 from cortexalign.features import FeatureCache, extract_features
-from cortexalign.metrics import METRICS, score
+from cortexalign.metrics import METRICS
 from cortexalign.models import MODELS, load_model
-from cortexalign.neural import NEURAL, RDMSet, align_ids, load_neural
-from cortexalign.results import ResultsStore, ScoreRecord
+from cortexalign.neural import NEURAL, RDMSet, load_neural
+from cortexalign.results import ResultsStore
 from cortexalign.stimuli import StimulusSet, load_stimuli
 
 __all__ = ["run_experiment", "RunSummary"]
@@ -59,19 +60,9 @@ class RunSummary:
         return not self.failures
 
 
-def _targets_for(config: ExperimentConfig, stimuli: StimulusSet) -> dict[str, object]:
-    """Load each neural target and put its stimuli in the stimulus set's order."""
-    out = {}
-    for spec in config.neural:
-        data = load_neural(spec.source)
-        if isinstance(data, RDMSet):
-            align_ids(stimuli.ids, data.stimulus_ids, what=f"neural target {spec.display!r}")
-            out[spec.display] = data
-        else:
-            ids = [str(s) for s in data["stimulus"].values]
-            idx = align_ids(ids, stimuli.ids, what=f"neural target {spec.display!r}")
-            out[spec.display] = data.isel(stimulus=idx)
-    return out
+def _targets_for(config: ExperimentConfig, stimuli: StimulusSet) -> dict[str, list[Target]]:
+    """Load each neural target in the stimulus set's order, selected and split into groups."""
+    return {spec.display: load_targets(spec, stimuli) for spec in config.neural}
 
 
 def _validate_names(config: ExperimentConfig) -> None:
@@ -86,11 +77,15 @@ def _validate_names(config: ExperimentConfig) -> None:
         METRICS.get(spec.name)
 
 
-def _check_metric_targets(config: ExperimentConfig, targets: dict[str, object]) -> None:
+def _check_metric_targets(config: ExperimentConfig, targets: dict[str, list[Target]]) -> None:
     for spec in config.metrics:
+        if uses_maps(spec.name) and all(m.features == "activations" for m in config.models):
+            raise InputError(f"metrics ({spec.name})", "a model with features: attention or "
+                             "conv_map (map metrics compare maps)", "only activations models",
+                             "add features: attention / conv_map to a model, or drop the metric")
         kind = METRICS.entry(spec.name).meta.get("target", "any")
-        for label, data in targets.items():
-            is_rdm = isinstance(data, RDMSet)
+        for label, groups in targets.items():
+            is_rdm = isinstance(groups[0].data, RDMSet)
             if (kind == "responses" and is_rdm) or (kind == "rdm" and not is_rdm):
                 have = "RDMs" if is_rdm else "responses"
                 raise InputError(f"metrics ({spec.name})", f"a target with {kind}",
@@ -123,7 +118,8 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
     stimuli = load_stimuli(cfg.stimuli.source, **cfg.stimuli.options)
     targets = _targets_for(cfg, stimuli)
     _check_metric_targets(cfg, targets)
-    device = resolve_device(cfg.device)
+    # a Ray worker resolves the device where it runs (the driver may have no GPU)
+    device = resolve_device(cfg.device) if cfg.executor == "local" else cfg.device
     config_hash = cfg.config_hash()
     store_path = out / RESULTS_FILE
     if store_path.exists() and not allow_config_change:
@@ -134,6 +130,8 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
                              f"{sorted(hashes)}", "choose a new --out, or pass --update to add "
                              "this config's new jobs to it")
 
+    executor = make_executor(cfg)
+    executor.open()  # connects to Ray (a dead address fails within ray.timeout_s); writes nothing
     out.mkdir(parents=True, exist_ok=True)
     cache = FeatureCache(Path(cfg.cache_dir) if cfg.cache_dir else out / "cache")
     summary = RunSummary(run_id="", out_dir=out)
@@ -141,12 +139,15 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
     run_id = store.start_run(cfg.to_yaml(), config_hash)
     summary.run_id = run_id
     finished = set(store.finished_jobs())
-    cols = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn()]
-    with Progress(*cols, console=console, disable=not progress) as bar:
-        for spec in cfg.models:
-            _run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, device,
-                       summary, bar, progress, on_job_done)
+    ctx = RunContext(cfg, stimuli, targets, cache, store, run_id, finished, device, summary,
+                     progress, console, on_job_done)
+    try:  # the executor runs _run_model per model; only this process writes the store
+        executor.run(_run_model, ctx)
+    except KeyboardInterrupt:
+        store.finish_run(run_id, "interrupted")
+        raise
+    finally:
+        executor.close()
     store.finish_run(run_id, "finished" if summary.ok else "failed")
     frame = store.scores_frame(job_key=sorted(summary.job_keys))
     from cortexalign.reports import write_summary
@@ -154,9 +155,8 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
     citations = sorted({METRICS.entry(m.name).meta.get("citation", "") for m in cfg.metrics}
                        | {NEURAL.entry(n.source).meta.get("citation", "") for n in cfg.neural
                           if n.source in NEURAL} - {""})
-    if len(frame):
-        summary.files = write_summary(frame, out, cfg.name, config_hash, citations,
-                                      summary.failures)
+    summary.files = write_summary(frame, out, cfg.name, config_hash, citations,  # report always
+                                  summary.failures)
     summary.files["results"] = store_path
     summary.seconds = time.perf_counter() - t0
     return summary
@@ -168,11 +168,17 @@ def _run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, devi
         adapter = load_model(spec.name, pretrained=spec.pretrained, weights=spec.weights,
                              untrained=spec.untrained, seed=spec.seed, device=device,
                              **spec.kwargs)
-        layers = adapter.layers() if spec.layers == "all" else adapter.check_layers(spec.layers)
+        bad_layers: dict[str, str] = {}
+        if spec.features == "activations":
+            layers, bad_layers = _check_layers(adapter, spec)
+        else:  # attention blocks or spatial layers (bench._map_features)
+            layers = map_layers(adapter, spec.features, spec.layers, spec.feature_options, stimuli)
     except CortexAlignError as err:
         summary.failures.append({"job": spec.display, "error": str(err)})
         return
-    jobs = plan_model_jobs(cfg, spec, layers, stimuli.content_hash)
+    _fail_bad_layers(cfg, spec, bad_layers, stimuli, store, run_id, summary)
+    jobs = [j for j in plan_model_jobs(cfg, spec, layers, stimuli.content_hash)
+            if spec.features != "activations" or not uses_maps(j.metric.name)]
     summary.n_jobs += len(jobs)
     summary.job_keys.update(j.key for j in jobs)
     todo = [j for j in jobs if j.key not in finished]
@@ -180,29 +186,54 @@ def _run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, devi
     if not todo:
         return
     needed = list(dict.fromkeys(j.layer for j in todo))
-    feats = extract_features(adapter, stimuli, needed, pooling=spec.pooling,
-                             batch_size=cfg.batch_size, cache=cache, progress=progress)
+    if spec.features == "activations":
+        feats = extract_features(adapter, stimuli, needed, pooling=spec.pooling,
+                                 batch_size=cfg.batch_size, cache=cache, progress=progress)
+        values = {layer: f.values for layer, f in feats.items()}
+    else:
+        values = extract_maps(adapter, stimuli, needed, spec.features, spec.feature_options,
+                              batch_size=cfg.batch_size, cache=cache, progress=progress)
     task = bar.add_task(f"scoring {spec.display}", total=len(todo))
     for job in todo:
-        _run_job(cfg, job, adapter, feats[job.layer].values, targets, store, run_id, summary)
+        store.start_job(job.key, run_id)  # a crash leaves it 'running' (cortexalign status)
+        _run_job(cfg, job, adapter, values[job.layer], targets, store, run_id, summary,
+                 stimuli=stimuli)
         bar.advance(task)
         if on_job_done is not None:
             on_job_done(job)
 
 
-def _run_job(cfg, job: ScoreJob, adapter, values, targets, store, run_id, summary) -> None:
-    started = time.time()
-    try:
-        x = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
-        result = score(job.metric.name, x, targets[job.target.display],
-                       n_bootstrap=cfg.n_bootstrap, seed=cfg.seed, **job.metric.options)
-        record = ScoreRecord.from_score(
-            result, model=job.model.display, model_id=adapter.model_id, layer=job.layer,
-            target=job.target.display, metric=job.metric.name)
-        record = dataclasses.replace(record, extra=dict(
-            record.extra, layer_index=job.layer_index, n_layers=job.n_layers,
-            seconds=round(time.time() - started, 4)))
-        store.record_job(job.key, run_id, [record])
+def _check_layers(adapter, spec) -> tuple[list[str], dict[str, str]]:
+    """The valid layers, and each bad one with its error: a bad layer fails its jobs only."""
+    if spec.layers == "all":
+        return adapter.layers(), {}
+    good, bad = [], {}
+    for layer in spec.layers:
+        try:
+            good += [x for x in adapter.check_layers([layer]) if x not in good]
+        except CortexAlignError as err:
+            bad[layer] = f"{type(err).__name__}: {err}"
+    return good, bad
+
+
+def _fail_bad_layers(cfg, spec, bad_layers, stimuli, store, run_id, summary) -> None:
+    """Record every job of a layer the model does not have as failed (the others go on)."""
+    for job in plan_model_jobs(cfg, spec, list(bad_layers), stimuli.content_hash):
+        if uses_maps(job.metric.name):
+            continue
+        summary.n_jobs += 1
+        summary.job_keys.add(job.key)
+        summary.failures.append({"job": job.label, "error": bad_layers[job.layer]})
+        store.fail_job(job.key, run_id, bad_layers[job.layer])
+
+
+def _run_job(cfg, job: ScoreJob, adapter, values, targets, store, run_id, summary, *,
+             stimuli: StimulusSet) -> None:
+    try:  # one row per group of the target, written together (bench._scoring)
+        records = score_job(job, adapter, values, targets[job.target.display], stimuli,
+                            n_bootstrap=cfg.n_bootstrap, seed=cfg.seed,
+                            n_permutations=cfg.n_permutations)
+        store.record_job(job.key, run_id, records)
         summary.n_done += 1
     except Exception as err:  # one job's failure must not stop the others
         msg = f"{type(err).__name__}: {err}"

@@ -25,3 +25,4 @@ __all__ = ["RDMSet", "make_responses", "validate_responses", "align_ids", "check
            "load_responses_npz"]
 __all__ += ["neuron_maps", "stimuli_on_grid", "WEIGHTINGS", "split_half_reliability", "add_reliability", "balanced_sample", "select_neuroids"]  # noqa: E501
 __all__ += ["load_nsd", "load_nifti_responses", "load_voxel_table"]
+from cortexalign.neural.allen import _datasets  # noqa: E402,F401  registers the allen.* datasets

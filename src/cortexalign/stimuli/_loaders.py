@@ -92,9 +92,10 @@ def load_npz(path: str | Path, images_key: str = "images", ids_key: str | None =
                        fingerprint=_file_digest(path) + images_key)
 
 
-def load_bundled(name: str) -> StimulusSet:
-    """A stimulus set that ships with cortexalign (see ``BUNDLED.names()``)."""
-    return BUNDLED.get(name)()
+def load_bundled(name: str, **kwargs) -> StimulusSet:
+    """A registered stimulus set (see ``BUNDLED.names()``); ``kwargs`` go to its loader (e.g.
+    ``path`` for ``allen.natural_scenes``)."""
+    return BUNDLED.get(name)(**kwargs)
 
 
 def _data_path(*parts: str) -> Path:
@@ -123,7 +124,7 @@ def load_stimuli(source: str | Path, **kwargs) -> StimulusSet:
     """Dispatch on ``source``: a bundled name, a folder, or an ``.npz`` file."""
     s = str(source)
     if s in BUNDLED:
-        return load_bundled(s)
+        return load_bundled(s, **kwargs)
     p = Path(s)
     if p.is_dir():
         return load_folder(p, **kwargs)

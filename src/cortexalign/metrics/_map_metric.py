@@ -1,0 +1,213 @@
+"""Map-to-map metrics: each stimulus's model map against every neuron's response-weighted map.
+
+The seed analysis (Jalil, Qazi & Iqbal 2025/2026) compares a neuron's map
+``N_n = sum_i w_ni (image_i - mean image)`` (``cortexalign.neural.neuron_maps``) with a model's
+attention or feature maps by RMSE. Here every (stimulus map, neuron map) pair is compared
+(``compare_maps``) and the score is the median over all pairs (``map_score``): ``map_rmse``
+(lower is better; maps scaled by ``scaling``, ``minmax`` by default, stated in ``extra``),
+``map_pearson`` and ``map_spearman`` (scale free).
+
+What we add (ours, documented):
+
+- ceiling: split-half over repetitions. Each neuron's map is built from a random half of its
+  repetitions and compared with the map of the other half, averaged over ``n_splits`` splits; for
+  Pearson/Spearman the median over neurons is stepped up with Spearman-Brown (``2r / (1 + r)``),
+  for RMSE it is the median half-vs-half RMSE (a noise floor: no model can expect to go lower).
+- p-value (``n_permutations > 0``): the stimulus labels of the responses are shuffled, the neuron
+  maps rebuilt and the median recomputed; ``p = (1 + #{null at least as good}) / (1 + P)``
+  (Phipson & Smyth 2010), one-sided in the metric's better direction.
+- interval (``n_bootstrap > 0``): percentile interval of the median over neuron resamples.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import xarray as xr
+
+from cortexalign.errors import InputError, UnknownNameError
+from cortexalign.metrics._maps import MAP_MEASURES, MAP_SCALINGS, map_score
+from cortexalign.metrics._registry import METRICS
+from cortexalign.metrics._score import Score
+from cortexalign.neural import neuron_maps, stimuli_on_grid, validate_responses
+from cortexalign.neural._maps import WEIGHTINGS
+from cortexalign.neural._reliability import spearman_brown
+from cortexalign.stimuli import StimulusSet
+
+__all__ = ["map_rmse", "map_pearson", "map_spearman", "map_permutation_null", "MAP_CITATION"]
+
+MAP_CITATION = ("Jalil, Qazi & Iqbal (2026). Segment Anything attention maps vs mouse visual "
+                "cortex, PMLR 308 (neuron maps as response-weighted stimulus averages, map RMSE); "
+                "split-half ceiling and permutation p-values are cortexalign's additions")
+
+
+def _check(features, target, stimuli) -> tuple[np.ndarray, np.ndarray]:
+    """(s, gh, gw) model maps and (s, n[, r]) responses, validated against the stimuli."""
+    maps = np.asarray(features, dtype=np.float64)
+    if maps.ndim != 3:
+        raise InputError("features", "(s, gh, gw) model maps, one per stimulus",
+                         f"shape {maps.shape}", "give the model features: attention or "
+                         "features: conv_map in the config (map metrics compare maps)")
+    if not isinstance(stimuli, StimulusSet):
+        raise InputError("stimuli", "the StimulusSet the responses were recorded to",
+                         type(stimuli).__name__, "pass stimuli= (the runner does it for you)")
+    if not isinstance(target, xr.DataArray):
+        raise InputError("target", "a responses DataArray (stimulus, neuroid[, repetition])",
+                         type(target).__name__, "map metrics need responses, not RDMs")
+    da = validate_responses(target, allow_nan=True)
+    if maps.shape[0] != da.sizes["stimulus"] or len(stimuli) != da.sizes["stimulus"]:
+        raise InputError("features", f"{da.sizes['stimulus']} stimuli, as many as the target",
+                         f"{maps.shape[0]} maps and {len(stimuli)} images", "align by "
+                         "stimulus_id (cortexalign.neural.align_ids)")
+    return maps, da.transpose("stimulus", "neuroid", ...).values.astype(np.float64)
+
+
+def _nanmean_reps(r: np.ndarray) -> np.ndarray:
+    if r.ndim == 2:
+        return r
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(r, axis=2)
+
+
+def _median(measure: str, scaling: str, model_bp: np.ndarray, neuron_kp: np.ndarray) -> float:
+    return float(np.median(MAP_MEASURES[measure](model_bp, neuron_kp, scaling)))
+
+
+def _images(stimuli, grid, pad_square: bool, subtract_mean_image: bool) -> np.ndarray:
+    img_sgg = stimuli_on_grid(stimuli, grid, pad_square)
+    if subtract_mean_image:
+        img_sgg = img_sgg - img_sgg.mean(0, keepdims=True)
+    return img_sgg.reshape(img_sgg.shape[0], -1)
+
+
+def map_permutation_null(maps_sgg, responses_sn, images_sp, *, measure: str, scaling: str,
+                         weighting: str, n_permutations: int, seed: int = 0) -> np.ndarray:
+    """(P,) medians of the map measure with the responses' stimulus labels shuffled.
+
+    Parameters
+    ----------
+    maps_sgg : (s, gh, gw) model maps; responses_sn : (s, n) responses (repetitions averaged);
+    images_sp : (s, gh * gw) stimuli on the maps' grid (mean image removed when the observed
+        neuron maps had it removed). Shuffling the response labels is the same as shuffling the
+        images under fixed weights: ``N_perm = W_ns @ images_sp[perm]``.
+    """
+    model_bp = np.asarray(maps_sgg, dtype=np.float64).reshape(len(maps_sgg), -1)
+    w_ns = WEIGHTINGS[weighting](np.asarray(responses_sn, dtype=np.float64).T)
+    rng = np.random.default_rng(seed)
+    null = np.empty(int(n_permutations))
+    for k in range(int(n_permutations)):
+        neuron_np = w_ns @ images_sp[rng.permutation(len(images_sp))]
+        null[k] = _median(measure, scaling, model_bp, neuron_np)
+    return null
+
+
+def _split_half(r_snr, images_sp, measure, scaling, weighting, n_splits, seed) -> float:
+    """Median over neurons of the half-vs-half map measure (Spearman-Brown for correlations)."""
+    s, n, r = r_snr.shape
+    rng = np.random.default_rng(seed)
+    total = np.zeros(n)
+    for _ in range(int(n_splits)):
+        order = np.argsort(rng.random((s, r)), axis=1)
+        shuffled = np.take_along_axis(r_snr, order[:, None, :], axis=2)
+        halves = []
+        for part in (shuffled[:, :, : r // 2], shuffled[:, :, r // 2:]):
+            h_sn = _nanmean_reps(part)
+            h_sn = np.where(np.isfinite(h_sn), h_sn, np.nanmean(h_sn, axis=0, keepdims=True))
+            halves.append(WEIGHTINGS[weighting](h_sn.T) @ images_sp)
+        a_np, b_np = halves
+        with np.errstate(invalid="ignore", divide="ignore"):
+            total += np.diagonal(MAP_MEASURES[measure](a_np, b_np, scaling))
+    per_neuron = total / int(n_splits)
+    if measure == "rmse":
+        return float(np.nanmedian(per_neuron))
+    return float(spearman_brown(np.nanmedian(per_neuron)))
+
+
+def _map_metric(measure, features, target, *, stimuli, pad_square, n_bootstrap, seed, scaling,
+                weighting, subtract_mean_image, n_permutations, n_splits) -> Score:
+    if scaling not in MAP_SCALINGS:
+        raise UnknownNameError("map scaling", scaling, MAP_SCALINGS)
+    if weighting not in WEIGHTINGS:
+        raise UnknownNameError("map weighting", weighting, WEIGHTINGS)
+    maps, r = _check(features, target, stimuli)
+    grid = maps.shape[1:]
+    r_sn = _nanmean_reps(r)
+    neuron_ngg = neuron_maps(r_sn, stimuli, grid, weighting=weighting,
+                             subtract_mean_image=subtract_mean_image, pad_square=pad_square)
+    base = map_score(maps, neuron_ngg, measure, scaling)
+    m_bn = base.extra["matrix"]
+    higher = measure != "rmse"
+    extra = {k: v for k, v in base.extra.items() if k != "matrix"}
+    extra.update(grid=list(grid), weighting=weighting, subtract_mean_image=subtract_mean_image,
+                 pad_square=pad_square, n_neuroids=int(r_sn.shape[1]),
+                 convention=(f"maps scaled by {scaling} per map before RMSE" if not higher else
+                             "scale free (correlation over the map's pixels)"))
+    images_sp = _images(stimuli, grid, pad_square, subtract_mean_image)
+    c = math.nan
+    if r.ndim == 3 and r.shape[2] >= 2:
+        c = _split_half(r, images_sp, measure, scaling, weighting, n_splits, seed)
+        extra["ceiling"] = ("split-half neuron maps, Spearman-Brown" if higher else
+                            "split-half neuron-map RMSE (noise floor)")
+    p = math.nan
+    if n_permutations:
+        from cortexalign.stats import exact_p_value  # stats builds on metrics: import here
+
+        null = map_permutation_null(maps, r_sn, images_sp, measure=measure, scaling=scaling,
+                                    weighting=weighting, n_permutations=n_permutations, seed=seed)
+        p = exact_p_value(base.value, null, "greater" if higher else "less")
+        extra.update(n_permutations=int(n_permutations), null_median=float(np.median(null)))
+    lo = hi = math.nan
+    if n_bootstrap:
+        rng = np.random.default_rng(seed)
+        idx = rng.integers(0, m_bn.shape[1], (int(n_bootstrap), m_bn.shape[1]))
+        boots = np.array([np.median(m_bn[:, i]) for i in idx])
+        lo, hi = (float(v) for v in np.percentile(boots, [2.5, 97.5]))
+        extra["ci_over"] = "neuroids"
+    return Score(base.value, lo, hi, c, c, p, n_stimuli=int(maps.shape[0]), extra=extra)
+
+
+def _register(measure: str, default_scaling: str, description: str):
+    def metric(features_sgg, target, *, stimuli=None, pad_square: bool = False,
+               n_bootstrap: int = 0, seed: int = 0, device=None, scaling: str = default_scaling,
+               weighting: str = "zscore", subtract_mean_image: bool = True,
+               n_permutations: int = 0, n_splits: int = 10) -> Score:
+        return _map_metric(measure, features_sgg, target, stimuli=stimuli, pad_square=pad_square,
+                           n_bootstrap=n_bootstrap, seed=seed, scaling=scaling,
+                           weighting=weighting, subtract_mean_image=subtract_mean_image,
+                           n_permutations=n_permutations, n_splits=n_splits)
+
+    metric.__name__ = metric.__qualname__ = f"map_{measure}"
+    metric.__doc__ = f"""{description}
+
+    Parameters
+    ----------
+    features_sgg : (s, gh, gw) model maps (attention or conv maps), rows in the target's order.
+    target : responses (stimulus, neuroid[, repetition]); repetitions are averaged.
+    stimuli : the s images (``StimulusSet``, same order); neuron maps are built on the maps' grid.
+    pad_square : the model's maps cover the image padded bottom/right to a square (SAM).
+    scaling : per-map scaling before RMSE (``MAP_SCALINGS``; Pearson/Spearman ignore it).
+    weighting, subtract_mean_image : how neuron maps are built (``neuron_maps``).
+    n_permutations : stimulus-label shuffles for the p-value (0: none).
+    n_bootstrap : percentile 95% interval over neuron resamples (0: none).
+    n_splits : random repetition splits of the split-half ceiling.
+
+    Returns
+    -------
+    Score: median over (stimulus map, neuron map) pairs; ``extra`` holds ``per_neuroid`` (mean
+    over stimulus maps), the scaling/convention, grid and options; see the module docstring.
+    """
+    METRICS.add(f"map_{measure}", metric, citation=MAP_CITATION, target="responses",
+                higher_is_better=measure != "rmse", needs_stimuli=True, features="maps",
+                description=description)
+    return metric
+
+
+map_rmse = _register("rmse", "minmax", "RMSE between each stimulus's model map and each neuron's "
+                     "response-weighted stimulus map (min-max scaled maps; median over pairs)")
+map_pearson = _register("pearson", "zscore", "Pearson r between each stimulus's model map and each "
+                        "neuron's response-weighted stimulus map (median over pairs)")
+map_spearman = _register("spearman", "zscore", "Spearman rho between each stimulus's model map and "
+                         "each neuron's response-weighted stimulus map (median over pairs)")
