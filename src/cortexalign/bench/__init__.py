@@ -13,3 +13,7 @@ from cortexalign.bench._config import (
 
 __all__ = ["ConfigError", "ExperimentConfig", "MetricSpec", "ModelSpec", "NeuralSpec",
            "StimuliSpec", "load_config", "quickstart_config_path"]
+from cortexalign.bench._config import NeuralSelect  # noqa: E402
+from cortexalign.bench._stats import grid_fdr, paired_model_comparison  # noqa: E402
+
+__all__ += ["NeuralSelect", "grid_fdr", "paired_model_comparison"]

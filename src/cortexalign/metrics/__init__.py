@@ -6,8 +6,7 @@ and ``Score``. Noise ceilings and bootstrap intervals live in ``cortexalign.stat
 """
 
 # the registering modules fill METRICS when imported
-from cortexalign.metrics import _cka_metric, _encoding, _rsa_metric  # noqa: F401
-from cortexalign.metrics import _map_metric  # noqa: F401
+from cortexalign.metrics import _cka_metric, _encoding, _map_metric, _rsa_metric  # noqa: F401
 from cortexalign.metrics._api import list_metrics, score
 from cortexalign.metrics._cka import CKA_KINDS, cka
 from cortexalign.metrics._compare import RDM_COMPARISONS, compare_rdms
