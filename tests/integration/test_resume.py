@@ -1,7 +1,7 @@
 """A run killed with SIGKILL at any point resumes without losing, duplicating or half-reading
 anything, and ends with the table of an uninterrupted run.
 
-Kill points (each in a real subprocess): after 1 and after 4 jobs were written, during
+Kill points (each in a real subprocess): after 4 of 6 jobs were written, during
 extraction (the cache entry written to its temp directory, not yet renamed into place), and
 inside a store write (the job's score rows inserted, the transaction not yet committed).
 """
@@ -36,12 +36,6 @@ CONFIG = {
 _KILL = "os.kill(os.getpid(), signal.SIGKILL)"
 # name -> (code run in the child before run_experiment, jobs kept, jobs left 'running')
 KILL_POINTS = {
-    "after_1_job": (f"""
-        def hook(job):
-            done.append(job)
-            if len(done) == 1:
-                {_KILL}
-        """, 1, 0),
     "after_4_jobs": (f"""
         def hook(job):
             done.append(job)
