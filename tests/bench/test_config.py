@@ -2,9 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from cortexalign.bench import ConfigError, load_config
+from cortexalign.bench import ConfigError, load_config, quickstart_config_path
 from cortexalign.bench._jobs import job_key, plan_model_jobs
-from cortexalign.bench import quickstart_config_path
 
 BASE = {
     "stimuli": {"source": "kriegeskorte92"},
