@@ -9,7 +9,8 @@ runner = CliRunner()
 
 
 @pytest.mark.parametrize("command", ["run", "quickstart", "models", "layers", "metrics",
-                                     "datasets", "results"])
+                                     "datasets", "results", "status", "report", "profile",
+                                     "sae-brainmap", "train-snn", "eval-snn"])
 def test_every_command_explains_itself(command):
     res = runner.invoke(app, [command, "--help"])
     assert res.exit_code == 0, res.output
