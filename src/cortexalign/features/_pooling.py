@@ -16,7 +16,6 @@ extractor pools on the accelerator and moves only the pooled vectors to the host
 from __future__ import annotations
 
 import math
-
 from collections.abc import Callable
 
 import torch
