@@ -14,10 +14,16 @@ from cortexalign.models.sam._adapter import (
     sam_preprocess,
 )
 from cortexalign.models.sam._configs import SAM_CONFIGS, SamConfig
-from cortexalign.models.sam._convert import CONVERTERS, convert_state_dict
+from cortexalign.models.sam._convert import (
+    CONVERTERS,
+    check_generation,
+    checkpoint_generation,
+    convert_state_dict,
+)
 from cortexalign.models.sam._encoders import RepVitSam, TinyVitSam, sam_neck
 from cortexalign.models.sam._entries import BUILDERS, build_sam_family, sam_layer_paths
 
-__all__ = ["SAM_CONFIGS", "SamConfig", "CONVERTERS", "convert_state_dict", "BUILDERS",
+__all__ = ["SAM_CONFIGS", "SamConfig", "CONVERTERS", "convert_state_dict", "check_generation",
+           "checkpoint_generation", "BUILDERS",
            "build_sam_family", "sam_layer_paths", "SamAdapter", "SamPreprocess", "sam_preprocess",
            "SAM_PIXEL_MEAN", "SAM_PIXEL_STD", "TinyVitSam", "RepVitSam", "sam_neck"]

@@ -35,6 +35,10 @@ sources (MobileSAM ``tiny_vit_sam.py``, EfficientSAM ``efficient_sam_encoder.py`
 random weights: encoder outputs agreed to 4.3e-6 and 3.9e-6 (max abs).
 ``edge_sam``: no official converter (EdgeSAM's RepViT lists its layers flat as ``features.N``);
     our own layout only.
+Which generation a full checkpoint comes from is told by its keys (``checkpoint_generation``):
+SAM 2 names its heads ``sam_prompt_encoder`` / ``sam_mask_decoder`` and its trunk
+``image_encoder.trunk``; segment-anything and its descendants name them ``prompt_encoder`` /
+``mask_decoder``. A checkpoint of the other generation is refused by name, before any key check.
 """
 
 from __future__ import annotations
@@ -46,8 +50,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cortexalign.errors import InputError
+
 __all__ = ["CONVERTERS", "convert_state_dict", "convert_sam", "convert_sam2",
-           "convert_mobile_sam", "convert_efficient_sam"]
+           "convert_mobile_sam", "convert_efficient_sam", "checkpoint_generation",
+           "check_generation"]
 
 StateDict = dict[str, torch.Tensor]
 
@@ -146,3 +153,42 @@ def convert_state_dict(family: str, sd: Mapping[str, torch.Tensor], module: nn.M
     if set(sd) == set(module.state_dict()):
         return dict(sd)
     return CONVERTERS[family](sd, module)
+
+
+#: generation -> (key prefixes that only its checkpoints have, what it is, how to load it)
+_GENERATIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "sam2": (("image_encoder.trunk.", "sam_mask_decoder.", "sam_prompt_encoder."),
+             "a SAM 2 checkpoint", "load it with a sam2_hiera_* entry (e.g. 'sam2_hiera_t')"),
+    "sam": (("mask_decoder.", "prompt_encoder."),
+            "a segment-anything-style (SAM, MobileSAM, EfficientSAM) checkpoint",
+            "load it with a sam_vit_*, mobile_sam or efficient_sam_* entry"),
+}
+
+
+def checkpoint_generation(sd: Mapping[str, torch.Tensor]) -> tuple[str, str] | None:
+    """``(generation, first telling key)`` of a full checkpoint: ``"sam2"`` or ``"sam"``.
+
+    ``None`` when no key tells (an encoder-only state_dict, or our own layout).
+    """
+    for generation, (prefixes, _, _) in _GENERATIONS.items():
+        key = next((k for k in sd if k.startswith(prefixes)), None)
+        if key is not None:
+            return generation, key
+    return None
+
+
+def check_generation(family: str, sd: Mapping[str, torch.Tensor], source: str,
+                     detail: str = "") -> None:
+    """Refuse ``sd`` when it is a full checkpoint of the other SAM generation than ``family``.
+
+    ``detail`` is appended to the received part of the message (e.g. the key counts).
+    """
+    found = checkpoint_generation(sd)
+    if found is None:
+        return
+    generation, key = found
+    wanted = "sam2" if family == "sam2" else "sam"
+    if generation != wanted:
+        _, what, fix = _GENERATIONS[generation]
+        raise InputError("weights", f"{_GENERATIONS[wanted][1]} for a {family!r} model",
+                         f"{source}, {what} (key {key!r}){detail}", fix)

@@ -20,7 +20,7 @@ from cortexalign.models._registry import MODELS, LoadSpec
 from cortexalign.models._weights import load_state_dict_checked, read_state_dict
 from cortexalign.models.sam._adapter import SamAdapter, sam_preprocess
 from cortexalign.models.sam._configs import SAM_CONFIGS, SamConfig
-from cortexalign.models.sam._convert import convert_state_dict
+from cortexalign.models.sam._convert import check_generation, convert_state_dict
 from cortexalign.models.sam._encoders import (
     build_hiera,
     build_repvit_sam,
@@ -83,6 +83,9 @@ def _build_module(cfg: SamConfig, spec: LoadSpec, arch_kwargs: dict[str, Any]) -
     if spec.source == "file":
         official = read_state_dict(spec.weights)
         converted = convert_state_dict(cfg.family, official, module)
+        missing = [k for k in module.state_dict() if k not in converted]
+        check_generation(cfg.family, official, repr(str(spec.weights)),
+                         f" with {len(missing)} missing keys for {cfg.name!r}")
         load_state_dict_checked(module, converted, repr(str(spec.weights)))
     return module
 
