@@ -17,6 +17,7 @@ Usage::
 
     python benchmarks/bench_attention.py              # 1024 x 1024, batch 1, CUDA when present
     python benchmarks/bench_attention.py --quick      # 256 x 256 on the CPU (a smoke-size run)
+    python benchmarks/bench_attention.py --batch 8 --bf16 --json att.json   # bf16 autocast, JSON
 """
 
 from __future__ import annotations
@@ -40,17 +41,19 @@ def _build(img: int, device: torch.device) -> torch.nn.Module:
     return timm.create_model("samvit_base_patch16", img_size=img).eval().to(device)
 
 
-def _run_mode(mode: str, img: int, batch: int, reps: int, device: torch.device) -> dict:
+def _run_mode(mode: str, img: int, batch: int, reps: int, device: torch.device,
+              bf16: bool = False) -> dict:
     model = _build(img, device)
     x = torch.randn(batch, 3, img, img, device=device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def step():
-        if mode == "forward":
-            with torch.inference_mode():
-                model(x)
-        else:
-            attention_maps(model, x, reduction="received")
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            if mode == "forward":
+                with torch.inference_mode():
+                    model(x)
+            else:
+                attention_maps(model, x, reduction="received")
 
     rss_base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # weights + input, no forward yet
     step()  # warm-up (kernel selection, allocator)
@@ -68,13 +71,14 @@ def _run_mode(mode: str, img: int, batch: int, reps: int, device: torch.device) 
     else:  # ru_maxrss is in KiB on Linux: the peak of warm-up and timed runs above the baseline
         peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_base) * 1024
     return {"mode": mode, "images_per_s": batch / seconds, "peak_mib": peak / 2**20,
-            "seconds_per_batch": seconds}
+            "seconds_per_batch": seconds, "img": img, "batch": batch, "reps": reps,
+            "precision": "bf16" if bf16 else "fp32", "torch": torch.__version__}
 
 
 def _run_cpu_child(mode: str, args) -> dict:
     """One mode in a fresh interpreter so its RSS peak is its own."""
     cmd = [sys.executable, __file__, "--child", mode, "--img", str(args.img), "--batch",
-           str(args.batch), "--reps", str(args.reps), "--device", "cpu"]
+           str(args.batch), "--reps", str(args.reps), "--device", "cpu"] + (["--bf16"] if args.bf16 else [])
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -86,26 +90,33 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quick", action="store_true", help="256 px, CPU, 2 repetitions")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast in both modes")
+    parser.add_argument("--json", help="write the rows to this file")
     parser.add_argument("--child", choices=["forward", "maps"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
         args.img, args.reps, args.device = 256, 2, "cpu"
     device = resolve_device(args.device)
     if args.child:
-        print(json.dumps(_run_mode(args.child, args.img, args.batch, args.reps, device)))
+        print(json.dumps(_run_mode(args.child, args.img, args.batch, args.reps, device, args.bf16)))
         return
     if device.type == "cpu":
         rows = [_run_cpu_child(m, args) for m in ("forward", "maps")]
     else:
-        rows = [_run_mode(m, args.img, args.batch, args.reps, device) for m in ("forward", "maps")]
+        rows = [_run_mode(m, args.img, args.batch, args.reps, device, args.bf16)
+                for m in ("forward", "maps")]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"SAM ViT-B, {args.img}x{args.img}, batch {args.batch}, {args.reps} reps, {name}")
+    print(f"SAM ViT-B, {args.img}x{args.img}, batch {args.batch}, {args.reps} reps, {name}, "
+          f"{'bf16' if args.bf16 else 'fp32'}, torch {torch.__version__}")
     print(f"{'mode':8s} {'img/s':>9s} {'s/batch':>9s} {'peak MiB':>9s}")
     for r in rows:
         print(f"{r['mode']:8s} {r['images_per_s']:9.3f} {r['seconds_per_batch']:9.3f} {r['peak_mib']:9.1f}")
     fwd, maps = rows
     print(f"maps / forward: time x{fwd['images_per_s'] / maps['images_per_s']:.2f}, "
           f"peak memory x{maps['peak_mib'] / max(fwd['peak_mib'], 1e-9):.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([{**r, "device": name} for r in rows], f, indent=1)
 
 
 if __name__ == "__main__":

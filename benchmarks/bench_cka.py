@@ -11,6 +11,7 @@ by term; the RBF kernel with bandwidth = median distance. Each timing is the bes
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--json", help="write the rows to this file")
     args = p.parse_args(argv)
     if args.quick:
         args.sizes, args.features, args.neuroids = [92, 300], 1_000, 200
@@ -76,18 +78,28 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
+    dev_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     print(f"{args.features} model features x {args.neuroids} neuroids, {args.threads} threads, "
-          f"device {args.device}")
+          f"device {args.device} ({dev_name}), torch {torch.__version__}")
+    rows = []
     print(f"{'kind':>16} {'stimuli':>8} {'cortexalign s':>14} {'numpy s':>9} {'speed-up':>9} "
           f"{'|diff|':>9}")
     for s in args.sizes:
         x = rng.normal(size=(s, args.features))
         y = x[:, :50] @ rng.normal(size=(50, args.neuroids)) + rng.normal(size=(s, args.neuroids))
         for kind in args.kinds:
+            cka(x[:20], y[:20], kind, device=args.device)  # warm-up (CUDA context, kernels)
             t_o, v_o = _best(lambda: cka(x, y, kind, device=args.device), args.repeats)  # noqa: B023
             t_n, v_n = _best(lambda: numpy_cka(x, y, kind), args.repeats)  # noqa: B023
             print(f"{kind:>16} {s:>8} {t_o:>14.3f} {t_n:>9.3f} {t_n / t_o:>8.1f}x "
                   f"{abs(v_o - v_n):>9.1e}", flush=True)
+            rows.append({"kind": kind, "stimuli": s, "features": args.features,
+                         "neuroids": args.neuroids, "device": args.device, "gpu": dev_name,
+                         "threads": args.threads, "cortexalign_s": t_o, "numpy_s": t_n,
+                         "speedup": t_n / t_o, "abs_diff": float(abs(v_o - v_n))})
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
 
 
 if __name__ == "__main__":

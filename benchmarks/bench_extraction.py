@@ -8,6 +8,10 @@ uint8 images and the same preprocessing in every mode:
   blocks in one pass, mean over patch tokens on the device, one host transfer per batch; bf16
   autocast on CUDA).
 - ``plain``: the plain forward pass ``model(x)`` (the floor: no activations kept).
+- ``preprocess``: ``adapter.preprocess`` of every batch and the host-to-device copy, no model (the
+  host-side bound shared by all the modes above).
+- ``gpu_forward``: the plain forward on batches already preprocessed and on the device (the
+  accelerator's own bound; no host work timed).
 - ``naive``: a THINGSvision-style loop: a forward hook per block, each copying the full block
   output to the host as a float32 numpy array, pooled afterwards on the host.
 
@@ -30,7 +34,7 @@ import time
 import numpy as np
 import torch
 
-MODES = ("ours", "plain", "naive")
+MODES = ("ours", "plain", "naive", "preprocess", "gpu_forward")
 ARCH = "timm:vit_base_patch16_224"
 
 
@@ -84,7 +88,32 @@ def run_naive(adapter, images, batch_size, blocks, precision):
     return sum(a.nbytes for a in full.values()) + sum(a.nbytes for a in pooled.values())
 
 
-RUNNERS = {"ours": run_ours, "plain": run_plain, "naive": run_naive}
+def run_preprocess(adapter, images, batch_size, blocks, precision):
+    for batch in _batches(images, batch_size):
+        adapter.preprocess(batch).to(adapter.device)
+    _sync(adapter.device)
+    return 0
+
+
+_READY: dict = {}
+
+
+def run_gpu_forward(adapter, images, batch_size, blocks, precision):
+    key = (id(images), batch_size)
+    if key not in _READY:  # preprocessed once, outside the timed repeats after the first call
+        _READY.clear()
+        _READY[key] = [adapter.preprocess(b).to(adapter.device) for b in _batches(images, batch_size)]
+    autocast = (torch.autocast(adapter.device.type, dtype=torch.bfloat16) if precision == "bf16"
+                else torch.autocast(adapter.device.type, enabled=False))
+    with torch.inference_mode(), autocast:
+        for x in _READY[key]:
+            adapter.module(x)
+    _sync(adapter.device)
+    return 0
+
+
+RUNNERS = {"ours": run_ours, "plain": run_plain, "naive": run_naive, "preprocess": run_preprocess,
+           "gpu_forward": run_gpu_forward}
 
 
 def child(args: argparse.Namespace) -> dict:
@@ -101,6 +130,8 @@ def child(args: argparse.Namespace) -> dict:
     runner = RUNNERS[args.mode]
     runner(adapter, _images(args.batch_size, seed=1), args.batch_size, blocks, precision)  # warm-up
     images = _images(args.n_images)
+    if args.mode == "gpu_forward":
+        runner(adapter, images, args.batch_size, blocks, precision)  # preprocess once, untimed
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = []

@@ -3,15 +3,20 @@
     python benchmarks/bench_rsa.py                       # 92, 500, 1000, 2500 stimuli x 10,000 features
     python benchmarks/bench_rsa.py --quick               # small sizes, seconds
     python benchmarks/bench_rsa.py --sizes 92 500 --features 2000 --threads 2 --device cpu
+    python benchmarks/bench_rsa.py --device cuda --threads 16 --sizes 1000 2500 5000 \
+        --peer-max 2500 --json rsa.json   # GPU; rsatoolbox above 2,500 stimuli extrapolated
 
 Times one model RDM (``correlation`` by default) and its comparison (``spearman`` by default) with
 a fixed target RDM, as an RSA scoring step does; checks both libraries give the same RDM and the
 same comparison; prints a table with the speed-up. Each timing is the best of ``--repeats`` runs.
+Above ``--peer-max`` stimuli rsatoolbox is not run: its time is extrapolated from the largest
+measured size by the O(s^2 d) cost of the RDM (marked ``extrapolated``), and no agreement is checked.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 
@@ -37,6 +42,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch and BLAS threads")
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--peer-repeats", type=int, default=None, help="rsatoolbox repeats (default: --repeats)")
+    p.add_argument("--peer-max", type=int, default=None, help="largest size rsatoolbox runs at")
+    p.add_argument("--json", help="write the rows to this file")
     args = p.parse_args(argv)
     if args.quick:
         args.sizes, args.features = [92, 300], 1_000
@@ -51,10 +59,12 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     rsa_compare = {"spearman": "spearman", "pearson": "corr", "cosine": "cosine"}[args.compare]
     rng = np.random.default_rng(0)
+    dev_name = (torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu")
     print(f"{args.rdm_method} RDM + {args.compare} comparison, {args.features} features, "
-          f"{args.threads} threads, device {args.device}")
+          f"{args.threads} threads, device {args.device} ({dev_name}), torch {torch.__version__}")
     print(f"{'stimuli':>8} {'cortexalign s':>14} {'rsatoolbox s':>13} {'speed-up':>9} "
           f"{'max |dRDM|':>11} {'|d compare|':>12}")
+    rows, last = [], None
     for s in args.sizes:
         x = rng.normal(size=(s, args.features)) + rng.normal(size=(s, 1))
         target = compute_rdm(rng.normal(size=(s, 50)), "euclidean", device="cpu")
@@ -68,11 +78,45 @@ def main(argv: list[str] | None = None) -> None:
             rdm = rsatoolbox.rdm.calc_rdm(rsatoolbox.data.Dataset(x), method=args.rdm_method)
             return rdm, rsatoolbox.rdm.compare(rdm, target_rsa, rsa_compare)[0, 0]
 
+        ours()  # warm-up (CUDA context, kernel selection); not timed
         t_ours, (rdm_o, c_o) = _best(ours, args.repeats)
-        t_rsa, (rdm_r, c_r) = _best(theirs, args.repeats)
-        d_rdm = float(np.abs(rdm_o - rdm_r.get_matrices()[0]).max())
-        print(f"{s:>8} {t_ours:>14.3f} {t_rsa:>13.3f} {t_rsa / t_ours:>8.1f}x {d_rdm:>11.1e} "
-              f"{abs(c_o - c_r):>12.1e}", flush=True)
+        row = {"stimuli": s, "features": args.features, "device": args.device, "gpu": dev_name,
+               "threads": args.threads, "cortexalign_s": t_ours, "torch": torch.__version__}
+        if args.device.startswith("cuda"):  # the same maths on device-resident tensors: no host copies
+            from cortexalign.metrics._compare import compare_vectors
+            from cortexalign.metrics._rdm import rdm_tensor, upper_tri
+
+            x_t = torch.as_tensor(x, device=args.device)
+            tv = upper_tri(torch.as_tensor(target, device=args.device))[None]
+
+            def resident(x_t=x_t, tv=tv):
+                r = rdm_tensor(x_t, args.rdm_method)
+                c = compare_vectors(upper_tri(r)[None], tv, args.compare)
+                torch.cuda.synchronize()
+                return c
+
+            resident()
+            t_res, c_res = _best(resident, args.repeats)
+            row.update(device_resident_s=t_res,
+                       device_resident_compare_diff=float(abs(float(c_res[0, 0]) - c_o)))
+            print(f"{'':>8} on-device tensors (no host copies): {t_res:.4f} s", flush=True)
+        if args.peer_max is None or s <= args.peer_max:
+            t_rsa, (rdm_r, c_r) = _best(theirs, args.peer_repeats or args.repeats)
+            d_rdm = float(np.abs(rdm_o - rdm_r.get_matrices()[0]).max())
+            row.update(rsatoolbox_s=t_rsa, extrapolated=False, max_abs_rdm_diff=d_rdm,
+                       abs_compare_diff=float(abs(c_o - c_r)))
+            last = (s, t_rsa)
+            tail = f"{d_rdm:>11.1e} {abs(c_o - c_r):>12.1e}"
+        else:
+            t_rsa = last[1] * (s / last[0]) ** 2  # O(s^2 d) at fixed d
+            row.update(rsatoolbox_s=t_rsa, extrapolated=True)
+            tail = f"{'(rsatoolbox extrapolated from ' + str(last[0]) + ')':>24}"
+        row["speedup"] = t_rsa / t_ours
+        rows.append(row)
+        print(f"{s:>8} {t_ours:>14.3f} {t_rsa:>13.3f} {t_rsa / t_ours:>8.1f}x {tail}", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
 
 
 if __name__ == "__main__":

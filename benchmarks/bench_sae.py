@@ -7,11 +7,17 @@
 
     python benchmarks/bench_sae.py --quick            # CPU-sized
     python benchmarks/bench_sae.py --device cuda      # full sizes (d=768, 12,288 latents, ...)
+    python benchmarks/bench_sae.py --device cuda --json sae.json
+
+At full size the numpy baseline runs on a sub-problem (one layer, ``ref_units`` units x
+``ref_voxels`` voxels; the (k + n)^2 float64 correlation matrix of the whole layer would take minutes)
+and is compared on that sub-problem with ``match_units_to_voxels`` run on the same subset.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -51,7 +57,7 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def bench_training(n: int, d: int, expansion: int, batch: int, device: str) -> None:
+def bench_training(n: int, d: int, expansion: int, batch: int, device: str) -> dict:
     x_nd = torch.randn(n, d)
     cfg = SAEConfig(d_in=d, expansion=expansion, batch_size=batch, dead_window=10 * n)
     train_sae(array_chunks(x_nd[: 2 * batch]), cfg, device=device)  # warm-up
@@ -66,29 +72,45 @@ def bench_training(n: int, d: int, expansion: int, batch: int, device: str) -> N
           f"device={device}")
     print(f"  cortexalign train_sae : {out.n_tokens / ours:12,.0f} tokens/s")
     print(f"  plain PyTorch loop    : {(n // batch * batch) / ref:12,.0f} tokens/s")
+    return {"d_in": d, "latents": d * expansion, "batch": batch, "tokens": n, "device": device,
+            "cortexalign_tokens_per_s": out.n_tokens / ours,
+            "reference_tokens_per_s": (n // batch * batch) / ref,
+            "ratio": (out.n_tokens / ours) / ((n // batch * batch) / ref)}
 
 
-def bench_similarity(s: int, k: int, layers: int, n: int, device: str, ref_layers: int) -> None:
+def bench_similarity(s: int, k: int, layers: int, n: int, device: str, ref_layers: int,
+                     ref_units: int | None = None, ref_voxels: int | None = None) -> dict:
     g = np.random.default_rng(0)
-    units = {f"blocks.{i}": g.random((s, k)).astype(np.float32) for i in range(layers)}
+    units = {f"blocks.{i}": g.random((s, k), dtype=np.float32) for i in range(layers)}
     vox = g.standard_normal((s, n))
     match_units_to_voxels({"w": units["blocks.0"][:, :8]}, vox[:, :8], device=device)  # warm-up
+    _sync(device)
     t0 = time.perf_counter()
     m = match_units_to_voxels(units, vox, device=device)
+    _sync(device)
     ours = time.perf_counter() - t0
+    ku, nv = ref_units or k, ref_voxels or n
+    sub = {name: a[:, :ku] for name, a in list(units.items())[:ref_layers]}
     t0 = time.perf_counter()
-    best = np.full(n, -np.inf)
-    for a in list(units.values())[:ref_layers]:  # the baseline holds (k + n)^2 float64 per layer
-        r = np.corrcoef(a.T, vox.T)[:k, k:]
+    best = np.full(nv, -np.inf)
+    for a in sub.values():  # the baseline holds (k + n)^2 float64 per layer
+        r = np.corrcoef(a.T, vox[:, :nv].T)[:ku, ku:]
         best = np.maximum(best, r.max(0))
     ref = time.perf_counter() - t0
-    assert np.allclose(best, m.max_r_ln[:ref_layers].max(0), atol=1e-4), "paths disagree"
-    pairs, ref_pairs = layers * k * n, ref_layers * k * n
+    ours_sub = (m if (ku, nv, ref_layers) == (k, n, layers)
+                else match_units_to_voxels(sub, vox[:, :nv], device=device))
+    max_diff = float(np.abs(best - ours_sub.max_r_ln[:ref_layers].max(0)).max())
+    assert max_diff < 1e-4, f"paths disagree by {max_diff}"
+    pairs, ref_pairs = layers * k * n, ref_layers * ku * nv
     print(f"Unit-voxel similarity  images={s} layers={layers} units/layer={k} voxels={n} "
           f"device={device}")
     print(f"  cortexalign match     : {pairs / ours:14,.0f} pairs/s ({ours:.2f} s)")
     print(f"  numpy corrcoef        : {ref_pairs / ref:14,.0f} pairs/s ({ref:.2f} s, "
-          f"{ref_layers} layer(s))")
+          f"{ref_layers} layer(s) x {ku} units x {nv} voxels); max |diff| {max_diff:.1e}")
+    return {"images": s, "layers": layers, "units_per_layer": k, "voxels": n, "device": device,
+            "cortexalign_s": ours, "cortexalign_pairs_per_s": pairs / ours,
+            "numpy_pairs_per_s": ref_pairs / ref, "numpy_subproblem": [ref_layers, ku, nv],
+            "ratio": (pairs / ours) / (ref_pairs / ref), "max_abs_diff": max_diff}
 
 
 def main() -> None:
@@ -96,15 +118,25 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="small CPU-sized problems")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--json", help="write the results to this file")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.quick:
-        bench_training(n=32768, d=64, expansion=16, batch=1024, device=args.device)
-        bench_similarity(s=500, k=1024, layers=2, n=1000, device=args.device, ref_layers=2)
+        res = {"training": bench_training(n=32768, d=64, expansion=16, batch=1024, device=args.device),
+               "similarity": bench_similarity(s=500, k=1024, layers=2, n=1000, device=args.device,
+                                              ref_layers=2)}
     else:
-        bench_training(n=2_000_000, d=768, expansion=16, batch=16384, device=args.device)
-        bench_similarity(s=9000, k=12288, layers=12, n=20000, device=args.device, ref_layers=1)
+        res = {"training": bench_training(n=2_000_000, d=768, expansion=16, batch=16384,
+                                          device=args.device),
+               "similarity": bench_similarity(s=9000, k=12288, layers=12, n=20000,
+                                              device=args.device, ref_layers=1, ref_units=2048,
+                                              ref_voxels=2000)}
+    res["torch"] = torch.__version__
+    res["gpu"] = torch.cuda.get_device_name() if args.device.startswith("cuda") else None
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
     python benchmarks/bench_spiking.py --quick            # small sizes, a few seconds
     python benchmarks/bench_spiking.py                    # full: LIF (T=4, 64 x 24,576), hst_tiny step
     python benchmarks/bench_spiking.py --device cuda      # on a GPU (our 'auto' picks the Triton kernel)
+    python benchmarks/bench_spiking.py --device cuda --model hst_4_384 --batch 64 --json s.json
 
 Peers: spikingjelly (``pip install spikingjelly``) ``LIFNode(tau=2., v_reset=0., step_mode='m',
 surrogate_function=Sigmoid())``; spikingjelly 2.0 picks its own kernel per device. The
@@ -13,12 +14,13 @@ a spikingjelly LIFNode. Times are medians of ``--repeats`` after ``--warmup`` ru
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 
 import torch
 
-from cortexalign.spiking.models import create_snn
+from cortexalign.spiking.models import SNN_MODELS, create_snn
 from cortexalign.spiking.neurons import MultiStepLIF, lif_multistep
 
 
@@ -112,6 +114,9 @@ def main():
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--model", default="hst_tiny", help="registered spiking model of the step benchmark")
+    p.add_argument("--batch", type=int, default=None, help="images per training step")
+    p.add_argument("--json", help="write the results to this file")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -119,16 +124,25 @@ def main():
     repeats = a.repeats or (3 if a.quick else 10)
     lif_shape = (4, 8, 4096) if a.quick else (4, 64, 24576)
     batch, size = (4, 16) if a.quick else (32, 32)
+    batch = a.batch or batch
     print(f"device={device} threads={torch.get_num_threads()} torch={torch.__version__}")
     lif = bench_lif(lif_shape, device, a.warmup, repeats)
     print(f"\nmulti-step LIF forward+backward, x {lif_shape}:")
     for k, v in lif.items():
         print(f"  {k:18s} {v * 1e3:9.2f} ms   spikingjelly/this = {lif['spikingjelly'] / v:5.2f}")
-    step = bench_train_step("hst_tiny", batch, size, device, a.warmup, repeats)
-    print(f"\ntraining step hst_tiny, batch {batch}, {size} px, T=2:")
+    step = bench_train_step(a.model, batch, size, device, a.warmup, repeats)
+    print(f"\ntraining step {a.model}, batch {batch}, {size} px, T={SNN_MODELS.get(a.model).time_steps}:")
     for k, v in step.items():
         print(f"  {k:18s} {v * 1e3:9.2f} ms")
     print(f"  ratio spikingjelly/ours = {step['spikingjelly'] / step['ours']:.2f}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"device": str(device), "torch": torch.__version__,
+                       "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
+                       "threads": torch.get_num_threads(), "lif_shape": list(lif_shape),
+                       "lif_ms": {k: v * 1e3 for k, v in lif.items()}, "step_model": a.model,
+                       "step_batch": batch, "step_size": size,
+                       "step_ms": {k: v * 1e3 for k, v in step.items()}}, f, indent=1)
 
 
 if __name__ == "__main__":

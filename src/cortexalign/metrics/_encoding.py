@@ -74,7 +74,8 @@ def _ridge_fold(x_tr, y_tr, x_te, *, device, seed, alphas=DEFAULT_ALPHAS, inner_
         best, coefs, _, intercept = solve_ridge_cv_svd(X, Y, alphas=a, fit_intercept=True, cv=cv,
                                                        local_alpha=True, warn=False)
         Xte = torch.as_tensor(x_te, dtype=torch.float64, device=device)
-        pred = Xte @ bk.to_gpu(coefs, device=device) + intercept
+        # himalaya returns the intercept on the CPU (to_cpu): bring it to the predictions' device
+        pred = Xte @ bk.to_gpu(coefs, device=device) + bk.to_gpu(intercept, device=device)
         return bk.to_numpy(pred), bk.to_numpy(best)
 
 
