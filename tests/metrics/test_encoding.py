@@ -168,4 +168,5 @@ def test_gpu_matches_cpu(rng):
     cpu, a_cpu = cross_validated_predictions(x, y, device="cpu")
     gpu, a_gpu = cross_validated_predictions(x, y, device="cuda")
     np.testing.assert_allclose(gpu, cpu, atol=1e-8)
-    np.testing.assert_array_equal(a_gpu, a_cpu)
+    # the chosen penalties are the same grid values up to float rounding of the grid
+    np.testing.assert_allclose(a_gpu, a_cpu, rtol=1e-12)
