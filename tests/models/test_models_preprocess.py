@@ -91,3 +91,36 @@ def test_bad_images_raise(rng):
         pre([])
     with pytest.raises(InputError):
         pre([np.zeros((8, 8, 5), np.uint8)])
+
+
+@pytest.mark.parametrize("resize", ["shorter_side_center_crop", "longest_side_pad", "stretch"])
+@pytest.mark.parametrize("interpolation", ["bicubic", "bilinear", "nearest"])
+def test_grouped_batched_path_equals_per_image_path(rng, resize, interpolation):
+    """Mixed sizes and channels (grouped into 4 interpolate calls), order interleaved."""
+    shapes = [(30, 50, 3), (40, 24, 3), (30, 50, 3), (16, 16, 1), (40, 24, 3), (30, 50, 3),
+              (9, 13, 3), (16, 16, 1)]
+    imgs = [rng.integers(0, 256, size=s, dtype=np.uint8) for s in shapes]
+    pre = Preprocess(size=(16, 20), mean=MEAN, std=STD, resize=resize, crop_pct=0.875,
+                     interpolation=interpolation)
+    groups = pre.group(imgs)
+    assert [idx for idx, _ in groups] == [[0, 2, 5], [1, 4], [3, 7], [6]]
+    batched = pre(imgs, device="cpu")
+    per_image = torch.stack([pre([img])[0] for img in imgs])
+    assert batched.shape == (8, 3, 16, 20) and batched.dtype == torch.float32
+    torch.testing.assert_close(batched, per_image, rtol=0, atol=1e-6)
+    torch.testing.assert_close(pre(imgs), per_image, rtol=0, atol=0)
+
+
+def test_batched_path_validates_like_the_per_image_path(rng):
+    pre = Preprocess(size=(8, 8), mean=MEAN, std=STD)
+    with pytest.raises(InputError, match="images"):
+        pre([], device="cpu")
+    with pytest.raises(InputError, match=r"images\[1\]"):
+        pre([np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 2), np.uint8)], device="cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_path_matches_cpu(rng):
+    imgs = [rng.integers(0, 256, size=s, dtype=np.uint8) for s in [(300, 500, 3), (256, 256, 3)]]
+    pre = Preprocess(size=(224, 224), mean=MEAN, std=STD, crop_pct=0.875)
+    torch.testing.assert_close(pre(imgs, device="cuda").cpu(), pre(imgs), rtol=0, atol=1e-4)

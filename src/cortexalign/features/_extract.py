@@ -5,13 +5,19 @@ The model contract (``cortexalign.models``): an adapter exposes ``model_id``, ``
 ``forward_layers(x_bchw, layers) -> {layer: acts}``. Extraction pools on the adapter's device
 (``POOLINGS``), moves the pooled vectors of all layers to the host in one transfer per batch, checks
 they are finite, and stores each layer under its content-addressed key when a cache is given.
+
+Images are decoded by a small thread pool (PIL and numpy release the GIL) a few batches ahead of
+the forward pass (``iter_batches``). On CUDA, when the adapter's ``preprocess`` is a
+``cortexalign.models.Preprocess``, the host only decodes and stacks uint8 pixels; the resize, crop
+and normalisation run on the device (``Preprocess.on_device``).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,14 +28,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.features._cache import EXTRACTION_VERSION, FeatureCache, feature_key
 from cortexalign.features._pooling import POOLINGS
+from cortexalign.models import Preprocess
 from cortexalign.stimuli import StimulusSet
 
-__all__ = ["Features", "extract_features", "feature_keys", "PRECISIONS", "DTYPES"]
+__all__ = ["Features", "extract_features", "feature_keys", "iter_batches", "PRECISIONS", "DTYPES"]
 
 #: Autocast modes; ``auto`` resolves to ``bf16`` on CUDA and ``fp32`` elsewhere.
 PRECISIONS = ("auto", "fp32", "bf16")
 #: Storage dtypes of the returned (and cached) values.
 DTYPES = ("float32", "float16")
+#: Decoding threads and batches prepared ahead of the forward pass.
+LOAD_WORKERS, PREFETCH = 4, 2
 _ADAPTER_ATTRS = ("model_id", "weights_digest", "preprocess", "device", "num_prefix_tokens",
                   "layers", "forward_layers")
 
@@ -147,29 +156,70 @@ def _check_finite(values_b: np.ndarray, adapter: Any, layer: str, ids: Sequence[
                          "dtype='float32'; nothing was cached")
 
 
+def iter_batches(stimuli: StimulusSet, batch_size: int, prepare: Callable[[list[np.ndarray]], Any],
+                 workers: int = LOAD_WORKERS, prefetch: int = PREFETCH) -> Iterator[Any]:
+    """``prepare(images)`` of each batch of ``batch_size`` consecutive stimuli, in order.
+
+    ``workers`` threads decode images (``stimuli.image``) and one more runs ``prepare`` on each
+    completed batch, keeping up to ``prefetch`` batches in flight ahead of the consumer. An error
+    decoding or preparing a batch is raised when that batch is reached; pending work is cancelled
+    when the consumer stops early.
+    """
+    n = len(stimuli)
+    starts = list(range(0, n, batch_size))
+    images_pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="cortexalign-decode")
+    batch_pool = ThreadPoolExecutor(1, thread_name_prefix="cortexalign-prepare")
+
+    def submit(start: int) -> Future:
+        futures = [images_pool.submit(stimuli.image, i) for i in range(start, min(start + batch_size, n))]
+        return batch_pool.submit(lambda: prepare([f.result() for f in futures]))
+
+    queue: deque[Future] = deque(submit(start) for start in starts[:max(1, prefetch)])
+    upcoming = iter(starts[max(1, prefetch):])
+    try:
+        while queue:
+            batch = queue.popleft().result()
+            start = next(upcoming, None)
+            if start is not None:
+                queue.append(submit(start))
+            yield batch
+    finally:
+        images_pool.shutdown(wait=False, cancel_futures=True)  # a waiting prepare then fails fast
+        batch_pool.shutdown(wait=True, cancel_futures=True)
+        images_pool.shutdown(wait=True)
+
+
+def _batch_functions(adapter: Any, device: torch.device
+                     ) -> tuple[Callable[[list[np.ndarray]], Any], Callable[[Any], torch.Tensor]]:
+    """(host-side prepare, device-side finish) of a batch of decoded images."""
+    pre = adapter.preprocess
+    if device.type != "cuda" or not isinstance(pre, Preprocess):
+        return pre, lambda x_bchw: x_bchw.to(device, non_blocking=True)
+
+    def host(images: list[np.ndarray]) -> tuple[list, int]:  # decode-side: stack, pin
+        groups = [(idx, torch.from_numpy(stack).pin_memory()) for idx, stack in pre.group(images)]
+        return groups, len(images)
+
+    return host, lambda prepared: pre.on_device(prepared[0], prepared[1], device)
+
+
 def _run_batches(adapter: Any, stimuli: StimulusSet, layers: list[str], pooling: str,
                  batch_size: int, precision: str, dtype: str, progress: bool
                  ) -> dict[str, np.ndarray]:
     """Forward every batch once for all ``layers``; return pooled (s, ...) arrays per layer."""
     device = torch.device(adapter.device)
     pool_fn = POOLINGS[pooling]
-    starts = range(0, len(stimuli), batch_size)
     out: dict[str, np.ndarray] = {}
+    prepare, finish = _batch_functions(adapter, device)
+    batches = iter_batches(stimuli, batch_size, prepare)
 
-    def load(start: int) -> torch.Tensor:
-        idx = range(start, min(start + batch_size, len(stimuli)))
-        return adapter.preprocess([stimuli.image(i) for i in idx])
-
-    with (_progress(progress) as bar, ThreadPoolExecutor(1) as pool, _eval_mode(adapter.module),
+    with (_progress(progress) as bar, contextlib.closing(batches), _eval_mode(adapter.module),
           torch.inference_mode()):
         task = bar.add_task(f"{adapter.model_id} ({len(layers)} layers)", total=len(stimuli))
-        pending = pool.submit(load, starts[0])
-        for k, start in enumerate(starts):
-            x_bchw = pending.result()
-            if k + 1 < len(starts):  # prepare the next batch on the host while this one runs
-                pending = pool.submit(load, starts[k + 1])
+        for start, prepared in zip(range(0, len(stimuli), batch_size), batches, strict=True):
+            x_bchw = finish(prepared)
             with _autocast(precision, device):
-                acts = adapter.forward_layers(x_bchw.to(device, non_blocking=True), layers)
+                acts = adapter.forward_layers(x_bchw, layers)
             absent = [layer for layer in layers if layer not in acts]
             assert not absent, f"{adapter.model_id}: forward_layers returned no {absent}"
             pooled = [pool_fn(acts[layer], adapter.num_prefix_tokens) for layer in layers]

@@ -7,6 +7,11 @@ Three resize modes cover the models we ship:
 - ``"longest_side_pad"`` (Segment Anything, Kirillov et al. 2023): scale the longest side to fit
   ``size``, normalise, then pad bottom and right with zeros.
 - ``"stretch"``: resize straight to ``size`` (aspect ratio not kept).
+
+Two paths compute the same numbers: ``preprocess(images)`` works image by image on the CPU, and
+``preprocess(images, device=...)`` sends the uint8 pixels to ``device`` and resizes, crops and
+normalises there, one batched ``interpolate`` per group of same-size images (``group`` stacks the
+groups on the host, ``on_device`` finishes them), so that the host only decodes.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -83,47 +89,95 @@ class Preprocess:
                 f"|{self.interpolation}|mean={fmt(f'{m:.6g}' for m in self.mean)}"
                 f"|std={fmt(f'{s:.6g}' for s in self.std)}")
 
-    def __call__(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        """Preprocess ``images`` (each (H, W, C) uint8, C = 1 or 3) into a (b, 3, h, w) float32 batch."""
+    def __call__(self, images: Sequence[np.ndarray],
+                 device: str | torch.device | None = None) -> torch.Tensor:
+        """Preprocess ``images`` (each (H, W, C) uint8, C = 1 or 3) into a (b, 3, h, w) float32 batch.
+
+        With ``device`` the pixels go to that device as uint8 and are resized there, one batched
+        call per group of same-size images (same numbers as the per-image CPU path up to float
+        rounding of the device's kernels); without it, image by image on the CPU.
+        """
+        self._check_images(images)
+        if device is not None:
+            return self.on_device(self.group(images), len(images), device)
+        batch_b3hw = [self._one(check_image(img, f"images[{i}]")) for i, img in enumerate(images)]
+        return torch.stack(batch_b3hw)
+
+    @staticmethod
+    def _check_images(images: Any) -> None:
         if isinstance(images, np.ndarray) and images.ndim in (2, 3) or not isinstance(images, Sequence | np.ndarray):
             raise InputError("images", "a sequence of (H, W, C) images",
                              f"{type(images).__name__}", "wrap a single image in a list: [img]")
         if len(images) == 0:
             raise InputError("images", "at least one image", "an empty sequence",
                              "pass one or more images")
-        batch_b3hw = [self._one(check_image(img, f"images[{i}]")) for i, img in enumerate(images)]
-        return torch.stack(batch_b3hw)
+
+    def group(self, images: Sequence[np.ndarray]) -> list[tuple[list[int], np.ndarray]]:
+        """Host half of the batched path: checked images stacked by shape.
+
+        Returns
+        -------
+        list of (positions in ``images``, (n, H, W, C) uint8 array), one per distinct (H, W, C),
+        in order of first appearance.
+        """
+        self._check_images(images)
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        checked = [check_image(img, f"images[{i}]") for i, img in enumerate(images)]
+        for i, img in enumerate(checked):
+            by_shape.setdefault(img.shape, []).append(i)
+        return [(idx, np.stack([checked[i] for i in idx])) for idx in by_shape.values()]
+
+    def on_device(self, groups: Sequence[tuple[list[int], Any]], n: int,
+                  device: str | torch.device) -> torch.Tensor:
+        """Device half of the batched path: ``group``'s output -> (n, 3, h, w) float32 on ``device``.
+
+        The uint8 stacks (numpy arrays or, e.g. pinned, uint8 tensors) are copied to ``device``;
+        each group is scaled to [0, 1], resized in one ``interpolate`` call, cropped or padded and
+        normalised, then written to its rows.
+        """
+        out_b3hw = torch.empty(n, 3, *self.size, dtype=torch.float32, device=device)
+        for idx, stack_nhwc in groups:
+            u8 = torch.as_tensor(stack_nhwc).to(device, non_blocking=True)
+            x_n3hw = u8.permute(0, 3, 1, 2).float().div_(255)
+            if x_n3hw.shape[1] == 1:
+                x_n3hw = x_n3hw.expand(-1, 3, -1, -1)
+            out_b3hw[torch.as_tensor(idx, device=device)] = self._geometry(x_n3hw)
+        return out_b3hw
 
     def _one(self, img_hwc: np.ndarray) -> torch.Tensor:
         x_13hw = torch.from_numpy(np.ascontiguousarray(img_hwc)).permute(2, 0, 1)[None].float() / 255
         if x_13hw.shape[1] == 1:
             x_13hw = x_13hw.expand(1, 3, *x_13hw.shape[2:])
-        big_h, big_w = x_13hw.shape[2:]
+        return self._geometry(x_13hw)[0]
+
+    def _geometry(self, x_n3hw: torch.Tensor) -> torch.Tensor:
+        """Resize, crop or pad and normalise n same-size images in [0, 1]."""
+        big_h, big_w = x_n3hw.shape[2:]
         h, w = self.size
         if self.resize == "stretch":
-            return self._normalise(self._resize(x_13hw, (h, w)))[0]
+            return self._normalise(self._resize(x_n3hw, (h, w)))
         if self.resize == "shorter_side_center_crop":
             scale = max(math.floor(h / self.crop_pct) / big_h, math.floor(w / self.crop_pct) / big_w)
             new_h, new_w = max(h, round(big_h * scale)), max(w, round(big_w * scale))
-            x_13hw = self._resize(x_13hw, (new_h, new_w))
+            x_n3hw = self._resize(x_n3hw, (new_h, new_w))
             top, left = (new_h - h) // 2, (new_w - w) // 2
-            return self._normalise(x_13hw[:, :, top:top + h, left:left + w])[0].contiguous()
+            return self._normalise(x_n3hw[:, :, top:top + h, left:left + w]).contiguous()
         # longest_side_pad; SAM's ResizeLongestSide rounds half up
         scale = min(h / big_h, w / big_w)
         new_h, new_w = min(h, int(big_h * scale + 0.5)), min(w, int(big_w * scale + 0.5))
-        x_13hw = self._normalise(self._resize(x_13hw, (new_h, new_w)))
-        return F.pad(x_13hw, (0, w - new_w, 0, h - new_h))[0]
+        x_n3hw = self._normalise(self._resize(x_n3hw, (new_h, new_w)))
+        return F.pad(x_n3hw, (0, w - new_w, 0, h - new_h))
 
-    def _resize(self, x_13hw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        if tuple(x_13hw.shape[2:]) == tuple(size):
-            return x_13hw
+    def _resize(self, x_n3hw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        if tuple(x_n3hw.shape[2:]) == tuple(size):
+            return x_n3hw
         if self.interpolation == "nearest":
-            return F.interpolate(x_13hw, size=size, mode="nearest")
-        out = F.interpolate(x_13hw, size=size, mode=self.interpolation, align_corners=False,
+            return F.interpolate(x_n3hw, size=size, mode="nearest")
+        out = F.interpolate(x_n3hw, size=size, mode=self.interpolation, align_corners=False,
                             antialias=True)
         return out.clamp_(0.0, 1.0)  # bicubic overshoots; PIL clips to the pixel range too
 
-    def _normalise(self, x_13hw: torch.Tensor) -> torch.Tensor:
-        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.std).view(1, 3, 1, 1)
-        return (x_13hw - mean) / std
+    def _normalise(self, x_n3hw: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.mean, device=x_n3hw.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=x_n3hw.device).view(1, 3, 1, 1)
+        return (x_n3hw - mean) / std
