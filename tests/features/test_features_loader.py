@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from cortexalign.errors import InputError
@@ -94,3 +95,25 @@ def test_early_stop_cancels_pending_work():
     next(batches)
     batches.close()  # must return (no hang) and leave no worker threads behind
     assert not [t for t in threading.enumerate() if t.name.startswith("cortexalign-")]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_device_preprocessing_matches_the_cpu_path():
+    """On CUDA a ``Preprocess`` runs on the device; the features equal the CPU path's."""
+    from _features_standin import TinyAdapter
+
+    from cortexalign.models import Preprocess
+
+    rng = np.random.default_rng(0)
+    imgs = [rng.integers(0, 256, size=s, dtype=np.uint8) for s in [(20, 30, 3), (12, 12, 3)] * 5]
+    stim = StimulusSet.from_arrays(imgs, ids=[f"s{k}" for k in range(10)])
+    out = {}
+    for dev in ("cpu", "cuda"):
+        adapter = TinyAdapter()
+        adapter.preprocess = Preprocess(size=(12, 12), mean=(0.5,) * 3, std=(0.25,) * 3)
+        adapter.module.to(dev)
+        adapter.device = torch.device(dev)
+        out[dev] = extract_features(adapter, stim, ["conv2", "tokens"], batch_size=4,
+                                    progress=False, precision="fp32")
+    for layer in ("conv2", "tokens"):
+        np.testing.assert_allclose(out["cuda"][layer].values, out["cpu"][layer].values, atol=1e-4)
