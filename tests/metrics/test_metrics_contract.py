@@ -9,7 +9,8 @@ import pytest
 
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.metrics import METRICS, Score, list_metrics, score
-from cortexalign.neural import RDMSet, make_responses
+from cortexalign.neural import RDMSet, make_responses, stimuli_on_grid
+from cortexalign.stimuli import StimulusSet
 
 S, D = 30, 12
 
@@ -29,12 +30,18 @@ def _targets(kind: str, features: np.ndarray, rng) -> list:
     return out
 
 
-@pytest.fixture(params=sorted(METRICS), ids=str)
+VECTOR_METRICS = sorted(m for m in METRICS if METRICS.entry(m).meta.get("features") != "maps")
+MAP_METRICS = sorted(m for m in METRICS if METRICS.entry(m).meta.get("features") == "maps")
+
+
+@pytest.fixture(params=VECTOR_METRICS, ids=str)
 def metric(request):
     return request.param
 
 
-def test_metadata(metric):
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_metadata(name):
+    metric = name
     meta = METRICS.entry(metric).meta
     assert meta["citation"] and meta["target"] in ("rdm", "responses", "any")
     assert METRICS.entry(metric).description
@@ -92,3 +99,45 @@ def test_list_metrics_rows():
     rows = list_metrics()
     assert {r["name"] for r in rows} >= {"rsa", "cka_linear", "cka_linear_debiased", "cka_rbf"}
     assert all(set(r) == {"name", "target", "citation", "description"} for r in rows)
+
+
+# -- metrics that compare maps (s, gh, gw) with neuron maps built from the stimuli ----------------
+
+G = 5
+
+
+def _map_case(rng, s=30):
+    images = rng.integers(0, 256, (s, G * 3, G * 3), dtype=np.uint8)
+    stim = StimulusSet.from_arrays(np.repeat(images[..., None], 3, -1),
+                                   ids=[f"s{i}" for i in range(s)])
+    grid = stimuli_on_grid(stim, (G, G))
+    pattern = rng.normal(size=(G, G))
+    drive = ((grid - grid.mean(0)) * pattern).sum((1, 2))
+    resp = make_responses(drive[:, None, None] + 0.05 * rng.normal(size=(s, 3, 4)), stim.ids)
+    planted = pattern[None] + 0.1 * rng.normal(size=(s, G, G))
+    return stim, resp, planted
+
+
+@pytest.mark.parametrize("name", MAP_METRICS)
+def test_map_metric_prefers_the_planted_map(name, rng):
+    stim, resp, planted = _map_case(rng)
+    good = score(name, planted, resp, stimuli=stim)
+    bad = score(name, rng.normal(size=planted.shape), resp, stimuli=stim)
+    sign = 1 if METRICS.entry(name).meta.get("higher_is_better", True) else -1
+    assert sign * (good.value - bad.value) > 0.05
+    a = score(name, planted, resp, stimuli=stim, n_bootstrap=40, seed=3)
+    b = score(name, planted, resp, stimuli=stim, n_bootstrap=40, seed=3)
+    assert np.isfinite([a.ci_low, a.ci_high]).all() and a.ci_low <= a.ci_high
+    assert (a.ci_low, a.ci_high) == (b.ci_low, b.ci_high)
+
+
+@pytest.mark.parametrize("case", ["nan", "constant", "n_stimuli"])
+@pytest.mark.parametrize("name", MAP_METRICS)
+def test_bad_maps_raise_input_error(name, case, rng):
+    stim, resp, planted = _map_case(rng, s=12)
+    bad = {"nan": np.where(np.arange(planted.size).reshape(planted.shape) == 7, np.nan, planted),
+           "constant": np.ones_like(planted),
+           "n_stimuli": planted[:-1]}[case]
+    with pytest.raises(InputError) as err:
+        score(name, bad, resp, stimuli=stim)
+    assert err.value.parameter == "features" and err.value.fix

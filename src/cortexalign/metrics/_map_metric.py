@@ -31,7 +31,7 @@ from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.metrics._maps import MAP_MEASURES, MAP_SCALINGS, map_score
 from cortexalign.metrics._registry import METRICS
 from cortexalign.metrics._score import Score
-from cortexalign.neural import neuron_maps, stimuli_on_grid, validate_responses
+from cortexalign.neural import check_finite, neuron_maps, stimuli_on_grid, validate_responses
 from cortexalign.neural._maps import WEIGHTINGS
 from cortexalign.neural._reliability import spearman_brown
 from cortexalign.stimuli import StimulusSet
@@ -50,6 +50,11 @@ def _check(features, target, stimuli) -> tuple[np.ndarray, np.ndarray]:
         raise InputError("features", "(s, gh, gw) model maps, one per stimulus",
                          f"shape {maps.shape}", "give the model features: attention or "
                          "features: conv_map in the config (map metrics compare maps)")
+    check_finite(maps, "features")
+    if maps.shape[0] and np.ptp(maps.reshape(maps.shape[0], -1), axis=1).max() == 0:
+        raise InputError("features", "model maps with spatial variation",
+                         "maps that are constant over the grid for every stimulus",
+                         "pick a layer or block whose maps vary (e.g. another attention block)")
     if not isinstance(stimuli, StimulusSet):
         raise InputError("stimuli", "the StimulusSet the responses were recorded to",
                          type(stimuli).__name__, "pass stimuli= (the runner does it for you)")
