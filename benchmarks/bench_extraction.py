@@ -10,6 +10,9 @@ uint8 images and the same preprocessing in every mode:
 - ``plain``: the plain forward pass ``model(x)`` (the floor: no activations kept).
 - ``preprocess``: ``adapter.preprocess`` of every batch and the host-to-device copy, no model (the
   host-side bound shared by all the modes above).
+- ``preprocess_device``: the same preprocessing run on the model's device
+  (``adapter.preprocess(batch, device=...)``: uint8 to the device, resize and normalise there), as
+  ``ours`` does on CUDA.
 - ``gpu_forward``: the plain forward on batches already preprocessed and on the device (the
   accelerator's own bound; no host work timed).
 - ``naive``: a THINGSvision-style loop: a forward hook per block, each copying the full block
@@ -34,7 +37,7 @@ import time
 import numpy as np
 import torch
 
-MODES = ("ours", "plain", "naive", "preprocess", "gpu_forward")
+MODES = ("ours", "plain", "naive", "preprocess", "preprocess_device", "gpu_forward")
 ARCH = "timm:vit_base_patch16_224"
 
 
@@ -95,6 +98,13 @@ def run_preprocess(adapter, images, batch_size, blocks, precision):
     return 0
 
 
+def run_preprocess_device(adapter, images, batch_size, blocks, precision):
+    for batch in _batches(images, batch_size):
+        adapter.preprocess(batch, device=adapter.device)
+    _sync(adapter.device)
+    return 0
+
+
 _READY: dict = {}
 
 
@@ -113,7 +123,7 @@ def run_gpu_forward(adapter, images, batch_size, blocks, precision):
 
 
 RUNNERS = {"ours": run_ours, "plain": run_plain, "naive": run_naive, "preprocess": run_preprocess,
-           "gpu_forward": run_gpu_forward}
+           "preprocess_device": run_preprocess_device, "gpu_forward": run_gpu_forward}
 
 
 def child(args: argparse.Namespace) -> dict:
@@ -186,11 +196,11 @@ def main() -> None:
     r0 = rows[0]
     print(f"ViT-B/16 @224, {r0['layers']} blocks, {r0['n_images']} images, batch {r0['batch_size']}, "
           f"{r0['device']}, {r0['precision']}, best of {r0['repeats']}, torch {torch.__version__}")
-    print(f"{'mode':<7}{'images/s':>10}{'seconds':>9}{'host out MB':>13}{'peak RSS MB':>13}"
+    print(f"{'mode':<18}{'images/s':>10}{'seconds':>9}{'host out MB':>13}{'peak RSS MB':>13}"
           f"{'peak GPU MB':>13}")
     for r in rows:
         gpu = f"{r['peak_gpu_mb']:.0f}" if r["peak_gpu_mb"] is not None else "-"
-        print(f"{r['mode']:<7}{r['images_per_s']:>10.2f}{r['seconds']:>9.2f}"
+        print(f"{r['mode']:<18}{r['images_per_s']:>10.2f}{r['seconds']:>9.2f}"
               f"{r['host_output_mb']:>13.2f}{r['peak_rss_mb']:>13.0f}{gpu:>13}")
     if args.json:
         with open(args.json, "w") as f:

@@ -142,27 +142,31 @@ def rdm_vectors(x, name: str, device: torch.device) -> torch.Tensor:
     return vec
 
 
-def compare_rdms(a, b, method: str = "spearman",
-                 device: str | torch.device | None = None) -> np.ndarray:
+def compare_rdms(a, b, method: str = "spearman", device: str | torch.device | None = None,
+                 return_tensor: bool = False) -> np.ndarray | torch.Tensor:
     """Similarity of every RDM in ``a`` with every RDM in ``b``.
 
     Parameters
     ----------
-    a, b : ``RDMSet``, (s, s) or (r, s, s) arrays over the same s stimuli in the same order.
+    a, b : ``RDMSet``, (s, s) or (r, s, s) arrays or torch tensors over the same s stimuli in the
+        same order. Float64 tensors already on ``device`` (e.g. ``compute_rdm(...,
+        return_tensor=True)``) are used as they are: no host round trip.
     method : a key of ``RDM_COMPARISONS`` (``spearman``, ``kendall_tau_a``, ``pearson``,
         ``cosine``), computed on the upper triangles.
-    device : where to compute (``None``: CUDA when available).
+    device : where to compute (``None``: the device of a tensor ``a``, else CUDA when available).
+    return_tensor : return the (ra, rb) result as a float64 tensor on ``device``.
 
     Returns
     -------
-    sim_ab : (ra, rb) float64 numpy array.
+    sim_ab : (ra, rb) float64 numpy array (a tensor with ``return_tensor``).
     """
     if method not in RDM_COMPARISONS:
         raise UnknownNameError("RDM comparison", str(method), RDM_COMPARISONS)
-    dev = resolve_device(device)
+    dev = a.device if device is None and isinstance(a, torch.Tensor) else resolve_device(device)
     va, vb = rdm_vectors(a, "a", dev), rdm_vectors(b, "b", dev)
     if va.shape[1] != vb.shape[1]:
         sa, sb = (int(round((1 + np.sqrt(1 + 8 * v.shape[1])) / 2)) for v in (va, vb))
         raise InputError("b", f"RDMs over {sa} stimuli, like a", f"RDMs over {sb} stimuli",
                          "compare RDMs over the same stimuli (RDMSet.reorder aligns ids)")
-    return compare_vectors(va, vb, method).cpu().numpy()
+    sim_ab = compare_vectors(va, vb, method)
+    return sim_ab if return_tensor else sim_ab.cpu().numpy()

@@ -178,8 +178,16 @@ def _prepare(x, method: str, device: torch.device, name: str, **options) -> tupl
     return t, options
 
 
+def _device_of(x, device: str | torch.device | None) -> torch.device:
+    """``device``, or for ``None`` the device of a tensor input (no copy), else CUDA when present."""
+    if device is None and isinstance(x, torch.Tensor):
+        return x.device
+    return resolve_device(device)
+
+
 def compute_rdm(x_sd, method: str = "correlation", device: str | torch.device | None = None,
-                chunk_size: int | None = None, **options) -> np.ndarray:
+                chunk_size: int | None = None, return_tensor: bool = False,
+                **options) -> np.ndarray | torch.Tensor:
     """The representational dissimilarity matrix of one set of features.
 
     Parameters
@@ -188,45 +196,53 @@ def compute_rdm(x_sd, method: str = "correlation", device: str | torch.device | 
         channels over r >= 2 repetitions.
     method : a key of ``RDM_METHODS``: ``correlation`` (1 - Pearson r), ``euclidean`` (squared
         euclidean / d), ``cosine`` (1 - cosine) or ``crossnobis``.
-    device : where to compute (``None``: CUDA when available).
+    device : where to compute (``None``: the device of a tensor ``x_sd``, else CUDA when
+        available).
     chunk_size : rows per block (default 4096); lower it if memory is short.
+    return_tensor : return the float64 torch tensor on ``device`` instead of a numpy array, so
+        that ``compare_rdms`` can take it with no host round trip.
     noise_precision : (n, n) noise precision for ``crossnobis`` (default identity).
 
     Returns
     -------
-    rdm_ss : (s, s) float64 numpy array, symmetric with a zero diagonal.
+    rdm_ss : (s, s) float64 numpy array (a tensor on ``device`` with ``return_tensor``),
+        symmetric with a zero diagonal.
     """
-    dev = resolve_device(device)
+    dev = _device_of(x_sd, device)
     t, options = _prepare(x_sd, method, dev, "x_sd", **options)
-    return rdm_tensor(t, method, chunk_size, **options).cpu().numpy()
+    rdm_ss = rdm_tensor(t, method, chunk_size, **options)
+    return rdm_ss if return_tensor else rdm_ss.cpu().numpy()
 
 
 def compute_rdms(xs: Sequence | np.ndarray | torch.Tensor, method: str = "correlation",
                  device: str | torch.device | None = None, chunk_size: int | None = None,
-                 **options) -> np.ndarray:
+                 return_tensor: bool = False, **options) -> np.ndarray | torch.Tensor:
     """RDMs of several feature sets over the same stimuli (e.g. every layer of a model).
 
     Parameters
     ----------
     xs : a (b, s, d) array, or a sequence of b arrays of shape (s, d_i) (widths may differ).
-    method, device, chunk_size, options : as in ``compute_rdm``.
+    method, device, chunk_size, return_tensor, options : as in ``compute_rdm``.
 
     Returns
     -------
-    rdms_bss : (b, s, s) float64 numpy array.
+    rdms_bss : (b, s, s) float64 numpy array (a tensor on the device with ``return_tensor``).
     """
-    dev = resolve_device(device)
     items = list(xs)
     if not items:
         raise InputError("xs", "at least one feature set", "an empty sequence", "pass features")
-    s0 = int(np.shape(items[0])[0])
-    out = np.empty((len(items), s0, s0))
+    dev = _device_of(items[0], device)
+    s0 = int(items[0].shape[0] if isinstance(items[0], torch.Tensor) else np.shape(items[0])[0])
+    out = (torch.empty((len(items), s0, s0), dtype=torch.float64, device=dev) if return_tensor
+           else np.empty((len(items), s0, s0)))
     for i, x in enumerate(items):
-        if int(np.shape(x)[0]) != s0:
-            raise InputError(f"xs[{i}]", f"{s0} stimuli like xs[0]", f"{np.shape(x)[0]}",
+        s_i = int(x.shape[0] if isinstance(x, torch.Tensor) else np.shape(x)[0])
+        if s_i != s0:
+            raise InputError(f"xs[{i}]", f"{s0} stimuli like xs[0]", f"{s_i}",
                              "compute RDMs over the same stimuli")
         t, opts = _prepare(x, method, dev, f"xs[{i}]", **dict(options))
-        out[i] = rdm_tensor(t, method, chunk_size, **opts).cpu().numpy()
+        rdm_ss = rdm_tensor(t, method, chunk_size, **opts)
+        out[i] = rdm_ss if return_tensor else rdm_ss.cpu().numpy()
     return out
 
 

@@ -68,7 +68,8 @@ def rsa(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=None
 
     Parameters
     ----------
-    features_sd : (s, d) model features, rows in the target's stimulus order.
+    features_sd : (s, d) model features, rows in the target's stimulus order; a torch tensor is
+        scored on its own device (when ``device`` is None) with no host copy.
     target : ``RDMSet`` of r RDMs, or responses ``DataArray`` (stimulus, neuroid[, repetition]).
     rdm_method : model RDM method (``RDM_METHODS``); ``neural_rdm_method`` for responses targets
         (default: the same; ``crossnobis`` uses the repetitions).
@@ -94,7 +95,9 @@ def rsa(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=None
         raise InputError("rdm_method", "a method for (s, d) model features (correlation, "
                          "euclidean, cosine)", "'crossnobis'", "use crossnobis as "
                          "neural_rdm_method for responses with repetitions")
-    dev = resolve_device(device)
+    # a tensor stays where it is (no host round trip); the model RDM never leaves the device
+    dev = (features_sd.device if device is None and isinstance(features_sd, torch.Tensor)
+           else resolve_device(device))
     x = as_tensor(features_sd, "features_sd", dev, ndim=(2,))
     check_features(x, "features_sd")
     target_kp, source = _neural_vectors(target, x.shape[0], neural_rdm_method, dev)
