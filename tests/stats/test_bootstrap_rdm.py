@@ -20,17 +20,6 @@ from cortexalign.stats import (
 RSA_NAMES = {"spearman": "spearman", "kendall_tau_a": "tau-a", "pearson": "corr", "cosine": "cosine"}
 
 
-@pytest.fixture
-def one_thread():
-    # the shared 2-core machine is oversubscribed: OpenMP spinning makes small ops 50x slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
-
-
 def _rdms(rng, r, s, decimals=None):
     iu = np.triu_indices(s, 1)
     out = np.zeros((r, s, s))
@@ -93,7 +82,7 @@ def _population(rng, n, noise=0.6):
 
 
 @pytest.mark.parametrize("method", ["pearson", "spearman"])
-def test_coverage_of_known_population_value(method, one_thread):
+def test_coverage_of_known_population_value(method):
     """Stimuli u ~ U(0,1)^2, neural v = u + noise; model RDM from u, target RDM from v. The
     population value is the comparison over independent pairs of stimuli (Monte Carlo, 400k
     pairs: its error, ~0.002, is small beside the interval widths, ~0.15)."""
