@@ -124,13 +124,18 @@ def main(argv: list[str] | None = None) -> None:
                        abs_compare_diff=float(abs(c_o - c_r)))
             last = (s, t_rsa)
             tail = f"{d_rdm:>11.1e} {abs(c_o - c_r):>12.1e}"
-        else:
+        elif last is not None:
             t_rsa = last[1] * (s / last[0]) ** 2  # O(s^2 d) at fixed d
             row.update(rsatoolbox_s=t_rsa, extrapolated=True)
             tail = f"{'(rsatoolbox extrapolated from ' + str(last[0]) + ')':>24}"
+        else:  # no smaller size measured to extrapolate from
+            row.update(rsatoolbox_s=None, extrapolated=None)
+            print(f"{s:>8} {t_ours:>14.4f} {'-':>13} {'-':>9} (rsatoolbox not run)", flush=True)
+            rows.append(row)
+            continue
         row["speedup"] = t_rsa / t_ours
         rows.append(row)
-        print(f"{s:>8} {t_ours:>14.3f} {t_rsa:>13.3f} {t_rsa / t_ours:>8.1f}x {tail}", flush=True)
+        print(f"{s:>8} {t_ours:>14.4f} {t_rsa:>13.3f} {t_rsa / t_ours:>8.1f}x {tail}", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
