@@ -18,6 +18,7 @@ Usage::
     python benchmarks/bench_attention.py              # 1024 x 1024, batch 1, CUDA when present
     python benchmarks/bench_attention.py --quick      # 256 x 256 on the CPU (a smoke-size run)
     python benchmarks/bench_attention.py --batch 8 --bf16 --json att.json   # bf16 autocast, JSON
+    python benchmarks/bench_attention.py --ops --img 1024   # operator counts per block (CPU profiler)
 """
 
 from __future__ import annotations
@@ -75,6 +76,40 @@ def _run_mode(mode: str, img: int, batch: int, reps: int, device: torch.device,
             "precision": "bf16" if bf16 else "fp32", "torch": torch.__version__}
 
 
+OPS = ("aten::bmm", "aten::mm", "aten::matmul", "aten::einsum", "aten::copy_", "aten::clone",
+       "aten::index", "aten::softmax")
+
+
+def _count_ops(model: torch.nn.Module, x: torch.Tensor, blocks) -> dict[str, int]:
+    """Operator calls of one ``attention_maps`` call (or of the plain forward when blocks is False)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        if blocks is False:
+            with torch.inference_mode():
+                model(x)
+        else:
+            attention_maps(model, x, blocks=blocks, reduction="received")
+    counts = {e.key: e.count for e in prof.key_averages()}
+    out = {op: counts.get(op, 0) for op in OPS}
+    out["all aten ops"] = sum(c for k, c in counts.items() if k.startswith("aten::"))
+    return out
+
+
+def _ops_table(img: int, batch: int) -> None:
+    """Operators that attention maps add over the forward: one windowed block, one global, all 12."""
+    model = _build(img, torch.device("cpu"))
+    x = torch.randn(batch, 3, img, img)
+    fwd = _count_ops(model, x, False)
+    cases = {"windowed (blocks.0)": ["blocks.0.attn"], "global (blocks.2)": ["blocks.2.attn"],
+             "all 12 blocks": None}
+    print(f"operator calls added to the forward, SAM ViT-B {img}x{img}, batch {batch}, CPU profiler")
+    print(f"{'op':16s}" + "".join(f"{c:>22s}" for c in cases))
+    rows = {c: _count_ops(model, x, b) for c, b in cases.items()}
+    for op in (*OPS, "all aten ops"):
+        print(f"{op:16s}" + "".join(f"{rows[c][op] - fwd[op]:22d}" for c in cases))
+
+
 def _run_cpu_child(mode: str, args) -> dict:
     """One mode in a fresh interpreter so its RSS peak is its own."""
     cmd = [sys.executable, __file__, "--child", mode, "--img", str(args.img), "--batch",
@@ -92,10 +127,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="256 px, CPU, 2 repetitions")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast in both modes")
     parser.add_argument("--json", help="write the rows to this file")
+    parser.add_argument("--ops", action="store_true", help="count operator calls (CPU profiler)")
     parser.add_argument("--child", choices=["forward", "maps"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
         args.img, args.reps, args.device = 256, 2, "cpu"
+    if args.ops:
+        _ops_table(args.img, args.batch)
+        return
     device = resolve_device(args.device)
     if args.child:
         print(json.dumps(_run_mode(args.child, args.img, args.batch, args.reps, device, args.bf16)))

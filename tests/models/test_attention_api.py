@@ -117,12 +117,12 @@ def test_chunked_equals_unchunked(cls):
                 torch.testing.assert_close(got[name], whole[name], atol=1e-6, rtol=0)
 
 
-def test_group_chunking_under_a_small_budget_changes_nothing(monkeypatch):
+def test_one_row_chunks_under_a_tiny_budget_change_nothing(monkeypatch):
     import cortexalign.models.attention._reduce as reduce_mod
 
     model, x = _build(SamAttention)
     whole = attention_maps(model, x, reduction="per_head")
-    monkeypatch.setattr(reduce_mod, "CHUNK_ELEMENTS", 8)  # forces one row and few groups per chunk
+    monkeypatch.setattr(reduce_mod, "CHUNK_ELEMENTS", 8)  # forces one query row (of all groups) per chunk
     got = attention_maps(model, x, reduction="per_head")
     for name in whole:
         torch.testing.assert_close(got[name], whole[name], atol=1e-6, rtol=0)

@@ -133,7 +133,7 @@ def _vit_grid(ctx: CallContext, n_patches: int) -> tuple[int, int]:
 
 
 def _mask_bias(attn_mask, is_causal: bool, n: int, device) -> Callable | None:
-    """An additive bias from SDPA-style ``attn_mask`` / ``is_causal``, sliced per chunk."""
+    """An in-place bias from SDPA-style ``attn_mask`` / ``is_causal``, added per chunk of rows."""
     if is_causal:
         attn_mask = torch.ones(n, n, dtype=torch.bool, device=device).tril()
     if attn_mask is None:
@@ -144,9 +144,8 @@ def _mask_bias(attn_mask, is_causal: bool, n: int, device) -> Callable | None:
     while mask.dim() < 4:
         mask = mask[None]
 
-    def bias(gs: slice, rows: slice) -> torch.Tensor:
-        m = mask if mask.shape[0] == 1 else mask[gs]
-        return m[:, :, rows]
+    def bias(rows: slice, scores_ghck: torch.Tensor) -> None:
+        scores_ghck += mask[:, :, rows]
 
     return bias
 
@@ -174,20 +173,25 @@ def sam_attention(module, args, kwargs, ctx: CallContext) -> QK:
 
 
 def _decomposed_rel_pos_bias(q_ghnd, rel_pos_h, rel_pos_w, hw: tuple[int, int]) -> Callable:
-    """MViTv2 / SAM decomposed relative positions (Li et al. 2022), per chunk of query rows.
+    """MViTv2 / SAM decomposed relative positions (Li et al. 2022), added per chunk of query rows.
 
     bias[q, (kh, kw)] = q . Rh[qh, kh] + q . Rw[qw, kw], with the *unscaled* query, as SAM does.
+    Both terms are computed once per block for all groups, heads and queries, as timm's
+    ``get_decomposed_rel_pos_bias`` does: (g, h, q, kh) and (g, h, q, kw), a factor kw (kh)
+    smaller than the scores. Each chunk then adds them in place with two broadcast adds.
     """
     h, w = hw
+    g, heads, n, d = q_ghnd.shape
     r_h = get_rel_pos(h, h, rel_pos_h).float()  # (qh, kh, d)
     r_w = get_rel_pos(w, w, rel_pos_w).float()  # (qw, kw, d)
+    q_ghyxd = q_ghnd.reshape(g, heads, h, w, d)
+    rel_h_ghqk = torch.einsum("ghyxd,ykd->ghyxk", q_ghyxd, r_h).reshape(g, heads, n, h, 1)
+    rel_w_ghqk = torch.einsum("ghyxd,xkd->ghyxk", q_ghyxd, r_w).reshape(g, heads, n, 1, w)
 
-    def bias(gs: slice, rows: slice) -> torch.Tensor:
-        idx = torch.arange(rows.start, rows.stop, device=q_ghnd.device)
-        q = q_ghnd[gs, :, rows]
-        rel_h = torch.einsum("ghcd,ckd->ghck", q, r_h[idx // w])
-        rel_w = torch.einsum("ghcd,ckd->ghck", q, r_w[idx % w])
-        return (rel_h[..., :, None] + rel_w[..., None, :]).flatten(-2)
+    def bias(rows: slice, scores_ghck: torch.Tensor) -> None:
+        s_ghcyx = scores_ghck.view(g, heads, -1, h, w)
+        s_ghcyx += rel_h_ghqk[:, :, rows]
+        s_ghcyx += rel_w_ghqk[:, :, rows]
 
     return bias
 
@@ -201,10 +205,10 @@ def tiny_vit_attention(module, args, kwargs, ctx: CallContext) -> QK:
     qkv = module.qkv(module.norm(x)).view(g, n, module.num_heads, -1)
     q, k, _ = qkv.split([module.key_dim, module.key_dim, module.val_dim], dim=3)
     q, k = _to_f32(q.permute(0, 2, 1, 3), k.permute(0, 2, 1, 3))
-    table, idxs = module.attention_biases.float(), module.attention_bias_idxs
+    table_hqk = module.attention_biases.float()[:, module.attention_bias_idxs]  # once per block
 
-    def bias(gs: slice, rows: slice) -> torch.Tensor:
-        return table[:, idxs[rows]][None]  # (1, h, rows, n)
+    def bias(rows: slice, scores_ghck: torch.Tensor) -> None:
+        scores_ghck += table_hqk[:, rows]
 
     gh, gw = ctx.grid()
     ws = int(ctx.parent.window_size)

@@ -5,8 +5,8 @@ Every supported attention module is described the same way, whatever its tokenis
 - ``q_ghqd`` / ``k_ghkd``: scaled queries and keys of ``g`` attention groups (``g = b * w`` with
   ``w`` windows per image, image-major, as every windowed timm block orders them; ``w = 1`` for
   global attention), ``h`` heads, ``q``/``k`` tokens, ``d`` channels.
-- ``bias``: additive score terms (relative positions, learned biases, masks), computed only for the
-  query rows and groups asked for, so no (g, h, q, k) tensor of them is ever kept.
+- ``bias``: additive score terms (relative positions, learned biases, masks), added in place to the
+  scores of the query rows asked for, so no (g, h, q, k) tensor of them is ever made.
 - ``key_tok_wk`` / ``query_tok_wq``: for each window and token, its index in the *token space* of
   the image: ``0 .. p-1`` for the ``p`` prefix tokens (CLS, registers), then ``p + row * gw + col``
   for grid position (row, col); ``-1`` for padding tokens that the block discards.
@@ -21,7 +21,7 @@ import torch
 
 __all__ = ["QK", "window_tokens", "grid_tokens"]
 
-BiasFn = Callable[[slice, slice], torch.Tensor]
+BiasFn = Callable[[slice, torch.Tensor], None]
 
 
 @dataclass
@@ -32,7 +32,8 @@ class QK:
     ----------
     q_ghqd : (g, h, q, d) queries, already multiplied by the module's scale.
     k_ghkd : (g, h, k, d) keys.
-    bias : ``bias(groups, rows) -> (g' | 1, h | 1, rows, k)`` additive scores, or None.
+    bias : ``bias(rows, scores_ghck)`` adds the score terms of query ``rows`` (all groups and
+        heads) to ``scores_ghck`` in place, or None.
     key_tok_wk : (w, k) long, token-space index of each key in each window; -1 for padding.
     query_tok_wq : (w, q) long, token-space index of each query (in the *query* grid); -1 padding.
     grid_hw : (gh, gw) the key grid (the block's input grid).

@@ -3,11 +3,13 @@
 Chunk logic (bounded memory). The probabilities of one block are (g, h, q, k): for SAM ViT-H at
 1024 px a global block has 16 x 4096 x 4096 = 268 M of them (1 GiB in float32), more than the
 image encoder's activations. Softmax normalises each query row over all keys, so rows are
-independent: we score and normalise ``chunk`` query rows at a time, for as many attention groups
-(images x windows) as fit, and fold each chunk into the reduction before the next one is made.
-With ``chunk_size=None`` the chunk holds at most ``CHUNK_ELEMENTS`` (2**22, 16 MiB of float32)
-probabilities (scores, bias and softmax output make about three such tensors at once); the accumulators are (g, h, k) (received maps) or, for rollout only, one (b, t, t)
-matrix. ``full`` is the one reduction that keeps a block's whole tensor, and only for the blocks
+independent: we score and normalise ``chunk`` query rows of *all* attention groups (images x
+windows) and heads at once, in one batched matmul, and fold each chunk into the reduction (one more
+batched matmul for received maps) before the next one is made. Only query rows are chunked, so
+the number of kernels per block is a few per chunk, not per window. With ``chunk_size=None`` the
+chunk holds at most ``CHUNK_ELEMENTS`` (2**24, 64 MiB of float32) probabilities (scores and
+softmax output are two such tensors at once; the score bias is added in place); the accumulators
+are (g, h, k) (received maps) or, for rollout only, one (b, t, t) matrix. ``full`` is the one reduction that keeps a block's whole tensor, and only for the blocks
 asked for.
 
 Each reduction is ``fn(qk, batch, chunk_size, state) -> Tensor`` in ``REDUCTIONS``; ``state`` is
@@ -25,54 +27,52 @@ from cortexalign.models.attention._layout import QK
 
 __all__ = ["REDUCTIONS", "CHUNK_ELEMENTS", "iter_probs", "ROLLOUT_MAX_TOKENS"]
 
-CHUNK_ELEMENTS = 2**22
+CHUNK_ELEMENTS = 2**24
 ROLLOUT_MAX_TOKENS = 4096
 
 
 def iter_probs(qk: QK, chunk_size: int | None,
-               rows: slice | None = None) -> Iterator[tuple[slice, slice, torch.Tensor]]:
-    """Yield ``(groups, rows, p_ghck)``: softmax(q k^T * scale + bias) for a block of groups and rows.
+               rows: slice | None = None) -> Iterator[tuple[slice, torch.Tensor]]:
+    """Yield ``(rows, p_ghck)``: softmax(q k^T * scale + bias) of all groups and heads, by query rows.
 
-    ``chunk_size`` is the number of query rows per chunk (None: as many as ``CHUNK_ELEMENTS``
-    allow); groups are split too when even one row of every group would exceed the budget.
+    All groups (images x windows) and heads are scored in one batched matmul per chunk; only the
+    query rows are chunked. ``chunk_size`` is the number of rows per chunk (None: as many as
+    ``CHUNK_ELEMENTS`` allow, at least one).
     """
     g, h, tq, _ = qk.q_ghqd.shape
     tk = qk.k_ghkd.shape[2]
     rows = rows or slice(0, tq)
-    per_row = h * tk
-    if chunk_size is None:
-        chunk = max(1, CHUNK_ELEMENTS // (g * per_row))
-        g_step = g if chunk > 1 else max(1, CHUNK_ELEMENTS // per_row)
-    else:
-        chunk, g_step = chunk_size, g
-    for g0 in range(0, g, g_step):
-        gs = slice(g0, min(g, g0 + g_step))
-        k_t = qk.k_ghkd[gs].transpose(-1, -2)
-        for r0 in range(rows.start, rows.stop, chunk):
-            rs = slice(r0, min(rows.stop, r0 + chunk))
-            scores = qk.q_ghqd[gs, :, rs] @ k_t
-            if qk.bias is not None:
-                scores += qk.bias(gs, rs)
-            yield gs, rs, scores.softmax(dim=-1)
+    chunk = chunk_size or max(1, CHUNK_ELEMENTS // (g * h * tk))
+    k_ghdk = qk.k_ghkd.transpose(-1, -2)
+    for r0 in range(rows.start, rows.stop, chunk):
+        rs = slice(r0, min(rows.stop, r0 + chunk))
+        scores_ghck = torch.matmul(qk.q_ghqd[:, :, rs], k_ghdk)
+        if qk.bias is not None:
+            qk.bias(rs, scores_ghck)
+        yield rs, scores_ghck.softmax(dim=-1)
 
 
 def _query_weights(qk: QK, batch: int) -> torch.Tensor:
-    """(g, q) weights averaging over the real (non-padding) queries of each window."""
-    valid = (qk.query_tok_wq >= 0).to(qk.q_ghqd.device, torch.float64)
-    w_wq = valid / valid.sum(dim=1, keepdim=True).clamp(min=1)
+    """(g, q) float32 weights averaging over the real (non-padding) queries of each window."""
+    valid_wq = (qk.query_tok_wq.to(qk.q_ghqd.device) >= 0).float()
+    w_wq = valid_wq / valid_wq.sum(dim=1, keepdim=True).clamp(min=1)
     return w_wq.repeat(batch, 1)
 
 
 def _to_token_space(per_key_ghk: torch.Tensor, qk: QK, batch: int) -> torch.Tensor:
-    """Scatter per-window key values (g, h, k) to the image's token space (b, h, t)."""
+    """Scatter per-window key values (g, h, k) to the image's token space (b, h, t).
+
+    Padding keys (index -1) go to a spare slot t that is dropped, so no boolean mask (and no
+    device-to-host sync) is needed.
+    """
     g, h, tk = per_key_ghk.shape
-    w = g // batch
+    w, t = g // batch, qk.num_tokens
     vals = per_key_ghk.reshape(batch, w, h, tk).permute(0, 2, 1, 3).reshape(batch, h, w * tk)
     idx = qk.key_tok_wk.flatten().to(vals.device)
-    keep = idx >= 0
-    out = vals.new_zeros(batch, h, qk.num_tokens)
-    out[:, :, idx[keep]] = vals[:, :, keep]
-    return out
+    idx = torch.where(idx >= 0, idx, t)
+    out = vals.new_zeros(batch, h, t + 1)
+    out.index_copy_(2, idx, vals)
+    return out[:, :, :t]
 
 
 def _grid(tokens_bht: torch.Tensor, qk: QK) -> torch.Tensor:
@@ -87,12 +87,12 @@ def received_per_head(qk: QK, batch: int, chunk_size: int | None, state: dict) -
     Column mean of the probabilities over the real queries of the token's window (all queries,
     prefix tokens included, for global attention); prefix and padding keys are dropped.
     """
-    g, h, _, tk = *qk.q_ghqd.shape[:3], qk.k_ghkd.shape[2]
-    w_gq = _query_weights(qk, batch)
-    acc = torch.zeros(g, h, tk, dtype=torch.float64, device=qk.q_ghqd.device)
-    for gs, rs, p in iter_probs(qk, chunk_size):
-        acc[gs] += torch.einsum("ghck,gc->ghk", p, w_gq[gs, rs].to(p.dtype)).double()
-    return _grid(_to_token_space(acc, qk, batch), qk).float()
+    g, h, tq, tk = *qk.q_ghqd.shape[:3], qk.k_ghkd.shape[2]
+    w_gh1q = _query_weights(qk, batch)[:, None, None, :].expand(g, h, 1, tq).reshape(g * h, 1, tq)
+    acc_gh1k = torch.zeros(g * h, 1, tk, device=qk.q_ghqd.device)
+    for rs, p in iter_probs(qk, chunk_size):  # acc += w[rows] @ p: one batched matmul per chunk
+        acc_gh1k.baddbmm_(w_gh1q[:, :, rs], p.reshape(g * h, -1, tk))
+    return _grid(_to_token_space(acc_gh1k.view(g, h, tk), qk, batch), qk)
 
 
 def received(qk: QK, batch: int, chunk_size: int | None, state: dict) -> torch.Tensor:
@@ -106,19 +106,16 @@ def cls(qk: QK, batch: int, chunk_size: int | None, state: dict) -> torch.Tensor
         raise InputError("reduction", "a model with a CLS token for reduction='cls'",
                          "a block without one (windowed, or no class token)",
                          "use reduction='received' (attention received per token) instead")
-    g, h = qk.q_ghqd.shape[:2]
-    out = torch.zeros(g, h, qk.k_ghkd.shape[2], device=qk.q_ghqd.device)
-    for gs, _, p in iter_probs(qk, chunk_size, rows=slice(0, 1)):
-        out[gs] = p[:, :, 0]
-    return _grid(_to_token_space(out, qk, batch), qk).mean(dim=1)
+    _, p = next(iter_probs(qk, chunk_size, rows=slice(0, 1)))
+    return _grid(_to_token_space(p[:, :, 0], qk, batch), qk).mean(dim=1)
 
 
 def full(qk: QK, batch: int, chunk_size: int | None, state: dict) -> torch.Tensor:
     """(g, h, q, k): the probabilities as the module computes them (g = images x windows)."""
     g, h, tq, _ = qk.q_ghqd.shape
     out = torch.empty(g, h, tq, qk.k_ghkd.shape[2], device=qk.q_ghqd.device)
-    for gs, rs, p in iter_probs(qk, chunk_size):
-        out[gs, :, rs] = p
+    for rs, p in iter_probs(qk, chunk_size):
+        out[:, :, rs] = p
     return out
 
 
@@ -131,10 +128,10 @@ def _head_mean_matrix(qk: QK, batch: int, chunk_size: int | None) -> torch.Tenso
     q_tok = qk.query_tok_wq.to(dev).repeat(batch, 1)  # (g, q)
     k_tok = qk.key_tok_wk.to(dev).repeat(batch, 1)  # (g, k)
     img = torch.arange(batch, device=dev).repeat_interleave(w)  # (g,)
-    for gs, rs, p in iter_probs(qk, chunk_size):
+    for rs, p in iter_probs(qk, chunk_size):
         p_gck = p.mean(dim=1)
-        qi, ki = q_tok[gs, rs], k_tok[gs]
-        bi = img[gs][:, None, None].expand_as(p_gck)
+        qi, ki = q_tok[:, rs], k_tok
+        bi = img[:, None, None].expand_as(p_gck)
         sel = (qi[:, :, None] >= 0) & (ki[:, None, :] >= 0)
         a_btt[bi[sel], qi[:, :, None].expand_as(p_gck)[sel], ki[:, None, :].expand_as(p_gck)[sel]] = p_gck[sel]
     # padding keys took part in the softmax but are not tokens: renormalise the real rows
