@@ -128,6 +128,26 @@ def test_one_row_chunks_under_a_tiny_budget_change_nothing(monkeypatch):
         torch.testing.assert_close(got[name], whole[name], atol=1e-6, rtol=0)
 
 
+def test_all_windows_and_heads_are_scored_in_one_matmul_per_row_chunk(monkeypatch):
+    """Batched scoring: each chunk holds every group (images x windows) and head; only rows split."""
+    import cortexalign.models.attention._reduce as reduce_mod
+
+    model, x = _build(SamAttention)  # blocks.0: 5x5 grid padded to 9 windows of 2x2, batch 2
+    shapes = []
+    real_matmul = torch.matmul
+
+    def counting_matmul(a, b):
+        shapes.append(tuple(a.shape))
+        return real_matmul(a, b)
+
+    monkeypatch.setattr(reduce_mod.torch, "matmul", counting_matmul)
+    attention_maps(model, x, blocks=["blocks.0.attn"], chunk_size=3)
+    monkeypatch.undo()
+    heads = model.blocks[0].attn.num_heads
+    d = model.blocks[0].attn.qkv.in_features // heads
+    assert shapes == [(2 * 9, heads, 3, d), (2 * 9, heads, 1, d)]  # 4 query rows per window: 3 + 1
+
+
 def test_rollout_chunked_and_over_windowed_blocks_matches_block_diagonal_formula():
     model, x = _build(SamAttention)
     names = ["blocks.0.attn", "blocks.1.attn"]  # windowed (padded 5x5 grid in 2x2 windows), global

@@ -84,7 +84,8 @@ def _linear_rows(lin: torch.nn.Linear, x: torch.Tensor, n_rows: int) -> torch.Te
     return F.linear(x, lin.weight[:n_rows], bias)
 
 
-def _windows(ctx: CallContext, g: int, win_hw: tuple[int, int]) -> tuple[tuple[int, int], torch.Tensor]:
+def _windows(ctx: CallContext, g: int, win_hw: tuple[int, int],
+             device: torch.device) -> tuple[tuple[int, int], torch.Tensor]:
     """Grid, and token placement of the windows of a windowed block (one window when global)."""
     gh, gw = ctx.grid()
     nh, nw = math.ceil(gh / win_hw[0]), math.ceil(gw / win_hw[1])
@@ -93,7 +94,7 @@ def _windows(ctx: CallContext, g: int, win_hw: tuple[int, int]) -> tuple[tuple[i
                          f"{gh}x{gw} grid", f"{g} attention groups",
                          "this block partitions tokens in a way the handler does not know; "
                          "register a handler for it")
-    return (gh, gw), window_tokens((gh, gw), win_hw, (nh, nw))
+    return (gh, gw), window_tokens((gh, gw), win_hw, (nh, nw), device=device)
 
 
 def _to_f32(*ts: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -113,7 +114,7 @@ def vit_attention(module, args, kwargs, ctx: CallContext) -> QK:
     attn_mask = kwargs.get("attn_mask", args[1] if len(args) > 1 else None)
     is_causal = kwargs.get("is_causal", args[2] if len(args) > 2 else False)
     bias = _mask_bias(attn_mask, is_causal, n, q.device)
-    tok = grid_tokens((gh, gw), num_prefix)
+    tok = grid_tokens((gh, gw), num_prefix, device=q.device)
     return QK(q * module.scale, k, bias, tok, tok, (gh, gw), (gh, gw), num_prefix,
               has_cls=bool(getattr(ctx.root, "has_class_token", False)) and num_prefix > 0)
 
@@ -168,7 +169,7 @@ def sam_attention(module, args, kwargs, ctx: CallContext) -> QK:
         rope = module.rope.get_embed()
         q, k = apply_rot_embed_cat(q, rope), apply_rot_embed_cat(k, rope)
     q, k = _to_f32(q, k)
-    grid, tok = _windows(ctx, g, (wh, ww))
+    grid, tok = _windows(ctx, g, (wh, ww), q.device)
     return QK(q * module.scale, k, bias, tok, tok, grid, grid)
 
 
@@ -213,7 +214,7 @@ def tiny_vit_attention(module, args, kwargs, ctx: CallContext) -> QK:
     gh, gw = ctx.grid()
     ws = int(ctx.parent.window_size)
     win = (gh, gw) if (gh, gw) == (ws, ws) else (ws, ws)
-    grid, tok = _windows(ctx, g, win)
+    grid, tok = _windows(ctx, g, win, q.device)
     return QK(q * module.scale, k, bias, tok, tok, grid, grid)
 
 
@@ -232,11 +233,11 @@ def hieradet_attention(module, args, kwargs, ctx: CallContext) -> QK:
         qh, qw = q.shape[1:3]
         q = q.reshape(g, qh * qw, heads, -1)
     q, k = _to_f32(q.transpose(1, 2), k.transpose(1, 2))
-    grid, key_tok = _windows(ctx, g, (wh, ww))
+    grid, key_tok = _windows(ctx, g, (wh, ww), q.device)
     sh, sw = wh // qh, ww // qw
     q_grid = (grid[0] // sh, grid[1] // sw)
     n_win = (math.ceil(grid[0] / wh), math.ceil(grid[1] / ww))
-    query_tok = window_tokens(q_grid, (qh, qw), n_win)
+    query_tok = window_tokens(q_grid, (qh, qw), n_win, device=q.device)
     return QK(q * module.scale, k, None, key_tok, query_tok, grid, q_grid)
 
 

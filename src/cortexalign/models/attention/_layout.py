@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 
@@ -71,20 +72,26 @@ class QK:
         assert self.query_tok_wq.shape == (w, tq), "query placement shape"
 
 
+@lru_cache(maxsize=64)
 def window_tokens(grid_hw: tuple[int, int], win_hw: tuple[int, int], n_win_hw: tuple[int, int],
-                  num_prefix: int = 0) -> torch.Tensor:
+                  num_prefix: int = 0, device: torch.device | None = None) -> torch.Tensor:
     """Token-space index of every token of every window, -1 where the window is padding.
 
     Windows are row-major over the padded grid and tokens row-major inside a window, which is the
-    order of ``window_partition`` in timm's SAM, SAM 2 (HieraDet) and TinyViT blocks.
+    order of ``window_partition`` in timm's SAM, SAM 2 (HieraDet) and TinyViT blocks. Built on
+    ``device`` and cached (treat the result as read-only), so repeated calls copy nothing from
+    the host.
 
     Returns
     -------
     tok_wt : (n_win_h * n_win_w, win_h * win_w) long.
     """
     (gh, gw), (wh, ww), (nh, nw) = grid_hw, win_hw, n_win_hw
-    rows = (torch.arange(nh)[:, None] * wh + torch.arange(wh)[None, :])  # (nh, wh)
-    cols = (torch.arange(nw)[:, None] * ww + torch.arange(ww)[None, :])  # (nw, ww)
+    def ar(n: int) -> torch.Tensor:
+        return torch.arange(n, device=device)
+
+    rows = ar(nh)[:, None] * wh + ar(wh)[None, :]  # (nh, wh)
+    cols = ar(nw)[:, None] * ww + ar(ww)[None, :]  # (nw, ww)
     r = rows[:, None, :, None].expand(nh, nw, wh, ww)
     c = cols[None, :, None, :].expand(nh, nw, wh, ww)
     tok = num_prefix + r * gw + c
@@ -92,6 +99,10 @@ def window_tokens(grid_hw: tuple[int, int], win_hw: tuple[int, int], n_win_hw: t
     return tok.reshape(nh * nw, wh * ww)
 
 
-def grid_tokens(grid_hw: tuple[int, int], num_prefix: int = 0) -> torch.Tensor:
-    """Token-space indices of a global attention over prefix + grid tokens: ``(1, p + gh * gw)``."""
-    return torch.arange(num_prefix + grid_hw[0] * grid_hw[1])[None, :]
+@lru_cache(maxsize=64)
+def grid_tokens(grid_hw: tuple[int, int], num_prefix: int = 0,
+                device: torch.device | None = None) -> torch.Tensor:
+    """Token-space indices of a global attention over prefix + grid tokens: ``(1, p + gh * gw)``.
+
+    Built on ``device`` and cached (read-only), like ``window_tokens``."""
+    return torch.arange(num_prefix + grid_hw[0] * grid_hw[1], device=device)[None, :]
