@@ -148,6 +148,17 @@ def test_all_windows_and_heads_are_scored_in_one_matmul_per_row_chunk(monkeypatc
     assert shapes == [(2 * 9, heads, 3, d), (2 * 9, heads, 1, d)]  # 4 query rows per window: 3 + 1
 
 
+@pytest.mark.parametrize("reduction", ["received", "per_head", "full", "rollout"])
+def test_bf16_autocast_gives_float32_maps_close_to_float32(reduction):
+    model, x = _build(SamAttention)
+    ref = attention_maps(model, x, reduction=reduction)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = attention_maps(model, x, reduction=reduction)
+    for name in ref:
+        assert got[name].dtype == torch.float32, name
+        torch.testing.assert_close(got[name], ref[name], atol=1e-2, rtol=0, msg=name)
+
+
 def test_rollout_chunked_and_over_windowed_blocks_matches_block_diagonal_formula():
     model, x = _build(SamAttention)
     names = ["blocks.0.attn", "blocks.1.attn"]  # windowed (padded 5x5 grid in 2x2 windows), global

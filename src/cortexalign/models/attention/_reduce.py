@@ -49,7 +49,7 @@ def iter_probs(qk: QK, chunk_size: int | None,
         scores_ghck = torch.matmul(qk.q_ghqd[:, :, rs], k_ghdk)
         if qk.bias is not None:
             qk.bias(rs, scores_ghck)
-        yield rs, scores_ghck.softmax(dim=-1)
+        yield rs, scores_ghck.softmax(dim=-1, dtype=torch.float32)  # float32 under autocast too
 
 
 def _query_weights(qk: QK, batch: int) -> torch.Tensor:
@@ -90,8 +90,10 @@ def received_per_head(qk: QK, batch: int, chunk_size: int | None, state: dict) -
     g, h, tq, tk = *qk.q_ghqd.shape[:3], qk.k_ghkd.shape[2]
     w_gh1q = _query_weights(qk, batch)[:, None, None, :].expand(g, h, 1, tq).reshape(g * h, 1, tq)
     acc_gh1k = torch.zeros(g * h, 1, tk, device=qk.q_ghqd.device)
+    no_autocast = torch.autocast(acc_gh1k.device.type, enabled=False)  # fold in float32
     for rs, p in iter_probs(qk, chunk_size):  # acc += w[rows] @ p: one batched matmul per chunk
-        acc_gh1k.baddbmm_(w_gh1q[:, :, rs], p.reshape(g * h, -1, tk))
+        with no_autocast:
+            acc_gh1k.baddbmm_(w_gh1q[:, :, rs], p.reshape(g * h, -1, tk))
     return _grid(_to_token_space(acc_gh1k.view(g, h, tk), qk, batch), qk)
 
 
@@ -161,7 +163,8 @@ def rollout(qk: QK, batch: int, chunk_size: int | None, state: dict) -> torch.Te
                          f"{prev.shape[-1]} tokens then {t}", "roll out within one stage")
     a_btt = 0.5 * _head_mean_matrix(qk, batch, chunk_size)
     a_btt.diagonal(dim1=-2, dim2=-1).add_(0.5)
-    r_btt = a_btt if prev is None else a_btt @ prev
+    with torch.autocast(a_btt.device.type, enabled=False):  # the running product stays float32
+        r_btt = a_btt if prev is None else a_btt @ prev
     state["rollout"] = r_btt
     p = qk.num_prefix
     rows = r_btt[:, :1, p:] if qk.has_cls else r_btt[:, :, p:]
