@@ -26,10 +26,20 @@ __all__ = ["RDM_COMPARISONS", "compare_rdms", "compare_vectors", "average_ranks"
            "weighted_ranks", "rdm_vectors"]
 
 
+def _sort_rows(x_bp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted rows and their order. Tie order is irrelevant (ties share their average rank), so
+    on the CPU NumPy's introsort is used: about 2x faster than torch's sort on 3 M values."""
+    if x_bp.device.type == "cpu" and not x_bp.requires_grad:
+        order = np.argsort(x_bp.numpy(), axis=1)
+        order_bp = torch.from_numpy(order)
+        return torch.gather(x_bp, 1, order_bp), order_bp
+    return torch.sort(x_bp, dim=1)
+
+
 def average_ranks(x_bp: torch.Tensor) -> torch.Tensor:
     """(b, p) -> (b, p) ranks along the last dim, ties averaged (``scipy.stats.rankdata``)."""
     b, p = x_bp.shape
-    sorted_bp, order_bp = torch.sort(x_bp, dim=1, stable=True)
+    sorted_bp, order_bp = _sort_rows(x_bp)
     new = torch.ones(b, p, dtype=torch.bool, device=x_bp.device)
     new[:, 1:] = sorted_bp[:, 1:] != sorted_bp[:, :-1]
     gid = torch.cumsum(new.reshape(-1), 0) - 1  # every row starts a new group: ids are global
@@ -133,8 +143,9 @@ def rdm_vectors(x, name: str, device: torch.device) -> torch.Tensor:
     if t.shape[1] != t.shape[2] or t.shape[1] < 3:
         raise InputError(name, "square RDMs over at least 3 stimuli, shape (s, s) or (r, s, s)",
                          f"shape {tuple(t.shape)}", "pass RDMs, not features (see compute_rdm)")
-    scale = float(t.abs().max().clamp_min(1.0))
-    if not torch.allclose(t, t.transpose(1, 2), atol=1e-6 * scale, rtol=0.0):
+    scale = float(t.abs().amax().clamp_min(1.0))
+    # one subtraction and a max: allclose's isclose builds several full-size temporaries
+    if float((t - t.transpose(1, 2)).abs_().amax()) > 1e-6 * scale:
         raise InputError(name, "symmetric RDMs", "an asymmetric matrix",
                          "symmetrise with (R + R.T) / 2 if it is a rounding issue")
     vec = upper_tri(t)
