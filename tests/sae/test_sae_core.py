@@ -37,7 +37,10 @@ def test_shapes_and_sparsity(arch):
     if arch == "batch_topk":
         assert (z > 0).sum() <= 3 * 10
         sae.eval()  # threshold rule: a token's code no longer depends on its batch
-        torch.testing.assert_close(sae.encode(x[:1]), sae.encode(x)[:1])
+        # fresh tokens: the batch that set the threshold holds a value exactly at it, which
+        # float rounding of a different batch size can put on either side
+        x2 = torch.randn(10, 8, generator=torch.Generator().manual_seed(1))
+        torch.testing.assert_close(sae.encode(x2[:1]), sae.encode(x2)[:1])
 
 
 def test_relu_tied_matches_the_seed_equations():
