@@ -132,25 +132,7 @@ def run_status(out: str | os.PathLike[str]) -> list[RunStatus]:
 
 
 def export_frame(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
-    """Write ``frame`` to ``path`` as CSV or Parquet (by suffix; DuckDB writes, no pyarrow),
-    atomically: a temp file beside it is renamed into place."""
-    import uuid
+    """``cortexalign.results.export_frame`` with the CLI's parameter name (``--export``)."""
+    from cortexalign.results import export_frame as _export
 
-    import duckdb
-
-    from cortexalign.results import EXPORT_FORMATS
-
-    out = Path(path)
-    fmt = EXPORT_FORMATS.get(out.suffix.lower())
-    if fmt is None:
-        raise InputError("export", f"a file ending in {' or '.join(EXPORT_FORMATS)}",
-                         repr(str(path)), "name the export e.g. scores.csv or scores.parquet")
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with duckdb.connect() as con:
-            con.register("frame", frame)
-            con.execute(f"COPY frame TO '{str(tmp).replace(chr(39), chr(39) * 2)}' ({fmt})")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+    return _export(frame, path, parameter="export")

@@ -30,6 +30,7 @@ import pandas as pd
 
 from cortexalign import __version__
 from cortexalign.errors import InputError
+from cortexalign.results._export import EXPORT_FORMATS, export_frame
 from cortexalign.results._manifest import git_revision, hardware, package_versions
 from cortexalign.results._schema import (
     DDL,
@@ -43,7 +44,6 @@ from cortexalign.results._schema import (
 __all__ = ["ResultsStore", "RUN_STATUSES", "EXPORT_FORMATS"]
 
 RUN_STATUSES = ("running", "finished", "failed", "interrupted")
-EXPORT_FORMATS = {".csv": "FORMAT csv, HEADER", ".parquet": "FORMAT parquet"}
 _FILTERS = ("run_id", "job_key", "model", "model_id", "layer", "target", "metric", "config_hash")
 
 
@@ -314,20 +314,7 @@ class ResultsStore:
     def export(self, path: str | os.PathLike[str], table: str = "scores") -> Path:
         """Write a table to ``path`` as CSV or Parquet (chosen by the suffix), atomically."""
         _check_table(table)
-        out = Path(path)
-        fmt = EXPORT_FORMATS.get(out.suffix.lower())
-        if fmt is None:
-            raise InputError("path", f"a file ending in {' or '.join(EXPORT_FORMATS)}",
-                             repr(str(path)), "name the export e.g. scores.csv or scores.parquet")
-        tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
-        quoted = str(tmp).replace("'", "''")
-        try:
-            with self._connect() as con:
-                con.execute(f"COPY (SELECT * FROM {table}) TO '{quoted}' ({fmt})")
-            os.replace(tmp, out)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return out
+        return export_frame(self.frame(table), path)
 
 
 def _check_key(job_key: str) -> None:
