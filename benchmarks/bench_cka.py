@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 
 import numpy as np
+from _timing import best_of  # noqa: E402  (sibling module: run as a script)
 
 
 def _center(k):
@@ -45,14 +45,6 @@ def numpy_cka(x, y, kind):
     kc, lc = _center(k), _center(l_)
     return np.sum(kc * lc) / np.sqrt(np.sum(kc * kc) * np.sum(lc * lc))
 
-
-def _best(fn, repeats):
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -89,8 +81,8 @@ def main(argv: list[str] | None = None) -> None:
         y = x[:, :50] @ rng.normal(size=(50, args.neuroids)) + rng.normal(size=(s, args.neuroids))
         for kind in args.kinds:
             cka(x[:20], y[:20], kind, device=args.device)  # warm-up (CUDA context, kernels)
-            t_o, v_o = _best(lambda: cka(x, y, kind, device=args.device), args.repeats)  # noqa: B023
-            t_n, v_n = _best(lambda: numpy_cka(x, y, kind), args.repeats)  # noqa: B023
+            t_o, v_o = best_of(lambda: cka(x, y, kind, device=args.device), args.repeats)  # noqa: B023
+            t_n, v_n = best_of(lambda: numpy_cka(x, y, kind), args.repeats)  # noqa: B023
             print(f"{kind:>16} {s:>8} {t_o:>14.3f} {t_n:>9.3f} {t_n / t_o:>8.1f}x "
                   f"{abs(v_o - v_n):>9.1e}", flush=True)
             rows.append({"kind": kind, "stimuli": s, "features": args.features,

@@ -21,18 +21,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 
 import numpy as np
-
-
-def _best(fn, repeats: int) -> tuple[float, object]:
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+from _timing import best_of  # noqa: E402  (sibling module: run as a script)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -90,9 +81,9 @@ def main(argv: list[str] | None = None) -> None:
             return rdm, rsatoolbox.rdm.compare(rdm, target_rsa, rsa_compare)[0, 0]
 
         ours()  # warm-up (CUDA context, kernel selection); not timed
-        t_ours, (rdm_o, c_o) = _best(ours, args.repeats)
+        t_ours, (rdm_o, c_o) = best_of(ours, args.repeats)
         rdm_o = rdm_o.cpu().numpy()
-        t_np, (_, c_np) = _best(ours_numpy, args.repeats)
+        t_np, (_, c_np) = best_of(ours_numpy, args.repeats)
         assert abs(c_np - c_o) <= 1e-12, (c_np, c_o)
         row = {"stimuli": s, "features": args.features, "device": args.device, "gpu": dev_name,
                "threads": args.threads, "cortexalign_s": t_ours, "numpy_roundtrip_s": t_np,
@@ -113,12 +104,12 @@ def main(argv: list[str] | None = None) -> None:
                 return c
 
             resident()
-            t_res, c_res = _best(resident, args.repeats)
+            t_res, c_res = best_of(resident, args.repeats)
             row.update(device_resident_s=t_res,
                        device_resident_compare_diff=float(abs(float(c_res[0, 0]) - c_o)))
             print(f"{'':>8} on-device tensors (no host copies): {t_res:.4f} s", flush=True)
         if args.peer_max is None or s <= args.peer_max:
-            t_rsa, (rdm_r, c_r) = _best(theirs, args.peer_repeats or args.repeats)
+            t_rsa, (rdm_r, c_r) = best_of(theirs, args.peer_repeats or args.repeats)
             d_rdm = float(np.abs(rdm_o - rdm_r.get_matrices()[0]).max())
             row.update(rsatoolbox_s=t_rsa, extrapolated=False, max_abs_rdm_diff=d_rdm,
                        abs_compare_diff=float(abs(c_o - c_r)))

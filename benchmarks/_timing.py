@@ -1,0 +1,16 @@
+"""Timing helper shared by the benchmark scripts (run as `python benchmarks/bench_*.py`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+def best_of(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
+    """The fastest of ``repeats`` wall-clock runs of ``fn()`` and the last result."""
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
