@@ -216,3 +216,23 @@ def test_paired_model_comparison_matches_stats(rng):
     assert got.loc[0, "layer_a"] == "l1"  # best layer of A
     assert got.loc[0, "mean_diff"] == pytest.approx(ref.observed)
     assert got.loc[0, "p_value"] == ref.p_value == got.loc[0, "p_fdr"]
+
+
+def test_grid_fdr_is_benjamini_hochberg_within_each_family(rng):
+    from scipy.stats import false_discovery_control
+
+    from cortexalign.bench import grid_fdr
+
+    p = rng.uniform(0, 0.2, size=8)
+    frame = pd.DataFrame({
+        "model": ["m"] * 8, "layer": [f"l{i % 4}" for i in range(8)],
+        "target": ["allen/VISp"] * 4 + ["allen/VISl"] * 4,
+        "metric": ["rsa"] * 4 + ["map_pearson"] * 4, "p_value": p,
+        "extra": [json.dumps({"target_source": "allen"})] * 8})
+    got = grid_fdr(frame, by=("metric",))
+    for metric in ("rsa", "map_pearson"):
+        sel = (frame["metric"] == metric).to_numpy()
+        np.testing.assert_allclose(got.loc[sel, "p_adjusted"], false_discovery_control(p[sel]))
+    assert (got["p_adjusted"] >= got["p_value"]).all()
+    with pytest.raises(InputError, match="by"):
+        grid_fdr(frame, by=("area",))
