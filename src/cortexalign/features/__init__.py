@@ -1,6 +1,7 @@
 """Features: batched extraction with pooling, and the content-addressed zarr feature cache."""
 
 from cortexalign.features._cache import EXTRACTION_VERSION, CacheSummary, FeatureCache, feature_key
+from cortexalign.features._cache_view import CachedArray, CacheIntegrityError
 from cortexalign.features._extract import (
     DTYPES,
     PRECISIONS,
@@ -12,3 +13,4 @@ from cortexalign.features._pooling import POOLINGS, pool
 
 __all__ = ["extract_features", "Features", "feature_keys", "POOLINGS", "pool", "PRECISIONS",
            "DTYPES", "FeatureCache", "CacheSummary", "feature_key", "EXTRACTION_VERSION"]
+__all__ += ["CachedArray", "CacheIntegrityError"]

@@ -14,6 +14,8 @@ the entry is written and fsynced in a temp directory in the same root and rename
 run killed mid-write leaves only a temp directory that no reader looks at and that a later
 ``FeatureCache`` removes. A read validates the entry (metadata present, shape, dtype and a sha256 of
 the values); anything that fails is a miss, the entry is discarded and the caller recomputes.
+``open`` reads an entry lazily, chunk by chunk, each chunk checked against its own sha256
+(``chunk_sha256``, written by ``put``) before it is used (``_cache_view.CachedArray``).
 (The same habits as saev's activation shards: content-addressed, metadata beside the data.)
 """
 
@@ -38,8 +40,10 @@ import zarr
 
 from cortexalign import __version__
 from cortexalign.errors import InputError
+from cortexalign.features._cache_view import CachedArray, CacheIntegrityError, chunk_digests
 
-__all__ = ["EXTRACTION_VERSION", "FeatureCache", "CacheSummary", "feature_key"]
+__all__ = ["EXTRACTION_VERSION", "FeatureCache", "CacheSummary", "CachedArray",
+           "CacheIntegrityError", "feature_key"]
 
 #: Bump when a change in the extraction code changes the values it produces.
 EXTRACTION_VERSION = "1"
@@ -162,7 +166,8 @@ class FeatureCache:
         """Store ``values`` under ``key`` atomically and return the entry directory.
 
         ``metadata`` must be JSON-serialisable; the cache adds the key, shape, dtype, a sha256 of
-        the values, the cortexalign version and the creation time. If a valid entry already exists
+        the values and of each stored chunk of rows (``chunk_rows``, ``chunk_sha256``: what
+        :meth:`open` verifies), the cortexalign version and the creation time. If a valid entry already exists
         (another process wrote it first) it is kept and the new copy dropped.
         """
         dest = self.path(key)
@@ -171,8 +176,10 @@ class FeatureCache:
             raise InputError("values", "a numeric array with at least one dimension",
                              f"{values.dtype} array of shape {values.shape}", "pass the feature array")
         meta = dict(metadata or {})
+        rows = min(max(1, _CHUNK_BYTES // max(1, values[:1].nbytes)), max(1, values.shape[0]))
         meta.update(key=key, shape=list(values.shape), dtype=str(values.dtype),
-                    sha256=_sha256_array(values), cortexalign_version=__version__,
+                    sha256=_sha256_array(values), chunk_rows=rows,
+                    chunk_sha256=chunk_digests(values, rows), cortexalign_version=__version__,
                     created=datetime.now(UTC).isoformat(), cache_format=CACHE_FORMAT)
         try:
             blob = json.dumps(meta, sort_keys=True, indent=1)
@@ -182,9 +189,8 @@ class FeatureCache:
         tmp = self.root / f"{_TMP}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         try:
             group = zarr.open_group(tmp, mode="w-")
-            rows = max(1, _CHUNK_BYTES // max(1, values[:1].nbytes))
             arr = group.create_array(ARRAY_NAME, shape=values.shape, dtype=values.dtype,
-                                     chunks=(min(rows, values.shape[0]), *values.shape[1:]))
+                                     chunks=(rows, *values.shape[1:]))
             arr[...] = values
             (tmp / META_FILE).write_text(blob)  # written last: its presence marks completion
             _fsync_tree(tmp)
@@ -260,6 +266,59 @@ class FeatureCache:
             self._discard(dest)
             return None
         return values, meta
+
+    def open(self, key: str, verify: bool = True) -> CachedArray | None:
+        """A read-only lazy view of entry ``key`` (nothing read yet), or None on a miss.
+
+        The view has ``shape``, ``dtype``, ``view[a:b]`` (rows) and ``iter_chunks(rows)``; only
+        the chunks holding the requested rows are decoded. With ``verify``, every chunk is checked
+        against its sha256 before any of its rows is returned; a chunk that fails discards the
+        entry, warns and raises :class:`CacheIntegrityError` (corrupt data is never returned).
+        Entries written before per-chunk digests existed are verified here in one streaming pass
+        against their whole-array sha256 (a mismatch is a miss, as in :meth:`get`).
+        """
+        dest = self.path(key)
+        meta = self._read_meta_checked(dest) if dest.is_dir() else None
+        if meta is None:
+            if dest.is_dir():
+                self._warn_discard(key, dest)
+            return None
+        arr = zarr.open_array(dest / ARRAY_NAME, mode="r")
+
+        def corrupt(what: str) -> None:
+            self._warn_discard(key, dest)
+            raise CacheIntegrityError(f"feature cache entry {key[:12]}... in {self.root}: {what}; "
+                                      "the entry was discarded: recompute the features")
+
+        if not verify:
+            return CachedArray(arr, meta, None, corrupt)
+        digests = meta.get("chunk_sha256")
+        if meta.get("chunk_rows") != arr.chunks[0] or not isinstance(digests, list):
+            digests = self._stream_digests(arr, meta)  # an entry from before per-chunk digests
+        view = CachedArray(arr, meta, digests, corrupt) if digests is not None else None
+        if view is None or len(digests) != -(-arr.shape[0] // arr.chunks[0]):
+            self._warn_discard(key, dest)
+            return None
+        return view
+
+    @staticmethod
+    def _stream_digests(arr: Any, meta: dict[str, Any]) -> list[str] | None:
+        """Per-chunk digests of an entry whose whole-array sha256 matches, read chunk by chunk."""
+        whole, rows, digests = hashlib.sha256(), int(arr.chunks[0]), []
+        try:
+            for r0 in range(0, arr.shape[0], rows):
+                block = np.ascontiguousarray(arr[r0:r0 + rows])
+                whole.update(block.view(np.uint8).reshape(-1))
+                digests += chunk_digests(block, rows)
+        except Exception:  # a damaged chunk can fail in any codec
+            return None
+        return digests if whole.hexdigest() == meta.get("sha256") else None
+
+    def _warn_discard(self, key: str, dest: Path) -> None:
+        warnings.warn(f"feature cache entry {key[:12]}... in {self.root} is incomplete or "
+                      "corrupt; discarding it (it will be recomputed)", RuntimeWarning,
+                      stacklevel=3)
+        self._discard(dest)
 
     def metadata(self, key: str) -> dict[str, Any] | None:
         """The metadata of a complete entry without reading the values."""

@@ -14,7 +14,9 @@ from cortexalign.metrics._maps import MAP_MEASURES, MAP_SCALINGS, compare_maps, 
 from cortexalign.metrics._rdm import RDM_METHODS, compute_rdm, compute_rdms
 from cortexalign.metrics._registry import METRICS
 from cortexalign.metrics._score import Score
+from cortexalign.metrics._streaming import streaming_cka, streaming_rdm
 
 __all__ = ["METRICS", "Score", "score", "list_metrics", "compute_rdm", "compute_rdms",
            "compare_rdms", "cka", "RDM_METHODS", "RDM_COMPARISONS", "CKA_KINDS"]
 __all__ += ["MAP_MEASURES", "MAP_SCALINGS", "compare_maps", "map_score"]
+__all__ += ["streaming_rdm", "streaming_cka"]

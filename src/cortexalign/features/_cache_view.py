@@ -1,0 +1,154 @@
+"""A read-only, lazy view of one feature-cache entry, verified chunk by chunk as it is read.
+
+``FeatureCache.open(key)`` returns a :class:`CachedArray`. Nothing is read until rows are asked
+for; then only the zarr chunks (rows along the first axis) that hold them are decoded. Every chunk
+is checked against its sha256 *before* any of its rows is handed out, so corrupt data is never
+used, and no step needs the whole array in memory:
+
+- entries written by this version store one digest per chunk (``chunk_sha256`` in the metadata);
+- older entries only have the whole-array ``sha256``: ``open`` streams through them once, chunk by
+  chunk, hashing incrementally, and keeps the per-chunk digests of that pass (32 bytes a chunk) for
+  the reads that follow. An entry whose whole digest does not match is a miss, as with ``get``.
+
+A chunk that fails its digest (or cannot be decoded) later on discards the entry, warns, and
+raises :class:`CacheIntegrityError`: the rows already read were verified, the rest is not used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from cortexalign.errors import InputError
+
+__all__ = ["CacheIntegrityError", "CachedArray", "chunk_digests"]
+
+
+class CacheIntegrityError(RuntimeError):
+    """A cached chunk does not match the checksum recorded when it was written."""
+
+
+def chunk_digests(values: np.ndarray, chunk_rows: int) -> list[str]:
+    """sha256 of the C-order bytes of each block of ``chunk_rows`` rows."""
+    return [_sha256(values[i:i + chunk_rows]) for i in range(0, values.shape[0], chunk_rows)]
+
+
+def _sha256(block: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(block).view(np.uint8).reshape(-1)).hexdigest()
+
+
+class CachedArray:
+    """Lazy (s, ...) view of a cached feature array; rows are read and verified on demand.
+
+    Parameters
+    ----------
+    array : the entry's zarr array, chunked along the first axis only.
+    metadata : the entry's metadata (``FeatureCache.metadata``).
+    digests : sha256 per chunk, or None to read without verification (``verify=False``).
+    on_corrupt : called with a message when a chunk fails; it discards the entry and raises.
+
+    Attributes
+    ----------
+    shape, dtype, ndim, nbytes : of the whole array (nothing is read to know them).
+    chunk_rows : rows per stored chunk; reads are cheapest in multiples of it.
+    metadata : what produced the values (model, layer, stimulus ids, ...).
+    """
+
+    def __init__(self, array: Any, metadata: dict[str, Any], digests: list[str] | None,
+                 on_corrupt: Callable[[str], None]):
+        self._arr = array
+        self.metadata = metadata
+        self.shape: tuple[int, ...] = tuple(int(n) for n in array.shape)
+        self.dtype = np.dtype(array.dtype)
+        self.chunk_rows = int(array.chunks[0])
+        n_chunks = -(-self.shape[0] // self.chunk_rows)
+        assert digests is None or len(digests) == n_chunks, (len(digests), n_chunks)
+        self._digests = digests
+        self._on_corrupt = on_corrupt
+        self._last: tuple[int, np.ndarray] | None = None  # one decoded chunk, for small reads
+
+    def __repr__(self) -> str:
+        return (f"CachedArray(shape={self.shape}, dtype={self.dtype}, chunk_rows={self.chunk_rows},"
+                f" verified={self._digests is not None})")
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _chunk(self, c: int) -> np.ndarray:
+        """Decoded, verified, read-only chunk ``c``."""
+        if self._last is not None and self._last[0] == c:
+            return self._last[1]
+        r0, r1 = c * self.chunk_rows, min((c + 1) * self.chunk_rows, self.shape[0])
+        try:
+            block = np.asarray(self._arr[r0:r1])
+        except Exception as exc:  # a damaged chunk can fail in any codec
+            self._on_corrupt(f"rows {r0}:{r1} cannot be decoded ({type(exc).__name__})")
+            raise  # on_corrupt raises; this is only reached if it did not
+        if block.shape[0] != r1 - r0 or (self._digests is not None
+                                          and _sha256(block) != self._digests[c]):
+            self._on_corrupt(f"rows {r0}:{r1} do not match their checksum")
+        block.setflags(write=False)
+        self._last = (c, block)
+        return block
+
+    def _rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` (0 <= start < stop <= s): a view when they sit in one chunk."""
+        c0, c1 = start // self.chunk_rows, (stop - 1) // self.chunk_rows
+        parts = [self._chunk(c)[max(start - c * self.chunk_rows, 0):stop - c * self.chunk_rows]
+                 for c in range(c0, c1 + 1)]
+        if len(parts) == 1:
+            return parts[0]
+        out = np.concatenate(parts)
+        out.setflags(write=False)
+        return out
+
+    def __getitem__(self, index) -> np.ndarray:
+        """``view[i]``, ``view[a:b]`` or ``view[a:b, ...]``: rows first, the rest applied after.
+
+        Only the chunks holding the rows are read. The result is read-only (a copy when the rows
+        span several chunks).
+        """
+        rows, rest = (index[0], index[1:]) if isinstance(index, tuple) and index else (index, ())
+        s = self.shape[0]
+        if isinstance(rows, (int, np.integer)) and not isinstance(rows, bool):
+            i = int(rows) + s if rows < 0 else int(rows)
+            if not 0 <= i < s:
+                raise IndexError(f"row {int(rows)} is out of range for {s} rows")
+            return self._rows(i, i + 1)[0][rest] if rest else self._rows(i, i + 1)[0]
+        if not isinstance(rows, slice):
+            raise InputError("index", "an int or a slice of rows (then any further indices)",
+                             type(rows).__name__, "read row ranges, e.g. view[0:256]; gather "
+                             "scattered rows from those blocks")
+        start, stop, step = rows.indices(s)
+        lo, hi = (start, stop) if step > 0 else (stop + 1, start + 1)
+        if hi <= lo:
+            out = np.empty((0, *self.shape[1:]), self.dtype)
+        else:
+            out = self._rows(lo, hi)
+            out = out[::step] if step > 0 else out[::-1][::-step]
+        return out[(slice(None), *rest)] if rest else out
+
+    def iter_chunks(self, rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(start, block)`` for consecutive blocks of ``rows`` rows (default: the stored
+        chunk size), in order; every block is verified before it is yielded."""
+        step = self.chunk_rows if rows is None else rows
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
+            raise InputError("rows", "a positive number of rows per block", repr(rows),
+                             f"use e.g. rows={self.chunk_rows} (the stored chunk size)")
+        for start in range(0, self.shape[0], int(step)):
+            yield start, self[start:start + int(step)]
+
+    def read(self) -> np.ndarray:
+        """The whole array in memory (verified); use only when it fits."""
+        return self[:]
