@@ -5,10 +5,11 @@ is fitted on the training stimuli only and predicts the held-out ones, so every 
 predicted exactly once by a model that never saw it. Pearson r and R^2 per neuroid are computed on
 the pooled held-out predictions; the summary is the median over neuroids.
 
-- ``ridge``: himalaya's ``solve_ridge_cv_svd`` with an intercept and a penalty chosen *per neuroid*
-  by an inner K-fold on the training stimuli (negative MSE, mean over inner folds; Dupre la Tour et
-  al. 2022, NeuroImage 264:119728). Runs on the himalaya ``torch`` backend, ``torch_cuda`` on a GPU;
-  the previous backend is restored afterwards.
+- ``ridge``: an intercept and a penalty chosen *per neuroid* by an inner K-fold on the training
+  stimuli (negative MSE, mean over inner folds; Dupre la Tour et al. 2022, NeuroImage 264:119728).
+  ``solver="eigh"`` (default, ``_ridge.solve_ridge_cv``: Gram eigendecomposition in torch, on the
+  device) or ``"himalaya"`` (``solve_ridge_cv_svd`` in float64 on the ``torch``/``torch_cuda``
+  backend, restored afterwards); both make the same choices.
 - ``pls``: scikit-learn ``PLSRegression(n_components=25, scale=False)`` fitted jointly to all
   neuroids, as Brain-Score's ``pls_regression`` (Schrimpf et al. 2018).
 
@@ -23,8 +24,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ from sklearn.model_selection import KFold
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.metrics._registry import METRICS
+from cortexalign.metrics._ridge import RIDGE_SOLVERS, himalaya_backend
 from cortexalign.metrics._score import Score
 from cortexalign.metrics._validate import check_features
 from cortexalign.neural import validate_responses
@@ -49,34 +50,13 @@ PLS_CITATION = ("Schrimpf et al. (2018). Brain-Score: which artificial neural ne
                 "recognition is most brain-like? bioRxiv 407007 (PLS, 25 components)")
 
 
-@contextmanager
-def himalaya_backend(device: torch.device) -> Iterator[object]:
-    """Switch himalaya to ``torch`` (CPU) or ``torch_cuda`` and restore the previous backend."""
-    from himalaya.backend import get_backend, set_backend
-
-    previous = get_backend().name
-    backend = set_backend("torch_cuda" if device.type == "cuda" else "torch")
-    try:
-        yield backend
-    finally:
-        set_backend(previous)
-
-
-def _ridge_fold(x_tr, y_tr, x_te, *, device, seed, alphas=DEFAULT_ALPHAS, inner_folds=5):
-    """Held-out predictions and the per-neuroid alphas of one outer fold (himalaya)."""
-    from himalaya.ridge import solve_ridge_cv_svd
-
-    with himalaya_backend(device) as bk:
-        X = torch.as_tensor(x_tr, dtype=torch.float64, device=device)
-        Y = torch.as_tensor(y_tr, dtype=torch.float64, device=device)
-        a = torch.as_tensor(np.asarray(alphas, dtype=np.float64), device=device)
-        cv = KFold(int(inner_folds), shuffle=True, random_state=seed)
-        best, coefs, _, intercept = solve_ridge_cv_svd(X, Y, alphas=a, fit_intercept=True, cv=cv,
-                                                       local_alpha=True, warn=False)
-        Xte = torch.as_tensor(x_te, dtype=torch.float64, device=device)
-        # himalaya returns the intercept on the CPU (to_cpu): bring it to the predictions' device
-        pred = Xte @ bk.to_gpu(coefs, device=device) + bk.to_gpu(intercept, device=device)
-        return bk.to_numpy(pred), bk.to_numpy(best)
+def _ridge_fold(x_tr, y_tr, x_te, *, device, seed, alphas=DEFAULT_ALPHAS, inner_folds=5,
+                solver="eigh", **options):
+    """Held-out predictions and the per-neuroid alphas of one outer fold (``RIDGE_SOLVERS``)."""
+    if solver not in RIDGE_SOLVERS:
+        raise UnknownNameError("ridge solver", solver, RIDGE_SOLVERS)
+    return RIDGE_SOLVERS[solver](x_tr, y_tr, x_te, device=device, seed=seed, alphas=alphas,
+                                 inner_folds=inner_folds, **options)
 
 
 def _pls_fold(x_tr, y_tr, x_te, *, device, seed, n_components=25):
@@ -198,11 +178,12 @@ def _encode(encoder, features_sd, target, *, n_bootstrap, seed, device, n_folds,
 
 
 @METRICS.register("ridge", citation=RIDGE_CITATION, target="responses", higher_is_better=True,
-                  description="Ridge encoding (himalaya, per-neuroid penalty by inner CV), "
+                  description="Ridge encoding (per-neuroid penalty by inner CV), "
                               "median cross-validated Pearson r over neuroids")
 def ridge(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=None,
           alphas=DEFAULT_ALPHAS, n_folds: int = 5, inner_folds: int = 5, normalize: bool = False,
-          ceiling_transform: str = "attenuation", n_splits: int = 100) -> Score:
+          ceiling_transform: str = "attenuation", n_splits: int = 100,
+          solver: str = "eigh") -> Score:
     """Cross-validated ridge encoding of every neuroid.
 
     Parameters
@@ -213,6 +194,7 @@ def ridge(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=No
     n_folds : outer folds over stimuli (shuffled with ``seed``).
     normalize : divide each neuroid's r by its ceiling (``ceiling_transform``) before the median.
     n_bootstrap : percentile 95% interval of the median over neuroid resamples (0: none).
+    solver : a ``RIDGE_SOLVERS`` name: "eigh" (ours, default) or "himalaya".
 
     Returns
     -------
@@ -223,7 +205,7 @@ def ridge(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=No
     return _encode("ridge", features_sd, target, n_bootstrap=n_bootstrap, seed=seed,
                    device=device, n_folds=n_folds, normalize=normalize,
                    ceiling_transform=ceiling_transform, n_splits=n_splits, alphas=alphas,
-                   inner_folds=inner_folds)
+                   inner_folds=inner_folds, solver=solver)
 
 
 @METRICS.register("pls", citation=PLS_CITATION, target="responses", higher_is_better=True,
