@@ -295,11 +295,10 @@ class FeatureCache:
         digests = meta.get("chunk_sha256")
         if meta.get("chunk_rows") != arr.chunks[0] or not isinstance(digests, list):
             digests = self._stream_digests(arr, meta)  # an entry from before per-chunk digests
-        view = CachedArray(arr, meta, digests, corrupt) if digests is not None else None
-        if view is None or len(digests) != -(-arr.shape[0] // arr.chunks[0]):
+        if digests is None or len(digests) != -(-arr.shape[0] // arr.chunks[0]):
             self._warn_discard(key, dest)
             return None
-        return view
+        return CachedArray(arr, meta, digests, corrupt)
 
     @staticmethod
     def _stream_digests(arr: Any, meta: dict[str, Any]) -> list[str] | None:
