@@ -100,3 +100,22 @@ def test_float_images_out_of_range_are_refused():
 def test_unknown_source_lists_bundled_sets():
     with pytest.raises(InputError, match="kriegeskorte92"):
         load_stimuli("kriegeskorte93")
+
+
+def test_pixel_digest_equals_a_serial_sha256_of_per_image_digests(rng):
+    import hashlib
+
+    from cortexalign.stimuli._stimulus_set import pixel_digest
+
+    imgs = [rng.integers(0, 256, size=(5 + k % 3, 7, 3), dtype=np.uint8) for k in range(40)]
+    ref = hashlib.sha256(b"cortexalign-pixels-v2\0")
+    for im in imgs:  # written out independently: shape (int64) then the raw pixel bytes
+        ref.update(hashlib.sha256(np.asarray(im.shape, np.int64).tobytes() + im.tobytes()).digest())
+    assert pixel_digest(len(imgs), imgs.__getitem__) == ref.hexdigest()
+    assert pixel_digest(len(imgs), imgs[::-1].__getitem__) != ref.hexdigest()  # order matters
+    views = [np.asfortranarray(im) for im in imgs]  # non-contiguous memory, same pixels
+    assert pixel_digest(len(views), views.__getitem__) == ref.hexdigest()
+    # a lazily loaded set (no fingerprint) and the in-memory one share the pixel part
+    lazy = StimulusSet(name="lazy", ids=tuple(f"stim{k:05d}" for k in range(40)),
+                       loader=imgs.__getitem__)
+    assert lazy.content_hash == StimulusSet.from_arrays(imgs, name="other").content_hash

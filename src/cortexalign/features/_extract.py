@@ -8,13 +8,16 @@ they are finite, and stores each layer under its content-addressed key when a ca
 
 Images are decoded by a small thread pool (PIL and numpy release the GIL) a few batches ahead of
 the forward pass (``iter_batches``). On CUDA, when the adapter's ``preprocess`` is a
-``cortexalign.models.Preprocess``, the host only decodes and stacks uint8 pixels; the resize, crop
-and normalisation run on the device (``Preprocess.on_device``).
+``cortexalign.models.Preprocess``, the host only decodes and stacks uint8 pixels into page-locked
+memory; the resize, crop and normalisation run on the device (``Preprocess.on_device``). Nothing in
+the loop waits for the device except the copy of the *previous* batch's pooled values, which the
+host checks and stores while the device computes the current batch.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -191,27 +194,83 @@ def iter_batches(stimuli: StimulusSet, batch_size: int, prepare: Callable[[list[
 
 def _batch_functions(adapter: Any, device: torch.device
                      ) -> tuple[Callable[[list[np.ndarray]], Any], Callable[[Any], torch.Tensor]]:
-    """(host-side prepare, device-side finish) of a batch of decoded images."""
-    pre = adapter.preprocess
-    if device.type != "cuda" or not isinstance(pre, Preprocess):
-        return pre, lambda x_bchw: x_bchw.to(device, non_blocking=True)
+    """(host-side prepare, device-side finish) of a batch of decoded images.
 
-    def host(images: list[np.ndarray]) -> tuple[list, int]:  # decode-side: stack, pin
-        groups = [(idx, torch.from_numpy(stack).pin_memory()) for idx, stack in pre.group(images)]
-        return groups, len(images)
+    On CUDA the host side leaves the batch in page-locked memory, so that the copy to the device
+    is asynchronous and the main thread never waits for it.
+    """
+    pre = adapter.preprocess
+    if device.type != "cuda":
+        return pre, lambda x_bchw: x_bchw.to(device)
+    if not isinstance(pre, Preprocess):
+        return (lambda images: pre(images).pin_memory(),
+                lambda x_bchw: x_bchw.to(device, non_blocking=True))
+
+    def host(images: list[np.ndarray]) -> tuple[list, int]:  # decode side: stack into pinned memory
+        return pre.group(images, pin_memory=True), len(images)
 
     return host, lambda prepared: pre.on_device(prepared[0], prepared[1], device)
+
+
+@dataclass
+class _InFlight:
+    """A batch's pooled values on their way to the host: ``values_bn`` is ready after ``done``."""
+
+    start: int
+    values_bn: torch.Tensor
+    shapes: list[tuple[int, ...]]
+    done: torch.cuda.Event | None
+
+
+def _to_host(flat_bn: torch.Tensor, start: int, shapes: list[tuple[int, ...]]) -> _InFlight:
+    """Start the copy of one batch's pooled values to the host (asynchronous on CUDA)."""
+    if flat_bn.device.type != "cuda":
+        return _InFlight(start, flat_bn.cpu(), shapes, None)
+    host_bn = torch.empty(flat_bn.shape, dtype=flat_bn.dtype, pin_memory=True)
+    host_bn.copy_(flat_bn, non_blocking=True)
+    done = torch.cuda.Event()
+    done.record()
+    return _InFlight(start, host_bn, shapes, done)
+
+
+def _store(batch: _InFlight, out: dict[str, np.ndarray], layers: list[str], adapter: Any,
+           stimuli: StimulusSet, dtype: str) -> int:
+    """Wait for ``batch``, check it and write each layer's rows into ``out``; return its size."""
+    if batch.done is not None:
+        batch.done.synchronize()
+    flat_bn = batch.values_bn.numpy()
+    b, start = flat_bn.shape[0], batch.start
+    ids = stimuli.ids[start:start + b]
+    offset = 0
+    for layer, shape in zip(layers, batch.shapes, strict=True):
+        n = math.prod(shape)
+        block = flat_bn[:, offset:offset + n].reshape(b, *shape)
+        offset += n
+        _check_finite(block, adapter, layer, ids, "NaN/Inf activations")
+        if layer not in out:
+            out[layer] = np.empty((len(stimuli), *shape), dtype=dtype)
+        out[layer][start:start + b] = block
+        if dtype != "float32":
+            _check_finite(out[layer][start:start + b], adapter, layer, ids,
+                          f"values that overflow {dtype}")
+    return b
 
 
 def _run_batches(adapter: Any, stimuli: StimulusSet, layers: list[str], pooling: str,
                  batch_size: int, precision: str, dtype: str, progress: bool
                  ) -> dict[str, np.ndarray]:
-    """Forward every batch once for all ``layers``; return pooled (s, ...) arrays per layer."""
+    """Forward every batch once for all ``layers``; return pooled (s, ...) arrays per layer.
+
+    The host handles each batch's pooled values only after the next batch's work is queued, so
+    that on an accelerator the forward passes run back to back: the one wait per batch is for
+    the previous batch's copy, while the device already computes the current one.
+    """
     device = torch.device(adapter.device)
     pool_fn = POOLINGS[pooling]
     out: dict[str, np.ndarray] = {}
     prepare, finish = _batch_functions(adapter, device)
     batches = iter_batches(stimuli, batch_size, prepare)
+    in_flight: _InFlight | None = None
 
     with (_progress(progress) as bar, contextlib.closing(batches), _eval_mode(adapter.module),
           torch.inference_mode()):
@@ -223,22 +282,15 @@ def _run_batches(adapter: Any, stimuli: StimulusSet, layers: list[str], pooling:
             absent = [layer for layer in layers if layer not in acts]
             assert not absent, f"{adapter.model_id}: forward_layers returned no {absent}"
             pooled = [pool_fn(acts[layer], adapter.num_prefix_tokens) for layer in layers]
+            del acts
             b = x_bchw.shape[0]
-            flat_bn = torch.cat([p.reshape(b, -1) for p in pooled], dim=1).cpu().numpy()
-            ids = stimuli.ids[start:start + b]
-            offset = 0
-            for layer, p in zip(layers, pooled, strict=True):
-                n = int(np.prod(p.shape[1:], dtype=np.int64))
-                block = flat_bn[:, offset:offset + n].reshape(b, *p.shape[1:])
-                offset += n
-                _check_finite(block, adapter, layer, ids, "NaN/Inf activations")
-                if layer not in out:
-                    out[layer] = np.empty((len(stimuli), *p.shape[1:]), dtype=dtype)
-                out[layer][start:start + b] = block
-                if dtype != "float32":
-                    _check_finite(out[layer][start:start + b], adapter, layer, ids,
-                                  f"values that overflow {dtype}")
-            bar.advance(task, b)
+            flat_bn = torch.cat([p.reshape(b, -1) for p in pooled], dim=1)
+            queued = _to_host(flat_bn, start, [tuple(p.shape[1:]) for p in pooled])
+            if in_flight is not None:
+                bar.advance(task, _store(in_flight, out, layers, adapter, stimuli, dtype))
+            in_flight = queued
+        if in_flight is not None:
+            bar.advance(task, _store(in_flight, out, layers, adapter, stimuli, dtype))
     return out
 
 

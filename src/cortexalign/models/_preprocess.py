@@ -99,7 +99,8 @@ class Preprocess:
         """
         self._check_images(images)
         if device is not None:
-            return self.on_device(self.group(images), len(images), device)
+            pinned = torch.device(device).type == "cuda"
+            return self.on_device(self.group(images, pin_memory=pinned), len(images), device)
         batch_b3hw = [self._one(check_image(img, f"images[{i}]")) for i, img in enumerate(images)]
         return torch.stack(batch_b3hw)
 
@@ -112,12 +113,17 @@ class Preprocess:
             raise InputError("images", "at least one image", "an empty sequence",
                              "pass one or more images")
 
-    def group(self, images: Sequence[np.ndarray]) -> list[tuple[list[int], np.ndarray]]:
+    def group(self, images: Sequence[np.ndarray], pin_memory: bool = False
+              ) -> list[tuple[list[int], torch.Tensor]]:
         """Host half of the batched path: checked images stacked by shape.
+
+        Each group is written once, by ``torch.stack`` (multithreaded, without the GIL), straight
+        into its buffer; with ``pin_memory`` (needs CUDA) that buffer is page-locked, so that the
+        copy to the device can be asynchronous.
 
         Returns
         -------
-        list of (positions in ``images``, (n, H, W, C) uint8 array), one per distinct (H, W, C),
+        list of (positions in ``images``, (n, H, W, C) uint8 tensor), one per distinct (H, W, C),
         in order of first appearance.
         """
         self._check_images(images)
@@ -125,23 +131,39 @@ class Preprocess:
         checked = [check_image(img, f"images[{i}]") for i, img in enumerate(images)]
         for i, img in enumerate(checked):
             by_shape.setdefault(img.shape, []).append(i)
-        return [(idx, np.stack([checked[i] for i in idx])) for idx in by_shape.values()]
+        groups = []
+        for shape, idx in by_shape.items():
+            stack_nhwc = torch.empty((len(idx), *shape), dtype=torch.uint8, pin_memory=pin_memory)
+            torch.stack([torch.from_numpy(np.ascontiguousarray(checked[i])) for i in idx],
+                        out=stack_nhwc)
+            groups.append((idx, stack_nhwc))
+        return groups
 
     def on_device(self, groups: Sequence[tuple[list[int], Any]], n: int,
                   device: str | torch.device) -> torch.Tensor:
         """Device half of the batched path: ``group``'s output -> (n, 3, h, w) float32 on ``device``.
 
-        The uint8 stacks (numpy arrays or, e.g. pinned, uint8 tensors) are copied to ``device``;
-        each group is scaled to [0, 1], resized in one ``interpolate`` call, cropped or padded and
-        normalised, then written to its rows.
+        The uint8 stacks (tensors, pinned for an asynchronous copy, or numpy arrays) are copied to
+        ``device``; each group is scaled to [0, 1], resized in one ``interpolate`` call, cropped or
+        padded and normalised, then written to its rows. Nothing here waits for the device: a
+        single group in order is returned as is, and the row indices of several groups travel
+        through pinned memory (a pageable host-to-device copy would synchronise the stream).
         """
-        out_b3hw = torch.empty(n, 3, *self.size, dtype=torch.float32, device=device)
+        device = torch.device(device)
+        out_b3hw = None
         for idx, stack_nhwc in groups:
             u8 = torch.as_tensor(stack_nhwc).to(device, non_blocking=True)
             x_n3hw = u8.permute(0, 3, 1, 2).float().div_(255)
             if x_n3hw.shape[1] == 1:
                 x_n3hw = x_n3hw.expand(-1, 3, -1, -1)
-            out_b3hw[torch.as_tensor(idx, device=device)] = self._geometry(x_n3hw)
+            done_n3hw = self._geometry(x_n3hw)
+            if len(groups) == 1 and list(idx) == list(range(n)):
+                return done_n3hw.contiguous()
+            if out_b3hw is None:
+                out_b3hw = torch.empty(n, 3, *self.size, dtype=torch.float32, device=device)
+            rows = torch.tensor(idx, dtype=torch.int64, pin_memory=device.type == "cuda")
+            out_b3hw[rows.to(device, non_blocking=True)] = done_n3hw
+        assert out_b3hw is not None, "on_device needs at least one group"
         return out_b3hw
 
     def _one(self, img_hwc: np.ndarray) -> torch.Tensor:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -14,6 +16,27 @@ from cortexalign.errors import InputError
 __all__ = ["StimulusSet", "check_image"]
 
 ImageLoader = Callable[[int], np.ndarray]
+#: Threads hashing (and, for lazy sets, loading) images: hashlib and image decoders drop the GIL.
+HASH_WORKERS = min(8, os.cpu_count() or 1)
+
+
+def _image_digest(img: np.ndarray) -> bytes:
+    h = hashlib.sha256(np.asarray(img.shape, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(img))  # the buffer itself: no copy
+    return h.digest()
+
+
+def pixel_digest(n: int, image: Callable[[int], np.ndarray]) -> str:
+    """sha256 of the per-image sha256 digests (shape and pixels) of ``image(0..n-1)``, in order.
+
+    The images are loaded and hashed by ``HASH_WORKERS`` threads; the result depends only on the
+    pixels and their order.
+    """
+    h = hashlib.sha256(b"cortexalign-pixels-v2\0")
+    with ThreadPoolExecutor(HASH_WORKERS, thread_name_prefix="cortexalign-hash") as pool:
+        for digest in pool.map(lambda i: _image_digest(image(i)), range(n)):
+            h.update(digest)
+    return h.hexdigest()
 
 
 def check_image(img: np.ndarray, what: str) -> np.ndarray:
@@ -144,9 +167,7 @@ class StimulusSet:
         if self.fingerprint is not None:
             h.update(self.fingerprint.encode())
         else:
-            for img in self.images():
-                h.update(np.asarray(img.shape, dtype=np.int64).tobytes())
-                h.update(np.ascontiguousarray(img).tobytes())
+            h.update(pixel_digest(len(self), self.image).encode())
         return h.hexdigest()
 
     # -- constructors -------------------------------------------------------------------------
@@ -160,9 +181,5 @@ class StimulusSet:
         if len(ids) != len(imgs):
             raise InputError("ids", f"{len(imgs)} ids (one per image)", f"{len(ids)} ids",
                              "give exactly one id per image")
-        h = hashlib.sha256()
-        for im in imgs:
-            h.update(np.asarray(im.shape, dtype=np.int64).tobytes())
-            h.update(im.tobytes())
         return cls(name=name, ids=ids, loader=imgs.__getitem__, metadata=metadata or {},
-                   fingerprint=h.hexdigest())
+                   fingerprint=pixel_digest(len(imgs), imgs.__getitem__))
