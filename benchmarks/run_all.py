@@ -62,6 +62,10 @@ BENCHMARKS: dict[str, dict[str, list[list[str]]]] = {
         "full": [["bench_spiking.py", "--device", "cuda"],
                  ["bench_spiking.py", "--device", "cuda", "--model", "hst_4_384", "--batch", "64"]],
     },
+    "scaling": {
+        "quick": [["bench_scaling.py", "--quick", "--device", "cpu"]],
+        "full": [["bench_scaling.py", "--device", "cuda", "--threads", "16"]],
+    },
     "rsa_cpu2": {  # issue 9's CPU target: 2 cores, 2,500 stimuli x 10,000 features
         "quick": [],
         "full": [["bench_rsa.py", "--device", "cpu", "--threads", "2", "--repeats", "1",
