@@ -186,13 +186,15 @@ class BatchTopKSAE(_UntiedSAE):
         n_keep = min(self.config.k * pre_bk.shape[0], flat.numel())
         vals, idx = flat.topk(n_keep)
         z_bk = torch.zeros_like(flat).scatter_(0, idx, vals).view_as(pre_bk)
-        with torch.no_grad():
-            positive = vals[vals > 0]
-            if positive.numel():
-                low = positive.min().float()
-                new = low if not bool(self.threshold_seen) else 0.99 * self.threshold + 0.01 * low
-                self.threshold.copy_(new)
-                self.threshold_seen.fill_(True)
+        if vals.numel() == 0:  # an empty batch leaves the threshold as it is
+            return z_bk
+        with torch.no_grad():  # branch-free on the device: a training step never syncs the host
+            positive = vals > 0
+            low = vals.masked_fill(~positive, float("inf")).min().float()  # smallest positive value
+            new = torch.where(self.threshold_seen, 0.99 * self.threshold + 0.01 * low, low)
+            has_positive = positive.any()
+            self.threshold.copy_(torch.where(has_positive, new, self.threshold))
+            self.threshold_seen.logical_or_(has_positive)
         return z_bk
 
 

@@ -71,14 +71,16 @@ class SAEMetrics:
 
 
 class MetricAccumulator:
-    """Streaming sums for ``SAEMetrics`` (float64, so millions of tokens add up exactly enough)."""
+    """Streaming sums for ``SAEMetrics`` (float64, so millions of tokens add up exactly enough).
+
+    The sums stay on the device and are read back once, in ``result``: ``update`` never waits on
+    the host.
+    """
 
     def __init__(self, d_in: int, d_sae: int, device: torch.device | str = "cpu"):
         self.n = 0
-        self.nmse_sum = 0.0
-        self.err_sum = 0.0
-        self.sq_sum = 0.0
-        self.l0_sum = 0.0
+        # nmse, squared error, squared norm, non-zero latents: summed over tokens
+        self.sums_4 = torch.zeros(4, dtype=torch.float64, device=device)
         self.x_sum_d = torch.zeros(d_in, dtype=torch.float64, device=device)
         self.fired_k = torch.zeros(d_sae, dtype=torch.bool, device=device)
 
@@ -86,18 +88,18 @@ class MetricAccumulator:
     def update(self, x_bd: torch.Tensor, xhat_bd: torch.Tensor, z_bk: torch.Tensor) -> None:
         x, xhat = x_bd.double(), xhat_bd.double()
         self.n += x.shape[0]
-        self.nmse_sum += float(_normalised_sq_error_b(x, xhat).double().sum())
-        self.err_sum += float((xhat - x).pow(2).sum())
-        self.sq_sum += float(x.pow(2).sum())
-        self.x_sum_d += x.sum(0)
         nz_bk = z_bk != 0
-        self.l0_sum += float(nz_bk.sum())
+        self.sums_4 += torch.stack([_normalised_sq_error_b(x, xhat).double().sum(),
+                                    (xhat - x).pow(2).sum(), x.pow(2).sum(),
+                                    nz_bk.sum().double()])
+        self.x_sum_d += x.sum(0)
         self.fired_k |= nz_bk.any(0)
 
     def result(self) -> SAEMetrics:
         n = max(self.n, 1)
+        nmse_sum, err_sum, sq_sum, l0_sum = self.sums_4.tolist()
         # sum ||x - mean||^2 = sum ||x||^2 - n ||mean||^2
-        total_var = self.sq_sum - float(self.x_sum_d.pow(2).sum()) / n
-        ev = 1.0 - self.err_sum / total_var if total_var > 0 else float("nan")
-        return SAEMetrics(nmse=self.nmse_sum / n, explained_variance=ev, l0=self.l0_sum / n,
+        total_var = sq_sum - float(self.x_sum_d.pow(2).sum()) / n
+        ev = 1.0 - err_sum / total_var if total_var > 0 else float("nan")
+        return SAEMetrics(nmse=nmse_sum / n, explained_variance=ev, l0=l0_sum / n,
                           dead_fraction=float((~self.fired_k).double().mean()), n_tokens=self.n)

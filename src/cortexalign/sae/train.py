@@ -1,9 +1,13 @@
 """Streaming SAE training from an iterable of (N, d) activation chunks.
 
-``train_sae`` never holds more than one chunk plus one batch of tokens: chunks are shuffled
-internally, cut into batches of ``config.batch_size`` tokens (the remainder carries over to the next
-chunk) and moved to the device one batch at a time. The device is chosen at the edge
-(``device=None`` picks CUDA when present).
+``train_sae`` never holds more than one chunk plus one batch of tokens: each chunk is copied to the
+device once, shuffled there by an index permutation (each batch is gathered through its slice of
+the permutation; the permuted chunk is never built) and cut into batches of ``config.batch_size``
+tokens (the remainder carries over to the next chunk). The device is chosen at the edge
+(``device=None`` picks CUDA when present). The training step reads nothing back to the host: the
+dead-latent counters are updated in place on the device, and the loss is converted to a float only
+every ``log_every`` steps; the only host syncs are one per chunk (its copy and finiteness check),
+one per ``dead_window`` tokens (the dead-latent check) and one per logged step.
 
 Dead latents: a latent that has not fired on the last ``config.dead_window`` training tokens is
 dead. Every ``dead_window`` tokens the dead set is counted and, if ``config.resample_dead``, each
@@ -19,6 +23,8 @@ refuses a checkpoint whose config differs from the requested one, naming the dif
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -64,28 +70,50 @@ class TrainedSAE:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def _check_chunk(chunk: Any, d_in: int) -> torch.Tensor:
+def _check_chunk(chunk: Any, d_in: int, device: torch.device) -> torch.Tensor:
+    """The chunk as a float32 tensor on ``device`` (one host-to-device copy), shape and values checked.
+
+    Finiteness is checked on the device with one min/max reduction (NaN and +-Inf both propagate
+    into it), so the host does not make a pass over the chunk.
+    """
     t = chunk if isinstance(chunk, torch.Tensor) else torch.from_numpy(np.asarray(chunk))
     if t.ndim != 2 or t.shape[1] != d_in:
         raise InputError("chunks", f"(N, {d_in}) activation chunks (config.d_in = {d_in})",
                          f"a chunk of shape {tuple(t.shape)}",
                          "flatten tokens to (N, d) (see sae.stream) and set d_in to their width")
-    if not torch.isfinite(t).all():
+    t = t.float().to(device)
+    if t.numel() and not bool(torch.isfinite(torch.stack(torch.aminmax(t))).all()):
         raise InputError("chunks", "finite activations", "a chunk with NaN/Inf values",
                          "check the feature extraction (precision, model weights)")
-    return t.float()
+    return t
 
 
-def _batches(chunks: Iterable[Any], config: SAEConfig, gen: torch.Generator):
-    """Yield shuffled (batch_size, d) CPU batches from the chunk stream; the tail is dropped."""
-    rest = torch.empty(0, config.d_in)
+def _batches(chunks: Iterable[Any], config: SAEConfig, gen: torch.Generator, device: torch.device):
+    """Yield shuffled (batch_size, d) batches on ``device`` from the chunk stream; the tail is dropped.
+
+    The tokens come out in the order of ``cat([rest, chunk[perm]])`` cut into batches (``perm`` a
+    ``randperm`` of each chunk drawn from ``gen``), but the permuted chunk is never materialised:
+    each batch is gathered on the device from the chunk through its slice of ``perm``, and only
+    the < batch_size leftover tokens are carried over to the next chunk.
+    """
+    bs = config.batch_size
+    rest = torch.empty(0, config.d_in, device=device)
     for chunk in chunks:
-        t = _check_chunk(chunk, config.d_in)
-        t = torch.cat([rest, t[torch.randperm(t.shape[0], generator=gen)]])
-        n_full = t.shape[0] // config.batch_size * config.batch_size
-        for start in range(0, n_full, config.batch_size):
-            yield t[start:start + config.batch_size]
-        rest = t[n_full:]
+        t = _check_chunk(chunk, config.d_in, device)
+        perm = torch.randperm(t.shape[0], generator=gen).to(device)
+        start = 0
+        if rest.shape[0]:  # the first batch completes the leftover of the previous chunk
+            need = bs - rest.shape[0]
+            head = t.index_select(0, perm[:need])
+            if head.shape[0] < need:  # this chunk is too short to complete a batch
+                rest = torch.cat([rest, head])
+                continue
+            yield torch.cat([rest, head])
+            start = need
+        n_full = start + (t.shape[0] - start) // bs * bs
+        for s0 in range(start, n_full, bs):
+            yield t.index_select(0, perm[s0:s0 + bs])
+        rest = t.index_select(0, perm[n_full:])
 
 
 @torch.no_grad()
@@ -148,14 +176,15 @@ def train_sae(chunks: Iterable[Any], config: SAEConfig, *, device: str | torch.d
     use_amp = config.autocast_bf16 and dev.type == "cuda"
     out = TrainedSAE(sae=sae, config=config)
     next_check = config.dead_window
-    for x_bd in _batches(chunks, config, gen):
+    autocast = (functools.partial(torch.autocast, device_type=dev.type, dtype=torch.bfloat16)
+                if use_amp else contextlib.nullcontext)
+    for x_bd in _batches(chunks, config, gen, dev):
         if max_tokens is not None and out.n_tokens >= max_tokens:
             break
-        x_bd = x_bd.to(dev, non_blocking=True)
         if out.n_steps == 0:  # start the pre-bias at the data mean (saves early steps)
             with torch.no_grad():
                 sae.b_pre.copy_(x_bd.mean(0))
-        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=use_amp):
+        with autocast():
             xhat_bd, z_bk = sae(x_bd)
         loss, parts = objective(x_bd, xhat_bd, z_bk, config.l1_coef)
         opt.zero_grad(set_to_none=True)
@@ -164,15 +193,15 @@ def train_sae(chunks: Iterable[Any], config: SAEConfig, *, device: str | torch.d
         sae.constrain()
         out.n_steps += 1
         out.n_tokens += x_bd.shape[0]
-        with torch.no_grad():
+        with torch.no_grad():  # in place on the device: no host sync (a mask index would sync)
             since_fired_k += x_bd.shape[0]
-            since_fired_k[(z_bk > 0).any(0)] = 0
+            since_fired_k.masked_fill_(z_bk.amax(0) > 0, 0)  # fired <=> max over b > 0
         if out.n_tokens >= next_check:
             next_check += config.dead_window
             dead_k = since_fired_k >= config.dead_window
             if config.resample_dead and dead_k.any():
                 out.n_resampled += _resample(sae, opt, dead_k, x_bd, gen)
-                since_fired_k[dead_k] = 0
+                since_fired_k.masked_fill_(dead_k, 0)
         if out.n_steps % log_every == 0:
             rec = {"step": out.n_steps, "tokens": out.n_tokens,
                    **{k: float(v) for k, v in parts.items()}}
@@ -198,9 +227,9 @@ def evaluate_sae(sae: SparseAutoencoder, chunks: Iterable[Any], device: str | to
     sae = sae.to(dev).eval()
     acc = MetricAccumulator(sae.d_in, sae.d_sae, dev)
     for chunk in chunks:
-        t = _check_chunk(chunk, sae.d_in)
+        t = _check_chunk(chunk, sae.d_in, dev)
         for start in range(0, t.shape[0], batch_size):
-            x_bd = t[start:start + batch_size].to(dev)
+            x_bd = t[start:start + batch_size]
             xhat_bd, z_bk = sae(x_bd)
             acc.update(x_bd, xhat_bd, z_bk)
     return acc.result()
