@@ -125,6 +125,8 @@ def axis_stimuli(sizes, fixed, device, repeats, rng):
     for s in sizes:
         x, y = rng.normal(size=(s, fixed["d"])), rng.normal(size=(s, 100))
         for op, fn in _similarity_ops(x, y, device).items():
+            if s == sizes[0]:
+                fn()  # warm-up (imports, kernels)
             yield {"op": op, "size": s, "d": fixed["d"], **measure(fn, device, repeats)}
 
 
@@ -140,6 +142,7 @@ def axis_neuroids(sizes, fixed, device, repeats, rng):
 
     s, d = fixed["neuroids_s"], fixed["neuroids_d"]
     x = rng.normal(size=(s, d))
+    cross_validated_predictions(x, x[:, :3], "ridge", n_folds=3, device=device)  # warm-up
     for n in sizes:
         y = x[:, :20] @ rng.normal(size=(20, n)) + rng.normal(size=(s, n))
         fn = lambda: cross_validated_predictions(x, y, "ridge", n_folds=3, device=device,  # noqa: E731,B023
