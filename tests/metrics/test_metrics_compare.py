@@ -64,6 +64,16 @@ def test_average_ranks_match_scipy(rows):
     np.testing.assert_allclose(ours, scipy.stats.rankdata(x, axis=1), atol=1e-12)
 
 
+def test_average_ranks_without_ties_and_with_ties_in_one_row_only(rng):
+    """Continuous rows take the no-tie path; one tied row sends the batch down the tie path."""
+    x = rng.normal(size=(3, 500))
+    np.testing.assert_array_equal(average_ranks(torch.as_tensor(x)).numpy(),
+                                  scipy.stats.rankdata(x, axis=1))
+    x[1, :10] = x[1, 0]
+    np.testing.assert_array_equal(average_ranks(torch.as_tensor(x)).numpy(),
+                                  scipy.stats.rankdata(x, axis=1))
+
+
 @pytest.mark.parametrize("method", list(RDM_COMPARISONS))
 def test_identity_gives_one_and_symmetry(method, rng):
     a, b = _random_rdms(rng, 2, 10), _random_rdms(rng, 3, 10)

@@ -139,3 +139,37 @@ def test_crossnobis_needs_repetitions(rng):
         compute_rdm(rng.normal(size=(5, 3)), "crossnobis", device="cpu")
     with pytest.raises(InputError, match="r >= 2"):
         compute_rdm(rng.normal(size=(5, 3, 1)), "crossnobis", device="cpu")
+
+
+def test_finite_values_whose_sum_overflows_are_accepted():
+    # the finite check sums first: a sum of finite values may overflow to inf, yet nothing is bad
+    import torch
+
+    from cortexalign.metrics._validate import as_tensor
+
+    x = np.full((4, 2), 1.5e308)
+    with np.errstate(over="ignore"):
+        assert np.isinf(x.sum())
+    t = as_tensor(x, "x_sd", torch.device("cpu"), ndim=(2,))
+    assert np.array_equal(t.numpy(), x)
+    x[2, 1] = np.nan
+    with pytest.raises(InputError, match=r"1 NaN/Inf values \(first at index \(2, 1\)\)"):
+        as_tensor(x, "x_sd", torch.device("cpu"), ndim=(2,))
+
+
+def test_features_equal_in_the_first_rows_but_varying_later_are_accepted():
+    x = np.array([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0], [1.0, 2.0, 3.0], [0.0, 5.0, 1.0]])
+    np.testing.assert_allclose(compute_rdm(x, "euclidean", device="cpu"),
+                               squareform(pdist(x, "sqeuclidean")) / 3, atol=1e-12)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e6])
+def test_constant_rows_are_found_whatever_their_level(offset):
+    """Constant rows (centred norm ~ 0 relative to the raw norm) at any offset, and a row with a
+    relative variation of 1e-9 is not constant (the raw norm comes from |x|^2 = |x - m|^2 + d m^2)."""
+    base = np.array([[1.0, 2.0, 3.0], [0.0, 5.0, 1.0], [4.0, 4.0, 4.0]]) + offset
+    with pytest.raises(InputError, match="row 2"):
+        compute_rdm(base, "correlation", device="cpu")
+    base[2, 0] += 1e-9 * max(offset, 1.0)
+    np.testing.assert_allclose(compute_rdm(base, "correlation", device="cpu"),
+                               squareform(pdist(base, "correlation")), atol=1e-6)

@@ -42,13 +42,18 @@ def average_ranks(x_bp: torch.Tensor) -> torch.Tensor:
     sorted_bp, order_bp = _sort_rows(x_bp)
     new = torch.ones(b, p, dtype=torch.bool, device=x_bp.device)
     new[:, 1:] = sorted_bp[:, 1:] != sorted_bp[:, :-1]
-    gid = torch.cumsum(new.reshape(-1), 0) - 1  # every row starts a new group: ids are global
-    pos = torch.arange(1, p + 1, dtype=x_bp.dtype, device=x_bp.device).repeat(b)
-    n_groups = int(gid[-1]) + 1
-    gsum = torch.zeros(n_groups, dtype=x_bp.dtype, device=x_bp.device).index_add_(0, gid, pos)
-    count = torch.bincount(gid, minlength=n_groups).to(x_bp.dtype)
-    rank_sorted = (gsum / count)[gid].view(b, p)
-    return torch.empty_like(rank_sorted).scatter_(1, order_bp, rank_sorted)
+    pos = torch.arange(1, p + 1, dtype=x_bp.dtype, device=x_bp.device)
+    if bool(new.all()):  # no ties (continuous dissimilarities): the rank is the sorted position
+        rank_sorted = pos.expand(b, p)
+    else:
+        gid = torch.cumsum(new.reshape(-1), 0) - 1  # every row starts a new group: ids are global
+        n_groups = int(gid[-1]) + 1
+        gsum = torch.zeros(n_groups, dtype=x_bp.dtype, device=x_bp.device).index_add_(
+            0, gid, pos.repeat(b))
+        count = torch.bincount(gid, minlength=n_groups).to(x_bp.dtype)
+        rank_sorted = (gsum / count)[gid].view(b, p)
+    return torch.empty((b, p), dtype=x_bp.dtype, device=x_bp.device).scatter_(1, order_bp,
+                                                                              rank_sorted)
 
 
 def weighted_ranks(x_p: torch.Tensor, weights_bp: torch.Tensor) -> torch.Tensor:

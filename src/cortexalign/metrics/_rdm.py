@@ -72,10 +72,24 @@ def _mirror(rdm_ss: torch.Tensor, spans: list[tuple[int, int]]) -> torch.Tensor:
     return rdm_ss
 
 
+def _centred(x_sd: torch.Tensor, mean_s1: torch.Tensor | None) -> torch.Tensor:
+    """``x - mean`` (a copy of ``x`` for ``None``) in a new tensor. On the CPU NumPy does it:
+    torch's CPU allocator maps fresh pages for every large tensor, which made this subtraction
+    cost 220 ms against NumPy's 38 ms for 2,500 x 10,000 float64 on our 2-core machines (the
+    numbers are the same: one IEEE subtraction per element)."""
+    if x_sd.device.type == "cpu" and not x_sd.requires_grad:
+        x = x_sd.numpy()
+        return torch.from_numpy(x.copy() if mean_s1 is None else x - mean_s1.numpy())
+    return x_sd.clone() if mean_s1 is None else x_sd - mean_s1
+
+
 def _unit_rows(x_sd: torch.Tensor, center: bool) -> torch.Tensor:
-    z = x_sd - x_sd.mean(dim=1, keepdim=True) if center else x_sd.clone()
+    mean_s1 = x_sd.mean(dim=1, keepdim=True) if center else None
+    z = _centred(x_sd, mean_s1)
     norm = torch.linalg.vector_norm(z, dim=1)
-    zero = norm <= 1e-12 * torch.linalg.vector_norm(x_sd, dim=1).clamp_min(1e-300)
+    # |x|^2 = |x - m|^2 + d m^2: the raw norm without another pass over x
+    raw = norm if not center else torch.sqrt(norm**2 + x_sd.shape[1] * mean_s1[:, 0] ** 2)
+    zero = norm <= 1e-12 * raw.clamp_min(1e-300)
     if bool(zero.any()):
         what = "a constant feature vector" if center else "an all-zero feature vector"
         raise InputError("features_sd", f"stimuli without {what}", f"{int(zero.sum())} such stimuli "
@@ -259,5 +273,8 @@ def compute_rdms(xs: Sequence | np.ndarray | torch.Tensor, method: str = "correl
 def upper_tri(rdm_ss: torch.Tensor) -> torch.Tensor:
     """(..., s, s) -> (..., s (s - 1) / 2): the upper triangle, row-major (``np.triu_indices``)."""
     s = rdm_ss.shape[-1]
+    if rdm_ss.device.type == "cpu" and not rdm_ss.requires_grad:  # NumPy's gather: ~2x faster
+        i, j = np.triu_indices(s, 1)
+        return torch.from_numpy(np.ascontiguousarray(rdm_ss.numpy()[..., i, j]))
     iu = torch.triu_indices(s, s, 1, device=rdm_ss.device)
     return rdm_ss[..., iu[0], iu[1]]
