@@ -229,7 +229,7 @@ def _to_host(flat_bn: torch.Tensor, start: int, shapes: list[tuple[int, ...]]) -
     host_bn = torch.empty(flat_bn.shape, dtype=flat_bn.dtype, pin_memory=True)
     host_bn.copy_(flat_bn, non_blocking=True)
     done = torch.cuda.Event()
-    done.record()
+    done.record(torch.cuda.current_stream(flat_bn.device))  # the model's GPU, not the default
     return _InFlight(start, host_bn, shapes, done)
 
 
