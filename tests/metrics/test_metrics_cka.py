@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import ortho_group
@@ -123,3 +124,15 @@ def test_bad_inputs(rng):
         cka(x, x, "linear", device="cpu", sigma_frac=0.5)
     with pytest.raises(InputError, match="NaN"):
         cka(np.where(x > 1, np.nan, x), x, device="cpu")
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 10, 1001])
+def test_both_median_routes_equal_numpy(n, rng):
+    """The CPU route (NumPy) and the GPU route (one sort, exercised here on the CPU) give
+    ``np.median``, for odd and even counts and with ties."""
+    from cortexalign.metrics._cka import _median, _median_by_sort
+
+    x = np.round(rng.normal(size=n), 1)  # ties
+    t = torch.as_tensor(x)
+    assert float(_median(t)) == np.median(x)
+    assert float(_median_by_sort(t)) == np.median(x)

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError, UnknownNameError
+from cortexalign.metrics._rdm import _mm_nt
 from cortexalign.metrics._validate import as_tensor, check_features, check_n_stimuli
 
 __all__ = ["CKA_KINDS", "cka", "cka_tensor"]
@@ -40,9 +42,10 @@ def _linear_dots(x_sd: torch.Tensor, y_sd: torch.Tensor) -> tuple[torch.Tensor, 
     """tr(KL), tr(KK), tr(LL) for centred linear kernels K = X X^T, L = Y Y^T."""
     s, dx, dy = x_sd.shape[0], x_sd.shape[1], y_sd.shape[1]
     if _gram_is_cheaper(s, dx, dy):
-        k, l_ = x_sd @ x_sd.T, y_sd @ y_sd.T
+        k, l_ = _mm_nt(x_sd, x_sd), _mm_nt(y_sd, y_sd)
         return (k * l_).sum(), (k * k).sum(), (l_ * l_).sum()
-    return ((x_sd.T @ y_sd) ** 2).sum(), ((x_sd.T @ x_sd) ** 2).sum(), ((y_sd.T @ y_sd) ** 2).sum()
+    xt, yt = x_sd.T, y_sd.T
+    return (_mm_nt(xt, yt) ** 2).sum(), (_mm_nt(xt, xt) ** 2).sum(), (_mm_nt(yt, yt) ** 2).sum()
 
 
 def cka_linear(x_sd: torch.Tensor, y_sd: torch.Tensor) -> torch.Tensor:
@@ -73,18 +76,29 @@ def cka_linear_debiased(x_sd: torch.Tensor, y_sd: torch.Tensor) -> torch.Tensor:
     return hxy / torch.sqrt(denom) if bool(denom > 0) else torch.full_like(hxy, float("nan"))
 
 
-def _median(x: torch.Tensor) -> torch.Tensor:
-    """numpy's median (mean of the two middle values for an even count)."""
-    flat = x.reshape(-1)
+def _median_by_sort(flat: torch.Tensor) -> torch.Tensor:
     n = flat.numel()
-    hi = torch.kthvalue(flat, n // 2 + 1).values
-    return hi if n % 2 else 0.5 * (hi + torch.kthvalue(flat, n // 2).values)
+    sorted_ = torch.sort(flat).values
+    return sorted_[n // 2] if n % 2 else 0.5 * (sorted_[n // 2 - 1] + sorted_[n // 2])
+
+
+def _median(x: torch.Tensor) -> torch.Tensor:
+    """numpy's median (mean of the two middle values for an even count).
+
+    On the CPU through NumPy's introselect (4x faster than two torch ``kthvalue`` calls on 6.25 M
+    values here); on a GPU by one radix sort: torch's CUDA ``kthvalue`` selects within one thread
+    block per slice, 20x slower than a sort on large 1-d tensors (pytorch/pytorch#75599).
+    """
+    flat = x.reshape(-1)
+    if flat.device.type == "cpu" and not flat.requires_grad:
+        return torch.as_tensor(np.median(flat.numpy()), dtype=flat.dtype)
+    return _median_by_sort(flat)
 
 
 def rbf_gram(x_sd: torch.Tensor, sigma_frac: float = 1.0) -> torch.Tensor:
     """(s, s) Gaussian kernel with bandwidth ``sigma_frac * sqrt(median squared distance)``."""
     sq_s = (x_sd * x_sd).sum(dim=1)
-    d2 = (sq_s[:, None] + sq_s[None, :] - 2.0 * (x_sd @ x_sd.T)).clamp_(min=0.0)
+    d2 = (sq_s[:, None] + sq_s[None, :] - 2.0 * _mm_nt(x_sd, x_sd)).clamp_(min=0.0)
     d2.fill_diagonal_(0.0)
     return torch.exp(-d2 / (2.0 * sigma_frac**2 * _median(d2)))
 
