@@ -8,6 +8,9 @@ uint8 images and the same preprocessing in every mode:
   over patch tokens on the device, one asynchronous host transfer per batch; bf16 autocast on
   CUDA) on a ``StimulusSet`` built beforehand: in a grid the set is built once and every model
   reuses it.
+- ``host_pipeline``: only the host side of ``ours`` (``iter_batches``: decode threads and the
+  batch stacking, into page-locked memory on CUDA), no copy to the device and no model: the rate
+  at which the host can feed the device.
 - ``stimulus_set``: building that ``StimulusSet`` (checking every image and hashing its pixels for
   the cache key), the one-time cost per set that ``ours`` leaves out.
 - ``plain``: the plain forward pass ``model(x)`` (the floor: no activations kept).
@@ -40,7 +43,8 @@ import time
 import numpy as np
 import torch
 
-MODES = ("ours", "plain", "naive", "preprocess", "preprocess_device", "gpu_forward", "stimulus_set")
+MODES = ("ours", "plain", "naive", "preprocess", "preprocess_device", "gpu_forward", "host_pipeline",
+         "stimulus_set")
 ARCH = "timm:vit_base_patch16_224"
 
 
@@ -76,6 +80,15 @@ def run_ours(adapter, images, batch_size, blocks, precision):
     feats = extract_features(adapter, _stimulus_set(images), blocks, pooling="mean",
                              batch_size=batch_size, progress=False, precision=precision)
     return sum(f.values.nbytes for f in feats.values())
+
+
+def run_host_pipeline(adapter, images, batch_size, blocks, precision):
+    from cortexalign.features._extract import _batch_functions, iter_batches
+
+    prepare, _ = _batch_functions(adapter, adapter.device)
+    for _ in iter_batches(_stimulus_set(images), batch_size, prepare):
+        pass
+    return 0
 
 
 def run_stimulus_set(adapter, images, batch_size, blocks, precision):
@@ -143,7 +156,7 @@ def run_gpu_forward(adapter, images, batch_size, blocks, precision):
 
 RUNNERS = {"ours": run_ours, "plain": run_plain, "naive": run_naive, "preprocess": run_preprocess,
            "preprocess_device": run_preprocess_device, "gpu_forward": run_gpu_forward,
-           "stimulus_set": run_stimulus_set}
+           "host_pipeline": run_host_pipeline, "stimulus_set": run_stimulus_set}
 
 
 def child(args: argparse.Namespace) -> dict:
@@ -160,7 +173,7 @@ def child(args: argparse.Namespace) -> dict:
     runner = RUNNERS[args.mode]
     runner(adapter, _images(args.batch_size, seed=1), args.batch_size, blocks, precision)  # warm-up
     images = _images(args.n_images)
-    if args.mode in ("gpu_forward", "ours"):  # preprocess once / build the set once, untimed
+    if args.mode in ("gpu_forward", "ours", "host_pipeline"):  # preprocess once / build the set once, untimed
         runner(adapter, images, args.batch_size, blocks, precision)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
