@@ -31,25 +31,27 @@ import time
 import uuid
 import warnings
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
 
-from cortexalign import __version__
 from cortexalign.errors import InputError
 from cortexalign.features._cache_view import CachedArray, CacheIntegrityError, chunk_digests
+from cortexalign.features._cache_writer import (
+    ARRAY_NAME,
+    CACHE_FORMAT,
+    META_FILE,
+    CacheWriter,
+    chunk_rows_for,
+)
 
 __all__ = ["EXTRACTION_VERSION", "FeatureCache", "CacheSummary", "CachedArray",
-           "CacheIntegrityError", "feature_key"]
+           "CacheIntegrityError", "CacheWriter", "feature_key"]
 
 #: Bump when a change in the extraction code changes the values it produces.
 EXTRACTION_VERSION = "1"
-CACHE_FORMAT = 1
-META_FILE = "cortexalign.json"
-ARRAY_NAME = "values"
 _TMP, _TRASH = ".tmp-", ".trash-"
 _CHUNK_BYTES = 8 * 2**20
 _HEX = set("0123456789abcdef")
@@ -168,39 +170,63 @@ class FeatureCache:
         ``metadata`` must be JSON-serialisable; the cache adds the key, shape, dtype, a sha256 of
         the values and of each stored chunk of rows (``chunk_rows``, ``chunk_sha256``: what
         :meth:`open` verifies), the cortexalign version and the creation time. If a valid entry already exists
-        (another process wrote it first) it is kept and the new copy dropped.
+        (another process wrote it first) it is kept and the new copy dropped. (One
+        :meth:`writer` given the whole array as a single block.)
         """
-        dest = self.path(key)
         values = np.ascontiguousarray(values)
         if values.ndim == 0 or values.dtype.kind not in "fiub":
             raise InputError("values", "a numeric array with at least one dimension",
                              f"{values.dtype} array of shape {values.shape}", "pass the feature array")
-        meta = dict(metadata or {})
-        rows = min(max(1, _CHUNK_BYTES // max(1, values[:1].nbytes)), max(1, values.shape[0]))
-        meta.update(key=key, shape=list(values.shape), dtype=str(values.dtype),
-                    sha256=_sha256_array(values), chunk_rows=rows,
-                    chunk_sha256=chunk_digests(values, rows), cortexalign_version=__version__,
-                    created=datetime.now(UTC).isoformat(), cache_format=CACHE_FORMAT)
+        with self.writer(key, values.shape, values.dtype, metadata) as w:
+            if len(values):
+                w.write(0, values)
+        return self.path(key)
+
+    def writer(self, key: str, shape: tuple[int, ...], dtype: Any,
+               metadata: dict[str, Any] | None = None, chunk_rows: int | None = None
+               ) -> CacheWriter:
+        """A context manager that writes entry ``key`` from consecutive row blocks.
+
+        ``with cache.writer(key, (s, d), "float32", meta) as w: w.write(0, rows_bd); ...``.
+        The entry has exactly the layout, digests and metadata :meth:`put` gives the same values;
+        it is published atomically when the block ends cleanly with all s rows written, and
+        discarded on an exception or missing rows (see ``_cache_writer``).
+
+        Parameters
+        ----------
+        key : from :func:`feature_key`; shape : (s, ...) of the whole array; dtype : numeric
+            storage dtype; metadata : JSON-serialisable description.
+        chunk_rows : rows per stored chunk (default: about 8 MiB of rows, as ``put`` stores).
+        """
+        _check_key(key)
+        shape = tuple(shape) if isinstance(shape, (tuple, list)) else None
+        if not shape or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool)
+                                and n >= 0 for n in shape):
+            raise InputError("shape", "a non-empty tuple of sizes (s, ...)", repr(shape),
+                             "pass the shape of the whole array, e.g. (s, d)")
+        shape = tuple(int(n) for n in shape)
         try:
-            blob = json.dumps(meta, sort_keys=True, indent=1)
-        except TypeError as exc:
-            raise InputError("metadata", "JSON-serialisable values", str(exc),
-                             "convert arrays to lists and paths to strings") from None
+            dt = np.dtype(dtype)
+        except TypeError:
+            dt = None
+        if dt is None or dt.kind not in "fiub":
+            raise InputError("dtype", "a numeric dtype (e.g. 'float32')", repr(dtype),
+                             "pass the storage dtype of the values")
+        rows = chunk_rows_for(shape, dt.itemsize, _CHUNK_BYTES)
+        if chunk_rows is not None:
+            if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) \
+                    or chunk_rows < 1:
+                raise InputError("chunk_rows", "a positive number of rows per chunk (or None)",
+                                 repr(chunk_rows), "leave it None to match put's chunking")
+            rows = int(chunk_rows)
+        dest = self.path(key)
         tmp = self.root / f"{_TMP}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        try:
-            group = zarr.open_group(tmp, mode="w-")
-            arr = group.create_array(ARRAY_NAME, shape=values.shape, dtype=values.dtype,
-                                     chunks=(rows, *values.shape[1:]))
-            arr[...] = values
-            (tmp / META_FILE).write_text(blob)  # written last: its presence marks completion
-            _fsync_tree(tmp)
-            self._publish(tmp, dest)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return dest
+        return CacheWriter(key, shape, dt, metadata, rows, tmp,
+                           lambda written: self._publish(written, dest))
 
     def _publish(self, tmp: Path, dest: Path) -> None:
+        """fsync the complete temp entry ``tmp``, then rename it to ``dest`` (first valid wins)."""
+        _fsync_tree(tmp)
         if dest.exists():
             if self._read_meta_checked(dest) is not None:
                 shutil.rmtree(tmp, ignore_errors=True)

@@ -4,7 +4,10 @@ The model contract (``cortexalign.models``): an adapter exposes ``model_id``, ``
 ``preprocess`` (with ``key()``), ``device``, ``num_prefix_tokens``, ``layers()`` and
 ``forward_layers(x_bchw, layers) -> {layer: acts}``. Extraction pools on the adapter's device
 (``POOLINGS``), moves the pooled vectors of all layers to the host in one transfer per batch, checks
-they are finite, and stores each layer under its content-addressed key when a cache is given.
+they are finite, and writes each batch's rows into one sink per layer: an in-memory (s, ...) array
+(``extract_features``, stored whole under its content-addressed key when a cache is given), or
+a ``FeatureCache.writer`` (``extract_to_cache``, so host memory stays at a few batches whatever
+the number of stimuli and the layer width).
 
 Images are decoded by a small thread pool (PIL and numpy release the GIL) a few batches ahead of
 the forward pass (``iter_batches``). On CUDA, when the adapter's ``preprocess`` is a
@@ -34,7 +37,8 @@ from cortexalign.features._pooling import POOLINGS
 from cortexalign.models import Preprocess
 from cortexalign.stimuli import StimulusSet
 
-__all__ = ["Features", "extract_features", "feature_keys", "iter_batches", "PRECISIONS", "DTYPES"]
+__all__ = ["Features", "extract_features", "extract_to_cache", "feature_keys", "iter_batches",
+           "PRECISIONS", "DTYPES"]
 
 #: Autocast modes; ``auto`` resolves to ``bf16`` on CUDA and ``fp32`` elsewhere.
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -233,9 +237,24 @@ def _to_host(flat_bn: torch.Tensor, start: int, shapes: list[tuple[int, ...]]) -
     return _InFlight(start, host_bn, shapes, done)
 
 
-def _store(batch: _InFlight, out: dict[str, np.ndarray], layers: list[str], adapter: Any,
+class _ArrayRows:
+    """An in-memory (s, ...) array filled row block by row block (the ``CacheWriter`` interface)."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: str):
+        self.values = np.empty(shape, dtype=dtype)
+
+    def write(self, start: int, block: np.ndarray) -> None:
+        self.values[start:start + len(block)] = block
+
+
+#: ``open_layer(layer, row_shape) -> sink``: the sink (``write(start, block)``) of a layer's rows,
+#: made on the layer's first batch, when its pooled shape is known.
+OpenLayer = Callable[[str, tuple[int, ...]], Any]
+
+
+def _store(batch: _InFlight, open_layer: OpenLayer, layers: list[str], adapter: Any,
            stimuli: StimulusSet, dtype: str) -> int:
-    """Wait for ``batch``, check it and write each layer's rows into ``out``; return its size."""
+    """Wait for ``batch``, check it and write each layer's rows to its sink; return its size."""
     if batch.done is not None:
         batch.done.synchronize()
     flat_bn = batch.values_bn.numpy()
@@ -247,19 +266,18 @@ def _store(batch: _InFlight, out: dict[str, np.ndarray], layers: list[str], adap
         block = flat_bn[:, offset:offset + n].reshape(b, *shape)
         offset += n
         _check_finite(block, adapter, layer, ids, "NaN/Inf activations")
-        if layer not in out:
-            out[layer] = np.empty((len(stimuli), *shape), dtype=dtype)
-        out[layer][start:start + b] = block
+        rows = block.astype(dtype, copy=False)
         if dtype != "float32":
-            _check_finite(out[layer][start:start + b], adapter, layer, ids,
-                          f"values that overflow {dtype}")
+            _check_finite(rows, adapter, layer, ids, f"values that overflow {dtype}")
+        open_layer(layer, shape).write(start, rows)
     return b
 
 
 def _run_batches(adapter: Any, stimuli: StimulusSet, layers: list[str], pooling: str,
-                 batch_size: int, precision: str, dtype: str, progress: bool
-                 ) -> dict[str, np.ndarray]:
-    """Forward every batch once for all ``layers``; return pooled (s, ...) arrays per layer.
+                 batch_size: int, precision: str, dtype: str, progress: bool,
+                 open_layer: OpenLayer) -> None:
+    """Forward every batch once for all ``layers``; write each layer's pooled rows, batch by
+    batch in stimulus order, to its sink ``open_layer(layer, row_shape)``.
 
     The host handles each batch's pooled values only after the next batch's work is queued, so
     that on an accelerator the forward passes run back to back: the one wait per batch is for
@@ -267,7 +285,6 @@ def _run_batches(adapter: Any, stimuli: StimulusSet, layers: list[str], pooling:
     """
     device = torch.device(adapter.device)
     pool_fn = POOLINGS[pooling]
-    out: dict[str, np.ndarray] = {}
     prepare, finish = _batch_functions(adapter, device)
     batches = iter_batches(stimuli, batch_size, prepare)
     in_flight: _InFlight | None = None
@@ -287,11 +304,10 @@ def _run_batches(adapter: Any, stimuli: StimulusSet, layers: list[str], pooling:
             flat_bn = torch.cat([p.reshape(b, -1) for p in pooled], dim=1)
             queued = _to_host(flat_bn, start, [tuple(p.shape[1:]) for p in pooled])
             if in_flight is not None:
-                bar.advance(task, _store(in_flight, out, layers, adapter, stimuli, dtype))
+                bar.advance(task, _store(in_flight, open_layer, layers, adapter, stimuli, dtype))
             in_flight = queued
         if in_flight is not None:
-            bar.advance(task, _store(in_flight, out, layers, adapter, stimuli, dtype))
-    return out
+            bar.advance(task, _store(in_flight, open_layer, layers, adapter, stimuli, dtype))
 
 
 def extract_features(adapter: Any, stimuli: StimulusSet, layers: str | Sequence[str],
@@ -335,15 +351,77 @@ def extract_features(adapter: Any, stimuli: StimulusSet, layers: str | Sequence[
                                          keys[layer], from_cache=True)
     todo = [layer for layer in names if layer not in result]
     if todo:
-        computed = _run_batches(adapter, stimuli, todo, pooling, batch_size, resolved, dtype,
-                                progress)
+        arrays: dict[str, _ArrayRows] = {}
+
+        def open_array(layer: str, row_shape: tuple[int, ...]) -> _ArrayRows:
+            if layer not in arrays:
+                arrays[layer] = _ArrayRows((len(stimuli), *row_shape), dtype)
+            return arrays[layer]
+
+        _run_batches(adapter, stimuli, todo, pooling, batch_size, resolved, dtype, progress,
+                     open_array)
         for layer in todo:
+            values = arrays[layer].values
             if cache is not None:
-                cache.put(keys[layer], computed[layer],
+                cache.put(keys[layer], values,
                           _metadata(adapter, stimuli, layer, pooling, resolved, dtype, batch_size))
-            result[layer] = Features(computed[layer], stimuli.ids, adapter.model_id, layer,
-                                     pooling, keys[layer])
+            result[layer] = Features(values, stimuli.ids, adapter.model_id, layer, pooling,
+                                     keys[layer])
     return {layer: result[layer] for layer in names}
+
+
+def extract_to_cache(adapter: Any, stimuli: StimulusSet, layers: str | Sequence[str],
+                     cache: FeatureCache, pooling: str = "mean", batch_size: int = 32,
+                     progress: bool = True, precision: str = "auto",
+                     dtype: str = "float32") -> dict[str, str]:
+    """Extract ``layers`` straight into ``cache``, batch by batch; return their cache keys.
+
+    The same forward passes, pooling, checks, keys and stored entries as
+    :func:`extract_features` with a cache, but each batch's pooled rows go directly into one
+    ``FeatureCache.writer`` per layer, so host memory holds a few batches (and one stored chunk
+    per layer) whatever the number of stimuli s and the layer width d. Read the features back
+    lazily with ``cache.open(key)`` (``metrics.streaming_rdm``/``streaming_cka``) or whole with
+    ``cache.get(key)``.
+
+    Parameters
+    ----------
+    adapter, stimuli, layers, pooling, batch_size, progress, precision, dtype : as in
+        :func:`extract_features`.
+    cache : where the (s, d) entries go ((s, ...) raw with pooling ``none``). Layers already
+        cached for these stimuli (complete metadata, same stimulus ids) are skipped; their values
+        are verified when read.
+
+    Returns
+    -------
+    dict layer -> 64-character cache key, in the order of ``layers``.
+
+    Raises
+    ------
+    InputError if an activation is NaN/Inf (naming model, layer and first stimulus); no entry of
+    this call is published then (every writer discards its temporary store).
+    """
+    names = _check_inputs(adapter, stimuli, layers, pooling, batch_size, precision, dtype)
+    if not isinstance(cache, FeatureCache):
+        raise InputError("cache", "a FeatureCache", type(cache).__name__,
+                         "pass cortexalign.features.FeatureCache(<directory>)")
+    resolved = _resolve_precision(precision, torch.device(adapter.device))
+    keys = feature_keys(adapter, stimuli, names, pooling, precision, dtype)
+    todo = [layer for layer in names
+            if (cache.metadata(keys[layer]) or {}).get("stimulus_ids") != list(stimuli.ids)]
+    if todo:
+        with contextlib.ExitStack() as writers:  # any error: every writer discards its store
+            opened: dict[str, Any] = {}
+
+            def open_writer(layer: str, row_shape: tuple[int, ...]) -> Any:
+                if layer not in opened:
+                    meta = _metadata(adapter, stimuli, layer, pooling, resolved, dtype, batch_size)
+                    opened[layer] = writers.enter_context(
+                        cache.writer(keys[layer], (len(stimuli), *row_shape), dtype, meta))
+                return opened[layer]
+
+            _run_batches(adapter, stimuli, todo, pooling, batch_size, resolved, dtype, progress,
+                         open_writer)
+    return {layer: keys[layer] for layer in names}
 
 
 def _metadata(adapter: Any, stimuli: StimulusSet, layer: str, pooling: str, precision: str,
