@@ -141,8 +141,8 @@ class RaySpec(_Strict):
                              "answer before the run stops with an error.")
 
 
-#: Fields that say where jobs run, not what they compute: outside the config hash.
-EXECUTION_FIELDS = frozenset({"executor", "ray"})
+#: Fields that say where or how jobs run, not what they compute: outside the config hash.
+EXECUTION_FIELDS = frozenset({"executor", "ray", "max_feature_memory_gb"})
 
 
 class ExperimentConfig(_Strict):
@@ -168,6 +168,22 @@ class ExperimentConfig(_Strict):
         "run may be resumed with the other executor.")
     ray: RaySpec = Field(default_factory=RaySpec,
                          description="Settings of executor: ray (ignored by 'local').")
+    max_feature_memory_gb: float | None = Field(
+        None, description="Most gigabytes (1e9 bytes) of a model's pooled features held in "
+        "memory (null: no limit, every layer in memory). When one probe image says the model's "
+        "layers need more (s x features x 4 bytes), they are written batch by batch into the "
+        "feature cache instead: rsa and cka_* are scored from RDMs streamed from it; metrics "
+        "that need the features themselves (ridge, pls, map_*) read a layer whole if it alone "
+        "fits, else that job fails with the fix. Same scores either way; not part of the "
+        "config hash.")
+
+    @field_validator("max_feature_memory_gb")
+    @classmethod
+    def _positive_budget(cls, gb: float | None) -> float | None:
+        if gb is not None and not gb > 0:
+            raise ValueError(f"max_feature_memory_gb must be a positive number of gigabytes "
+                             f"(e.g. 8), or null for no limit; got {gb}")
+        return gb
 
     @field_validator("models")
     @classmethod

@@ -25,11 +25,11 @@ from cortexalign.bench._config import ExperimentConfig, load_config
 from cortexalign.bench._executors import RunContext, make_executor
 from cortexalign.bench._jobs import ScoreJob, plan_model_jobs
 from cortexalign.bench._map_features import extract_maps, map_layers
-from cortexalign.bench._scoring import score_job, uses_maps
+from cortexalign.bench._scoring import CachedLayer, score_job, uses_maps
 from cortexalign.bench._targets import Target, load_targets
 from cortexalign.device import resolve_device
 from cortexalign.errors import CortexAlignError, InputError
-from cortexalign.features import FeatureCache, extract_features
+from cortexalign.features import FeatureCache, extract_features, extract_to_cache
 from cortexalign.metrics import METRICS
 from cortexalign.models import MODELS, load_model
 from cortexalign.neural import NEURAL, RDMSet, load_neural
@@ -186,7 +186,14 @@ def _run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, devi
     if not todo:
         return
     needed = list(dict.fromkeys(j.layer for j in todo))
-    if spec.features == "activations":
+    budget = cfg.max_feature_memory_gb
+    if spec.features == "activations" and budget is not None and \
+            _pooled_bytes(adapter, stimuli, needed, spec.pooling) > budget * 1e9:
+        keys = extract_to_cache(adapter, stimuli, needed, cache, pooling=spec.pooling,
+                                batch_size=cfg.batch_size, progress=progress)
+        values = {layer: CachedLayer(cache, keys[layer], layer, int(budget * 1e9))
+                  for layer in needed}
+    elif spec.features == "activations":
         feats = extract_features(adapter, stimuli, needed, pooling=spec.pooling,
                                  batch_size=cfg.batch_size, cache=cache, progress=progress)
         values = {layer: f.values for layer, f in feats.items()}
@@ -194,13 +201,25 @@ def _run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, devi
         values = extract_maps(adapter, stimuli, needed, spec.features, spec.feature_options,
                               batch_size=cfg.batch_size, cache=cache, progress=progress)
     task = bar.add_task(f"scoring {spec.display}", total=len(todo))
-    for job in todo:
+    for k, job in enumerate(todo):
+        if k and todo[k - 1].layer != job.layer and isinstance(values[todo[k - 1].layer],
+                                                                 CachedLayer):
+            values[todo[k - 1].layer].release()  # jobs come layer by layer: free the last one's
         store.start_job(job.key, run_id)  # a crash leaves it 'running' (cortexalign status)
         _run_job(cfg, job, adapter, values[job.layer], targets, store, run_id, summary,
                  stimuli=stimuli)
         bar.advance(task)
         if on_job_done is not None:
             on_job_done(job)
+
+
+def _pooled_bytes(adapter, stimuli: StimulusSet, layers: list[str], pooling: str) -> int:
+    """Bytes of the pooled float32 features of ``layers`` for every stimulus: s x the size of
+    one stimulus's pooled output, measured on the first image (one forward pass, not cached)."""
+    probe = stimuli.subset(stimuli.ids[:1], name=f"{stimuli.name}[probe]")
+    feats = extract_features(adapter, probe, layers, pooling=pooling, batch_size=1,
+                             progress=False)
+    return len(stimuli) * sum(f.values.nbytes for f in feats.values())
 
 
 def _check_layers(adapter, spec) -> tuple[list[str], dict[str, str]]:

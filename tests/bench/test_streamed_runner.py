@@ -1,0 +1,143 @@
+"""The runner's streamed path (max_feature_memory_gb, issue 9): features extracted into the
+cache, rsa/cka scored from RDMs streamed from it — the same job keys and scores as in memory."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cortexalign.bench import ConfigError, _run, load_config
+from cortexalign.bench._run import _pooled_bytes, run_experiment
+from cortexalign.bench._scoring import stand_in
+from cortexalign.features import FeatureCache
+from cortexalign.metrics import cka, compute_rdm, score
+from cortexalign.models import load_model
+from cortexalign.neural import make_responses
+from cortexalign.results import ResultsStore
+from cortexalign.stimuli import load_stimuli
+
+GABOR = {"name": "gabor_v1", "pooling": "grid2", "layers": ["simple", "complex"],
+         "kwargs": {"image_size": 48, "image_deg": None, "frequencies": [0.12, 0.25]}}
+METRICS = [{"name": "rsa"}, {"name": "rsa", "options": {"rdm_method": "cosine",
+                                                        "compare": "pearson"}},
+           {"name": "rsa", "options": {"rdm_method": "euclidean"}}, {"name": "cka_linear"},
+           {"name": "cka_linear_debiased"}, {"name": "cka_rbf"}, {"name": "ridge"}]
+COLUMNS = ["value", "ci_low", "ci_high", "ceiling_low", "ceiling_high", "p_value"]
+
+
+@pytest.fixture(scope="module")
+def responses_file(tmp_path_factory):
+    ids = load_stimuli("kriegeskorte92").ids
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("neural") / "planted.npz"
+    np.savez(path, responses=rng.normal(size=(len(ids), 12, 2)), stimulus_ids=np.array(ids))
+    return str(path)
+
+
+def _config(responses: str, **extra) -> dict:
+    return {"name": "streamed", "stimuli": {"source": "kriegeskorte92"}, "models": [GABOR],
+            "neural": [{"source": responses}], "metrics": METRICS, "n_bootstrap": 4,
+            "batch_size": 40, **extra}
+
+
+def _scores(out) -> tuple[set, np.ndarray, list]:
+    f = ResultsStore(out / "results.duckdb", read_only=True).scores_frame()
+    f = f.sort_values(["job_key", "target"]).reset_index(drop=True)
+    extra = [{k: v for k, v in json.loads(e).items() if k != "seconds"} if isinstance(e, str)
+             else {k: v for k, v in e.items() if k != "seconds"} for e in f["extra"]]
+    return list(f["job_key"]), f[COLUMNS].to_numpy(dtype=float), extra
+
+
+def test_budget_must_be_positive(responses_file):
+    for bad in (0, -1.5):
+        with pytest.raises(ConfigError, match="max_feature_memory_gb must be a positive"):
+            load_config(_config(responses_file, max_feature_memory_gb=bad))
+    a = load_config(_config(responses_file))
+    assert a.config_hash() == load_config(_config(responses_file, max_feature_memory_gb=2.0)
+                                          ).config_hash()  # how it runs, not what it computes
+
+
+@pytest.fixture
+def streamed_calls(monkeypatch) -> list:
+    """The layers each extract_to_cache call of the runner wrote (proof the path was taken)."""
+    calls, real = [], _run.extract_to_cache
+
+    def recording(adapter, stimuli, layers, cache, **kwargs):
+        calls.append(list(layers))
+        return real(adapter, stimuli, layers, cache, **kwargs)
+
+    monkeypatch.setattr(_run, "extract_to_cache", recording)
+    return calls
+
+
+def test_streamed_run_gives_the_in_memory_scores(tmp_path, responses_file, streamed_calls):
+    adapter = load_model("gabor_v1", device="cpu", **GABOR["kwargs"])
+    stimuli = load_stimuli("kriegeskorte92")
+    layer_bytes = [_pooled_bytes(adapter, stimuli, [layer], "grid2") for layer in GABOR["layers"]]
+    budget = max(layer_bytes) * 1.01  # each layer fits alone, the model's layers together do not
+    assert sum(layer_bytes) > budget
+    memory = run_experiment(load_config(_config(responses_file)), tmp_path / "mem",
+                            progress=False)
+    assert streamed_calls == []
+    streamed = run_experiment(load_config(_config(responses_file,
+                                                  max_feature_memory_gb=budget / 1e9)),
+                              tmp_path / "stream", progress=False)
+    assert streamed_calls == [GABOR["layers"]]
+    assert memory.ok and streamed.ok and memory.n_done == streamed.n_done == 14
+    keys_m, values_m, extra_m = _scores(tmp_path / "mem")
+    keys_s, values_s, extra_s = _scores(tmp_path / "stream")
+    assert keys_m == keys_s and memory.job_keys == streamed.job_keys
+    np.testing.assert_allclose(values_s, values_m, rtol=0, atol=1e-10, equal_nan=True)
+    assert [sorted(e) for e in extra_s] == [sorted(e) for e in extra_m]
+    # the streamed run wrote the features to its cache, one complete entry per layer
+    assert len(FeatureCache(tmp_path / "stream" / "cache")) == 2
+
+
+def test_permutation_p_and_rdm_targets_match(tmp_path, streamed_calls):
+    cfg = {"name": "perm", "stimuli": {"source": "kriegeskorte92"}, "models": [GABOR],
+           "neural": [{"source": "kriegeskorte92.monkey_IT"}],
+           "metrics": [{"name": "rsa"}, {"name": "rsa", "options": {"compare": "kendall_tau_a"}}],
+           "n_bootstrap": 3, "n_permutations": 9, "batch_size": 40}
+    run_experiment(load_config(cfg), tmp_path / "mem", progress=False)
+    streamed = run_experiment(load_config(dict(cfg, max_feature_memory_gb=1e-6)),
+                              tmp_path / "stream", progress=False)
+    assert streamed.ok and len(streamed_calls) == 1
+    keys_m, values_m, _ = _scores(tmp_path / "mem")
+    keys_s, values_s, _ = _scores(tmp_path / "stream")
+    assert keys_m == keys_s
+    np.testing.assert_allclose(values_s, values_m, rtol=0, atol=1e-10, equal_nan=True)
+
+
+def test_a_metric_needing_a_layer_over_the_budget_fails_that_job_only(tmp_path, responses_file):
+    cfg = _config(responses_file, max_feature_memory_gb=1e-6,
+                  metrics=[{"name": "rsa"}, {"name": "ridge"}])
+    summary = run_experiment(load_config(cfg), tmp_path / "out", progress=False)
+    assert summary.n_done == 2 and len(summary.failures) == 2
+    for failure in summary.failures:
+        msg = failure["error"]
+        assert "ridge" in failure["job"] and "max_feature_memory_gb = 1e-06 GB" in msg
+        assert "layer 'simple'" in msg or "layer 'complex'" in msg
+        assert "92 stimuli x" in msg and "grid2" in msg and "fewer" in msg
+
+
+@pytest.mark.parametrize("method", ["correlation", "cosine", "euclidean"])
+def test_stand_in_has_the_rdm_of_the_features(method):
+    x = np.random.default_rng(1).normal(size=(23, 40)) + 3.0
+    z = stand_in(x[:, None, :].repeat(2, axis=1), method, block_rows=5)  # (s, 2, 40) source
+    x2 = np.concatenate([x, x], axis=1)
+    np.testing.assert_allclose(compute_rdm(z, method), compute_rdm(x2, method), atol=1e-12)
+    assert z.shape[1] <= 2 * len(x)
+
+
+def test_stand_in_gives_the_cka_of_the_features():
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(30, 50)) + 1.0, rng.normal(size=(30, 7))
+    z = stand_in(x, "euclidean")
+    for kind in ("linear", "linear_debiased", "rbf"):
+        assert abs(cka(z, y, kind) - cka(x, y, kind)) < 1e-12
+    resp = make_responses(y, [f"s{i}" for i in range(30)])
+    a = score("cka_linear", x, resp, n_bootstrap=5, seed=0)
+    b = score("cka_linear", z, resp, n_bootstrap=5, seed=0)
+    assert abs(a.ci_low - b.ci_low) < 1e-12 and abs(a.ci_high - b.ci_high) < 1e-12
