@@ -8,6 +8,8 @@
     python benchmarks/bench_sae.py --quick            # CPU-sized
     python benchmarks/bench_sae.py --device cuda      # full sizes (d=768, 12,288 latents, ...)
     python benchmarks/bench_sae.py --device cuda --json sae.json
+    OMP_NUM_THREADS=2 python benchmarks/bench_sae.py --device cpu --threads 2 \
+        --train-size 200704 768 5 4096 --repeats 3   # SAE training only, reduced size
 
 At full size the numpy baseline runs on a sub-problem (one layer, ``ref_units`` units x
 ``ref_voxels`` voxels; the (k + n)^2 float64 correlation matrix of the whole layer would take minutes)
@@ -29,16 +31,22 @@ from cortexalign.sae.match import match_units_to_voxels
 
 def reference_relu_tied(x_nd: torch.Tensor, d_sae: int, batch: int, lr: float, lam: float,
                         device: str) -> float:
-    """The seed's SAE in plain PyTorch: returns seconds for one pass over x_nd."""
+    """The seed's SAE in plain PyTorch: returns seconds for one pass over x_nd.
+
+    Same maths as ``train_sae`` with ``relu_tied`` (tied W, no decoder-norm step, the seed's
+    objective, AdamW with no weight decay), without its shuffling, input checks or dead-latent
+    bookkeeping. The timed region includes building the parameters and the optimiser, as
+    ``train_sae``'s does.
+    """
     d = x_nd.shape[1]
+    _sync(device)
+    t0 = time.perf_counter()
     g = torch.Generator().manual_seed(1)
     W = torch.randn(d_sae, d, generator=g)
     W = (W / W.norm(dim=1, keepdim=True) / (d_sae / d) ** 0.5).to(device).requires_grad_()
     b_pre = x_nd[:batch].mean(0).to(device).requires_grad_()
     b_lat = torch.zeros(d_sae, device=device, requires_grad=True)
     opt = torch.optim.AdamW([W, b_pre, b_lat], lr=lr, weight_decay=0.0)
-    _sync(device)
-    t0 = time.perf_counter()
     for start in range(0, x_nd.shape[0] - batch + 1, batch):
         x = x_nd[start:start + batch].to(device)
         z = torch.relu((x - b_pre) @ W.T + b_lat)
@@ -57,25 +65,34 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def bench_training(n: int, d: int, expansion: int, batch: int, device: str) -> dict:
+def bench_training(n: int, d: int, expansion: int, batch: int, device: str,
+                   repeats: int = 1) -> dict:
+    """Best of ``repeats`` interleaved runs of each side (ours, then the reference, per repeat)."""
     x_nd = torch.randn(n, d)
     cfg = SAEConfig(d_in=d, expansion=expansion, batch_size=batch, dead_window=10 * n)
     train_sae(array_chunks(x_nd[: 2 * batch]), cfg, device=device)  # warm-up
     reference_relu_tied(x_nd[: 2 * batch], d * expansion, batch, 5e-5, 8.6e-4, device)
-    _sync(device)
-    t0 = time.perf_counter()
-    out = train_sae(array_chunks(x_nd, 65536), cfg, device=device)
-    _sync(device)
-    ours = time.perf_counter() - t0
-    ref = reference_relu_tied(x_nd, d * expansion, batch, 5e-5, 8.6e-4, device)
+    ours, ref, n_tokens = [], [], 0
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        n_tokens = train_sae(array_chunks(x_nd, 65536), cfg, device=device).n_tokens
+        _sync(device)
+        ours.append(time.perf_counter() - t0)
+        ref.append(reference_relu_tied(x_nd, d * expansion, batch, 5e-5, 8.6e-4, device))
+    assert n_tokens == n // batch * batch, (n_tokens, n, batch)  # both sides see the same tokens
+    ours_tps, ref_tps = n_tokens / min(ours), n_tokens / min(ref)
     print(f"SAE training  relu_tied d={d} latents={d * expansion} batch={batch} tokens={n} "
-          f"device={device}")
-    print(f"  cortexalign train_sae : {out.n_tokens / ours:12,.0f} tokens/s")
-    print(f"  plain PyTorch loop    : {(n // batch * batch) / ref:12,.0f} tokens/s")
+          f"device={device} threads={torch.get_num_threads()} best of {repeats}")
+    print(f"  cortexalign train_sae : {ours_tps:12,.0f} tokens/s  (runs: "
+          f"{', '.join(f'{n_tokens / t:,.0f}' for t in ours)})")
+    print(f"  plain PyTorch loop    : {ref_tps:12,.0f} tokens/s  (runs: "
+          f"{', '.join(f'{n_tokens / t:,.0f}' for t in ref)})")
+    print(f"  ratio                 : {ours_tps / ref_tps:.3f}x")
     return {"d_in": d, "latents": d * expansion, "batch": batch, "tokens": n, "device": device,
-            "cortexalign_tokens_per_s": out.n_tokens / ours,
-            "reference_tokens_per_s": (n // batch * batch) / ref,
-            "ratio": (out.n_tokens / ours) / ((n // batch * batch) / ref)}
+            "threads": torch.get_num_threads(), "repeats": repeats,
+            "cortexalign_tokens_per_s": ours_tps, "reference_tokens_per_s": ref_tps,
+            "cortexalign_runs_s": ours, "reference_runs_s": ref, "ratio": ours_tps / ref_tps}
 
 
 def bench_similarity(s: int, k: int, layers: int, n: int, device: str, ref_layers: int,
@@ -119,16 +136,23 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--json", help="write the results to this file")
+    p.add_argument("--train-size", type=int, nargs=4, metavar=("TOKENS", "D", "EXPANSION", "BATCH"),
+                   help="SAE training size only (skips the similarity), e.g. 200704 768 5 4096")
+    p.add_argument("--repeats", type=int, default=1, help="interleaved repeats of the training bench")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.quick:
-        res = {"training": bench_training(n=32768, d=64, expansion=16, batch=1024, device=args.device),
+    if args.train_size:
+        n, d, expansion, batch = args.train_size
+        res = {"training": bench_training(n, d, expansion, batch, args.device, args.repeats)}
+    elif args.quick:
+        res = {"training": bench_training(n=32768, d=64, expansion=16, batch=1024, device=args.device,
+                                          repeats=args.repeats),
                "similarity": bench_similarity(s=500, k=1024, layers=2, n=1000, device=args.device,
                                               ref_layers=2)}
     else:
         res = {"training": bench_training(n=2_000_000, d=768, expansion=16, batch=16384,
-                                          device=args.device),
+                                          device=args.device, repeats=args.repeats),
                "similarity": bench_similarity(s=9000, k=12288, layers=12, n=20000,
                                               device=args.device, ref_layers=1, ref_units=2048,
                                               ref_voxels=2000)}
