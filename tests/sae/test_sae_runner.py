@@ -3,6 +3,7 @@ planted voxels are recovered, scores land in the results store, the CLI runs and
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -57,8 +58,12 @@ def test_runner_recovers_planted_units_and_records_scores(nsd, tmp_path):
     root, nsd_id_t = nsd
     out = tmp_path / "out"
     config = _write_config(tmp_path / "c.yaml", _config(root))
-    first = run_brainmap(config, out)  # trains and checkpoints the SAEs on the tiny ViT's tokens
+    with warnings.catch_warnings():  # a report that fails is only a warning: make it an error
+        warnings.filterwarnings("error", message="SAE-BrainMap: the report was not written")
+        first = run_brainmap(config, out)  # trains and checkpoints the SAEs on the tiny ViT's tokens
     assert not first.skipped and (out / "saes/blocks.1/sae.safetensors").is_file()
+    html = (out / "report.html").read_text()
+    assert "neural data: nsd" in html or "Natural Scenes" in html or "massive 7T fMRI" in html
     units = first.result.units
     assert len(first.result.match.voxel_ids) == len(VOXELS)
     # plant: each ROI voxel's betas are a noisy copy of a chosen unit (units that vary)

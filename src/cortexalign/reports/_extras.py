@@ -152,11 +152,13 @@ def citations_section(data: ReportData, scores: pd.DataFrame) -> dict[str, Any] 
         if metric in METRICS:
             items.append((f"measure: {metric}", METRICS.entry(metric).meta.get("citation", "")))
     for cfg in data.configs():
-        src = (cfg.get("stimuli") or {}).get("source", "")
+        stim = cfg.get("stimuli") or {}
+        src = stim.get("source", "") if isinstance(stim, dict) else ""
         if src in BUNDLED:
             items.append((f"stimuli: {src}", BUNDLED.entry(src).meta.get("citation", "")))
-        for n in cfg.get("neural", []):
-            if n.get("source") in NEURAL:
+        neural = cfg.get("neural") or []  # a list of sources (experiments), one mapping (SAE-BrainMap)
+        for n in [neural] if isinstance(neural, dict) else neural:
+            if isinstance(n, dict) and n.get("source") in NEURAL:
                 items.append((f"neural data: {n['source']}",
                               NEURAL.entry(n["source"]).meta.get("citation", "")))
     if len(scores) and scores["ci_low"].notna().any():
