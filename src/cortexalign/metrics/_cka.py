@@ -13,6 +13,8 @@ network representations revisited").
   authors' reference code); ``sigma_frac`` defaults to 1.0 (the paper also reports 0.2-0.8).
 
 Every function takes float64 (s, d) tensors and returns a 0-d tensor; ``cka`` validates.
+``cka_from_grams`` computes the same three kinds from the linear Gram matrices ``X X^T`` and
+``Y Y^T`` alone (``CKA_GRAM_KINDS``), sharing every formula with the feature-space functions.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.metrics._rdm import _mm_nt
 from cortexalign.metrics._validate import as_tensor, check_features, check_n_stimuli
 
-__all__ = ["CKA_KINDS", "cka", "cka_tensor"]
+__all__ = ["CKA_KINDS", "CKA_GRAM_KINDS", "cka", "cka_tensor", "cka_from_grams"]
 
 
 def _center(x_sd: torch.Tensor) -> torch.Tensor:
@@ -48,11 +50,15 @@ def _linear_dots(x_sd: torch.Tensor, y_sd: torch.Tensor) -> tuple[torch.Tensor, 
     return (_mm_nt(xt, yt) ** 2).sum(), (_mm_nt(xt, xt) ** 2).sum(), (_mm_nt(yt, yt) ** 2).sum()
 
 
+def _biased_cka(kl: torch.Tensor, kk: torch.Tensor, ll: torch.Tensor) -> torch.Tensor:
+    """CKA from tr(KL), tr(KK), tr(LL) of centred kernels (biased HSIC: the 1/(s-1)^2 cancels)."""
+    return kl / torch.sqrt(kk * ll)
+
+
 def cka_linear(x_sd: torch.Tensor, y_sd: torch.Tensor) -> torch.Tensor:
     """Linear CKA with the biased HSIC estimator."""
     xc, yc = _center(x_sd), _center(y_sd)
-    kl, kk, ll = _linear_dots(xc, yc)
-    return kl / torch.sqrt(kk * ll)
+    return _biased_cka(*_linear_dots(xc, yc))
 
 
 def _hsic_unbiased(tr_kl: torch.Tensor, dk_s: torch.Tensor, dl_s: torch.Tensor, s: int) -> torch.Tensor:
@@ -64,16 +70,21 @@ def _hsic_unbiased(tr_kl: torch.Tensor, dk_s: torch.Tensor, dl_s: torch.Tensor, 
     return (term1 + term2 - term3) / (s * (s - 3))
 
 
-def cka_linear_debiased(x_sd: torch.Tensor, y_sd: torch.Tensor) -> torch.Tensor:
-    """Linear CKA with Song et al.'s unbiased HSIC (needs s >= 4; NaN if a self-HSIC is <= 0)."""
-    s = x_sd.shape[0]
-    xc, yc = _center(x_sd), _center(y_sd)
-    kl, kk, ll = _linear_dots(xc, yc)
-    dk, dl = (xc * xc).sum(dim=1), (yc * yc).sum(dim=1)
-    hxy, hxx, hyy = (_hsic_unbiased(kl, dk, dl, s), _hsic_unbiased(kk, dk, dk, s),
-                     _hsic_unbiased(ll, dl, dl, s))
+def _debiased_cka(kl: torch.Tensor, kk: torch.Tensor, ll: torch.Tensor, dk_s: torch.Tensor,
+                  dl_s: torch.Tensor, s: int) -> torch.Tensor:
+    """Debiased CKA from the traces and diagonals of *centred* linear Grams (NaN if a self-HSIC
+    is <= 0)."""
+    hxy, hxx, hyy = (_hsic_unbiased(kl, dk_s, dl_s, s), _hsic_unbiased(kk, dk_s, dk_s, s),
+                     _hsic_unbiased(ll, dl_s, dl_s, s))
     denom = hxx * hyy
     return hxy / torch.sqrt(denom) if bool(denom > 0) else torch.full_like(hxy, float("nan"))
+
+
+def cka_linear_debiased(x_sd: torch.Tensor, y_sd: torch.Tensor) -> torch.Tensor:
+    """Linear CKA with Song et al.'s unbiased HSIC (needs s >= 4; NaN if a self-HSIC is <= 0)."""
+    xc, yc = _center(x_sd), _center(y_sd)
+    dk, dl = (xc * xc).sum(dim=1), (yc * yc).sum(dim=1)
+    return _debiased_cka(*_linear_dots(xc, yc), dk, dl, x_sd.shape[0])
 
 
 def _median_by_sort(flat: torch.Tensor) -> torch.Tensor:
@@ -95,22 +106,31 @@ def _median(x: torch.Tensor) -> torch.Tensor:
     return _median_by_sort(flat)
 
 
-def rbf_gram(x_sd: torch.Tensor, sigma_frac: float = 1.0) -> torch.Tensor:
-    """(s, s) Gaussian kernel with bandwidth ``sigma_frac * sqrt(median squared distance)``."""
-    sq_s = (x_sd * x_sd).sum(dim=1)
-    d2 = (sq_s[:, None] + sq_s[None, :] - 2.0 * _mm_nt(x_sd, x_sd)).clamp_(min=0.0)
+def _rbf_kernel(sq_s: torch.Tensor, dots_ss: torch.Tensor, sigma_frac: float) -> torch.Tensor:
+    """Gaussian kernel from squared norms and dot products: ``d2_ij = sq_i + sq_j - 2 dot_ij``
+    (clamped at 0, diagonal 0), bandwidth ``sigma_frac * sqrt(median d2)``."""
+    d2 = (sq_s[:, None] + sq_s[None, :] - 2.0 * dots_ss).clamp_(min=0.0)
     d2.fill_diagonal_(0.0)
     return torch.exp(-d2 / (2.0 * sigma_frac**2 * _median(d2)))
+
+
+def rbf_gram(x_sd: torch.Tensor, sigma_frac: float = 1.0) -> torch.Tensor:
+    """(s, s) Gaussian kernel with bandwidth ``sigma_frac * sqrt(median squared distance)``."""
+    return _rbf_kernel((x_sd * x_sd).sum(dim=1), _mm_nt(x_sd, x_sd), sigma_frac)
 
 
 def _center_gram(k_ss: torch.Tensor) -> torch.Tensor:
     return k_ss - k_ss.mean(dim=0, keepdim=True) - k_ss.mean(dim=1, keepdim=True) + k_ss.mean()
 
 
+def _centred_traces(kc_ss: torch.Tensor, lc_ss: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    return (kc_ss * lc_ss).sum(), (kc_ss * kc_ss).sum(), (lc_ss * lc_ss).sum()
+
+
 def cka_rbf(x_sd: torch.Tensor, y_sd: torch.Tensor, sigma_frac: float = 1.0) -> torch.Tensor:
     """RBF-kernel CKA with the biased HSIC estimator."""
     kc, lc = _center_gram(rbf_gram(x_sd, sigma_frac)), _center_gram(rbf_gram(y_sd, sigma_frac))
-    return (kc * lc).sum() / torch.sqrt((kc * kc).sum() * (lc * lc).sum())
+    return _biased_cka(*_centred_traces(kc, lc))
 
 
 CKA_KINDS: dict[str, Callable[..., torch.Tensor]] = {
@@ -119,6 +139,55 @@ CKA_KINDS: dict[str, Callable[..., torch.Tensor]] = {
     "rbf": cka_rbf,
 }
 """Name -> ``fn(x_sd, y_sd, **options) -> 0-d tensor`` on float64 tensors."""
+
+
+def gram_cka_linear(k_ss: torch.Tensor, l_ss: torch.Tensor, sigma_frac: float = 1.0):
+    """``cka_linear`` from linear Grams (``sigma_frac`` is unused: rbf only)."""
+    return _biased_cka(*_centred_traces(_center_gram(k_ss), _center_gram(l_ss)))
+
+
+def gram_cka_linear_debiased(k_ss: torch.Tensor, l_ss: torch.Tensor, sigma_frac: float = 1.0):
+    """``cka_linear_debiased`` from linear Grams: ``diag(H K H)`` are the centred squared norms."""
+    kc, lc = _center_gram(k_ss), _center_gram(l_ss)
+    return _debiased_cka(*_centred_traces(kc, lc), torch.diagonal(kc), torch.diagonal(lc),
+                         k_ss.shape[0])
+
+
+def gram_cka_rbf(k_ss: torch.Tensor, l_ss: torch.Tensor, sigma_frac: float = 1.0):
+    """``cka_rbf`` from linear Grams: squared distances ``K_ii + K_jj - 2 K_ij``."""
+    kc = _center_gram(_rbf_kernel(torch.diagonal(k_ss), k_ss, sigma_frac))
+    lc = _center_gram(_rbf_kernel(torch.diagonal(l_ss), l_ss, sigma_frac))
+    return _biased_cka(*_centred_traces(kc, lc))
+
+
+CKA_GRAM_KINDS: dict[str, Callable[..., torch.Tensor]] = {
+    "linear": gram_cka_linear,
+    "linear_debiased": gram_cka_linear_debiased,
+    "rbf": gram_cka_rbf,
+}
+"""Name -> ``fn(k_ss, l_ss, sigma_frac) -> 0-d tensor`` from float64 linear Gram matrices; the
+same estimators as ``CKA_KINDS`` (same keys)."""
+
+
+def cka_from_grams(k_ss: torch.Tensor, l_ss: torch.Tensor, kind: str = "linear",
+                   sigma_frac: float = 1.0) -> torch.Tensor:
+    """CKA of ``kind`` from the linear Gram matrices of two representations (internal fast path).
+
+    Parameters
+    ----------
+    k_ss, l_ss : (s, s) float64 ``K = X X^T``, ``L = Y Y^T``, validated by the caller. Features
+        shifted by a constant row give the same CKA (the Grams are centred; rbf uses distances),
+        so centred Grams (``streaming_gram``'s default, which avoids cancellation) and raw ones
+        are both fine. A bootstrap resample is ``K[idx][:, idx]``.
+    kind : a key of ``CKA_GRAM_KINDS``; sigma_frac : rbf bandwidth as in ``cka``.
+
+    Returns
+    -------
+    0-d tensor, equal to ``cka_tensor(x, y, kind)`` up to rounding.
+    """
+    if kind not in CKA_GRAM_KINDS:
+        raise UnknownNameError("CKA kind", str(kind), CKA_GRAM_KINDS)
+    return CKA_GRAM_KINDS[kind](k_ss, l_ss, sigma_frac)
 
 
 def cka_tensor(x_sd: torch.Tensor, y_sd: torch.Tensor, kind: str = "linear",

@@ -1,4 +1,9 @@
-"""The ``cka_linear``, ``cka_linear_debiased`` and ``cka_rbf`` metrics: features vs responses."""
+"""The ``cka_linear``, ``cka_linear_debiased`` and ``cka_rbf`` metrics: features vs responses.
+
+``cka_metric`` takes the (s, d) features; ``cka_from_gram`` takes their (s, s) linear Gram
+matrix instead (e.g. ``streaming_gram`` over features that do not fit in memory) and gives the
+same Score up to rounding, bootstrap interval included (the same stimulus resamples).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ import xarray as xr
 
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError
-from cortexalign.metrics._cka import cka_tensor
+from cortexalign.metrics._cka import _center_gram, cka_from_grams, cka_tensor
+from cortexalign.metrics._rdm import _mm_nt
 from cortexalign.metrics._registry import METRICS
 from cortexalign.metrics._score import Score
 from cortexalign.metrics._validate import (
@@ -21,12 +27,47 @@ from cortexalign.metrics._validate import (
 )
 from cortexalign.neural import RDMSet
 
-__all__ = ["cka_metric"]
+__all__ = ["cka_metric", "cka_from_gram"]
 
 KORNBLITH_2019 = ("Kornblith, Norouzi, Lee & Hinton (2019). Similarity of neural network "
                   "representations revisited. ICML")
 DEBIASED = (KORNBLITH_2019 + "; unbiased HSIC: Song, Smola, Gretton, Bedo & Borgwardt (2012) JMLR "
             "13:1393; debiased CKA: Nguyen, Raghu & Kornblith (2021) ICLR")
+
+
+def _check_target_and_options(target, kind: str, options: dict) -> None:
+    if isinstance(target, RDMSet):
+        raise InputError("target", "neural responses (a DataArray with dims stimulus, neuroid): "
+                         "CKA compares the feature spaces themselves", f"an RDMSet {target.name!r}",
+                         "use metric 'rsa' to compare with RDMs, or load the responses")
+    if not isinstance(target, xr.DataArray):
+        raise InputError("target", "a responses DataArray (stimulus, neuroid[, repetition])",
+                         type(target).__name__, "wrap the array with cortexalign.neural."
+                         "make_responses")
+    unknown = sorted(set(options) - ({"sigma_frac"} if kind == "rbf" else set()))
+    if unknown:
+        raise InputError("options", f"options of CKA kind {kind!r} "
+                         f"({'sigma_frac' if kind == 'rbf' else 'none'})", f"{unknown}",
+                         "remove them (sigma_frac is for cka_rbf)")
+    if kind == "rbf" and not float(options.get("sigma_frac", 1.0)) > 0:
+        raise InputError("sigma_frac", "a positive fraction of the median distance",
+                         repr(options["sigma_frac"]), "use e.g. 0.5 or 1.0")
+
+
+def _score(stat, s: int, dev: torch.device, *, kind: str, n_bootstrap: int, seed: int,
+           ci_level: float, options: dict) -> Score:
+    """Score of ``stat(idx_s) -> float`` (all stimuli: ``idx_s`` None), with the percentile
+    interval over ``stats.bootstrap_statistic``'s stimulus resamples."""
+    from cortexalign import stats  # stats builds on metrics: imported here to keep layering one-way
+
+    value = stat(None)
+    ci_low = ci_high = math.nan
+    if n_bootstrap > 0:
+        samples = stats.bootstrap_statistic(stat, s, n_bootstrap, seed, dev)
+        ci_low, ci_high = stats.percentile_interval(samples, ci_level)
+    return Score(value=value, ci_low=ci_low, ci_high=ci_high, n_stimuli=int(s),
+                 extra={"kind": kind, "n_bootstrap": int(n_bootstrap), "ci_level": ci_level,
+                        **options})
 
 
 def cka_metric(features_sd, target, *, kind: str, n_bootstrap: int = 0, seed: int = 0,
@@ -44,24 +85,7 @@ def cka_metric(features_sd, target, *, kind: str, n_bootstrap: int = 0, seed: in
     -------
     Score without a ceiling (NaN): CKA has no established noise ceiling.
     """
-    from cortexalign import stats  # stats builds on metrics: imported here to keep layering one-way
-
-    if isinstance(target, RDMSet):
-        raise InputError("target", "neural responses (a DataArray with dims stimulus, neuroid): "
-                         "CKA compares the feature spaces themselves", f"an RDMSet {target.name!r}",
-                         "use metric 'rsa' to compare with RDMs, or load the responses")
-    if not isinstance(target, xr.DataArray):
-        raise InputError("target", "a responses DataArray (stimulus, neuroid[, repetition])",
-                         type(target).__name__, "wrap the array with cortexalign.neural."
-                         "make_responses")
-    unknown = sorted(set(options) - ({"sigma_frac"} if kind == "rbf" else set()))
-    if unknown:
-        raise InputError("options", f"options of CKA kind {kind!r} "
-                         f"({'sigma_frac' if kind == 'rbf' else 'none'})", f"{unknown}",
-                         "remove them (sigma_frac is for cka_rbf)")
-    if kind == "rbf" and not float(options.get("sigma_frac", 1.0)) > 0:
-        raise InputError("sigma_frac", "a positive fraction of the median distance",
-                         repr(options["sigma_frac"]), "use e.g. 0.5 or 1.0")
+    _check_target_and_options(target, kind, options)
     dev = resolve_device(device)
     x = as_tensor(features_sd, "features_sd", dev, ndim=(2,))
     y = responses_tensor(target, dev)
@@ -69,17 +93,84 @@ def cka_metric(features_sd, target, *, kind: str, n_bootstrap: int = 0, seed: in
     need = 4 if kind == "linear_debiased" else 3
     check_features(x, "features_sd", min_stimuli=need)
     check_features(y, "target", min_stimuli=need)
-    value = float(cka_tensor(x, y, kind, **options))
-    ci_low = ci_high = math.nan
-    if n_bootstrap > 0:
-        def stat(idx_s: torch.Tensor) -> float:
-            return float(cka_tensor(x[idx_s], y[idx_s], kind, **options))
 
-        samples = stats.bootstrap_statistic(stat, x.shape[0], n_bootstrap, seed, dev)
-        ci_low, ci_high = stats.percentile_interval(samples, ci_level)
-    return Score(value=value, ci_low=ci_low, ci_high=ci_high, n_stimuli=int(x.shape[0]),
-                 extra={"kind": kind, "n_bootstrap": int(n_bootstrap), "ci_level": ci_level,
-                        **options})
+    def stat(idx_s: torch.Tensor | None) -> float:
+        if idx_s is None:
+            return float(cka_tensor(x, y, kind, **options))
+        return float(cka_tensor(x[idx_s], y[idx_s], kind, **options))
+
+    return _score(stat, x.shape[0], dev, kind=kind, n_bootstrap=n_bootstrap, seed=seed,
+                  ci_level=ci_level, options=options)
+
+
+def _gram_tensor(gram_ss, dev: torch.device, need: int, name: str = "gram_ss",
+                 tol: float = 1e-5) -> torch.Tensor:
+    """A model Gram as a float64 (s, s) tensor: square, finite, symmetric and with a
+    non-negative diagonal to ``tol`` times its largest magnitude, not constant once centred."""
+    k = as_tensor(gram_ss, name, dev, ndim=(2,))
+    s = k.shape[0]
+    if k.shape[1] != s:
+        raise InputError(name, "a square (s, s) Gram matrix X X^T", f"shape {tuple(k.shape)}",
+                         "pass features @ features.T (or streaming_gram(features))")
+    if s < need:
+        raise InputError(name, f"a Gram matrix over at least {need} stimuli", f"{s}",
+                         "score on more stimuli")
+    scale = max(float(k.abs().amax()), 1e-300)
+    asym = float((k - k.T).abs().amax())
+    if asym > tol * scale:
+        raise InputError(name, f"a symmetric Gram matrix (|K - K^T| <= {tol * scale:.3g})",
+                         f"max |K - K^T| = {asym:.3g}", "pass X @ X.T, e.g. (K + K.T) / 2 if "
+                         "the asymmetry is rounding")
+    low = float(torch.diagonal(k).amin())
+    if low < -tol * scale:
+        raise InputError(name, "a Gram matrix X X^T (diagonal K_ii = |x_i|^2 >= 0)",
+                         f"min K_ii = {low:.3g}", "pass the Gram of the features, not an RDM "
+                         "or a centred kernel of something else")
+    if float(_center_gram(k).abs().amax()) <= 1e-12 * scale:
+        raise InputError(name, "features that vary across stimuli", "a Gram matrix that is "
+                         "constant once centred (every stimulus has the same feature vector)",
+                         "check the layer (dead units, a constant input) or pick another layer")
+    return k
+
+
+def cka_from_gram(gram_ss, target, *, kind: str = "linear", n_bootstrap: int = 0, seed: int = 0,
+                  device=None, ci_level: float = 0.95, **options) -> Score:
+    """``cka_metric`` for the model's (s, s) linear Gram matrix instead of its features.
+
+    Parameters
+    ----------
+    gram_ss : (s, s) ``K = X X^T`` of the model features X (rows in the target's stimulus
+        order), centred or not (a row-constant offset cancels): e.g. ``streaming_gram(view)``.
+        Finite, symmetric (to 1e-5 of its largest entry), non-negative diagonal.
+    target : responses ``DataArray`` (stimulus, neuroid[, repetition]); its mean over
+        repetitions Y gives ``L = Y Y^T``. An RDMSet is refused.
+    kind : ``linear``, ``linear_debiased`` or ``rbf`` (``sigma_frac`` option for rbf, as in
+        ``cka_metric``).
+    n_bootstrap, seed, ci_level : percentile interval over the same stimulus resamples as
+        ``cka_metric`` (rows and columns of both Grams resampled together).
+
+    Returns
+    -------
+    Score equal to ``cka_metric(X, target, kind=kind, ...)`` up to rounding (1e-10 in the tests);
+    Kornblith et al. (2019) for CKA, Song et al. (2012) for the debiased estimator.
+    """
+    _check_target_and_options(target, kind, options)
+    dev = resolve_device(device)
+    need = 4 if kind == "linear_debiased" else 3
+    k = _gram_tensor(gram_ss, dev, need)
+    y = responses_tensor(target, dev)
+    check_n_stimuli(k.shape[0], y.shape[0], "gram_ss")
+    check_features(y, "target", min_stimuli=need)
+    l_ = _mm_nt(y, y)
+
+    def stat(idx_s: torch.Tensor | None) -> float:
+        if idx_s is None:
+            return float(cka_from_grams(k, l_, kind, **options))
+        rows, cols = idx_s[:, None], idx_s[None, :]
+        return float(cka_from_grams(k[rows, cols], l_[rows, cols], kind, **options))
+
+    return _score(stat, k.shape[0], dev, kind=kind, n_bootstrap=n_bootstrap, seed=seed,
+                  ci_level=ci_level, options=options)
 
 
 METRICS.add("cka_linear", partial(cka_metric, kind="linear"), citation=KORNBLITH_2019,

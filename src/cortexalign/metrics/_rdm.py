@@ -60,16 +60,20 @@ def _gram_into(a_sd: torch.Tensor, out_ss: torch.Tensor, chunk_size: int | None,
     _mirror(out_ss, spans)
 
 
-def _mirror(rdm_ss: torch.Tensor, spans: list[tuple[int, int]]) -> torch.Tensor:
+def _mirror_upper(out_ss: torch.Tensor, spans: list[tuple[int, int]]) -> torch.Tensor:
     """Copy the upper block triangle onto the lower one (the diagonal blocks by their upper
-    triangle), then zero the diagonal."""
+    triangle): exactly symmetric."""
     for k, (i0, i1) in enumerate(spans):
-        diag = rdm_ss[i0:i1, i0:i1]
+        diag = out_ss[i0:i1, i0:i1]
         diag.copy_(torch.triu(diag) + torch.triu(diag, 1).T)
         for j0, j1 in spans[k + 1:]:
-            rdm_ss[j0:j1, i0:i1] = rdm_ss[i0:i1, j0:j1].T
-    rdm_ss.fill_diagonal_(0.0)
-    return rdm_ss
+            out_ss[j0:j1, i0:i1] = out_ss[i0:i1, j0:j1].T
+    return out_ss
+
+
+def _mirror(rdm_ss: torch.Tensor, spans: list[tuple[int, int]]) -> torch.Tensor:
+    """``_mirror_upper``, then zero the diagonal (an RDM's)."""
+    return _mirror_upper(rdm_ss, spans).fill_diagonal_(0.0)
 
 
 def _centred(x_sd: torch.Tensor, mean_s1: torch.Tensor | None) -> torch.Tensor:

@@ -1,4 +1,9 @@
-"""The ``rsa`` metric: a model RDM compared with neural RDMs, with ceiling and bootstrap interval."""
+"""The ``rsa`` metric: a model RDM compared with neural RDMs, with ceiling and bootstrap interval.
+
+``rsa`` makes the model RDM from (s, d) features; ``rsa_from_rdm`` takes a model RDM made
+elsewhere (e.g. ``streaming_rdm`` over features that do not fit in memory). Both hand its upper
+triangle to ``_score_model_vector``, so the same RDM gives the same Score, bit for bit.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from cortexalign.metrics._validate import (
 )
 from cortexalign.neural import RDMSet
 
-__all__ = ["rsa"]
+__all__ = ["rsa", "rsa_from_rdm"]
 
 RSA_CITATION = ("Kriegeskorte, Mur & Bandettini (2008). Representational similarity analysis - "
                 "connecting the branches of systems neuroscience. Front. Syst. Neurosci. 2:4; "
@@ -35,15 +40,16 @@ def _check_name(value: str, table: dict, kind: str) -> None:
         raise UnknownNameError(kind, str(value), table)
 
 
-def _neural_vectors(target, s: int, method: str, device: torch.device):
+def _neural_vectors(target, s: int, method: str, device: torch.device,
+                    name: str = "features_sd"):
     """Target -> ((k, p) neural RDM vectors, the RDMSet or the responses tensor they came from)."""
     if isinstance(target, RDMSet):
-        check_n_stimuli(s, target.n_stimuli)
+        check_n_stimuli(s, target.n_stimuli, name)
         return rdm_vectors(target, "target", device), target
     if isinstance(target, xr.DataArray):
         reps = target.ndim == 3
         resp = responses_tensor(target, device, keep_repetitions=reps)
-        check_n_stimuli(s, resp.shape[0])
+        check_n_stimuli(s, resp.shape[0], name)
         if method == "crossnobis" and not reps:
             raise InputError("neural_rdm_method", "responses with a 'repetition' dim for crossnobis",
                              f"dims {target.dims}", "use neural_rdm_method='euclidean'")
@@ -55,6 +61,47 @@ def _neural_vectors(target, s: int, method: str, device: torch.device):
     raise InputError("target", "an RDMSet or a responses DataArray (stimulus, neuroid[, "
                      "repetition])", type(target).__name__, "load it with cortexalign.neural."
                      "load_neural, or wrap an array with make_responses / RDMSet")
+
+
+def _check_names(rdm_method: str, compare: str, neural_rdm_method: str | None) -> str:
+    """Validate the method names; returns the neural RDM method (default: ``rdm_method``)."""
+    _check_name(rdm_method, RDM_METHODS, "RDM method")
+    _check_name(compare, RDM_COMPARISONS, "RDM comparison")
+    neural_rdm_method = neural_rdm_method or rdm_method
+    _check_name(neural_rdm_method, RDM_METHODS, "RDM method")
+    return neural_rdm_method
+
+
+def _tensor_device(x, device) -> torch.device:
+    # a tensor stays where it is (no host round trip); the model RDM never leaves the device
+    return x.device if device is None and isinstance(x, torch.Tensor) else resolve_device(device)
+
+
+def _model_rdm_tensor(rdm_ss, device: torch.device, name: str = "model_rdm_ss",
+                     tol: float = 1e-5) -> torch.Tensor:
+    """A model RDM as a float64 (s, s) tensor on ``device``: square, finite, symmetric and with
+    a zero diagonal to ``tol`` times its largest magnitude (float32 rounding passes, a
+    similarity matrix or a transposed mistake does not), at least 3 stimuli."""
+    r = as_tensor(rdm_ss, name, device, ndim=(2,))
+    s = r.shape[0]
+    if r.shape[1] != s:
+        raise InputError(name, "a square (s, s) RDM", f"shape {tuple(r.shape)}",
+                         "pass the full matrix (scipy.spatial.distance.squareform turns a "
+                         "condensed vector into one)")
+    if s < 3:
+        raise InputError(name, "an RDM over at least 3 stimuli", f"{s}", "score on more stimuli")
+    bound = tol * max(1.0, float(r.abs().amax()))
+    asym = float((r - r.T).abs().amax())
+    if asym > bound:
+        raise InputError(name, f"a symmetric RDM (|R - R^T| <= {bound:.3g})",
+                         f"max |R - R^T| = {asym:.3g}", "pass a dissimilarity matrix, e.g. "
+                         "(R + R.T) / 2 if the asymmetry is rounding")
+    diag = float(torch.diagonal(r).abs().amax())
+    if diag > bound:
+        raise InputError(name, f"a zero diagonal (|R_ii| <= {bound:.3g})", f"max |R_ii| = "
+                         f"{diag:.3g}", "a stimulus is not dissimilar to itself: pass an RDM, "
+                         "not a similarity matrix (1 - correlation, not correlation)")
+    return r
 
 
 @METRICS.register("rsa", citation=RSA_CITATION, target="any",
@@ -85,24 +132,64 @@ def rsa(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=None
     For responses the neural RDM is that of the mean over repetitions and the ceiling is the
     Spearman-Brown-corrected split-half reliability (``ceiling_low == ceiling_high``).
     """
-    from cortexalign import stats  # stats builds on metrics: imported here to keep layering one-way
-
-    _check_name(rdm_method, RDM_METHODS, "RDM method")
-    _check_name(compare, RDM_COMPARISONS, "RDM comparison")
-    neural_rdm_method = neural_rdm_method or rdm_method
-    _check_name(neural_rdm_method, RDM_METHODS, "RDM method")
+    neural_rdm_method = _check_names(rdm_method, compare, neural_rdm_method)
     if rdm_method == "crossnobis":
         raise InputError("rdm_method", "a method for (s, d) model features (correlation, "
                          "euclidean, cosine)", "'crossnobis'", "use crossnobis as "
                          "neural_rdm_method for responses with repetitions")
-    # a tensor stays where it is (no host round trip); the model RDM never leaves the device
-    dev = (features_sd.device if device is None and isinstance(features_sd, torch.Tensor)
-           else resolve_device(device))
+    dev = _tensor_device(features_sd, device)
     x = as_tensor(features_sd, "features_sd", dev, ndim=(2,))
     check_features(x, "features_sd")
     target_kp, source = _neural_vectors(target, x.shape[0], neural_rdm_method, dev)
     model_p = upper_tri(rdm_tensor(x, rdm_method))
     check_varies(model_p[None], "features_sd")
+    return _score_model_vector(model_p, target_kp, source, dev, n_stimuli=x.shape[0],
+                               n_bootstrap=n_bootstrap, seed=seed, rdm_method=rdm_method,
+                               compare=compare, neural_rdm_method=neural_rdm_method,
+                               ceiling_by=ceiling_by, ci_level=ci_level, n_splits=n_splits)
+
+
+def rsa_from_rdm(model_rdm_ss, target, *, n_bootstrap: int = 0, seed: int = 0, device=None,
+                 rdm_method: str = "correlation", compare: str = "spearman",
+                 neural_rdm_method: str | None = None, ceiling_by: str | None = "subject",
+                 ci_level: float = 0.95, n_splits: int = 10) -> Score:
+    """``rsa`` for a model RDM computed beforehand (e.g. ``streaming_rdm`` from the feature cache).
+
+    Parameters
+    ----------
+    model_rdm_ss : (s, s) model RDM, rows and columns in the target's stimulus order: finite,
+        symmetric and with a zero diagonal (to 1e-5 of its largest entry; only the upper
+        triangle is used). A torch tensor is scored on its own device when ``device`` is None.
+    target : ``RDMSet`` of r RDMs, or responses ``DataArray`` (stimulus, neuroid[, repetition]).
+    rdm_method : how the model RDM was made (``RDM_METHODS``): recorded in ``extra`` and the
+        default ``neural_rdm_method`` for responses targets.
+    compare, neural_rdm_method, ceiling_by, n_bootstrap, seed, ci_level, n_splits : as in ``rsa``.
+
+    Returns
+    -------
+    Score, the same as ``rsa(features_sd, ...)`` for ``model_rdm_ss = compute_rdm(features_sd,
+    rdm_method)`` (bit for bit: both score the same upper triangle).
+    """
+    neural_rdm_method = _check_names(rdm_method, compare, neural_rdm_method)
+    dev = _tensor_device(model_rdm_ss, device)
+    rdm_ss = _model_rdm_tensor(model_rdm_ss, dev)
+    target_kp, source = _neural_vectors(target, rdm_ss.shape[0], neural_rdm_method, dev,
+                                        "model_rdm_ss")
+    model_p = upper_tri(rdm_ss)
+    check_varies(model_p[None], "model_rdm_ss")
+    return _score_model_vector(model_p, target_kp, source, dev, n_stimuli=rdm_ss.shape[0],
+                               n_bootstrap=n_bootstrap, seed=seed, rdm_method=rdm_method,
+                               compare=compare, neural_rdm_method=neural_rdm_method,
+                               ceiling_by=ceiling_by, ci_level=ci_level, n_splits=n_splits)
+
+
+def _score_model_vector(model_p: torch.Tensor, target_kp: torch.Tensor, source,
+                        dev: torch.device, *, n_stimuli: int, n_bootstrap: int, seed: int,
+                        rdm_method: str, compare: str, neural_rdm_method: str,
+                        ceiling_by: str | None, ci_level: float, n_splits: int) -> Score:
+    """The Score of a validated (p,) model RDM vector against (k, p) neural RDM vectors coming
+    from ``source`` (the RDMSet or the responses tensor): value, ceilings, bootstrap interval."""
+    from cortexalign import stats  # stats builds on metrics: imported here to keep layering one-way
 
     if isinstance(source, RDMSet) and ceiling_by is not None and ceiling_by in source.descriptors:
         groups, by = source.groups(ceiling_by), ceiling_by
@@ -129,7 +216,7 @@ def rsa(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=None
         ci_low, ci_high = stats.percentile_interval(samples_bk @ weights_k, ci_level)
 
     return Score(value=value, ci_low=ci_low, ci_high=ci_high, ceiling_low=c_low,
-                 ceiling_high=c_high, n_stimuli=int(x.shape[0]),
+                 ceiling_high=c_high, n_stimuli=int(n_stimuli),
                  extra={"rdm_method": rdm_method, "neural_rdm_method": neural_rdm_method,
                         "compare": compare, "per_rdm": per_rdm.cpu().tolist(),
                         "n_bootstrap": int(n_bootstrap), "ci_level": ci_level, **extra_ceiling})

@@ -10,6 +10,9 @@ normalised copies and one block x block product) at a time; the features are nev
   (``_rdm._unit_rows``), the same product (``_rdm._mm_nt``) and the same mirroring, so it equals
   ``compute_rdm`` up to summation order. Block I is read once per row of blocks and every block
   J >= I is read again: about (nb + 1) / 2 passes over the source for nb blocks.
+- ``streaming_gram``: the (s, s) linear Gram ``Xc Xc^T`` of the centred features (one pass for the
+  column means, then the block loop of ``streaming_rdm``), for the metrics that take a Gram
+  (``cka_from_gram``).
 - ``streaming_cka``: one pass for the stimulus means (the features are centred per block), then
   ``tr(K L)``, ``tr(K K)``, ``tr(L L)`` summed over the blocks ``K_IJ = Xc_I Xc_J^T`` of the upper
   block triangle (off-diagonal blocks counted twice). No s x s matrix is formed at all; the
@@ -29,11 +32,19 @@ import numpy as np
 import torch
 
 from cortexalign.errors import InputError, UnknownNameError
-from cortexalign.metrics._cka import _hsic_unbiased
-from cortexalign.metrics._rdm import _blocks, _device_of, _mirror, _mm_nt, _unit_rows
+from cortexalign.metrics._cka import _biased_cka, _debiased_cka
+from cortexalign.metrics._rdm import (
+    _blocks,
+    _device_of,
+    _mirror,
+    _mirror_upper,
+    _mm_nt,
+    _unit_rows,
+)
 from cortexalign.metrics._validate import check_n_stimuli
 
-__all__ = ["STREAMING_RDM_METHODS", "STREAMING_CKA_KINDS", "streaming_rdm", "streaming_cka"]
+__all__ = ["STREAMING_RDM_METHODS", "STREAMING_CKA_KINDS", "streaming_rdm", "streaming_gram",
+           "streaming_cka"]
 
 #: Default block size: rows such that one float64 block is about this many bytes.
 BLOCK_BYTES = 64 * 2**20
@@ -171,43 +182,82 @@ def streaming_rdm(source_sd, method: str = "correlation", block_rows: int | None
     spans = _blocks(s, _block_rows(block_rows, d))
     dev = _device_of(source_sd, device)
     read = _Reader(source_sd, "source_sd", d, dev)
-    prepare, post = STREAMING_RDM_METHODS[method]
     rdm_ss = torch.empty(s, s, dtype=torch.float64, device=dev)
-    row0_d, varies = None, False
-    for k, (i0, i1) in enumerate(spans):
-        x_i = read(i0, i1)
-        z_i, aux_i = _prepare_rows(prepare, x_i, "source_sd", i0, i1)
-        for j0, j1 in spans[k:]:
-            x_j = x_i if j0 == i0 else read(j0, j1)
-            if k == 0:  # the first row of blocks reads every row once: check they vary
-                row0_d = x_i[0].clone() if row0_d is None else row0_d
-                varies = varies or bool((x_j != row0_d).any())
-            z_j, aux_j = (z_i, aux_i) if j0 == i0 else _prepare_rows(prepare, x_j, "source_sd",
-                                                                      j0, j1)
-            block = _mm_nt(z_i, z_j)
-            post(block, aux_i, aux_j, d)
-            rdm_ss[i0:i1, j0:j1] = block
-        if k == 0 and not varies:
-            raise _constant_error("source_sd")
+    _fill_upper_blocks(rdm_ss, read, spans, *STREAMING_RDM_METHODS[method])
     _mirror(rdm_ss, spans)
     return rdm_ss if return_tensor else rdm_ss.cpu().numpy()
 
 
+def _fill_upper_blocks(out_ss: torch.Tensor, read: _Reader, spans: list[tuple[int, int]],
+                       prepare: Callable, post: Callable) -> None:
+    """``out[I, J] = post(z_I z_J^T)`` for the blocks J >= I, ``(z, aux) = prepare(rows)``; the
+    lower block triangle is left for ``_mirror``. Refuses rows that do not vary (first row of
+    blocks, which reads every row once)."""
+    row0_d, varies = None, False
+    for k, (i0, i1) in enumerate(spans):
+        x_i = read(i0, i1)
+        z_i, aux_i = _prepare_rows(prepare, x_i, read.name, i0, i1)
+        for j0, j1 in spans[k:]:
+            x_j = x_i if j0 == i0 else read(j0, j1)
+            if k == 0:
+                row0_d = x_i[0].clone() if row0_d is None else row0_d
+                varies = varies or bool((x_j != row0_d).any())
+            z_j, aux_j = (z_i, aux_i) if j0 == i0 else _prepare_rows(prepare, x_j, read.name,
+                                                                      j0, j1)
+            block = _mm_nt(z_i, z_j)
+            post(block, aux_i, aux_j, read.d)
+            out_ss[i0:i1, j0:j1] = block
+        if k == 0 and not varies:
+            raise _constant_error(read.name)
+
+
+def _prep_shift(mu_d: torch.Tensor | None) -> Callable[[torch.Tensor], tuple[torch.Tensor, None]]:
+    # not in place: a float64 block may share memory with the caller's array
+    return lambda x_bd: (x_bd if mu_d is None else x_bd - mu_d, None)
+
+
+def _post_none(block: torch.Tensor, aux_i, aux_j, d: int) -> None:
+    return None
+
+
+def streaming_gram(source_sd, center: bool = True, block_rows: int | None = None,
+                   device: str | torch.device | None = None,
+                   return_tensor: bool = False) -> np.ndarray | torch.Tensor:
+    """The linear Gram matrix ``Xc Xc^T`` of (s, d) features read ``block_rows`` rows at a time.
+
+    Parameters
+    ----------
+    source_sd : (s, d) row-sliceable features (numpy, memmap, torch, zarr,
+        ``FeatureCache.open(key)``); only ``source_sd[a:b]`` and ``shape`` are used.
+    center : subtract the column means first (one extra pass). CKA is unchanged by the centring
+        (``cka_from_gram`` centres the Gram again) but centring the features first avoids the
+        cancellation of large means in ``K - row means - column means``.
+    block_rows, device, return_tensor : as in ``streaming_rdm``.
+
+    Returns
+    -------
+    gram_ss : (s, s) float64, exactly symmetric; equal to ``xc @ xc.T`` (``x @ x.T`` without
+        ``center``) up to summation order. Only the upper block triangle is multiplied.
+    """
+    s, d = _shape(source_sd, "source_sd", min_stimuli=2)
+    spans = _blocks(s, _block_rows(block_rows, d))
+    dev = _device_of(source_sd, device)
+    read = _Reader(source_sd, "source_sd", d, dev)
+    mu_d = _column_means(read, spans, s) if center else None
+    gram_ss = torch.empty(s, s, dtype=torch.float64, device=dev)
+    _fill_upper_blocks(gram_ss, read, spans, _prep_shift(mu_d), _post_none)
+    _mirror_upper(gram_ss, spans)
+    return gram_ss if return_tensor else gram_ss.cpu().numpy()
+
+
 # -- CKA -------------------------------------------------------------------------------------
 def _cka_linear(kl, kk, ll, dk_s, dl_s, s: int) -> torch.Tensor:
-    return kl / torch.sqrt(kk * ll)
-
-
-def _cka_linear_debiased(kl, kk, ll, dk_s, dl_s, s: int) -> torch.Tensor:
-    hxy, hxx, hyy = (_hsic_unbiased(kl, dk_s, dl_s, s), _hsic_unbiased(kk, dk_s, dk_s, s),
-                     _hsic_unbiased(ll, dl_s, dl_s, s))
-    denom = hxx * hyy
-    return hxy / torch.sqrt(denom) if bool(denom > 0) else torch.full_like(hxy, float("nan"))
+    return _biased_cka(kl, kk, ll)
 
 
 STREAMING_CKA_KINDS: dict[str, Callable[..., torch.Tensor]] = {
     "linear": _cka_linear,
-    "linear_debiased": _cka_linear_debiased,
+    "linear_debiased": _debiased_cka,
 }
 """Name -> ``fn(tr_kl, tr_kk, tr_ll, diag_k, diag_l, s) -> 0-d tensor`` from the traces of the
 centred linear Gram matrices (the same estimators as ``CKA_KINDS``)."""
