@@ -1,5 +1,6 @@
 """The runner's streamed path (max_feature_memory_gb, issue 9): features extracted into the
-cache, rsa/cka scored from RDMs streamed from it — the same job keys and scores as in memory."""
+cache, rsa scored from the RDM and cka_* from the Gram streamed from it — the same job keys and
+scores as in memory."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ import pytest
 
 from cortexalign.bench import ConfigError, _run, load_config
 from cortexalign.bench._run import _pooled_bytes, run_experiment
-from cortexalign.bench._scoring import stand_in
+from cortexalign.bench._scoring import STREAMED_METRICS, CachedLayer
+from cortexalign.bench._stats import rsa_permutation_p
 from cortexalign.features import FeatureCache
-from cortexalign.metrics import cka, compute_rdm, score
+from cortexalign.metrics import score
 from cortexalign.models import load_model
-from cortexalign.neural import make_responses
+from cortexalign.neural import load_neural, make_responses
 from cortexalign.results import ResultsStore
 from cortexalign.stimuli import load_stimuli
 
@@ -122,22 +124,34 @@ def test_a_metric_needing_a_layer_over_the_budget_fails_that_job_only(tmp_path, 
         assert "92 stimuli x" in msg and "grid2" in msg and "fewer" in msg
 
 
-@pytest.mark.parametrize("method", ["correlation", "cosine", "euclidean"])
-def test_stand_in_has_the_rdm_of_the_features(method):
-    x = np.random.default_rng(1).normal(size=(23, 40)) + 3.0
-    z = stand_in(x[:, None, :].repeat(2, axis=1), method, block_rows=5)  # (s, 2, 40) source
-    x2 = np.concatenate([x, x], axis=1)
-    np.testing.assert_allclose(compute_rdm(z, method), compute_rdm(x2, method), atol=1e-12)
-    assert z.shape[1] <= 2 * len(x)
+@pytest.mark.parametrize("metric,options", [("rsa", {}), ("rsa", {"rdm_method": "euclidean"}),
+                                            ("cka_linear", {}), ("cka_rbf", {"sigma_frac": 0.5})])
+def test_cached_layer_scores_like_the_features(tmp_path, metric, options):
+    """A CachedLayer over an (s, 2, 20) cache entry: the streamed matrix scored by the metric's
+    matrix entry point gives the Score of the flattened features (value and interval)."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(23, 2, 20)) + 3.0
+    cache = FeatureCache(tmp_path / "cache")
+    cache.put("ab" * 32, x)
+    layer = CachedLayer(cache, "ab" * 32, "layer", budget_bytes=1)
+    streamed = STREAMED_METRICS[metric]
+    matrix_ss = layer.matrix_for(metric, options)
+    assert matrix_ss.shape == (23, 23)
+    assert layer.matrix_for(metric, options) is matrix_ss  # held, not streamed again
+    resp = make_responses(x[:, 0, :5] + rng.normal(size=(23, 5)), [f"s{i}" for i in range(23)])
+    a = score(metric, x.reshape(23, -1), resp, n_bootstrap=5, seed=0, **options)
+    b = streamed.score(matrix_ss, resp, n_bootstrap=5, seed=0, **options)
+    for field in ("value", "ci_low", "ci_high"):
+        assert abs(getattr(a, field) - getattr(b, field)) < 1e-12, field
+    layer.release()
+    assert layer.matrix_for(metric, options) is not matrix_ss
 
 
-def test_stand_in_gives_the_cka_of_the_features():
-    rng = np.random.default_rng(2)
-    x, y = rng.normal(size=(30, 50)) + 1.0, rng.normal(size=(30, 7))
-    z = stand_in(x, "euclidean")
-    for kind in ("linear", "linear_debiased", "rbf"):
-        assert abs(cka(z, y, kind) - cka(x, y, kind)) < 1e-12
-    resp = make_responses(y, [f"s{i}" for i in range(30)])
-    a = score("cka_linear", x, resp, n_bootstrap=5, seed=0)
-    b = score("cka_linear", z, resp, n_bootstrap=5, seed=0)
-    assert abs(a.ci_low - b.ci_low) < 1e-12 and abs(a.ci_high - b.ci_high) < 1e-12
+def test_streamed_permutation_p_is_the_features_p(tmp_path):
+    x = np.random.default_rng(3).normal(size=(92, 30))
+    target = load_neural("kriegeskorte92.monkey_IT")
+    cache = FeatureCache(tmp_path / "cache")
+    cache.put("cd" * 32, x)
+    rdm_ss = CachedLayer(cache, "cd" * 32, "layer", budget_bytes=1).matrix_for("rsa", {})
+    p_rdm = STREAMED_METRICS["rsa"].p_value(rdm_ss, target, n_permutations=19, seed=2)
+    assert p_rdm == rsa_permutation_p(x, target, n_permutations=19, seed=2)

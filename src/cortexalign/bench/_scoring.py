@@ -13,16 +13,14 @@ What the runner adds around ``metrics.score``:
 
 Features larger than the run's memory budget stay in the feature cache (:class:`CachedLayer`,
 issue 9). ``rsa`` and the ``cka_*`` metrics depend on the features only through a stimulus x
-stimulus matrix: the RDM (correlation, cosine) or the squared euclidean distances, which give the
-centred Gram ``Xc Xc^T = -1/2 J D J`` (classical MDS; Torgerson 1952). That (s, s) matrix is
-streamed from the cache (``metrics.streaming_rdm``, two row blocks at a time) and factorised into
-an (s, m <= 2s) *stand-in* whose matrix is the same: ``Z = [A, -A]`` with ``A A^T = 1 - RDM``
-(rows of zero mean and norm sqrt 2, so its correlation and cosine RDMs are the RDM), or
-``A A^T = Xc Xc^T`` scaled so that its squared distances / m are those of X / d (same euclidean
-RDM; CKA is invariant to the scale). The metric then runs unchanged on the stand-in — value,
-bootstrap over stimuli, ceilings and permutation p-values are those of the features, up to
-rounding (eigh in float64). Every other metric needs the features themselves: a layer within
-the budget is read whole (``cache.get``); a larger one fails its job with the fix.
+stimulus matrix, which is streamed from the cache two row blocks at a time and scored by the
+metrics' matrix entry points (``STREAMED_METRICS``): ``rsa`` from the model RDM
+(``metrics.streaming_rdm`` with the job's ``rdm_method``, then ``metrics.rsa_from_rdm`` and
+``rsa_permutation_p_from_rdm``), ``cka_*`` from the centred linear Gram ``Xc Xc^T``
+(``metrics.streaming_gram``, then ``metrics.cka_from_gram``). These give the in-memory Score —
+value, bootstrap over stimuli, ceilings, permutation p — up to summation order, and the job
+keys are the same. Every other metric needs the features themselves: a layer within the budget
+is read whole (``cache.get``); a larger one fails its job with the fix.
 """
 
 from __future__ import annotations
@@ -31,20 +29,31 @@ import dataclasses
 import inspect
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from cortexalign.bench._stats import PERMUTATION_TESTS, add_fdr
+from cortexalign.bench._stats import PERMUTATION_TESTS, add_fdr, rsa_permutation_p_from_rdm
 from cortexalign.bench._targets import Target
 from cortexalign.errors import InputError
 from cortexalign.features import CacheIntegrityError, FeatureCache
-from cortexalign.metrics import METRICS, score, streaming_rdm
+from cortexalign.metrics import (
+    METRICS,
+    Score,
+    cka_from_gram,
+    rsa_from_rdm,
+    score,
+    streaming_gram,
+    streaming_rdm,
+)
 from cortexalign.results import ScoreRecord
 from cortexalign.stimuli import StimulusSet
 
-__all__ = ["score_job", "uses_maps", "jsonable", "CachedLayer", "STREAMED_METRICS", "stand_in"]
+__all__ = ["score_job", "uses_maps", "jsonable", "CachedLayer", "STREAMED_METRICS",
+           "StreamedMetric"]
 
 
 def uses_maps(metric_name: str) -> bool:
@@ -75,18 +84,33 @@ def _rdm_method(options: dict[str, Any]) -> str:
     return options.get("rdm_method", default)
 
 
-STREAMED_METRICS: dict[str, Any] = {
-    "rsa": _rdm_method,
-    "cka_linear": lambda options: "euclidean",
-    "cka_linear_debiased": lambda options: "euclidean",
-    "cka_rbf": lambda options: "euclidean",
+@dataclass(frozen=True)
+class StreamedMetric:
+    """How a metric is scored from a stimulus x stimulus matrix streamed from the cache."""
+
+    matrix: Callable[[dict[str, Any]], str]
+    """metric options -> the matrix: ``"rdm:<method>"`` (``streaming_rdm``) or ``"gram"``
+    (``streaming_gram``, centred)."""
+    score: Callable[..., Score]
+    """``fn(matrix_ss, target, **metric options) -> Score``, equal to the metric on features."""
+    p_value: Callable[..., float] | None = None
+    """``fn(matrix_ss, target, *, n_permutations, seed, **options) -> p`` when the metric's p
+    comes from ``PERMUTATION_TESTS``."""
+
+
+STREAMED_METRICS: dict[str, StreamedMetric] = {
+    "rsa": StreamedMetric(lambda options: f"rdm:{_rdm_method(options)}", rsa_from_rdm,
+                          rsa_permutation_p_from_rdm),
+    "cka_linear": StreamedMetric(lambda options: "gram", partial(cka_from_gram, kind="linear")),
+    "cka_linear_debiased": StreamedMetric(lambda options: "gram",
+                                          partial(cka_from_gram, kind="linear_debiased")),
+    "cka_rbf": StreamedMetric(lambda options: "gram", partial(cka_from_gram, kind="rbf")),
 }
-"""Metric name -> ``f(metric options) -> streaming_rdm method`` whose (s, s) matrix determines
-the score (module docstring); these metrics are scored from a stand-in, never the features."""
+"""Metric name -> ``StreamedMetric``: the metrics a ``CachedLayer`` scores without the features."""
 
 
 class _Rows2d:
-    """(s, prod(rest)) rows of an (s, ...) cache view, for ``streaming_rdm``."""
+    """(s, prod(rest)) rows of an (s, ...) cache view, for ``streaming_rdm``/``streaming_gram``."""
 
     def __init__(self, view: Any):
         self.view = view
@@ -97,39 +121,14 @@ class _Rows2d:
         return block.reshape(len(block), -1)
 
 
-def stand_in(source_sd: Any, method: str, block_rows: int | None = None) -> np.ndarray:
-    """An (s, m) float64 matrix with the same ``method`` RDM as the (s, d) ``source_sd``.
-
-    ``correlation``/``cosine``: ``[A, -A]`` with ``A A^T = 1 - RDM``; ``euclidean``: ``A``
-    with ``A A^T = -d/2 J RDM J`` (classical MDS), scaled by ``sqrt(m / d)``. Only the RDM is
-    held (streamed from ``source_sd``, any row-sliceable source), besides the result.
-    """
-    src = source_sd if len(source_sd.shape) == 2 else _Rows2d(source_sd)
-    rdm_ss = streaming_rdm(src, method, block_rows=block_rows)
-    d = src.shape[1]
-    if method == "euclidean":
-        dist_ss = rdm_ss * d
-        gram_ss = -0.5 * (dist_ss - dist_ss.mean(axis=0) - dist_ss.mean(axis=1)[:, None]
-                          + dist_ss.mean())
-    else:
-        gram_ss = 1.0 - rdm_ss
-    del rdm_ss
-    lam, u_sm = np.linalg.eigh(gram_ss)
-    keep = lam > 0  # the rest is rounding of a positive semi-definite matrix
-    a_sm = u_sm[:, keep] * np.sqrt(lam[keep])
-    if method == "euclidean":
-        return a_sm * np.sqrt(a_sm.shape[1] / d)
-    return np.concatenate([a_sm, -a_sm], axis=1)
-
-
 @dataclass
 class CachedLayer:
     """A layer's (s, ...) features left in the feature cache, scored within a memory budget.
 
-    ``features_for(metric, options)`` gives what ``score_job`` scores: a stand-in for the
-    ``STREAMED_METRICS`` (made once per RDM method), the whole features for the others when they
-    fit in ``budget_bytes``. ``release()`` drops what is held (the runner calls it when it moves
-    to the next layer).
+    ``matrix_for(metric, options)`` gives the (s, s) matrix a ``STREAMED_METRICS`` entry scores
+    (streamed once per RDM method, once for the Gram), ``features_for(metric)`` the whole
+    features for the other metrics when they fit in ``budget_bytes``. ``release()`` drops what is
+    held (the runner calls it when it moves to the next layer).
     """
 
     cache: FeatureCache
@@ -146,12 +145,19 @@ class CachedLayer:
                                       "extract them again")
         return view
 
-    def features_for(self, metric: str, options: dict[str, Any]) -> np.ndarray:
-        if metric in STREAMED_METRICS:
-            method = STREAMED_METRICS[metric](options)
-            if method not in self._held:
-                self._held[method] = stand_in(self._view(), method)
-            return self._held[method]
+    def matrix_for(self, metric: str, options: dict[str, Any]) -> np.ndarray:
+        """The (s, s) float64 matrix ``STREAMED_METRICS[metric]`` scores, streamed from the
+        cache."""
+        what = STREAMED_METRICS[metric].matrix(options)
+        if what not in self._held:
+            view = self._view()
+            src = view if len(view.shape) == 2 else _Rows2d(view)
+            self._held[what] = (streaming_gram(src) if what == "gram"
+                                else streaming_rdm(src, what.removeprefix("rdm:")))
+        return self._held[what]
+
+    def features_for(self, metric: str) -> np.ndarray:
+        """The whole (s, ...) features, if they fit in the budget (else an ``InputError``)."""
         if "features" not in self._held:
             view = self._view()
             if view.nbytes > self.budget_bytes:
@@ -185,11 +191,17 @@ def score_job(job, adapter, values: np.ndarray | CachedLayer, groups: list[Targe
     """
     name = job.metric.name
     entry = METRICS.entry(name)
-    if isinstance(values, CachedLayer):
-        values = values.features_for(name, job.metric.options)
-    x = np.asarray(values, dtype=np.float64)
-    if not uses_maps(name):
-        x = x.reshape(len(x), -1)
+    if isinstance(values, CachedLayer) and name in STREAMED_METRICS:
+        streamed = STREAMED_METRICS[name]
+        x = values.matrix_for(name, job.metric.options)
+        score_fn, p_fn = partial(streamed.score, x), streamed.p_value
+    else:
+        if isinstance(values, CachedLayer):
+            values = values.features_for(name)
+        x = np.asarray(values, dtype=np.float64)
+        if not uses_maps(name):
+            x = x.reshape(len(x), -1)
+        score_fn, p_fn = partial(score, name, x), PERMUTATION_TESTS.get(name)
     opts = dict(job.metric.options)
     if entry.meta.get("needs_stimuli"):
         pads = getattr(adapter.preprocess, "resize", "") == "longest_side_pad"
@@ -200,10 +212,10 @@ def score_job(job, adapter, values: np.ndarray | CachedLayer, groups: list[Targe
     records = []
     for target in groups:
         started = time.time()
-        result = score(name, x, target.data, n_bootstrap=n_bootstrap, seed=seed, **opts)
-        if n_permutations and not own_p and name in PERMUTATION_TESTS:
-            p = PERMUTATION_TESTS[name](x, target.data, n_permutations=n_permutations, seed=seed,
-                                        **job.metric.options)
+        result = score_fn(target.data, n_bootstrap=n_bootstrap, seed=seed, **opts)
+        if n_permutations and not own_p and p_fn is not None:
+            p = p_fn(x, target.data, n_permutations=n_permutations, seed=seed,
+                     **job.metric.options)
             result = dataclasses.replace(result, p_value=p)
         record = ScoreRecord.from_score(result, model=job.model.display,
                                         model_id=adapter.model_id, layer=job.layer,
