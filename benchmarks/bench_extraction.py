@@ -14,6 +14,9 @@ uint8 images and the same preprocessing in every mode:
 - ``stimulus_set``: building that ``StimulusSet`` (checking every image and hashing its pixels for
   the cache key), the one-time cost per set that ``ours`` leaves out.
 - ``plain``: the plain forward pass ``model(x)`` (the floor: no activations kept).
+- ``plain_device``: the plain forward pass ``model(x)`` of a simple loop that preprocesses each
+  batch on the device (``adapter.preprocess(batch, device=...)``), as ``ours`` does: the floor
+  for images in, outputs out, with the same preprocessing.
 - ``preprocess``: ``adapter.preprocess`` of every batch and the host-to-device copy, no model (the
   host-side bound shared by all the modes above).
 - ``preprocess_device``: the same preprocessing run on the model's device
@@ -43,7 +46,7 @@ import time
 import numpy as np
 import torch
 
-MODES = ("ours", "plain", "naive", "preprocess", "preprocess_device", "gpu_forward", "host_pipeline",
+MODES = ("ours", "plain", "plain_device", "naive", "preprocess", "preprocess_device", "gpu_forward", "host_pipeline",
          "stimulus_set")
 ARCH = "timm:vit_base_patch16_224"
 
@@ -107,6 +110,18 @@ def run_plain(adapter, images, batch_size, blocks, precision):
     return 0
 
 
+def run_plain_device(adapter, images, batch_size, blocks, precision):
+    autocast = (torch.autocast(adapter.device.type, dtype=torch.bfloat16) if precision == "bf16"
+                else torch.autocast(adapter.device.type, enabled=False))
+    with torch.inference_mode():
+        for batch in _batches(images, batch_size):
+            x = adapter.preprocess(batch, device=adapter.device)
+            with autocast:
+                adapter.module(x)
+    _sync(adapter.device)
+    return 0
+
+
 def run_naive(adapter, images, batch_size, blocks, precision):
     store: dict[str, list[np.ndarray]] = {b: [] for b in blocks}
     modules = dict(adapter.module.named_modules())
@@ -154,7 +169,7 @@ def run_gpu_forward(adapter, images, batch_size, blocks, precision):
     return 0
 
 
-RUNNERS = {"ours": run_ours, "plain": run_plain, "naive": run_naive, "preprocess": run_preprocess,
+RUNNERS = {"ours": run_ours, "plain": run_plain, "plain_device": run_plain_device, "naive": run_naive, "preprocess": run_preprocess,
            "preprocess_device": run_preprocess_device, "gpu_forward": run_gpu_forward,
            "host_pipeline": run_host_pipeline, "stimulus_set": run_stimulus_set}
 

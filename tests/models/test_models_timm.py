@@ -182,3 +182,28 @@ def test_bad_input_raises(x):
         adapter.forward_layers(x, ["conv"])
     with pytest.raises(InputError, match="layers"):
         adapter.forward_layers(torch.randn(1, 3, 8, 8), [])
+
+
+def test_verified_layers_switch_to_hooks_with_identical_outputs(family):
+    """After the first call has compared forward_intermediates with the hooked modules, layers
+    whose outputs are the same tensors (same layout) are read through hooks; others (SAM's NHWC
+    blocks returned as NCHW) stay on forward_intermediates. The values never change."""
+    adapter, side = family
+    x = torch.randn(2, 3, side, side)
+    layers = adapter.layers()[:-1]
+    calls = []
+    real = adapter.module.forward_intermediates
+    adapter.module.forward_intermediates = lambda *a, **kw: calls.append(1) or real(*a, **kw)
+    try:
+        fresh = copy.copy(adapter)
+        fresh._hook_equal = {}
+        first = fresh.forward_layers(x, layers)
+        second = fresh.forward_layers(x, layers)
+    finally:
+        del adapter.module.forward_intermediates
+    same_layout = all(fresh._hook_equal[n] for n in layers)
+    assert len(calls) == (1 if same_layout else 2)
+    layout_kept = {n: _as_returned(_hooked(fresh, x, [n])[n], first[n]).shape for n in layers}
+    for n in layers:
+        assert second[n].shape == first[n].shape == layout_kept[n]
+        torch.testing.assert_close(second[n], first[n], rtol=0, atol=0)

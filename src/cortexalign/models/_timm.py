@@ -46,7 +46,9 @@ class TimmAdapter(ModelAdapter):
         params = (inspect.signature(module.forward_intermediates).parameters
                   if hasattr(module, "forward_intermediates") and info else {})
         self._use_fi = bool(params)
-        self._checked = False  # forward_intermediates vs hooks compared on the first call
+        # layer -> whether forward_intermediates returns exactly the hooked module output (same
+        # layout); filled on the first call that asks for the layer (both are computed then)
+        self._hook_equal: dict[str, bool] = {}
         self._tokens = "return_prefix_tokens" in params
         self._fi_kwargs = {"output_fmt": "NLC", "return_prefix_tokens": True} if self._tokens else {}
         self._stop_early = "stop_early" in params
@@ -58,8 +60,13 @@ class TimmAdapter(ModelAdapter):
         fi_names = [n for n in names if n in self._fi_index]
         if not self._use_fi or others or not fi_names:
             return super()._forward_layers(x_bchw, names)
+        check = [n for n in fi_names if n in self._module_paths and n not in self._hook_equal]
+        if not check and self._head not in names and all(self._hook_equal.get(n, False)
+                                                         for n in fi_names):
+            # the same tensors through hooks: no split and re-concatenation of the prefix
+            # tokens of every block (a copy of each block's output per batch)
+            return super()._forward_layers(x_bchw, names)
         idx = sorted({self._fi_index[n] for n in fi_names})
-        check = [] if self._checked else [n for n in fi_names if n in self._module_paths]
         with capture_outputs(self.module, check) as hooked:
             if self._head in names:
                 final, inter = self.module.forward_intermediates(x_bchw, indices=idx,
@@ -75,7 +82,9 @@ class TimmAdapter(ModelAdapter):
         if head_out is not None:
             out[self._head] = head_out
         if check:
-            self._checked = True
+            for n in check:
+                self._hook_equal[n] = (out[n].shape == hooked[n].shape
+                                       and torch.allclose(out[n], hooked[n], rtol=1e-4, atol=1e-5))
             bad = [n for n in check if not _same_values(out[n], hooked[n])]
             if bad:
                 warnings.warn(f"{self.model_id}: forward_intermediates outputs do not match the "
