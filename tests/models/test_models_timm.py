@@ -104,8 +104,8 @@ def test_unknown_layer_suggests_close_names(family):
 
 
 def test_submodule_paths_are_extractable_with_hooks():
-    adapter = load_model("timm:vit_tiny_patch16_224", untrained=True, img_size=32, depth=2,
-                         num_classes=10)
+    adapter = load_model("timm:vit_tiny_patch16_224", untrained=True, device="cpu", img_size=32,
+                         depth=2, num_classes=10)
     x = torch.randn(2, 3, 32, 32)
     out = adapter.forward_layers(x, ["blocks.1.attn", "blocks.1"])
     ref = _hooked(adapter, x, ["blocks.1.attn", "blocks.1"])
@@ -136,7 +136,7 @@ def test_unknown_timm_model_and_bad_kwargs():
 
 def test_mismatched_forward_intermediates_fall_back_to_hooks():
     """If forward_intermediates disagrees with the feature_info modules, hooks take over."""
-    adapter = load_model("timm:resnet10t", untrained=True, num_classes=10)
+    adapter = load_model("timm:resnet10t", untrained=True, num_classes=10, device="cpu")
     real = adapter.module.forward_intermediates
     adapter.module.forward_intermediates = lambda x, **kw: real(x, **kw)[::-1]
     x = torch.randn(2, 3, 32, 32)
