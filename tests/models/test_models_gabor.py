@@ -105,7 +105,7 @@ def test_untrained_control_is_seeded_random_filters():
     assert a.weights_digest == b.weights_digest != c.weights_digest != designed.weights_digest
     assert a.model_id.endswith("@untrained-seed2") and designed.model_id.endswith("@designed")
     w = a.module.banks[0].weight
-    torch.testing.assert_close(w.flatten(1).norm(dim=1), torch.ones(w.shape[0]))
+    torch.testing.assert_close(w.flatten(1).norm(dim=1), torch.ones(w.shape[0], device=w.device))
 
 
 def test_cycles_per_degree_and_validation():

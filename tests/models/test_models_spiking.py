@@ -14,7 +14,7 @@ from cortexalign.spiking.features import extract_features
 
 
 def test_layers_are_time_averaged_spiking_outputs():
-    adapter = load_model("snn:hst_tiny", untrained=True, seed=3, img_size=16)
+    adapter = load_model("snn:hst_tiny", untrained=True, seed=3, img_size=16, device="cpu")
     torch.manual_seed(0)
     x = torch.randn(2, 3, 16, 16) * 3
     got = adapter.forward_layers(x, ["stage1.embed", "stage3"])
@@ -32,7 +32,7 @@ def test_layers_are_time_averaged_spiking_outputs():
 
 
 def test_repeated_calls_do_not_leak_membrane_state():
-    adapter = load_model("snn:tdformer_tiny", untrained=True, img_size=16)
+    adapter = load_model("snn:tdformer_tiny", untrained=True, img_size=16, device="cpu")
     x = torch.randn(2, 3, 16, 16) * 3
     a = adapter.forward_layers(x, ["stage2"])["stage2"]
     b = adapter.forward_layers(x, ["stage2"])["stage2"]
@@ -43,7 +43,7 @@ def test_checkpoint_round_trip_and_missing_weights(tmp_path):
     torch.manual_seed(5)
     model = create_snn("spiliformer_tiny")
     path = save_checkpoint(tmp_path, 1, model, None, {})
-    adapter = load_model("snn:spiliformer_tiny", weights=path, img_size=16)
+    adapter = load_model("snn:spiliformer_tiny", weights=path, img_size=16, device="cpu")
     for k, v in model.state_dict().items():
         torch.testing.assert_close(adapter.module.state_dict()[k], v)
     other = save_checkpoint(tmp_path / "other", 1, create_snn("hst_tiny"), None, {})

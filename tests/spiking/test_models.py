@@ -78,7 +78,7 @@ def test_tiny_model_learns_separable_task(name):
     x, y = _two_class_task()
     opt = torch.optim.AdamW(m.parameters(), lr=5e-3)
     losses = []
-    for _ in range(12):
+    for _ in range(20):  # 12 left spiliformer_tiny 1% from the bar on another CPU
         loss, _ = m.loss(x, y)
         opt.zero_grad()
         loss.backward()
