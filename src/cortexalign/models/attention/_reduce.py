@@ -43,10 +43,17 @@ def iter_probs(qk: QK, chunk_size: int | None,
     tk = qk.k_ghkd.shape[2]
     rows = rows or slice(0, tq)
     chunk = chunk_size or max(1, CHUNK_ELEMENTS // (g * h * tk))
-    k_ghdk = qk.k_ghkd.transpose(-1, -2)
+    # Once per block, not per chunk: q and k come out of the qkv projection in a permuted layout
+    # that a batched matmul cannot view as (g h, rows, d), so every chunk would copy all of k (and
+    # cast it to the autocast dtype); a contiguous copy in that dtype is made once instead.
+    dev = qk.q_ghqd.device.type
+    dtype = (torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev)
+             else qk.q_ghqd.dtype)
+    q_ghqd = qk.q_ghqd.to(dtype).contiguous()
+    k_ghdk = qk.k_ghkd.to(dtype).contiguous().transpose(-1, -2)
     for r0 in range(rows.start, rows.stop, chunk):
         rs = slice(r0, min(rows.stop, r0 + chunk))
-        scores_ghck = torch.matmul(qk.q_ghqd[:, :, rs], k_ghdk)
+        scores_ghck = torch.matmul(q_ghqd[:, :, rs], k_ghdk)
         if qk.bias is not None:
             qk.bias(rs, scores_ghck)
         yield rs, scores_ghck.softmax(dim=-1, dtype=torch.float32)  # float32 under autocast too
