@@ -1,7 +1,8 @@
 """Fused multi-step LIF kernels in Triton (CUDA only), forward and backward through time.
 
 One program handles ``BLOCK`` neurons and loops over the T time steps in registers, so the
-membrane potential never goes to memory between steps; the forward pass stores ``H`` and
+membrane potential never goes to memory between steps (T is a compile-time constant: the loop is
+unrolled, one compiled kernel per number of time steps); the forward pass stores ``H`` and
 ``S`` for the backward pass, which runs the recursion of ``neurons._LIFBPTT`` backwards in
 time. Arithmetic follows ``neurons._lif_reference`` operation by operation (in float32), so
 spikes are identical and gradients agree to rounding. ``AVAILABLE`` is False without Triton
@@ -32,7 +33,7 @@ _BLOCK = 1024
 if tl is not None:
 
     @triton.jit
-    def _lif_fwd(x_ptr, v0_ptr, h_ptr, s_ptr, v_ptr, T, numel, tau, v_th, v_reset,
+    def _lif_fwd(x_ptr, v0_ptr, h_ptr, s_ptr, v_ptr, T: tl.constexpr, numel, tau, v_th, v_reset,
                  BLOCK: tl.constexpr):
         offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < numel
@@ -48,8 +49,9 @@ if tl is not None:
         tl.store(v_ptr + offs, v, mask=mask)
 
     @triton.jit
-    def _lif_bwd(h_ptr, s_ptr, gs_ptr, gv_ptr, gx_ptr, gv0_ptr, T, numel, tau, v_th, v_reset,
-                 alpha, SURROGATE: tl.constexpr, DETACH: tl.constexpr, BLOCK: tl.constexpr):
+    def _lif_bwd(h_ptr, s_ptr, gs_ptr, gv_ptr, gx_ptr, gv0_ptr, T: tl.constexpr, numel, tau, v_th,
+                 v_reset, alpha, SURROGATE: tl.constexpr, DETACH: tl.constexpr,
+                 BLOCK: tl.constexpr):
         offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < numel
         g_v = tl.load(gv_ptr + offs, mask=mask, other=0.0)
