@@ -125,8 +125,9 @@ def grid_fdr(frame: pd.DataFrame, by: Sequence[str] = ("metric",),
         raise InputError("by", f"columns of the scores frame ({', '.join(df.columns)})",
                          repr(unknown), "group by model, layer, metric or target_source")
     df["p_adjusted"] = np.nan
-    for _, idx in df.groupby(list(by), sort=False).groups.items():
-        df.loc[idx, "p_adjusted"] = adjust_p_values(df.loc[idx, "p_value"].astype(float), method)
+    for _, family in df.groupby(list(by), sort=False):
+        df.loc[family.index, "p_adjusted"] = adjust_p_values(family["p_value"].astype(float),
+                                                             method)
     return df
 
 
