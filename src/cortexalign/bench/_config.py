@@ -172,7 +172,8 @@ class ExperimentConfig(_Strict):
         None, description="Most gigabytes (1e9 bytes) of a model's pooled features held in "
         "memory (null: no limit, every layer in memory). When one probe image says the model's "
         "layers need more (s x features x 4 bytes), they are written batch by batch into the "
-        "feature cache instead: rsa and cka_* are scored from RDMs streamed from it; metrics "
+        "feature cache instead: rsa and cka_* are scored from the RDM or Gram matrix streamed "
+        "from it in row blocks; metrics "
         "that need the features themselves (ridge, pls, map_*) read a layer whole if it alone "
         "fits, else that job fails with the fix. Same scores either way; not part of the "
         "config hash.")
