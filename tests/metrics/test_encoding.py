@@ -163,10 +163,12 @@ def test_backend_restored_and_bad_inputs(rng):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_gpu_matches_cpu(rng):
+@pytest.mark.parametrize("solver", ["eigh", "himalaya"])
+def test_gpu_matches_cpu(rng, solver):
+    """On CUDA the folds are sliced from device tensors (DEVICE_ENCODERS); same predictions."""
     x, y = _data(rng)
-    cpu, a_cpu = cross_validated_predictions(x, y, device="cpu")
-    gpu, a_gpu = cross_validated_predictions(x, y, device="cuda")
+    cpu, a_cpu = cross_validated_predictions(x, y, device="cpu", solver=solver)
+    gpu, a_gpu = cross_validated_predictions(x, y, device="cuda", solver=solver)
     np.testing.assert_allclose(gpu, cpu, atol=1e-8)
     # the chosen penalties are the same grid values up to float rounding of the grid
     np.testing.assert_allclose(a_gpu, a_cpu, rtol=1e-12)

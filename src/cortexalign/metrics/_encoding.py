@@ -70,6 +70,10 @@ def _pls_fold(x_tr, y_tr, x_te, *, device, seed, n_components=25):
 ENCODERS: dict[str, Callable] = {"ridge": _ridge_fold, "pls": _pls_fold}
 """``f(x_tr, y_tr, x_te, *, device, seed, **options) -> (pred_te (t, n), per-neuroid param (n,))``"""
 
+#: Encoders that take torch tensors on the device: on an accelerator the features and targets
+#: go there once and every outer fold is sliced there (no per-fold host copies and transfers).
+DEVICE_ENCODERS = frozenset({"ridge"})
+
 CEILING_TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "attenuation": lambda rel: np.sqrt(np.where(rel > 0, rel, np.nan)),
     "brainscore": lambda rel: np.where(rel > 0, rel, np.nan)}
@@ -89,8 +93,13 @@ def cross_validated_predictions(x_sd: np.ndarray, y_sn: np.ndarray, encoder: str
     dev = resolve_device(device)
     pred = np.full(y_sn.shape, np.nan)
     params = []
+    on_device = encoder in DEVICE_ENCODERS and dev.type != "cpu"
+    xs, ys = ((torch.as_tensor(x_sd, device=dev), torch.as_tensor(y_sn, device=dev)) if on_device
+              else (x_sd, y_sn))
     for fold, (tr, te) in enumerate(KFold(int(n_folds), shuffle=True, random_state=seed).split(x_sd)):
-        p, a = ENCODERS[encoder](x_sd[tr], y_sn[tr], x_sd[te], device=dev, seed=seed + fold,
+        tr_i, te_i = ((torch.as_tensor(tr, device=dev), torch.as_tensor(te, device=dev))
+                      if on_device else (tr, te))
+        p, a = ENCODERS[encoder](xs[tr_i], ys[tr_i], xs[te_i], device=dev, seed=seed + fold,
                                  **options)
         pred[te] = p
         params.append(a)
