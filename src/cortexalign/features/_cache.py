@@ -38,13 +38,14 @@ import numpy as np
 import zarr
 
 from cortexalign.errors import InputError
-from cortexalign.features._cache_view import CachedArray, CacheIntegrityError, chunk_digests
+from cortexalign.features._cache_view import CachedArray, CacheIntegrityError, stream_digests
 from cortexalign.features._cache_writer import (
     ARRAY_NAME,
     CACHE_FORMAT,
     META_FILE,
     CacheWriter,
-    chunk_rows_for,
+    sha256_of,
+    writer_layout,
 )
 
 __all__ = ["EXTRACTION_VERSION", "FeatureCache", "CacheSummary", "CachedArray",
@@ -82,10 +83,6 @@ def _check_key(key: str) -> str:
         raise InputError("key", "a 64-character lowercase sha256 hex digest (from feature_key)",
                          repr(key)[:80], "compute keys with cortexalign.features.feature_key")
     return key
-
-
-def _sha256_array(values: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(values).view(np.uint8).reshape(-1)).hexdigest()
 
 
 def _fsync_tree(path: Path) -> None:
@@ -199,26 +196,7 @@ class FeatureCache:
         chunk_rows : rows per stored chunk (default: about 8 MiB of rows, as ``put`` stores).
         """
         _check_key(key)
-        shape = tuple(shape) if isinstance(shape, (tuple, list)) else None
-        if not shape or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool)
-                                and n >= 0 for n in shape):
-            raise InputError("shape", "a non-empty tuple of sizes (s, ...)", repr(shape),
-                             "pass the shape of the whole array, e.g. (s, d)")
-        shape = tuple(int(n) for n in shape)
-        try:
-            dt = np.dtype(dtype)
-        except TypeError:
-            dt = None
-        if dt is None or dt.kind not in "fiub":
-            raise InputError("dtype", "a numeric dtype (e.g. 'float32')", repr(dtype),
-                             "pass the storage dtype of the values")
-        rows = chunk_rows_for(shape, dt.itemsize, _CHUNK_BYTES)
-        if chunk_rows is not None:
-            if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) \
-                    or chunk_rows < 1:
-                raise InputError("chunk_rows", "a positive number of rows per chunk (or None)",
-                                 repr(chunk_rows), "leave it None to match put's chunking")
-            rows = int(chunk_rows)
+        shape, dt, rows = writer_layout(shape, dtype, chunk_rows, _CHUNK_BYTES)
         dest = self.path(key)
         tmp = self.root / f"{_TMP}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         return CacheWriter(key, shape, dt, metadata, rows, tmp,
@@ -283,7 +261,7 @@ class FeatureCache:
                 values = np.asarray(zarr.open_array(dest / ARRAY_NAME, mode="r")[...])
             except Exception:  # a damaged chunk can fail in any codec: treat as corrupt
                 values = None
-            if values is not None and verify and _sha256_array(values) != meta.get("sha256"):
+            if values is not None and verify and sha256_of(values) != meta.get("sha256"):
                 values = None
         if values is None:
             warnings.warn(f"feature cache entry {key[:12]}... in {self.root} is incomplete or "
@@ -320,24 +298,11 @@ class FeatureCache:
             return CachedArray(arr, meta, None, corrupt)
         digests = meta.get("chunk_sha256")
         if meta.get("chunk_rows") != arr.chunks[0] or not isinstance(digests, list):
-            digests = self._stream_digests(arr, meta)  # an entry from before per-chunk digests
+            digests = stream_digests(arr, meta.get("sha256"))  # an entry from before per-chunk digests
         if digests is None or len(digests) != -(-arr.shape[0] // arr.chunks[0]):
             self._warn_discard(key, dest)
             return None
         return CachedArray(arr, meta, digests, corrupt)
-
-    @staticmethod
-    def _stream_digests(arr: Any, meta: dict[str, Any]) -> list[str] | None:
-        """Per-chunk digests of an entry whose whole-array sha256 matches, read chunk by chunk."""
-        whole, rows, digests = hashlib.sha256(), int(arr.chunks[0]), []
-        try:
-            for r0 in range(0, arr.shape[0], rows):
-                block = np.ascontiguousarray(arr[r0:r0 + rows])
-                whole.update(block.view(np.uint8).reshape(-1))
-                digests += chunk_digests(block, rows)
-        except Exception:  # a damaged chunk can fail in any codec
-            return None
-        return digests if whole.hexdigest() == meta.get("sha256") else None
 
     def _warn_discard(self, key: str, dest: Path) -> None:
         warnings.warn(f"feature cache entry {key[:12]}... in {self.root} is incomplete or "

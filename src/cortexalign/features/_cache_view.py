@@ -23,21 +23,27 @@ from typing import Any
 import numpy as np
 
 from cortexalign.errors import InputError
+from cortexalign.features._cache_writer import sha256_of
 
-__all__ = ["CacheIntegrityError", "CachedArray", "chunk_digests"]
+__all__ = ["CacheIntegrityError", "CachedArray", "stream_digests"]
 
 
 class CacheIntegrityError(RuntimeError):
     """A cached chunk does not match the checksum recorded when it was written."""
 
 
-def chunk_digests(values: np.ndarray, chunk_rows: int) -> list[str]:
-    """sha256 of the C-order bytes of each block of ``chunk_rows`` rows."""
-    return [_sha256(values[i:i + chunk_rows]) for i in range(0, values.shape[0], chunk_rows)]
-
-
-def _sha256(block: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(block).view(np.uint8).reshape(-1)).hexdigest()
+def stream_digests(array: Any, whole_sha256: str | None) -> list[str] | None:
+    """Per-chunk digests of an entry written before they were stored, read chunk by chunk; None
+    unless the whole array matches ``whole_sha256`` (or a chunk cannot be decoded)."""
+    whole, rows, digests = hashlib.sha256(), int(array.chunks[0]), []
+    try:
+        for r0 in range(0, array.shape[0], rows):
+            block = np.ascontiguousarray(array[r0:r0 + rows])
+            whole.update(block.view(np.uint8).reshape(-1))
+            digests.append(sha256_of(block))
+    except Exception:  # a damaged chunk can fail in any codec
+        return None
+    return digests if whole.hexdigest() == whole_sha256 else None
 
 
 class CachedArray:
@@ -96,7 +102,7 @@ class CachedArray:
             self._on_corrupt(f"rows {r0}:{r1} cannot be decoded ({type(exc).__name__})")
             raise  # on_corrupt raises; this is only reached if it did not
         if block.shape[0] != r1 - r0 or (self._digests is not None
-                                          and _sha256(block) != self._digests[c]):
+                                          and sha256_of(block) != self._digests[c]):
             self._on_corrupt(f"rows {r0}:{r1} do not match their checksum")
         block.setflags(write=False)
         self._last = (c, block)

@@ -32,7 +32,8 @@ import zarr
 from cortexalign import __version__
 from cortexalign.errors import InputError
 
-__all__ = ["CacheWriter", "chunk_rows_for", "CACHE_FORMAT", "META_FILE", "ARRAY_NAME"]
+__all__ = ["CacheWriter", "chunk_rows_for", "writer_layout", "sha256_of", "CACHE_FORMAT",
+           "META_FILE", "ARRAY_NAME"]
 
 CACHE_FORMAT = 1
 META_FILE = "cortexalign.json"
@@ -45,8 +46,35 @@ def chunk_rows_for(shape: tuple[int, ...], itemsize: int, chunk_bytes: int) -> i
     return min(max(1, chunk_bytes // max(1, row_bytes)), max(1, shape[0]))
 
 
-def _digest(block: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(block).view(np.uint8).reshape(-1)).hexdigest()
+def sha256_of(values: np.ndarray) -> str:
+    """sha256 of the C-order bytes of ``values``: the cache's whole-array and per-chunk digest."""
+    return hashlib.sha256(np.ascontiguousarray(values).view(np.uint8).reshape(-1)).hexdigest()
+
+
+def writer_layout(shape: Any, dtype: Any, chunk_rows: Any, chunk_bytes: int
+                  ) -> tuple[tuple[int, ...], np.dtype, int]:
+    """Checked ``(shape, dtype, rows per stored chunk)`` of a new entry (``FeatureCache.writer``);
+    ``chunk_rows`` None gives ``put``'s rule: about ``chunk_bytes`` of rows."""
+    shape = tuple(shape) if isinstance(shape, (tuple, list)) else None
+    if not shape or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool)
+                            and n >= 0 for n in shape):
+        raise InputError("shape", "a non-empty tuple of sizes (s, ...)", repr(shape),
+                         "pass the shape of the whole array, e.g. (s, d)")
+    shape = tuple(int(n) for n in shape)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.kind not in "fiub":
+        raise InputError("dtype", "a numeric dtype (e.g. 'float32')", repr(dtype),
+                         "pass the storage dtype of the values")
+    if chunk_rows is None:
+        return shape, dt, chunk_rows_for(shape, dt.itemsize, chunk_bytes)
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) \
+            or chunk_rows < 1:
+        raise InputError("chunk_rows", "a positive number of rows per chunk (or None)",
+                         repr(chunk_rows), "leave it None to match put's chunking")
+    return shape, dt, int(chunk_rows)
 
 
 class CacheWriter:
@@ -161,7 +189,7 @@ class CacheWriter:
         r0 = self._stored
         for c0 in range(0, len(rows), self.chunk_rows):
             chunk = rows[c0:c0 + self.chunk_rows]
-            self._digests.append(_digest(chunk))
+            self._digests.append(sha256_of(chunk))
             self._whole.update(chunk.view(np.uint8).reshape(-1))
         self._arr[r0:r0 + len(rows)] = rows
         self._stored = r0 + len(rows)
