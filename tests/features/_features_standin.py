@@ -87,3 +87,24 @@ class TinyAdapter:
         self.calls += 1
         out = self.module.forward_all(x_bchw)
         return {k: out[k] for k in layers}
+
+
+def kill_when_ready(script: str, *args: str) -> None:
+    """Run ``script`` in a child Python, wait for it to print READY (it is then mid-write), and
+    SIGKILL it: what a run killed during a cache write leaves behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.strip() == "READY", proc.stderr.read()
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()

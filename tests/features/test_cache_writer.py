@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import textwrap
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _features_standin import TinyAdapter, make_stimuli
+from _features_standin import TinyAdapter, kill_when_ready, make_stimuli
 
 from cortexalign import models
 from cortexalign.errors import InputError
@@ -133,17 +129,7 @@ KILLED_WRITER = textwrap.dedent("""
 
 def test_sigkill_mid_write_leaves_nothing_readable(tmp_path):
     root = tmp_path / "cache"
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(root), key_of()],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline()
-        assert line.strip() == "READY", proc.stderr.read()
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+    kill_when_ready(KILLED_WRITER, str(root), key_of())
     leftovers = [p.name for p in root.iterdir()]
     assert len(leftovers) == 1 and leftovers[0].startswith(".tmp-")
     cache = FeatureCache(root)  # the dead writer's temp dir is removed

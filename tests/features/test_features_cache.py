@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _features_standin import TinyAdapter, make_stimuli
+from _features_standin import TinyAdapter, kill_when_ready, make_stimuli
 
 from cortexalign.errors import InputError
 from cortexalign.features import EXTRACTION_VERSION, FeatureCache, extract_features, feature_key
@@ -215,17 +212,7 @@ KILLED_WRITER = textwrap.dedent("""
 def test_sigkill_during_write_leaves_no_readable_entry(tmp_path, stimuli, where):
     root = tmp_path / "cache"
     key = extract_features(TinyAdapter(), stimuli, "head", progress=False)["head"].key
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(root), key, where],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline()
-        assert line.strip() == "READY", proc.stderr.read()
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+    kill_when_ready(KILLED_WRITER, str(root), key, where)
     leftovers = [p.name for p in root.iterdir()]
     assert len(leftovers) == 1 and leftovers[0].startswith(".tmp-")  # the killed write
     cache = FeatureCache(root)  # a later run: the dead writer's temp dir is cleaned up
