@@ -86,7 +86,7 @@ def run_ours(adapter, images, batch_size, blocks, precision):
 
 
 def run_host_pipeline(adapter, images, batch_size, blocks, precision):
-    from cortexalign.features._extract import _batch_functions, iter_batches
+    from cortexalign.features._pipeline import _batch_functions, iter_batches
 
     prepare, _ = _batch_functions(adapter, adapter.device)
     for _ in iter_batches(_stimulus_set(images), batch_size, prepare):

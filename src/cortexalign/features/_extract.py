@@ -9,10 +9,8 @@ they are finite, and writes each batch's rows into one sink per layer: an in-mem
 a ``FeatureCache.writer`` (``extract_to_cache``, so host memory stays at a few batches whatever
 the number of stimuli and the layer width).
 
-Images are decoded by a small thread pool (PIL and numpy release the GIL) a few batches ahead of
-the forward pass (``iter_batches``). On CUDA, when the adapter's ``preprocess`` is a
-``cortexalign.models.Preprocess``, the host only decodes and stacks uint8 pixels into page-locked
-memory; the resize, crop and normalisation run on the device (``Preprocess.on_device``). Nothing in
+How batches reach the device and the pooled values come back (decode threads, page-locked
+buffers, preprocessing on the device, a copy that does not block) is ``_pipeline``'s. Nothing in
 the loop waits for the device except the copy of the *previous* batch's pooled values, which the
 host checks and stores while the device computes the current batch.
 """
@@ -21,9 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +29,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.features._cache import EXTRACTION_VERSION, FeatureCache, feature_key
+from cortexalign.features._pipeline import (
+    _batch_functions,
+    _InFlight,
+    _to_host,
+    iter_batches,
+)
 from cortexalign.features._pooling import POOLINGS
-from cortexalign.models import Preprocess
 from cortexalign.stimuli import StimulusSet
 
 __all__ = ["Features", "extract_features", "extract_to_cache", "feature_keys", "iter_batches",
@@ -44,8 +45,6 @@ __all__ = ["Features", "extract_features", "extract_to_cache", "feature_keys", "
 PRECISIONS = ("auto", "fp32", "bf16")
 #: Storage dtypes of the returned (and cached) values.
 DTYPES = ("float32", "float16")
-#: Decoding threads and batches prepared ahead of the forward pass.
-LOAD_WORKERS, PREFETCH = 4, 2
 _ADAPTER_ATTRS = ("model_id", "weights_digest", "preprocess", "device", "num_prefix_tokens",
                   "layers", "forward_layers")
 
@@ -161,80 +160,6 @@ def _check_finite(values_b: np.ndarray, adapter: Any, layer: str, ids: Sequence[
                          f"{ids[int(np.argmin(ok_b))]!r})",
                          "check that stimulus and the weights; try precision='fp32' or "
                          "dtype='float32'; nothing was cached")
-
-
-def iter_batches(stimuli: StimulusSet, batch_size: int, prepare: Callable[[list[np.ndarray]], Any],
-                 workers: int = LOAD_WORKERS, prefetch: int = PREFETCH) -> Iterator[Any]:
-    """``prepare(images)`` of each batch of ``batch_size`` consecutive stimuli, in order.
-
-    ``workers`` threads decode images (``stimuli.image``) and one more runs ``prepare`` on each
-    completed batch, keeping up to ``prefetch`` batches in flight ahead of the consumer. An error
-    decoding or preparing a batch is raised when that batch is reached; pending work is cancelled
-    when the consumer stops early.
-    """
-    n = len(stimuli)
-    starts = list(range(0, n, batch_size))
-    images_pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="cortexalign-decode")
-    batch_pool = ThreadPoolExecutor(1, thread_name_prefix="cortexalign-prepare")
-
-    def submit(start: int) -> Future:
-        futures = [images_pool.submit(stimuli.image, i) for i in range(start, min(start + batch_size, n))]
-        return batch_pool.submit(lambda: prepare([f.result() for f in futures]))
-
-    queue: deque[Future] = deque(submit(start) for start in starts[:max(1, prefetch)])
-    upcoming = iter(starts[max(1, prefetch):])
-    try:
-        while queue:
-            batch = queue.popleft().result()
-            start = next(upcoming, None)
-            if start is not None:
-                queue.append(submit(start))
-            yield batch
-    finally:
-        images_pool.shutdown(wait=False, cancel_futures=True)  # a waiting prepare then fails fast
-        batch_pool.shutdown(wait=True, cancel_futures=True)
-        images_pool.shutdown(wait=True)
-
-
-def _batch_functions(adapter: Any, device: torch.device
-                     ) -> tuple[Callable[[list[np.ndarray]], Any], Callable[[Any], torch.Tensor]]:
-    """(host-side prepare, device-side finish) of a batch of decoded images.
-
-    On CUDA the host side leaves the batch in page-locked memory, so that the copy to the device
-    is asynchronous and the main thread never waits for it.
-    """
-    pre = adapter.preprocess
-    if device.type != "cuda":
-        return pre, lambda x_bchw: x_bchw.to(device)
-    if not isinstance(pre, Preprocess):
-        return (lambda images: pre(images).pin_memory(),
-                lambda x_bchw: x_bchw.to(device, non_blocking=True))
-
-    def host(images: list[np.ndarray]) -> tuple[list, int]:  # decode side: stack into pinned memory
-        return pre.group(images, pin_memory=True), len(images)
-
-    return host, lambda prepared: pre.on_device(prepared[0], prepared[1], device)
-
-
-@dataclass
-class _InFlight:
-    """A batch's pooled values on their way to the host: ``values_bn`` is ready after ``done``."""
-
-    start: int
-    values_bn: torch.Tensor
-    shapes: list[tuple[int, ...]]
-    done: torch.cuda.Event | None
-
-
-def _to_host(flat_bn: torch.Tensor, start: int, shapes: list[tuple[int, ...]]) -> _InFlight:
-    """Start the copy of one batch's pooled values to the host (asynchronous on CUDA)."""
-    if flat_bn.device.type != "cuda":
-        return _InFlight(start, flat_bn.cpu(), shapes, None)
-    host_bn = torch.empty(flat_bn.shape, dtype=flat_bn.dtype, pin_memory=True)
-    host_bn.copy_(flat_bn, non_blocking=True)
-    done = torch.cuda.Event()
-    done.record(torch.cuda.current_stream(flat_bn.device))  # the model's GPU, not the default
-    return _InFlight(start, host_bn, shapes, done)
 
 
 class _ArrayRows:
