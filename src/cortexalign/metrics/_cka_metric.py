@@ -24,6 +24,7 @@ from cortexalign.metrics._validate import (
     check_features,
     check_n_stimuli,
     responses_tensor,
+    stimulus_matrix,
 )
 from cortexalign.neural import RDMSet
 
@@ -107,20 +108,12 @@ def _gram_tensor(gram_ss, dev: torch.device, need: int, name: str = "gram_ss",
                  tol: float = 1e-5) -> torch.Tensor:
     """A model Gram as a float64 (s, s) tensor: square, finite, symmetric and with a
     non-negative diagonal to ``tol`` times its largest magnitude, not constant once centred."""
-    k = as_tensor(gram_ss, name, dev, ndim=(2,))
-    s = k.shape[0]
-    if k.shape[1] != s:
-        raise InputError(name, "a square (s, s) Gram matrix X X^T", f"shape {tuple(k.shape)}",
-                         "pass features @ features.T (or streaming_gram(features))")
-    if s < need:
-        raise InputError(name, f"a Gram matrix over at least {need} stimuli", f"{s}",
-                         "score on more stimuli")
+    k = stimulus_matrix(gram_ss, name, dev, what="Gram matrix X X^T", min_stimuli=need,
+                        bound=tol, square_fix="pass features @ features.T (or "
+                                              "streaming_gram(features))",
+                        symmetric_fix="pass X @ X.T, e.g. (K + K.T) / 2 if the asymmetry is "
+                                      "rounding")
     scale = max(float(k.abs().amax()), 1e-300)
-    asym = float((k - k.T).abs().amax())
-    if asym > tol * scale:
-        raise InputError(name, f"a symmetric Gram matrix (|K - K^T| <= {tol * scale:.3g})",
-                         f"max |K - K^T| = {asym:.3g}", "pass X @ X.T, e.g. (K + K.T) / 2 if "
-                         "the asymmetry is rounding")
     low = float(torch.diagonal(k).amin())
     if low < -tol * scale:
         raise InputError(name, "a Gram matrix X X^T (diagonal K_ii = |x_i|^2 >= 0)",

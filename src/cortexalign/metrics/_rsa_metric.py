@@ -25,6 +25,7 @@ from cortexalign.metrics._validate import (
     check_n_stimuli,
     check_varies,
     responses_tensor,
+    stimulus_matrix,
 )
 from cortexalign.neural import RDMSet
 
@@ -78,24 +79,16 @@ def _tensor_device(x, device) -> torch.device:
 
 
 def _model_rdm_tensor(rdm_ss, device: torch.device, name: str = "model_rdm_ss",
-                     tol: float = 1e-5) -> torch.Tensor:
+                      tol: float = 1e-5) -> torch.Tensor:
     """A model RDM as a float64 (s, s) tensor on ``device``: square, finite, symmetric and with
     a zero diagonal to ``tol`` times its largest magnitude (float32 rounding passes, a
     similarity matrix or a transposed mistake does not), at least 3 stimuli."""
-    r = as_tensor(rdm_ss, name, device, ndim=(2,))
-    s = r.shape[0]
-    if r.shape[1] != s:
-        raise InputError(name, "a square (s, s) RDM", f"shape {tuple(r.shape)}",
-                         "pass the full matrix (scipy.spatial.distance.squareform turns a "
-                         "condensed vector into one)")
-    if s < 3:
-        raise InputError(name, "an RDM over at least 3 stimuli", f"{s}", "score on more stimuli")
+    r = stimulus_matrix(rdm_ss, name, device, what="RDM", min_stimuli=3, bound=tol,
+                        square_fix="pass the full matrix (scipy.spatial.distance.squareform "
+                                   "turns a condensed vector into one)",
+                        symmetric_fix="pass a dissimilarity matrix, e.g. (R + R.T) / 2 if the "
+                                      "asymmetry is rounding")
     bound = tol * max(1.0, float(r.abs().amax()))
-    asym = float((r - r.T).abs().amax())
-    if asym > bound:
-        raise InputError(name, f"a symmetric RDM (|R - R^T| <= {bound:.3g})",
-                         f"max |R - R^T| = {asym:.3g}", "pass a dissimilarity matrix, e.g. "
-                         "(R + R.T) / 2 if the asymmetry is rounding")
     diag = float(torch.diagonal(r).abs().amax())
     if diag > bound:
         raise InputError(name, f"a zero diagonal (|R_ii| <= {bound:.3g})", f"max |R_ii| = "

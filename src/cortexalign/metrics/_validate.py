@@ -12,7 +12,7 @@ import xarray as xr
 from cortexalign.errors import InputError
 from cortexalign.neural import RDMSet, validate_responses
 
-__all__ = ["as_tensor", "check_features", "check_n_stimuli", "check_varies", "responses_tensor"]
+__all__ = ["as_tensor", "check_features", "stimulus_matrix", "check_n_stimuli", "check_varies", "responses_tensor"]
 
 
 def as_tensor(x, name: str, device: torch.device, ndim: tuple[int, ...]) -> torch.Tensor:
@@ -91,3 +91,21 @@ def responses_tensor(target: xr.DataArray, device: torch.device,
     if values.ndim == 3 and not keep_repetitions:
         values = values.mean(axis=2)
     return torch.as_tensor(values, device=device)
+
+
+def stimulus_matrix(x, name: str, device: torch.device, *, what: str, square_fix: str,
+                    symmetric_fix: str, min_stimuli: int, bound: float) -> torch.Tensor:
+    """A stimulus x stimulus matrix (model RDM, Gram) as a finite float64 (s, s) tensor on
+    ``device``: square, over at least ``min_stimuli`` stimuli, symmetric to ``bound``."""
+    t = as_tensor(x, name, device, ndim=(2,))
+    s = t.shape[0]
+    if t.shape[1] != s:
+        raise InputError(name, f"a square (s, s) {what}", f"shape {tuple(t.shape)}", square_fix)
+    if s < min_stimuli:
+        raise InputError(name, f"a {what} over at least {min_stimuli} stimuli", f"{s}",
+                         "score on more stimuli")
+    asym = float((t - t.T).abs().amax())
+    if asym > bound * max(float(t.abs().amax()), 1e-300):
+        raise InputError(name, f"a symmetric {what} (|M - M^T| <= {bound:.3g} x its largest "
+                         "entry)", f"max |M - M^T| = {asym:.3g}", symmetric_fix)
+    return t
