@@ -88,8 +88,8 @@ def _rdm_method(options: dict[str, Any]) -> str:
 class StreamedMetric:
     """How a metric is scored from a stimulus x stimulus matrix streamed from the cache."""
 
-    matrix: Callable[[dict[str, Any]], str]
-    """metric options -> the matrix: ``"rdm:<method>"`` (``streaming_rdm``) or ``"gram"``
+    matrix: Callable[[dict[str, Any]], tuple[str, str | None]]
+    """metric options -> the matrix: ``("rdm", method)`` (``streaming_rdm``) or ``("gram", None)``
     (``streaming_gram``, centred)."""
     score: Callable[..., Score]
     """``fn(matrix_ss, target, **metric options) -> Score``, equal to the metric on features."""
@@ -99,12 +99,14 @@ class StreamedMetric:
 
 
 STREAMED_METRICS: dict[str, StreamedMetric] = {
-    "rsa": StreamedMetric(lambda options: f"rdm:{_rdm_method(options)}", rsa_from_rdm,
+    "rsa": StreamedMetric(lambda options: ("rdm", _rdm_method(options)), rsa_from_rdm,
                           rsa_permutation_p_from_rdm),
-    "cka_linear": StreamedMetric(lambda options: "gram", partial(cka_from_gram, kind="linear")),
-    "cka_linear_debiased": StreamedMetric(lambda options: "gram",
+    "cka_linear": StreamedMetric(lambda options: ("gram", None),
+                                 partial(cka_from_gram, kind="linear")),
+    "cka_linear_debiased": StreamedMetric(lambda options: ("gram", None),
                                           partial(cka_from_gram, kind="linear_debiased")),
-    "cka_rbf": StreamedMetric(lambda options: "gram", partial(cka_from_gram, kind="rbf")),
+    "cka_rbf": StreamedMetric(lambda options: ("gram", None),
+                              partial(cka_from_gram, kind="rbf")),
 }
 """Metric name -> ``StreamedMetric``: the metrics a ``CachedLayer`` scores without the features."""
 
@@ -135,7 +137,7 @@ class CachedLayer:
     key: str
     layer: str
     budget_bytes: int
-    _held: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _held: dict[Any, np.ndarray] = field(default_factory=dict, repr=False)
 
     def _view(self) -> Any:
         view = self.cache.open(self.key)
@@ -152,8 +154,8 @@ class CachedLayer:
         if what not in self._held:
             view = self._view()
             src = view if len(view.shape) == 2 else _Rows2d(view)
-            self._held[what] = (streaming_gram(src) if what == "gram"
-                                else streaming_rdm(src, what.removeprefix("rdm:")))
+            self._held[what] = (streaming_gram(src) if what[0] == "gram"
+                                else streaming_rdm(src, what[1]))
         return self._held[what]
 
     def features_for(self, metric: str) -> np.ndarray:
