@@ -148,3 +148,23 @@ def test_cache_token_chunks_stream_a_feature_cache_entry(tmp_path):
     np.testing.assert_array_equal(np.sort(got, axis=0), np.sort(want, axis=0))
     with pytest.raises(InputError, match="feature-cache entry"):
         next(cache_token_chunks(cache, "b" * 64))
+
+
+def test_cache_token_chunks_refuse_a_corrupted_chunk(tmp_path):
+    """Tokens are read through FeatureCache.open: a chunk changed on disk is never trained on."""
+    import warnings
+
+    import zarr
+
+    from cortexalign.features import CacheIntegrityError
+
+    cache = FeatureCache(tmp_path)
+    acts = np.random.default_rng(1).standard_normal((6, 3, 4)).astype(np.float32)
+    key = "c" * 64
+    cache.put(key, acts, {"num_prefix_tokens": 1, "pooling": "none"})
+    stored = zarr.open_array(cache.path(key) / "values", mode="r+")
+    stored[5, 2, 3] = 99.0  # tamper with the data after the digests were written
+    with warnings.catch_warnings(), pytest.raises(CacheIntegrityError):
+        warnings.simplefilter("ignore", RuntimeWarning)  # the discard warning
+        list(cache_token_chunks(cache, key, images_per_chunk=2, shuffle=False))
+    assert not cache.contains(key)  # the corrupt entry was discarded

@@ -2,8 +2,9 @@
 
 A chunk is an (N, d) float tensor of tokens. Sources are iterables, so the trainer never holds a
 layer's tokens for all images at once: ``cache_token_chunks`` reads a few images at a time from a
-zarr entry of the feature cache (written by ``extract_features(..., pooling="none")``, values
-(s, t, d) with the prefix tokens first) and drops the prefix (CLS) tokens.
+feature-cache entry (written by ``extract_features(..., pooling="none")``, values (s, t, d) with
+the prefix tokens first; read through ``FeatureCache.open``, so every chunk is checksummed before
+use) and drops the prefix (CLS) tokens.
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ __all__ = ["array_chunks", "token_chunks", "cache_token_chunks", "open_cached_to
 
 
 def _as_tensor(a: Any) -> torch.Tensor:
-    t = a if isinstance(a, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(a))
-    return t.float()
+    if isinstance(a, torch.Tensor):
+        return a.float()
+    arr = np.ascontiguousarray(a)
+    # verified cache reads are read-only (they may be the view's memo): never share them
+    return torch.from_numpy(arr if arr.flags.writeable else arr.copy()).float()
 
 
 def array_chunks(acts_nd: Any, chunk_size: int = 65536) -> Iterator[torch.Tensor]:
@@ -62,19 +66,21 @@ def token_chunks(acts_std: Any, num_prefix_tokens: int, images_per_chunk: int = 
 
 
 def open_cached_tokens(cache: Any, key: str) -> tuple[Any, dict[str, Any]]:
-    """The lazily read (s, t, d) zarr array of a feature-cache entry and its metadata."""
-    import zarr
+    """The lazily read (s, t, d) tokens of a feature-cache entry and its metadata.
 
-    meta = cache.metadata(key)
-    if meta is None:
+    The entry is read through ``FeatureCache.open``: every chunk is checked against its sha256
+    before its tokens are used (a corrupt chunk raises ``CacheIntegrityError``).
+    """
+    view = cache.open(key)
+    if view is None:
         raise InputError("key", "the key of a complete feature-cache entry", f"{key[:16]}... not in "
                          f"{cache!r}", "extract the layer with pooling='none' and this cache first")
-    arr = zarr.open_array(cache.path(key) / "values", mode="r")
-    if arr.ndim != 3:
+    if view.ndim != 3:
         raise InputError("key", "an entry of (s, t, d) token activations (pooling='none')",
-                         f"an entry of shape {tuple(arr.shape)} (pooling {meta.get('pooling')!r})",
-                         "re-extract the layer with pooling='none'")
-    return arr, meta
+                         f"an entry of shape {view.shape} (pooling "
+                         f"{view.metadata.get('pooling')!r})", "re-extract the layer with "
+                         "pooling='none'")
+    return view, view.metadata
 
 
 def cache_token_chunks(cache: Any, key: str, images_per_chunk: int = 64, shuffle: bool = True,
