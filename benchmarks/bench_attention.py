@@ -2,12 +2,17 @@
 
 Measures images per second and peak memory of
 
-- ``forward``: ``model(x)`` under ``torch.inference_mode`` (fused attention as timm ships it);
+- ``forward``: timm's ``model(x)`` under ``torch.inference_mode`` (the encoder as timm ships it:
+  the physical reference);
+- ``forward_fused``: the same weights with cortexalign's ``SamFusedAttention`` (what
+  ``load_model("sam_vit_b")`` builds: 4-D SDPA with an aligned bias, so CUDA can fuse it);
 - ``maps``: ``attention_maps(model, x, reduction="received")`` for all 12 blocks (8 windowed, 4
-  global), which runs the same forward and recomputes each block's probabilities chunk by chunk.
+  global) on the fused model, ``backend="auto"`` (the Triton kernel on CUDA, chunks on the CPU);
+- ``maps_chunked``: the same on timm's model with ``backend="chunked"`` (the earlier path; GPU
+  runs only).
 
-Random weights (timm ``samvit_base_patch16``, nothing downloaded). Target (issue 3): maps within 2x
-of the forward pass's time and memory.
+Random weights (timm ``samvit_base_patch16``, nothing downloaded). Targets: maps within 2x of the
+forward pass's time and memory (issue 3); at least 100 maps/s on an H100 (issue 9).
 
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` above what the weights and input hold;
 on the CPU each mode runs in a fresh subprocess and reports its peak RSS above the RSS after the
@@ -35,6 +40,9 @@ import torch
 
 from cortexalign.device import resolve_device
 from cortexalign.models.attention import attention_maps
+from cortexalign.models.sam import use_fused_attention
+
+MODES = ("forward", "forward_fused", "maps", "maps_chunked")
 
 
 def _build(img: int, device: torch.device) -> torch.nn.Module:
@@ -45,16 +53,19 @@ def _build(img: int, device: torch.device) -> torch.nn.Module:
 def _run_mode(mode: str, img: int, batch: int, reps: int, device: torch.device,
               bf16: bool = False) -> dict:
     model = _build(img, device)
+    if mode in ("forward_fused", "maps"):
+        use_fused_attention(model)
     x = torch.randn(batch, 3, img, img, device=device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def step():
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            if mode == "forward":
+            if mode.startswith("forward"):
                 with torch.inference_mode():
                     model(x)
             else:
-                attention_maps(model, x, reduction="received")
+                attention_maps(model, x, reduction="received",
+                               backend="chunked" if mode == "maps_chunked" else "auto")
 
     rss_base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # weights + input, no forward yet
     step()  # warm-up (kernel selection, allocator)
@@ -128,7 +139,7 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast in both modes")
     parser.add_argument("--json", help="write the rows to this file")
     parser.add_argument("--ops", action="store_true", help="count operator calls (CPU profiler)")
-    parser.add_argument("--child", choices=["forward", "maps"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
         args.img, args.reps, args.device = 256, 2, "cpu"
@@ -140,19 +151,22 @@ def main() -> None:
         print(json.dumps(_run_mode(args.child, args.img, args.batch, args.reps, device, args.bf16)))
         return
     if device.type == "cpu":
-        rows = [_run_cpu_child(m, args) for m in ("forward", "maps")]
+        rows = [_run_cpu_child(m, args) for m in MODES[:3]]
     else:
-        rows = [_run_mode(m, args.img, args.batch, args.reps, device, args.bf16)
-                for m in ("forward", "maps")]
+        rows = [_run_mode(m, args.img, args.batch, args.reps, device, args.bf16) for m in MODES]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"SAM ViT-B, {args.img}x{args.img}, batch {args.batch}, {args.reps} reps, {name}, "
           f"{'bf16' if args.bf16 else 'fp32'}, torch {torch.__version__}")
-    print(f"{'mode':8s} {'img/s':>9s} {'s/batch':>9s} {'peak MiB':>9s}")
+    print(f"{'mode':14s} {'img/s':>9s} {'s/batch':>9s} {'peak MiB':>9s}")
     for r in rows:
-        print(f"{r['mode']:8s} {r['images_per_s']:9.3f} {r['seconds_per_batch']:9.3f} {r['peak_mib']:9.1f}")
-    fwd, maps = rows
-    print(f"maps / forward: time x{fwd['images_per_s'] / maps['images_per_s']:.2f}, "
-          f"peak memory x{maps['peak_mib'] / max(fwd['peak_mib'], 1e-9):.2f}")
+        print(f"{r['mode']:14s} {r['images_per_s']:9.3f} {r['seconds_per_batch']:9.3f} "
+              f"{r['peak_mib']:9.1f}")
+    by = {r["mode"]: r for r in rows}
+    for ref in ("forward", "forward_fused"):
+        print(f"maps / {ref}: time x{by[ref]['images_per_s'] / by['maps']['images_per_s']:.2f}, "
+              f"peak memory x{by['maps']['peak_mib'] / max(by[ref]['peak_mib'], 1e-9):.2f}")
+    print(f"forward_fused / forward: speed x"
+          f"{by['forward_fused']['images_per_s'] / by['forward']['images_per_s']:.2f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump([{**r, "device": name} for r in rows], f, indent=1)

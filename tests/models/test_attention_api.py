@@ -21,6 +21,7 @@ from cortexalign.models.attention import (
     conv_maps,
     list_attention_blocks,
 )
+from cortexalign.models.sam import SamFusedAttention, use_fused_attention
 
 
 def _vit():
@@ -35,6 +36,11 @@ def _sam():
             blk.attn.rel_pos_h.normal_(0, 0.5)
             blk.attn.rel_pos_w.normal_(0, 0.5)
     return m, torch.randn(2, 3, 80, 80)
+
+
+def _sam_fused():
+    model, x = _sam()
+    return use_fused_attention(model), x
 
 
 def _tiny_vit():
@@ -55,7 +61,8 @@ def _hiera_mae():
     return m, torch.randn(2, 3, 64, 64)
 
 
-FACTORIES = {TimmAttention: _vit, SamAttention: _sam, TinyVitAttention: _tiny_vit,
+FACTORIES = {TimmAttention: _vit, SamAttention: _sam, SamFusedAttention: _sam_fused,
+             TinyVitAttention: _tiny_vit,
              MultiScaleAttention: _hiera, MaskUnitAttention: _hiera_mae}
 
 

@@ -17,7 +17,7 @@ import torch
 
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.models.attention._handlers import ATTENTION_HANDLERS, CallContext
-from cortexalign.models.attention._reduce import REDUCTIONS, ROLLOUT_MAX_TOKENS
+from cortexalign.models.attention._reduce import BACKENDS, REDUCTIONS, ROLLOUT_MAX_TOKENS
 
 __all__ = ["attention_maps", "list_attention_blocks"]
 
@@ -113,7 +113,8 @@ def _is_global(attn: torch.nn.Module, root: torch.nn.Module, name: str) -> bool:
 
 def attention_maps(module: torch.nn.Module, x_bchw: torch.Tensor, blocks: Sequence[str] | None = None,
                    reduction: str = "received", chunk_size: int | None = None,
-                   rollout_max_tokens: int = ROLLOUT_MAX_TOKENS) -> dict[str, torch.Tensor]:
+                   rollout_max_tokens: int = ROLLOUT_MAX_TOKENS,
+                   backend: str = "auto") -> dict[str, torch.Tensor]:
     """Attention maps of the blocks of ``module`` on input ``x_bchw``, from one forward call.
 
     Parameters
@@ -132,9 +133,13 @@ def attention_maps(module: torch.nn.Module, x_bchw: torch.Tensor, blocks: Sequen
         forward order; ``"full"`` -> (g, h, q, k) probabilities, g = b x windows.
         Maps are on each block's key grid with prefix and padding tokens dropped; windowed blocks
         are computed per window and tiled back.
-    chunk_size : query rows scored at once; None picks a size bounded at 2**22 probabilities.
+    chunk_size : query rows scored at once; None picks a size bounded at 2**24 probabilities.
     rollout_max_tokens : largest token count for which a windowed block's block-diagonal matrix
         is built for rollout (only when windowed blocks are named in ``blocks``).
+    backend : how ``received`` / ``per_head`` maps are computed: ``"auto"`` (default) uses the
+        fused Triton kernel on CUDA for blocks without a score bias or with SAM's relative
+        positions, and the chunked path otherwise; ``"chunked"`` always chunks; ``"triton"``
+        requires the kernel (an error where it cannot run). Other reductions always chunk.
 
     Returns
     -------
@@ -145,6 +150,9 @@ def attention_maps(module: torch.nn.Module, x_bchw: torch.Tensor, blocks: Sequen
     if not isinstance(x_bchw, torch.Tensor) or x_bchw.dim() != 4:
         got = tuple(x_bchw.shape) if isinstance(x_bchw, torch.Tensor) else type(x_bchw).__name__
         raise InputError("x_bchw", "a 4-D tensor (b, c, H, W)", str(got), "add a batch dimension")
+    if backend not in BACKENDS:
+        raise InputError("backend", f"one of {BACKENDS}", repr(backend),
+                         "use 'auto' unless you are comparing the two paths")
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise InputError("chunk_size", "a positive int or None", repr(chunk_size), "pass e.g. 256")
     wanted = _resolve_blocks(module, blocks, reduction)
@@ -154,7 +162,7 @@ def attention_maps(module: torch.nn.Module, x_bchw: torch.Tensor, blocks: Sequen
                          "blocks= to roll out over block-diagonal matrices")
     by_module = {m: given for given, m in wanted.items()}
     fn = REDUCTIONS[reduction]
-    state: dict = {"rollout_max_tokens": rollout_max_tokens}
+    state: dict = {"rollout_max_tokens": rollout_max_tokens, "backend": backend}
     out: dict[str, torch.Tensor] = {}
     grids: dict[str, tuple[int, int]] = {}
     handles = []

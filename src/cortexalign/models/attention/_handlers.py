@@ -162,37 +162,49 @@ def sam_attention(module, args, kwargs, ctx: CallContext) -> QK:
     qk = _linear_rows(module.qkv, x.reshape(g, n, -1), 2 * dim)
     q, k = qk.view(g, n, 2, heads, -1).permute(2, 0, 3, 1, 4).unbind(0)  # (g, h, n, d)
     q, k = module.q_norm(q), module.k_norm(k)
-    bias = None
+    bias = rel_pos = None
     if module.use_rel_pos:
-        bias = _decomposed_rel_pos_bias(q.float(), module.rel_pos_h, module.rel_pos_w, (wh, ww))
+        rel_pos = decomposed_rel_pos(q.float(), module.rel_pos_h, module.rel_pos_w, (wh, ww))
+        bias = _rel_pos_bias(*rel_pos)
     elif module.rope is not None:
         rope = module.rope.get_embed()
         q, k = apply_rot_embed_cat(q, rope), apply_rot_embed_cat(k, rope)
     q, k = _to_f32(q, k)
     grid, tok = _windows(ctx, g, (wh, ww), q.device)
-    return QK(q * module.scale, k, bias, tok, tok, grid, grid)
+    return QK(q * module.scale, k, bias, tok, tok, grid, grid, rel_pos=rel_pos)
 
 
-def _decomposed_rel_pos_bias(q_ghnd, rel_pos_h, rel_pos_w, hw: tuple[int, int]) -> Callable:
-    """MViTv2 / SAM decomposed relative positions (Li et al. 2022), added per chunk of query rows.
+def decomposed_rel_pos(q_ghnd: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w: torch.Tensor,
+                       hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """MViTv2 / SAM decomposed relative positions (Li et al. 2022): the two factors of the bias.
 
     bias[q, (kh, kw)] = q . Rh[qh, kh] + q . Rw[qw, kw], with the *unscaled* query, as SAM does.
     Both terms are computed once per block for all groups, heads and queries, as timm's
-    ``get_decomposed_rel_pos_bias`` does: (g, h, q, kh) and (g, h, q, kw), a factor kw (kh)
-    smaller than the scores. Each chunk then adds them in place with two broadcast adds.
+    ``get_decomposed_rel_pos_bias`` does, a factor kw (kh) smaller than the scores.
+
+    Returns
+    -------
+    rel_h_ghqk : (g, h, q, kh) and rel_w_ghqk : (g, h, q, kw), in ``q_ghnd``'s dtype.
     """
     h, w = hw
     g, heads, n, d = q_ghnd.shape
-    r_h = get_rel_pos(h, h, rel_pos_h).float()  # (qh, kh, d)
-    r_w = get_rel_pos(w, w, rel_pos_w).float()  # (qw, kw, d)
+    r_h = get_rel_pos(h, h, rel_pos_h).to(q_ghnd.dtype)  # (qh, kh, d)
+    r_w = get_rel_pos(w, w, rel_pos_w).to(q_ghnd.dtype)  # (qw, kw, d)
     q_ghyxd = q_ghnd.reshape(g, heads, h, w, d)
-    rel_h_ghqk = torch.einsum("ghyxd,ykd->ghyxk", q_ghyxd, r_h).reshape(g, heads, n, h, 1)
-    rel_w_ghqk = torch.einsum("ghyxd,xkd->ghyxk", q_ghyxd, r_w).reshape(g, heads, n, 1, w)
+    rel_h_ghqk = torch.einsum("ghyxd,ykd->ghyxk", q_ghyxd, r_h).reshape(g, heads, n, h)
+    rel_w_ghqk = torch.einsum("ghyxd,xkd->ghyxk", q_ghyxd, r_w).reshape(g, heads, n, w)
+    return rel_h_ghqk, rel_w_ghqk
+
+
+def _rel_pos_bias(rel_h_ghqk: torch.Tensor, rel_w_ghqk: torch.Tensor) -> Callable:
+    """The decomposed bias added per chunk of query rows: two broadcast adds in place."""
+    g, heads, n, h = rel_h_ghqk.shape
+    w = rel_w_ghqk.shape[-1]
 
     def bias(rows: slice, scores_ghck: torch.Tensor) -> None:
         s_ghcyx = scores_ghck.view(g, heads, -1, h, w)
-        s_ghcyx += rel_h_ghqk[:, :, rows]
-        s_ghcyx += rel_w_ghqk[:, :, rows]
+        s_ghcyx += rel_h_ghqk[:, :, rows, :, None]
+        s_ghcyx += rel_w_ghqk[:, :, rows, None, :]
 
     return bias
 

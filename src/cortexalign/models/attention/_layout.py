@@ -41,6 +41,9 @@ class QK:
     query_grid_hw : (gh', gw') the query grid; differs from ``grid_hw`` under query pooling.
     num_prefix : prefix tokens before the grid in token space (global attention only).
     has_cls : whether prefix token 0 is a CLS token.
+    rel_pos : ``(rel_h (g, h, q, kh), rel_w (g, h, q, kw))`` when ``bias`` is exactly SAM's
+        decomposed relative-position bias over a (kh, kw) key window, so a fused kernel can gather
+        ``rel_h[q, k // kw] + rel_w[q, k % kw]`` itself instead of calling ``bias``; else None.
     """
 
     q_ghqd: torch.Tensor
@@ -52,6 +55,7 @@ class QK:
     query_grid_hw: tuple[int, int]
     num_prefix: int = 0
     has_cls: bool = False
+    rel_pos: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def windowed(self) -> bool:

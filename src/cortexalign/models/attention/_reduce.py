@@ -12,8 +12,13 @@ softmax output are two such tensors at once; the score bias is added in place); 
 are (g, h, k) (received maps) or, for rollout only, one (b, t, t) matrix. ``full`` is the one reduction that keeps a block's whole tensor, and only for the blocks
 asked for.
 
+Fused path. ``received`` and ``per_head`` need only each key's weighted column sum; on CUDA
+(``state["backend"]`` "auto" or "triton") they go through ``_received_triton``, which never
+stores a probability: two passes over the scores in registers, as FlashAttention does.
+
 Each reduction is ``fn(qk, batch, chunk_size, state) -> Tensor`` in ``REDUCTIONS``; ``state`` is
-a dict shared by the blocks of one call (rollout keeps its running product there).
+a dict shared by the blocks of one call (rollout keeps its running product there, ``backend``
+picks the path of the received maps).
 """
 
 from __future__ import annotations
@@ -24,10 +29,13 @@ import torch
 
 from cortexalign.errors import InputError
 from cortexalign.models.attention._layout import QK
+from cortexalign.models.attention._received_triton import received_triton
+from cortexalign.models.attention._received_triton import usable as triton_usable
 
-__all__ = ["REDUCTIONS", "CHUNK_ELEMENTS", "iter_probs", "ROLLOUT_MAX_TOKENS"]
+__all__ = ["REDUCTIONS", "CHUNK_ELEMENTS", "iter_probs", "ROLLOUT_MAX_TOKENS", "BACKENDS"]
 
 CHUNK_ELEMENTS = 2**24
+BACKENDS = ("auto", "chunked", "triton")
 ROLLOUT_MAX_TOKENS = 4096
 
 
@@ -95,13 +103,31 @@ def received_per_head(qk: QK, batch: int, chunk_size: int | None, state: dict) -
     prefix tokens included, for global attention); prefix and padding keys are dropped.
     """
     g, h, tq, tk = *qk.q_ghqd.shape[:3], qk.k_ghkd.shape[2]
-    w_gh1q = _query_weights(qk, batch)[:, None, None, :].expand(g, h, 1, tq).reshape(g * h, 1, tq)
+    w_gq = _query_weights(qk, batch)
+    if _use_triton(qk, state.get("backend", "auto")):
+        return _grid(_to_token_space(received_triton(qk, w_gq), qk, batch), qk)
+    w_gh1q = w_gq[:, None, None, :].expand(g, h, 1, tq).reshape(g * h, 1, tq)
     acc_gh1k = torch.zeros(g * h, 1, tk, device=qk.q_ghqd.device)
     no_autocast = torch.autocast(acc_gh1k.device.type, enabled=False)  # fold in float32
     for rs, p in iter_probs(qk, chunk_size):  # acc += w[rows] @ p: one batched matmul per chunk
         with no_autocast:
             acc_gh1k.baddbmm_(w_gh1q[:, :, rs], p.reshape(g * h, -1, tk))
     return _grid(_to_token_space(acc_gh1k.view(g, h, tk), qk, batch), qk)
+
+
+def _use_triton(qk: QK, backend: str) -> bool:
+    """``backend``: "auto" takes the fused kernel where ``usable``, "chunked" never, "triton"
+    always (an error where it cannot run)."""
+    if backend == "chunked":
+        return False
+    ok = triton_usable(qk)
+    if backend == "triton" and not ok:
+        raise InputError("backend", "a block the fused Triton kernel can run: Triton installed, "
+                         "CUDA tensors, no score bias or SAM's relative positions",
+                         f"a {qk.q_ghqd.device.type} block with "
+                         f"{'a bias it does not know' if qk.bias is not None else 'no bias'}",
+                         "use backend='auto' (falls back to the chunked path) or 'chunked'")
+    return ok
 
 
 def received(qk: QK, batch: int, chunk_size: int | None, state: dict) -> torch.Tensor:

@@ -13,6 +13,7 @@ from cortexalign.models.sam._adapter import (
     SamPreprocess,
     sam_preprocess,
 )
+from cortexalign.models.sam._attention import SamFusedAttention, use_fused_attention
 from cortexalign.models.sam._configs import SAM_CONFIGS, SamConfig
 from cortexalign.models.sam._convert import (
     CONVERTERS,
@@ -26,4 +27,5 @@ from cortexalign.models.sam._entries import BUILDERS, build_sam_family, sam_laye
 __all__ = ["SAM_CONFIGS", "SamConfig", "CONVERTERS", "convert_state_dict", "check_generation",
            "checkpoint_generation", "BUILDERS",
            "build_sam_family", "sam_layer_paths", "SamAdapter", "SamPreprocess", "sam_preprocess",
-           "SAM_PIXEL_MEAN", "SAM_PIXEL_STD", "TinyVitSam", "RepVitSam", "sam_neck"]
+           "SAM_PIXEL_MEAN", "SAM_PIXEL_STD", "TinyVitSam", "RepVitSam", "sam_neck",
+           "SamFusedAttention", "use_fused_attention"]

@@ -30,6 +30,8 @@ from timm.models.repvit import RepVit
 from timm.models.tiny_vit import TinyVit
 from torch import nn
 
+from cortexalign.models.sam._attention import use_fused_attention
+
 __all__ = ["sam_neck", "TinyVitSam", "RepVitSam", "build_samvit", "build_hiera",
            "build_tiny_vit_sam", "build_repvit_sam"]
 
@@ -45,10 +47,11 @@ def sam_neck(in_chans: int, out_chans: int = 256) -> nn.Sequential:
 
 
 def build_samvit(arch: str, **kwargs) -> nn.Module:
-    """timm ``samvit_*`` (or ``VisionTransformerSAM`` options for EfficientSAM) without a classifier."""
+    """timm ``samvit_*`` (or ``VisionTransformerSAM`` options for EfficientSAM) without a classifier,
+    its attention switched to ``SamFusedAttention`` (same maths, fused SDPA kernels on CUDA)."""
     kwargs.setdefault("norm_layer", partial(nn.LayerNorm, eps=1e-6))
-    return timm.create_model(arch, pretrained=kwargs.pop("pretrained", False), num_classes=0,
-                             **kwargs)
+    return use_fused_attention(timm.create_model(arch, pretrained=kwargs.pop("pretrained", False),
+                                                 num_classes=0, **kwargs))
 
 
 def build_hiera(arch: str, **kwargs) -> nn.Module:
