@@ -15,7 +15,8 @@ run killed mid-write leaves only a temp directory that no reader looks at and th
 ``FeatureCache`` removes. A read validates the entry (metadata present, shape, dtype and a sha256 of
 the values); anything that fails is a miss, the entry is discarded and the caller recomputes.
 ``open`` reads an entry lazily, chunk by chunk, each chunk checked against its own sha256
-(``chunk_sha256``, written by ``put``) before it is used (``_cache_view.CachedArray``).
+(``chunk_sha256``, written by ``put``) before it is used (``_cache_view.CachedArray``); a chunk
+already verified in this process is hashed again only if its file may have changed since.
 (The same habits as saev's activation shards: content-addressed, metadata beside the data.)
 """
 
@@ -279,7 +280,9 @@ class FeatureCache:
         against its sha256 before any of its rows is returned; a chunk that fails discards the
         entry, warns and raises :class:`CacheIntegrityError` (corrupt data is never returned).
         Entries written before per-chunk digests existed are verified here in one streaming pass
-        against their whole-array sha256 (a mismatch is a miss, as in :meth:`get`).
+        against their whole-array sha256 (a mismatch is a miss, as in :meth:`get`). Later passes
+        skip the hash of a chunk whose file is unchanged since this process verified it (stat
+        identity, as git's index; see ``_cache_view``).
         """
         dest = self.path(key)
         meta = self._read_meta_checked(dest) if dest.is_dir() else None
