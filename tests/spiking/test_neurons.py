@@ -170,6 +170,23 @@ for sg, alpha in (("sigmoid", 4.0), ("atan", 2.0)):
         assert torch.equal(s, s2) and torch.equal(v, v2), (sg, dr)
         for a, b in zip(g, g2):
             torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+        # the flagged variants: no v0 (start at v_reset = 0.3), only the spikes used (no gradient
+        # into v), only the last state used (no gradient into s), v0 without grad
+        x0 = x.detach().requires_grad_()
+        s, v = K._LIFTriton.apply(x0, None, 2.0, 1.0, 0.3, sg, alpha, dr)
+        s2, v2 = lif_multistep(x0, None, v_reset=0.3, surrogate=sg, detach_reset=dr,
+                               backend="reference")
+        assert torch.equal(s, s2) and torch.equal(v, v2), ("no v0", sg, dr)
+        for loss, loss2 in (((s * w).sum(), (s2 * w).sum()), ((v ** 2).sum(), (v2 ** 2).sum())):
+            torch.testing.assert_close(torch.autograd.grad(loss, x0, retain_graph=True)[0],
+                                       torch.autograd.grad(loss2, x0, retain_graph=True)[0],
+                                       atol=1e-6, rtol=0)
+        v0_fixed = v0.detach()
+        s, v = K._LIFTriton.apply(x0, v0_fixed, 2.0, 1.0, 0.0, sg, alpha, dr)
+        s2, v2 = lif_multistep(x0, v0_fixed, surrogate=sg, detach_reset=dr, backend="reference")
+        torch.testing.assert_close(torch.autograd.grad((s * w).sum() + v.sum(), x0)[0],
+                                   torch.autograd.grad((s2 * w).sum() + v2.sum(), x0)[0],
+                                   atol=1e-6, rtol=0)
 print("ok")
 """
 

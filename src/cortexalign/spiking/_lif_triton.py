@@ -34,10 +34,13 @@ if tl is not None:
 
     @triton.jit
     def _lif_fwd(x_ptr, v0_ptr, h_ptr, s_ptr, v_ptr, T: tl.constexpr, numel, tau, v_th, v_reset,
-                 BLOCK: tl.constexpr):
+                 HAS_V0: tl.constexpr, BLOCK: tl.constexpr):
         offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < numel
-        v = tl.load(v0_ptr + offs, mask=mask, other=0.0)
+        if HAS_V0:
+            v = tl.load(v0_ptr + offs, mask=mask, other=0.0)
+        else:  # no state given: start at v_reset without reading a tensor of it
+            v = tl.zeros([BLOCK], tl.float32) + v_reset
         for t in range(T):
             base = t * numel
             x = tl.load(x_ptr + base + offs, mask=mask, other=0.0)
@@ -49,18 +52,21 @@ if tl is not None:
         tl.store(v_ptr + offs, v, mask=mask)
 
     @triton.jit
-    def _lif_bwd(h_ptr, s_ptr, gs_ptr, gv_ptr, gx_ptr, gv0_ptr, T: tl.constexpr, numel, tau, v_th,
+    def _lif_bwd(h_ptr, gs_ptr, gv_ptr, gx_ptr, gv0_ptr, T: tl.constexpr, numel, tau, v_th,
                  v_reset, alpha, SURROGATE: tl.constexpr, DETACH: tl.constexpr,
+                 HAS_GS: tl.constexpr, HAS_GV: tl.constexpr, STORE_GV0: tl.constexpr,
                  BLOCK: tl.constexpr):
         offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < numel
-        g_v = tl.load(gv_ptr + offs, mask=mask, other=0.0)
+        if HAS_GV:
+            g_v = tl.load(gv_ptr + offs, mask=mask, other=0.0)
+        else:  # the last state was not used: no gradient flows in from it
+            g_v = tl.zeros([BLOCK], tl.float32)
         for i in range(T):
             base = (T - 1 - i) * numel
             h = tl.load(h_ptr + base + offs, mask=mask, other=0.0)
-            s = tl.load(s_ptr + base + offs, mask=mask, other=0.0)
-            gs = tl.load(gs_ptr + base + offs, mask=mask, other=0.0)
             z = h - v_th
+            s = tl.where(z >= 0.0, 1.0, 0.0)  # the forward's spike, recomputed from H
             if SURROGATE == 0:
                 sig = tl.sigmoid(z * alpha)
                 sg = (1.0 - sig) * sig * alpha
@@ -71,42 +77,60 @@ if tl is not None:
                 dv_dh = 1.0 - s
             else:
                 dv_dh = (1.0 - s) + (v_reset - h) * sg
-            g_h = gs * sg + g_v * dv_dh
+            if HAS_GS:
+                gs = tl.load(gs_ptr + base + offs, mask=mask, other=0.0)
+                g_h = gs * sg + g_v * dv_dh
+            else:
+                g_h = g_v * dv_dh
             tl.store(gx_ptr + base + offs, g_h / tau, mask=mask)
             g_v = g_h - g_h / tau
-        tl.store(gv0_ptr + offs, g_v, mask=mask)
+        if STORE_GV0:
+            tl.store(gv0_ptr + offs, g_v, mask=mask)
 
 
 class _LIFTriton(torch.autograd.Function):
+    """Forward and backward kernels; ``v0=None`` starts at ``v_reset`` inside the kernel, and
+    gradients that do not exist (unused outputs, ``v0`` without grad) are neither materialised
+    as zeros nor written: compile-time flags drop those loads and stores."""
+
     @staticmethod
     def forward(ctx, x_T, v0, tau, v_th, v_reset, surrogate, alpha, detach_reset):
+        ctx.set_materialize_grads(False)
         dtype = x_T.dtype
         x = x_T.detach().float().contiguous()
-        v0c = v0.detach().float().contiguous()
         T, numel = x.shape[0], x[0].numel()
-        h, s, v = torch.empty_like(x), torch.empty_like(x), torch.empty_like(v0c)
+        v0c = x if v0 is None else v0.detach().float().contiguous()  # x: an unread placeholder
+        h, s, v = torch.empty_like(x), torch.empty_like(x), torch.empty_like(x[0])
         grid = (triton.cdiv(numel, _BLOCK),)
-        _lif_fwd[grid](x, v0c, h, s, v, T, numel, tau, v_th, v_reset, BLOCK=_BLOCK)
-        ctx.save_for_backward(h, s)
-        ctx.args = (tau, v_th, v_reset, surrogate, alpha, detach_reset, dtype, v0.dtype)
-        return s.to(dtype), v.to(v0.dtype)
+        _lif_fwd[grid](x, v0c, h, s, v, T, numel, tau, v_th, v_reset, HAS_V0=v0 is not None,
+                       BLOCK=_BLOCK)
+        ctx.save_for_backward(h)
+        v_dtype = dtype if v0 is None else v0.dtype
+        ctx.args = (tau, v_th, v_reset, surrogate, alpha, detach_reset, dtype, v_dtype)
+        return s.to(dtype), v.to(v_dtype)
 
     @staticmethod
     def backward(ctx, g_s, g_v):
-        h, s = ctx.saved_tensors
+        (h,) = ctx.saved_tensors
         tau, v_th, v_reset, surrogate, alpha, detach_reset, dtype, v_dtype = ctx.args
         T, numel = h.shape[0], h[0].numel()
-        g_s = torch.zeros_like(h) if g_s is None else g_s.float().contiguous()
-        g_v = torch.zeros_like(h[0]) if g_v is None else g_v.float().contiguous()
-        g_x, g_v0 = torch.empty_like(h), torch.empty_like(h[0])
+        want_v0 = ctx.needs_input_grad[1]
+        gs = h if g_s is None else g_s.float().contiguous()  # h: an unread placeholder
+        gv = h if g_v is None else g_v.float().contiguous()
+        g_x = torch.empty_like(h)
+        g_v0 = torch.empty_like(h[0]) if want_v0 else h
         grid = (triton.cdiv(numel, _BLOCK),)
-        _lif_bwd[grid](h, s, g_s, g_v, g_x, g_v0, T, numel, tau, v_th, v_reset, alpha,
-                       SURROGATE=_SURROGATE_IDS[surrogate], DETACH=bool(detach_reset), BLOCK=_BLOCK)
-        return g_x.to(dtype), g_v0.to(v_dtype), None, None, None, None, None, None
+        _lif_bwd[grid](h, gs, gv, g_x, g_v0, T, numel, tau, v_th, v_reset, alpha,
+                       SURROGATE=_SURROGATE_IDS[surrogate], DETACH=bool(detach_reset),
+                       HAS_GS=g_s is not None, HAS_GV=g_v is not None, STORE_GV0=want_v0,
+                       BLOCK=_BLOCK)
+        return (g_x.to(dtype), g_v0.to(v_dtype) if want_v0 else None,
+                None, None, None, None, None, None)
 
 
 def lif_triton(x_T, v0, tau, v_th, v_reset, surrogate, alpha, detach_reset):
-    """Fused LIF on CUDA tensors; same contract as the other ``LIF_KERNELS``."""
+    """Fused LIF on CUDA tensors; same contract as the other ``LIF_KERNELS`` (``v0`` may be
+    None: the state starts at ``v_reset``)."""
     if not AVAILABLE or x_T.device.type != "cuda":
         raise RuntimeError("the Triton LIF kernel needs Triton and a CUDA tensor")
     return _LIFTriton.apply(x_T, v0, tau, v_th, v_reset, surrogate, alpha, detach_reset)

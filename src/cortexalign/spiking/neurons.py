@@ -232,12 +232,13 @@ def lif_multistep(
     if not tau > 1.0:
         raise InputError("tau", "a time constant > 1", repr(tau), "use tau=2.0 (the papers' value)")
     sg = _surrogate(surrogate)
-    if v0 is None:
-        v0 = torch.full_like(x_T[0], float(v_reset))
-    elif v0.shape != x_T.shape[1:]:
+    if v0 is not None and v0.shape != x_T.shape[1:]:
         raise InputError("v0", f"shape {tuple(x_T.shape[1:])} (x_T without its time axis)",
                          f"shape {tuple(v0.shape)}", "pass the state of the same population or None")
-    kernel = LIF_KERNELS[_pick_backend(backend, x_T)]
+    name = _pick_backend(backend, x_T)
+    if v0 is None and name != "triton":  # the fused kernel starts at v_reset by itself
+        v0 = torch.full_like(x_T[0], float(v_reset))
+    kernel = LIF_KERNELS[name]
     return kernel(x_T, v0, float(tau), float(v_th), float(v_reset), sg.name,
                   sg.alpha if alpha is None else float(alpha), bool(detach_reset))
 
