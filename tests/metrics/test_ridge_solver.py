@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ from sklearn.linear_model import Ridge
 from sklearn.model_selection import KFold
 
 from cortexalign.errors import InputError, UnknownNameError
-from cortexalign.metrics import METRICS
+from cortexalign.metrics import METRICS, score
 from cortexalign.metrics._encoding import cross_validated_predictions
 from cortexalign.metrics._ridge import RIDGE_ROUTES, RIDGE_SOLVERS, solve_ridge_cv
 from cortexalign.neural import make_responses
@@ -132,6 +134,111 @@ def test_ridge_metric_same_score_with_either_solver(rng):
                                solver="himalaya")
     assert ours.value == pytest.approx(ref.value, abs=1e-9)
     np.testing.assert_allclose(ours.extra["fold_params"], ref.extra["fold_params"], rtol=1e-9)
+
+
+def _pearson_r(y_sn, pred_sn):
+    return np.array([np.corrcoef(y_sn[:, j], pred_sn[:, j])[0, 1] for j in range(y_sn.shape[1])])
+
+
+def test_ridge_metric_dtype_float32_float64_and_sklearn_agree(rng):
+    """``ridge(dtype=...)``: both precisions choose the same penalties and give the r of a
+    scikit-learn Ridge refitted per outer fold with those penalties; float64 is the default."""
+    x_sd, y_sn, _ = _data(rng, 48, 30, n=8)
+    da = make_responses(y_sn, [f"s{i}" for i in range(48)])
+    kw = {"alphas": np.logspace(-2, 4, 7), "n_folds": 4, "inner_folds": 3, "seed": 3}
+    default = score("ridge", x_sd, da, **kw)
+    by_dtype = {name: score("ridge", x_sd, da, dtype=dtype, **kw)
+                for name, dtype in [("float64", "float64"), ("float32", torch.float32)]}
+    assert by_dtype["float64"].value == default.value  # float64 is the default: same numbers
+    np.testing.assert_array_equal(by_dtype["float64"].extra["r"], default.extra["r"])
+    np.testing.assert_array_equal(by_dtype["float32"].extra["fold_params"],
+                                  by_dtype["float64"].extra["fold_params"])
+    # float32 did reach the solver (its products round differently), yet within 1e-5 in r
+    assert not np.array_equal(by_dtype["float32"].extra["r"], by_dtype["float64"].extra["r"])
+    folds = list(KFold(4, shuffle=True, random_state=3).split(x_sd))
+    for name, tol in [("float64", 1e-10), ("float32", 1e-5)]:
+        fitted = by_dtype[name]
+        pred_sn = np.empty_like(y_sn)
+        for (tr, te), alpha_n in zip(folds, fitted.extra["fold_params"], strict=True):
+            pred_sn[te] = Ridge(alpha=alpha_n).fit(x_sd[tr], y_sn[tr]).predict(x_sd[te])
+        np.testing.assert_allclose(fitted.extra["r"], _pearson_r(y_sn, pred_sn), rtol=0, atol=tol)
+        assert fitted.value == pytest.approx(np.median(_pearson_r(y_sn, pred_sn)), abs=tol)
+
+
+def test_ridge_metric_target_chunk_changes_nothing(rng):
+    x_sd, y_sn, _ = _data(rng, 40, 50, n=9)
+    kw = {"alphas": np.logspace(-2, 4, 7), "inner_folds": 3}
+    whole, alpha_whole = cross_validated_predictions(x_sd, y_sn, "ridge", **kw)
+    da = make_responses(y_sn, [f"s{i}" for i in range(40)])
+    metric_whole = score("ridge", x_sd, da, **kw)
+    for chunk in (1, 4, np.int64(9), 100):
+        part, alpha_part = cross_validated_predictions(x_sd, y_sn, "ridge", target_chunk=chunk,
+                                                       **kw)
+        np.testing.assert_allclose(part, whole, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(alpha_part, alpha_whole)
+        metric = score("ridge", x_sd, da, target_chunk=chunk, **kw)
+        np.testing.assert_allclose(metric.extra["r"], metric_whole.extra["r"], rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(metric.extra["fold_params"],
+                                      metric_whole.extra["fold_params"])
+
+
+def _solver_options(solver):
+    """The options ``RIDGE_SOLVERS[solver]`` takes, read from its signature like the check."""
+    params = inspect.signature(RIDGE_SOLVERS[solver]).parameters
+    return {n for n, p in params.items() if p.kind is p.KEYWORD_ONLY} - {"device", "seed"}
+
+
+OPTION_VALUES = {"alphas": [1.0], "inner_folds": 3, "dtype": "float32", "target_chunk": 2}
+REFUSED = [(solver, option) for solver in sorted(RIDGE_SOLVERS)
+           for option in sorted(set().union(*map(_solver_options, RIDGE_SOLVERS))
+                                - _solver_options(solver))]
+
+
+def test_every_solver_option_has_a_test_value():
+    assert set().union(*map(_solver_options, RIDGE_SOLVERS)) == set(OPTION_VALUES)
+    assert ("himalaya", "dtype") in REFUSED and ("himalaya", "target_chunk") in REFUSED
+
+
+@pytest.mark.parametrize(("solver", "option"), REFUSED)
+def test_an_option_the_solver_does_not_take_is_an_input_error(rng, solver, option):
+    """Every option of one ``RIDGE_SOLVERS`` entry given to another that does not take it:
+    an InputError naming the option, the solver, what it takes and the solver that takes it."""
+    x_sd, y_sn, _ = _data(rng, 30, 10, n=3)
+    da = make_responses(y_sn, [f"s{i}" for i in range(30)])
+    calls = [lambda: cross_validated_predictions(x_sd, y_sn, "ridge", solver=solver,
+                                                 **{option: OPTION_VALUES[option]})]
+    if option in inspect.signature(METRICS.get("ridge")).parameters:
+        calls.append(lambda: score("ridge", x_sd, da, solver=solver,
+                                   **{option: OPTION_VALUES[option]}))
+    for call in calls:
+        with pytest.raises(InputError) as err:
+            call()
+        assert err.value.parameter == option
+        assert repr(solver) in err.value.expected
+        assert all(name in err.value.expected for name in _solver_options(solver))
+        assert solver in err.value.received
+        takers = [s for s in RIDGE_SOLVERS if option in _solver_options(s)]
+        assert f"leave {option} unset" in err.value.fix and repr(takers[0]) in err.value.fix
+
+
+def test_an_option_no_solver_takes_is_an_input_error(rng):
+    x_sd, y_sn, _ = _data(rng, 30, 10, n=3)
+    with pytest.raises(InputError, match="no ridge solver takes it") as err:
+        cross_validated_predictions(x_sd, y_sn, "ridge", route="primal")
+    assert err.value.parameter == "route"
+
+
+@pytest.mark.parametrize(("kw", "parameter"), [
+    ({"dtype": "float16"}, "dtype"), ({"dtype": torch.int64}, "dtype"), ({"dtype": True}, "dtype"),
+    ({"dtype": "double precision"}, "dtype"), ({"target_chunk": 0}, "target_chunk"),
+    ({"target_chunk": 2.5}, "target_chunk"), ({"target_chunk": "3"}, "target_chunk"),
+    ({"target_chunk": True}, "target_chunk")])
+def test_bad_dtype_or_target_chunk_through_the_metric(rng, kw, parameter):
+    x_sd, y_sn, _ = _data(rng, 30, 10, n=3)
+    with pytest.raises(InputError) as err:
+        score("ridge", x_sd, make_responses(y_sn, [f"s{i}" for i in range(30)]), **kw)
+    assert err.value.parameter == parameter
+    assert err.value.expected and err.value.received and err.value.fix
 
 
 @pytest.mark.parametrize(("kw", "parameter"), [

@@ -9,7 +9,9 @@ the pooled held-out predictions; the summary is the median over neuroids.
   stimuli (negative MSE, mean over inner folds; Dupre la Tour et al. 2022, NeuroImage 264:119728).
   ``solver="eigh"`` (default, ``_ridge.solve_ridge_cv``: Gram eigendecomposition in torch, on the
   device) or ``"himalaya"`` (``solve_ridge_cv_svd`` in float64 on the ``torch``/``torch_cuda``
-  backend, restored afterwards); both make the same choices.
+  backend, restored afterwards); both make the same choices. Options a solver does not take
+  (``dtype``/``target_chunk`` with "himalaya") fail with an ``InputError``
+  (``_ridge.check_solver_options``).
 - ``pls``: scikit-learn ``PLSRegression(n_components=25, scale=False)`` fitted jointly to all
   neuroids, as Brain-Score's ``pls_regression`` (Schrimpf et al. 2018).
 
@@ -34,7 +36,7 @@ from sklearn.model_selection import KFold
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.metrics._registry import METRICS
-from cortexalign.metrics._ridge import RIDGE_SOLVERS, himalaya_backend
+from cortexalign.metrics._ridge import RIDGE_SOLVERS, check_solver_options, himalaya_backend
 from cortexalign.metrics._score import Score
 from cortexalign.metrics._validate import check_features
 from cortexalign.neural import validate_responses
@@ -53,8 +55,7 @@ PLS_CITATION = ("Schrimpf et al. (2018). Brain-Score: which artificial neural ne
 def _ridge_fold(x_tr, y_tr, x_te, *, device, seed, alphas=DEFAULT_ALPHAS, inner_folds=5,
                 solver="eigh", **options):
     """Held-out predictions and the per-neuroid alphas of one outer fold (``RIDGE_SOLVERS``)."""
-    if solver not in RIDGE_SOLVERS:
-        raise UnknownNameError("ridge solver", solver, RIDGE_SOLVERS)
+    options = check_solver_options(solver, options)
     return RIDGE_SOLVERS[solver](x_tr, y_tr, x_te, device=device, seed=seed, alphas=alphas,
                                  inner_folds=inner_folds, **options)
 
@@ -192,7 +193,8 @@ def _encode(encoder, features_sd, target, *, n_bootstrap, seed, device, n_folds,
 def ridge(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=None,
           alphas=DEFAULT_ALPHAS, n_folds: int = 5, inner_folds: int = 5, normalize: bool = False,
           ceiling_transform: str = "attenuation", n_splits: int = 100,
-          solver: str = "eigh") -> Score:
+          solver: str = "eigh", dtype: str | torch.dtype | None = None,
+          target_chunk: int | None = None) -> Score:
     """Cross-validated ridge encoding of every neuroid.
 
     Parameters
@@ -204,6 +206,14 @@ def ridge(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=No
     normalize : divide each neuroid's r by its ceiling (``ceiling_transform``) before the median.
     n_bootstrap : percentile 95% interval of the median over neuroid resamples (0: none).
     solver : a ``RIDGE_SOLVERS`` name: "eigh" (ours, default) or "himalaya".
+    dtype : "eigh" only: precision of the products with the targets, "float32" or "float64" (or
+        a torch/numpy dtype); None: float64. Features, Grams and eigendecompositions stay
+        float64. float32 halves the memory of those products and is faster on GPUs; it moves
+        predictions by rounding (about 1e-7 relative in the tests). "himalaya" always computes
+        in float64 and refuses it.
+    target_chunk : "eigh" only: neuroids solved at once (a positive int); bounds memory, same
+        penalties, predictions equal up to float64 rounding (1e-14 in the tests). None: about
+        2**25 / (alphas x validation stimuli).
 
     Returns
     -------
@@ -211,10 +221,13 @@ def ridge(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=No
     alphas, (n_folds, n)), and ``reliability``/``ceiling`` when repetitions are present; when not
     normalised, ``ceiling_low``/``ceiling_high`` hold the median neuroid ceiling.
     """
+    # None means "the solver's default": only options set are passed (and checked) here
+    solver_options = check_solver_options(solver, {
+        k: v for k, v in (("dtype", dtype), ("target_chunk", target_chunk)) if v is not None})
     return _encode("ridge", features_sd, target, n_bootstrap=n_bootstrap, seed=seed,
                    device=device, n_folds=n_folds, normalize=normalize,
                    ceiling_transform=ceiling_transform, n_splits=n_splits, alphas=alphas,
-                   inner_folds=inner_folds, solver=solver)
+                   inner_folds=inner_folds, solver=solver, **solver_options)
 
 
 @METRICS.register("pls", citation=PLS_CITATION, target="responses", higher_is_better=True,

@@ -24,6 +24,7 @@ float64 by default. The validation errors are always summed in float64.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,10 +35,39 @@ from sklearn.model_selection import KFold
 
 from cortexalign.errors import InputError, UnknownNameError
 
-__all__ = ["RIDGE_SOLVERS", "RIDGE_ROUTES", "RidgeCVFit", "himalaya_backend", "solve_ridge_cv"]
+__all__ = ["RIDGE_SOLVERS", "RIDGE_ROUTES", "RIDGE_DTYPES", "RidgeCVFit", "check_solver_options",
+           "himalaya_backend", "ridge_dtype", "solve_ridge_cv"]
 
 TIE_SLOPE = 1e-10  # himalaya's tie-break: score + 1e-10 * log(alpha)
 CHUNK_ELEMENTS = 2**25  # default bound on the (alphas, validation rows, targets) block per chunk
+RIDGE_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+"""Precisions of the products with the targets (``solve_ridge_cv``'s ``dtype``), by name."""
+
+
+def ridge_dtype(dtype) -> torch.dtype:
+    """``RIDGE_DTYPES`` entry of a name ("float32"), a torch dtype or a numpy dtype (YAML configs
+    give names, Python callers often torch dtypes)."""
+    try:
+        name = (str(dtype).removeprefix("torch.") if isinstance(dtype, torch.dtype)
+                else None if dtype is None or isinstance(dtype, bool) else np.dtype(dtype).name)
+    except (TypeError, ValueError):
+        name = None
+    if name not in RIDGE_DTYPES:
+        raise InputError("dtype", "'float32' or 'float64' (a name, a torch or a numpy dtype)",
+                         repr(dtype), "float64 (the default) matches himalaya to rounding; "
+                         "float32 halves the memory of the target products, faster on GPUs")
+    return RIDGE_DTYPES[name]
+
+
+def _target_chunk(target_chunk) -> int | None:
+    if target_chunk is None:
+        return None
+    if isinstance(target_chunk, bool) or not isinstance(target_chunk, (int, np.integer)) \
+            or target_chunk < 1:
+        raise InputError("target_chunk", "None or a positive int", repr(target_chunk),
+                         "leave it None for a memory-bounded default (about 2**25 / (alphas x "
+                         "validation rows) targets)")
+    return int(target_chunk)
 
 
 @dataclass(frozen=True)
@@ -98,7 +128,7 @@ RIDGE_ROUTES: dict[str, Callable] = {"kernel": _kernel_bases, "primal": _primal_
 """``f(x_sd, x_td, inner splits, dtype) -> (inner bases, refit basis)``; inputs centred, float64."""
 
 
-def _check(x_sd, y_sn, x_td, alphas, inner_folds, dtype, target_chunk, route) -> torch.Tensor:
+def _check(x_sd, y_sn, x_td, alphas, inner_folds, target_chunk, route) -> torch.Tensor:
     if x_sd.ndim != 2 or y_sn.ndim != 2 or x_td.ndim != 2:
         raise InputError("x_sd, y_sn, x_td", "2-D (stimuli, features/targets) tensors",
                          f"shapes {tuple(x_sd.shape)}, {tuple(y_sn.shape)}, {tuple(x_td.shape)}",
@@ -116,19 +146,14 @@ def _check(x_sd, y_sn, x_td, alphas, inner_folds, dtype, target_chunk, route) ->
             or not 2 <= int(inner_folds) <= len(x_sd):
         raise InputError("inner_folds", f"an int in 2..{len(x_sd)} (the training stimuli)",
                          repr(inner_folds), "lower inner_folds or add training stimuli")
-    if dtype not in (torch.float32, torch.float64):
-        raise InputError("dtype", "torch.float32 or torch.float64", repr(dtype),
-                         "float64 matches himalaya to rounding; float32 is faster on GPUs")
-    if target_chunk is not None and (isinstance(target_chunk, bool) or int(target_chunk) < 1):
-        raise InputError("target_chunk", "None or a positive int", repr(target_chunk),
-                         "leave it None for a memory-bounded default")
+    _target_chunk(target_chunk)
     if route not in ("auto", *RIDGE_ROUTES):
         raise UnknownNameError("ridge route", route, ["auto", *RIDGE_ROUTES])
     return alpha_a
 
 
 def solve_ridge_cv(x_sd: torch.Tensor, y_sn: torch.Tensor, x_td: torch.Tensor, alphas, *,
-                   inner_folds: int = 5, seed: int = 0, dtype: torch.dtype = torch.float64,
+                   inner_folds: int = 5, seed: int = 0, dtype: torch.dtype | str = torch.float64,
                    target_chunk: int | None = None, route: str = "auto") -> RidgeCVFit:
     """Ridge with an intercept and a penalty per target chosen by inner K-fold CV.
 
@@ -138,7 +163,8 @@ def solve_ridge_cv(x_sd: torch.Tensor, y_sn: torch.Tensor, x_td: torch.Tensor, a
         All on one device; the work stays there.
     alphas : (a,) penalty grid, every value finite and > 0.
     inner_folds, seed : inner ``KFold(inner_folds, shuffle=True, random_state=seed)`` on the s rows.
-    dtype : precision of the products with the targets (Grams and eigh are always float64).
+    dtype : precision of the products with the targets (Grams and eigh are always float64):
+        a ``RIDGE_DTYPES`` name or a torch/numpy dtype.
     target_chunk : targets processed at once (default: about 2**25 / (a * validation rows)).
     route : "kernel" (Gram, s x s eigh), "primal" (d x d eigh) or "auto" (kernel when s < d).
 
@@ -146,7 +172,8 @@ def solve_ridge_cv(x_sd: torch.Tensor, y_sn: torch.Tensor, x_td: torch.Tensor, a
     -------
     RidgeCVFit with ``pred_td`` (t, n), ``alpha_n`` (n,), ``cv_mse_n`` (n,), all float64.
     """
-    alpha_a = _check(x_sd, y_sn, x_td, alphas, inner_folds, dtype, target_chunk, route)
+    dtype = ridge_dtype(dtype)
+    alpha_a = _check(x_sd, y_sn, x_td, alphas, inner_folds, target_chunk, route)
     dev = x_sd.device
     alpha_a = alpha_a.to(dev)
     x64 = x_sd.to(torch.float64)
@@ -210,7 +237,7 @@ def _fold_himalaya(x_tr, y_tr, x_te, *, device, seed, alphas, inner_folds):
     from himalaya.ridge import solve_ridge_cv_svd
 
     _check(torch.as_tensor(x_tr), torch.as_tensor(y_tr), torch.as_tensor(x_te), alphas,
-           inner_folds, torch.float64, None, "auto")
+           inner_folds, None, "auto")
     with himalaya_backend(device) as bk:
         X = torch.as_tensor(x_tr, dtype=torch.float64, device=device)
         Y = torch.as_tensor(y_tr, dtype=torch.float64, device=device)
@@ -225,4 +252,35 @@ def _fold_himalaya(x_tr, y_tr, x_te, *, device, seed, alphas, inner_folds):
 
 
 RIDGE_SOLVERS: dict[str, Callable] = {"eigh": _fold_eigh, "himalaya": _fold_himalaya}
-"""``f(x_tr, y_tr, x_te, *, device, seed, alphas, inner_folds) -> (pred (t, n), alphas (n,))``"""
+"""``f(x_tr, y_tr, x_te, *, device, seed, alphas, inner_folds, **own options) -> (pred (t, n),
+alphas (n,))``; the keyword-only parameters after ``device`` and ``seed`` are the options the
+solver takes (``check_solver_options``)."""
+
+_CONTEXT = ("device", "seed")  # every solver gets them from the encoder; not user options
+_OPTION_VALUES: dict[str, Callable] = {"dtype": ridge_dtype, "target_chunk": _target_chunk}
+
+
+def _takes(fn: Callable) -> list[str]:
+    return [n for n, p in inspect.signature(fn).parameters.items()
+            if p.kind is p.KEYWORD_ONLY and n not in _CONTEXT]
+
+
+def check_solver_options(solver: str, options: dict) -> dict:
+    """``options`` for ``RIDGE_SOLVERS[solver]``, with ``dtype``/``target_chunk`` checked and
+    normalised; an option the solver does not take (``dtype`` with "himalaya", which always
+    computes in float64) raises an ``InputError`` naming it, the solver, what the solver takes
+    and which solver takes the option."""
+    if solver not in RIDGE_SOLVERS:
+        raise UnknownNameError("ridge solver", solver, RIDGE_SOLVERS)
+    takes = _takes(RIDGE_SOLVERS[solver])
+    unknown = sorted(set(options) - set(takes))
+    if unknown:
+        name = unknown[0]
+        others = [s for s, fn in RIDGE_SOLVERS.items() if name in _takes(fn)]
+        raise InputError(name, f"an option of ridge solver {solver!r}: {', '.join(takes)}",
+                         f"{name}={options[name]!r} with solver={solver!r}",
+                         f"leave {name} unset with solver={solver!r}" + (
+                             f", or use solver={' or '.join(map(repr, others))}, which takes it"
+                             if others else f" (no ridge solver takes it: "
+                                            f"{', '.join(RIDGE_SOLVERS)})"))
+    return {k: _OPTION_VALUES[k](v) if k in _OPTION_VALUES else v for k, v in options.items()}
