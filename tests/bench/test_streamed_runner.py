@@ -5,14 +5,17 @@ scores as in memory."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from cortexalign.bench import ConfigError, _run, load_config
+from cortexalign.bench._config import MetricSpec
 from cortexalign.bench._run import _pooled_bytes, run_experiment
-from cortexalign.bench._scoring import STREAMED_METRICS, CachedLayer
+from cortexalign.bench._scoring import STREAMED_METRICS, CachedLayer, score_job
 from cortexalign.bench._stats import rsa_permutation_p
+from cortexalign.errors import InputError
 from cortexalign.features import FeatureCache
 from cortexalign.metrics import score
 from cortexalign.models import load_model
@@ -155,3 +158,67 @@ def test_streamed_permutation_p_is_the_features_p(tmp_path):
     rdm_ss = CachedLayer(cache, "cd" * 32, "layer", budget_bytes=1).matrix_for("rsa", {})
     p_rdm = STREAMED_METRICS["rsa"].p_value(rdm_ss, target, n_permutations=19, seed=2)
     assert p_rdm == rsa_permutation_p(x, target, n_permutations=19, seed=2)
+
+
+BAD_OPTIONS = [("rsa", {"rdm_methd": "cosine"}), ("rsa", {"compare": "pearson", "sead": 1}),
+               ("ridge", {"solvr": "himalaya"})]
+
+
+def _score_error(metric: str, options: dict) -> InputError:
+    x = np.random.default_rng(0).normal(size=(12, 5))
+    resp = make_responses(x[:, :3] + 1.0, [f"s{i}" for i in range(12)])
+    with pytest.raises(InputError) as err:
+        score(metric, x, resp, **options)
+    return err.value
+
+
+@pytest.mark.parametrize("metric,options", BAD_OPTIONS)
+def test_an_unknown_metric_option_fails_the_run_like_score_and_writes_nothing(
+        tmp_path, responses_file, streamed_calls, metric, options):
+    """On the streamed path (and so the in-memory one) a bad option fails the run before any
+    job, with score()'s InputError; a fresh --out stays absent, an existing store unchanged."""
+    expected = _score_error(metric, options)
+    cfg = load_config(_config(responses_file, max_feature_memory_gb=1e-6,
+                              metrics=[{"name": "rsa"}, {"name": metric, "options": options}]))
+    with pytest.raises(InputError) as err:
+        run_experiment(cfg, tmp_path / "fresh", progress=False)
+    assert (err.value.parameter, str(err.value)) == (expected.parameter, str(expected))
+    assert not (tmp_path / "fresh").exists()
+    # a results directory of the same config (--update): no run, job or score is added
+    store = ResultsStore(tmp_path / "update" / "results.duckdb")
+    store.start_run(cfg.to_yaml(), cfg.config_hash())
+    before = {table: store.frame(table) for table in ("runs", "jobs", "scores")}
+    with pytest.raises(InputError) as err:
+        run_experiment(cfg, tmp_path / "update", progress=False, allow_config_change=True)
+    assert err.value.parameter == expected.parameter
+    after = ResultsStore(tmp_path / "update" / "results.duckdb", read_only=True)
+    assert len(before["runs"]) == 1 and before["jobs"].empty and before["scores"].empty
+    for table, frame in before.items():
+        assert after.frame(table).equals(frame), table
+    assert streamed_calls == [] and not (tmp_path / "update" / "cache").exists()
+
+
+def test_options_the_run_sets_are_refused_before_any_job(tmp_path, responses_file):
+    cfg = load_config(_config(responses_file, max_feature_memory_gb=1e-6,
+                              metrics=[{"name": "rsa", "options": {"n_bootstrap": 9}}]))
+    with pytest.raises(InputError, match="top level of the config") as err:
+        run_experiment(cfg, tmp_path / "out", progress=False)
+    assert err.value.parameter == "metrics (rsa).options" and "n_bootstrap" in err.value.received
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("metric,options", BAD_OPTIONS)
+def test_score_job_on_a_cached_layer_checks_options_before_streaming(tmp_path, metric, options):
+    """score_job itself (what a worker runs) raises score()'s InputError, not a TypeError from
+    a matrix entry point, and streams nothing."""
+    cache = FeatureCache(tmp_path / "cache")
+    cache.put("ef" * 32, np.random.default_rng(2).normal(size=(12, 5)))
+    layer = CachedLayer(cache, "ef" * 32, "layer", budget_bytes=1)
+    job = SimpleNamespace(metric=MetricSpec(name=metric, options=options))
+    resp = make_responses(np.random.default_rng(3).normal(size=(12, 3)),
+                          [f"s{i}" for i in range(12)])
+    with pytest.raises(InputError) as err:
+        score_job(job, None, layer, [SimpleNamespace(data=resp)], None, n_bootstrap=0, seed=0)
+    expected = _score_error(metric, options)
+    assert (err.value.parameter, str(err.value)) == (expected.parameter, str(expected))
+    assert layer._held == {}

@@ -25,7 +25,7 @@ from cortexalign.bench._config import ExperimentConfig, load_config
 from cortexalign.bench._executors import RunContext, make_executor
 from cortexalign.bench._jobs import ScoreJob, plan_model_jobs
 from cortexalign.bench._map_features import extract_maps, map_layers
-from cortexalign.bench._scoring import CachedLayer, score_job, uses_maps
+from cortexalign.bench._scoring import CachedLayer, check_job_options, score_job, uses_maps
 from cortexalign.bench._targets import Target, load_targets
 from cortexalign.device import resolve_device
 from cortexalign.errors import CortexAlignError, InputError
@@ -75,6 +75,7 @@ def _validate_names(config: ExperimentConfig) -> None:
             load_neural(spec.source)  # raises with the list of datasets
     for spec in config.metrics:
         METRICS.get(spec.name)
+        check_job_options(spec.name, spec.options)  # score()'s InputError, before any job runs
 
 
 def _check_metric_targets(config: ExperimentConfig, targets: dict[str, list[Target]]) -> None:

@@ -9,7 +9,10 @@ What the runner adds around ``metrics.score``:
   the p-value of the others (``rsa``);
 - each row's ``extra`` records the group (area, Cre line...), the layer's position and the feature
   kind; with p-values, ``p_fdr`` is Benjamini-Hochberg across the groups of the job;
-- ``extra`` is made JSON-safe (arrays to lists, NaN to None).
+- ``extra`` is made JSON-safe (arrays to lists, NaN to None);
+- a metric's options are checked by ``check_job_options`` (``metrics.score``'s check, plus the
+  names the run sets itself) before any job runs, so a bad option fails the run with
+  ``score``'s ``InputError`` on the in-memory and the streamed path alike.
 
 Features larger than the run's memory budget stay in the feature cache (:class:`CachedLayer`,
 issue 9). ``rsa`` and the ``cka_*`` metrics depend on the features only through a stimulus x
@@ -49,11 +52,16 @@ from cortexalign.metrics import (
     streaming_gram,
     streaming_rdm,
 )
+from cortexalign.metrics._api import check_options
 from cortexalign.results import ScoreRecord
 from cortexalign.stimuli import StimulusSet
 
 __all__ = ["score_job", "uses_maps", "jsonable", "CachedLayer", "STREAMED_METRICS",
-           "StreamedMetric"]
+           "StreamedMetric", "check_job_options"]
+
+#: Options every job gets from the run (the config's ``n_bootstrap``/``seed``) or, for metrics
+#: with ``needs_stimuli``, from the runner (``stimuli``/``pad_square``): not metric options.
+RUN_OPTIONS = ("n_bootstrap", "seed", "stimuli", "pad_square")
 
 
 def uses_maps(metric_name: str) -> bool:
@@ -72,6 +80,19 @@ def jsonable(x: Any) -> Any:
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
+
+
+def check_job_options(metric_name: str, options: dict[str, Any]) -> None:
+    """Raise the ``InputError`` of ``metrics.score`` for options the metric does not take, and
+    one for options the run sets itself (``RUN_OPTIONS``): checked for every metric of a config
+    before anything is written, and again by ``score_job``."""
+    check_options(metric_name, options)
+    clash = sorted(set(options) & set(RUN_OPTIONS))
+    if clash:
+        raise InputError(f"metrics ({metric_name}).options", "options of the metric itself; "
+                         "n_bootstrap and seed are set for every job at the top of the config",
+                         f"{clash}", "move n_bootstrap/seed to the top level of the config "
+                         "(stimuli and pad_square are supplied by the runner)")
 
 
 def _takes(metric_name: str, option: str) -> bool:
@@ -193,6 +214,7 @@ def score_job(job, adapter, values: np.ndarray | CachedLayer, groups: list[Targe
     """
     name = job.metric.name
     entry = METRICS.entry(name)
+    check_job_options(name, job.metric.options)  # score()'s InputError on the streamed path too
     if isinstance(values, CachedLayer) and name in STREAMED_METRICS:
         streamed = STREAMED_METRICS[name]
         x = values.matrix_for(name, job.metric.options)

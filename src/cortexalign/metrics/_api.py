@@ -11,7 +11,7 @@ from cortexalign.metrics._registry import METRICS
 from cortexalign.metrics._score import Score
 from cortexalign.neural import RDMSet
 
-__all__ = ["score", "list_metrics"]
+__all__ = ["score", "list_metrics", "check_options"]
 
 _TARGET_TYPES = {"rdm": (RDMSet,), "responses": (xr.DataArray,), "any": (RDMSet, xr.DataArray)}
 _TARGET_WORDS = {"rdm": "an RDMSet", "responses": "a responses DataArray (stimulus, neuroid[, "
@@ -41,14 +41,20 @@ def score(metric_name: str, features_sd, target, **options) -> Score:
         raise InputError("target", f"{_TARGET_WORDS[kind]} for metric {metric_name!r}",
                          type(target).__name__, "load it with cortexalign.neural.load_neural or "
                          f"wrap an array with make_responses / RDMSet.{hint}")
-    params = inspect.signature(entry.obj).parameters
+    check_options(metric_name, options)
+    return entry.obj(features_sd, target, **options)
+
+
+def check_options(metric_name: str, options) -> None:
+    """Raise ``score``'s ``InputError`` for option names the metric does not take (a metric
+    with ``**options`` checks its own); the runner calls it before any job runs."""
+    params = inspect.signature(METRICS.get(metric_name)).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         valid = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY]
         unknown = sorted(set(options) - set(valid))
         if unknown:
             raise InputError("options", f"options of metric {metric_name!r}: {', '.join(valid)}",
                              f"{unknown}", "check the spelling of the option names")
-    return entry.obj(features_sd, target, **options)
 
 
 def list_metrics() -> list[dict[str, str]]:
