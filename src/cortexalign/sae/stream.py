@@ -3,8 +3,9 @@
 A chunk is an (N, d) float tensor of tokens. Sources are iterables, so the trainer never holds a
 layer's tokens for all images at once: ``cache_token_chunks`` reads a few images at a time from a
 feature-cache entry (written by ``extract_features(..., pooling="none")``, values (s, t, d) with
-the prefix tokens first; read through ``FeatureCache.open``, so every chunk is checksummed before
-use) and drops the prefix (CLS) tokens.
+the prefix tokens first; read through ``FeatureCache.open``, so every chunk is checked against
+its sha256 before use: hashed on the first pass, and on later epochs only if its file may have
+changed since) and drops the prefix (CLS) tokens.
 """
 
 from __future__ import annotations
