@@ -12,10 +12,18 @@
 Values are (s, gh, gw) float32 arrays, stored in the ``FeatureCache`` under ``feature_key`` with
 a pooling string naming the map (``attn:received``, ``conv:mean_abs``), so they never collide
 with pooled activations. Extraction runs in fp32.
+
+Two ways to extract, with the same forward passes, keys and stored entries: ``extract_maps``
+returns every layer's (s, gh, gw) array in memory (s x layers maps held at once);
+``extract_maps_to_cache`` sends each batch's maps straight into one ``FeatureCache.writer`` per
+layer and returns the keys, so host memory holds one batch of maps (the runner's path when
+``max_feature_memory_gb`` is exceeded, issue 9). Either way a NaN/Inf map raises an
+``InputError`` and caches nothing of the call.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,12 +34,13 @@ import torch
 
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.features import FeatureCache, feature_key
-from cortexalign.features._extract import _eval_mode, _progress
+from cortexalign.features._extract import _ArrayRows, _eval_mode, _progress
 from cortexalign.models.attention import attention_maps, conv_maps, list_attention_blocks
 from cortexalign.models.attention._capture import _resolve_blocks
 from cortexalign.stimuli import StimulusSet
 
-__all__ = ["MAP_FEATURES", "MapFeature", "map_layers", "extract_maps", "map_options"]
+__all__ = ["MAP_FEATURES", "MapFeature", "map_layers", "extract_maps",
+           "extract_maps_to_cache", "map_options"]
 
 
 def _attention_layers(adapter, requested, options, stimuli) -> list[str]:
@@ -144,49 +153,115 @@ def map_layers(adapter, kind: str, requested, options: dict[str, Any],
     return MAP_FEATURES[kind].layers(adapter, requested, map_options(kind, options), stimuli)
 
 
+def _entries(adapter, stimuli: StimulusSet, layers: list[str], kind: str,
+             opts: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The cache key and metadata of each layer's maps: what both extractions store."""
+    pooling = MAP_FEATURES[kind].pooling(opts, layers)
+    meta = {"model_id": adapter.model_id, "pooling": pooling,
+            "options": {k: v for k, v in opts.items() if k != "chunk_size"},  # speed, not values
+            "stimulus_ids": list(stimuli.ids), "stimuli_hash": stimuli.content_hash,
+            "preprocess": adapter.preprocess.key(), "precision": "fp32"}
+    return {n: (feature_key(model_id=adapter.model_id, weights_digest=adapter.weights_digest,
+                            layer=n, pooling=pooling, preprocess_key=adapter.preprocess.key(),
+                            stimuli_hash=stimuli.content_hash, precision="fp32"),
+                {**meta, "layer": n}) for n in layers}
+
+
 def extract_maps(adapter, stimuli: StimulusSet, layers: list[str], kind: str,
                  options: dict[str, Any], *, batch_size: int = 32,
                  cache: FeatureCache | None = None, progress: bool = False
                  ) -> dict[str, np.ndarray]:
     """(s, gh, gw) float32 maps per layer, read from ``cache`` when there, else computed.
 
+    Holds every requested layer's (s, gh, gw) maps in memory; :func:`extract_maps_to_cache`
+    writes the same entries batch by batch instead.
+
     Parameters
     ----------
     adapter : a ``ModelAdapter``; layers : from ``map_layers``; kind : a key of ``MAP_FEATURES``;
     options : its options (``map_options``); cache : a ``FeatureCache`` (None: no caching).
+
+    Raises
+    ------
+    InputError if a map is NaN/Inf (naming the layer); nothing is cached then.
     """
     opts = map_options(kind, options)
-    feat = MAP_FEATURES[kind]
-    pooling = feat.pooling(opts, layers)
-    keys = {n: feature_key(model_id=adapter.model_id, weights_digest=adapter.weights_digest,
-                           layer=n, pooling=pooling, preprocess_key=adapter.preprocess.key(),
-                           stimuli_hash=stimuli.content_hash, precision="fp32")
-            for n in layers}
+    entries = _entries(adapter, stimuli, layers, kind, opts)
     out: dict[str, np.ndarray] = {}
-    for n in layers:
-        hit = cache.get(keys[n]) if cache is not None else None
+    for n, (key, _) in entries.items():
+        hit = cache.get(key) if cache is not None else None
         if hit is not None and hit[1].get("stimulus_ids") == list(stimuli.ids):
             out[n] = hit[0]
     todo = [n for n in layers if n not in out]
     if not todo:
         return out
-    computed = _run(adapter, stimuli, todo, feat, opts, batch_size, progress)
+    arrays: dict[str, _ArrayRows] = {}
+
+    def open_array(layer: str, map_shape: tuple[int, ...]) -> _ArrayRows:
+        if layer not in arrays:
+            arrays[layer] = _ArrayRows((len(stimuli), *map_shape), "float32")
+        return arrays[layer]
+
+    _run(adapter, stimuli, todo, kind, opts, batch_size, progress, open_array)
     for n in todo:
-        if not np.isfinite(computed[n]).all():
-            raise InputError("features", f"finite {kind} maps", f"NaN/Inf in layer {n!r} of "
-                             f"{adapter.model_id}", "check the weights; nothing was cached")
         if cache is not None:
-            cache.put(keys[n], computed[n], {
-                "model_id": adapter.model_id, "layer": n, "pooling": pooling, "options": {
-                    k: v for k, v in opts.items() if k != "chunk_size"},
-                "stimulus_ids": list(stimuli.ids), "stimuli_hash": stimuli.content_hash,
-                "preprocess": adapter.preprocess.key(), "precision": "fp32"})
-        out[n] = computed[n]
+            cache.put(entries[n][0], arrays[n].values, entries[n][1])
+        out[n] = arrays[n].values
     return {n: out[n] for n in layers}
 
 
-def _run(adapter, stimuli, layers, feat, opts, batch_size, progress) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
+def extract_maps_to_cache(adapter, stimuli: StimulusSet, layers: list[str], kind: str,
+                          options: dict[str, Any], cache: FeatureCache, *,
+                          batch_size: int = 32, progress: bool = False) -> dict[str, str]:
+    """Write each layer's (s, gh, gw) float32 maps into ``cache`` batch by batch; return the keys.
+
+    The same forward passes, checks, keys and stored entries as :func:`extract_maps` with a
+    cache, but each batch's maps go straight into one ``FeatureCache.writer`` per layer (opened
+    on the first batch, when the map shape is known), so host memory holds one batch of maps
+    of every layer (b x sum of gh gw floats) plus one stored chunk per layer, not s x layers
+    (issue 9). Read them back lazily with ``cache.open(key)`` (``bench._scoring.CachedLayer``).
+
+    Parameters
+    ----------
+    adapter, stimuli, layers, kind, options, batch_size, progress : as in :func:`extract_maps`.
+    cache : where the entries go. Layers already cached for these stimuli (complete metadata,
+        same stimulus ids) are skipped; their values are verified when read.
+
+    Returns
+    -------
+    dict layer -> 64-character cache key, in the order of ``layers``.
+
+    Raises
+    ------
+    InputError if a map is NaN/Inf (naming the layer); every writer of this call discards its
+    temporary store then, so nothing of this call is cached.
+    """
+    if not isinstance(cache, FeatureCache):
+        raise InputError("cache", "a FeatureCache", type(cache).__name__,
+                         "pass cortexalign.features.FeatureCache(<directory>)")
+    opts = map_options(kind, options)
+    entries = _entries(adapter, stimuli, layers, kind, opts)
+    todo = [n for n in layers
+            if (cache.metadata(entries[n][0]) or {}).get("stimulus_ids") != list(stimuli.ids)]
+    if todo:
+        with contextlib.ExitStack() as writers:  # any error: every writer discards its store
+            opened: dict[str, Any] = {}
+
+            def open_writer(layer: str, map_shape: tuple[int, ...]) -> Any:
+                if layer not in opened:
+                    key, meta = entries[layer]
+                    opened[layer] = writers.enter_context(
+                        cache.writer(key, (len(stimuli), *map_shape), "float32", meta))
+                return opened[layer]
+
+            _run(adapter, stimuli, todo, kind, opts, batch_size, progress, open_writer)
+    return {n: entries[n][0] for n in layers}
+
+
+def _run(adapter, stimuli, layers, kind, opts, batch_size, progress, open_layer) -> None:
+    """One forward pass per batch for all ``layers``; each layer's (b, gh, gw) maps, checked
+    finite, go to its sink ``open_layer(layer, (gh, gw)).write(start, maps_bhw)`` in order."""
+    feat = MAP_FEATURES[kind]
     with _progress(progress) as bar, _eval_mode(adapter.module), torch.inference_mode():
         task = bar.add_task(f"{adapter.model_id} maps ({len(layers)} layers)", total=len(stimuli))
         for start in range(0, len(stimuli), batch_size):
@@ -194,10 +269,12 @@ def _run(adapter, stimuli, layers, feat, opts, batch_size, progress) -> dict[str
             x_bchw = adapter.preprocess([stimuli.image(i) for i in idx]).to(adapter.device)
             maps = feat.batch(adapter, x_bchw, layers, opts)
             for n in layers:
-                m = maps[n].float().cpu().numpy()
-                assert m.ndim == 3 and m.shape[0] == len(idx), f"{n}: maps of shape {m.shape}"
-                if n not in out:
-                    out[n] = np.empty((len(stimuli), *m.shape[1:]), dtype=np.float32)
-                out[n][start:start + len(idx)] = m
+                maps_bhw = maps[n].float().cpu().numpy()
+                assert maps_bhw.ndim == 3 and maps_bhw.shape[0] == len(idx), (
+                    f"{n}: maps of shape {maps_bhw.shape}")
+                if not np.isfinite(maps_bhw).all():
+                    raise InputError("features", f"finite {kind} maps", f"NaN/Inf in layer "
+                                     f"{n!r} of {adapter.model_id}",
+                                     "check the weights; nothing was cached")
+                open_layer(n, maps_bhw.shape[1:]).write(start, maps_bhw)
             bar.advance(task, len(idx))
-    return out

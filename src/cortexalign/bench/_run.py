@@ -24,7 +24,7 @@ from rich.console import Console
 from cortexalign.bench._config import ExperimentConfig, load_config
 from cortexalign.bench._executors import RunContext, make_executor
 from cortexalign.bench._jobs import ScoreJob, plan_model_jobs
-from cortexalign.bench._map_features import extract_maps, map_layers
+from cortexalign.bench._map_features import extract_maps, extract_maps_to_cache, map_layers
 from cortexalign.bench._scoring import CachedLayer, check_job_options, score_job, uses_maps
 from cortexalign.bench._targets import Target, load_targets
 from cortexalign.device import resolve_device
@@ -194,6 +194,13 @@ def _run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, devi
                                 batch_size=cfg.batch_size, progress=progress)
         values = {layer: CachedLayer(cache, keys[layer], layer, int(budget * 1e9))
                   for layer in needed}
+    elif spec.features != "activations" and budget is not None and \
+            _map_bytes(adapter, stimuli, needed, spec) > budget * 1e9:
+        keys = extract_maps_to_cache(adapter, stimuli, needed, spec.features,
+                                     spec.feature_options, cache, batch_size=cfg.batch_size,
+                                     progress=progress)
+        values = {layer: CachedLayer(cache, keys[layer], layer, int(budget * 1e9))
+                  for layer in needed}
     elif spec.features == "activations":
         feats = extract_features(adapter, stimuli, needed, pooling=spec.pooling,
                                  batch_size=cfg.batch_size, cache=cache, progress=progress)
@@ -221,6 +228,15 @@ def _pooled_bytes(adapter, stimuli: StimulusSet, layers: list[str], pooling: str
     feats = extract_features(adapter, probe, layers, pooling=pooling, batch_size=1,
                              progress=False)
     return len(stimuli) * sum(f.values.nbytes for f in feats.values())
+
+
+def _map_bytes(adapter, stimuli: StimulusSet, layers: list[str], spec) -> int:
+    """Bytes of the float32 (s, gh, gw) maps of ``layers``: s x one stimulus's maps, measured
+    on the first image (one forward pass, not cached)."""
+    probe = stimuli.subset(stimuli.ids[:1], name=f"{stimuli.name}[probe]")
+    maps = extract_maps(adapter, probe, layers, spec.features, spec.feature_options,
+                        batch_size=1)
+    return len(stimuli) * sum(m.nbytes for m in maps.values())
 
 
 def _check_layers(adapter, spec) -> tuple[list[str], dict[str, str]]:

@@ -23,7 +23,10 @@ metrics' matrix entry points (``STREAMED_METRICS``): ``rsa`` from the model RDM
 (``metrics.streaming_gram``, then ``metrics.cka_from_gram``). These give the in-memory Score —
 value, bootstrap over stimuli, ceilings, permutation p — up to summation order, and the job
 keys are the same. Every other metric needs the features themselves: a layer within the budget
-is read whole (``cache.get``); a larger one fails its job with the fix.
+is read whole (``cache.get``); a larger one fails its job with the fix. Attention and conv maps
+(``features: attention``/``conv_map``) take the same path when they exceed the budget
+(``_map_features.extract_maps_to_cache``): ``rsa``/``cka_*`` stream the flattened (s, gh * gw)
+rows (``_Rows2d``), and map metrics get the whole (s, gh, gw) maps from ``features_for``.
 """
 
 from __future__ import annotations

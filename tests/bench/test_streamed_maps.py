@@ -1,0 +1,205 @@
+"""Map features (attention, conv_map) on the runner's streamed path (max_feature_memory_gb,
+issue 9): extract_maps_to_cache writes the entries extract_maps stores, batch by batch, and a run
+over the budget gives the in-memory run's scores."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from cortexalign.bench import _map_features, _run, load_config
+from cortexalign.bench._map_features import (
+    MAP_FEATURES,
+    extract_maps,
+    extract_maps_to_cache,
+    map_layers,
+)
+from cortexalign.bench._run import _map_bytes, run_experiment
+from cortexalign.errors import InputError
+from cortexalign.features import FeatureCache
+from cortexalign.models import load_model
+from cortexalign.results import ResultsStore
+from cortexalign.stimuli import StimulusSet, load_stimuli
+
+SAM_TINY = {"name": "sam_vit_b", "untrained": True, "kwargs": {"tiny": True, "img_size": 64}}
+COLUMNS = ["value", "ci_low", "ci_high", "ceiling_low", "ceiling_high", "p_value"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model(SAM_TINY["name"], untrained=True, device="cpu", **SAM_TINY["kwargs"])
+
+
+@pytest.fixture(scope="module")
+def stim():
+    imgs = np.random.default_rng(0).integers(0, 256, (5, 48, 48, 3), dtype=np.uint8)
+    return StimulusSet.from_arrays(imgs, ids=[f"s{i}" for i in range(5)])
+
+
+@pytest.fixture
+def writes(monkeypatch) -> list:
+    """(key, start, rows) of every CacheWriter.write call (the per-batch write pattern)."""
+    calls: list = []
+    real = FeatureCache.writer
+
+    def recording(self, key, shape, dtype, metadata=None, chunk_rows=None):
+        w = real(self, key, shape, dtype, metadata, chunk_rows)
+        write = w.write
+
+        def record(start, block):
+            calls.append((key, start, np.asarray(block).shape))
+            write(start, block)
+
+        w.write = record
+        return w
+
+    monkeypatch.setattr(FeatureCache, "writer", recording)
+    return calls
+
+
+@pytest.mark.parametrize("kind,options,layers", [
+    ("attention", {}, "all"), ("attention", {"reduction": "rollout"}, "all"),
+    ("conv_map", {}, ["neck"]), ("conv_map", {"kind": "topk", "k": 4}, ["neck"])])
+def test_streamed_entries_equal_extract_maps(tmp_path, model, stim, writes, kind, options,
+                                             layers):
+    names = map_layers(model, kind, layers, options, stim)
+    cache_s, cache_m = FeatureCache(tmp_path / "s"), FeatureCache(tmp_path / "m")
+    keys = extract_maps_to_cache(model, stim, names, kind, options, cache_s, batch_size=2)
+    assert list(keys) == names
+    # one write per batch per layer, in order: never more than one batch of maps at a time
+    for n in names:
+        got = [(start, shape[0]) for key, start, shape in writes if key == keys[n]]
+        assert got == [(0, 2), (2, 2), (4, 1)], n
+    in_memory = extract_maps(model, stim, names, kind, options, batch_size=2, cache=cache_m)
+    assert all(shape[0] == len(stim) for _, _, shape in writes[-len(names):])  # put: one block
+    writes.clear()
+    assert sorted(cache_m.keys()) == sorted(keys.values())  # same keys
+    for n in names:
+        (a, meta_s), (b, meta_m) = cache_s.get(keys[n]), cache_m.get(keys[n])
+        assert np.array_equal(a, b) and np.array_equal(a, in_memory[n]) and a.ndim == 3
+        assert a.dtype == np.float32
+        assert {k: v for k, v in meta_s.items() if k != "created"} == \
+            {k: v for k, v in meta_m.items() if k != "created"}  # digests, layout, metadata
+    # cached with the same stimulus ids: skipped, nothing written again
+    assert extract_maps_to_cache(model, stim, names, kind, options, cache_s) == keys
+    assert writes == []
+
+
+def _nan_in_second_batch(monkeypatch, kind: str, layer_index: int) -> list:
+    """Make the second batch of each call give a NaN in one layer; returns the list to clear
+    between calls."""
+    feat = MAP_FEATURES[kind]
+    seen = []
+
+    def batch(adapter, x_bchw, layers, options):
+        maps = feat.batch(adapter, x_bchw, layers, options)
+        seen.append(len(x_bchw))
+        if len(seen) == 2:
+            bad = maps[layers[layer_index]].clone()
+            bad[0, 0, 0] = float("nan")
+            maps = {**maps, layers[layer_index]: bad}
+        return maps
+
+    monkeypatch.setitem(_map_features.MAP_FEATURES, kind, dataclasses.replace(feat, batch=batch))
+    return seen
+
+
+def test_a_nan_batch_caches_nothing_and_raises(tmp_path, model, stim, monkeypatch, writes):
+    names = map_layers(model, "attention", "all", {}, stim)
+    seen = _nan_in_second_batch(monkeypatch, "attention", 1)
+    cache = FeatureCache(tmp_path / "cache")
+    with pytest.raises(InputError, match="NaN/Inf in layer 'blocks.1.attn'") as err:
+        extract_maps_to_cache(model, stim, names, "attention", {}, cache, batch_size=2)
+    assert len(cache) == 0 and list((tmp_path / "cache").iterdir()) == []  # no tmp left over
+    assert writes  # the first batch was written before the NaN one: all of it discarded
+    seen.clear()
+    with pytest.raises(InputError) as ref:  # the in-memory path: the same error, nothing cached
+        extract_maps(model, stim, names, "attention", {}, batch_size=2, cache=cache)
+    assert str(err.value) == str(ref.value) and len(cache) == 0
+
+
+def test_a_cache_that_is_not_a_feature_cache_is_refused(model, stim):
+    with pytest.raises(InputError, match="FeatureCache"):
+        extract_maps_to_cache(model, stim, ["neck"], "conv_map", {}, str(stim))
+
+
+# -- the runner -----------------------------------------------------------------------------
+
+ATTN = dict(SAM_TINY, features="attention", layers=["blocks.1.attn", "blocks.3.attn"])
+METRICS = [{"name": "rsa"}, {"name": "cka_linear"},
+           {"name": "map_pearson", "options": {"n_splits": 2}}]
+
+
+@pytest.fixture(scope="module")
+def responses_file(tmp_path_factory):
+    ids = load_stimuli("kriegeskorte92").ids
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("neural") / "planted.npz"
+    np.savez(path, responses=rng.normal(size=(len(ids), 6, 2)), stimulus_ids=np.array(ids))
+    return str(path)
+
+
+def _config(responses: str, **extra) -> dict:
+    return {"name": "streamed-maps", "stimuli": {"source": "kriegeskorte92"}, "models": [ATTN],
+            "neural": [{"source": responses}], "metrics": METRICS, "n_bootstrap": 3,
+            "n_permutations": 4, "batch_size": 40, **extra}
+
+
+def _scores(out) -> tuple[list, np.ndarray, list]:
+    f = ResultsStore(out / "results.duckdb", read_only=True).scores_frame()
+    f = f.sort_values(["job_key", "target"]).reset_index(drop=True)
+    extra = [json.loads(e) if isinstance(e, str) else e for e in f["extra"]]
+    return list(f["job_key"]), f[COLUMNS].to_numpy(dtype=float), extra
+
+
+@pytest.fixture
+def streamed_calls(monkeypatch) -> list:
+    """The layers each extract_maps_to_cache call of the runner wrote."""
+    calls, real = [], _run.extract_maps_to_cache
+
+    def recording(adapter, stimuli, layers, *args, **kwargs):
+        calls.append(list(layers))
+        return real(adapter, stimuli, layers, *args, **kwargs)
+
+    monkeypatch.setattr(_run, "extract_maps_to_cache", recording)
+    return calls
+
+
+def test_streamed_maps_give_the_in_memory_scores(tmp_path, model, responses_file,
+                                                 streamed_calls):
+    stimuli = load_stimuli("kriegeskorte92")
+    spec = load_config(_config(responses_file)).models[0]
+    layer_bytes = [_map_bytes(model, stimuli, [n], spec) for n in ATTN["layers"]]
+    assert layer_bytes == [len(stimuli) * 4 * 4 * 4] * 2  # (92, 4, 4) float32 per block
+    budget = max(layer_bytes) * 1.01  # each layer's maps fit alone, both together do not
+    memory = run_experiment(load_config(_config(responses_file)), tmp_path / "mem",
+                            progress=False)
+    assert streamed_calls == []
+    streamed = run_experiment(load_config(_config(responses_file,
+                                                  max_feature_memory_gb=budget / 1e9)),
+                              tmp_path / "stream", progress=False)
+    assert streamed_calls == [ATTN["layers"]]
+    assert memory.ok and streamed.ok and memory.n_done == streamed.n_done == 6
+    keys_m, values_m, extra_m = _scores(tmp_path / "mem")
+    keys_s, values_s, extra_s = _scores(tmp_path / "stream")
+    assert keys_m == keys_s and memory.job_keys == streamed.job_keys
+    np.testing.assert_allclose(values_s, values_m, rtol=0, atol=1e-9, equal_nan=True)
+    maps_m = [e["per_neuroid"] for e in extra_m if "per_neuroid" in e]
+    maps_s = [e["per_neuroid"] for e in extra_s if "per_neuroid" in e]
+    assert len(maps_m) == 2 and np.allclose(maps_s, maps_m, rtol=0, atol=1e-9)
+    assert len(FeatureCache(tmp_path / "stream" / "cache")) == 2
+
+
+def test_a_map_metric_over_the_budget_fails_its_job_only(tmp_path, responses_file,
+                                                         streamed_calls):
+    summary = run_experiment(load_config(_config(responses_file, max_feature_memory_gb=1e-6)),
+                             tmp_path / "out", progress=False)
+    assert streamed_calls == [ATTN["layers"]]
+    assert summary.n_done == 4 and len(summary.failures) == 2  # rsa, cka streamed; maps fail
+    for failure in summary.failures:
+        msg = failure["error"]
+        assert "map_pearson" in failure["job"] and "InputError" in msg
+        assert "max_feature_memory_gb = 1e-06 GB" in msg and "92 stimuli x 16" in msg
