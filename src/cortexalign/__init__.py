@@ -39,6 +39,7 @@ _EXPORTS = {
     "cka": "cortexalign.metrics",
     "list_metrics": "cortexalign.metrics",
     "Score": "cortexalign.metrics",
+    "variance_partitioning": "cortexalign.metrics",
     "ExperimentConfig": "cortexalign.bench",
     "load_config": "cortexalign.bench",
     "run_experiment": "cortexalign.bench._run",

@@ -12,6 +12,7 @@ from cortexalign.metrics._cka import CKA_KINDS, cka
 from cortexalign.metrics._cka_metric import cka_from_gram
 from cortexalign.metrics._compare import RDM_COMPARISONS, compare_rdms
 from cortexalign.metrics._maps import MAP_MEASURES, MAP_SCALINGS, compare_maps, map_score
+from cortexalign.metrics._partition import VariancePartition, variance_partitioning
 from cortexalign.metrics._rdm import RDM_METHODS, compute_rdm, compute_rdms
 from cortexalign.metrics._registry import METRICS
 from cortexalign.metrics._rsa_metric import rsa_from_rdm
@@ -22,3 +23,4 @@ __all__ = ["METRICS", "Score", "score", "list_metrics", "compute_rdm", "compute_
            "compare_rdms", "cka", "RDM_METHODS", "RDM_COMPARISONS", "CKA_KINDS"]
 __all__ += ["MAP_MEASURES", "MAP_SCALINGS", "compare_maps", "map_score"]
 __all__ += ["streaming_rdm", "streaming_cka", "streaming_gram", "rsa_from_rdm", "cka_from_gram"]
+__all__ += ["variance_partitioning", "VariancePartition"]
