@@ -15,7 +15,8 @@ from cortexalign.metrics import RDM_COMPARISONS, compare_rdms
 from cortexalign.metrics._compare import average_ranks
 from cortexalign.neural import load_neural
 
-RSA_NAMES = {"spearman": "spearman", "kendall_tau_a": "tau-a", "pearson": "corr", "cosine": "cosine"}
+RSA_NAMES = {"spearman": "spearman", "kendall_tau_a": "tau-a", "pearson": "corr", "cosine": "cosine",
+             "rho_a": "rho-a", "cosine_cov": "cosine_cov", "corr_cov": "corr_cov"}
 
 
 def _random_rdms(rng, r: int, s: int, decimals: int | None = None) -> np.ndarray:

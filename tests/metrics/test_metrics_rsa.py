@@ -14,7 +14,8 @@ from cortexalign.metrics import compute_rdm, score
 from cortexalign.neural import load_neural, make_responses
 from cortexalign.stats import split_half_ceiling
 
-RSA_NAMES = {"spearman": "spearman", "kendall_tau_a": "tau-a", "pearson": "corr", "cosine": "cosine"}
+RSA_NAMES = {"spearman": "spearman", "kendall_tau_a": "tau-a", "pearson": "corr", "cosine": "cosine",
+             "rho_a": "rho-a", "cosine_cov": "cosine_cov", "corr_cov": "corr_cov"}
 
 
 @pytest.fixture(scope="module")

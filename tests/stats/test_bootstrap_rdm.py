@@ -17,7 +17,8 @@ from cortexalign.stats import (
     percentile_interval,
 )
 
-RSA_NAMES = {"spearman": "spearman", "kendall_tau_a": "tau-a", "pearson": "corr", "cosine": "cosine"}
+RSA_NAMES = {"spearman": "spearman", "kendall_tau_a": "tau-a", "pearson": "corr", "cosine": "cosine",
+             "rho_a": "rho-a", "cosine_cov": "cosine_cov", "corr_cov": "corr_cov"}
 
 
 def _rdms(rng, r, s, decimals=None):

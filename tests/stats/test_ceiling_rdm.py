@@ -15,7 +15,8 @@ from cortexalign.metrics import RDM_COMPARISONS
 from cortexalign.neural import RDMSet, load_neural
 from cortexalign.stats import rdm_noise_ceiling, spearman_brown, split_half_ceiling
 
-RSA_NAMES = {"spearman": "spearman", "kendall_tau_a": "tau-a", "pearson": "corr", "cosine": "cosine"}
+RSA_NAMES = {"spearman": "spearman", "kendall_tau_a": "tau-a", "pearson": "corr", "cosine": "cosine",
+             "rho_a": "rho-a", "cosine_cov": "cosine_cov", "corr_cov": "corr_cov"}
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,19 @@ Each comparison is a plain function in ``RDM_COMPARISONS`` taking the upper tria
 the (m, k) matrix of similarities. Definitions follow rsatoolbox 0.3 (``rsatoolbox.rdm.compare``):
 ``spearman`` (Spearman's rho with average ranks for ties = 'spearman'), ``kendall_tau_a``
 (Kendall's tau-a, recommended when models predict tied dissimilarities; Nili et al. 2014 = 'tau-a'),
-``pearson`` (= 'corr') and ``cosine``.
+``pearson`` (= 'corr'), ``cosine``, ``rho_a`` (Spearman's rho-a = 'rho-a'), and the whitened
+``cosine_cov`` and ``corr_cov`` (= 'cosine_cov', 'corr_cov' with iid noise, ``sigma_k=None``).
+
+The whitened comparisons (Diedrichsen et al. 2021, Neurons, Behavior, Data analysis and Theory
+5(3), "Comparing representational geometries using whitened unbiased-distance-matrix similarity")
+weight the dissimilarity vectors by ``V^-1``, V (p x p) the covariance of distance estimates under
+iid noise, ``V = (C C^T) o (C C^T)`` with C the (p, s) pair-contrast matrix. V is never formed: for
+iid noise ``x^T V^-1 y`` is proportional to ``<H X H, H Y H>_F`` with X, Y the full (s, s) RDMs and
+H the centring matrix (rsatoolbox's fast path, there written as a linear CKA of the
+double-centred second-moment matrices; the equivalence with a dense V solve is tested), and
+``tr(H X H Y) = <X, Y>_F - r_x . r_y / s + (1^T X 1)(1^T Y 1) / s^2`` with r the row sums. So a
+comparison costs one (m, p) x (p, k) product plus O(p) row sums per RDM, and needs no memory beyond
+the vectors: there is no stimulus limit other than the vectors fitting on the device.
 """
 
 from __future__ import annotations
@@ -23,7 +35,8 @@ from cortexalign.metrics._validate import as_tensor, check_varies
 from cortexalign.neural import RDMSet
 
 __all__ = ["RDM_COMPARISONS", "compare_rdms", "compare_vectors", "average_ranks",
-           "weighted_ranks", "rdm_vectors"]
+           "weighted_ranks", "rdm_vectors", "n_stimuli_of", "pair_row_sums", "whitened_gram",
+           "whitened_norms", "resampled_cosine_cov"]
 
 
 def _sort_rows(x_bp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,11 +135,175 @@ def compare_kendall_tau_a(a_mp: torch.Tensor, b_kp: torch.Tensor) -> torch.Tenso
     return torch.as_tensor(np.clip(out, -1.0, 1.0), device=a_mp.device)
 
 
+def compare_rho_a(a_mp: torch.Tensor, b_kp: torch.Tensor) -> torch.Tensor:
+    """Spearman's rho-a (Nili et al. 2014; rsatoolbox ``compare_rho_a``): the expected Spearman
+    correlation when ties are broken at random, ``12 sum(ra_c rb_c) / (p^3 - p)`` with ``r_c`` the
+    average ranks minus their mean ``(p + 1) / 2``.
+
+    Without ties this is ``1 - 6 sum(d^2) / (p^3 - p)`` and equals ``spearman``. With ties it is
+    *not* the textbook formula on average ranks, which exceeds it by ``(T_a + T_b) / (2 (p^3 - p))``
+    (``T = sum(t^3 - t)`` over tie groups of size t): rsatoolbox's definition is used, so an RDM with
+    ties compared with itself gives ``1 - T / (p^3 - p)`` < 1, which is the point of rho-a (a model
+    predicting ties is not rewarded for them).
+    """
+    p = a_mp.shape[1]
+    mid = (p + 1) / 2.0
+    ra, rb = average_ranks(a_mp) - mid, average_ranks(b_kp) - mid
+    return (ra @ rb.T).mul_(12.0 / (float(p) ** 3 - p)).clamp_(-1.0, 1.0)
+
+
+def n_stimuli_of(p: int) -> int:
+    """The s of an upper triangle of length p = s (s - 1) / 2."""
+    s = int(round((1 + np.sqrt(1 + 8 * p)) / 2))
+    assert s * (s - 1) // 2 == p, f"{p} is not a triangle length"
+    return s
+
+
+def pair_row_sums(x_mp: torch.Tensor, counts_bs: torch.Tensor | None = None,
+                  block: int = 2**20) -> torch.Tensor:
+    """Row sums ``R_i = sum_j c_j X_ij`` of the full symmetric (s, s) RDMs (zero diagonal).
+
+    Parameters
+    ----------
+    x_mp : (m, p) upper triangles, row-major.
+    counts_bs : (b, s) stimulus multiplicities (bootstrap draws); ``None``: all ones.
+    block : pairs handled at once (bounds the temporaries; no (s, s) matrix is built).
+
+    Returns
+    -------
+    (m, s) row sums, or (b, m, s) with ``counts_bs``. O(b m p) time.
+    """
+    m, p = x_mp.shape
+    s, dev = n_stimuli_of(p), x_mp.device
+    out = torch.zeros((m, s) if counts_bs is None else (counts_bs.shape[0], m, s),
+                      dtype=x_mp.dtype, device=dev)
+    starts = np.concatenate([[0], np.cumsum(np.arange(s - 1, 0, -1))])  # first pair of each row
+    r0 = 0
+    while r0 < s - 1:  # blocks of whole rows: their pairs are contiguous in the vector
+        r1 = min(s - 1, int(np.searchsorted(starts, starts[r0] + block, side="right")) - 1)
+        r1 = max(r1, r0 + 1)
+        lo, hi = int(starts[r0]), int(starts[r1])
+        rows = torch.repeat_interleave(torch.arange(r0, r1, device=dev),
+                                       torch.arange(s - 1 - r0, s - 1 - r1, -1, device=dev))
+        first = torch.as_tensor(starts[r0:r1], device=dev).repeat_interleave(
+            torch.arange(s - 1 - r0, s - 1 - r1, -1, device=dev))
+        cols = torch.arange(lo, hi, device=dev) - first + rows + 1
+        seg = x_mp[:, lo:hi]
+        if counts_bs is None:
+            out.index_add_(1, rows, seg).index_add_(1, cols, seg)
+        else:
+            c = counts_bs.to(x_mp.dtype)
+            out.index_add_(2, rows, c[:, None, cols] * seg).index_add_(2, cols,
+                                                                       c[:, None, rows] * seg)
+        r0 = r1
+    return out
+
+
+def whitened_gram(a_mp: torch.Tensor, b_kp: torch.Tensor) -> torch.Tensor:
+    """(m, k) inner products ``a^T V^-1 b`` up to one positive factor (V: iid-noise covariance of
+    the distances): ``a.b - r_a.r_b / s + (sum r_a)(sum r_b) / (2 s^2)`` = half of
+    ``<H A H, H B H>_F``. O((m + k) p + m k p) time, O((m + k) s) extra memory."""
+    s = n_stimuli_of(a_mp.shape[1])
+    ra, rb = pair_row_sums(a_mp), pair_row_sums(b_kp)
+    return (a_mp @ b_kp.T - (ra @ rb.T) / s
+            + ra.sum(1)[:, None] * rb.sum(1)[None, :] / (2.0 * s * s))
+
+
+def whitened_norms(x_mp: torch.Tensor) -> torch.Tensor:
+    """(m,) ``sqrt(x^T V^-1 x)`` up to the factor of ``whitened_gram``."""
+    s = n_stimuli_of(x_mp.shape[1])
+    r = pair_row_sums(x_mp)
+    sq = (x_mp * x_mp).sum(1) - (r * r).sum(1) / s + r.sum(1) ** 2 / (2.0 * s * s)
+    return torch.sqrt(sq.clamp_min(0.0))
+
+
+def compare_cosine_cov(a_mp: torch.Tensor, b_kp: torch.Tensor) -> torch.Tensor:
+    """Whitened cosine (rsatoolbox ``compare_cosine_cov_weighted``, ``sigma_k=None``):
+    ``a^T V^-1 b / sqrt(a^T V^-1 a  b^T V^-1 b)``. Invariant to scaling either RDM; not to adding
+    a constant (a constant RDM is not orthogonal to the others under V^-1). See the module
+    docstring for the V-free closed form and its cost."""
+    return (whitened_gram(a_mp, b_kp) / whitened_norms(a_mp)[:, None]
+            / whitened_norms(b_kp)[None, :]).clamp_(-1.0, 1.0)
+
+
+def compare_corr_cov(a_mp: torch.Tensor, b_kp: torch.Tensor) -> torch.Tensor:
+    """Whitened correlation (rsatoolbox ``compare_correlation_cov_weighted``, ``sigma_k=None``):
+    ``cosine_cov`` of the mean-centred vectors. Invariant to scaling and to adding a constant."""
+    return compare_cosine_cov(a_mp - a_mp.mean(dim=1, keepdim=True),
+                              b_kp - b_kp.mean(dim=1, keepdim=True))
+
+
+def _resampled_gamma(r_bms: torch.Tensor, counts_bs: torch.Tensor) -> torch.Tensor:
+    """Row effects of the additive model fitted to a resampled RDM (see ``resampled_cosine_cov``):
+    solves ``d_i g_i + c.g = R_i``, ``d_i = S - 2 c_i + 2``, by Sherman-Morrison in O(s); a
+    sample with some ``d_i = 0`` (a stimulus drawn S/2 + 1 times) is solved densely."""
+    c = counts_bs.to(r_bms.dtype)
+    d = (c.sum(1, keepdim=True) - 2 * c + 2).masked_fill(c == 0, 1.0)
+    singular = (d == 0).any(1)
+    d = d.masked_fill(d == 0, 1.0)[:, None, :]
+    cw = c[:, None, :]
+    t = (cw * r_bms / d).sum(2, keepdim=True) / (1 + (cw / d).sum(2, keepdim=True))
+    gamma = (r_bms - t) / d
+    for b in torch.nonzero(singular).flatten().tolist():
+        m_ss = torch.diag(counts_bs[b].to(r_bms.dtype).sum() - 2 * c[b] + 2).masked_fill(
+            torch.diag(c[b] == 0), 1.0) + c[b][None, :]
+        gamma[b] = torch.linalg.solve(m_ss, r_bms[b].T).T
+    return gamma
+
+
+def resampled_cosine_cov(x_p: torch.Tensor, y_kp: torch.Tensor, counts_bs: torch.Tensor,
+                         center: bool = False) -> torch.Tensor:
+    """``cosine_cov`` (``corr_cov`` with ``center``) of stimulus-resampled RDMs, as rsatoolbox
+    computes it on ``subsample_pattern`` RDMs, without building them.
+
+    A bootstrap draw repeats stimuli; rsatoolbox sets the pairs of two copies of one stimulus to
+    NaN and whitens by a least-squares fit of row effects ``X_uv ~ g_u + g_v`` to the full resampled
+    matrix (diagonal included, NaN pairs left out) in place of double centring. With multiplicities
+    c (S draws) the copies of a stimulus share their effect, pair (i, j) counts ``c_i c_j`` times
+    and the fit reduces to ``(S - 2 c_i + 2) g_i + c.g = R_i``, ``R_i = sum_j c_j X_ij``; the
+    whitened inner product is then ``sum_ij c_i c_j x_ij y_ij - sum_i c_i g_i(x) R_i(y)``.
+
+    Parameters
+    ----------
+    x_p : (p,) model RDM vector; y_kp : (k, p) target vectors (upper triangles over s stimuli).
+    counts_bs : (B, s) how often each stimulus was drawn in each of B resamples.
+    center : subtract each resampled vector's mean first (``corr_cov``).
+
+    Returns
+    -------
+    (B, k) similarities; NaN where a resample leaves a vector with zero whitened norm.
+    O(B (k + 1) p) time.
+    """
+    c = counts_bs.to(x_p.dtype)
+    s = c.shape[1]
+    iu = torch.triu_indices(s, s, 1, device=x_p.device)
+    w_bp = c[:, iu[0]] * c[:, iu[1]]
+    r_x = pair_row_sums(x_p[None], c)  # (B, 1, s)
+    r_y = pair_row_sums(y_kp, c)  # (B, k, s)
+    wx, wy = w_bp @ x_p, w_bp @ y_kp.T  # (B,), (B, k)
+    xx, yy, xy = w_bp @ (x_p * x_p), w_bp @ (y_kp * y_kp).T, (w_bp * x_p) @ y_kp.T
+    if center:  # moments of x - mean_x, y - mean_y; row sums lose mean * (S - c_i)
+        sw = w_bp.sum(1)
+        mx, my = wx / sw, wy / sw[:, None]
+        xx, yy, xy = xx - mx * wx, yy - my * wy, xy - mx[:, None] * wy
+        other = c.sum(1, keepdim=True) - c  # (B, s)
+        r_x = r_x - mx[:, None, None] * other[:, None]
+        r_y = r_y - my[:, :, None] * other[:, None]
+    g_x, g_y = _resampled_gamma(r_x, c), _resampled_gamma(r_y, c)
+    xy = xy - (c[:, None] * g_x * r_y).sum(2)
+    xx = xx - (c * g_x[:, 0] * r_x[:, 0]).sum(1)
+    yy = yy - (c[:, None] * g_y * r_y).sum(2)
+    return (xy / torch.sqrt(xx[:, None] * yy)).clamp_(-1.0, 1.0)
+
+
 RDM_COMPARISONS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "spearman": compare_spearman,
     "kendall_tau_a": compare_kendall_tau_a,
     "pearson": compare_pearson,
     "cosine": compare_cosine,
+    "rho_a": compare_rho_a,
+    "cosine_cov": compare_cosine_cov,
+    "corr_cov": compare_corr_cov,
 }
 """Name -> ``fn(a_mp, b_kp) -> (m, k)`` on float64 upper-triangle vectors."""
 
@@ -168,7 +345,9 @@ def compare_rdms(a, b, method: str = "spearman", device: str | torch.device | No
         same order. Float64 tensors already on ``device`` (e.g. ``compute_rdm(...,
         return_tensor=True)``) are used as they are: no host round trip.
     method : a key of ``RDM_COMPARISONS`` (``spearman``, ``kendall_tau_a``, ``pearson``,
-        ``cosine``), computed on the upper triangles.
+        ``cosine``, ``rho_a``, ``cosine_cov``, ``corr_cov``), computed on the upper triangles;
+        the last two are the whitened comparisons of Diedrichsen et al. (2021) for iid noise,
+        computed without the (p, p) covariance (module docstring).
     device : where to compute (``None``: the device of a tensor ``a``, else CUDA when available).
     return_tensor : return the (ra, rb) result as a float64 tensor on ``device``.
 

@@ -113,7 +113,9 @@ def rsa(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=None
     target : ``RDMSet`` of r RDMs, or responses ``DataArray`` (stimulus, neuroid[, repetition]).
     rdm_method : model RDM method (``RDM_METHODS``); ``neural_rdm_method`` for responses targets
         (default: the same; ``crossnobis`` uses the repetitions).
-    compare : comparison (``RDM_COMPARISONS``).
+    compare : comparison (``RDM_COMPARISONS``): ``spearman``, ``kendall_tau_a``, ``rho_a``,
+        ``pearson``, ``cosine``, or the whitened ``cosine_cov`` / ``corr_cov`` (Diedrichsen et
+        al. 2021, iid noise); each has a matching ceiling pooling and stimulus bootstrap.
     ceiling_by : RDMSet descriptor grouping RDMs into subjects (``None``: each RDM alone).
     n_bootstrap, seed, ci_level : percentile interval over stimulus resamples (0: none).
     n_splits : random repetition splits for the split-half ceiling of responses.

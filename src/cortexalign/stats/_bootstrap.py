@@ -7,7 +7,10 @@ Every other pair (i, j) of distinct stimuli then appears ``c_i c_j`` times, wher
 often each stimulus was drawn. So the resampled comparison is a *weighted* comparison of the
 original upper triangles with weights ``c_i c_j``: no resampled matrix is built, and a whole batch
 of bootstrap samples is a few matmuls (Pearson, cosine) or one weighted ranking (Spearman, ties
-averaged over the expanded vector exactly). Kendall's tau-a expands each sample explicitly.
+averaged over the expanded vector exactly; rho-a from the same ranks). Kendall's tau-a expands each
+sample explicitly. The whitened ``cosine_cov`` / ``corr_cov`` need the draw counts themselves
+(``metrics._compare.resampled_cosine_cov``: rsatoolbox's NaN-aware whitening of the resampled RDM,
+solved in O(s) per sample), so every entry is called with the counts as well as the pair weights.
 
 Indices come from a seeded CPU ``torch.Generator``, so a seed gives the same samples on any device.
 """
@@ -20,7 +23,11 @@ import numpy as np
 import torch
 
 from cortexalign.errors import InputError, UnknownNameError
-from cortexalign.metrics._compare import compare_kendall_tau_a, weighted_ranks
+from cortexalign.metrics._compare import (
+    compare_kendall_tau_a,
+    resampled_cosine_cov,
+    weighted_ranks,
+)
 
 __all__ = ["bootstrap_indices", "pair_weights", "percentile_interval", "bootstrap_rdm_comparison",
            "bootstrap_statistic", "BOOTSTRAP_COMPARISONS"]
@@ -36,10 +43,15 @@ def bootstrap_indices(n: int, n_bootstrap: int, seed: int = 0,
     return torch.randint(0, n, (int(n_bootstrap), n), generator=gen).to(device)
 
 
+def stimulus_counts(idx_bs: torch.Tensor, s: int) -> torch.Tensor:
+    """(B, s) resampled indices -> (B, s) float64 count ``c_i`` of draws of each stimulus."""
+    counts = torch.zeros(idx_bs.shape[0], s, dtype=torch.float64, device=idx_bs.device)
+    return counts.scatter_add_(1, idx_bs, torch.ones_like(idx_bs, dtype=torch.float64))
+
+
 def pair_weights(idx_bs: torch.Tensor, s: int) -> torch.Tensor:
     """(B, s) resampled indices -> (B, s(s-1)/2) multiplicities ``c_i c_j`` of each pair i < j."""
-    counts = torch.zeros(idx_bs.shape[0], s, dtype=torch.float64, device=idx_bs.device)
-    counts.scatter_add_(1, idx_bs, torch.ones_like(idx_bs, dtype=torch.float64))
+    counts = stimulus_counts(idx_bs, s)
     iu = torch.triu_indices(s, s, 1, device=idx_bs.device)
     return counts[:, iu[0]] * counts[:, iu[1]]
 
@@ -67,12 +79,12 @@ def _moments(x_p: torch.Tensor, y_kp: torch.Tensor, w_bp: torch.Tensor, center: 
     return (sxy / torch.sqrt(sxx[:, None] * syy)).clamp_(-1.0, 1.0)
 
 
-def _boot_pearson(x_p, y_kp, w_bp):
+def _boot_pearson(x_p, y_kp, w_bp, counts_bs=None):
     # centring by the unweighted means first changes nothing but avoids cancellation
     return _moments(x_p - x_p.mean(), y_kp - y_kp.mean(dim=1, keepdim=True), w_bp, center=True)
 
 
-def _boot_cosine(x_p, y_kp, w_bp):
+def _boot_cosine(x_p, y_kp, w_bp, counts_bs=None):
     return _moments(x_p, y_kp, w_bp, center=False)
 
 
@@ -84,12 +96,12 @@ def _wcorr(a_bp: torch.Tensor, b_bp: torch.Tensor, w_bp: torch.Tensor) -> torch.
     return (num / torch.sqrt((w_bp * ac * ac).sum(dim=1) * (w_bp * bc * bc).sum(dim=1))).clamp_(-1, 1)
 
 
-def _boot_spearman(x_p, y_kp, w_bp):
+def _boot_spearman(x_p, y_kp, w_bp, counts_bs=None):
     rx = weighted_ranks(x_p, w_bp)
     return torch.stack([_wcorr(rx, weighted_ranks(y_p, w_bp), w_bp) for y_p in y_kp], dim=1)
 
 
-def _boot_kendall(x_p, y_kp, w_bp):
+def _boot_kendall(x_p, y_kp, w_bp, counts_bs=None):
     out = torch.empty(w_bp.shape[0], y_kp.shape[0], dtype=torch.float64)
     for i, w in enumerate(w_bp.long()):
         keep = w > 0
@@ -99,13 +111,34 @@ def _boot_kendall(x_p, y_kp, w_bp):
     return out.to(w_bp.device)
 
 
+def _boot_rho_a(x_p, y_kp, w_bp, counts_bs=None):
+    # rho-a of the expanded vector: n = sum(w) entries, ranks centred on (n + 1) / 2
+    n = w_bp.sum(dim=1, keepdim=True)
+    rx = weighted_ranks(x_p, w_bp) - (n + 1) / 2
+    scale = 12.0 / (n**3 - n)
+    return torch.stack([((w_bp * rx * (weighted_ranks(y_p, w_bp) - (n + 1) / 2)).sum(1, keepdim=True)
+                         * scale)[:, 0] for y_p in y_kp], dim=1).clamp_(-1.0, 1.0)
+
+
+def _boot_cosine_cov(x_p, y_kp, w_bp, counts_bs):
+    return resampled_cosine_cov(x_p, y_kp, counts_bs, center=False)
+
+
+def _boot_corr_cov(x_p, y_kp, w_bp, counts_bs):
+    return resampled_cosine_cov(x_p, y_kp, counts_bs, center=True)
+
+
 BOOTSTRAP_COMPARISONS: dict[str, Callable[..., torch.Tensor]] = {
     "spearman": _boot_spearman,
     "kendall_tau_a": _boot_kendall,
     "pearson": _boot_pearson,
     "cosine": _boot_cosine,
+    "rho_a": _boot_rho_a,
+    "cosine_cov": _boot_cosine_cov,
+    "corr_cov": _boot_corr_cov,
 }
-"""Comparison name -> ``fn(x_p, y_kp, w_bp) -> (B, k)``: the comparison of the weighted vectors."""
+"""Comparison name -> ``fn(x_p, y_kp, w_bp, counts_bs) -> (B, k)``: the comparison of the
+resampled vectors, given the (B, p) pair weights and the (B, s) draw counts."""
 
 
 def bootstrap_rdm_comparison(model_p: torch.Tensor, targets_kp: torch.Tensor,
@@ -133,8 +166,8 @@ def bootstrap_rdm_comparison(model_p: torch.Tensor, targets_kp: torch.Tensor,
     idx = bootstrap_indices(s, n_bootstrap, seed, model_p.device)
     fn = BOOTSTRAP_COMPARISONS[method]
     chunk = max(1, int(max_elements) // max(p, 1))
-    parts = [fn(model_p, targets_kp, pair_weights(idx[i:i + chunk], s))
-             for i in range(0, idx.shape[0], chunk)]
+    parts = [fn(model_p, targets_kp, pair_weights(idx[i:i + chunk], s),
+                stimulus_counts(idx[i:i + chunk], s)) for i in range(0, idx.shape[0], chunk)]
     return torch.cat(parts, dim=0)
 
 

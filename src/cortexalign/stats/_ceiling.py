@@ -9,8 +9,11 @@ averaged, then the subjects are averaged: exactly rsatoolbox with ``rdm_descript
 averages its comparisons the same way, so score and ceiling are on the same scale.
 
 Pooling ("the RDM that scores best under the comparison"), as rsatoolbox's ``pool_rdm``: mean of
-ranks for ``spearman`` and ``kendall_tau_a``; mean of z-scored vectors for ``pearson``; mean of
-vectors scaled to unit root-mean-square for ``cosine``.
+ranks for ``spearman``, ``rho_a`` and ``kendall_tau_a``; mean of z-scored vectors for ``pearson``;
+mean of vectors scaled to unit root-mean-square for ``cosine``. The whitened ``cosine_cov`` and
+``corr_cov`` pool like ``cosine`` and ``pearson``, as rsatoolbox's ``boot_noise_ceiling`` does
+(``rsatoolbox.util.inference_util.pool_rdm``; its other ``util.pooling.pool_rdm`` scales by the
+whitened norm instead, which moves the 92-object ceiling by ~0.005).
 
 Responses with repetitions: ``split_half_ceiling`` correlates the RDMs of two random halves of the
 repetitions and applies the Spearman-Brown correction to the full number of repetitions.
@@ -57,6 +60,9 @@ RDM_POOLING: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "kendall_tau_a": _pool_ranks,
     "pearson": _pool_zscore,
     "cosine": _pool_rms,
+    "rho_a": _pool_ranks,
+    "cosine_cov": _pool_rms,
+    "corr_cov": _pool_zscore,
 }
 """Comparison name -> ``fn(vec_rp) -> (1, p)`` pooled RDM vector (one entry per comparison)."""
 
