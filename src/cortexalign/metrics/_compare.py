@@ -15,7 +15,7 @@ iid noise, ``V = (C C^T) o (C C^T)`` with C the (p, s) pair-contrast matrix. V i
 iid noise ``x^T V^-1 y`` is proportional to ``<H X H, H Y H>_F`` with X, Y the full (s, s) RDMs and
 H the centring matrix (rsatoolbox's fast path, there written as a linear CKA of the
 double-centred second-moment matrices; the equivalence with a dense V solve is tested), and
-``tr(H X H Y) = <X, Y>_F - r_x . r_y / s + (1^T X 1)(1^T Y 1) / s^2`` with r the row sums. So a
+``tr(H X H Y) = <X, Y>_F - 2 r_x . r_y / s + (1^T X 1)(1^T Y 1) / s^2`` with r the row sums. So a
 comparison costs one (m, p) x (p, k) product plus O(p) row sums per RDM, and needs no memory beyond
 the vectors: there is no stimulus limit other than the vectors fitting on the device.
 """
