@@ -203,3 +203,4 @@ def test_a_map_metric_over_the_budget_fails_its_job_only(tmp_path, responses_fil
         msg = failure["error"]
         assert "map_pearson" in failure["job"] and "InputError" in msg
         assert "max_feature_memory_gb = 1e-06 GB" in msg and "92 stimuli x 16" in msg
+        assert "cannot be pooled further" in msg and "pooling: mean" not in msg  # maps' advice

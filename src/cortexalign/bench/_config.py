@@ -169,9 +169,10 @@ class ExperimentConfig(_Strict):
     ray: RaySpec = Field(default_factory=RaySpec,
                          description="Settings of executor: ray (ignored by 'local').")
     max_feature_memory_gb: float | None = Field(
-        None, description="Most gigabytes (1e9 bytes) of a model's pooled features held in "
-        "memory (null: no limit, every layer in memory). When one probe image says the model's "
-        "layers need more (s x features x 4 bytes), they are written batch by batch into the "
+        None, description="Most gigabytes (1e9 bytes) of a model's pooled features, or of its "
+        "attention / conv maps (features: attention, conv_map), held in memory (null: no limit, "
+        "every layer in memory). When one probe image says the model's layers need more "
+        "(s x features x 4 bytes), they are written batch by batch into the "
         "feature cache instead: rsa and cka_* are scored from the RDM or Gram matrix streamed "
         "from it in row blocks; metrics "
         "that need the features themselves (ridge, pls, map_*) read a layer whole if it alone "

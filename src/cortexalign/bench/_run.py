@@ -199,7 +199,7 @@ def _run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, devi
         keys = extract_maps_to_cache(adapter, stimuli, needed, spec.features,
                                      spec.feature_options, cache, batch_size=cfg.batch_size,
                                      progress=progress)
-        values = {layer: CachedLayer(cache, keys[layer], layer, int(budget * 1e9))
+        values = {layer: CachedLayer(cache, keys[layer], layer, int(budget * 1e9), maps=True)
                   for layer in needed}
     elif spec.features == "activations":
         feats = extract_features(adapter, stimuli, needed, pooling=spec.pooling,

@@ -154,13 +154,15 @@ class CachedLayer:
     ``matrix_for(metric, options)`` gives the (s, s) matrix a ``STREAMED_METRICS`` entry scores
     (streamed once per RDM method, once for the Gram), ``features_for(metric)`` the whole
     features for the other metrics when they fit in ``budget_bytes``. ``release()`` drops what is
-    held (the runner calls it when it moves to the next layer).
+    held (the runner calls it when it moves to the next layer). ``maps``: the entry holds
+    attention or conv maps (s, gh, gw) rather than activations (only changes an error's advice).
     """
 
     cache: FeatureCache
     key: str
     layer: str
     budget_bytes: int
+    maps: bool = False
     _held: dict[Any, np.ndarray] = field(default_factory=dict, repr=False)
 
     def _view(self) -> Any:
@@ -195,6 +197,9 @@ class CachedLayer:
                     f"{view.nbytes / 1e9:.3g} GB ({view.shape[0]} stimuli x "
                     f"{view.nbytes // max(1, view.shape[0] * view.dtype.itemsize)} features, "
                     f"{view.dtype})",
+                    ("score fewer stimuli or blocks, or raise max_feature_memory_gb (maps are "
+                     "one value per grid cell: they cannot be pooled further)")
+                    if self.maps else
                     "pool this layer to fewer features (pooling: mean or grid2), score fewer "
                     "stimuli, or raise max_feature_memory_gb")
             self._held["features"] = view.read()
