@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+from _random_responses import write_random_responses  # this folder is on sys.path (pytest)
 
 from cortexalign.bench import _map_features, _run, load_config
 from cortexalign.bench._map_features import (
@@ -135,11 +136,7 @@ METRICS = [{"name": "rsa"}, {"name": "cka_linear"},
 
 @pytest.fixture(scope="module")
 def responses_file(tmp_path_factory):
-    ids = load_stimuli("kriegeskorte92").ids
-    rng = np.random.default_rng(0)
-    path = tmp_path_factory.mktemp("neural") / "planted.npz"
-    np.savez(path, responses=rng.normal(size=(len(ids), 6, 2)), stimulus_ids=np.array(ids))
-    return str(path)
+    return write_random_responses(tmp_path_factory.mktemp("neural"), n_neuroids=6)
 
 
 def _config(responses: str, **extra) -> dict:

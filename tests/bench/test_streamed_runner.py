@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from _random_responses import write_random_responses  # this folder is on sys.path (pytest)
 
 from cortexalign.bench import ConfigError, _run, load_config
 from cortexalign.bench._config import MetricSpec
@@ -34,11 +35,7 @@ COLUMNS = ["value", "ci_low", "ci_high", "ceiling_low", "ceiling_high", "p_value
 
 @pytest.fixture(scope="module")
 def responses_file(tmp_path_factory):
-    ids = load_stimuli("kriegeskorte92").ids
-    rng = np.random.default_rng(0)
-    path = tmp_path_factory.mktemp("neural") / "planted.npz"
-    np.savez(path, responses=rng.normal(size=(len(ids), 12, 2)), stimulus_ids=np.array(ids))
-    return str(path)
+    return write_random_responses(tmp_path_factory.mktemp("neural"), n_neuroids=12)
 
 
 def _config(responses: str, **extra) -> dict:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _cache_helpers import put_small_chunks  # tests/features/conftest.py puts it on sys.path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,14 +26,7 @@ def _values(seed: int = 0) -> np.ndarray:
 
 
 def _put(root: Path, values: np.ndarray) -> FeatureCache:
-    old = cache_mod._CHUNK_BYTES
-    cache_mod._CHUNK_BYTES = 1024
-    try:
-        cache = FeatureCache(root)
-        cache.put(KEY, values, {"layer": "blocks.1"})
-    finally:
-        cache_mod._CHUNK_BYTES = old
-    return cache
+    return put_small_chunks(root, KEY, values)
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from _cache_helpers import put_small_chunks  # tests/features/conftest.py puts it on sys.path
 
 from cortexalign.features import CachedArray, CacheIntegrityError, FeatureCache
-from cortexalign.features import _cache as cache_mod
 from cortexalign.features import _cache_view as view_mod
 
 KEY = "cd" * 32
@@ -44,14 +44,7 @@ def settled(monkeypatch):
 
 
 def _put(root: Path, values: np.ndarray) -> FeatureCache:
-    old = cache_mod._CHUNK_BYTES
-    cache_mod._CHUNK_BYTES = 1024
-    try:
-        cache = FeatureCache(root)
-        cache.put(KEY, values, {"layer": "blocks.1"})
-    finally:
-        cache_mod._CHUNK_BYTES = old
-    return cache
+    return put_small_chunks(root, KEY, values)
 
 
 def _values(shape=(S, D)) -> np.ndarray:
