@@ -40,6 +40,7 @@ _EXPORTS = {
     "list_metrics": "cortexalign.metrics",
     "Score": "cortexalign.metrics",
     "variance_partitioning": "cortexalign.metrics",
+    "banded_ridge": "cortexalign.metrics",
     "ExperimentConfig": "cortexalign.bench",
     "load_config": "cortexalign.bench",
     "run_experiment": "cortexalign.bench._run",

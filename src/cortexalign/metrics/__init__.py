@@ -8,6 +8,7 @@ and ``Score``. Noise ceilings and bootstrap intervals live in ``cortexalign.stat
 # the registering modules fill METRICS when imported
 from cortexalign.metrics import _cka_metric, _encoding, _map_metric, _rsa_metric  # noqa: F401
 from cortexalign.metrics._api import list_metrics, score
+from cortexalign.metrics._banded import BandedRidgeScore, banded_ridge, solve_banded_ridge_cv
 from cortexalign.metrics._cka import CKA_KINDS, cka
 from cortexalign.metrics._cka_metric import cka_from_gram
 from cortexalign.metrics._compare import RDM_COMPARISONS, compare_rdms
@@ -24,3 +25,4 @@ __all__ = ["METRICS", "Score", "score", "list_metrics", "compute_rdm", "compute_
 __all__ += ["MAP_MEASURES", "MAP_SCALINGS", "compare_maps", "map_score"]
 __all__ += ["streaming_rdm", "streaming_cka", "streaming_gram", "rsa_from_rdm", "cka_from_gram"]
 __all__ += ["variance_partitioning", "VariancePartition"]
+__all__ += ["banded_ridge", "BandedRidgeScore", "solve_banded_ridge_cv"]

@@ -29,18 +29,26 @@ alphas at once. After the search one eigendecomposition per chosen gamma refits 
 The split of the prediction (``split_mtn``) is himalaya's ``predict(split=True)``: the part of
 space i is ``gamma_i * Kc_i(test, train) @ dual_weights`` (centred cross Gram), and
 ``pred_tn = split_mtn.sum(0) + mean_n``.
+
+``banded_ridge`` is the public entry: named feature spaces and a responses DataArray, outer K-fold
+over stimuli (each space scaled with training-fold statistics, ``_partition.SET_SCALINGS``), the
+solver per fold, held-out r, R^2 and the per-space R^2 split of every neuroid.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import xarray as xr
 from sklearn.model_selection import KFold
 
-from cortexalign.errors import InputError
+from cortexalign.device import resolve_device
+from cortexalign.errors import InputError, UnknownNameError
+from cortexalign.metrics._encoding import DEFAULT_ALPHAS, _check_inputs, encoding_scores
+from cortexalign.metrics._partition import SET_SCALINGS, _check_order
 from cortexalign.metrics._ridge import (
     CHUNK_ELEMENTS,
     TIE_SLOPE,
@@ -50,8 +58,10 @@ from cortexalign.metrics._ridge import (
     _target_chunk,
     ridge_dtype,
 )
+from cortexalign.metrics._validate import as_tensor, check_features
 
-__all__ = ["BandedRidgeFit", "banded_gammas", "solve_banded_ridge_cv"]
+__all__ = ["BandedRidgeFit", "BandedRidgeScore", "banded_gammas", "banded_ridge", "r2_split",
+           "solve_banded_ridge_cv"]
 
 EPS = float(np.finfo(np.float64).eps)  # himalaya's margin before a later gamma wins
 
@@ -242,3 +252,154 @@ def solve_banded_ridge_cv(xs_sd: Sequence[torch.Tensor], y_sn: torch.Tensor,
     mean_n = y64.mean(0)
     return BandedRidgeFit(split_mtn.sum(0) + mean_n, split_mtn, mean_n, gammas_cg[best_c],
                           best_a, score_n, gammas_cg)
+
+
+@dataclass(frozen=True, eq=False)
+class BandedRidgeScore:
+    """Result of ``banded_ridge``; per-neuroid arrays are (n,) float64, from held-out stimuli.
+
+    Attributes
+    ----------
+    space_names : the feature spaces, in the order given (the m columns of ``gammas``).
+    r, r2 : Pearson r and R^2 of the pooled held-out predictions (``encoding_scores``).
+    r2_split : {space: (n,)} held-out R^2 of each space's part (himalaya's ``r2_score_split``,
+        product measure, responses centred over stimuli).
+    r2_intercept : (n,) the same for the part left, each fold's intercept minus the mean
+        response (usually near 0, may be negative): ``sum(r2_split) + r2_intercept == r2``.
+    gammas : (n_folds, n, m) chosen space weights; alphas : (n_folds, n) chosen penalties.
+    candidates : (c, m) the gammas searched (shared by every outer fold).
+    neuroid_ids, n_stimuli, n_folds, scaling : what produced it.
+    """
+
+    space_names: tuple[str, ...]
+    r: np.ndarray
+    r2: np.ndarray
+    r2_split: dict[str, np.ndarray]
+    r2_intercept: np.ndarray
+    gammas: np.ndarray
+    alphas: np.ndarray
+    candidates: np.ndarray
+    neuroid_ids: tuple[str, ...]
+    n_stimuli: int
+    n_folds: int
+    scaling: str
+
+    @property
+    def median_r(self) -> float:
+        return float(np.nanmedian(self.r))
+
+    @property
+    def median_r2_split(self) -> dict[str, float]:
+        """Median over neuroids of each space's R^2 part (need not sum to the median R^2)."""
+        return {k: float(np.nanmedian(v)) for k, v in self.r2_split.items()}
+
+
+def r2_split(y_sn: np.ndarray, parts_ksn: np.ndarray) -> np.ndarray:
+    """(k, n) product-measure split of R^2 (himalaya ``r2_score_split``, include_correlation) of
+    the prediction ``y.mean(0) + parts_ksn.sum(0)``, responses centred over stimuli: component k
+    is ``sum_s (2 yc p_k - p_k P) / sum_s yc**2`` with ``P`` the sum of the parts, so the
+    components sum to ``1 - SSE / SST``, that prediction's R^2."""
+    yc_sn = y_sn - y_sn.mean(0)
+    total_sn = parts_ksn.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (2 * yc_sn[None] * parts_ksn - parts_ksn * total_sn[None]).sum(1) / (yc_sn**2).sum(0)
+
+
+def banded_ridge(features, target, *, n_folds: int = 5, seed: int = 0, alphas=None,
+                 n_iter: int = 20, gammas=None, concentration=(0.1, 1.0), inner_folds: int = 5,
+                 scaling: str = "zscore", device=None, dtype=None,
+                 target_chunk: int | None = None) -> BandedRidgeScore:
+    """Cross-validated banded ridge encoding of every neuroid from named feature spaces.
+
+    Parameters
+    ----------
+    features : {name: (s, d_i) array} for 1 or more spaces (numpy, torch or ``Features``, whose
+        stimulus ids are checked against the target's), rows in the target's stimulus order.
+    target : responses (stimulus, neuroid[, repetition]); repetitions are averaged.
+    n_folds, seed : outer ``KFold(n_folds, shuffle=True, random_state=seed)``; inner seed
+        ``seed + fold`` (``cross_validated_predictions``' convention); the candidates are drawn
+        once with ``seed`` and shared by every fold.
+    alphas : penalty grid (default ``DEFAULT_ALPHAS``). n_iter, gammas, concentration,
+        inner_folds, dtype, target_chunk : as ``solve_banded_ridge_cv``.
+    scaling : a ``SET_SCALINGS`` name, applied per space with training-fold statistics.
+    device : where the solver runs (None: the default device).
+
+    Returns
+    -------
+    BandedRidgeScore with per-neuroid held-out r, R^2 and per-space R^2 split, chosen gammas
+    and alphas per fold.
+
+    References: Nunez-Elizalde, Huth & Gallant (2019) NeuroImage 197:482; Dupre la Tour et al.
+    (2022) NeuroImage 264:119728.
+    """
+    names, xs, ids = _named(features)
+    if scaling not in SET_SCALINGS:
+        raise UnknownNameError("set scaling", scaling, SET_SCALINGS)
+    if not isinstance(target, xr.DataArray):
+        raise InputError("target", "a responses DataArray (stimulus, neuroid[, repetition])",
+                         type(target).__name__, "banded ridge fits encoding models: pass "
+                         "responses (make_responses / load_neural), not RDMs")
+    if "stimulus" in target.dims and target.sizes["stimulus"] != len(xs[0]):
+        raise InputError("features", f"{target.sizes['stimulus']} stimuli (rows), as many as the "
+                         "target", f"{len(xs[0])}", "align features and target by stimulus_id "
+                         "(cortexalign.neural.align_ids)")
+    _, y_sn, _ = _check_inputs(xs[0], target)
+    _check_order(ids, target)
+    s = len(y_sn)
+    if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) \
+            or not 2 <= n_folds <= s:
+        raise InputError("n_folds", f"an int in 2..{s} (the number of stimuli)", repr(n_folds),
+                         "e.g. n_folds=5")
+    g_cm = _candidates(n_iter, gammas, concentration, len(xs), seed)
+    dev = resolve_device(device)
+    alphas = DEFAULT_ALPHAS if alphas is None else alphas
+    # parts of the held-out predictions: one per space, then each fold's intercept (mean_n)
+    pred_sn, parts_ksn = np.zeros(y_sn.shape), np.zeros((len(xs) + 1, *y_sn.shape))
+    chosen_g, chosen_a = [], []
+    for fold, (tr, te) in enumerate(KFold(int(n_folds), shuffle=True,
+                                          random_state=seed).split(y_sn)):
+        parts = [SET_SCALINGS[scaling](x_sd[tr], x_sd[te]) for x_sd in xs]
+        fit = solve_banded_ridge_cv(
+            [torch.as_tensor(p[0], device=dev) for p in parts],
+            torch.as_tensor(y_sn[tr], device=dev), [torch.as_tensor(p[1], device=dev) for p in parts],
+            alphas=alphas, gammas=g_cm, inner_folds=inner_folds, seed=seed + fold,
+            dtype=torch.float64 if dtype is None else dtype, target_chunk=target_chunk)
+        pred_sn[te] = fit.pred_tn.cpu().numpy()
+        parts_ksn[:-1, te] = fit.split_mtn.cpu().numpy()
+        parts_ksn[-1, te] = fit.mean_n.cpu().numpy()
+        chosen_g.append(fit.gamma_nm.cpu().numpy())
+        chosen_a.append(fit.alpha_n.cpu().numpy())
+    r, r2 = encoding_scores(y_sn, pred_sn)
+    parts_ksn[-1] -= y_sn.mean(0)
+    *split_mn, intercept_n = r2_split(y_sn, parts_ksn)
+    return BandedRidgeScore(
+        space_names=names, r=r, r2=r2, r2_split=dict(zip(names, split_mn, strict=True)),
+        r2_intercept=intercept_n,
+        gammas=np.stack(chosen_g), alphas=np.stack(chosen_a), candidates=g_cm,
+        neuroid_ids=tuple(str(i) for i in target["neuroid"].values), n_stimuli=s,
+        n_folds=int(n_folds), scaling=scaling)
+
+
+def _named(features) -> tuple[tuple[str, ...], list[np.ndarray], dict[str, tuple]]:
+    """Names, (s, d_i) float64 arrays and, for ``Features`` spaces, their stimulus ids."""
+    if not isinstance(features, Mapping) or not features:
+        got = "an empty dict" if isinstance(features, Mapping) else type(features).__name__
+        raise InputError("features", "a dict of one or more named (s, d) feature spaces", got,
+                         "e.g. {'layer3': acts_sd, 'pixels': pixels_sd}")
+    names, xs, ids = [], [], {}
+    for name, x in features.items():
+        if not isinstance(name, str) or not name:
+            raise InputError("features", "non-empty str keys", repr(name), "name every space")
+        param = f"features[{name!r}]"
+        if hasattr(x, "stimulus_ids") and hasattr(x, "values"):  # a Features object
+            ids[name] = tuple(str(i) for i in x.stimulus_ids)
+            x = x.values
+        t = as_tensor(x, param, torch.device("cpu"), ndim=(2,))
+        check_features(t, param)
+        if xs and len(t) != len(xs[0]):
+            raise InputError(param, f"{len(xs[0])} stimuli (rows), as many as "
+                             f"features[{names[0]!r}]", f"{len(t)}",
+                             "extract every space for the same stimuli, in the same order")
+        names.append(name)
+        xs.append(t.numpy())
+    return tuple(names), xs, ids
