@@ -5,11 +5,10 @@ over the budget gives the in-memory run's scores."""
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import numpy as np
 import pytest
-from _random_responses import write_random_responses  # this folder is on sys.path (pytest)
+from _streamed_helpers import stored_scores, write_random_responses  # on sys.path (pytest)
 
 from cortexalign.bench import _map_features, _run, load_config
 from cortexalign.bench._map_features import (
@@ -22,11 +21,9 @@ from cortexalign.bench._run import _map_bytes, run_experiment
 from cortexalign.errors import InputError
 from cortexalign.features import FeatureCache
 from cortexalign.models import load_model
-from cortexalign.results import ResultsStore
 from cortexalign.stimuli import StimulusSet, load_stimuli
 
 SAM_TINY = {"name": "sam_vit_b", "untrained": True, "kwargs": {"tiny": True, "img_size": 64}}
-COLUMNS = ["value", "ci_low", "ci_high", "ceiling_low", "ceiling_high", "p_value"]
 
 
 @pytest.fixture(scope="module")
@@ -145,13 +142,6 @@ def _config(responses: str, **extra) -> dict:
             "n_permutations": 4, "batch_size": 40, **extra}
 
 
-def _scores(out) -> tuple[list, np.ndarray, list]:
-    f = ResultsStore(out / "results.duckdb", read_only=True).scores_frame()
-    f = f.sort_values(["job_key", "target"]).reset_index(drop=True)
-    extra = [json.loads(e) if isinstance(e, str) else e for e in f["extra"]]
-    return list(f["job_key"]), f[COLUMNS].to_numpy(dtype=float), extra
-
-
 @pytest.fixture
 def streamed_calls(monkeypatch) -> list:
     """The layers each extract_maps_to_cache call of the runner wrote."""
@@ -180,8 +170,8 @@ def test_streamed_maps_give_the_in_memory_scores(tmp_path, model, responses_file
                               tmp_path / "stream", progress=False)
     assert streamed_calls == [ATTN["layers"]]
     assert memory.ok and streamed.ok and memory.n_done == streamed.n_done == 6
-    keys_m, values_m, extra_m = _scores(tmp_path / "mem")
-    keys_s, values_s, extra_s = _scores(tmp_path / "stream")
+    keys_m, values_m, extra_m = stored_scores(tmp_path / "mem")
+    keys_s, values_s, extra_s = stored_scores(tmp_path / "stream")
     assert keys_m == keys_s and memory.job_keys == streamed.job_keys
     np.testing.assert_allclose(values_s, values_m, rtol=0, atol=1e-9, equal_nan=True)
     maps_m = [e["per_neuroid"] for e in extra_m if "per_neuroid" in e]

@@ -4,12 +4,11 @@ scores as in memory."""
 
 from __future__ import annotations
 
-import json
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from _random_responses import write_random_responses  # this folder is on sys.path (pytest)
+from _streamed_helpers import stored_scores, write_random_responses  # on sys.path (pytest)
 
 from cortexalign.bench import ConfigError, _run, load_config
 from cortexalign.bench._config import MetricSpec
@@ -30,7 +29,6 @@ METRICS = [{"name": "rsa"}, {"name": "rsa", "options": {"rdm_method": "cosine",
                                                         "compare": "pearson"}},
            {"name": "rsa", "options": {"rdm_method": "euclidean"}}, {"name": "cka_linear"},
            {"name": "cka_linear_debiased"}, {"name": "cka_rbf"}, {"name": "ridge"}]
-COLUMNS = ["value", "ci_low", "ci_high", "ceiling_low", "ceiling_high", "p_value"]
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +40,6 @@ def _config(responses: str, **extra) -> dict:
     return {"name": "streamed", "stimuli": {"source": "kriegeskorte92"}, "models": [GABOR],
             "neural": [{"source": responses}], "metrics": METRICS, "n_bootstrap": 4,
             "batch_size": 40, **extra}
-
-
-def _scores(out) -> tuple[set, np.ndarray, list]:
-    f = ResultsStore(out / "results.duckdb", read_only=True).scores_frame()
-    f = f.sort_values(["job_key", "target"]).reset_index(drop=True)
-    extra = [{k: v for k, v in json.loads(e).items() if k != "seconds"} if isinstance(e, str)
-             else {k: v for k, v in e.items() if k != "seconds"} for e in f["extra"]]
-    return list(f["job_key"]), f[COLUMNS].to_numpy(dtype=float), extra
 
 
 def test_budget_must_be_positive(responses_file):
@@ -88,8 +78,8 @@ def test_streamed_run_gives_the_in_memory_scores(tmp_path, responses_file, strea
                               tmp_path / "stream", progress=False)
     assert streamed_calls == [GABOR["layers"]]
     assert memory.ok and streamed.ok and memory.n_done == streamed.n_done == 14
-    keys_m, values_m, extra_m = _scores(tmp_path / "mem")
-    keys_s, values_s, extra_s = _scores(tmp_path / "stream")
+    keys_m, values_m, extra_m = stored_scores(tmp_path / "mem")
+    keys_s, values_s, extra_s = stored_scores(tmp_path / "stream")
     assert keys_m == keys_s and memory.job_keys == streamed.job_keys
     np.testing.assert_allclose(values_s, values_m, rtol=0, atol=1e-10, equal_nan=True)
     assert [sorted(e) for e in extra_s] == [sorted(e) for e in extra_m]
@@ -106,8 +96,8 @@ def test_permutation_p_and_rdm_targets_match(tmp_path, streamed_calls):
     streamed = run_experiment(load_config(dict(cfg, max_feature_memory_gb=1e-6)),
                               tmp_path / "stream", progress=False)
     assert streamed.ok and len(streamed_calls) == 1
-    keys_m, values_m, _ = _scores(tmp_path / "mem")
-    keys_s, values_s, _ = _scores(tmp_path / "stream")
+    keys_m, values_m, _ = stored_scores(tmp_path / "mem")
+    keys_s, values_s, _ = stored_scores(tmp_path / "stream")
     assert keys_m == keys_s
     np.testing.assert_allclose(values_s, values_m, rtol=0, atol=1e-10, equal_nan=True)
 

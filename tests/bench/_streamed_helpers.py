@@ -1,0 +1,33 @@
+"""Shared by the streamed-runner tests: a random-responses target and the stored scores of a run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from cortexalign.results import ResultsStore
+from cortexalign.stimuli import load_stimuli
+
+COLUMNS = ["value", "ci_low", "ci_high", "ceiling_low", "ceiling_high", "p_value"]
+
+
+def write_random_responses(folder: Path, n_neuroids: int, seed: int = 0) -> str:
+    """``folder/planted.npz``: responses (92, n_neuroids, 2) ~ N(0, 1) to the bundled 92 images
+    (no signal, 2 repetitions) and their stimulus ids."""
+    ids = load_stimuli("kriegeskorte92").ids
+    rng = np.random.default_rng(seed)
+    path = folder / "planted.npz"
+    np.savez(path, responses=rng.normal(size=(len(ids), n_neuroids, 2)), stimulus_ids=np.array(ids))
+    return str(path)
+
+
+def stored_scores(out: Path) -> tuple[list, np.ndarray, list]:
+    """Job keys, the ``COLUMNS`` values and each row's ``extra`` (without its timing) of the
+    results store in ``out``, rows sorted by job and target."""
+    f = ResultsStore(out / "results.duckdb", read_only=True).scores_frame()
+    f = f.sort_values(["job_key", "target"]).reset_index(drop=True)
+    extra = [json.loads(e) if isinstance(e, str) else e for e in f["extra"]]
+    extra = [{k: v for k, v in e.items() if k != "seconds"} for e in extra]
+    return list(f["job_key"]), f[COLUMNS].to_numpy(dtype=float), extra
