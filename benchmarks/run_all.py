@@ -53,6 +53,11 @@ BENCHMARKS: dict[str, dict[str, list[list[str]]]] = {
         "full": [["bench_ridge.py", "--size", "issue9", "--n-alphas", "11", "--skip-sklearn",
                   "--device", "cuda"]],
     },
+    "banded": {
+        "quick": [["bench_banded.py", "--quick", "--device", "cpu"]],
+        "full": [["bench_banded.py", "--device", "cuda", "--stimuli", "2000", "--spaces", "2000",
+                  "4000", "8000", "--targets", "20000", "--n-iter", "20"]],
+    },
     "sae": {
         "quick": [["bench_sae.py", "--quick", "--device", "cpu"]],
         "full": [["bench_sae.py", "--device", "cuda"]],
