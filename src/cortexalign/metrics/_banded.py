@@ -42,13 +42,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import xarray as xr
 from sklearn.model_selection import KFold
 
 from cortexalign.device import resolve_device
-from cortexalign.errors import InputError, UnknownNameError
-from cortexalign.metrics._encoding import DEFAULT_ALPHAS, _check_inputs, encoding_scores
-from cortexalign.metrics._partition import SET_SCALINGS, _check_order
+from cortexalign.errors import InputError
+from cortexalign.metrics._encoding import DEFAULT_ALPHAS, encoding_scores
+from cortexalign.metrics._partition import SET_SCALINGS, check_sets_target
 from cortexalign.metrics._ridge import (
     CHUNK_ELEMENTS,
     TIE_SLOPE,
@@ -333,23 +332,8 @@ def banded_ridge(features, target, *, n_folds: int = 5, seed: int = 0, alphas=No
     (2022) NeuroImage 264:119728.
     """
     names, xs, ids = _named(features)
-    if scaling not in SET_SCALINGS:
-        raise UnknownNameError("set scaling", scaling, SET_SCALINGS)
-    if not isinstance(target, xr.DataArray):
-        raise InputError("target", "a responses DataArray (stimulus, neuroid[, repetition])",
-                         type(target).__name__, "banded ridge fits encoding models: pass "
-                         "responses (make_responses / load_neural), not RDMs")
-    if "stimulus" in target.dims and target.sizes["stimulus"] != len(xs[0]):
-        raise InputError("features", f"{target.sizes['stimulus']} stimuli (rows), as many as the "
-                         "target", f"{len(xs[0])}", "align features and target by stimulus_id "
-                         "(cortexalign.neural.align_ids)")
-    _, y_sn, _ = _check_inputs(xs[0], target)
-    _check_order(ids, target)
+    y_sn = check_sets_target(xs, ids, target, scaling, n_folds, "banded ridge")
     s = len(y_sn)
-    if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) \
-            or not 2 <= n_folds <= s:
-        raise InputError("n_folds", f"an int in 2..{s} (the number of stimuli)", repr(n_folds),
-                         "e.g. n_folds=5")
     g_cm = _candidates(n_iter, gammas, concentration, len(xs), seed)
     dev = resolve_device(device)
     alphas = DEFAULT_ALPHAS if alphas is None else alphas

@@ -203,6 +203,32 @@ def _check_order(ids: dict[str, tuple], target: xr.DataArray) -> None:
                              "target['stimulus'].values)")
 
 
+def check_sets_target(xs: list[np.ndarray], ids: dict[str, tuple], target, scaling: str,
+                      n_folds, analysis: str) -> np.ndarray:
+    """The (s, n) responses of ``target`` after the checks every multi-set encoding analysis
+    makes (``variance_partitioning``, ``banded_ridge``): a known scaling, a responses target
+    with as many stimuli as the sets' rows and, for ``Features`` sets, the same stimulus order
+    (``ids``), and ``n_folds`` in 2..s. ``analysis`` names the caller in the messages."""
+    if scaling not in SET_SCALINGS:
+        raise UnknownNameError("set scaling", scaling, SET_SCALINGS)
+    if not isinstance(target, xr.DataArray):
+        raise InputError("target", "a responses DataArray (stimulus, neuroid[, repetition])",
+                         type(target).__name__, f"{analysis} fits encoding models: pass "
+                         "responses (make_responses / load_neural), not RDMs")
+    if "stimulus" in target.dims and target.sizes["stimulus"] != len(xs[0]):
+        raise InputError("features", f"{target.sizes['stimulus']} stimuli (rows), as many as the "
+                         "target", f"{len(xs[0])}", "align features and target by stimulus_id "
+                         "(cortexalign.neural.align_ids)")
+    _, y_sn, _ = _check_inputs(xs[0], target)  # the ridge metric's checks of the responses
+    _check_order(ids, target)
+    s = len(y_sn)
+    if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) \
+            or not 2 <= n_folds <= s:
+        raise InputError("n_folds", f"an int in 2..{s} (the number of stimuli)", repr(n_folds),
+                         "e.g. n_folds=5")
+    return y_sn
+
+
 def _union_predictions(xs: list[np.ndarray], y_sn: np.ndarray, splits, scale, *, seed: int,
                        **fold_options) -> tuple[np.ndarray, np.ndarray]:
     """(s, n) held-out predictions of one union and its (n_folds, n) chosen penalties.
@@ -250,23 +276,8 @@ def variance_partitioning(features: Mapping[str, np.ndarray], target: xr.DataArr
     J. Neurosci. 37:6539.
     """
     names, xs, ids = _check_sets(features)
-    if scaling not in SET_SCALINGS:
-        raise UnknownNameError("set scaling", scaling, SET_SCALINGS)
-    if not isinstance(target, xr.DataArray):
-        raise InputError("target", "a responses DataArray (stimulus, neuroid[, repetition])",
-                         type(target).__name__, "variance partitioning fits encoding models: "
-                         "pass responses (make_responses / load_neural), not RDMs")
-    if "stimulus" in target.dims and target.sizes["stimulus"] != len(xs[0]):
-        raise InputError("features", f"{target.sizes['stimulus']} stimuli (rows), as many as the "
-                         "target", f"{len(xs[0])}", "align features and target by stimulus_id "
-                         "(cortexalign.neural.align_ids)")
-    _, y_sn, _ = _check_inputs(xs[0], target)  # the ridge metric's checks of the responses
-    _check_order(ids, target)
+    y_sn = check_sets_target(xs, ids, target, scaling, n_folds, "variance partitioning")
     s = len(y_sn)
-    if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) \
-            or not 2 <= n_folds <= s:
-        raise InputError("n_folds", f"an int in 2..{s} (the number of stimuli)", repr(n_folds),
-                         "e.g. n_folds=5")
     dev = resolve_device(device)
     splits = list(KFold(int(n_folds), shuffle=True, random_state=seed).split(y_sn))
     r2_u, alphas_u = {}, {}
