@@ -14,3 +14,22 @@ def best_of(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
         out = fn()
         best = min(best, time.perf_counter() - t0)
     return best, out
+
+
+def timed(fn: Callable[[], object], repeats: int) -> tuple[object, float]:
+    """The last result of ``repeats`` runs of ``fn()`` and the best wall time, with the CUDA
+    device (when there is one) synchronised around each run."""
+    import torch
+
+    def sync() -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        out = fn()
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return out, best

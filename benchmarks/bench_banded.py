@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import numpy as np
 import torch
+from _timing import timed  # sibling module: run as a script
 from sklearn.model_selection import KFold
 
 from cortexalign.device import resolve_device
@@ -100,18 +100,6 @@ def agreement(a, b):
             "gammas_differ": float(np.mean(np.abs(gam - ref_gam).max(1) > 1e-9)),
             "alphas_differ": float(np.mean(~np.isclose(alp, ref_alp, rtol=1e-6)))}
 
-
-def timed(fn, repeats: int):
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        out = fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t)
-    return out, best
 
 
 def main() -> None:

@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import numpy as np
 import torch
+from _timing import timed  # sibling module: run as a script
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import KFold
 
@@ -95,19 +95,6 @@ def agreement(a, b, alpha_a=None, alpha_b=None):
         out["alphas_differ"] = float(np.mean(~np.isclose(alpha_a, alpha_b, rtol=1e-6)))
     return out
 
-
-def timed(fn, repeats: int):
-    """Best wall time of ``repeats`` runs (the device synchronised around each) and the last result."""
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        out = fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t)
-    return out, best
 
 
 def main() -> None:
