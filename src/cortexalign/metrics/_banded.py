@@ -47,7 +47,7 @@ from sklearn.model_selection import KFold
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError
 from cortexalign.metrics._encoding import DEFAULT_ALPHAS, encoding_scores
-from cortexalign.metrics._partition import SET_SCALINGS, check_sets_target
+from cortexalign.metrics._partition import SET_SCALINGS, check_sets_target, named_sets
 from cortexalign.metrics._ridge import (
     CHUNK_ELEMENTS,
     TIE_SLOPE,
@@ -57,7 +57,6 @@ from cortexalign.metrics._ridge import (
     _target_chunk,
     ridge_dtype,
 )
-from cortexalign.metrics._validate import as_tensor, check_features
 
 __all__ = ["BandedRidgeFit", "BandedRidgeScore", "banded_gammas", "banded_ridge", "r2_split",
            "solve_banded_ridge_cv"]
@@ -370,20 +369,4 @@ def _named(features) -> tuple[tuple[str, ...], list[np.ndarray], dict[str, tuple
         got = "an empty dict" if isinstance(features, Mapping) else type(features).__name__
         raise InputError("features", "a dict of one or more named (s, d) feature spaces", got,
                          "e.g. {'layer3': acts_sd, 'pixels': pixels_sd}")
-    names, xs, ids = [], [], {}
-    for name, x in features.items():
-        if not isinstance(name, str) or not name:
-            raise InputError("features", "non-empty str keys", repr(name), "name every space")
-        param = f"features[{name!r}]"
-        if hasattr(x, "stimulus_ids") and hasattr(x, "values"):  # a Features object
-            ids[name] = tuple(str(i) for i in x.stimulus_ids)
-            x = x.values
-        t = as_tensor(x, param, torch.device("cpu"), ndim=(2,))
-        check_features(t, param)
-        if xs and len(t) != len(xs[0]):
-            raise InputError(param, f"{len(xs[0])} stimuli (rows), as many as "
-                             f"features[{names[0]!r}]", f"{len(t)}",
-                             "extract every space for the same stimuli, in the same order")
-        names.append(name)
-        xs.append(t.numpy())
-    return tuple(names), xs, ids
+    return named_sets(features)

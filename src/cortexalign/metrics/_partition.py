@@ -171,11 +171,21 @@ def _check_sets(features) -> tuple[tuple[str, ...], list[np.ndarray], dict[str, 
         raise InputError("features", "a dict of 2 or 3 named (s, d) feature sets", got,
                          "e.g. {'layer3': acts_sd, 'pixels': pixels_sd}; for more sets, partition "
                          "them in groups (7 unions for 3 sets, 15 for 4)")
-    names, xs, ids = [], [], {}
-    for name, x in features.items():
+    for name in features:
         if not isinstance(name, str) or not name or any(c in name for c in _RESERVED):
             raise InputError("features", f"non-empty str keys without {' '.join(_RESERVED)}",
                              repr(name), "rename the set (the characters build the result keys)")
+    return named_sets(features)
+
+
+def named_sets(features: Mapping) -> tuple[tuple[str, ...], list[np.ndarray], dict[str, tuple]]:
+    """Names, (s, d_i) float64 arrays and, for sets that carry them (``Features``), their
+    stimulus ids, after each set's checks (2-D, finite, not constant) and a common row count;
+    shared by ``variance_partitioning`` and ``banded_ridge``."""
+    names, xs, ids = [], [], {}
+    for name, x in features.items():
+        if not isinstance(name, str) or not name:
+            raise InputError("features", "non-empty str keys", repr(name), "name every set")
         param = f"features[{name!r}]"
         if hasattr(x, "stimulus_ids") and hasattr(x, "values"):  # a Features object
             ids[name] = tuple(str(i) for i in x.stimulus_ids)
