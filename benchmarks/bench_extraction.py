@@ -1,8 +1,9 @@
 """Feature extraction throughput and memory: cortexalign vs a plain forward vs a hook-per-layer loop.
 
-All 12 blocks of ViT-B/16 at 224 px (``timm.create_model('vit_base_patch16_224')``, random
-weights, loaded through ``cortexalign.models.load_model(..., untrained=True)``), on the same random
-uint8 images and the same preprocessing in every mode:
+All 12 blocks of ViT-B/16 at 224 px (``--model vit_b16``: ``timm:vit_base_patch16_224``) or of
+SAM ViT-B's image encoder at 1024 px (``--model sam_vit_b``: the registry's ``sam_vit_b``, SAM's
+own preprocessing), random weights, loaded through ``cortexalign.models.load_model(...,
+untrained=True)``, on the same random uint8 images and the same preprocessing in every mode:
 
 - ``ours``:  ``cortexalign.features.extract_features`` (one forward pass for all blocks, mean
   over patch tokens on the device, one asynchronous host transfer per batch; bf16 autocast on
@@ -25,13 +26,16 @@ uint8 images and the same preprocessing in every mode:
 - ``gpu_forward``: the plain forward on batches already preprocessed and on the device (the
   accelerator's own bound; no host work timed).
 - ``naive``: a THINGSvision-style loop: a forward hook per block, each copying the full block
-  output to the host as a float32 numpy array, pooled afterwards on the host.
+  output to the host as a float32 numpy array, pooled afterwards on the host (mean over patch
+  tokens, or over the grid of SAM's (b, h, w, d) blocks).
 
 Each mode runs in a fresh subprocess so its peak host memory (``ru_maxrss``) is its own; on CUDA
 peak accelerator memory is ``torch.cuda.max_memory_allocated``.
 
     python benchmarks/bench_extraction.py --quick          # CPU, < 1 minute
     python benchmarks/bench_extraction.py --device cuda    # full size (512 images, batch 64)
+    python benchmarks/bench_extraction.py --device cuda --model sam_vit_b --n-images 256 \
+        --batch-size 8 --precision bf16                    # SAM ViT-B at 1024 px
 """
 
 from __future__ import annotations
@@ -48,11 +52,14 @@ import torch
 
 MODES = ("ours", "plain", "plain_device", "naive", "preprocess", "preprocess_device", "gpu_forward", "host_pipeline",
          "stimulus_set")
-ARCH = "timm:vit_base_patch16_224"
+#: --model -> (registry name, side of the square test images)
+MODELS = {"vit_b16": ("timm:vit_base_patch16_224", 224), "sam_vit_b": ("sam_vit_b", 1024)}
+_SIDE = {"px": 224}
 
 
 def _images(n: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, size=(n, 224, 224, 3), dtype=np.uint8)
+    side = _SIDE["px"]
+    return np.random.default_rng(seed).integers(0, 256, size=(n, side, side, 3), dtype=np.uint8)
 
 
 def _sync(device: torch.device) -> None:
@@ -133,8 +140,9 @@ def run_naive(adapter, images, batch_size, blocks, precision):
     finally:
         for h in handles:
             h.remove()
-    full = {b: np.concatenate(v) for b, v in store.items()}  # (s, t, d) per block on the host
-    pooled = {b: a[:, adapter.num_prefix_tokens:].mean(axis=1) for b, a in full.items()}
+    full = {b: np.concatenate(v) for b, v in store.items()}  # (s, t, d) or (s, h, w, d) per block
+    pooled = {b: (a[:, adapter.num_prefix_tokens:].mean(axis=1) if a.ndim == 3
+                  else a.mean(axis=(1, 2))) for b, a in full.items()}
     return sum(a.nbytes for a in full.values()) + sum(a.nbytes for a in pooled.values())
 
 
@@ -181,7 +189,8 @@ def child(args: argparse.Namespace) -> dict:
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    adapter = load_model(ARCH, untrained=True, device=device)
+    arch, _SIDE["px"] = MODELS[args.model]
+    adapter = load_model(arch, untrained=True, device=device)
     blocks = [name for name in adapter.layers() if name.startswith("blocks.")]
     precision = args.precision if args.precision != "auto" else (
         "bf16" if device.type == "cuda" else "fp32")
@@ -200,7 +209,8 @@ def child(args: argparse.Namespace) -> dict:
         _sync(device)
         times.append(time.perf_counter() - t0)
     seconds = min(times)
-    return {"mode": args.mode, "device": str(device), "precision": precision,
+    return {"mode": args.mode, "model": args.model, "image_px": _SIDE["px"],
+            "device": str(device), "precision": precision,
             "n_images": args.n_images, "batch_size": args.batch_size, "layers": len(blocks),
             "seconds": seconds, "repeats": args.repeats, "images_per_s": args.n_images / seconds,
             "host_output_mb": host_bytes / 2**20,
@@ -218,6 +228,8 @@ def main() -> None:
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     p.add_argument("--repeats", type=int, default=3, help="timed repeats; the best is reported")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--model", choices=sorted(MODELS), default="vit_b16",
+                   help="ViT-B/16 at 224 px or SAM ViT-B's encoder at 1024 px")
     p.add_argument("--modes", default=",".join(MODES))
     p.add_argument("--json", help="write the results to this file")
     p.add_argument("--mode", help=argparse.SUPPRESS)  # internal: run one mode in this process
@@ -236,13 +248,13 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--mode", mode, "--n-images", str(args.n_images),
                "--batch-size", str(args.batch_size), "--device", args.device,
                "--precision", args.precision, "--threads", str(args.threads),
-               "--repeats", str(args.repeats)]
+               "--repeats", str(args.repeats), "--model", args.model]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             sys.exit(f"mode {mode} failed:\n{done.stderr}")
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     r0 = rows[0]
-    print(f"ViT-B/16 @224, {r0['layers']} blocks, {r0['n_images']} images, batch {r0['batch_size']}, "
+    print(f"{args.model} @{r0['image_px']}, {r0['layers']} blocks, {r0['n_images']} images, batch {r0['batch_size']}, "
           f"{r0['device']}, {r0['precision']}, best of {r0['repeats']}, torch {torch.__version__}")
     print(f"{'mode':<18}{'images/s':>10}{'seconds':>9}{'host out MB':>13}{'peak RSS MB':>13}"
           f"{'peak GPU MB':>13}")

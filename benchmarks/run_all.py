@@ -41,7 +41,10 @@ BENCHMARKS: dict[str, dict[str, list[list[str]]]] = {
     "extraction": {
         "quick": [["bench_extraction.py", "--quick"]],
         "full": [["bench_extraction.py", "--device", "cuda", "--n-images", "2048",
-                  "--batch-size", "256", "--repeats", "2", "--precision", "bf16"]],
+                  "--batch-size", "256", "--repeats", "2", "--precision", "bf16"],
+                 ["bench_extraction.py", "--device", "cuda", "--model", "sam_vit_b",
+                  "--n-images", "256", "--batch-size", "8", "--repeats", "2", "--precision", "bf16",
+                  "--modes", "ours,plain_device,gpu_forward,naive"]],
     },
     "attention": {
         "quick": [["bench_attention.py", "--quick"]],
