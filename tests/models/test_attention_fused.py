@@ -183,3 +183,76 @@ def test_triton_received_maps_match_chunked_on_gpu(bf16):
     for name in b:
         torch.testing.assert_close(a[name], b[name], atol=tol * b[name].abs().max().item(), rtol=tol)
     assert torch.isfinite(fused_out).all()
+
+
+def _record_launches(monkeypatch):
+    """Replace both kernels by recorders of their launch grids (nothing runs)."""
+    mod = pytest.importorskip("cortexalign.models.attention._received_triton")
+    if mod.triton is None:
+        pytest.skip("Triton is not installed")
+    grids = []
+
+    class Recorder:
+        def __getitem__(self, grid):
+            grids.append(tuple(grid))
+            return lambda *args, **kwargs: None
+
+    monkeypatch.setattr(mod, "_lse_kernel", Recorder())
+    monkeypatch.setattr(mod, "_colsum_kernel", Recorder())
+    return mod, grids
+
+
+def test_triton_launch_grid_fits_cuda_limits_for_many_groups(monkeypatch):
+    # CUDA: grid axis 0 up to 2**31 - 1, axes 1 and 2 at most 65,535. g x h = 70,000 (HieraDet at
+    # 1024 px has 1,024 windows x 1 head per image: batch 69) must not land on axis 1.
+    from cortexalign.models.attention._layout import QK, grid_tokens
+
+    mod, grids = _record_launches(monkeypatch)
+    g, h, t, d = 35_000, 2, 4, 16
+    q = torch.zeros(g, h, t, d)
+    tok = grid_tokens((2, 2))
+    qk = QK(q, q, None, tok.expand(1, t), tok.expand(1, t), (2, 2), (2, 2))
+    mod.received_triton(qk, torch.full((g, t), 1.0 / t))
+    assert len(grids) == 2
+    for grid in grids:
+        assert grid[0] <= 2**31 - 1 and all(n <= 65_535 for n in grid[1:]), grid
+        assert grid[0] * int(torch.tensor(grid[1:]).prod()) >= g * h  # every group and head
+
+
+def _received_reference(q, k, w):
+    p = torch.softmax(q.double() @ k.double().transpose(-1, -2), -1)
+    return torch.einsum("gq,ghqk->ghk", w.double(), p)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_triton_received_kernel_many_groups_on_gpu():
+    pytest.importorskip("triton")
+    from cortexalign.models.attention._layout import QK, grid_tokens
+    from cortexalign.models.attention._received_triton import received_triton
+
+    torch.manual_seed(0)
+    g, h, t, d = 35_000, 2, 16, 16  # g x h = 70,000 programs per tile row
+    q, k = torch.randn(g, h, t, d, device="cuda"), torch.randn(g, h, t, d, device="cuda")
+    w = torch.rand(g, t, device="cuda")
+    tok = grid_tokens((4, 4), device=torch.device("cuda"))
+    out = received_triton(QK(q, k, None, tok, tok, (4, 4), (4, 4)), w)
+    torch.testing.assert_close(out.double(), _received_reference(q, k, w), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_triton_received_kernel_on_a_non_current_device():
+    pytest.importorskip("triton")
+    from cortexalign.models.attention._layout import QK, grid_tokens
+    from cortexalign.models.attention._received_triton import received_triton
+
+    dev = torch.device("cuda:1")
+    torch.manual_seed(0)
+    q, k, w = torch.randn(2, 3, 16, 16, device=dev), torch.randn(2, 3, 16, 16, device=dev), \
+        torch.rand(2, 16, device=dev)
+    tok = grid_tokens((4, 4), device=dev)
+    with torch.cuda.device(0):
+        out = received_triton(QK(q, k, None, tok, tok, (4, 4), (4, 4)), w)
+        torch.cuda.synchronize(dev)
+    torch.testing.assert_close(out.double(), _received_reference(q, k, w), atol=1e-5, rtol=1e-4)

@@ -3,9 +3,9 @@
 ``received[g, h, k] = sum_q w[g, q] * softmax_k(s[g, h, q, :])[k]`` with ``s = q . k + bias``,
 computed in two passes over the scores in the manner of FlashAttention (Dao et al. 2022):
 
-1. ``_lse_kernel``: one program per (tile of ``BLOCK_Q`` queries, group x head) loops over the
+1. ``_lse_kernel``: one program per (group x head, tile of ``BLOCK_Q`` queries) loops over the
    key tiles with a running maximum and sum and stores each query row's log-sum-exp.
-2. ``_colsum_kernel``: one program per (tile of ``BLOCK_K`` keys, group x head) loops over all
+2. ``_colsum_kernel``: one program per (group x head, tile of ``BLOCK_K`` keys) loops over all
    query tiles, recomputes the scores, ``p = exp(s - lse)``, and accumulates ``w . p`` over the
    queries in registers. Each program owns its keys, so there are no atomics and the order of
    the sum is fixed (the result is deterministic).
@@ -22,6 +22,7 @@ logic without a GPU). ``usable(qk)`` says whether a block can take this path.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -69,8 +70,8 @@ if tl is not None:
     def _lse_kernel(q_ptr, k_ptr, rh_ptr, rw_ptr, lse_ptr, TQ, TK, D, KH, KW,
                     HAS_REL: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr,
                     BLOCK_D: tl.constexpr, PRECISION: tl.constexpr):
-        gh = tl.program_id(1).to(tl.int64)
-        offs_q = tl.program_id(0) * BLOCK_Q + tl.arange(0, BLOCK_Q)
+        gh = tl.program_id(0).to(tl.int64)  # groups x heads on axis 0 (see _launch_grid)
+        offs_q = tl.program_id(1) * BLOCK_Q + tl.arange(0, BLOCK_Q)
         m = tl.full([BLOCK_Q], float("-inf"), tl.float32)
         acc = tl.zeros([BLOCK_Q], tl.float32)
         for k0 in range(0, TK, BLOCK_K):
@@ -87,9 +88,9 @@ if tl is not None:
     def _colsum_kernel(q_ptr, k_ptr, rh_ptr, rw_ptr, lse_ptr, w_ptr, out_ptr, H, TQ, TK, D, KH,
                        KW, HAS_REL: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr,
                        BLOCK_D: tl.constexpr, PRECISION: tl.constexpr):
-        gh = tl.program_id(1).to(tl.int64)
+        gh = tl.program_id(0).to(tl.int64)
         g = gh // H
-        offs_k = tl.program_id(0) * BLOCK_K + tl.arange(0, BLOCK_K)
+        offs_k = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
         acc = tl.zeros([BLOCK_K], tl.float32)
         for q0 in range(0, TQ, BLOCK_Q):
             offs_q = q0 + tl.arange(0, BLOCK_Q)
@@ -112,6 +113,13 @@ def usable(qk: QK) -> bool:
     if not (dev == "cuda" or (INTERPRET and dev == "cpu")):
         return False
     return qk.bias is None or qk.rel_pos is not None
+
+
+def _launch_grid(n_gh: int, n_tiles: int) -> tuple[int, int]:
+    """``(groups x heads, tiles)``: the long axis first. CUDA allows 2**31 - 1 programs on grid
+    axis 0 but only 65,535 on axes 1 and 2, and g x h exceeds that at moderate batches (HieraDet
+    at 1024 px: 1,024 windows x batch 64; SAM ViT-B windowed blocks: 300 per image)."""
+    return n_gh, n_tiles
 
 
 def _matmul_dtype(q: torch.Tensor) -> torch.dtype:
@@ -148,8 +156,11 @@ def received_triton(qk: QK, w_gq: torch.Tensor) -> torch.Tensor:
     w = w_gq.to(device=dev, dtype=torch.float32).contiguous()
     meta = dict(HAS_REL=qk.rel_pos is not None, BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K,
                 BLOCK_D=block_d, PRECISION=precision)
-    _lse_kernel[(triton.cdiv(tq, BLOCK_Q), g * h)](q, k, rel_h, rel_w, lse, tq, tk, d, kh, kw,
-                                                   **meta)
-    _colsum_kernel[(triton.cdiv(tk, BLOCK_K), g * h)](q, k, rel_h, rel_w, lse, w, out, h, tq, tk,
-                                                      d, kh, kw, **meta)
+    # Triton launches on the current CUDA device: make it the tensors' one (device="cuda:1")
+    on_dev = torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext()
+    with on_dev:
+        _lse_kernel[_launch_grid(g * h, triton.cdiv(tq, BLOCK_Q))](
+            q, k, rel_h, rel_w, lse, tq, tk, d, kh, kw, **meta)
+        _colsum_kernel[_launch_grid(g * h, triton.cdiv(tk, BLOCK_K))](
+            q, k, rel_h, rel_w, lse, w, out, h, tq, tk, d, kh, kw, **meta)
     return out
