@@ -147,6 +147,41 @@ def test_triton_matches_reference_on_gpu(surrogate):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.gpu
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_triton_time_offsets_past_int32_on_gpu():
+    # (T - 1) * numel >= 2**31 while numel < 2**31: the step offset t * numel must be 64-bit.
+    # Neurons are independent, so the last ones are checked against the reference alone.
+    pytest.importorskip("triton")
+    T, numel = 17, 2**27  # 16 * 2**27 = 2**31; x, H and S are 9.1 GB each in float32
+    if torch.cuda.mem_get_info()[0] < 32 * 2**30:
+        pytest.skip("needs 32 GiB of free GPU memory (three 9.1 GB float32 tensors)")
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(T, numel, device="cuda", generator=gen) * 1.5 + 0.8
+    with torch.no_grad():
+        s, v = lif_multistep(x, backend="triton")
+        tail = x[:, -4096:].clone()
+        del x
+        s_ref, v_ref = lif_multistep(tail, backend="reference")
+    assert torch.equal(s[:, -4096:], s_ref) and torch.equal(v[-4096:], v_ref)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_triton_on_a_non_current_device():
+    pytest.importorskip("triton")
+    x = _inputs(5, (4, 64, 100)).detach().to("cuda:1").requires_grad_()
+    res = {}
+    with torch.cuda.device(0):
+        for b in ("reference", "triton"):
+            s, v = lif_multistep(x, backend=b)
+            res[b] = (s, v, *torch.autograd.grad(s.sum() + v.sum(), x))
+    assert torch.equal(res["reference"][0], res["triton"][0])
+    for a, b in zip(res["reference"][1:], res["triton"][1:], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
 def test_auto_dispatch_on_cpu_uses_bptt():
     from cortexalign.spiking.neurons import _pick_backend
 

@@ -14,6 +14,8 @@ marked ``gpu``).
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 try:  # optional dependency, and useless without CUDA
@@ -42,7 +44,7 @@ if tl is not None:
         else:  # no state given: start at v_reset without reading a tensor of it
             v = tl.zeros([BLOCK], tl.float32) + v_reset
         for t in range(T):
-            base = t * numel
+            base = tl.cast(t, tl.int64) * numel  # int32 t * numel wraps once T * numel > 2**31
             x = tl.load(x_ptr + base + offs, mask=mask, other=0.0)
             h = v + (x - (v - v_reset)) / tau
             s = tl.where(h - v_th >= 0.0, 1.0, 0.0)
@@ -63,7 +65,7 @@ if tl is not None:
         else:  # the last state was not used: no gradient flows in from it
             g_v = tl.zeros([BLOCK], tl.float32)
         for i in range(T):
-            base = (T - 1 - i) * numel
+            base = tl.cast(T - 1 - i, tl.int64) * numel
             h = tl.load(h_ptr + base + offs, mask=mask, other=0.0)
             z = h - v_th
             s = tl.where(z >= 0.0, 1.0, 0.0)  # the forward's spike, recomputed from H
@@ -88,6 +90,11 @@ if tl is not None:
             tl.store(gv0_ptr + offs, g_v, mask=mask)
 
 
+def _on(device: torch.device):
+    """Make ``device`` current while a kernel launches (the CPU: the interpreter, nothing to do)."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
 class _LIFTriton(torch.autograd.Function):
     """Forward and backward kernels; ``v0=None`` starts at ``v_reset`` inside the kernel, and
     gradients that do not exist (unused outputs, ``v0`` without grad) are neither materialised
@@ -102,8 +109,9 @@ class _LIFTriton(torch.autograd.Function):
         v0c = x if v0 is None else v0.detach().float().contiguous()  # x: an unread placeholder
         h, s, v = torch.empty_like(x), torch.empty_like(x), torch.empty_like(x[0])
         grid = (triton.cdiv(numel, _BLOCK),)
-        _lif_fwd[grid](x, v0c, h, s, v, T, numel, tau, v_th, v_reset, HAS_V0=v0 is not None,
-                       BLOCK=_BLOCK)
+        with _on(x.device):  # Triton launches on the current device
+            _lif_fwd[grid](x, v0c, h, s, v, T, numel, tau, v_th, v_reset,
+                           HAS_V0=v0 is not None, BLOCK=_BLOCK)
         ctx.save_for_backward(h)
         v_dtype = dtype if v0 is None else v0.dtype
         ctx.args = (tau, v_th, v_reset, surrogate, alpha, detach_reset, dtype, v_dtype)
@@ -120,10 +128,11 @@ class _LIFTriton(torch.autograd.Function):
         g_x = torch.empty_like(h)
         g_v0 = torch.empty_like(h[0]) if want_v0 else h
         grid = (triton.cdiv(numel, _BLOCK),)
-        _lif_bwd[grid](h, gs, gv, g_x, g_v0, T, numel, tau, v_th, v_reset, alpha,
-                       SURROGATE=_SURROGATE_IDS[surrogate], DETACH=bool(detach_reset),
-                       HAS_GS=g_s is not None, HAS_GV=g_v is not None, STORE_GV0=want_v0,
-                       BLOCK=_BLOCK)
+        with _on(h.device):
+            _lif_bwd[grid](h, gs, gv, g_x, g_v0, T, numel, tau, v_th, v_reset, alpha,
+                           SURROGATE=_SURROGATE_IDS[surrogate], DETACH=bool(detach_reset),
+                           HAS_GS=g_s is not None, HAS_GV=g_v is not None, STORE_GV0=want_v0,
+                           BLOCK=_BLOCK)
         return (g_x.to(dtype), g_v0.to(v_dtype) if want_v0 else None,
                 None, None, None, None, None, None)
 
