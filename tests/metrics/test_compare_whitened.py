@@ -131,6 +131,33 @@ def test_resampled_including_a_stimulus_drawn_s_over_2_plus_1_times(center, rng)
         np.testing.assert_allclose(ours[b], ref, atol=1e-9)
 
 
+@pytest.mark.parametrize("s", [3, 4])
+def test_resampled_every_draw_at_tiny_s(s, rng):
+    """Every draw of s = 3 and 4 stimuli (s ** s of them) against rsatoolbox's subsample_pattern
+    RDMs. With two distinct stimuli drawn, every non-NaN pair of the resampled RDM is the same
+    dissimilarity: corr_cov is undefined (rsatoolbox: 0 from a zero vector), ours NaN, which
+    percentile_interval drops; rounding must not turn it into +-1 or noise."""
+    import itertools
+
+    iu = np.triu_indices(s, 1)
+    for _ in range(3):
+        model, targets = _rdms(rng, 1, s), _rdms(rng, 2, s)
+        rm, rt = rsatoolbox.rdm.RDMs(model), rsatoolbox.rdm.RDMs(targets)
+        draws = np.array([i for i in itertools.product(range(s), repeat=s) if len(set(i)) > 1])
+        counts = torch.as_tensor(np.stack([np.bincount(i, minlength=s) for i in draws]))
+        for center, name in ((False, "cosine_cov"), (True, "corr_cov")):
+            ours = resampled_cosine_cov(torch.as_tensor(model[0][iu]),
+                                        torch.as_tensor(targets[:, iu[0], iu[1]]), counts,
+                                        center).numpy()
+            for b, i in enumerate(draws):
+                if center and len(set(i)) == 2:
+                    assert np.isnan(ours[b]).all(), (i, ours[b])
+                    continue
+                ref = rsatoolbox.rdm.compare(rm.subsample_pattern("index", i),
+                                             rt.subsample_pattern("index", i), name)[0]
+                np.testing.assert_allclose(ours[b], ref, atol=1e-9, err_msg=f"{name} {i}")
+
+
 @pytest.fixture(scope="module")
 def human_it():
     return load_neural("kriegeskorte92.human_IT")

@@ -103,3 +103,21 @@ def test_coverage_of_known_population_value(method):
         lo, hi = percentile_interval(samples, 0.95)
         covered += lo <= truth <= hi
     assert 0.85 <= covered / n_sim <= 0.99
+
+
+def test_draws_of_two_distinct_stimuli_give_nan_not_rounding(rng):
+    """Two distinct stimuli drawn: every pair of the resampled RDM has one dissimilarity, so a
+    centred comparison is undefined. It must be NaN (dropped by percentile_interval), not the
+    +-1 that 0/0 in rounding becomes after clamping."""
+    import itertools
+
+    from cortexalign.stats._bootstrap import BOOTSTRAP_COMPARISONS, pair_weights, stimulus_counts
+
+    s = 4
+    draws = torch.tensor([i for i in itertools.product(range(s), repeat=s) if len(set(i)) == 2])
+    w, c = pair_weights(draws, s), stimulus_counts(draws, s)
+    for _ in range(5):
+        x, y = torch.as_tensor(rng.random(6)), torch.as_tensor(rng.random((2, 6)))
+        for method in ("pearson", "spearman", "corr_cov"):
+            out = BOOTSTRAP_COMPARISONS[method](x, y, w, c)
+            assert torch.isnan(out).all(), (method, out[~torch.isnan(out)])

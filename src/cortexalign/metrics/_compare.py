@@ -271,8 +271,9 @@ def resampled_cosine_cov(x_p: torch.Tensor, y_kp: torch.Tensor, counts_bs: torch
 
     Returns
     -------
-    (B, k) similarities; NaN where a resample leaves a vector with zero whitened norm.
-    O(B (k + 1) p) time.
+    (B, k) similarities; NaN where a resample leaves a vector with zero whitened norm (below
+    ``1e-10`` of its weighted sum of squares: what is left then is rounding, e.g. a ``corr_cov``
+    sample of two distinct stimuli, whose centred vector is zero). O(B (k + 1) p) time.
     """
     c = counts_bs.to(x_p.dtype)
     s = c.shape[1]
@@ -282,6 +283,7 @@ def resampled_cosine_cov(x_p: torch.Tensor, y_kp: torch.Tensor, counts_bs: torch
     r_y = pair_row_sums(y_kp, c)  # (B, k, s)
     wx, wy = w_bp @ x_p, w_bp @ y_kp.T  # (B,), (B, k)
     xx, yy, xy = w_bp @ (x_p * x_p), w_bp @ (y_kp * y_kp).T, (w_bp * x_p) @ y_kp.T
+    xx0, yy0 = xx.clone(), yy.clone()  # scales for the zero-norm test below
     if center:  # moments of x - mean_x, y - mean_y; row sums lose mean * (S - c_i)
         sw = w_bp.sum(1)
         mx, my = wx / sw, wy / sw[:, None]
@@ -293,6 +295,9 @@ def resampled_cosine_cov(x_p: torch.Tensor, y_kp: torch.Tensor, counts_bs: torch
     xy = xy - (c[:, None] * g_x * r_y).sum(2)
     xx = xx - (c * g_x[:, 0] * r_x[:, 0]).sum(1)
     yy = yy - (c[:, None] * g_y * r_y).sum(2)
+    nan = torch.tensor(float("nan"), dtype=xx.dtype, device=xx.device)
+    xx = torch.where(xx > 1e-10 * xx0, xx, nan)  # else rounding: NaN, not a +-1 after clamp
+    yy = torch.where(yy > 1e-10 * yy0, yy, nan)
     return (xy / torch.sqrt(xx[:, None] * yy)).clamp_(-1.0, 1.0)
 
 

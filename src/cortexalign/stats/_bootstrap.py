@@ -73,9 +73,15 @@ def _moments(x_p: torch.Tensor, y_kp: torch.Tensor, w_bp: torch.Tensor, center: 
     sx, sxx = w_bp @ x_p, w_bp @ (x_p * x_p)
     sy, syy, sxy = w_bp @ y_kp.T, w_bp @ (y_kp * y_kp).T, w_bp @ (x_p * y_kp).T
     if center:
+        sxx0, syy0 = sxx, syy
         sxy = sxy - sx[:, None] * sy / sw
         sxx = sxx - sx * sx / sw[:, 0]
         syy = syy - sy * sy / sw
+        # a sample whose drawn pairs all have one value (two distinct stimuli drawn) has zero
+        # variance: what is left is rounding, NaN rather than a +-1 after clamping
+        nan = torch.tensor(float("nan"), dtype=sxx.dtype, device=sxx.device)
+        sxx = torch.where(sxx > 1e-10 * sxx0, sxx, nan)
+        syy = torch.where(syy > 1e-10 * syy0, syy, nan)
     return (sxy / torch.sqrt(sxx[:, None] * syy)).clamp_(-1.0, 1.0)
 
 
