@@ -256,3 +256,31 @@ def test_triton_received_kernel_on_a_non_current_device():
         out = received_triton(QK(q, k, None, tok, tok, (4, 4), (4, 4)), w)
         torch.cuda.synchronize(dev)
     torch.testing.assert_close(out.double(), _received_reference(q, k, w), atol=1e-5, rtol=1e-4)
+
+
+def test_auto_backend_falls_back_to_chunks_when_the_kernel_does_not_fit(monkeypatch):
+    """A GPU whose shared memory the kernel exceeds (Triton's OutOfResources at launch): "auto"
+    warns once and gives the chunked maps; "triton" raises."""
+    from cortexalign.models.attention import _reduce
+    from cortexalign.models.attention._received_triton import KernelResourceError
+
+    if KernelResourceError is RuntimeError:
+        pytest.skip("Triton is not installed")
+    calls = []
+
+    def too_big(qk, w_gq):
+        calls.append(qk.q_ghqd.shape)
+        raise KernelResourceError(262144, 232448, "shared memory")
+
+    monkeypatch.setattr(_reduce, "triton_usable", lambda qk: True)
+    monkeypatch.setattr(_reduce, "received_triton", too_big)
+    model = _tiny_sam(64)
+    x = torch.randn(1, 3, 64, 64)
+    with pytest.warns(RuntimeWarning, match="chunked path"):
+        got = attention_maps(model, x)
+    assert len(calls) == 1  # the later blocks went straight to the chunked path
+    ref = attention_maps(model, x, backend="chunked")
+    for name in ref:
+        torch.testing.assert_close(got[name], ref[name], atol=0, rtol=0)
+    with pytest.raises(KernelResourceError):
+        attention_maps(model, x, backend="triton")

@@ -32,10 +32,12 @@ from cortexalign.models.attention._layout import QK
 try:  # optional: Triton ships with CUDA builds of torch
     import triton
     import triton.language as tl
+    from triton.runtime.errors import OutOfResources as KernelResourceError
 except ImportError:  # pragma: no cover - depends on the installation
     triton = tl = None
+    KernelResourceError = RuntimeError  # never raised by this module then
 
-__all__ = ["usable", "received_triton", "INTERPRET"]
+__all__ = ["usable", "received_triton", "INTERPRET", "KernelResourceError"]
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 BLOCK_Q = 64
@@ -44,20 +46,26 @@ BLOCK_K = 64
 if tl is not None:
 
     @triton.jit
-    def _scores(q_ptr, k_ptr, rh_ptr, rw_ptr, gh, offs_q, offs_k, TQ, TK, D, KH, KW,
-                HAS_REL: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr):
-        """(BLOCK_Q, BLOCK_K) float32 scores of one tile, bias added; masked rows/cols are 0."""
+    def _load_q(q_ptr, gh, offs_q, TQ, D, BLOCK_D: tl.constexpr):
+        """(BLOCK_Q, BLOCK_D) query tile, zeros outside the rows and channels."""
         offs_d = tl.arange(0, BLOCK_D)
-        q_ok = offs_q < TQ
-        k_ok = offs_k < TK
-        d_ok = offs_d < D
-        q = tl.load(q_ptr + gh * TQ * D + offs_q[:, None] * D + offs_d[None, :],
-                    mask=q_ok[:, None] & d_ok[None, :], other=0.0)
-        kt = tl.load(k_ptr + gh * TK * D + offs_k[None, :] * D + offs_d[:, None],
-                     mask=d_ok[:, None] & k_ok[None, :], other=0.0)
+        return tl.load(q_ptr + gh * TQ * D + offs_q[:, None] * D + offs_d[None, :],
+                       mask=(offs_q < TQ)[:, None] & (offs_d < D)[None, :], other=0.0)
+
+    @triton.jit
+    def _load_kt(k_ptr, gh, offs_k, TK, D, BLOCK_D: tl.constexpr):
+        """(BLOCK_D, BLOCK_K) transposed key tile, zeros outside the keys and channels."""
+        offs_d = tl.arange(0, BLOCK_D)
+        return tl.load(k_ptr + gh * TK * D + offs_k[None, :] * D + offs_d[:, None],
+                       mask=(offs_d < D)[:, None] & (offs_k < TK)[None, :], other=0.0)
+
+    @triton.jit
+    def _scores(q, kt, rh_ptr, rw_ptr, gh, offs_q, offs_k, TQ, TK, KH, KW,
+                HAS_REL: tl.constexpr, PRECISION: tl.constexpr):
+        """(BLOCK_Q, BLOCK_K) float32 scores of one tile, bias added; masked rows/cols are 0."""
         s = tl.dot(q, kt, input_precision=PRECISION)
         if HAS_REL:
-            both = q_ok[:, None] & k_ok[None, :]
+            both = (offs_q < TQ)[:, None] & (offs_k < TK)[None, :]
             kh = offs_k // KW
             kw = offs_k - kh * KW
             s += tl.load(rh_ptr + gh * TQ * KH + offs_q[:, None] * KH + kh[None, :],
@@ -67,17 +75,20 @@ if tl is not None:
         return s
 
     @triton.jit
-    def _lse_kernel(q_ptr, k_ptr, rh_ptr, rw_ptr, lse_ptr, TQ, TK, D, KH, KW,
+    def _lse_kernel(q_ptr, k_ptr, rh_ptr, rw_ptr, lse_ptr, N_TILES, TQ, TK, D, KH, KW,
                     HAS_REL: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr,
                     BLOCK_D: tl.constexpr, PRECISION: tl.constexpr):
-        gh = tl.program_id(0).to(tl.int64)  # groups x heads on axis 0 (see _launch_grid)
-        offs_q = tl.program_id(1) * BLOCK_Q + tl.arange(0, BLOCK_Q)
+        pid = tl.program_id(0).to(tl.int64)  # one axis (see _launch_grid): tiles of one g x h
+        gh = pid // N_TILES                  # run next to each other and share its keys in L2
+        offs_q = (pid % N_TILES) * BLOCK_Q + tl.arange(0, BLOCK_Q)
+        q = _load_q(q_ptr, gh, offs_q, TQ, D, BLOCK_D)  # the same for every key tile
         m = tl.full([BLOCK_Q], float("-inf"), tl.float32)
         acc = tl.zeros([BLOCK_Q], tl.float32)
         for k0 in range(0, TK, BLOCK_K):
             offs_k = k0 + tl.arange(0, BLOCK_K)
-            s = _scores(q_ptr, k_ptr, rh_ptr, rw_ptr, gh, offs_q, offs_k, TQ, TK, D, KH, KW,
-                        HAS_REL, BLOCK_D, PRECISION)
+            kt = _load_kt(k_ptr, gh, offs_k, TK, D, BLOCK_D)
+            s = _scores(q, kt, rh_ptr, rw_ptr, gh, offs_q, offs_k, TQ, TK, KH, KW, HAS_REL,
+                        PRECISION)
             s = tl.where((offs_k < TK)[None, :], s, float("-inf"))
             m_new = tl.maximum(m, tl.max(s, 1))
             acc = acc * tl.exp(m - m_new) + tl.sum(tl.exp(s - m_new[:, None]), 1)
@@ -85,18 +96,21 @@ if tl is not None:
         tl.store(lse_ptr + gh * TQ + offs_q, m + tl.log(acc), mask=offs_q < TQ)
 
     @triton.jit
-    def _colsum_kernel(q_ptr, k_ptr, rh_ptr, rw_ptr, lse_ptr, w_ptr, out_ptr, H, TQ, TK, D, KH,
-                       KW, HAS_REL: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr,
-                       BLOCK_D: tl.constexpr, PRECISION: tl.constexpr):
-        gh = tl.program_id(0).to(tl.int64)
+    def _colsum_kernel(q_ptr, k_ptr, rh_ptr, rw_ptr, lse_ptr, w_ptr, out_ptr, N_TILES, H, TQ,
+                       TK, D, KH, KW, HAS_REL: tl.constexpr, BLOCK_Q: tl.constexpr,
+                       BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr):
+        pid = tl.program_id(0).to(tl.int64)
+        gh = pid // N_TILES
         g = gh // H
-        offs_k = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
+        offs_k = (pid % N_TILES) * BLOCK_K + tl.arange(0, BLOCK_K)
+        kt = _load_kt(k_ptr, gh, offs_k, TK, D, BLOCK_D)  # the same for every query tile
         acc = tl.zeros([BLOCK_K], tl.float32)
         for q0 in range(0, TQ, BLOCK_Q):
             offs_q = q0 + tl.arange(0, BLOCK_Q)
             q_ok = offs_q < TQ
-            s = _scores(q_ptr, k_ptr, rh_ptr, rw_ptr, gh, offs_q, offs_k, TQ, TK, D, KH, KW,
-                        HAS_REL, BLOCK_D, PRECISION)
+            q = _load_q(q_ptr, gh, offs_q, TQ, D, BLOCK_D)
+            s = _scores(q, kt, rh_ptr, rw_ptr, gh, offs_q, offs_k, TQ, TK, KH, KW, HAS_REL,
+                        PRECISION)
             lse = tl.load(lse_ptr + gh * TQ + offs_q, mask=q_ok, other=0.0)
             w = tl.load(w_ptr + g * TQ + offs_q, mask=q_ok, other=0.0)
             p = tl.exp(s - lse[:, None]) * w[:, None]
@@ -115,11 +129,12 @@ def usable(qk: QK) -> bool:
     return qk.bias is None or qk.rel_pos is not None
 
 
-def _launch_grid(n_gh: int, n_tiles: int) -> tuple[int, int]:
-    """``(groups x heads, tiles)``: the long axis first. CUDA allows 2**31 - 1 programs on grid
-    axis 0 but only 65,535 on axes 1 and 2, and g x h exceeds that at moderate batches (HieraDet
-    at 1024 px: 1,024 windows x batch 64; SAM ViT-B windowed blocks: 300 per image)."""
-    return n_gh, n_tiles
+def _launch_grid(n_gh: int, n_tiles: int) -> tuple[int]:
+    """One grid axis of ``groups x heads x tiles`` programs, tiles fastest. CUDA allows 2**31 - 1
+    programs on axis 0 but only 65,535 on axes 1 and 2, and g x h alone passes that at moderate
+    batches (HieraDet at 1024 px: 1,024 windows x batch 64; SAM ViT-B windowed blocks: 300 per
+    image); tiles fastest keeps the programs that share one group-head's q and k together."""
+    return (n_gh * n_tiles,)
 
 
 def _matmul_dtype(q: torch.Tensor) -> torch.dtype:
@@ -156,11 +171,16 @@ def received_triton(qk: QK, w_gq: torch.Tensor) -> torch.Tensor:
     w = w_gq.to(device=dev, dtype=torch.float32).contiguous()
     meta = dict(HAS_REL=qk.rel_pos is not None, BLOCK_Q=BLOCK_Q, BLOCK_K=BLOCK_K,
                 BLOCK_D=block_d, PRECISION=precision)
+    if dtype == torch.float32 and not INTERPRET:
+        # float32 tiles are twice the bytes: fewer pipeline stages keep the shared memory of a
+        # head dim of 80-128 (BLOCK_D 128) within smaller GPUs' limits
+        meta["num_stages"] = 2
+    n_q, n_k = triton.cdiv(tq, BLOCK_Q), triton.cdiv(tk, BLOCK_K)
     # Triton launches on the current CUDA device: make it the tensors' one (device="cuda:1")
     on_dev = torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext()
     with on_dev:
-        _lse_kernel[_launch_grid(g * h, triton.cdiv(tq, BLOCK_Q))](
-            q, k, rel_h, rel_w, lse, tq, tk, d, kh, kw, **meta)
-        _colsum_kernel[_launch_grid(g * h, triton.cdiv(tk, BLOCK_K))](
-            q, k, rel_h, rel_w, lse, w, out, h, tq, tk, d, kh, kw, **meta)
+        _lse_kernel[_launch_grid(g * h, n_q)](q, k, rel_h, rel_w, lse, n_q, tq, tk, d, kh, kw,
+                                              **meta)
+        _colsum_kernel[_launch_grid(g * h, n_k)](q, k, rel_h, rel_w, lse, w, out, n_k, h, tq,
+                                                 tk, d, kh, kw, **meta)
     return out

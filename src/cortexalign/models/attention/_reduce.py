@@ -23,13 +23,14 @@ picks the path of the received maps).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 
 import torch
 
 from cortexalign.errors import InputError
 from cortexalign.models.attention._layout import QK
-from cortexalign.models.attention._received_triton import received_triton
+from cortexalign.models.attention._received_triton import KernelResourceError, received_triton
 from cortexalign.models.attention._received_triton import usable as triton_usable
 
 __all__ = ["REDUCTIONS", "CHUNK_ELEMENTS", "iter_probs", "ROLLOUT_MAX_TOKENS", "BACKENDS"]
@@ -104,8 +105,17 @@ def received_per_head(qk: QK, batch: int, chunk_size: int | None, state: dict) -
     """
     g, h, tq, tk = *qk.q_ghqd.shape[:3], qk.k_ghkd.shape[2]
     w_gq = _query_weights(qk, batch)
-    if _use_triton(qk, state.get("backend", "auto")):
-        return _grid(_to_token_space(received_triton(qk, w_gq), qk, batch), qk)
+    backend = state.get("backend", "auto")
+    if _use_triton(qk, backend):
+        try:
+            return _grid(_to_token_space(received_triton(qk, w_gq), qk, batch), qk)
+        except KernelResourceError as err:  # e.g. shared memory of a smaller GPU
+            if backend == "triton":
+                raise
+            warnings.warn(f"the fused attention-map kernel does not fit this GPU ({err}); "
+                          "using the chunked path (same maps, slower)", RuntimeWarning,
+                          stacklevel=2)
+            state["backend"] = "chunked"  # the next blocks too: do not fail again per block
     w_gh1q = w_gq[:, None, None, :].expand(g, h, 1, tq).reshape(g * h, 1, tq)
     acc_gh1k = torch.zeros(g * h, 1, tk, device=qk.q_ghqd.device)
     no_autocast = torch.autocast(acc_gh1k.device.type, enabled=False)  # fold in float32
