@@ -246,3 +246,28 @@ def test_a_chunk_changed_while_it_is_read_is_not_remembered(tmp_path, hashes, se
     assert str(chunk) not in view_mod._VERIFIED
     np.testing.assert_array_equal(cache.open(KEY)[:16], values[:16])
     assert len(hashes) == 2
+
+
+def test_a_child_forked_while_the_memo_lock_is_held_can_still_read(tmp_path):
+    """fork() copies a held lock as held; the memo's lock is replaced in the child."""
+    import multiprocessing as mp
+
+    from cortexalign.features import _cache_view
+
+    values = np.random.default_rng(3).normal(size=(S, D)).astype(np.float32)
+    _put(tmp_path, values)
+    ctx = mp.get_context("fork")
+    with _cache_view._VERIFIED_LOCK:  # held by this (parent) thread at fork time
+        proc = ctx.Process(target=_read_all_in_child, args=(str(tmp_path),))
+        proc.start()
+    proc.join(timeout=20)
+    alive = proc.is_alive()
+    if alive:
+        proc.kill()
+    assert not alive and proc.exitcode == 0
+
+
+def _read_all_in_child(root: str) -> None:
+    view = FeatureCache(Path(root)).open(KEY)
+    assert view is not None
+    view.read()

@@ -66,6 +66,16 @@ _VERIFIED: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
 _VERIFIED_LOCK = threading.Lock()
 
 
+def _reset_lock_in_child() -> None:
+    """A process forked while another thread held the lock (a DataLoader worker, say) would
+    otherwise wait on it forever: the child gets a fresh lock."""
+    global _VERIFIED_LOCK
+    _VERIFIED_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_lock_in_child)
+
+
 def _file_identity(path: str | None) -> tuple[int, ...] | None:
     """``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)`` of ``path``; None if absent."""
     if path is None:
