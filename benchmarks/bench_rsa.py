@@ -25,6 +25,11 @@ import os
 import numpy as np
 from _timing import best_of  # noqa: E402  (sibling module: run as a script)
 
+#: our RDM_COMPARISONS name -> rsatoolbox's ``rdm.compare`` method
+RSATOOLBOX_NAMES = {"spearman": "spearman", "pearson": "corr", "cosine": "cosine",
+                    "rho_a": "rho-a", "kendall_tau_a": "tau-a", "cosine_cov": "cosine_cov",
+                    "corr_cov": "corr_cov"}
+
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -32,7 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--features", type=int, default=10_000)
     p.add_argument("--quick", action="store_true", help="sizes 92 and 300, 1,000 features")
     p.add_argument("--rdm-method", default="correlation", choices=["correlation", "euclidean"])
-    p.add_argument("--compare", default="spearman", choices=["spearman", "pearson", "cosine"])
+    p.add_argument("--compare", default="spearman", choices=sorted(RSATOOLBOX_NAMES),
+                   help="RDM comparison (rsatoolbox's name in brackets in the table's title)")
     p.add_argument("--threads", type=int, default=2, help="torch and BLAS threads")
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=2)
@@ -51,10 +57,10 @@ def main(argv: list[str] | None = None) -> None:
     from cortexalign.metrics import compare_rdms, compute_rdm
 
     torch.set_num_threads(args.threads)
-    rsa_compare = {"spearman": "spearman", "pearson": "corr", "cosine": "cosine"}[args.compare]
+    rsa_compare = RSATOOLBOX_NAMES[args.compare]
     rng = np.random.default_rng(0)
     dev_name = (torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu")
-    print(f"{args.rdm_method} RDM + {args.compare} comparison, {args.features} features, "
+    print(f"{args.rdm_method} RDM + {args.compare} ({rsa_compare}) comparison, {args.features} features, "
           f"{args.threads} threads, device {args.device} ({dev_name}), torch {torch.__version__}")
     print(f"{'stimuli':>8} {'cortexalign s':>14} {'rsatoolbox s':>13} {'speed-up':>9} "
           f"{'max |dRDM|':>11} {'|d compare|':>12}")
