@@ -7,7 +7,7 @@
 """
 
 # imported for their registrations (sam: the Segment Anything family)
-from cortexalign.models import _efficientnet_lite0, _gabor, _spiking, _timm, sam  # noqa: F401
+from cortexalign.models import _efficientnet_lite0, _gabor, _spiking, _timm, _torchvision, sam  # noqa: F401
 from cortexalign.models._base import ModelAdapter, default_layer_paths
 from cortexalign.models._efficientnet_lite0 import convert_lite0_state_dict
 from cortexalign.models._gabor import GaborConfig, GaborV1, gabor_kernel
