@@ -103,7 +103,7 @@ def quickstart(
 
 @app.command()
 def models() -> None:
-    """List the registered models (and the timm:<name> prefix for any timm model)."""
+    """List the registered models (and the timm:<name> / torchvision:<name> prefixes)."""
     from cortexalign.models import list_models
 
     table = Table(title="Models")
@@ -118,7 +118,8 @@ def models() -> None:
 
 @app.command()
 def layers(
-    model: Annotated[str, typer.Argument(help="A registered model or timm:<name>.")],
+    model: Annotated[str, typer.Argument(
+        help="A registered model, timm:<name> or torchvision:<name>.")],
     untrained: Annotated[bool, typer.Option(help="Build without loading weights.")] = True,
 ) -> None:
     """List the layers of a model that can be extracted, in forward order."""
@@ -232,7 +233,8 @@ def status(
 
 @app.command()
 def profile(
-    model: Annotated[str, typer.Argument(help="A registered model or timm:<name>.")],
+    model: Annotated[str, typer.Argument(
+        help="A registered model, timm:<name> or torchvision:<name>.")],
     untrained: Annotated[bool, typer.Option(help="Random weights (size and speed do not "
                                                  "depend on the values).")] = True,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 1,

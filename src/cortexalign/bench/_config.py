@@ -41,8 +41,9 @@ class StimuliSpec(_Strict):
 class ModelSpec(_Strict):
     """One model, and which of its layers to score."""
 
-    name: str = Field(description="A registered model ('efficientnet_lite0', 'gabor_v1') or "
-                                  "'timm:<timm model name>'. See `cortexalign models`.")
+    name: str = Field(description="A registered model ('efficientnet_lite0', 'gabor_v1'), "
+                                  "'timm:<timm model name>' or 'torchvision:<torchvision "
+                                  "classifier>'. See `cortexalign models`.")
     label: str | None = Field(None, description="Name shown in results and figures "
                                                 "(default: the name, plus '(untrained)').")
     pretrained: bool | None = Field(None, description="Load pretrained weights (model default "

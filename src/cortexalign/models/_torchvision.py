@@ -9,6 +9,9 @@ Weights: the default is the architecture's ``DEFAULT`` weights enum (a download,
 ``torch.load`` forced to ``weights_only=True``); ``weights=PATH`` loads a state_dict file (the
 official ``.pth`` files are plain state_dicts); ``untrained=True`` is the seeded initialisation.
 Preprocessing always comes from the ``DEFAULT`` enum's transforms metadata (local, no network).
+GoogLeNet and Inception v3 built with their ImageNet weights re-normalise their input inside the
+model (``transform_input=True``, torchvision's choice for those weights); loading those official
+weights from a file (``weights=PATH``) needs ``transform_input=True`` passed as a keyword to match.
 
 Layers, found once by tracing one forward pass of a blank image, in the order they finish:
 
