@@ -124,3 +124,18 @@ def test_cuda_path_matches_cpu(rng):
     imgs = [rng.integers(0, 256, size=s, dtype=np.uint8) for s in [(300, 500, 3), (256, 256, 3)]]
     pre = Preprocess(size=(224, 224), mean=MEAN, std=STD, crop_pct=0.875)
     torch.testing.assert_close(pre(imgs, device="cuda").cpu(), pre(imgs), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("hw", [(232, 300), (323, 256), (918, 1174), (175, 175), (301, 257)])
+@pytest.mark.parametrize("crop_pct", [0.875, 0.9, 1.0])
+def test_square_center_crop_equals_torchvision_eval_transform(rng, hw, crop_pct):
+    """timm's eval transform: Resize(floor(224 / crop_pct)) (antialiased, long side truncated)
+    then CenterCrop(224) (offsets rounded half to even), on the float image: the same pixels."""
+    from torchvision.transforms import v2
+
+    img = rng.integers(0, 256, size=(*hw, 3), dtype=np.uint8)
+    pre = Preprocess(size=(224, 224), mean=MEAN, std=STD, crop_pct=crop_pct,
+                     interpolation="bilinear")
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+    tv = v2.Compose([v2.Resize(int(224 / crop_pct), antialias=True), v2.CenterCrop(224)])
+    torch.testing.assert_close(pre([img]), _norm(tv(x).clamp(0, 1)), atol=1e-6, rtol=0)

@@ -95,9 +95,11 @@ class Preprocess:
                              "use 1.0 for no crop or timm's value (e.g. 0.875)")
 
     def key(self) -> str:
-        """A stable string identifying this preprocessing, for cache keys."""
+        """A stable string identifying this preprocessing, for cache keys (the leading version
+        changes when the same settings start giving other pixels: v2, torchvision's crop offset
+        and long-side rounding)."""
         fmt = ",".join
-        return (f"v1|{self.resize}|{self.size[0]}x{self.size[1]}|crop={self.crop_pct:.6g}"
+        return (f"v2|{self.resize}|{self.size[0]}x{self.size[1]}|crop={self.crop_pct:.6g}"
                 f"|{self.interpolation}|mean={fmt(f'{m:.6g}' for m in self.mean)}"
                 f"|std={fmt(f'{s:.6g}' for s in self.std)}")
 
@@ -193,16 +195,33 @@ class Preprocess:
         if self.resize == "stretch":
             return self._normalise(self._resize(x_n3hw, (h, w)))
         if self.resize == "shorter_side_center_crop":
-            scale = max(math.floor(h / self.crop_pct) / big_h, math.floor(w / self.crop_pct) / big_w)
-            new_h, new_w = max(h, round(big_h * scale)), max(w, round(big_w * scale))
+            new_h, new_w = self._cover(big_h, big_w)
             x_n3hw = self._resize(x_n3hw, (new_h, new_w))
-            top, left = (new_h - h) // 2, (new_w - w) // 2
+            # torchvision's CenterCrop: int(round(margin / 2)), Python's round (half to even)
+            top, left = int(round((new_h - h) / 2.0)), int(round((new_w - w) / 2.0))
             return self._normalise(x_n3hw[:, :, top:top + h, left:left + w]).contiguous()
         # longest_side_pad; SAM's ResizeLongestSide rounds half up
         scale = min(h / big_h, w / big_w)
         new_h, new_w = min(h, int(big_h * scale + 0.5)), min(w, int(big_w * scale + 0.5))
         x_n3hw = self._normalise(self._resize(x_n3hw, (new_h, new_w)))
         return F.pad(x_n3hw, (0, w - new_w, 0, h - new_h))
+
+    def _cover(self, big_h: int, big_w: int) -> tuple[int, int]:
+        """(h, w) an image is resized to before the centre crop.
+
+        A square crop follows timm's eval transform exactly: torchvision ``Resize(s)`` with
+        ``s = floor(size / crop_pct)`` on the shorter side and ``int(s * long / short)``
+        (truncated) on the longer. A non-square crop scales the image to cover
+        ``floor(size / crop_pct)`` in both directions, keeping its aspect ratio.
+        """
+        h, w = self.size
+        if h == w:
+            s = math.floor(h / self.crop_pct)
+            if big_h <= big_w:
+                return s, int(s * big_w / big_h)
+            return int(s * big_h / big_w), s
+        scale = max(math.floor(h / self.crop_pct) / big_h, math.floor(w / self.crop_pct) / big_w)
+        return max(h, round(big_h * scale)), max(w, round(big_w * scale))
 
     def _resize(self, x_n3hw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         if tuple(x_n3hw.shape[2:]) == tuple(size):
