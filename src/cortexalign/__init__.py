@@ -33,6 +33,7 @@ _EXPORTS = {
     "list_models": "cortexalign.models",
     "extract_features": "cortexalign.features",
     "FeatureCache": "cortexalign.features",
+    "save_features": "cortexalign.features", "load_features": "cortexalign.features",
     "score": "cortexalign.metrics",
     "compute_rdm": "cortexalign.metrics",
     "compare_rdms": "cortexalign.metrics",
