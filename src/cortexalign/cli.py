@@ -161,7 +161,7 @@ def extract(
     all_layers: Annotated[bool, typer.Option("--all-layers", help="Every layer (for maps: every "
                                              "attention block / spatial layer).")] = False,
     pooling: Annotated[str | None, typer.Option(help="Activations only: mean, max, cls, grid2, "
-                                                "grid4, flatten or none. [default: mean]")] = None,
+                                                "grid4, flatten or none (default: mean).")] = None,
     features: Annotated[str, typer.Option(help="activations (pooled, (s, d)), attention "
                                           "(attention each patch receives, (s, gh, gw)) or "
                                           "conv_map (mean |activation|, (s, gh, gw)).")]
