@@ -8,9 +8,15 @@ from cortexalign.cli import app
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", ["run", "quickstart", "models", "layers", "metrics",
-                                     "datasets", "results", "status", "report", "profile",
-                                     "sae-brainmap", "train-snn", "eval-snn"])
+COMMANDS = [c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands]
+
+
+def test_the_command_list_is_complete():
+    assert {"run", "quickstart", "models", "layers", "extract", "metrics", "datasets", "results",
+            "status", "report", "profile", "sae-brainmap", "train-snn", "eval-snn"} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_explains_itself(command):
     res = runner.invoke(app, [command, "--help"])
     assert res.exit_code == 0, res.output
