@@ -31,3 +31,24 @@ def stored_scores(out: Path) -> tuple[list, np.ndarray, list]:
     extra = [json.loads(e) if isinstance(e, str) else e for e in f["extra"]]
     extra = [{k: v for k, v in e.items() if k != "seconds"} for e in extra]
     return list(f["job_key"]), f[COLUMNS].to_numpy(dtype=float), extra
+
+
+def run_in_memory_and_streamed(config: dict, budget_bytes: float, out: Path, streamed_calls: list,
+                               layers: list[str], n_done: int, atol: float):
+    """Run ``config`` without and with ``max_feature_memory_gb = budget_bytes``; check that only the
+    second took the streamed path (for ``layers``), that both finished ``n_done`` jobs with the
+    same job keys, and that the stored scores agree to ``atol``. Returns both runs' ``extra``."""
+    from cortexalign.bench import load_config
+    from cortexalign.bench._run import run_experiment
+
+    memory = run_experiment(load_config(config), out / "mem", progress=False)
+    assert streamed_calls == []
+    streamed = run_experiment(load_config(dict(config, max_feature_memory_gb=budget_bytes / 1e9)),
+                              out / "stream", progress=False)
+    assert streamed_calls == [layers]
+    assert memory.ok and streamed.ok and memory.n_done == streamed.n_done == n_done
+    keys_m, values_m, extra_m = stored_scores(out / "mem")
+    keys_s, values_s, extra_s = stored_scores(out / "stream")
+    assert keys_m == keys_s and memory.job_keys == streamed.job_keys
+    np.testing.assert_allclose(values_s, values_m, rtol=0, atol=atol, equal_nan=True)
+    return extra_m, extra_s

@@ -8,7 +8,10 @@ import dataclasses
 
 import numpy as np
 import pytest
-from _streamed_helpers import stored_scores, write_random_responses  # on sys.path (pytest)
+from _streamed_helpers import (  # on sys.path (pytest)
+    run_in_memory_and_streamed,
+    write_random_responses,
+)
 
 from cortexalign.bench import _map_features, _run, load_config
 from cortexalign.bench._map_features import (
@@ -162,18 +165,8 @@ def test_streamed_maps_give_the_in_memory_scores(tmp_path, model, responses_file
     layer_bytes = [_map_bytes(model, stimuli, [n], spec) for n in ATTN["layers"]]
     assert layer_bytes == [len(stimuli) * 4 * 4 * 4] * 2  # (92, 4, 4) float32 per block
     budget = max(layer_bytes) * 1.01  # each layer's maps fit alone, both together do not
-    memory = run_experiment(load_config(_config(responses_file)), tmp_path / "mem",
-                            progress=False)
-    assert streamed_calls == []
-    streamed = run_experiment(load_config(_config(responses_file,
-                                                  max_feature_memory_gb=budget / 1e9)),
-                              tmp_path / "stream", progress=False)
-    assert streamed_calls == [ATTN["layers"]]
-    assert memory.ok and streamed.ok and memory.n_done == streamed.n_done == 6
-    keys_m, values_m, extra_m = stored_scores(tmp_path / "mem")
-    keys_s, values_s, extra_s = stored_scores(tmp_path / "stream")
-    assert keys_m == keys_s and memory.job_keys == streamed.job_keys
-    np.testing.assert_allclose(values_s, values_m, rtol=0, atol=1e-9, equal_nan=True)
+    extra_m, extra_s = run_in_memory_and_streamed(_config(responses_file), budget, tmp_path,
+                                                  streamed_calls, ATTN["layers"], 6, 1e-9)
     maps_m = [e["per_neuroid"] for e in extra_m if "per_neuroid" in e]
     maps_s = [e["per_neuroid"] for e in extra_s if "per_neuroid" in e]
     assert len(maps_m) == 2 and np.allclose(maps_s, maps_m, rtol=0, atol=1e-9)

@@ -8,7 +8,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from _streamed_helpers import stored_scores, write_random_responses  # on sys.path (pytest)
+from _streamed_helpers import (  # on sys.path (pytest)
+    run_in_memory_and_streamed,
+    stored_scores,
+    write_random_responses,
+)
 
 from cortexalign.bench import ConfigError, _run, load_config
 from cortexalign.bench._config import MetricSpec
@@ -70,18 +74,8 @@ def test_streamed_run_gives_the_in_memory_scores(tmp_path, responses_file, strea
     layer_bytes = [_pooled_bytes(adapter, stimuli, [layer], "grid2") for layer in GABOR["layers"]]
     budget = max(layer_bytes) * 1.01  # each layer fits alone, the model's layers together do not
     assert sum(layer_bytes) > budget
-    memory = run_experiment(load_config(_config(responses_file)), tmp_path / "mem",
-                            progress=False)
-    assert streamed_calls == []
-    streamed = run_experiment(load_config(_config(responses_file,
-                                                  max_feature_memory_gb=budget / 1e9)),
-                              tmp_path / "stream", progress=False)
-    assert streamed_calls == [GABOR["layers"]]
-    assert memory.ok and streamed.ok and memory.n_done == streamed.n_done == 14
-    keys_m, values_m, extra_m = stored_scores(tmp_path / "mem")
-    keys_s, values_s, extra_s = stored_scores(tmp_path / "stream")
-    assert keys_m == keys_s and memory.job_keys == streamed.job_keys
-    np.testing.assert_allclose(values_s, values_m, rtol=0, atol=1e-10, equal_nan=True)
+    extra_m, extra_s = run_in_memory_and_streamed(_config(responses_file), budget, tmp_path,
+                                                  streamed_calls, GABOR["layers"], 14, 1e-10)
     assert [sorted(e) for e in extra_s] == [sorted(e) for e in extra_m]
     # the streamed run wrote the features to its cache, one complete entry per layer
     assert len(FeatureCache(tmp_path / "stream" / "cache")) == 2
