@@ -160,12 +160,12 @@ def _extract_map_features(adapter: Any, stim: Any, layers: Sequence[str] | None,
                           all_layers: bool, kind: str, batch_size: int,
                           store: FeatureCache | None, progress: bool) -> dict[str, Features]:
     """Maps through ``bench.extract_maps``, as Features whose pooling names the map."""
-    from cortexalign.bench._map_features import _entries, extract_maps, map_layers, map_options
+    from cortexalign.bench._map_features import extract_maps, map_entries, map_layers, map_options
 
     opts = map_options(kind, {})
     names = map_layers(adapter, kind, "all" if all_layers else list(layers), opts, stim)
     maps = extract_maps(adapter, stim, names, kind, opts, batch_size=batch_size, cache=store,
                         progress=progress)
-    entries = _entries(adapter, stim, names, kind, opts)
+    entries = map_entries(adapter, stim, names, kind, opts)
     return {n: Features(maps[n], stim.ids, adapter.model_id, n, entries[n][1]["pooling"],
                         entries[n][0]) for n in names}

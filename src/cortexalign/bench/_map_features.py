@@ -39,7 +39,7 @@ from cortexalign.models.attention import attention_maps, conv_maps, list_attenti
 from cortexalign.models.attention._capture import _resolve_blocks
 from cortexalign.stimuli import StimulusSet
 
-__all__ = ["MAP_FEATURES", "MapFeature", "map_layers", "extract_maps",
+__all__ = ["MAP_FEATURES", "MapFeature", "map_layers", "map_entries", "extract_maps",
            "extract_maps_to_cache", "map_options"]
 
 
@@ -153,8 +153,8 @@ def map_layers(adapter, kind: str, requested, options: dict[str, Any],
     return MAP_FEATURES[kind].layers(adapter, requested, map_options(kind, options), stimuli)
 
 
-def _entries(adapter, stimuli: StimulusSet, layers: list[str], kind: str,
-             opts: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+def map_entries(adapter, stimuli: StimulusSet, layers: list[str], kind: str,
+                opts: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
     """The cache key and metadata of each layer's maps: what both extractions store."""
     pooling = MAP_FEATURES[kind].pooling(opts, layers)
     meta = {"model_id": adapter.model_id, "pooling": pooling,
@@ -186,7 +186,7 @@ def extract_maps(adapter, stimuli: StimulusSet, layers: list[str], kind: str,
     InputError if a map is NaN/Inf (naming the layer); nothing is cached then.
     """
     opts = map_options(kind, options)
-    entries = _entries(adapter, stimuli, layers, kind, opts)
+    entries = map_entries(adapter, stimuli, layers, kind, opts)
     out: dict[str, np.ndarray] = {}
     for n, (key, _) in entries.items():
         hit = cache.get(key) if cache is not None else None
@@ -240,7 +240,7 @@ def extract_maps_to_cache(adapter, stimuli: StimulusSet, layers: list[str], kind
         raise InputError("cache", "a FeatureCache", type(cache).__name__,
                          "pass cortexalign.features.FeatureCache(<directory>)")
     opts = map_options(kind, options)
-    entries = _entries(adapter, stimuli, layers, kind, opts)
+    entries = map_entries(adapter, stimuli, layers, kind, opts)
     todo = [n for n in layers
             if (cache.metadata(entries[n][0]) or {}).get("stimulus_ids") != list(stimuli.ids)]
     if todo:
