@@ -21,7 +21,6 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import cortexalign as ca
-from cortexalign.models.attention import attention_maps
 
 MODELS = {  # file stem -> (name, load_model options)
     "sam_vit_b_tiny": ("sam_vit_b", {"untrained": True, "tiny": True, "img_size": 128}),
@@ -31,8 +30,8 @@ MODELS = {  # file stem -> (name, load_model options)
 
 def map_grid(model, images: list[np.ndarray]) -> tuple[Figure, dict[str, np.ndarray]]:
     x_bchw = model.preprocess(images)
-    received = attention_maps(model.module, x_bchw, reduction="received")
-    rollout = attention_maps(model.module, x_bchw, reduction="rollout")
+    received = ca.attention_maps(model.module, x_bchw, reduction="received")
+    rollout = ca.attention_maps(model.module, x_bchw, reduction="rollout")
     last = list(rollout)[-1]
     panels = {name.removesuffix(".attn"): m for name, m in received.items()}
     panels[f"rollout\n{last.removesuffix('.attn')}"] = rollout[last]

@@ -31,6 +31,8 @@ _EXPORTS = {
     "load_neural": "cortexalign.neural",
     "load_model": "cortexalign.models",
     "list_models": "cortexalign.models",
+    "attention_maps": "cortexalign.models.attention",
+    "conv_maps": "cortexalign.models.attention",
     "extract_features": "cortexalign.features",
     "FeatureCache": "cortexalign.features",
     "save_features": "cortexalign.features", "load_features": "cortexalign.features",

@@ -183,7 +183,10 @@ class Preprocess:
         return out_b3hw
 
     def _one(self, img_hwc: np.ndarray) -> torch.Tensor:
-        x_13hw = torch.from_numpy(np.ascontiguousarray(img_hwc)).permute(2, 0, 1)[None].float() / 255
+        img_hwc = np.ascontiguousarray(img_hwc)
+        if not img_hwc.flags.writeable:  # read-only stimuli (cached, memory-mapped): torch warns
+            img_hwc = img_hwc.copy()  # on sharing them, and .float() below copies anyway
+        x_13hw = torch.from_numpy(img_hwc).permute(2, 0, 1)[None].float() / 255
         if x_13hw.shape[1] == 1:
             x_13hw = x_13hw.expand(1, 3, *x_13hw.shape[2:])
         return self._geometry(x_13hw)[0]
