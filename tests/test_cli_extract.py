@@ -115,7 +115,26 @@ def test_maps_equal_extract_maps(tmp_path, folder, kind, layers):
         assert got[n].pooling.startswith("attn:" if kind == "attention" else "conv:")
 
 
+def test_map_options_reach_the_maps(tmp_path, folder):
+    """--map-option reduction=rollout gives extract_maps' rollout maps, keyed as rollout."""
+    from cortexalign.bench._map_features import extract_maps, map_layers
+
+    out = tmp_path / "rollout.npz"
+    res = _invoke("sam_vit_b", folder, "--out", out, "--features", "attention", "--all-layers",
+                  "--map-option", "reduction=rollout", *SAM_ARGS)
+    assert res.exit_code == 0, res.output
+    got = load_features(out)
+    model = load_model("sam_vit_b", untrained=True, **SAM)
+    stim = load_stimuli(folder)
+    opts = {"reduction": "rollout"}
+    names = map_layers(model, "attention", "all", opts, stim)
+    ref = extract_maps(model, stim, names, "attention", opts)
+    for n in names:
+        assert np.array_equal(got[n].values, ref[n]) and got[n].pooling.startswith("attn:rollout")
+
+
 @pytest.mark.parametrize(("args", "needles"), [
+    (["-l", "simple", "--map-option", "reduction=cls"], ["map_options", "--features"]),
     (["-l", "simpel"], ["layer", "'simple'", "cortexalign layers"]),
     ([], ["layers", "cortexalign layers gabor_v1", "--all-layers"]),
     (["-l", "simple", "--all-layers"], ["layers", "--all-layers"]),

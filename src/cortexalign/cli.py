@@ -134,15 +134,15 @@ def layers(
         console.print(name, markup=False)
 
 
-def _kwargs(items: list[str] | None) -> dict:
+def _kwargs(items: list[str] | None, flag: str = "--kwarg", example: str = "img_size=512") -> dict:
     import yaml
 
     kwargs = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep:
-            _fail(ValueError(f"--kwarg: expected KEY=VALUE, received {item!r}. Fix: e.g. "
-                             "--kwarg img_size=512"))
+            _fail(ValueError(f"{flag}: expected KEY=VALUE, received {item!r}. Fix: e.g. "
+                             f"{flag} {example}"))
         kwargs[key] = yaml.safe_load(value)
     return kwargs
 
@@ -181,6 +181,9 @@ def extract(
                                             "file.")] = False,
     kwarg: Annotated[list[str] | None, typer.Option("--kwarg", help="Model constructor option "
                                                     "KEY=VALUE (YAML value), repeatable.")] = None,
+    map_option: Annotated[list[str] | None, typer.Option(
+        "--map-option", help="Map option KEY=VALUE, repeatable: reduction=rollout (attention: "
+        "received, cls, rollout), kind=topk / k=8 (conv_map).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Extract layers of a model for a stimulus set and save them to one file.
@@ -199,7 +202,9 @@ def extract(
                                   pooling=pooling, features=features, weights=weights,
                                   untrained=untrained, batch_size=batch_size, device=device,
                                   precision=precision, cache=cache, overwrite=overwrite,
-                                  progress=not quiet, model_kwargs=_kwargs(kwarg))
+                                  progress=not quiet, model_kwargs=_kwargs(kwarg),
+                                  map_options=_kwargs(map_option, "--map-option",
+                                                      "reduction=rollout"))
     except CortexAlignError as err:
         _fail(err)
     for name, shape in summary.shapes.items():

@@ -96,7 +96,7 @@ def extract_to_file(model: str, stimuli: str | os.PathLike[str], out: str | os.P
                     batch_size: int = 32, device: str = "auto", precision: str = "auto",
                     cache: str | os.PathLike[str] | None = None, overwrite: bool = False,
                     progress: bool = True, model_kwargs: Mapping[str, Any] | None = None,
-                    ) -> ExtractSummary:
+                    map_options: Mapping[str, Any] | None = None) -> ExtractSummary:
     """Extract ``layers`` of ``model`` for ``stimuli`` and save them to ``out``.
 
     Parameters
@@ -109,7 +109,10 @@ def extract_to_file(model: str, stimuli: str | os.PathLike[str], out: str | os.P
     pooling : for activations, a name in ``POOLINGS`` (default ``mean``); None for maps.
     features : ``activations`` (pooled, (s, d) per layer), ``attention`` (attention each patch
         receives, (s, gh, gw) per block) or ``conv_map`` (mean |activation| over channels,
-        (s, gh, gw) per spatial layer); maps follow ``bench.MAP_FEATURES`` defaults.
+        (s, gh, gw) per spatial layer).
+    map_options : options of the map kind (``bench.MAP_FEATURES``: attention ``reduction``
+        received / cls / rollout; conv_map ``kind`` mean_abs / topk and ``k``); its defaults
+        otherwise. Checked before the model loads.
     weights, untrained, device, model_kwargs : passed to ``load_model``.
     batch_size, precision : passed to the extraction.
     cache : a feature-cache folder: layers already extracted are read, new ones stored.
@@ -131,6 +134,7 @@ def extract_to_file(model: str, stimuli: str | os.PathLike[str], out: str | os.P
 
     out = check_destination(out, overwrite)
     _check_request(model, layers, all_layers, features, pooling, precision, batch_size)
+    opts = _map_opts(features, map_options)
     start = time.perf_counter()
     stim = load_stimuli(stimuli)
     adapter = load_model(model, weights=weights, untrained=untrained, device=device,
@@ -142,8 +146,8 @@ def extract_to_file(model: str, stimuli: str | os.PathLike[str], out: str | os.P
                                  batch_size=batch_size, cache=store, progress=progress,
                                  precision=precision)
     else:
-        feats = _extract_map_features(adapter, stim, layers, all_layers, features, batch_size,
-                                      store, progress)
+        feats = _extract_map_features(adapter, stim, layers, all_layers, features, opts,
+                                      batch_size, store, progress)
     provenance = {"features": features, "stimuli": str(stimuli), "stimulus_set": stim.name,
                   "stimuli_hash": stim.content_hash, "weights_digest": adapter.weights_digest,
                   "weights": "untrained" if untrained else str(weights or "default"),
@@ -156,13 +160,25 @@ def extract_to_file(model: str, stimuli: str | os.PathLike[str], out: str | os.P
                           time.perf_counter() - start)
 
 
+def _map_opts(features: str, options: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The completed, validated map options (None for activations, which take none)."""
+    from cortexalign.bench._map_features import map_options
+
+    if features == "activations":
+        if options:
+            raise InputError("map_options", "no map options with features=activations",
+                             repr(dict(options)), "drop --map-option, or pass --features "
+                             "attention / conv_map")
+        return None
+    return map_options(features, dict(options or {}))
+
+
 def _extract_map_features(adapter: Any, stim: Any, layers: Sequence[str] | None,
-                          all_layers: bool, kind: str, batch_size: int,
+                          all_layers: bool, kind: str, opts: dict[str, Any], batch_size: int,
                           store: FeatureCache | None, progress: bool) -> dict[str, Features]:
     """Maps through ``bench.extract_maps``, as Features whose pooling names the map."""
-    from cortexalign.bench._map_features import extract_maps, map_entries, map_layers, map_options
+    from cortexalign.bench._map_features import extract_maps, map_entries, map_layers
 
-    opts = map_options(kind, {})
     names = map_layers(adapter, kind, "all" if all_layers else list(layers), opts, stim)
     maps = extract_maps(adapter, stim, names, kind, opts, batch_size=batch_size, cache=store,
                         progress=progress)
