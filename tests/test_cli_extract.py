@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from cortexalign.cli import app
 from cortexalign.errors import InputError
 from cortexalign.features import Features, extract_features, load_features, save_features
-from cortexalign.features._export import FEATURE_FORMATS, _field_names
+from cortexalign.features._export import FEATURE_FORMATS, _field_names, _read_npz
 from cortexalign.models import load_model
 from cortexalign.stimuli import load_stimuli
 
@@ -179,7 +179,7 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(np, "savez", boom)
+    monkeypatch.setattr(np.lib.format, "write_array", boom)
     with pytest.raises(RuntimeError, match="disk full"):
         save_features(_toy(["a"]), tmp_path / "new" / "deeper" / "f.npz")
     assert _leftovers(tmp_path) == []
@@ -230,3 +230,59 @@ def test_help_explains_the_command():
     assert res.exit_code == 0
     text = " ".join(res.output.split())
     assert "cortexalign extract" in text and "--all-layers" in text and ".mat" in text
+
+
+@pytest.mark.parametrize("name", ["file", "allow_pickle"])
+def test_npz_layer_named_like_a_savez_parameter_round_trips(tmp_path, name):
+    # np.savez(file, *, allow_pickle, **kwds): these fields raised TypeError or were swallowed
+    feats = _toy([name, "b"])
+    got = load_features(save_features(feats, tmp_path / "f.npz"))
+    assert list(got) == [name, "b"]
+    assert np.array_equal(got[name].values, feats[name].values)
+
+
+@pytest.mark.parametrize("suffix", list(FEATURE_FORMATS))
+def test_unicode_ids_and_nd_values_round_trip(tmp_path, suffix):
+    rng = np.random.default_rng(2)
+    ids = ("α 😀", "bé", "c", "d")
+    shapes = {"four": (4, 2, 3, 5), "three": (4, 7, 3), "one": (4, 1, 1)}
+    feats = {n: Features(rng.normal(size=sh).astype("float16"), ids, "toy", n, "none", "k")
+             for n, sh in shapes.items()}
+    got = load_features(save_features(feats, tmp_path / f"f{suffix}"))
+    for n, sh in shapes.items():
+        assert got[n].shape == sh and got[n].stimulus_ids == ids
+        assert np.array_equal(got[n].values, feats[n].values)
+
+
+def test_mat_size_limit_counts_float16_as_stored_float32(tmp_path, monkeypatch):
+    from cortexalign.features import _export
+
+    feats = _toy(["a"], "float16")  # 4 x 3 x 2 float16: 48 bytes, stored as 96
+    monkeypatch.setattr(_export, "_MAT5_MAX_BYTES", 64)
+    with pytest.raises(InputError, match="2 GiB"):
+        save_features(feats, tmp_path / "f.mat")
+    assert _leftovers(tmp_path) == []
+
+
+def _damaged_files(tmp_path):
+    good = save_features(_toy(["a"]), tmp_path / "good.npz")
+    (tmp_path / "trunc.npz").write_bytes(good.read_bytes()[:200])
+    (tmp_path / "zip.npz").write_bytes(b"PK\x03\x04 not a zip")
+    import h5py
+
+    with h5py.File(tmp_path / "group.h5", "w") as f:
+        f.create_group("blocks")
+        f.attrs["metadata"] = "{}"
+    meta = json.loads(_read_npz(good)[1])
+    meta["layers"][0]["shape"] = [5, 5]  # disagrees with the array
+    np.savez(tmp_path / "shape.npz", metadata=np.array(json.dumps(meta)),
+             **{meta["layers"][0]["field"]: np.zeros((4, 3, 2))})
+    del meta["stimulus_ids"]
+    np.savez(tmp_path / "nokey.npz", metadata=np.array(json.dumps(meta)))
+    return ["trunc.npz", "zip.npz", "group.h5", "shape.npz", "nokey.npz"]
+
+
+def test_damaged_or_foreign_files_raise_input_error(tmp_path):
+    for name in _damaged_files(tmp_path):
+        with pytest.raises(InputError, match="save_features"):
+            load_features(tmp_path / name)

@@ -20,6 +20,7 @@ import json
 import os
 import re
 import secrets
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,8 +62,13 @@ def _field_names(layers: list[str]) -> dict[str, str]:
 # writer(tmp_path, arrays, ids, metadata_json); reader(path) -> (arrays by field, metadata_json)
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray], ids: np.ndarray, meta: str) -> None:
-    with open(path, "wb") as fh:  # a file object: np.savez would append .npz to a bare name
-        np.savez(fh, stimulus_ids=ids, metadata=np.array(meta), **arrays)
+    # the archive np.savez writes, without its keyword arguments: a layer field named ``file``
+    # or ``allow_pickle`` would have clashed with (or silently set) np.savez's own parameters
+    members = {"stimulus_ids": ids, "metadata": np.array(meta), **arrays}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for field, values in members.items():
+            with zf.open(f"{field}.npy", "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.asanyarray(values), allow_pickle=False)
 
 
 def _read_npz(path: Path) -> tuple[Mapping[str, np.ndarray], str]:
@@ -74,11 +80,13 @@ def _read_npz(path: Path) -> tuple[Mapping[str, np.ndarray], str]:
 def _write_mat(path: Path, arrays: dict[str, np.ndarray], ids: np.ndarray, meta: str) -> None:
     from scipy.io import savemat
 
-    big = [f for f, a in arrays.items() if a.nbytes > _MAT5_MAX_BYTES]
+    # MATLAB has no float16: store float32 (exact), the metadata records the dtype to restore.
+    # The size limit applies to what is stored, so a float16 layer counts twice its nbytes.
+    big = [f for f, a in arrays.items()
+           if a.size * (4 if a.dtype == np.float16 else a.itemsize) > _MAT5_MAX_BYTES]
     if big:
         raise InputError("path", "layers under 2 GiB each for a .mat (MAT-file v5) file",
                          f"{big[:3]} over 2 GiB", "save to .npz or .h5 instead")
-    # MATLAB has no float16: store float32 (exact), the metadata records the dtype to restore
     mat = {f: a.astype(np.float32) if a.dtype == np.float16 else a for f, a in arrays.items()}
     cell_ids = np.empty(len(ids), dtype=object)  # a cell array of char vectors for MATLAB
     cell_ids[:] = list(ids)
@@ -108,7 +116,8 @@ def _write_h5(path: Path, arrays: dict[str, np.ndarray], ids: np.ndarray, meta: 
 def _read_h5(path: Path) -> tuple[Mapping[str, np.ndarray], str]:
     h5py = _h5py()
     with h5py.File(path, "r") as f:
-        arrays = {k: f[k][()] for k in f.keys() if k != "stimulus_ids"}
+        arrays = {k: v[()] for k, v in f.items()  # datasets only: a group is not a layer
+                  if k != "stimulus_ids" and isinstance(v, h5py.Dataset)}
         meta = f.attrs.get("metadata", "")
     return arrays, meta.decode() if isinstance(meta, bytes) else str(meta)
 
@@ -288,25 +297,44 @@ def load_features(path: str | os.PathLike[str]) -> dict[str, Features]:
     try:
         arrays, meta_json = fmt.read(path)
         meta = json.loads(meta_json) if meta_json else None
-    except (OSError, ValueError) as err:
-        raise InputError("path", "a features file written by save_features", f"{str(path)!r} "
-                         f"({type(err).__name__}: {err})", "rewrite it with cortexalign "
-                         "extract") from None
+    # a file not written by us, or damaged: a truncated zip (BadZipFile), a MAT v7.3 file
+    # (NotImplementedError), an unreadable HDF5 file (OSError)...
+    except (OSError, ValueError, TypeError, KeyError, EOFError, NotImplementedError,
+            zipfile.BadZipFile) as err:
+        raise _not_ours(path, err) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise InputError("path", "a features file written by save_features (metadata format "
                          f"{FORMAT_NAME!r})", f"{str(path)!r} without it",
                          "rewrite it with cortexalign extract")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
+    version = meta.get("format_version", 0)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
         raise InputError("path", f"format_version <= {FORMAT_VERSION}",
                          str(meta.get("format_version")), "upgrade cortexalign to read this file")
-    ids = tuple(meta["stimulus_ids"])
+    try:
+        return _features_from(path, arrays, meta)
+    except (ValueError, TypeError, KeyError, AssertionError) as err:  # metadata and data disagree
+        raise _not_ours(path, err) from None
+
+
+def _not_ours(path: Path, err: Exception) -> InputError:
+    return InputError("path", "a features file written by save_features",
+                      f"{str(path)!r} ({type(err).__name__}: {err})",
+                      "rewrite it with cortexalign extract")
+
+
+def _features_from(path: Path, arrays: Mapping[str, np.ndarray],
+                   meta: dict[str, Any]) -> dict[str, Features]:
+    ids = tuple(str(i) for i in meta["stimulus_ids"])
     out: dict[str, Features] = {}
     for entry in meta["layers"]:
         if entry["field"] not in arrays:
             raise InputError("path", f"the array {entry['field']!r} of layer {entry['name']!r}",
                              f"{str(path)!r} without it", "rewrite it with cortexalign extract")
+        dtype = np.dtype(entry["dtype"])
+        if dtype.hasobject:  # never build object arrays from a file
+            raise ValueError(f"layer {entry['name']!r} has dtype {dtype}")
         values = np.asarray(arrays[entry["field"]]).reshape(entry["shape"])
-        values = values.astype(entry["dtype"], copy=False)
+        values = values.astype(dtype, copy=False)
         out[entry["name"]] = Features(np.ascontiguousarray(values), ids, meta["model_id"],
                                       entry["layer"], entry["pooling"], entry["key"])
     return out
