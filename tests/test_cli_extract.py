@@ -286,3 +286,30 @@ def test_damaged_or_foreign_files_raise_input_error(tmp_path):
     for name in _damaged_files(tmp_path):
         with pytest.raises(InputError, match="save_features"):
             load_features(tmp_path / name)
+
+
+def test_no_hard_links_second_writer_is_refused_not_clobbered(tmp_path, monkeypatch):
+    """Without hard links, a writer that starts while another is publishing the same new name
+    must be refused; before, both succeeded and the first silently replaced the second."""
+    import os
+
+    def no_link(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+
+    real_replace, seen = os.replace, []
+
+    def racing_replace(src, dst):
+        if not seen and str(dst).endswith("f.npz"):
+            seen.append(True)
+            try:  # another writer, no overwrite, arrives between the check and the rename
+                save_features(_toy(["other"]), dst)
+            except InputError as err:
+                seen.append(err)
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "link", no_link)
+    monkeypatch.setattr(os, "replace", racing_replace)
+    save_features(_toy(["mine"]), tmp_path / "f.npz")
+    assert isinstance(seen[-1], InputError)
+    assert list(load_features(tmp_path / "f.npz")) == ["mine"]
+    assert _leftovers(tmp_path) == ["f.npz"]

@@ -230,7 +230,8 @@ def save_features(features: Mapping[str, Features], path: str | os.PathLike[str]
     The data go to a temporary file in the destination folder, renamed over ``path`` only once
     complete, so an interrupted write leaves no file (and no temporary file) behind. Without
     ``overwrite`` the rename is a hard link, which fails if another process created ``path`` in
-    the meantime.
+    the meantime; on a filesystem without hard links the name is first claimed with an empty
+    ``O_EXCL`` file (briefly visible to readers) and the data renamed over it.
     """
     _check_features(features)
     path = check_destination(path, overwrite)
@@ -267,11 +268,19 @@ def _link_new(tmp: Path, path: Path) -> None:
         raise InputError("path", "a file that does not exist yet", f"{str(path)!r}, created "
                          "while the features were written", "pass overwrite=True (--overwrite) "
                          "or choose another name") from None
-    except OSError:  # a filesystem without hard links: check, then rename
-        if path.exists():
+    except OSError:  # a filesystem without hard links: reserve the name, then rename over it
+        # (checking path.exists() before os.replace let a writer that came in between be
+        # silently replaced; O_EXCL makes the check and the claim one step)
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
             raise InputError("path", "a file that does not exist yet", f"existing {str(path)!r}",
                              "pass overwrite=True (--overwrite) or choose another name") from None
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            path.unlink(missing_ok=True)  # our empty reservation, never another's file
+            raise
     else:
         tmp.unlink()
 
