@@ -108,6 +108,13 @@ def test_swin_channels_last_maps_are_returned_channels_first():
     for name in out:
         assert torch.equal(out[name], ref[name].permute(0, 3, 1, 2))
     assert out["features.1"].shape == (1, 96, 16, 16)
+    # any submodule path inside the channels-last part is returned channels-first too; the patch
+    # embedding's convolution already is
+    sub = adapter.forward_layers(x, ["features.1.1", "features.1.0.mlp", "features.0.0"])
+    assert torch.equal(sub["features.1.1"], out["features.1"])  # the stage's last block
+    assert sub["features.1.0.mlp"].shape == (1, 96, 16, 16)
+    conv, _ = _manual_capture(adapter.module, x, ["features.0.0"])
+    assert torch.equal(sub["features.0.0"], conv["features.0.0"])
 
 
 def test_weights_file_round_trip_and_pickle_refused(resnet18, tmp_path):

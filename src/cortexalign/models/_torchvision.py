@@ -75,15 +75,20 @@ class TorchvisionAdapter(ModelAdapter):
         prefix = 1 if isinstance(module, VisionTransformer) else 0  # class token first
         super().__init__(name, model_id, module, preprocess, device, prefix, layer_paths={})
         self._layer_paths = self._trace_layers()
-        # Swin keeps (b, h, w, c) maps through features.i and norm; the contract is (b, c, h, w)
-        self._channels_last = (frozenset(n for n in self._layer_paths
-                                         if n == "norm" or n.startswith("features."))
-                               if isinstance(module, SwinTransformer) else frozenset())
+        self._swin = isinstance(module, SwinTransformer)
+
+    def _channels_last(self, name: str) -> bool:
+        """Swin keeps (b, h, w, c) maps from its patch embedding's permute on: every module under
+        ``features`` except the embedding's convolution ``features.0.0``, and ``norm``. The
+        contract is (b, c, h, w), for listed layers and any other submodule path alike."""
+        path = self._path(name)
+        return self._swin and (path == "norm" or (path.startswith("features.")
+                                                  and path != "features.0.0"))
 
     def _forward_layers(self, x_bchw: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
         out = super()._forward_layers(x_bchw, names)
         for n in names:
-            if n in self._channels_last:
+            if out[n].ndim == 4 and self._channels_last(n):
                 out[n] = out[n].permute(0, 3, 1, 2)
         return out
 
@@ -149,7 +154,9 @@ def torchvision_preprocess(arch: str, kwargs: Mapping[str, Any]) -> Preprocess:
 @contextmanager
 def _weights_only_loads() -> Iterator[None]:
     """Force every ``torch.load`` in the block to ``weights_only=True`` (torchvision's hub download
-    passes ``weights_only=False``); the environment is restored on exit."""
+    passes ``weights_only=False``); the environment is restored on exit. The variable is
+    process-wide: a ``torch.load`` in another thread during the download is forced too (only ever
+    stricter)."""
     keys = ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
     saved = {k: os.environ.get(k) for k in keys}
     try:
