@@ -28,7 +28,7 @@ from cortexalign.errors import InputError
 from cortexalign.models._base import ModelAdapter
 from cortexalign.models._hooks import seeded
 from cortexalign.models._preprocess import Preprocess
-from cortexalign.models._registry import MODELS, LoadSpec
+from cortexalign.models._registry import MODELS, LoadSpec, options_tag
 from cortexalign.models._weights import load_state_dict_checked, read_state_dict
 
 __all__ = ["GaborConfig", "GaborV1", "gabor_kernel", "build_gabor_v1"]
@@ -223,7 +223,7 @@ def build_gabor_v1(spec: LoadSpec, **kwargs: Any) -> ModelAdapter:
     elif spec.source == "file":
         load_state_dict_checked(module, read_state_dict(spec.weights), repr(str(spec.weights)))
     defaults = asdict(GaborConfig())
-    opts = "".join(f"[{k}={v!r}]" for k, v in sorted(asdict(config).items()) if defaults[k] != v)
+    opts = options_tag({k: v for k, v in asdict(config).items() if defaults[k] != v})
     variant = spec.variant() or "@designed"
     preprocess = Preprocess(size=(config.image_size,) * 2, mean=(0.5,) * 3, std=(0.5,) * 3)
     return ModelAdapter(spec.name, f"{spec.name}{opts}{variant}", module, preprocess, spec.device,

@@ -15,6 +15,7 @@ tiny config for contract tests; prefixes add ``"name"``, a full example name).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
@@ -25,7 +26,7 @@ from cortexalign.device import resolve_device
 from cortexalign.errors import InputError
 from cortexalign.registry import Registry
 
-__all__ = ["MODELS", "LoadSpec", "ModelInfo", "load_model", "list_models"]
+__all__ = ["MODELS", "LoadSpec", "ModelInfo", "load_model", "list_models", "options_tag"]
 
 MODELS: Registry = Registry("model")
 
@@ -59,6 +60,12 @@ class LoadSpec:
         if self.source == "file":
             return f"@file:{self.weights.name}"
         return ""
+
+
+def options_tag(options: Mapping[str, Any]) -> str:
+    """The model_id part naming constructor options, ``[img_size=32][depth=2]`` (sorted keys): one
+    spelling for every builder, since model ids enter cache keys."""
+    return "".join(f"[{k}={v!r}]" for k, v in sorted(options.items()))
 
 
 class ModelInfo(TypedDict):

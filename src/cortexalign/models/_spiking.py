@@ -18,7 +18,7 @@ from cortexalign.errors import InputError
 from cortexalign.models._base import ModelAdapter
 from cortexalign.models._hooks import seeded
 from cortexalign.models._preprocess import Preprocess
-from cortexalign.models._registry import MODELS, LoadSpec
+from cortexalign.models._registry import MODELS, LoadSpec, options_tag
 
 __all__ = ["SpikingAdapter"]
 
@@ -65,7 +65,7 @@ def build_snn(spec: LoadSpec, img_size: int | None = None, **kwargs: Any) -> Spi
     size = img_size or (32 if module.config.num_classes <= 100 else 224)
     mean, std = _CIFAR if size <= 64 else _IMAGENET
     preprocess = Preprocess(size=(size, size), mean=mean, std=std, resize="stretch")
-    opts = "".join(f"[{k}={v!r}]" for k, v in sorted(kwargs.items()))
+    opts = options_tag(kwargs)
     layers = layer_names(module)
     return SpikingAdapter(spec.name, f"{spec.name}{opts}{spec.variant()}", module, preprocess,
                           spec.device, layer_paths={n: n for n in layers})

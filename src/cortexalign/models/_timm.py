@@ -23,7 +23,7 @@ from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.models._base import OUTPUT, ModelAdapter, default_layer_paths
 from cortexalign.models._hooks import capture_outputs, seeded
 from cortexalign.models._preprocess import Preprocess
-from cortexalign.models._registry import MODELS, LoadSpec
+from cortexalign.models._registry import MODELS, LoadSpec, options_tag
 from cortexalign.models._weights import load_state_dict_checked, read_state_dict
 
 __all__ = ["TimmAdapter", "build_timm", "create_timm", "timm_preprocess"]
@@ -165,7 +165,7 @@ def create_timm(arch: str, spec: LoadSpec, kwargs: Mapping[str, Any]) -> nn.Modu
 
 
 def _model_id(spec: LoadSpec, module: nn.Module, kwargs: Mapping[str, Any]) -> str:
-    opts = "".join(f"[{k}={v!r}]" for k, v in sorted(kwargs.items()))
+    opts = options_tag(kwargs)
     if spec.source == "default":
         tag = (getattr(module, "pretrained_cfg", None) or {}).get("tag")
         return f"{spec.name}{opts}@hub" + (f":{tag}" if tag else "")

@@ -50,7 +50,7 @@ from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.models._base import OUTPUT, ModelAdapter, default_layer_paths
 from cortexalign.models._hooks import eval_mode, seeded
 from cortexalign.models._preprocess import Preprocess
-from cortexalign.models._registry import MODELS, LoadSpec
+from cortexalign.models._registry import MODELS, LoadSpec, options_tag
 from cortexalign.models._weights import load_state_dict_checked, read_state_dict
 
 __all__ = ["TorchvisionAdapter", "build_torchvision", "create_torchvision",
@@ -204,7 +204,7 @@ def create_torchvision(arch: str, spec: LoadSpec, kwargs: Mapping[str, Any]) -> 
 
 
 def _model_id(spec: LoadSpec, kwargs: Mapping[str, Any]) -> str:
-    opts = "".join(f"[{k}={v!r}]" for k, v in sorted(kwargs.items()))
+    opts = options_tag(kwargs)
     if spec.source == "default":
         return f"{spec.name}{opts}@hub:{get_model_weights(spec.arch).DEFAULT.name}"
     return f"{spec.name}{opts}{spec.variant()}"

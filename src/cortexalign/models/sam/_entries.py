@@ -16,7 +16,7 @@ from torch import nn
 
 from cortexalign.errors import InputError
 from cortexalign.models._hooks import seeded
-from cortexalign.models._registry import MODELS, LoadSpec
+from cortexalign.models._registry import MODELS, LoadSpec, options_tag
 from cortexalign.models._weights import load_state_dict_checked, read_state_dict
 from cortexalign.models.sam._adapter import SamAdapter, sam_preprocess
 from cortexalign.models.sam._configs import SAM_CONFIGS, SamConfig
@@ -99,7 +99,7 @@ def build_sam_family(cfg: SamConfig, spec: LoadSpec, *, tiny: bool = False,
     img_size = int(arch_kwargs["img_size"])
     module = _build_module(cfg, spec, arch_kwargs)
     paths, channels_last = sam_layer_paths(module)
-    opts = "".join(f"[{k}={v!r}]" for k, v in sorted(kwargs.items())) + ("[tiny]" if tiny else "")
+    opts = options_tag(kwargs) + ("[tiny]" if tiny else "")
     variant = "@hub" if spec.source == "default" else spec.variant()
     return SamAdapter(spec.name, f"{cfg.name}{opts}{variant}", module, sam_preprocess(img_size),
                       torch.device(spec.device), paths, channels_last, cfg.family)
