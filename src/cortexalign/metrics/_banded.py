@@ -51,9 +51,10 @@ from cortexalign.metrics._partition import SET_SCALINGS, check_sets_target, name
 from cortexalign.metrics._ridge import (
     CHUNK_ELEMENTS,
     TIE_SLOPE,
-    _Basis,
     _check,
-    _eigh_basis,
+    _fold_predictors,
+    _inner_kernel_bases,
+    _inner_mse,
     _target_chunk,
     ridge_dtype,
 )
@@ -138,18 +139,6 @@ def _check_spaces(xs_sd, y_sn, xs_td) -> None:
                              "every space must describe the same training and test stimuli")
 
 
-def _fold_bases(k_ss: torch.Tensor, splits, dtype) -> list[_Basis]:
-    """Inner-fold bases of one (training-centred) kernel, each fold re-centred on its rows."""
-    out = []
-    for tr, va in splits:
-        m_s = k_ss[:, tr].mean(1)
-        c = m_s[tr].mean()
-        ktr = k_ss[tr][:, tr] - m_s[tr, None] - m_s[None, tr] + c
-        kva = k_ss[va][:, tr] - m_s[va, None] - m_s[None, tr] + c
-        out.append(_eigh_basis(ktr, kva, None, dtype))
-    return out
-
-
 def _search(g_mss, y_sn, gammas_cg, alpha_a, splits, dtype, chunk):
     """Best candidate index, alpha and score per target over all candidates (himalaya's rule)."""
     dev, n = g_mss.device, y_sn.shape[1]
@@ -158,18 +147,11 @@ def _search(g_mss, y_sn, gammas_cg, alpha_a, splits, dtype, chunk):
     best_s = torch.full((n,), -torch.inf, dtype=torch.float64, device=dev)
     tie_a1 = TIE_SLOPE * torch.log(alpha_a)[:, None]
     for ci, gamma_m in enumerate(gammas_cg):
-        inner = _fold_bases(torch.einsum("m,mst->st", gamma_m, g_mss), splits, dtype)
-        w_f_avr = [b.a_vr[None] / (b.lam_r[None, None] + alpha_a[:, None, None]).to(dtype)
-                   for b in inner]
+        inner = _inner_kernel_bases(torch.einsum("m,mst->st", gamma_m, g_mss), splits, dtype)
+        w_f_avr = _fold_predictors(inner, alpha_a, dtype)
         for start in range(0, n, chunk):
             y64 = y_sn[:, start:start + chunk]
-            score_an = torch.zeros(len(alpha_a), y64.shape[1], dtype=torch.float64, device=dev)
-            for basis, w_avr, (tr, va) in zip(inner, w_f_avr, splits, strict=True):
-                mu_n = y64[tr].mean(0)
-                z_rn = basis.b_rs @ (y64[tr] - mu_n).to(dtype)
-                res_avn = (y64[va] - mu_n).to(dtype)[None] - w_avr @ z_rn
-                score_an -= res_avn.square().sum(1, dtype=torch.float64) / len(va)
-            score_n, idx_n = (score_an / len(splits) + tie_a1).max(0)
+            score_n, idx_n = (tie_a1 - _inner_mse(inner, w_f_avr, splits, y64, dtype)).max(0)
             sl = slice(start, start + y64.shape[1])
             win = score_n > best_s[sl] + EPS
             best_s[sl] = torch.where(win, score_n, best_s[sl])

@@ -101,9 +101,9 @@ def _eigh_basis(m_rr: torch.Tensor, a_vr: torch.Tensor, b_rs: torch.Tensor | Non
     return _Basis((a_vr @ q_rr).to(dtype), b_rs.to(dtype), lam_r.clamp_min(0.0))
 
 
-def _kernel_bases(x_sd, x_td, splits, dtype) -> tuple[list[_Basis], _Basis]:
-    """Kernel route (s < d): Grams of the centred training rows, inner centring done on them."""
-    g_ss = x_sd @ x_sd.T
+def _inner_kernel_bases(g_ss: torch.Tensor, splits, dtype) -> list[_Basis]:
+    """Inner-fold bases of one (s, s) training-centred Gram or kernel, each fold's kernel
+    re-centred on its own training rows (the intercept); shared with ``_banded``."""
     inner = []
     for tr, va in splits:
         m_s = g_ss[:, tr].mean(1)  # <x_i, mean of the inner training rows>
@@ -111,7 +111,13 @@ def _kernel_bases(x_sd, x_td, splits, dtype) -> tuple[list[_Basis], _Basis]:
         k_ss = g_ss[tr][:, tr] - m_s[tr, None] - m_s[None, tr] + c
         k_vs = g_ss[va][:, tr] - m_s[va, None] - m_s[None, tr] + c
         inner.append(_eigh_basis(k_ss, k_vs, None, dtype))
-    return inner, _eigh_basis(g_ss, x_td @ x_sd.T, None, dtype)
+    return inner
+
+
+def _kernel_bases(x_sd, x_td, splits, dtype) -> tuple[list[_Basis], _Basis]:
+    """Kernel route (s < d): Grams of the centred training rows, inner centring done on them."""
+    g_ss = x_sd @ x_sd.T
+    return _inner_kernel_bases(g_ss, splits, dtype), _eigh_basis(g_ss, x_td @ x_sd.T, None, dtype)
 
 
 def _primal_bases(x_sd, x_td, splits, dtype) -> tuple[list[_Basis], _Basis]:
@@ -126,6 +132,25 @@ def _primal_bases(x_sd, x_td, splits, dtype) -> tuple[list[_Basis], _Basis]:
 
 RIDGE_ROUTES: dict[str, Callable] = {"kernel": _kernel_bases, "primal": _primal_bases}
 """``f(x_sd, x_td, inner splits, dtype) -> (inner bases, refit basis)``; inputs centred, float64."""
+
+
+def _fold_predictors(inner: list[_Basis], alpha_a: torch.Tensor, dtype) -> list[torch.Tensor]:
+    """(a, v, r) prediction matrices ``a_vr / (lam_r + alpha)`` of each inner fold, shared by
+    every chunk of targets."""
+    return [b.a_vr[None] / (b.lam_r[None, None] + alpha_a[:, None, None]).to(dtype) for b in inner]
+
+
+def _inner_mse(inner: list[_Basis], w_f_avr: list[torch.Tensor], splits, y64: torch.Tensor,
+               dtype) -> torch.Tensor:
+    """(a, n) validation MSE of float64 targets ``y64`` (s, n) for every penalty, mean over the
+    inner folds (each fold centres the targets on its training rows); summed in float64."""
+    mse_an = torch.zeros(len(w_f_avr[0]), y64.shape[1], dtype=torch.float64, device=y64.device)
+    for basis, w_avr, (tr, va) in zip(inner, w_f_avr, splits, strict=True):
+        mu_n = y64[tr].mean(0)
+        z_rn = basis.b_rs @ (y64[tr] - mu_n).to(dtype)
+        res_avn = (y64[va] - mu_n).to(dtype)[None] - w_avr @ z_rn
+        mse_an += res_avn.square().sum(1, dtype=torch.float64) / len(va)
+    return mse_an.div_(len(splits))
 
 
 def _check(x_sd, y_sn, x_td, alphas, inner_folds, target_chunk, route) -> torch.Tensor:
@@ -186,19 +211,11 @@ def solve_ridge_cv(x_sd: torch.Tensor, y_sn: torch.Tensor, x_td: torch.Tensor, a
     n_val = max(len(va) for _, va in splits)
     chunk = int(target_chunk or max(1, CHUNK_ELEMENTS // (len(alpha_a) * max(n_val, len(xt64)))))
     tie_a1 = TIE_SLOPE * torch.log(alpha_a)[:, None]
-    # (a, v, r) prediction matrices of each inner fold, shared by every chunk of targets
-    w_f_avr = [b.a_vr[None] / (b.lam_r[None, None] + alpha_a[:, None, None]).to(dtype)
-               for b in inner]
+    w_f_avr = _fold_predictors(inner, alpha_a, dtype)
     pred, best, mse = [], [], []
     for start in range(0, y_sn.shape[1], chunk):
         y64 = y_sn[:, start:start + chunk].to(device=dev, dtype=torch.float64)
-        mse_an = torch.zeros(len(alpha_a), y64.shape[1], dtype=torch.float64, device=dev)
-        for basis, w_avr, (tr, va) in zip(inner, w_f_avr, splits, strict=True):
-            mu_n = y64[tr].mean(0)
-            z_rn = basis.b_rs @ (y64[tr] - mu_n).to(dtype)
-            res_avn = (y64[va] - mu_n).to(dtype)[None] - w_avr @ z_rn
-            mse_an += res_avn.square().sum(1, dtype=torch.float64) / len(va)
-        mse_an /= len(splits)
+        mse_an = _inner_mse(inner, w_f_avr, splits, y64, dtype)
         idx_n = (tie_a1 - mse_an).argmax(0)
         alpha_n = alpha_a[idx_n]
         mu_n = y64.mean(0)
