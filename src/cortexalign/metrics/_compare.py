@@ -199,20 +199,24 @@ def pair_row_sums(x_mp: torch.Tensor, counts_bs: torch.Tensor | None = None,
     return out
 
 
-def whitened_gram(a_mp: torch.Tensor, b_kp: torch.Tensor) -> torch.Tensor:
+def whitened_gram(a_mp: torch.Tensor, b_kp: torch.Tensor, ra_ms: torch.Tensor | None = None,
+                  rb_ks: torch.Tensor | None = None) -> torch.Tensor:
     """(m, k) inner products ``a^T V^-1 b`` up to one positive factor (V: iid-noise covariance of
     the distances): ``a.b - r_a.r_b / s + (sum r_a)(sum r_b) / (2 s^2)`` = half of
-    ``<H A H, H B H>_F``. O((m + k) p + m k p) time, O((m + k) s) extra memory."""
+    ``<H A H, H B H>_F``. O((m + k) p + m k p) time, O((m + k) s) extra memory. ``ra_ms``,
+    ``rb_ks``: the ``pair_row_sums`` of ``a_mp``, ``b_kp`` when the caller holds them."""
     s = n_stimuli_of(a_mp.shape[1])
-    ra, rb = pair_row_sums(a_mp), pair_row_sums(b_kp)
+    ra = pair_row_sums(a_mp) if ra_ms is None else ra_ms
+    rb = pair_row_sums(b_kp) if rb_ks is None else rb_ks
     return (a_mp @ b_kp.T - (ra @ rb.T) / s
             + ra.sum(1)[:, None] * rb.sum(1)[None, :] / (2.0 * s * s))
 
 
-def whitened_norms(x_mp: torch.Tensor) -> torch.Tensor:
-    """(m,) ``sqrt(x^T V^-1 x)`` up to the factor of ``whitened_gram``."""
+def whitened_norms(x_mp: torch.Tensor, r_ms: torch.Tensor | None = None) -> torch.Tensor:
+    """(m,) ``sqrt(x^T V^-1 x)`` up to the factor of ``whitened_gram`` (``r_ms``: the
+    ``pair_row_sums`` of ``x_mp`` when the caller holds them)."""
     s = n_stimuli_of(x_mp.shape[1])
-    r = pair_row_sums(x_mp)
+    r = pair_row_sums(x_mp) if r_ms is None else r_ms
     sq = (x_mp * x_mp).sum(1) - (r * r).sum(1) / s + r.sum(1) ** 2 / (2.0 * s * s)
     return torch.sqrt(sq.clamp_min(0.0))
 
@@ -222,8 +226,9 @@ def compare_cosine_cov(a_mp: torch.Tensor, b_kp: torch.Tensor) -> torch.Tensor:
     ``a^T V^-1 b / sqrt(a^T V^-1 a  b^T V^-1 b)``. Invariant to scaling either RDM; not to adding
     a constant (a constant RDM is not orthogonal to the others under V^-1). See the module
     docstring for the V-free closed form and its cost."""
-    return (whitened_gram(a_mp, b_kp) / whitened_norms(a_mp)[:, None]
-            / whitened_norms(b_kp)[None, :]).clamp_(-1.0, 1.0)
+    ra_ms, rb_ks = pair_row_sums(a_mp), pair_row_sums(b_kp)  # once each, for all three terms
+    return (whitened_gram(a_mp, b_kp, ra_ms, rb_ks) / whitened_norms(a_mp, ra_ms)[:, None]
+            / whitened_norms(b_kp, rb_ks)[None, :]).clamp_(-1.0, 1.0)
 
 
 def compare_corr_cov(a_mp: torch.Tensor, b_kp: torch.Tensor) -> torch.Tensor:
