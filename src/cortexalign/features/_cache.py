@@ -265,10 +265,7 @@ class FeatureCache:
             if values is not None and verify and sha256_of(values) != meta.get("sha256"):
                 values = None
         if values is None:
-            warnings.warn(f"feature cache entry {key[:12]}... in {self.root} is incomplete or "
-                          "corrupt; discarding it (it will be recomputed)", RuntimeWarning,
-                          stacklevel=2)
-            self._discard(dest)
+            self._warn_discard(key, dest)
             return None
         return values, meta
 
