@@ -257,7 +257,7 @@ def _resampled_gamma(r_bms: torch.Tensor, counts_bs: torch.Tensor) -> torch.Tens
 
 
 def resampled_cosine_cov(x_p: torch.Tensor, y_kp: torch.Tensor, counts_bs: torch.Tensor,
-                         center: bool = False) -> torch.Tensor:
+                         center: bool = False, w_bp: torch.Tensor | None = None) -> torch.Tensor:
     """``cosine_cov`` (``corr_cov`` with ``center``) of stimulus-resampled RDMs, as rsatoolbox
     computes it on ``subsample_pattern`` RDMs, without building them.
 
@@ -273,6 +273,8 @@ def resampled_cosine_cov(x_p: torch.Tensor, y_kp: torch.Tensor, counts_bs: torch
     x_p : (p,) model RDM vector; y_kp : (k, p) target vectors (upper triangles over s stimuli).
     counts_bs : (B, s) how often each stimulus was drawn in each of B resamples.
     center : subtract each resampled vector's mean first (``corr_cov``).
+    w_bp : the (B, p) pair multiplicities ``c_i c_j`` (i < j) when the caller holds them (the
+        bootstrap does); ``None``: computed from ``counts_bs``.
 
     Returns
     -------
@@ -282,8 +284,9 @@ def resampled_cosine_cov(x_p: torch.Tensor, y_kp: torch.Tensor, counts_bs: torch
     """
     c = counts_bs.to(x_p.dtype)
     s = c.shape[1]
-    iu = torch.triu_indices(s, s, 1, device=x_p.device)
-    w_bp = c[:, iu[0]] * c[:, iu[1]]
+    if w_bp is None:
+        iu = torch.triu_indices(s, s, 1, device=x_p.device)
+        w_bp = c[:, iu[0]] * c[:, iu[1]]
     r_x = pair_row_sums(x_p[None], c)  # (B, 1, s)
     r_y = pair_row_sums(y_kp, c)  # (B, k, s)
     wx, wy = w_bp @ x_p, w_bp @ y_kp.T  # (B,), (B, k)

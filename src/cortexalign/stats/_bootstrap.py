@@ -51,9 +51,14 @@ def stimulus_counts(idx_bs: torch.Tensor, s: int) -> torch.Tensor:
 
 def pair_weights(idx_bs: torch.Tensor, s: int) -> torch.Tensor:
     """(B, s) resampled indices -> (B, s(s-1)/2) multiplicities ``c_i c_j`` of each pair i < j."""
-    counts = stimulus_counts(idx_bs, s)
-    iu = torch.triu_indices(s, s, 1, device=idx_bs.device)
-    return counts[:, iu[0]] * counts[:, iu[1]]
+    return _pair_weights_of(stimulus_counts(idx_bs, s))
+
+
+def _pair_weights_of(counts_bs: torch.Tensor) -> torch.Tensor:
+    """(B, s) draw counts -> (B, s(s-1)/2) pair multiplicities ``c_i c_j``, i < j."""
+    s = counts_bs.shape[1]
+    iu = torch.triu_indices(s, s, 1, device=counts_bs.device)
+    return counts_bs[:, iu[0]] * counts_bs[:, iu[1]]
 
 
 def percentile_interval(samples_b, level: float = 0.95) -> tuple[float, float]:
@@ -127,11 +132,11 @@ def _boot_rho_a(x_p, y_kp, w_bp, counts_bs=None):
 
 
 def _boot_cosine_cov(x_p, y_kp, w_bp, counts_bs):
-    return resampled_cosine_cov(x_p, y_kp, counts_bs, center=False)
+    return resampled_cosine_cov(x_p, y_kp, counts_bs, center=False, w_bp=w_bp)
 
 
 def _boot_corr_cov(x_p, y_kp, w_bp, counts_bs):
-    return resampled_cosine_cov(x_p, y_kp, counts_bs, center=True)
+    return resampled_cosine_cov(x_p, y_kp, counts_bs, center=True, w_bp=w_bp)
 
 
 BOOTSTRAP_COMPARISONS: dict[str, Callable[..., torch.Tensor]] = {
@@ -172,8 +177,10 @@ def bootstrap_rdm_comparison(model_p: torch.Tensor, targets_kp: torch.Tensor,
     idx = bootstrap_indices(s, n_bootstrap, seed, model_p.device)
     fn = BOOTSTRAP_COMPARISONS[method]
     chunk = max(1, int(max_elements) // max(p, 1))
-    parts = [fn(model_p, targets_kp, pair_weights(idx[i:i + chunk], s),
-                stimulus_counts(idx[i:i + chunk], s)) for i in range(0, idx.shape[0], chunk)]
+    parts = []
+    for i in range(0, idx.shape[0], chunk):
+        counts_bs = stimulus_counts(idx[i:i + chunk], s)  # once: the pair weights come from it
+        parts.append(fn(model_p, targets_kp, _pair_weights_of(counts_bs), counts_bs))
     return torch.cat(parts, dim=0)
 
 
