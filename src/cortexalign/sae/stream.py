@@ -24,9 +24,10 @@ __all__ = ["array_chunks", "token_chunks", "cache_token_chunks", "open_cached_to
 def _as_tensor(a: Any) -> torch.Tensor:
     if isinstance(a, torch.Tensor):
         return a.float()
-    arr = np.ascontiguousarray(a)
-    # verified cache reads are read-only (they may be the view's memo): never share them
-    return torch.from_numpy(arr if arr.flags.writeable else arr.copy()).float()
+    arr = np.ascontiguousarray(a)  # a copy only when ``a`` is strided (prefix tokens dropped)
+    if not arr.flags.writeable:  # verified cache reads are read-only (the view's memo): never
+        arr = arr.astype(np.float32)  # share them; the one copy, converted to float32 on the way
+    return torch.from_numpy(arr).float()
 
 
 def array_chunks(acts_nd: Any, chunk_size: int = 65536) -> Iterator[torch.Tensor]:
@@ -62,8 +63,9 @@ def token_chunks(acts_std: Any, num_prefix_tokens: int, images_per_chunk: int = 
     order = np.arange(n_blocks) if block_order is None else np.asarray(block_order)
     for b in order:
         start = int(b) * images_per_chunk
-        block = _as_tensor(acts_std[start:start + images_per_chunk])
-        yield block[:, num_prefix_tokens:].reshape(-1, shape[2])
+        # drop the prefix tokens before the one copy to a contiguous tensor: the reshape is a view
+        patches = acts_std[start:start + images_per_chunk][:, num_prefix_tokens:]
+        yield _as_tensor(patches).reshape(-1, shape[2])
 
 
 def open_cached_tokens(cache: Any, key: str) -> tuple[Any, dict[str, Any]]:
