@@ -30,7 +30,7 @@ import pandas as pd
 
 from cortexalign import __version__
 from cortexalign.errors import InputError
-from cortexalign.results._export import EXPORT_FORMATS, export_frame
+from cortexalign.results._export import EXPORT_FORMATS, copy_atomic
 from cortexalign.results._manifest import git_revision, hardware, package_versions
 from cortexalign.results._schema import (
     DDL,
@@ -314,7 +314,12 @@ class ResultsStore:
     def export(self, path: str | os.PathLike[str], table: str = "scores") -> Path:
         """Write a table to ``path`` as CSV or Parquet (chosen by the suffix), atomically."""
         _check_table(table)
-        return export_frame(self.frame(table), path)
+
+        def copy(target: str, fmt: str) -> None:  # straight from the table: no DataFrame
+            with self._connect() as con:
+                con.execute(f"COPY (SELECT * FROM {table}) TO '{target}' ({fmt})")
+
+        return copy_atomic(path, copy)
 
 
 def _check_key(job_key: str) -> None:
