@@ -81,7 +81,7 @@ def _check_chunk(chunk: Any, d_in: int, device: torch.device) -> torch.Tensor:
         raise InputError("chunks", f"(N, {d_in}) activation chunks (config.d_in = {d_in})",
                          f"a chunk of shape {tuple(t.shape)}",
                          "flatten tokens to (N, d) (see sae.stream) and set d_in to their width")
-    t = t.float().to(device)
+    t = t.to(device).float()  # half-precision chunks cross to the device at half the bytes
     if t.numel() and not bool(torch.isfinite(torch.stack(torch.aminmax(t))).all()):
         raise InputError("chunks", "finite activations", "a chunk with NaN/Inf values",
                          "check the feature extraction (precision, model weights)")
