@@ -78,6 +78,31 @@ def test_cache_is_read_on_the_second_run(tmp_path, folder):
     assert a["simple"].key == b["simple"].key
 
 
+@pytest.mark.parametrize(("kind", "layers"), [("attention", ["--all-layers"]),
+                                              ("conv_map", ["-l", "neck", "-l", "blocks.1"])])
+def test_map_cache_hits_are_reported(tmp_path, folder, kind, layers):
+    """Maps read from the cache are reported as the activations' are (ExtractSummary.from_cache,
+    the CLI's "read from the cache" line); a new layer on a warm cache is not counted."""
+    from cortexalign.cli_extract import extract_to_file
+
+    kwargs = {"features": kind, "untrained": True, "model_kwargs": SAM, "progress": False,
+              "cache": tmp_path / "cache"}
+    names = ["neck", "blocks.1"] if kind == "conv_map" else None
+    first = extract_to_file("sam_vit_b", folder, tmp_path / "a.npz", layers=names,
+                            all_layers=names is None, **kwargs)
+    assert first.from_cache == ()
+    res = _invoke("sam_vit_b", folder, "--out", tmp_path / "b.npz", "--features", kind, *layers,
+                  "--cache", tmp_path / "cache", *SAM_ARGS)
+    assert res.exit_code == 0, res.output
+    assert f"{len(first.shapes)} layers read from the cache" in res.output
+    a, b = load_features(tmp_path / "a.npz"), load_features(tmp_path / "b.npz")
+    assert all(np.array_equal(a[n].values, b[n].values) and a[n].key == b[n].key for n in a)
+    if kind == "conv_map":  # one cached layer and one new one
+        third = extract_to_file("sam_vit_b", folder, tmp_path / "c.npz",
+                                layers=["blocks.1", "blocks.0"], **kwargs)
+        assert third.from_cache == ("blocks.1",)
+
+
 def test_mat_file_reads_in_scipy_with_matlab_names(tmp_path, folder):
     out = tmp_path / "feats.mat"
     res = _invoke("gabor_v1", folder, "--out", out, "--all-layers", "--pooling", "max",

@@ -176,12 +176,10 @@ def _map_opts(features: str, options: Mapping[str, Any] | None) -> dict[str, Any
 def _extract_map_features(adapter: Any, stim: Any, layers: Sequence[str] | None,
                           all_layers: bool, kind: str, opts: dict[str, Any], batch_size: int,
                           store: FeatureCache | None, progress: bool) -> dict[str, Features]:
-    """Maps through ``bench.extract_maps``, as Features whose pooling names the map."""
-    from cortexalign.bench._map_features import extract_maps, map_entries, map_layers
+    """Maps through ``bench.extract_map_features``: Features whose pooling names the map and
+    whose ``from_cache`` says which layers the cache served."""
+    from cortexalign.bench._map_features import extract_map_features, map_layers
 
     names = map_layers(adapter, kind, "all" if all_layers else list(layers), opts, stim)
-    maps = extract_maps(adapter, stim, names, kind, opts, batch_size=batch_size, cache=store,
-                        progress=progress)
-    entries = map_entries(adapter, stim, names, kind, opts)
-    return {n: Features(maps[n], stim.ids, adapter.model_id, n, entries[n][1]["pooling"],
-                        entries[n][0]) for n in names}
+    return extract_map_features(adapter, stim, names, kind, opts, batch_size=batch_size,
+                                cache=store, progress=progress)

@@ -16,7 +16,13 @@ from scipy.stats import spearmanr
 
 from cortexalign.bench import load_config
 from cortexalign.bench._jobs import JOB_VERSION, job_key
-from cortexalign.bench._map_features import extract_maps, map_layers
+from cortexalign.bench._map_features import (
+    extract_map_features,
+    extract_maps,
+    map_entries,
+    map_layers,
+    map_options,
+)
 from cortexalign.bench._stats import add_fdr, paired_model_comparison, rsa_permutation_p
 from cortexalign.bench._targets import split_targets
 from cortexalign.errors import InputError
@@ -184,10 +190,21 @@ def test_extract_maps_equal_direct_extraction_and_hit_the_cache(tmp_path, rng):
     assert len(cache) == 4
     again = extract_maps(model, stim, layers, "attention", {}, cache=cache)
     assert all(np.array_equal(again[n], got[n]) for n in layers)
+    feats = extract_map_features(model, stim, layers, "attention", {}, cache=cache)
+    assert [f.from_cache for f in feats.values()] == [True] * 4 and list(feats) == layers
+    for n, f in feats.items():
+        assert np.array_equal(f.values, got[n]) and f.stimulus_ids == stim.ids
+        assert (f.pooling, f.layer, f.model_id) == ("attn:received", n, model.model_id)
+    assert [f.key for f in feats.values()] == [k for k, _ in map_entries(
+        model, stim, layers, "attention", map_options("attention", {})).values()]
     conv = extract_maps(model, stim, ["neck"], "conv_map", {}, cache=cache)
     acts = model.forward_layers(model.preprocess(list(imgs)), ["neck"])["neck"]
     np.testing.assert_allclose(conv["neck"], conv_maps(acts).numpy(), atol=1e-6)
     assert len(cache) == 5  # a different cache key from the attention maps
+    mixed = extract_map_features(model, stim, ["neck", "blocks.1"], "conv_map", {}, cache=cache)
+    assert [f.from_cache for f in mixed.values()] == [True, False] and len(cache) == 6
+    assert np.array_equal(mixed["neck"].values, conv["neck"])
+    assert mixed["blocks.1"].pooling == "conv:mean_abs"
     with pytest.raises(InputError, match="feature_options"):
         extract_maps(model, stim, layers, "attention", {"reductoin": "cls"})
 

@@ -14,7 +14,8 @@ a pooling string naming the map (``attn:received``, ``conv:mean_abs``), so they 
 with pooled activations. Extraction runs in fp32.
 
 Two ways to extract, with the same forward passes, keys and stored entries: ``extract_maps``
-returns every layer's (s, gh, gw) array in memory (s x layers maps held at once);
+returns every layer's (s, gh, gw) array in memory (s x layers maps held at once;
+``extract_map_features`` returns them as ``Features`` whose ``from_cache`` names the cache hits);
 ``extract_maps_to_cache`` sends each batch's maps straight into one ``FeatureCache.writer`` per
 layer and returns the keys, so host memory holds one batch of maps (the runner's path when
 ``max_feature_memory_gb`` is exceeded, issue 9). Either way a NaN/Inf map raises an
@@ -33,14 +34,14 @@ import numpy as np
 import torch
 
 from cortexalign.errors import InputError, UnknownNameError
-from cortexalign.features import FeatureCache, feature_key
+from cortexalign.features import FeatureCache, Features, feature_key
 from cortexalign.features._extract import _ArrayRows, _eval_mode, _progress
 from cortexalign.models.attention import attention_maps, conv_maps, list_attention_blocks
 from cortexalign.models.attention._capture import _resolve_blocks
 from cortexalign.stimuli import StimulusSet
 
 __all__ = ["MAP_FEATURES", "MapFeature", "map_layers", "map_entries", "extract_maps",
-           "extract_maps_to_cache", "map_options"]
+           "extract_map_features", "extract_maps_to_cache", "map_options"]
 
 
 def _attention_layers(adapter, requested, options, stimuli) -> list[str]:
@@ -174,7 +175,8 @@ def extract_maps(adapter, stimuli: StimulusSet, layers: list[str], kind: str,
     """(s, gh, gw) float32 maps per layer, read from ``cache`` when there, else computed.
 
     Holds every requested layer's (s, gh, gw) maps in memory; :func:`extract_maps_to_cache`
-    writes the same entries batch by batch instead.
+    writes the same entries batch by batch instead, and :func:`extract_map_features` returns
+    the same maps as ``Features`` that say which layers came from the cache.
 
     Parameters
     ----------
@@ -185,6 +187,32 @@ def extract_maps(adapter, stimuli: StimulusSet, layers: list[str], kind: str,
     ------
     InputError if a map is NaN/Inf (naming the layer); nothing is cached then.
     """
+    return _extract_maps(adapter, stimuli, layers, kind, options, batch_size, cache,
+                         progress)[0]
+
+
+def extract_map_features(adapter, stimuli: StimulusSet, layers: list[str], kind: str,
+                         options: dict[str, Any], *, batch_size: int = 32,
+                         cache: FeatureCache | None = None, progress: bool = False
+                         ) -> dict[str, Features]:
+    """The maps of :func:`extract_maps` as ``Features``, in the order of ``layers``.
+
+    ``values`` (s, gh, gw) float32 (read-only), ``pooling`` the map's name (``attn:received``,
+    ``conv:mean_abs``), ``key`` its cache key, and ``from_cache`` True for the layers read from
+    ``cache`` instead of computed, as ``extract_features`` reports pooled activations.
+
+    Parameters and Raises as in :func:`extract_maps`.
+    """
+    maps, entries, hits = _extract_maps(adapter, stimuli, layers, kind, options, batch_size,
+                                        cache, progress)
+    return {n: Features(maps[n], stimuli.ids, adapter.model_id, n, entries[n][1]["pooling"],
+                        entries[n][0], from_cache=n in hits) for n in layers}
+
+
+def _extract_maps(adapter, stimuli, layers, kind, options, batch_size, cache, progress
+                  ) -> tuple[dict[str, np.ndarray], dict[str, tuple[str, dict]], set[str]]:
+    """(maps per layer in the order of ``layers``, their ``map_entries``, the layers read
+    from ``cache``)."""
     opts = map_options(kind, options)
     entries = map_entries(adapter, stimuli, layers, kind, opts)
     out: dict[str, np.ndarray] = {}
@@ -192,9 +220,10 @@ def extract_maps(adapter, stimuli: StimulusSet, layers: list[str], kind: str,
         hit = cache.get(key) if cache is not None else None
         if hit is not None and hit[1].get("stimulus_ids") == list(stimuli.ids):
             out[n] = hit[0]
+    hits = set(out)
     todo = [n for n in layers if n not in out]
     if not todo:
-        return out
+        return out, entries, hits
     arrays: dict[str, _ArrayRows] = {}
 
     def open_array(layer: str, map_shape: tuple[int, ...]) -> _ArrayRows:
@@ -207,7 +236,7 @@ def extract_maps(adapter, stimuli: StimulusSet, layers: list[str], kind: str,
         if cache is not None:
             cache.put(entries[n][0], arrays[n].values, entries[n][1])
         out[n] = arrays[n].values
-    return {n: out[n] for n in layers}
+    return {n: out[n] for n in layers}, entries, hits
 
 
 def extract_maps_to_cache(adapter, stimuli: StimulusSet, layers: list[str], kind: str,
