@@ -8,7 +8,13 @@
 Peers: spikingjelly (``pip install spikingjelly``) ``LIFNode(tau=2., v_reset=0., step_mode='m',
 surrogate_function=Sigmoid())``; spikingjelly 2.0 picks its own kernel per device. The
 training-step comparison builds the same ``SpikingTransformer`` and swaps every neuron for
-a spikingjelly LIFNode. Times are medians of ``--repeats`` after ``--warmup`` runs.
+a spikingjelly LIFNode; both run the package's ``TrainStep`` (fp32, AdamW). Times are medians
+of ``--repeats`` after ``--warmup`` runs.
+
+On CUDA each side is also timed replayed from a CUDA graph (rows ``[cuda-graph]``): the LIF
+forward + backward captured as it is, the training step through ``TrainStep(cuda_graph=True)``
+(capturable AdamW). Graphs remove the launch overhead that bounds both sides' eager times, so
+those rows compare the kernels. A side that cannot be captured gets its error instead.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import torch
 
 from cortexalign.spiking.models import SNN_MODELS, create_snn
 from cortexalign.spiking.neurons import MultiStepLIF, lif_multistep
+from cortexalign.spiking.step import TrainStep, snn_optimizer
 
 
 def _sync(device):
@@ -68,6 +75,28 @@ def with_spikingjelly_neurons(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+def graphed(fn, warmup=3):
+    """``fn`` captured into a CUDA graph (after ``warmup`` runs on a side stream): its replay."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay
+
+
+def _time_or_error(make, device, warmup, repeats):
+    """Median time of the callable ``make()`` builds, or the error that stopped it (a string)."""
+    try:
+        return _time(make(), device, warmup, repeats)
+    except Exception as e:  # noqa: BLE001 - a peer that cannot be captured is a result to report
+        return f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+
+
 def bench_lif(shape, device, warmup, repeats):
     from spikingjelly.activation_based import neuron, surrogate
 
@@ -84,27 +113,57 @@ def bench_lif(shape, device, warmup, repeats):
         node.reset()
         (node(x) * w).sum().backward()
     rows["spikingjelly"] = _time(sj, device, warmup, repeats)
+    if device.type == "cuda":
+        def ours():
+            (lif_multistep(x, backend="auto")[0] * w).sum().backward()
+        for label, fn in (("ours[auto, cuda-graph]", ours), ("spikingjelly[cuda-graph]", sj)):
+            x.grad = None  # each side starts from no accumulated gradient
+            rows[label] = _time_or_error(lambda fn=fn: graphed(fn), device, warmup, repeats)
     return rows
+
+
+def _step(model_name, batch, size, device, neurons, cuda_graph):
+    """A zero-argument training step of ``model_name`` on one fixed random batch."""
+    torch.manual_seed(0)
+    model = create_snn(model_name).to(device).train()
+    if neurons == "spikingjelly":
+        with_spikingjelly_neurons(model)
+    opt = snn_optimizer(model, 1e-3, 0.0, capturable=cuda_graph)
+    step = TrainStep(model, opt, cuda_graph=cuda_graph)
+    x = torch.randn(batch, 3, size, size, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    for _ in range(step.warmup + 1 if cuda_graph else 0):
+        step(x, y, 1e-3)  # the eager warm-up steps and the capture: only replays are timed
+    return lambda: step(x, y, 1e-3)
 
 
 def bench_train_step(model_name, batch, size, device, warmup, repeats):
     rows = {}
-    for label in ("ours", "spikingjelly"):
-        torch.manual_seed(0)
-        model = create_snn(model_name).to(device)
-        if label == "spikingjelly":
-            with_spikingjelly_neurons(model)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        x = torch.randn(batch, 3, size, size, device=device)
-        y = torch.randint(0, 10, (batch,), device=device)
-
-        def step(model=model, opt=opt, x=x, y=y):
-            loss, _ = model.loss(x, y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        rows[label] = _time(step, device, warmup, repeats)
+    for neurons in ("ours", "spikingjelly"):
+        rows[neurons] = _time(_step(model_name, batch, size, device, neurons, False),
+                              device, warmup, repeats)
+        if device.type == "cuda":
+            rows[f"{neurons}[cuda-graph]"] = _time_or_error(
+                lambda n=neurons: _step(model_name, batch, size, device, n, True),
+                device, warmup, repeats)
     return rows
+
+
+def _print_rows(rows, peer):
+    """Each row's time and its speed-up over the eager peer (and over the graphed peer for
+    graphed rows, the like-for-like comparison)."""
+    graphed_peer = f"{peer}[cuda-graph]"
+    for k, v in rows.items():
+        if isinstance(v, str):
+            print(f"  {k:26s} failed: {v}")
+            continue
+        ratios = [f"{p}/this = {rows[p] / v:5.2f}" for p in (peer, graphed_peer)
+                  if isinstance(rows.get(p), float) and (p == peer or "cuda-graph" in k)]
+        print(f"  {k:26s} {v * 1e3:9.3f} ms   " + "   ".join(ratios))
+
+
+def _ms(rows):
+    return {k: v if isinstance(v, str) else v * 1e3 for k, v in rows.items()}
 
 
 def main():
@@ -128,21 +187,17 @@ def main():
     print(f"device={device} threads={torch.get_num_threads()} torch={torch.__version__}")
     lif = bench_lif(lif_shape, device, a.warmup, repeats)
     print(f"\nmulti-step LIF forward+backward, x {lif_shape}:")
-    for k, v in lif.items():
-        print(f"  {k:18s} {v * 1e3:9.2f} ms   spikingjelly/this = {lif['spikingjelly'] / v:5.2f}")
+    _print_rows(lif, "spikingjelly")
     step = bench_train_step(a.model, batch, size, device, a.warmup, repeats)
     print(f"\ntraining step {a.model}, batch {batch}, {size} px, T={SNN_MODELS.get(a.model).time_steps}:")
-    for k, v in step.items():
-        print(f"  {k:18s} {v * 1e3:9.2f} ms")
-    print(f"  ratio spikingjelly/ours = {step['spikingjelly'] / step['ours']:.2f}")
+    _print_rows(step, "spikingjelly")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"device": str(device), "torch": torch.__version__,
                        "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
                        "threads": torch.get_num_threads(), "lif_shape": list(lif_shape),
-                       "lif_ms": {k: v * 1e3 for k, v in lif.items()}, "step_model": a.model,
-                       "step_batch": batch, "step_size": size,
-                       "step_ms": {k: v * 1e3 for k, v in step.items()}}, f, indent=1)
+                       "lif_ms": _ms(lif), "step_model": a.model,
+                       "step_batch": batch, "step_size": size, "step_ms": _ms(step)}, f, indent=1)
 
 
 if __name__ == "__main__":

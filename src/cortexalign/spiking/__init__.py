@@ -23,6 +23,7 @@ from cortexalign.spiking.neurons import (
     lif_multistep,
     reset_states,
 )
+from cortexalign.spiking.step import StepOutput, TrainStep, snn_optimizer
 from cortexalign.spiking.train import TrainConfig, TrainResult, evaluate_snn, train_snn
 
 __all__ = [
@@ -33,4 +34,5 @@ __all__ = [
     "EnergyReport", "measure_energy", "firing_rates",
     "MI_ESTIMATORS", "mutual_information", "time_step_mi",
     "TrainConfig", "TrainResult", "train_snn", "evaluate_snn",
+    "TrainStep", "StepOutput", "snn_optimizer",
 ]

@@ -30,6 +30,7 @@ from cortexalign.spiking._checkpoint import (
 )
 from cortexalign.spiking._data import augment_batch, load_image_data, to_input
 from cortexalign.spiking.models import SNN_MODELS, create_snn
+from cortexalign.spiking.step import TrainStep, snn_optimizer
 
 __all__ = ["TrainConfig", "TrainResult", "train_snn", "evaluate_snn"]
 
@@ -64,6 +65,9 @@ class TrainConfig(BaseModel):
     """Random crop (4-pixel zero padding) and horizontal flip."""
     amp: bool = True
     """bf16 autocast on CUDA (ignored on the CPU)."""
+    cuda_graph: bool = False
+    """Capture the training step into a CUDA graph after 3 eager steps and replay it (CUDA
+    only; see cortexalign.spiking.step). Same arithmetic, far less launch overhead."""
     seed: int = 0
     """Seed of initialisation, data order and augmentation."""
     max_steps: int | None = None
@@ -152,6 +156,9 @@ def _progress(enabled: bool):
 def train_snn(config: TrainConfig) -> TrainResult:
     """Train ``config.model``; see the module docstring. Returns a ``TrainResult``."""
     device = resolve_device(config.device)
+    if config.cuda_graph and device.type != "cuda":
+        raise InputError("cuda_graph", "a CUDA device (CUDA graphs are CUDA-only)",
+                         f"device {str(device)!r}", "set cuda_graph: false, or device: cuda")
     data = load_image_data(config.data, config.image_size)
     train_x, train_y = data.train_x, data.train_y
     if config.max_train_samples is not None:
@@ -161,7 +168,7 @@ def train_snn(config: TrainConfig) -> TrainResult:
     if config.time_steps is not None:
         opts["time_steps"] = config.time_steps
     model = create_snn(config.model, **opts).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    opt = snn_optimizer(model, config.lr, config.weight_decay, capturable=config.cuda_graph)
     per_epoch = len(_batches(len(train_x), config.batch_size, 0, 0))
     total = per_epoch * config.epochs if config.max_steps is None else min(config.max_steps, per_epoch * config.epochs)
 
@@ -175,7 +182,7 @@ def train_snn(config: TrainConfig) -> TrainResult:
         meta = load_weights(model, done[-1], opt)
         step = int(meta["step"])
         result.last_checkpoint, result.epochs = done[-1], list(meta.get("epochs", []))
-    use_amp = config.amp and device.type == "cuda"
+    train_step = TrainStep(model, opt, amp=config.amp, cuda_graph=config.cuda_graph)
     meta_cfg = {"train_config": json.loads(config.model_dump_json())}
     model.train()
 
@@ -198,17 +205,14 @@ def train_snn(config: TrainConfig) -> TrainResult:
                 if config.augment:
                     xb = augment_batch(xb, torch.Generator().manual_seed(config.seed * 7919 + step))
                 xb, yb = to_input(xb.to(device)), torch.from_numpy(train_y[idx]).to(device)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    loss, logits = model.loss(xb, yb)
+                out = train_step(xb, yb, lr_at(step))
+                loss, logits = out.loss, out.logits
                 if not torch.isfinite(loss):
                     result.stopped_at_step, result.stop_reason = step + 1, f"non-finite loss ({loss.item()}) at step {step + 1}"
+                    if out.applied:  # a replayed CUDA graph updates before the loss is read
+                        result.stop_reason += " (its update was applied to the model in memory)"
                     result.steps = step
                     return result
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                for g in opt.param_groups:
-                    g["lr"] = lr_at(step)
-                opt.step()
                 step += 1
                 lv = float(loss.detach())
                 result.first_loss = lv if result.first_loss is None else result.first_loss
