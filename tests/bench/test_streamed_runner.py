@@ -19,7 +19,7 @@ from cortexalign.bench._config import MetricSpec
 from cortexalign.bench._run import _pooled_bytes, run_experiment
 from cortexalign.bench._scoring import STREAMED_METRICS, CachedLayer, score_job
 from cortexalign.bench._stats import rsa_permutation_p
-from cortexalign.errors import InputError
+from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.features import FeatureCache
 from cortexalign.metrics import score
 from cortexalign.models import load_model
@@ -142,7 +142,11 @@ def test_streamed_permutation_p_is_the_features_p(tmp_path):
 
 
 BAD_OPTIONS = [("rsa", {"rdm_methd": "cosine"}), ("rsa", {"compare": "pearson", "sead": 1}),
-               ("ridge", {"solvr": "himalaya"})]
+               ("ridge", {"solvr": "himalaya"}),
+               # refused by the metric's own check (an unknown CKA option, an option the ridge
+               # solver does not take): these used to fail their jobs at run time
+               ("cka_linear", {"sigma_frac": 0.5}), ("cka_rbf", {"sigma": 0.5}),
+               ("ridge", {"solver": "himalaya", "dtype": "float32"})]
 
 
 def _score_error(metric: str, options: dict) -> InputError:
@@ -151,6 +155,14 @@ def _score_error(metric: str, options: dict) -> InputError:
     with pytest.raises(InputError) as err:
         score(metric, x, resp, **options)
     return err.value
+
+
+def _assert_names_the_entry(err: InputError, expected: InputError, entry: str) -> None:
+    """``err`` is score()'s ``expected`` with its parameter under the config entry ``entry``."""
+    option = "" if expected.parameter == "options" else f".{expected.parameter}"
+    assert err.parameter == f"{entry}.options{option}"
+    assert (err.expected, err.received, err.fix) == (expected.expected, expected.received,
+                                                     expected.fix)
 
 
 @pytest.mark.parametrize("metric,options", BAD_OPTIONS)
@@ -163,7 +175,7 @@ def test_an_unknown_metric_option_fails_the_run_like_score_and_writes_nothing(
                               metrics=[{"name": "rsa"}, {"name": metric, "options": options}]))
     with pytest.raises(InputError) as err:
         run_experiment(cfg, tmp_path / "fresh", progress=False)
-    assert (err.value.parameter, str(err.value)) == (expected.parameter, str(expected))
+    _assert_names_the_entry(err.value, expected, f"metrics[1] ({metric})")
     assert not (tmp_path / "fresh").exists()
     # a results directory of the same config (--update): no run, job or score is added
     store = ResultsStore(tmp_path / "update" / "results.duckdb")
@@ -171,7 +183,7 @@ def test_an_unknown_metric_option_fails_the_run_like_score_and_writes_nothing(
     before = {table: store.frame(table) for table in ("runs", "jobs", "scores")}
     with pytest.raises(InputError) as err:
         run_experiment(cfg, tmp_path / "update", progress=False, allow_config_change=True)
-    assert err.value.parameter == expected.parameter
+    _assert_names_the_entry(err.value, expected, f"metrics[1] ({metric})")
     after = ResultsStore(tmp_path / "update" / "results.duckdb", read_only=True)
     assert len(before["runs"]) == 1 and before["jobs"].empty and before["scores"].empty
     for table, frame in before.items():
@@ -184,7 +196,18 @@ def test_options_the_run_sets_are_refused_before_any_job(tmp_path, responses_fil
                               metrics=[{"name": "rsa", "options": {"n_bootstrap": 9}}]))
     with pytest.raises(InputError, match="top level of the config") as err:
         run_experiment(cfg, tmp_path / "out", progress=False)
-    assert err.value.parameter == "metrics (rsa).options" and "n_bootstrap" in err.value.received
+    assert err.value.parameter == "metrics[0] (rsa).options" and "n_bootstrap" in err.value.received
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_ridge_solver_is_refused_before_any_job(tmp_path, responses_file):
+    """In memory (no budget) too: the solver name fails the run, naming the entry, before the
+    output directory exists."""
+    cfg = load_config(_config(responses_file, metrics=[
+        {"name": "rsa"}, {"name": "ridge", "options": {"solver": "himalya"}}]))
+    with pytest.raises(UnknownNameError, match="Did you mean 'himalaya'") as err:
+        run_experiment(cfg, tmp_path / "out", progress=False)
+    assert "metrics[1] (ridge).options" in str(err.value) and "eigh" in str(err.value)
     assert not (tmp_path / "out").exists()
 
 
@@ -200,6 +223,5 @@ def test_score_job_on_a_cached_layer_checks_options_before_streaming(tmp_path, m
                           [f"s{i}" for i in range(12)])
     with pytest.raises(InputError) as err:
         score_job(job, None, layer, [SimpleNamespace(data=resp)], None, n_bootstrap=0, seed=0)
-    expected = _score_error(metric, options)
-    assert (err.value.parameter, str(err.value)) == (expected.parameter, str(expected))
+    _assert_names_the_entry(err.value, _score_error(metric, options), f"metrics ({metric})")
     assert layer._held == {}

@@ -9,6 +9,7 @@ import pytest
 
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.metrics import METRICS, Score, list_metrics, score
+from cortexalign.metrics._api import check_options
 from cortexalign.neural import RDMSet, make_responses, stimuli_on_grid
 from cortexalign.stimuli import StimulusSet
 
@@ -93,6 +94,42 @@ def test_cka_refuses_rdm_targets_and_points_to_rsa(rng):
             score(name, features, rdm_target, device="cpu")
         with pytest.raises(InputError, match="'rsa'"):  # called directly, not via score()
             METRICS.get(name)(features, rdm_target, device="cpu")
+
+
+#: Options a metric refuses only for their value or combination (its own check_options).
+REFUSED_OPTIONS = [("cka_linear", {"sigma_frac": 0.5}), ("cka_linear_debiased", {"gamma": 1}),
+                   ("cka_rbf", {"sigma": 0.5}), ("cka_rbf", {"sigma_frac": -1.0}),
+                   ("ridge", {"solver": "himalaya", "dtype": "float32"}),
+                   ("ridge", {"solver": "himalaya", "target_chunk": 8}),
+                   ("ridge", {"target_chunk": 0}), ("ridge", {"dtype": "float16"})]
+TAKEN_OPTIONS = [("cka_linear", {"ci_level": 0.9}), ("cka_rbf", {"sigma_frac": 0.5}),
+                 ("ridge", {"solver": "himalaya"}), ("ridge", {"dtype": "float32",
+                                                               "target_chunk": 8})]
+
+
+@pytest.mark.parametrize(("name", "options"), REFUSED_OPTIONS)
+def test_check_options_raises_the_metrics_own_error(name, options, rng):
+    """check_options (the runner's check before any job) raises what the metric raises when it
+    runs: the same InputError from the same code, without features or a target."""
+    assert "check_options" in METRICS.entry(name).meta
+    features = rng.normal(size=(S, D))
+    with pytest.raises(InputError) as direct:  # the metric itself, not via score()
+        METRICS.get(name)(features, _targets("responses", features, rng)[0], device="cpu",
+                          **options)
+    with pytest.raises(InputError) as checked:
+        check_options(name, options)
+    assert (checked.value.parameter, str(checked.value)) == (direct.value.parameter,
+                                                             str(direct.value))
+
+
+@pytest.mark.parametrize(("name", "options"), TAKEN_OPTIONS)
+def test_check_options_passes_options_the_metric_takes(name, options):
+    check_options(name, options)
+
+
+def test_check_options_refuses_an_unknown_ridge_solver():
+    with pytest.raises(UnknownNameError, match="'himalaya'"):
+        check_options("ridge", {"solver": "himalya"})
 
 
 def test_list_metrics_rows():

@@ -73,9 +73,10 @@ def _validate_names(config: ExperimentConfig) -> None:
     for spec in config.neural:
         if spec.source not in NEURAL and not Path(spec.source).is_file():
             load_neural(spec.source)  # raises with the list of datasets
-    for spec in config.metrics:
+    for i, spec in enumerate(config.metrics):
         METRICS.get(spec.name)
-        check_job_options(spec.name, spec.options)  # score()'s InputError, before any job runs
+        # score()'s InputError (the metric's own option checks), before any job runs
+        check_job_options(spec.name, spec.options, entry=f"metrics[{i}] ({spec.name})")
 
 
 def _check_metric_targets(config: ExperimentConfig, targets: dict[str, list[Target]]) -> None:

@@ -10,9 +10,10 @@ What the runner adds around ``metrics.score``:
 - each row's ``extra`` records the group (area, Cre line...), the layer's position and the feature
   kind; with p-values, ``p_fdr`` is Benjamini-Hochberg across the groups of the job;
 - ``extra`` is made JSON-safe (arrays to lists, NaN to None);
-- a metric's options are checked by ``check_job_options`` (``metrics.score``'s check, plus the
-  names the run sets itself) before any job runs, so a bad option fails the run with
-  ``score``'s ``InputError`` on the in-memory and the streamed path alike.
+- a metric's options are checked by ``check_job_options`` (``metrics.score``'s check, with the
+  metric's own ``check_options`` such as CKA kinds' and ridge solvers' options, plus the names
+  the run sets itself) before any job runs, so a bad option fails the run with ``score``'s
+  ``InputError``, naming the config entry, on the in-memory and the streamed path alike.
 
 Features larger than the run's memory budget stay in the feature cache (:class:`CachedLayer`,
 issue 9). ``rsa`` and the ``cka_*`` metrics depend on the features only through a stimulus x
@@ -44,7 +45,7 @@ import numpy as np
 
 from cortexalign.bench._stats import PERMUTATION_TESTS, add_fdr, rsa_permutation_p_from_rdm
 from cortexalign.bench._targets import Target
-from cortexalign.errors import InputError
+from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.features import CacheIntegrityError, FeatureCache
 from cortexalign.metrics import (
     METRICS,
@@ -85,14 +86,28 @@ def jsonable(x: Any) -> Any:
     return x
 
 
-def check_job_options(metric_name: str, options: dict[str, Any]) -> None:
-    """Raise the ``InputError`` of ``metrics.score`` for options the metric does not take, and
-    one for options the run sets itself (``RUN_OPTIONS``): checked for every metric of a config
-    before anything is written, and again by ``score_job``."""
-    check_options(metric_name, options)
+def check_job_options(metric_name: str, options: dict[str, Any], entry: str | None = None
+                      ) -> None:
+    """Raise the ``InputError`` of ``metrics.score`` for options the metric does not take or
+    refuses (``metrics.check_options``: names, and the metric's own ``check_options`` such as
+    CKA kinds' options and ridge solvers' options), and one for options the run sets itself
+    (``RUN_OPTIONS``): checked for every metric of a config before anything is written, and
+    again by ``score_job``. The errors name the config entry ``entry`` (default
+    ``metrics (<metric_name>)``) and its option."""
+    where = entry or f"metrics ({metric_name})"
+    try:
+        check_options(metric_name, options)
+    except UnknownNameError as err:  # e.g. an unknown ridge solver
+        raise UnknownNameError(err.kind, err.name, err.choices,
+                               fix=f"in {where}.options use one of: {', '.join(err.choices)}"
+                               ) from err
+    except InputError as err:
+        option = "" if err.parameter == "options" else f".{err.parameter}"
+        raise InputError(f"{where}.options{option}", err.expected, err.received, err.fix
+                         ) from err
     clash = sorted(set(options) & set(RUN_OPTIONS))
     if clash:
-        raise InputError(f"metrics ({metric_name}).options", "options of the metric itself; "
+        raise InputError(f"{where}.options", "options of the metric itself; "
                          "n_bootstrap and seed are set for every job at the top of the config",
                          f"{clash}", "move n_bootstrap/seed to the top level of the config "
                          "(stimuli and pad_square are supplied by the runner)")

@@ -46,15 +46,31 @@ def score(metric_name: str, features_sd, target, **options) -> Score:
 
 
 def check_options(metric_name: str, options) -> None:
-    """Raise ``score``'s ``InputError`` for option names the metric does not take (a metric
-    with ``**options`` checks its own); the runner calls it before any job runs."""
-    params = inspect.signature(METRICS.get(metric_name)).parameters
+    """Raise ``score``'s ``InputError`` for options the metric does not take; the runner calls
+    it for every metric of a config before any job runs.
+
+    Option names are checked against the metric's keyword-only parameters (a metric with
+    ``**options`` checks its own). A metric registered with ``check_options=fn`` metadata then
+    gets ``fn(arguments)``: its keyword arguments bound to ``options`` with the defaults of its
+    signature applied (a ``**options`` parameter as the dict under its own name), so it checks
+    the combinations it takes (CKA kinds' options, ridge solvers' options) with the same code
+    that checks them when it runs.
+    """
+    entry = METRICS.entry(metric_name)
+    signature = inspect.signature(entry.obj)
+    params = signature.parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         valid = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY]
         unknown = sorted(set(options) - set(valid))
         if unknown:
             raise InputError("options", f"options of metric {metric_name!r}: {', '.join(valid)}",
                              f"{unknown}", "check the spelling of the option names")
+    check = entry.meta.get("check_options")
+    if check is not None:
+        positional = [n for n, p in params.items() if p.kind is p.POSITIONAL_OR_KEYWORD]
+        bound = signature.bind_partial(**{n: None for n in positional}, **dict(options))
+        bound.apply_defaults()
+        check({n: v for n, v in bound.arguments.items() if n not in positional})
 
 
 def list_metrics() -> list[dict[str, str]]:

@@ -36,6 +36,23 @@ DEBIASED = (KORNBLITH_2019 + "; unbiased HSIC: Song, Smola, Gretton, Bedo & Borg
             "13:1393; debiased CKA: Nguyen, Raghu & Kornblith (2021) ICLR")
 
 
+def _check_options(kind: str, options: dict) -> None:
+    """The options a CKA kind takes: ``sigma_frac`` > 0 for ``rbf``, none for the others."""
+    unknown = sorted(set(options) - ({"sigma_frac"} if kind == "rbf" else set()))
+    if unknown:
+        raise InputError("options", f"options of CKA kind {kind!r} "
+                         f"({'sigma_frac' if kind == 'rbf' else 'none'})", f"{unknown}",
+                         "remove them (sigma_frac is for cka_rbf)")
+    if kind == "rbf" and not float(options.get("sigma_frac", 1.0)) > 0:
+        raise InputError("sigma_frac", "a positive fraction of the median distance",
+                         repr(options["sigma_frac"]), "use e.g. 0.5 or 1.0")
+
+
+def _check_metric_options(arguments: dict) -> None:
+    """``check_options`` metadata of the CKA metrics (``metrics.check_options``)."""
+    _check_options(arguments["kind"], arguments["options"])
+
+
 def _check_target_and_options(target, kind: str, options: dict) -> None:
     if isinstance(target, RDMSet):
         raise InputError("target", "neural responses (a DataArray with dims stimulus, neuroid): "
@@ -45,14 +62,7 @@ def _check_target_and_options(target, kind: str, options: dict) -> None:
         raise InputError("target", "a responses DataArray (stimulus, neuroid[, repetition])",
                          type(target).__name__, "wrap the array with cortexalign.neural."
                          "make_responses")
-    unknown = sorted(set(options) - ({"sigma_frac"} if kind == "rbf" else set()))
-    if unknown:
-        raise InputError("options", f"options of CKA kind {kind!r} "
-                         f"({'sigma_frac' if kind == 'rbf' else 'none'})", f"{unknown}",
-                         "remove them (sigma_frac is for cka_rbf)")
-    if kind == "rbf" and not float(options.get("sigma_frac", 1.0)) > 0:
-        raise InputError("sigma_frac", "a positive fraction of the median distance",
-                         repr(options["sigma_frac"]), "use e.g. 0.5 or 1.0")
+    _check_options(kind, options)
 
 
 def _score(stat, s: int, dev: torch.device, *, kind: str, n_bootstrap: int, seed: int,
@@ -167,10 +177,13 @@ def cka_from_gram(gram_ss, target, *, kind: str = "linear", n_bootstrap: int = 0
 
 
 METRICS.add("cka_linear", partial(cka_metric, kind="linear"), citation=KORNBLITH_2019,
-            target="responses", description="Linear centered kernel alignment (biased HSIC)")
+            target="responses", description="Linear centered kernel alignment (biased HSIC)",
+            check_options=_check_metric_options)
 METRICS.add("cka_linear_debiased", partial(cka_metric, kind="linear_debiased"), citation=DEBIASED,
             target="responses", description="Linear CKA with the unbiased HSIC estimator "
-                                            "(Song et al. 2012), less biased for few stimuli")
+                                            "(Song et al. 2012), less biased for few stimuli",
+            check_options=_check_metric_options)
 METRICS.add("cka_rbf", partial(cka_metric, kind="rbf"), citation=KORNBLITH_2019,
             target="responses", description="RBF-kernel CKA, bandwidth sigma_frac x median "
-                                            "distance (default 1.0)")
+                                            "distance (default 1.0)",
+            check_options=_check_metric_options)

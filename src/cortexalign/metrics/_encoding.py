@@ -187,9 +187,18 @@ def _encode(encoder, features_sd, target, *, n_bootstrap, seed, device, n_folds,
     return Score(value, lo, hi, c_low, c_low, n_stimuli=int(x.shape[0]), extra=extra)
 
 
+def _solver_options(solver, dtype, target_chunk) -> dict:
+    """``ridge``'s options for its solver, checked (``check_solver_options``). None means "the
+    solver's default": only options set are passed (and checked)."""
+    return check_solver_options(solver, {
+        k: v for k, v in (("dtype", dtype), ("target_chunk", target_chunk)) if v is not None})
+
+
 @METRICS.register("ridge", citation=RIDGE_CITATION, target="responses", higher_is_better=True,
                   description="Ridge encoding (per-neuroid penalty by inner CV), "
-                              "median cross-validated Pearson r over neuroids")
+                              "median cross-validated Pearson r over neuroids",
+                  check_options=lambda a: _solver_options(a["solver"], a["dtype"],
+                                                          a["target_chunk"]))
 def ridge(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=None,
           alphas=DEFAULT_ALPHAS, n_folds: int = 5, inner_folds: int = 5, normalize: bool = False,
           ceiling_transform: str = "attenuation", n_splits: int = 100,
@@ -221,9 +230,7 @@ def ridge(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=No
     alphas, (n_folds, n)), and ``reliability``/``ceiling`` when repetitions are present; when not
     normalised, ``ceiling_low``/``ceiling_high`` hold the median neuroid ceiling.
     """
-    # None means "the solver's default": only options set are passed (and checked) here
-    solver_options = check_solver_options(solver, {
-        k: v for k, v in (("dtype", dtype), ("target_chunk", target_chunk)) if v is not None})
+    solver_options = _solver_options(solver, dtype, target_chunk)
     return _encode("ridge", features_sd, target, n_bootstrap=n_bootstrap, seed=seed,
                    device=device, n_folds=n_folds, normalize=normalize,
                    ceiling_transform=ceiling_transform, n_splits=n_splits, alphas=alphas,

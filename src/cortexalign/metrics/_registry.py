@@ -10,7 +10,10 @@ Every metric is a plain function registered with ``@METRICS.register(name, citat
   (``target="responses"``), or either (``target="any"``).
 - metadata keys: ``citation`` (str, required), ``target`` ("rdm" | "responses" | "any"),
   ``description`` (one line), ``higher_is_better`` (bool, default True), ``features``
-  ("vectors" (default) | "maps"), ``needs_stimuli`` (bool, default False).
+  ("vectors" (default) | "maps"), ``needs_stimuli`` (bool, default False), ``check_options``
+  (``fn(arguments)`` raising ``InputError`` for option values or combinations the metric refuses,
+  given its keyword arguments with defaults applied; ``metrics.check_options`` calls it, so a
+  config's bad options fail before any job runs. Use the code the metric itself checks with).
 
 Optional context. A metric registered with ``features="maps"`` receives (s, gh, gw) model maps
 (attention or conv maps, one per stimulus) instead of (s, d) vectors. A metric registered with
