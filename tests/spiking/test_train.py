@@ -116,6 +116,23 @@ def test_cli_train_and_eval(npz, tmp_path):
     assert out.exit_code == 2 and "error" in out.output
 
 
+def test_cli_show_config_is_a_complete_valid_config(npz, tmp_path):
+    import yaml
+
+    runner = CliRunner()
+    out = runner.invoke(app, ["train-snn", "--show-config"])
+    assert out.exit_code == 0, out.output
+    raw = yaml.safe_load(out.output)
+    assert set(raw) == set(TrainConfig.model_fields)  # every field, nothing else
+    defaults = TrainConfig(**{**raw, "data": npz, "checkpoint_dir": tmp_path})
+    for name, field in TrainConfig.model_fields.items():
+        if name not in ("data", "checkpoint_dir"):
+            assert getattr(defaults, name) == field.default, name
+            assert field.description.splitlines()[0].strip() in out.output
+    missing = runner.invoke(app, ["train-snn"])
+    assert missing.exit_code == 2 and "--show-config" in missing.output
+
+
 @pytest.mark.skipif(not (SHARED / "cifar10_subset").is_dir(),
                     reason="../shared/data/cifar10_subset is not present next to the repository")
 def test_cifar_subset_loads():

@@ -35,12 +35,45 @@ def _load_config(path: Path):
                          repr(first.get("input"))[:80], first["msg"]) from None
 
 
+def config_template() -> str:
+    """Every ``TrainConfig`` field as commented YAML: its meaning, then ``name: default``
+    (``data`` and ``checkpoint_dir``, which have none, as placeholders to fill in)."""
+    from cortexalign.spiking.train import TrainConfig
+
+    placeholders = {"data": "cifar10_subset.npz", "checkpoint_dir": "runs/hst_tiny"}
+    lines = ["# cortexalign train-snn config: every field, with its default", ""]
+    for name, field in TrainConfig.model_fields.items():
+        for text in (field.description or "").split("\n"):
+            lines.append(f"# {text.strip()}")
+        value = placeholders.get(name, field.default)
+        lines.append(yaml.safe_dump({name: value}, default_flow_style=True, width=1000).strip()[1:-1])
+        lines.append("")
+    return "\n".join(lines)
+
+
 @app.command("train-snn")
-def train_snn_cmd(config: Path = typer.Argument(..., help="YAML file of TrainConfig fields")):
-    """Train a spiking transformer from a YAML config."""
+def train_snn_cmd(
+    config: Path = typer.Argument(None, help="YAML file of TrainConfig fields (see --show-config)"),
+    show_config: bool = typer.Option(False, "--show-config",
+                                     help="Print every config field with its default and meaning, "
+                                          "as YAML to edit, and exit."),
+):
+    """Train a spiking transformer from a YAML config.
+
+    Resumes from the last complete checkpoint in checkpoint_dir; writes safetensors
+    checkpoints and metrics.jsonl there. `cortexalign train-snn --show-config > snn.yaml`
+    gives a complete config to start from.
+    """
     from cortexalign.spiking.train import train_snn
 
+    if show_config:
+        typer.echo(config_template())
+        return
     try:
+        if config is None:
+            raise InputError("CONFIG", "a YAML file of TrainConfig fields", "nothing",
+                             "pass a config path; `cortexalign train-snn --show-config > snn.yaml` "
+                             "writes one to edit")
         result = train_snn(_load_config(config))
     except CortexAlignError as err:
         console.print(f"[red]error:[/red] {err}")
