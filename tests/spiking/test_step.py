@@ -130,3 +130,35 @@ def test_graph_step_rejects_another_batch_shape_on_gpu():
         step(x, y, 1e-3)
     with pytest.raises(InputError, match="optimizer"):
         TrainStep(model, torch.optim.AdamW(model.parameters()), cuda_graph=True)
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.usefixtures("deterministic")
+def test_train_snn_with_cuda_graph_equals_eager_and_resumes_on_gpu(tmp_path):
+    from safetensors.torch import load_file
+
+    from cortexalign.spiking._checkpoint import list_checkpoints
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "d.npz"
+    np.savez(data, train_images=rng.integers(0, 255, (24, 16, 16, 3), dtype=np.uint8),
+             train_labels=np.arange(24) % 2, test_images=rng.integers(0, 255, (8, 16, 16, 3), dtype=np.uint8),
+             test_labels=np.arange(8) % 2)
+
+    def run(ck, graph, **kw):  # 3 steps per epoch, 2 epochs: steps 4-6 are replays
+        return train_snn(TrainConfig(data=data, checkpoint_dir=ck, device="cuda", batch_size=8,
+                                     epochs=2, amp=False, cuda_graph=graph, progress=False,
+                                     lr=3e-3, **kw))
+
+    eager, graph = run(tmp_path / "eager", False), run(tmp_path / "graph", True)
+    assert eager.steps == graph.steps == 6
+    run(tmp_path / "resumed", True, checkpoint_every=1, keep_last=10)
+    for ck in list_checkpoints(tmp_path / "resumed")[2:]:  # as if killed after step 2
+        ck.with_suffix(".json").unlink()
+    resumed = run(tmp_path / "resumed", True)
+    a, b, c = (load_file(str(r.last_checkpoint)) for r in (eager, graph, resumed))
+    assert a.keys() == b.keys() == c.keys()
+    for k in a:
+        torch.testing.assert_close(b[k].float(), a[k].float(), atol=1e-5, rtol=1e-4, msg=k)
+        torch.testing.assert_close(c[k].float(), b[k].float(), atol=1e-5, rtol=1e-4, msg=k)
