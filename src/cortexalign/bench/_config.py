@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from cortexalign.bench._partition_spec import PartitionSpec, check_partitions
 from cortexalign.errors import CortexAlignError, close_matches
 
 __all__ = ["ExperimentConfig", "ModelSpec", "NeuralSpec", "NeuralSelect", "MetricSpec",
@@ -154,6 +155,12 @@ class ExperimentConfig(_Strict):
     models: list[ModelSpec] = Field(min_length=1)
     neural: list[NeuralSpec] = Field(min_length=1)
     metrics: list[MetricSpec] = Field(min_length=1)
+    partitions: list[PartitionSpec] = Field(
+        default_factory=list, description="Analyses of several feature sets at once, run after "
+        "the per-layer jobs on the cached features of each set: variance partitioning (unique "
+        "and shared R^2) or banded ridge (per-set share of R^2) of (model, layer) sets against "
+        "each responses target. Stored in the 'partitions' table; a report section. See "
+        "cortexalign.bench._partition_spec.")
     n_bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples over stimuli for "
                                                      "confidence intervals (0: none).")
     n_permutations: int = Field(0, ge=0, description="Stimulus-label permutations for p-values "
@@ -203,8 +210,9 @@ class ExperimentConfig(_Strict):
 
         Where the jobs run (``executor``, ``ray``) is left out: it does not change a score.
         """
-        blob = json.dumps(self.model_dump(mode="json", exclude=EXECUTION_FIELDS),
-                          sort_keys=True).encode()
+        # a config without partitions hashes as it did before the key existed
+        skip = EXECUTION_FIELDS | (set() if self.partitions else {"partitions"})
+        blob = json.dumps(self.model_dump(mode="json", exclude=skip), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def to_yaml(self) -> str:
@@ -273,6 +281,8 @@ def load_config(source: str | Path | dict) -> ExperimentConfig:
                               f"metrics), received {type(data).__name__}. Fix: see "
                               "`cortexalign quickstart --show-config` for an example.")
     try:
-        return ExperimentConfig.model_validate(data)
+        cfg = ExperimentConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_format(err, where)) from None
+    check_partitions(cfg)  # cross-references and options of partitions: (InputError)
+    return cfg

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from cortexalign.bench._config import ExperimentConfig, MetricSpec, ModelSpec, NeuralSpec
 
-__all__ = ["ScoreJob", "plan_model_jobs", "job_key", "JOB_VERSION"]
+__all__ = ["ScoreJob", "plan_model_jobs", "job_key", "JOB_VERSION", "model_payload",
+           "target_payload"]
 
 JOB_VERSION = 1
 
@@ -39,19 +40,29 @@ class ScoreJob:
         return f"{self.model.display} / {self.layer} / {self.target.display} / {self.metric.name}"
 
 
-def job_key(config: ExperimentConfig, model: ModelSpec, layer: str, target: NeuralSpec,
-            metric: MetricSpec, stimuli_hash: str) -> str:
-    """A stable sha256 key for one score job (see module docstring)."""
+def model_payload(model: ModelSpec) -> dict:
+    """What of a model spec determines its features (not its label or layer list)."""
     # fields added later enter the payload only when set, so older configs keep their keys
     new_model_fields = ({"features"} if model.features == "activations" else set()) | (
         set() if model.feature_options else {"feature_options"})
+    return model.model_dump(mode="json", exclude={"label", "layers"} | new_model_fields)
+
+
+def target_payload(target: NeuralSpec) -> str | dict:
+    """What of a neural spec determines its data (its source alone when nothing else is set)."""
     new_target = target.model_dump(mode="json", exclude={"label"}, exclude_defaults=True)
+    return target.source if set(new_target) == {"source"} else new_target
+
+
+def job_key(config: ExperimentConfig, model: ModelSpec, layer: str, target: NeuralSpec,
+            metric: MetricSpec, stimuli_hash: str) -> str:
+    """A stable sha256 key for one score job (see module docstring)."""
     payload = {
         "v": JOB_VERSION,
-        "model": model.model_dump(mode="json", exclude={"label", "layers"} | new_model_fields),
+        "model": model_payload(model),
         "layer": layer,
         "stimuli": stimuli_hash,
-        "target": target.source if set(new_target) == {"source"} else new_target,
+        "target": target_payload(target),
         "metric": metric.model_dump(mode="json"),
         "n_bootstrap": config.n_bootstrap,
         "seed": config.seed,

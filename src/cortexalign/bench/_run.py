@@ -25,6 +25,8 @@ from cortexalign.bench._config import ExperimentConfig, load_config
 from cortexalign.bench._executors import RunContext, make_executor
 from cortexalign.bench._jobs import ScoreJob, plan_model_jobs
 from cortexalign.bench._map_features import extract_maps, extract_maps_to_cache, map_layers
+from cortexalign.bench._partition_spec import PARTITION_METHODS
+from cortexalign.bench._partitions import check_partition_targets, run_partitions
 from cortexalign.bench._scoring import CachedLayer, check_job_options, score_job, uses_maps
 from cortexalign.bench._targets import Target, load_targets
 from cortexalign.device import resolve_device
@@ -120,6 +122,7 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
     stimuli = load_stimuli(cfg.stimuli.source, **cfg.stimuli.options)
     targets = _targets_for(cfg, stimuli)
     _check_metric_targets(cfg, targets)
+    check_partition_targets(cfg, targets, len(stimuli))
     # a Ray worker resolves the device where it runs (the driver may have no GPU)
     device = resolve_device(cfg.device) if cfg.executor == "local" else cfg.device
     config_hash = cfg.config_hash()
@@ -145,6 +148,7 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
                      progress, console, on_job_done)
     try:  # the executor runs _run_model per model; only this process writes the store
         executor.run(_run_model, ctx)
+        run_partitions(ctx)  # after the per-layer jobs: their features are in the cache
     except KeyboardInterrupt:
         store.finish_run(run_id, "interrupted")
         raise
@@ -155,6 +159,7 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
     from cortexalign.reports import write_summary
 
     citations = sorted({METRICS.entry(m.name).meta.get("citation", "") for m in cfg.metrics}
+                       | {PARTITION_METHODS[p.method].citation for p in cfg.partitions}
                        | {NEURAL.entry(n.source).meta.get("citation", "") for n in cfg.neural
                           if n.source in NEURAL} - {""})
     summary.files = write_summary(frame, out, cfg.name, config_hash, citations,  # report always

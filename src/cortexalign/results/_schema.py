@@ -16,6 +16,12 @@ ceiling_low, ceiling_high, p_value, n_stimuli, extra JSON, config_hash, created)
     Quantities not computed (no bootstrap, no ceiling) are NULL.
 ``model_cards`` (model_id, device, params, flops, latency_ms, peak_mem_mb, miou, extra JSON, created)
     Size and efficiency of a model on a device; the newest card per (model_id, device) is kept.
+``partitions`` (since version 2)
+    Variance partitioning and banded ridge results, one row per quantity (``_partitions``).
+
+Versions: a file of an older version with a path in ``MIGRATIONS`` is brought up to date when a
+writer opens it (additive steps only, in one transaction); read-only it is read as it is, with
+the tables it lacks read as empty. A newer or unknown version is refused.
 """
 
 from __future__ import annotations
@@ -26,11 +32,14 @@ from typing import Any
 
 from cortexalign.errors import InputError
 from cortexalign.metrics._score import Score
+from cortexalign.results._partitions import PARTITIONS_DDL
 
-__all__ = ["SCHEMA_VERSION", "DDL", "TABLES", "SCORE_COLUMNS", "ScoreRecord", "ModelCard"]
+__all__ = ["SCHEMA_VERSION", "DDL", "TABLES", "SCORE_COLUMNS", "ScoreRecord", "ModelCard",
+           "MIGRATIONS"]
 
-#: Bump on any change to the tables below; older files are then refused with a clear message.
-SCHEMA_VERSION = 1
+#: Bump on any change to the tables below, with a ``MIGRATIONS`` step from the previous version
+#: (older files without a path to this version are refused with a clear message).
+SCHEMA_VERSION = 2
 
 DDL = (
     """CREATE TABLE schema_version (version INTEGER NOT NULL, created TIMESTAMP NOT NULL)""",
@@ -54,9 +63,14 @@ DDL = (
         created TIMESTAMP NOT NULL, PRIMARY KEY (model_id, device))""",
     """CREATE INDEX scores_job ON scores (job_key)""",
     """CREATE INDEX jobs_key ON jobs (job_key)""",
+    *PARTITIONS_DDL,
 )
 
-TABLES = ("schema_version", "runs", "jobs", "scores", "model_cards")
+#: version -> the statements that bring a file of that version to the next one (additive only:
+#: an older cortexalign can no longer open the file, but nothing it wrote changes).
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: PARTITIONS_DDL}
+
+TABLES = ("schema_version", "runs", "jobs", "scores", "model_cards", "partitions")
 SCORE_COLUMNS = ("run_id", "job_key", "model", "model_id", "layer", "target", "metric", "value",
                  "ci_low", "ci_high", "ceiling_low", "ceiling_high", "p_value", "n_stimuli",
                  "extra", "config_hash", "created")

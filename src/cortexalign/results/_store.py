@@ -32,8 +32,10 @@ from cortexalign import __version__
 from cortexalign.errors import InputError
 from cortexalign.results._export import EXPORT_FORMATS, copy_atomic
 from cortexalign.results._manifest import git_revision, hardware, package_versions
+from cortexalign.results._partitions import PARTITION_COLUMNS, PARTITION_FILTERS, PartitionRecord
 from cortexalign.results._schema import (
     DDL,
+    MIGRATIONS,
     SCHEMA_VERSION,
     SCORE_COLUMNS,
     TABLES,
@@ -164,12 +166,31 @@ class ResultsStore:
                              f"{self.path}, a DuckDB file without one",
                              "point at the results.duckdb a run wrote, or a new path")
         found = rows[0][0]
-        if found != SCHEMA_VERSION:
+        if found != SCHEMA_VERSION and not self._migrate(found):
             raise InputError("path", f"results schema version {SCHEMA_VERSION} (this cortexalign "
                              f"{__version__})", f"schema version {found} in {self.path}",
                              f"export the old results with the cortexalign version that wrote "
                              f"them (schema {found}) and start a new results file, or move "
                              f"{self.path.name} aside; this version cannot read schema {found}")
+
+    def _migrate(self, found: int) -> bool:
+        """Bring a file of an older version with a ``MIGRATIONS`` path up to ``SCHEMA_VERSION``
+        (a writer; one transaction), or accept it as it is (a reader: missing tables read as
+        empty). False when there is no path (the caller refuses the file)."""
+        version = found
+        while isinstance(version, int) and version < SCHEMA_VERSION and version in MIGRATIONS:
+            version += 1
+        if version != SCHEMA_VERSION:
+            return False
+        if self.read_only:
+            return True
+        with self._transaction() as con:  # re-read: another writer may have migrated it
+            now = con.execute("SELECT version FROM schema_version").fetchone()[0]
+            for step in range(now, SCHEMA_VERSION):
+                for stmt in MIGRATIONS[step]:
+                    con.execute(stmt)
+            con.execute("UPDATE schema_version SET version = ?", [SCHEMA_VERSION])
+        return True
 
     # -- runs -----------------------------------------------------------------------------------
     def start_run(self, config_yaml: str, config_hash: str | None = None,
@@ -270,6 +291,23 @@ class ResultsStore:
         with self._connect() as con:
             return {r[0] for r in con.execute(sql, args).fetchall()}
 
+    def record_partition_job(self, job_key: str, run_id: str,
+                             records: Sequence[PartitionRecord]) -> int:
+        """Append a finished partition job's rows (``partitions``) and mark it finished, in one
+        transaction (as ``record_job``). Returns the rows written."""
+        _check_key(job_key)
+        rows = [_partition_row(r, k) for k, r in enumerate(records)]
+        with self._transaction() as con:
+            config_hash = self._require_run(con, run_id)
+            now = _now()
+            if rows:
+                con.executemany(
+                    f"INSERT INTO partitions ({', '.join(PARTITION_COLUMNS)}) VALUES "
+                    f"({', '.join('?' * len(PARTITION_COLUMNS))})",
+                    [[run_id, job_key, *row, config_hash, now] for row in rows])
+            self._close_job(con, job_key, run_id, "finished", None, now)
+        return len(rows)
+
     # -- model cards ----------------------------------------------------------------------------
     def put_model_card(self, card: ModelCard) -> None:
         """Insert or replace the card of ``(card.model_id, card.device)``."""
@@ -288,8 +326,23 @@ class ResultsStore:
     def frame(self, table: str) -> pd.DataFrame:
         """A whole table as a DataFrame (``runs``, ``jobs``, ``scores``, ``model_cards``...)."""
         _check_table(table)
+        if table == "partitions":  # absent from version-1 files opened read-only
+            return self.partitions_frame()
         with self._connect() as con:
             return con.execute(f"SELECT * FROM {table}").df()
+
+    def partitions_frame(self, **filters: str | Sequence[str] | None) -> pd.DataFrame:
+        """Variance-partitioning / banded-ridge rows (``partitions``) in write order, filtered
+        like ``scores_frame`` (by ``partition``, ``method``, ``target``, ``kind``, ``name``,
+        ``run_id``, ``job_key``, ``config_hash``); ``neuroid_ids``/``neuroid_values`` are JSON
+        text (``json.loads`` them for the per-neuroid arrays)."""
+        where, args = _where(filters, PARTITION_FILTERS)
+        with self._connect() as con:
+            if not con.execute("SELECT count(*) FROM information_schema.tables WHERE "
+                               "table_name = 'partitions'").fetchone()[0]:
+                return pd.DataFrame(columns=list(PARTITION_COLUMNS))
+            return con.execute("SELECT * FROM partitions" + where + " ORDER BY created, rowid",
+                               args).df()
 
     def scores_frame(self, **filters: str | Sequence[str] | None) -> pd.DataFrame:
         """Scores as a DataFrame, in write order, filtered by column values.
@@ -330,6 +383,30 @@ def _check_key(job_key: str) -> None:
 def _check_table(table: str) -> None:
     if table not in TABLES:
         raise InputError("table", f"one of {TABLES}", repr(table), "pick one of those tables")
+
+
+def _where(filters: dict[str, Any], allowed: Sequence[str]) -> tuple[str, list[Any]]:
+    """`` WHERE col IN (...) AND ...`` and its arguments; unknown columns raise InputError."""
+    where, args = [], []
+    for name, want in filters.items():
+        if name not in allowed:
+            raise InputError(f"filter {name!r}", f"one of {tuple(allowed)}", repr(name),
+                             "filter by one of those columns")
+        if want is None:
+            continue
+        vals = [want] if isinstance(want, str) else list(want)
+        where.append(f"{name} IN ({', '.join('?' * len(vals))})" if vals else "FALSE")
+        args += vals
+    return (" WHERE " + " AND ".join(where) if where else ""), args
+
+
+def _partition_row(record: PartitionRecord, k: int) -> list[Any]:
+    if not isinstance(record, PartitionRecord):
+        raise InputError(f"records[{k}]", "a PartitionRecord", type(record).__name__,
+                         "build the rows with cortexalign.results.PartitionRecord(...)")
+    *cols, ids, values, extra = record.checked()
+    return [*cols, _to_json(ids, f"records[{k}].neuroid_ids"),
+            _to_json(values, f"records[{k}].neuroid_values"), _to_json(extra, f"records[{k}].extra")]
 
 
 def _score_row(record: ScoreRecord, k: int) -> list[Any]:

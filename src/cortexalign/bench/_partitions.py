@@ -1,0 +1,276 @@
+"""Partition jobs of a run: variance partitioning and banded ridge over several feature sets.
+
+After the per-layer jobs, ``run_partitions`` runs one job per (partition, neural target) of the
+config's ``partitions:`` (``_partition_spec``). Each set's (s, d) features come through the
+feature cache with the same keys as the per-layer jobs (``extract_features`` / ``extract_maps``
+with the run's pooling, batch size and cache), so a layer those jobs extracted is read, not
+computed again; a layer they did not need (its jobs finished in an earlier run and the cache was
+cleared, or ``layers: all``) is extracted once. The models of the unfinished partition jobs are
+loaded one at a time, only to read or compute their sets; the sets' features are held in memory
+while the jobs run (they are the method's input).
+
+A job's key hashes the partition (name, method, options), each set's model (as a score job's
+key does) and layer, the stimuli, the target and the seed; its rows (``results.PartitionRecord``,
+every group of a split target) are written in the transaction that marks it finished, so a
+killed run resumes without redoing finished partitions, and a failure is recorded like a score
+job's (the others go on).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import time
+import traceback
+from dataclasses import dataclass
+
+import numpy as np
+from rich.progress import Progress
+
+from cortexalign.bench._config import ExperimentConfig, ModelSpec, NeuralSpec
+from cortexalign.bench._executors import PROGRESS_COLUMNS, RunContext
+from cortexalign.bench._jobs import model_payload, target_payload
+from cortexalign.bench._map_features import extract_maps
+from cortexalign.bench._partition_spec import (
+    PARTITION_METHODS,
+    PartitionSpec,
+    check_partitions,
+    set_model_index,
+)
+from cortexalign.bench._scoring import jsonable
+from cortexalign.bench._targets import Target
+from cortexalign.device import resolve_device
+from cortexalign.errors import CortexAlignError, InputError
+from cortexalign.features import extract_features
+from cortexalign.models import load_model
+from cortexalign.neural import RDMSet
+from cortexalign.results import PartitionRecord
+
+__all__ = ["PartitionJob", "partition_key", "plan_partition_jobs", "check_partition_targets",
+           "run_partitions", "PARTITION_JOB_VERSION"]
+
+PARTITION_JOB_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PartitionJob:
+    """One partition to compute against one neural target (every group of it).
+
+    Attributes
+    ----------
+    key : the job key (``partition_key``). spec : the config entry. target : the neural spec.
+    sets : set label -> (model spec, layer), in the config's order.
+    """
+
+    key: str
+    spec: PartitionSpec
+    target: NeuralSpec
+    sets: dict[str, tuple[ModelSpec, str]]
+
+    @property
+    def label(self) -> str:
+        return f"partition {self.spec.name} ({self.spec.method}) / {self.target.display}"
+
+
+def partition_key(config: ExperimentConfig, spec: PartitionSpec,
+                  sets: dict[str, tuple[ModelSpec, str]], target: NeuralSpec,
+                  stimuli_hash: str) -> str:
+    """A stable sha256 key for one partition job (see module docstring)."""
+    payload = {
+        "v": PARTITION_JOB_VERSION,
+        "kind": "partition",
+        "partition": spec.name,
+        "method": spec.method,
+        "sets": {label: {"model": model_payload(m), "layer": layer}
+                 for label, (m, layer) in sets.items()},
+        "stimuli": stimuli_hash,
+        "target": target_payload(target),
+        "options": spec.options,
+        "seed": config.seed,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _is_responses(groups: list[Target]) -> bool:
+    return not isinstance(groups[0].data, RDMSet)
+
+
+def _partition_targets(config: ExperimentConfig, spec: PartitionSpec,
+                       targets: dict[str, list[Target]]) -> list[NeuralSpec]:
+    if spec.targets == "all":
+        return [n for n in config.neural if _is_responses(targets[n.display])]
+    return [n for n in config.neural if n.display in spec.targets]
+
+
+def plan_partition_jobs(config: ExperimentConfig, stimuli_hash: str,
+                        targets: dict[str, list[Target]]) -> list[PartitionJob]:
+    """Every partition job of ``config``: partitions in order, then their targets."""
+    jobs = []
+    for spec in config.partitions:
+        sets = {label: (config.models[set_model_index(config.models, ref.model, label)],
+                        ref.layer) for label, ref in spec.sets.items()}
+        for target in _partition_targets(config, spec, targets):
+            jobs.append(PartitionJob(partition_key(config, spec, sets, target, stimuli_hash),
+                                     spec, target, sets))
+    return jobs
+
+
+def check_partition_targets(config: ExperimentConfig, targets: dict[str, list[Target]],
+                            n_stimuli: int) -> None:
+    """What needs the loaded data, checked before anything is written: every target a
+    partition names holds responses, each partition has one, and ``n_folds`` <= the stimuli.
+    (The config-only checks, ``check_partitions``, run again for configs built in Python.)"""
+    check_partitions(config)
+    for i, spec in enumerate(config.partitions):
+        where = f"partitions[{i}] ({spec.name})"
+        if spec.targets != "all":
+            rdms = [t for t in spec.targets if not _is_responses(targets[t])]
+            if rdms:
+                raise InputError(f"{where}.targets", "targets holding responses (stimulus x "
+                                 "neuroid): the methods fit encoding models", f"{rdms} (RDMs)",
+                                 "remove the RDM targets from this partition's targets")
+        if not _partition_targets(config, spec, targets):
+            raise InputError(f"{where}.targets", "at least one neural target holding responses",
+                             "only RDM targets in the config", "add a responses target "
+                             "(e.g. an Allen or fMRI dataset), or remove the partition")
+        fn = PARTITION_METHODS[spec.method].fn
+        n_folds = spec.options.get("n_folds",
+                                   inspect.signature(fn).parameters["n_folds"].default)
+        if isinstance(n_folds, int) and n_folds > n_stimuli:
+            raise InputError(f"{where}.options.n_folds", f"an int in 2..{n_stimuli} (the "
+                             "number of stimuli)", repr(n_folds), "lower n_folds")
+
+
+@dataclass(frozen=True)
+class _SetFeatures:
+    values_sd: np.ndarray
+    model_id: str
+
+
+def _model_sets(cfg, spec: ModelSpec, layers: list[str], stimuli, cache, device, progress,
+                out: dict, errors: dict) -> None:
+    """Read (or extract) ``layers`` of one model as the per-layer jobs do, into ``out``."""
+    def fail(layer_list, err) -> None:
+        msg = f"{type(err).__name__}: {err}"
+        errors.update({(spec.display, layer): msg for layer in layer_list})
+
+    try:
+        adapter = load_model(spec.name, pretrained=spec.pretrained, weights=spec.weights,
+                             untrained=spec.untrained, seed=spec.seed, device=device,
+                             **spec.kwargs)
+    except CortexAlignError as err:
+        return fail(layers, err)
+    good = []
+    for layer in layers:
+        try:
+            if spec.features == "activations":
+                adapter.check_layers([layer])
+            good.append(layer)
+        except CortexAlignError as err:
+            fail([layer], err)
+    if not good:
+        return None
+    try:
+        if spec.features == "activations":
+            feats = extract_features(adapter, stimuli, good, pooling=spec.pooling,
+                                     batch_size=cfg.batch_size, cache=cache, progress=progress)
+            arrays = {layer: feats[layer].values for layer in good}
+        else:  # attention / conv maps, flattened as the per-layer encoding jobs flatten them
+            arrays = extract_maps(adapter, stimuli, good, spec.features, spec.feature_options,
+                                  batch_size=cfg.batch_size, cache=cache, progress=progress)
+    except CortexAlignError as err:
+        return fail(good, err)
+    for layer in good:
+        out[(spec.display, layer)] = _SetFeatures(
+            np.asarray(arrays[layer]).reshape(len(stimuli), -1), adapter.model_id)
+    return None
+
+
+def _set_features(cfg, todo: list[PartitionJob], stimuli, cache, device, progress):
+    """(model label, layer) -> ``_SetFeatures`` for every set of ``todo``, and the errors of
+    those that could not be had; each model is loaded once."""
+    needed: dict[str, list[str]] = {}
+    for job in todo:
+        for model, layer in job.sets.values():
+            needed.setdefault(model.display, [])
+            if layer not in needed[model.display]:
+                needed[model.display].append(layer)
+    out: dict = {}
+    errors: dict = {}
+    for spec in cfg.models:
+        if spec.display in needed:
+            _model_sets(cfg, spec, needed[spec.display], stimuli, cache, device, progress, out,
+                        errors)
+    return out, errors
+
+
+def partition_records(job: PartitionJob, features: dict[str, _SetFeatures],
+                      groups: list[Target], *, seed: int, device) -> list[PartitionRecord]:
+    """The ``partitions`` rows of one job: the method on every group of the target."""
+    method = PARTITION_METHODS[job.spec.method]
+    feats = {label: f.values_sd for label, f in features.items()}
+    sets = {label: {"model": m.display, "model_id": features[label].model_id, "layer": layer}
+            for label, (m, layer) in job.sets.items()}
+    records = []
+    for group in groups:
+        started = time.time()
+        result = method.fn(feats, group.data, seed=seed, device=device, **job.spec.options)
+        extra = jsonable({"sets": sets, "options": job.spec.options, **group.extra(),
+                          "n_folds": result.n_folds, "scaling": result.scaling,
+                          "seconds": round(time.time() - started, 4)})
+        records += [PartitionRecord(job.spec.name, job.spec.method, group.label, kind, name,
+                                    values_n, result.neuroid_ids, result.n_stimuli, extra)
+                    for kind, name, values_n in method.quantities(result)]
+    return records
+
+
+def _driver_device(ctx: RunContext):
+    """The device of this process: the runner's (local), or ``config.device`` resolved here
+    (Ray: the driver may lack the workers' GPU; then the CPU)."""
+    if ctx.config.executor == "local":
+        return ctx.device
+    try:
+        return resolve_device(ctx.config.device)
+    except CortexAlignError:
+        return resolve_device("cpu")
+
+
+def run_partitions(ctx: RunContext) -> None:
+    """Run the unfinished partition jobs of ``ctx.config`` and write them to ``ctx.store``."""
+    cfg, summary = ctx.config, ctx.summary
+    jobs = plan_partition_jobs(cfg, ctx.stimuli.content_hash, ctx.targets)
+    summary.n_jobs += len(jobs)
+    summary.job_keys.update(j.key for j in jobs)
+    todo = [j for j in jobs if j.key not in ctx.finished]
+    summary.n_skipped += len(jobs) - len(todo)
+    if not todo:
+        return
+    device = _driver_device(ctx)
+    values, errors = _set_features(cfg, todo, ctx.stimuli, ctx.cache, device, ctx.progress)
+    with Progress(*PROGRESS_COLUMNS, console=ctx.console, disable=not ctx.progress) as bar:
+        task = bar.add_task("partitions", total=len(todo))
+        for job in todo:
+            ctx.store.start_job(job.key, ctx.run_id)
+            try:
+                keys = {label: (m.display, layer) for label, (m, layer) in job.sets.items()}
+                bad = [(label, k) for label, k in keys.items() if k not in values]
+                if bad:
+                    label, k = bad[0]
+                    raise InputError(f"partitions ({job.spec.name}).sets.{label}",
+                                     f"features of layer {k[1]!r} of model {k[0]!r}",
+                                     errors.get(k, "none"), "fix the model or layer")
+                records = partition_records(job, {label: values[k] for label, k in keys.items()},
+                                            ctx.targets[job.target.display], seed=cfg.seed,
+                                            device=device)
+                ctx.store.record_partition_job(job.key, ctx.run_id, records)
+                summary.n_done += 1
+            except Exception as err:  # one job's failure must not stop the others
+                msg = f"{type(err).__name__}: {err}"
+                if not isinstance(err, CortexAlignError):
+                    msg += "\n" + traceback.format_exc(limit=3)
+                summary.failures.append({"job": job.label, "error": msg})
+                ctx.store.fail_job(job.key, ctx.run_id, msg)
+            bar.advance(task)
+            if ctx.on_job_done is not None:
+                ctx.on_job_done(job)

@@ -1,0 +1,239 @@
+"""partitions: in an experiment config — variance partitioning and banded ridge over the cached
+features of two Gabor models, against a target planted in one of them. The stored rows equal a
+direct call on the same cached features, a killed run resumes without recomputing, bad entries
+fail at load (or before anything is written), and version-1 stores open and migrate."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+
+import duckdb
+import numpy as np
+import pytest
+
+from cortexalign.bench import load_config
+from cortexalign.bench._config import EXECUTION_FIELDS
+from cortexalign.bench._partition_spec import PARTITION_METHODS
+from cortexalign.bench._partitions import PartitionJob
+from cortexalign.bench._run import run_experiment
+from cortexalign.errors import CortexAlignError, InputError
+from cortexalign.features import FeatureCache, extract_features
+from cortexalign.metrics import banded_ridge, variance_partitioning
+from cortexalign.models import load_model
+from cortexalign.neural import load_neural
+from cortexalign.results import SCHEMA_VERSION, ResultsStore
+from cortexalign.stimuli import load_stimuli
+
+KW = {"image_size": 48, "image_deg": None}
+LOW = {"name": "gabor_v1", "label": "low", "pooling": "grid2", "layers": ["complex"],
+       "kwargs": {**KW, "frequencies": [0.06]}}
+HIGH = {"name": "gabor_v1", "label": "high", "pooling": "grid2", "layers": ["complex"],
+        "kwargs": {**KW, "frequencies": [0.25]}}
+SETS = {"low": {"model": "low", "layer": "complex"}, "high": {"model": "high", "layer": "complex"}}
+VPA_OPTIONS = {"n_folds": 3, "alphas": [0.1, 10.0, 1000.0], "inner_folds": 3}
+BANDED_OPTIONS = {"n_folds": 3, "alphas": [0.1, 10.0, 1000.0], "n_iter": 4, "inner_folds": 3}
+PARTITIONS = [
+    {"name": "vpa", "method": "variance_partitioning", "sets": SETS, "options": VPA_OPTIONS},
+    {"name": "band", "method": "banded_ridge", "sets": SETS, "targets": ["planted"],
+     "options": BANDED_OPTIONS},
+]
+
+
+def _features(cache: FeatureCache | None = None) -> dict[str, np.ndarray]:
+    """The sets' (92, d) features as the runner extracts them (through ``cache`` when given)."""
+    stimuli = load_stimuli("kriegeskorte92")
+    out = {}
+    for spec in (LOW, HIGH):
+        adapter = load_model("gabor_v1", device="cpu", **spec["kwargs"])
+        f = extract_features(adapter, stimuli, ["complex"], pooling="grid2", cache=cache,
+                             progress=False)["complex"]
+        out[spec["label"]] = f
+    return out
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory) -> str:
+    """8 neuroids driven by the low-frequency model alone, plus noise."""
+    feats = {k: f.values for k, f in _features().items()}
+    rng = np.random.default_rng(0)
+    low = feats["low"] - feats["low"].mean(0)
+    y_sn = low @ rng.normal(size=(low.shape[1], 8))
+    y_sn = y_sn / y_sn.std(0) + 0.5 * rng.normal(size=y_sn.shape)
+    path = tmp_path_factory.mktemp("neural") / "planted.npz"
+    np.savez(path, responses=y_sn, stimulus_ids=np.array(load_stimuli("kriegeskorte92").ids))
+    return str(path)
+
+
+def _config(planted: str, partitions=PARTITIONS, **extra) -> dict:
+    return {"name": "partitions", "stimuli": {"source": "kriegeskorte92"}, "models": [LOW, HIGH],
+            "neural": [{"source": planted, "label": "planted"},
+                       {"source": "kriegeskorte92.human_IT"}],
+            "metrics": [{"name": "rsa"}], "n_bootstrap": 0, "batch_size": 46, "seed": 3,
+            "partitions": partitions, **extra}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, planted):
+    out = tmp_path_factory.mktemp("run") / "out"
+    summary = run_experiment(load_config(_config(planted)), out, progress=False)
+    return out, summary
+
+
+def test_jobs_run_after_the_per_layer_jobs_and_skip_rdm_targets(finished):
+    _, summary = finished
+    # 2 models x 1 layer x 2 targets x rsa, + vpa (planted; human_IT holds RDMs) + band
+    assert summary.ok and summary.n_jobs == summary.n_done == 6
+
+
+@pytest.mark.parametrize("name", ["vpa", "band"])
+def test_stored_rows_equal_a_direct_call_on_the_cached_features(finished, planted, name):
+    out, _ = finished
+    feats = _features(FeatureCache(out / "cache"))
+    assert all(f.from_cache for f in feats.values())  # the run cached both sets
+    target = load_neural(planted)
+    spec = next(p for p in PARTITIONS if p["name"] == name)
+    fn = PARTITION_METHODS[spec["method"]]
+    result = fn.fn({k: f.values for k, f in feats.items()}, target, seed=3, device="cpu",
+                   **spec["options"])
+    rows = ResultsStore(out / "results.duckdb", read_only=True).partitions_frame(partition=name)
+    want = {(kind, key): v for kind, key, v in fn.quantities(result)}
+    assert set(zip(rows["kind"], rows["name"], strict=True)) == set(want)
+    for r in rows.itertuples():
+        values = np.array(json.loads(r.neuroid_values), dtype=float)
+        np.testing.assert_allclose(values, want[(r.kind, r.name)], rtol=0, atol=1e-8)
+        assert r.value == pytest.approx(float(np.median(want[(r.kind, r.name)])), abs=1e-8)
+        assert json.loads(r.neuroid_ids) == list(result.neuroid_ids)
+        assert r.target == "planted" and r.n_stimuli == 92 and r.n_neuroids == 8
+        assert json.loads(r.extra)["sets"]["low"]["model"] == "low"
+
+
+def test_the_planted_set_explains_what_it_explains_alone(finished):
+    out, _ = finished
+    rows = ResultsStore(out / "results.duckdb", read_only=True).partitions_frame(kind="component")
+    value = dict(zip(rows["partition"] + "/" + rows["name"], rows["value"], strict=True))
+    assert value["vpa/unique:low"] > 0.1 > abs(value["vpa/unique:high"])
+    assert value["band/split:low"] > 0.5 > value["band/split:high"]
+
+
+def test_named_functions_are_the_library_functions():
+    assert PARTITION_METHODS["variance_partitioning"].fn is variance_partitioning
+    assert PARTITION_METHODS["banded_ridge"].fn is banded_ridge
+
+
+def test_a_rerun_skips_and_a_killed_run_resumes_without_recomputing(tmp_path, planted,
+                                                                      monkeypatch):
+    calls = []
+    real = PARTITION_METHODS["banded_ridge"]
+    def counted(features, target, **options):  # the config checks' dry runs have 24 stimuli
+        if target.sizes["stimulus"] == 92:
+            calls.append(1)
+        return real.fn(features, target, **options)
+
+    counted = functools.wraps(real.fn)(counted)
+    monkeypatch.setitem(PARTITION_METHODS, "banded_ridge", dataclasses.replace(real, fn=counted))
+    done = []
+
+    def kill_after_first_partition(job):
+        if isinstance(job, PartitionJob):
+            done.append(job.key)
+            raise KeyboardInterrupt
+
+    cfg = load_config(_config(planted))
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, tmp_path, progress=False, on_job_done=kill_after_first_partition)
+    assert len(done) == 1 and calls == []  # vpa came first; band never started
+    again = run_experiment(cfg, tmp_path, progress=False)
+    assert again.ok and again.n_done == 1 and again.n_skipped == 5 and len(calls) == 1
+    third = run_experiment(cfg, tmp_path, progress=False)
+    assert third.n_done == 0 and third.n_skipped == 6 and len(calls) == 1
+    rows = ResultsStore(tmp_path / "results.duckdb", read_only=True).partitions_frame()
+    assert rows.groupby("job_key").size().nunique() == 2  # 6 vpa rows, 5 band rows: once each
+    assert len(rows) == 11
+
+
+def _entry(**change) -> list[dict]:
+    return [{**PARTITIONS[0], **change}]
+
+
+BAD = {
+    "unknown model": (_entry(sets={**SETS, "high": {"model": "hihg", "layer": "complex"}}),
+                      "partitions[0] (vpa).sets.high.model", "did you mean 'high'"),
+    "unlisted layer": (_entry(sets={**SETS, "low": {"model": "low", "layer": "complexx"}}),
+                       "partitions[0] (vpa).sets.low.layer", "did you mean 'complex'"),
+    "one set": (_entry(sets={"low": SETS["low"]}), "partitions[0] (vpa).sets", "2 to 3"),
+    "four sets": (_entry(sets={**SETS, "c": SETS["low"], "d": SETS["high"]}),
+                  "partitions[0] (vpa).sets", "use method: banded_ridge"),
+    "reserved label": (_entry(sets={"lo+w": SETS["low"], "high": SETS["high"]}),
+                       "partitions[0] (vpa).sets", "'lo+w'"),
+    "unknown method": (_entry(method="variance_partition"), "partitions[0] (vpa).method",
+                       "did you mean 'variance_partitioning'"),
+    "unknown option": (_entry(options={"n_fold": 3}), "partitions[0] (vpa).options",
+                       "did you mean 'n_folds'"),
+    "run option": (_entry(options={"seed": 1}), "partitions[0] (vpa).options",
+                   "top of the config"),
+    "bad scaling": (_entry(options={"scaling": "zscor"}), "partitions[0] (vpa).options",
+                    "zscore_balanced"),
+    "bad alphas": (_entry(options={"alphas": [-1.0]}), "partitions[0] (vpa).options.alphas",
+                   "penalties > 0"),
+    "bad n_iter": ([{**PARTITIONS[1], "options": {"n_iter": 0}}],
+                   "partitions[0] (band).options.n_iter", "positive int"),
+    "unknown target": (_entry(targets=["plantd"]), "partitions[0] (vpa).targets",
+                       "did you mean 'planted'"),
+    "same name": ([PARTITIONS[0], {**PARTITIONS[1], "name": "vpa"}], "partitions[1].name",
+                  "distinct name"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_entries_fail_at_load_naming_the_key(planted, case):
+    partitions, where, fix = BAD[case]
+    with pytest.raises(InputError) as err:
+        load_config(_config(planted, partitions))
+    assert err.value.parameter == where and fix in str(err.value)
+
+
+@pytest.mark.parametrize("change, where", [
+    ({"targets": ["kriegeskorte92.human_IT"]}, "partitions[0] (vpa).targets"),
+    ({"options": {"n_folds": 93}}, "partitions[0] (vpa).options.n_folds"),
+])
+def test_what_needs_the_data_fails_before_anything_is_written(tmp_path, planted, change, where):
+    cfg = load_config(_config(planted, _entry(**change)))
+    with pytest.raises(CortexAlignError) as err:
+        run_experiment(cfg, tmp_path / "out", progress=False)
+    assert err.value.parameter == where
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_config_without_partitions_keeps_its_hash(planted):
+    cfg = _config(planted)
+    del cfg["partitions"]
+    plain = load_config(cfg)
+    # the formula before the key existed: every field but the execution ones
+    before = json.dumps(plain.model_dump(mode="json", exclude=EXECUTION_FIELDS | {"partitions"}),
+                        sort_keys=True).encode()
+    assert plain.config_hash() == hashlib.sha256(before).hexdigest()[:16]
+    assert plain.config_hash() == load_config({**cfg, "partitions": []}).config_hash()
+    assert plain.config_hash() != load_config(_config(planted)).config_hash()
+
+
+def _as_version_1(path) -> None:
+    with duckdb.connect(str(path)) as con:
+        con.execute("DROP TABLE partitions")
+        con.execute("UPDATE schema_version SET version = 1")
+
+
+def test_a_version_1_store_reads_and_migrates_on_write(tmp_path):
+    path = tmp_path / "results.duckdb"
+    ResultsStore(path).start_run("name: old\n")
+    _as_version_1(path)
+    old = ResultsStore(path, read_only=True)  # readers accept it as it is
+    assert old.partitions_frame().empty and old.frame("partitions").empty
+    assert len(old.frame("runs")) == 1
+    ResultsStore(path)  # a writer migrates it
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION
+    assert ResultsStore(path, read_only=True).partitions_frame().empty
+    assert len(ResultsStore(path, read_only=True).frame("runs")) == 1
