@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cortexalign.errors import InputError
 from cortexalign.models import Preprocess
@@ -139,3 +143,57 @@ def test_square_center_crop_equals_torchvision_eval_transform(rng, hw, crop_pct)
     x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
     tv = v2.Compose([v2.Resize(int(224 / crop_pct), antialias=True), v2.CenterCrop(224)])
     torch.testing.assert_close(pre([img]), _norm(tv(x).clamp(0, 1)), atol=1e-6, rtol=0)
+
+
+NON_SQUARE = [(224, 160), (160, 224), (96, 128)]
+#: (size, crop_pct, image (H, W)) whose cover size rounds an exact or float-noisy half: the
+#: arithmetic must be timm's ResizeKeepRatio's, not an equal formula computed another way.
+HALF_ROUNDING = [((224, 160), 0.875, (649, 236)), ((224, 160), 0.875, (121, 44)),
+                 ((224, 160), 1.0, (192, 201)), ((160, 224), 1.0, (325, 320)),
+                 ((160, 224), 0.9, (22, 121)), ((96, 128), 0.9, (20, 95))]
+
+
+@pytest.mark.parametrize(("size", "crop_pct", "hw"), [
+    *[(size, crop, hw) for size in NON_SQUARE for crop in (0.875, 0.9, 1.0)
+      for hw in ((232, 300), (301, 257), (57, 61))], *HALF_ROUNDING])
+def test_non_square_center_crop_equals_timm_eval_transform(rng, size, crop_pct, hw):
+    """timm's own eval transform for a non-square input size (create_transform, crop_mode
+    'center': ResizeKeepRatio(floor(size / crop_pct)), CenterCrop(size), Normalize), on the
+    float image: the same pixels."""
+    from timm.data import create_transform
+
+    img = rng.integers(0, 256, size=(*hw, 3), dtype=np.uint8)
+    pre = Preprocess(size=size, mean=MEAN, std=STD, crop_pct=crop_pct, interpolation="bilinear")
+    timm_eval = create_transform(input_size=(3, *size), crop_pct=crop_pct, crop_mode="center",
+                                 interpolation="bilinear", mean=MEAN, std=STD)
+    x = torch.from_numpy(img).permute(2, 0, 1).float() / 255
+    torch.testing.assert_close(pre([img]), timm_eval(x)[None], atol=1e-6, rtol=0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(8, 400), st.integers(8, 400), st.sampled_from(NON_SQUARE),
+       st.sampled_from([0.8, 0.875, 0.9, 0.95, 1.0]))
+def test_non_square_cover_size_is_timm_resize_keep_ratio(big_h, big_w, size, crop_pct):
+    """The size an image is resized to before the crop, for any image shape: timm's own
+    ResizeKeepRatio.get_params (on a zero-stride tensor of that shape), and never below size."""
+    from timm.data.transforms import ResizeKeepRatio
+
+    pre = Preprocess(size=size, mean=MEAN, std=STD, crop_pct=crop_pct)
+    scale_size = tuple(math.floor(s / crop_pct) for s in size)
+    image = torch.empty(3, 1, 1).expand(3, big_h, big_w)
+    cover = pre._cover(big_h, big_w)
+    assert cover == tuple(ResizeKeepRatio.get_params(image, scale_size, 0.0))
+    assert cover[0] >= size[0] and cover[1] >= size[1]
+
+
+def test_key_version_moves_for_non_square_center_crops_only():
+    """v3 marks the non-square centre crop's new cover arithmetic; square crops and the other
+    modes give the pixels they gave, so their keys (and cached features) are unchanged."""
+    square = Preprocess(size=(224, 224), mean=MEAN, std=STD, crop_pct=0.875)
+    assert square.key() == ("v2|shorter_side_center_crop|224x224|crop=0.875|bicubic|"
+                            "mean=0.485,0.456,0.406|std=0.229,0.224,0.225")
+    assert Preprocess(size=(224, 160), mean=MEAN, std=STD, crop_pct=0.875).key().startswith(
+        "v3|shorter_side_center_crop|224x160|")
+    for resize in ("stretch", "longest_side_pad"):
+        assert Preprocess(size=(224, 160), mean=MEAN, std=STD, resize=resize).key().startswith(
+            f"v2|{resize}|224x160|")

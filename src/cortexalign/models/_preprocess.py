@@ -3,7 +3,8 @@
 Three resize modes cover the models we ship:
 
 - ``"shorter_side_center_crop"`` (timm / torchvision evaluation): scale the image so that it covers
-  ``size / crop_pct`` keeping its aspect ratio, then crop the centre ``size``.
+  ``size / crop_pct`` keeping its aspect ratio, then crop the centre ``size`` (timm's eval
+  transform, ``crop_mode="center"``, pixel for pixel for square and non-square sizes).
 - ``"longest_side_pad"`` (Segment Anything, Kirillov et al. 2023): scale the longest side to fit
   ``size``, normalise, then pad bottom and right with zeros.
 - ``"stretch"``: resize straight to ``size`` (aspect ratio not kept).
@@ -95,11 +96,18 @@ class Preprocess:
                              "use 1.0 for no crop or timm's value (e.g. 0.875)")
 
     def key(self) -> str:
-        """A stable string identifying this preprocessing, for cache keys (the leading version
-        changes when the same settings start giving other pixels: v2, torchvision's crop offset
-        and long-side rounding)."""
+        """A stable string identifying this preprocessing, for cache keys.
+
+        The leading version changes when the same settings start giving other pixels: v2,
+        torchvision's crop offset and long-side rounding; v3, only for a non-square centre crop,
+        timm's ``ResizeKeepRatio`` arithmetic for the cover size (one pixel off for a few image
+        shapes before). Square crops and the other modes give the pixels they gave, so they keep
+        v2 and their cached features stay valid.
+        """
         fmt = ",".join
-        return (f"v2|{self.resize}|{self.size[0]}x{self.size[1]}|crop={self.crop_pct:.6g}"
+        version = "v3" if self.resize == "shorter_side_center_crop" and \
+            self.size[0] != self.size[1] else "v2"
+        return (f"{version}|{self.resize}|{self.size[0]}x{self.size[1]}|crop={self.crop_pct:.6g}"
                 f"|{self.interpolation}|mean={fmt(f'{m:.6g}' for m in self.mean)}"
                 f"|std={fmt(f'{s:.6g}' for s in self.std)}")
 
@@ -212,19 +220,23 @@ class Preprocess:
     def _cover(self, big_h: int, big_w: int) -> tuple[int, int]:
         """(h, w) an image is resized to before the centre crop.
 
-        A square crop follows timm's eval transform exactly: torchvision ``Resize(s)`` with
-        ``s = floor(size / crop_pct)`` on the shorter side and ``int(s * long / short)``
-        (truncated) on the longer. A non-square crop scales the image to cover
-        ``floor(size / crop_pct)`` in both directions, keeping its aspect ratio.
+        timm's eval transform (``transforms_imagenet_eval``, ``crop_mode="center"``) exactly,
+        with ``(sh, sw) = floor(size / crop_pct)`` (equal only for a square size, crop_pct <= 1).
+        A square crop: torchvision ``Resize(sh)`` (shorter side ``sh``, the longer
+        ``int(sh * long / short)``, truncated). A non-square crop: timm's
+        ``ResizeKeepRatio((sh, sw))``, the aspect kept and the image covering (sh, sw):
+        ``ratio = min(big_h / sh, big_w / sw)``, sides ``round(big / ratio)``, in that order of
+        operations: ``big * (sh / big_h)`` can land on the other side of a half (649 x 236 to
+        (224, 160) at 0.875: timm 500 x 182, that way 501 x 182).
         """
         h, w = self.size
+        sh, sw = math.floor(h / self.crop_pct), math.floor(w / self.crop_pct)
         if h == w:
-            s = math.floor(h / self.crop_pct)
             if big_h <= big_w:
-                return s, int(s * big_w / big_h)
-            return int(s * big_h / big_w), s
-        scale = max(math.floor(h / self.crop_pct) / big_h, math.floor(w / self.crop_pct) / big_w)
-        return max(h, round(big_h * scale)), max(w, round(big_w * scale))
+                return sh, int(sh * big_w / big_h)
+            return int(sh * big_h / big_w), sh
+        ratio = min(big_h / sh, big_w / sw)
+        return round(big_h / ratio), round(big_w / ratio)
 
     def _resize(self, x_n3hw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         if tuple(x_n3hw.shape[2:]) == tuple(size):
