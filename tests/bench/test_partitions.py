@@ -86,6 +86,9 @@ def test_jobs_run_after_the_per_layer_jobs_and_skip_rdm_targets(finished):
     _, summary = finished
     # 2 models x 1 layer x 2 targets x rsa, + vpa (planted; human_IT holds RDMs) + band
     assert summary.ok and summary.n_jobs == summary.n_done == 6
+    html = summary.files["report"].read_text()
+    assert 'id="partitions"' in html and html.count('class="total"') == 2  # vpa, band: 1 target
+    assert "Nunez-Elizalde" in html and "Lescroart" in html  # the methods' citations
 
 
 @pytest.mark.parametrize("name", ["vpa", "band"])

@@ -58,6 +58,7 @@ class ReportData:
     energy : energy/firing-rate records, one per model.
     maps : ``MapPanel`` rows (stimulus, model map overlay, neuron maps) to draw.
     citations : references to list besides those derived from the stored configs.
+    partitions : the ``partitions`` table (variance partitioning, banded ridge; may be empty).
     failures : failures known outside the jobs table (e.g. a model that did not load),
         each ``{"job": ..., "error": ...}``.
     """
@@ -73,6 +74,7 @@ class ReportData:
     failures: list[dict[str, str]] = field(default_factory=list)
     maps: list[Any] = field(default_factory=list)
     citations: list[str] = field(default_factory=list)
+    partitions: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def configs(self) -> list[dict[str, Any]]:
         """The parsed config of every run (YAML mappings; unreadable ones skipped)."""
@@ -184,7 +186,8 @@ def load_report_data(results_dir: str | Path,
     logs, energy = _find_spiking(root)
     return ReportData(scores=store.scores_frame(), runs=runs, jobs=store.frame("jobs"),
                       model_cards=store.frame("model_cards"), source=str(root), sae=sae,
-                      spiking_logs=logs, energy=energy, failures=list(failures or []))
+                      spiking_logs=logs, energy=energy, failures=list(failures or []),
+                      partitions=store.partitions_frame())
 
 
 def finite(x: Any) -> bool:

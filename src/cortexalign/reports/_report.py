@@ -30,6 +30,7 @@ from cortexalign.reports._extras import (
 )
 from cortexalign.reports._load import ReportData, load_report_data
 from cortexalign.reports._maps import MapPanel
+from cortexalign.reports._partitions import partitions_section
 from cortexalign.reports._scores import prepare_scores
 from cortexalign.reports._sections import (
     comparison_section,
@@ -48,6 +49,7 @@ SECTIONS: dict[str, tuple[str, Callable[[ReportData, pd.DataFrame], dict[str, An
     "curves": ("Layer-wise alignment", curves_section),
     "heatmaps": ("Layer × target heatmaps", heatmap_section),
     "comparison": ("Model comparison", comparison_section),
+    "partitions": ("Variance partitioning and banded ridge", partitions_section),
     "maps": ("Model maps and neuron maps", maps_section),
     "tradeoff": ("Accuracy / efficiency / alignment", tradeoff_section),
     "sae": ("SAE-BrainMap", sae_section),
