@@ -170,6 +170,24 @@ def test_non_square_center_crop_equals_timm_eval_transform(rng, size, crop_pct, 
     torch.testing.assert_close(pre([img]), timm_eval(x)[None], atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize(("size", "crop_pct"), [((224, 224), 0.9), ((224, 160), 0.875),
+                                               ((96, 128), 0.95), ((64, 64), 1.0)])
+@pytest.mark.parametrize("hw", [(232, 300), (57, 61)])
+def test_stretch_equals_timm_squash_eval_transform(rng, size, crop_pct, hw):
+    """timm's eval transform with crop_mode 'squash' (Resize to floor(size / crop_pct) without
+    keeping the aspect, CenterCrop(size), Normalize): the same pixels."""
+    from timm.data import create_transform
+
+    img = rng.integers(0, 256, size=(*hw, 3), dtype=np.uint8)
+    pre = Preprocess(size=size, mean=MEAN, std=STD, resize="stretch", crop_pct=crop_pct,
+                     interpolation="bilinear")
+    timm_eval = create_transform(input_size=(3, *size), crop_pct=crop_pct, crop_mode="squash",
+                                 interpolation="bilinear", mean=MEAN, std=STD)
+    x = torch.from_numpy(img).permute(2, 0, 1).float() / 255
+    torch.testing.assert_close(pre([img]), timm_eval(x)[None], atol=1e-6, rtol=0)
+    assert pre.key().startswith("v3|" if crop_pct != 1.0 else "v2|")  # crops now: new pixels
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.integers(8, 400), st.integers(8, 400), st.sampled_from(NON_SQUARE),
        st.sampled_from([0.8, 0.875, 0.9, 0.95, 1.0]))

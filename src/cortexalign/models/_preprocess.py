@@ -7,7 +7,8 @@ Three resize modes cover the models we ship:
   transform, ``crop_mode="center"``, pixel for pixel for square and non-square sizes).
 - ``"longest_side_pad"`` (Segment Anything, Kirillov et al. 2023): scale the longest side to fit
   ``size``, normalise, then pad bottom and right with zeros.
-- ``"stretch"``: resize straight to ``size`` (aspect ratio not kept).
+- ``"stretch"``: resize straight to ``floor(size / crop_pct)`` (aspect ratio not kept), then
+  crop the centre ``size`` (timm's ``crop_mode="squash"``; with ``crop_pct=1`` just a resize).
 
 Two paths compute the same numbers: ``preprocess(images)`` works image by image on the CPU, and
 ``preprocess(images, device=...)`` sends the uint8 pixels to ``device`` and resizes, crops and
@@ -57,9 +58,9 @@ class Preprocess:
     mean : per-channel mean subtracted after scaling pixels to [0, 1] (RGB order).
     std : per-channel standard deviation divided by after subtracting ``mean``.
     resize : one of ``RESIZE_MODES`` (see the module docstring).
-    crop_pct : timm-style crop fraction for ``"shorter_side_center_crop"``: the image is scaled to
-        cover ``floor(size / crop_pct)`` and the centre ``size`` is kept. 1.0 keeps the full
-        shorter side.
+    crop_pct : timm-style crop fraction for ``"shorter_side_center_crop"`` and ``"stretch"``: the
+        image is scaled to cover (or, stretching, to) ``floor(size / crop_pct)`` and the centre
+        ``size`` is kept. 1.0 keeps the full shorter side (the whole image, stretching).
     interpolation : ``"bicubic"``, ``"bilinear"`` (both antialiased when shrinking, like PIL) or
         ``"nearest"``.
     """
@@ -101,12 +102,14 @@ class Preprocess:
         The leading version changes when the same settings start giving other pixels: v2,
         torchvision's crop offset and long-side rounding; v3, only for a non-square centre crop,
         timm's ``ResizeKeepRatio`` arithmetic for the cover size (one pixel off for a few image
-        shapes before). Square crops and the other modes give the pixels they gave, so they keep
-        v2 and their cached features stay valid.
+        shapes before), and for ``"stretch"`` with ``crop_pct < 1``, which crops now (timm's squash
+        mode) where it ignored ``crop_pct`` before. Everything else gives the pixels it gave, so
+        it keeps v2 and its cached features stay valid.
         """
         fmt = ",".join
-        version = "v3" if self.resize == "shorter_side_center_crop" and \
-            self.size[0] != self.size[1] else "v2"
+        changed = ((self.resize == "shorter_side_center_crop" and self.size[0] != self.size[1])
+                   or (self.resize == "stretch" and self.crop_pct != 1.0))
+        version = "v3" if changed else "v2"
         return (f"{version}|{self.resize}|{self.size[0]}x{self.size[1]}|crop={self.crop_pct:.6g}"
                 f"|{self.interpolation}|mean={fmt(f'{m:.6g}' for m in self.mean)}"
                 f"|std={fmt(f'{s:.6g}' for s in self.std)}")
@@ -203,10 +206,11 @@ class Preprocess:
         """Resize, crop or pad and normalise n same-size images in [0, 1]."""
         big_h, big_w = x_n3hw.shape[2:]
         h, w = self.size
-        if self.resize == "stretch":
-            return self._normalise(self._resize(x_n3hw, (h, w)))
-        if self.resize == "shorter_side_center_crop":
-            new_h, new_w = self._cover(big_h, big_w)
+        if self.resize in ("stretch", "shorter_side_center_crop"):
+            if self.resize == "stretch":  # timm's squash: each side to floor(side / crop_pct)
+                new_h, new_w = math.floor(h / self.crop_pct), math.floor(w / self.crop_pct)
+            else:
+                new_h, new_w = self._cover(big_h, big_w)
             x_n3hw = self._resize(x_n3hw, (new_h, new_w))
             # torchvision's CenterCrop: int(round(margin / 2)), Python's round (half to even)
             top, left = int(round((new_h - h) / 2.0)), int(round((new_w - w) / 2.0))
