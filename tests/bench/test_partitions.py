@@ -12,6 +12,7 @@ import json
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pytest
 
 from cortexalign.bench import load_config
@@ -235,6 +236,8 @@ def test_a_version_1_store_reads_and_migrates_on_write(tmp_path):
     old = ResultsStore(path, read_only=True)  # readers accept it as it is
     assert old.partitions_frame().empty and old.frame("partitions").empty
     assert len(old.frame("runs")) == 1
+    exported = pd.read_csv(old.export(tmp_path / "partitions.csv", table="partitions"))
+    assert exported.empty and list(exported.columns) == list(old.partitions_frame().columns)
     ResultsStore(path)  # a writer migrates it
     with duckdb.connect(str(path), read_only=True) as con:
         assert con.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION

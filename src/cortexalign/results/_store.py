@@ -30,7 +30,7 @@ import pandas as pd
 
 from cortexalign import __version__
 from cortexalign.errors import InputError
-from cortexalign.results._export import EXPORT_FORMATS, copy_atomic
+from cortexalign.results._export import EXPORT_FORMATS, copy_atomic, export_frame
 from cortexalign.results._manifest import git_revision, hardware, package_versions
 from cortexalign.results._partitions import PARTITION_COLUMNS, PARTITION_FILTERS, PartitionRecord
 from cortexalign.results._schema import (
@@ -367,6 +367,8 @@ class ResultsStore:
     def export(self, path: str | os.PathLike[str], table: str = "scores") -> Path:
         """Write a table to ``path`` as CSV or Parquet (chosen by the suffix), atomically."""
         _check_table(table)
+        if table == "partitions":  # absent from version-1 files opened read-only: then empty
+            return export_frame(self.partitions_frame(), path)
 
         def copy(target: str, fmt: str) -> None:  # straight from the table: no DataFrame
             with self._connect() as con:
