@@ -146,7 +146,8 @@ BAD_OPTIONS = [("rsa", {"rdm_methd": "cosine"}), ("rsa", {"compare": "pearson", 
                # refused by the metric's own check (an unknown CKA option, an option the ridge
                # solver does not take): these used to fail their jobs at run time
                ("cka_linear", {"sigma_frac": 0.5}), ("cka_rbf", {"sigma": 0.5}),
-               ("ridge", {"solver": "himalaya", "dtype": "float32"})]
+               ("ridge", {"solver": "himalaya", "dtype": "float32"}),
+               ("rsa", {"rdm_method": "crossnobis"})]
 
 
 def _score_error(metric: str, options: dict) -> InputError:
@@ -186,6 +187,43 @@ def test_an_unknown_metric_option_fails_the_run_like_score_and_writes_nothing(
     _assert_names_the_entry(err.value, expected, f"metrics[1] ({metric})")
     after = ResultsStore(tmp_path / "update" / "results.duckdb", read_only=True)
     assert len(before["runs"]) == 1 and before["jobs"].empty and before["scores"].empty
+    for table, frame in before.items():
+        assert after.frame(table).equals(frame), table
+    assert streamed_calls == [] and not (tmp_path / "update" / "cache").exists()
+
+
+#: A map model (tiny untrained SAM's attention maps): never loaded, the run fails before.
+MAP_MODEL = {"name": "sam_vit_b", "untrained": True, "kwargs": {"tiny": True, "img_size": 64},
+             "features": "attention", "layers": ["blocks.1.attn"]}
+#: (metric, options, the close name offered): unknown method names the metric itself refuses
+UNKNOWN_OPTION_NAMES = [("rsa", {"compare": "spearmann"}, "spearman"),
+                        ("rsa", {"rdm_method": "cosin"}, "cosine"),
+                        ("pls", {"ceiling_transform": "brainscor"}, "brainscore"),
+                        ("map_pearson", {"scaling": "zscor"}, "zscore"),
+                        ("map_rmse", {"weighting": "positve"}, "positive")]
+
+
+@pytest.mark.parametrize("metric,options,close", UNKNOWN_OPTION_NAMES)
+def test_an_unknown_method_name_fails_the_run_before_anything_is_written(
+        tmp_path, responses_file, streamed_calls, metric, options, close):
+    """A misspelt rsa comparison or RDM method, pls ceiling transform or map-metric scaling /
+    weighting fails the run before any job, in memory and streamed, with the metric's own
+    UnknownNameError (did-you-mean) naming the config entry; it used to fail every job."""
+    for budget in (None, 1e-6):
+        cfg = load_config(_config(responses_file, max_feature_memory_gb=budget,
+                                  models=[GABOR, MAP_MODEL],
+                                  metrics=[{"name": "rsa"}, {"name": metric, "options": options}]))
+        with pytest.raises(UnknownNameError, match=f"Did you mean '{close}'") as err:
+            run_experiment(cfg, tmp_path / "fresh", progress=False)
+        assert f"in metrics[1] ({metric}).options use one of:" in str(err.value)
+        assert not (tmp_path / "fresh").exists()
+    # a results directory of the same config (--update): no run, job or score is added
+    store = ResultsStore(tmp_path / "update" / "results.duckdb")
+    store.start_run(cfg.to_yaml(), cfg.config_hash())
+    before = {table: store.frame(table) for table in ("runs", "jobs", "scores")}
+    with pytest.raises(UnknownNameError):
+        run_experiment(cfg, tmp_path / "update", progress=False, allow_config_change=True)
+    after = ResultsStore(tmp_path / "update" / "results.duckdb", read_only=True)
     for table, frame in before.items():
         assert after.frame(table).equals(frame), table
     assert streamed_calls == [] and not (tmp_path / "update" / "cache").exists()

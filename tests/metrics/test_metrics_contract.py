@@ -10,7 +10,12 @@ import pytest
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.metrics import METRICS, Score, list_metrics, score
 from cortexalign.metrics._api import check_options
+from cortexalign.metrics._compare import RDM_COMPARISONS
+from cortexalign.metrics._encoding import CEILING_TRANSFORMS
+from cortexalign.metrics._maps import MAP_SCALINGS
+from cortexalign.metrics._rdm import RDM_METHODS
 from cortexalign.neural import RDMSet, make_responses, stimuli_on_grid
+from cortexalign.neural._maps import WEIGHTINGS
 from cortexalign.stimuli import StimulusSet
 
 S, D = 30, 12
@@ -101,25 +106,56 @@ REFUSED_OPTIONS = [("cka_linear", {"sigma_frac": 0.5}), ("cka_linear_debiased", 
                    ("cka_rbf", {"sigma": 0.5}), ("cka_rbf", {"sigma_frac": -1.0}),
                    ("ridge", {"solver": "himalaya", "dtype": "float32"}),
                    ("ridge", {"solver": "himalaya", "target_chunk": 8}),
-                   ("ridge", {"target_chunk": 0}), ("ridge", {"dtype": "float16"})]
+                   ("ridge", {"target_chunk": 0}), ("ridge", {"dtype": "float16"}),
+                   ("rsa", {"rdm_method": "crossnobis"})]
+#: Method names a metric does not know: UnknownNameError (did-you-mean) from its own check;
+#: the last ones have two bad options, so the check must run in the metric's order
+UNKNOWN_OPTIONS = [("rsa", {"compare": "spearmann"}), ("rsa", {"rdm_method": "correlaton"}),
+                   ("rsa", {"neural_rdm_method": "crossnobs"}),
+                   ("ridge", {"ceiling_transform": "brainscor"}),
+                   ("pls", {"ceiling_transform": "sqrt"}),
+                   ("map_rmse", {"scaling": "min_max"}), ("map_pearson", {"weighting": "zscor"}),
+                   ("map_spearman", {"scaling": "rank", "weighting": "raw"}),
+                   ("rsa", {"rdm_method": "cosin", "compare": "pearsn"}),
+                   ("ridge", {"solver": "himalya", "ceiling_transform": "x"}),
+                   ("map_rmse", {"scaling": "minmx", "weighting": "zscor"})]
 TAKEN_OPTIONS = [("cka_linear", {"ci_level": 0.9}), ("cka_rbf", {"sigma_frac": 0.5}),
                  ("ridge", {"solver": "himalaya"}), ("ridge", {"dtype": "float32",
-                                                               "target_chunk": 8})]
+                                                               "target_chunk": 8}),
+                 ("ridge", {"ceiling_transform": "brainscore"}), ("pls", {}),
+                 ("pls", {"ceiling_transform": "brainscore", "n_components": 3}), ("rsa", {}),
+                 ("rsa", {"rdm_method": "euclidean", "compare": "corr_cov",
+                          "neural_rdm_method": "crossnobis", "ceiling_by": None}),
+                 ("map_rmse", {"scaling": "zscore", "weighting": "positive"}),
+                 ("map_pearson", {"subtract_mean_image": False, "n_splits": 2})]
 
 
-@pytest.mark.parametrize(("name", "options"), REFUSED_OPTIONS)
-def test_check_options_raises_the_metrics_own_error(name, options, rng):
+def _direct_error(name: str, options: dict, error: type, rng) -> Exception:
+    """What the metric itself (not score()) raises for ``options`` when it runs."""
+    if METRICS.entry(name).meta.get("features") == "maps":
+        stim, resp, planted = _map_case(rng, s=12)
+        args, context = (planted, resp), {"stimuli": stim}
+    else:
+        features = rng.normal(size=(S, D))
+        args, context = (features, _targets("responses", features, rng)[0]), {}
+    with pytest.raises(error) as direct:
+        METRICS.get(name)(*args, device="cpu", **context, **options)
+    return direct.value
+
+
+@pytest.mark.parametrize(("name", "options", "error"),
+                         [(*case, InputError) for case in REFUSED_OPTIONS]
+                         + [(*case, UnknownNameError) for case in UNKNOWN_OPTIONS])
+def test_check_options_raises_the_metrics_own_error(name, options, error, rng):
     """check_options (the runner's check before any job) raises what the metric raises when it
-    runs: the same InputError from the same code, without features or a target."""
+    runs: the same error from the same code, without features or a target."""
     assert "check_options" in METRICS.entry(name).meta
-    features = rng.normal(size=(S, D))
-    with pytest.raises(InputError) as direct:  # the metric itself, not via score()
-        METRICS.get(name)(features, _targets("responses", features, rng)[0], device="cpu",
-                          **options)
-    with pytest.raises(InputError) as checked:
+    direct = _direct_error(name, options, error, rng)
+    with pytest.raises(error) as checked:
         check_options(name, options)
-    assert (checked.value.parameter, str(checked.value)) == (direct.value.parameter,
-                                                             str(direct.value))
+    assert type(checked.value) is type(direct)
+    assert (getattr(checked.value, "parameter", None), str(checked.value)) == (
+        getattr(direct, "parameter", None), str(direct))
 
 
 @pytest.mark.parametrize(("name", "options"), TAKEN_OPTIONS)
@@ -130,6 +166,16 @@ def test_check_options_passes_options_the_metric_takes(name, options):
 def test_check_options_refuses_an_unknown_ridge_solver():
     with pytest.raises(UnknownNameError, match="'himalaya'"):
         check_options("ridge", {"solver": "himalya"})
+
+
+@pytest.mark.parametrize(("name", "option", "table"), [
+    ("rsa", "compare", RDM_COMPARISONS), ("rsa", "rdm_method", RDM_METHODS),
+    ("rsa", "neural_rdm_method", RDM_METHODS), ("map_rmse", "scaling", MAP_SCALINGS),
+    ("map_spearman", "weighting", WEIGHTINGS), ("pls", "ceiling_transform", CEILING_TRANSFORMS)])
+def test_check_options_offers_the_tables_the_metric_dispatches_on(name, option, table):
+    with pytest.raises(UnknownNameError) as err:
+        check_options(name, {option: "no_such_name"})
+    assert err.value.choices == sorted(table)
 
 
 def test_list_metrics_rows():

@@ -155,10 +155,14 @@ def _neuroid_reliability(target: xr.DataArray, reps, n_splits: int, seed: int) -
     return split_half_reliability(reps, n_splits=n_splits, seed=seed)
 
 
+def _check_ceiling_transform(ceiling_transform: str) -> None:
+    if ceiling_transform not in CEILING_TRANSFORMS:
+        raise UnknownNameError("ceiling transform", str(ceiling_transform), CEILING_TRANSFORMS)
+
+
 def _encode(encoder, features_sd, target, *, n_bootstrap, seed, device, n_folds, normalize,
             ceiling_transform, n_splits, **options) -> Score:
-    if ceiling_transform not in CEILING_TRANSFORMS:
-        raise UnknownNameError("ceiling transform", ceiling_transform, CEILING_TRANSFORMS)
+    _check_ceiling_transform(ceiling_transform)
     x, y, reps = _check_inputs(features_sd, target)
     pred, params = cross_validated_predictions(x, y, encoder, n_folds=n_folds, seed=seed,
                                                device=device, **options)
@@ -194,11 +198,16 @@ def _solver_options(solver, dtype, target_chunk) -> dict:
         k: v for k, v in (("dtype", dtype), ("target_chunk", target_chunk)) if v is not None})
 
 
+def _check_ridge_options(arguments: dict) -> None:
+    """``check_options`` metadata of ``ridge``, in the order ``ridge`` checks when it runs."""
+    _solver_options(arguments["solver"], arguments["dtype"], arguments["target_chunk"])
+    _check_ceiling_transform(arguments["ceiling_transform"])
+
+
 @METRICS.register("ridge", citation=RIDGE_CITATION, target="responses", higher_is_better=True,
                   description="Ridge encoding (per-neuroid penalty by inner CV), "
                               "median cross-validated Pearson r over neuroids",
-                  check_options=lambda a: _solver_options(a["solver"], a["dtype"],
-                                                          a["target_chunk"]))
+                  check_options=_check_ridge_options)
 def ridge(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=None,
           alphas=DEFAULT_ALPHAS, n_folds: int = 5, inner_folds: int = 5, normalize: bool = False,
           ceiling_transform: str = "attenuation", n_splits: int = 100,
@@ -239,7 +248,8 @@ def ridge(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=No
 
 @METRICS.register("pls", citation=PLS_CITATION, target="responses", higher_is_better=True,
                   description="PLS encoding (25 components, Brain-Score), median cross-validated "
-                              "Pearson r over neuroids")
+                              "Pearson r over neuroids",
+                  check_options=lambda a: _check_ceiling_transform(a["ceiling_transform"]))
 def pls(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=None,
         n_components: int = 25, n_folds: int = 5, normalize: bool = False,
         ceiling_transform: str = "attenuation", n_splits: int = 100) -> Score:

@@ -131,12 +131,23 @@ def _split_half(r_snr, images_sp, measure, scaling, weighting, n_splits, seed) -
     return float(spearman_brown(np.nanmedian(per_neuron)))
 
 
+def _check_options(scaling: str, weighting: str) -> None:
+    """The map metrics' option names: ``scaling`` in ``MAP_SCALINGS``, ``weighting`` in
+    ``WEIGHTINGS`` (``neuron_maps``)."""
+    if scaling not in MAP_SCALINGS:
+        raise UnknownNameError("map scaling", str(scaling), MAP_SCALINGS)
+    if weighting not in WEIGHTINGS:
+        raise UnknownNameError("map weighting", str(weighting), WEIGHTINGS)
+
+
+def _check_metric_options(arguments: dict) -> None:
+    """``check_options`` metadata of the map metrics (``metrics.check_options``)."""
+    _check_options(arguments["scaling"], arguments["weighting"])
+
+
 def _map_metric(measure, features, target, *, stimuli, pad_square, n_bootstrap, seed, scaling,
                 weighting, subtract_mean_image, n_permutations, n_splits) -> Score:
-    if scaling not in MAP_SCALINGS:
-        raise UnknownNameError("map scaling", scaling, MAP_SCALINGS)
-    if weighting not in WEIGHTINGS:
-        raise UnknownNameError("map weighting", weighting, WEIGHTINGS)
+    _check_options(scaling, weighting)
     maps, r = _check(features, target, stimuli)
     grid = maps.shape[1:]
     r_sn = _nanmean_reps(r)
@@ -206,7 +217,7 @@ def _register(measure: str, default_scaling: str, description: str):
     """
     METRICS.add(f"map_{measure}", metric, citation=MAP_CITATION, target="responses",
                 higher_is_better=measure != "rmse", needs_stimuli=True, features="maps",
-                description=description)
+                description=description, check_options=_check_metric_options)
     return metric
 
 

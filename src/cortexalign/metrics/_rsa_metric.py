@@ -73,6 +73,23 @@ def _check_names(rdm_method: str, compare: str, neural_rdm_method: str | None) -
     return neural_rdm_method
 
 
+def _check_options(rdm_method: str, compare: str, neural_rdm_method: str | None) -> str:
+    """``rsa``'s options: the method names (``_check_names``) and no ``crossnobis`` for the
+    model RDM (it needs repetitions, which features do not have); returns the neural RDM
+    method."""
+    neural_rdm_method = _check_names(rdm_method, compare, neural_rdm_method)
+    if rdm_method == "crossnobis":
+        raise InputError("rdm_method", "a method for (s, d) model features (correlation, "
+                         "euclidean, cosine)", "'crossnobis'", "use crossnobis as "
+                         "neural_rdm_method for responses with repetitions")
+    return neural_rdm_method
+
+
+def _check_metric_options(arguments: dict) -> None:
+    """``check_options`` metadata of ``rsa`` (``metrics.check_options``)."""
+    _check_options(arguments["rdm_method"], arguments["compare"], arguments["neural_rdm_method"])
+
+
 def _tensor_device(x, device) -> torch.device:
     # a tensor stays where it is (no host round trip); the model RDM never leaves the device
     return x.device if device is None and isinstance(x, torch.Tensor) else resolve_device(device)
@@ -99,7 +116,8 @@ def _model_rdm_tensor(rdm_ss, device: torch.device, name: str = "model_rdm_ss",
 
 @METRICS.register("rsa", citation=RSA_CITATION, target="any",
                   description="Representational similarity analysis: model RDM vs neural RDMs "
-                              "(Spearman by default), leave-one-subject-out noise ceiling")
+                              "(Spearman by default), leave-one-subject-out noise ceiling",
+                  check_options=_check_metric_options)
 def rsa(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=None,
         rdm_method: str = "correlation", compare: str = "spearman",
         neural_rdm_method: str | None = None, ceiling_by: str | None = "subject",
@@ -127,11 +145,7 @@ def rsa(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=None
     For responses the neural RDM is that of the mean over repetitions and the ceiling is the
     Spearman-Brown-corrected split-half reliability (``ceiling_low == ceiling_high``).
     """
-    neural_rdm_method = _check_names(rdm_method, compare, neural_rdm_method)
-    if rdm_method == "crossnobis":
-        raise InputError("rdm_method", "a method for (s, d) model features (correlation, "
-                         "euclidean, cosine)", "'crossnobis'", "use crossnobis as "
-                         "neural_rdm_method for responses with repetitions")
+    neural_rdm_method = _check_options(rdm_method, compare, neural_rdm_method)
     dev = _tensor_device(features_sd, device)
     x = as_tensor(features_sd, "features_sd", dev, ndim=(2,))
     check_features(x, "features_sd")
