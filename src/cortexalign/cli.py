@@ -255,6 +255,10 @@ def results(
     metric: Annotated[str | None, typer.Option(help="Only this metric.")] = None,
     run_id: Annotated[str | None, typer.Option("--run", help="Only this run id.")] = None,
     export: Annotated[Path | None, typer.Option(help="Write the table to .csv or .parquet.")] = None,
+    partitions: Annotated[bool, typer.Option("--partitions", help="The variance-partitioning and "
+                                             "banded-ridge rows (medians over neuroids; the "
+                                             "export has the per-neuroid values) instead of the "
+                                             "scores.")] = False,
 ) -> None:
     """Show (or export) the scores stored in a results directory."""
     from cortexalign.bench._status import export_frame, results_path
@@ -263,8 +267,14 @@ def results(
 
     try:
         store = ResultsStore(results_path(out), read_only=True)
-        frame = store.scores_frame(model=model, layer=layer, target=target, metric=metric,
-                                   run_id=run_id)
+        if partitions:
+            frame = store.partitions_frame(target=target, run_id=run_id)
+            cols = ["partition", "method", "target", "kind", "name", "value", "n_neuroids"]
+        else:
+            frame = store.scores_frame(model=model, layer=layer, target=target, metric=metric,
+                                       run_id=run_id)
+            cols = ["model", "layer", "target", "metric", "value", "ci_low", "ci_high",
+                    "ceiling_low"]
         if export is not None:
             export_frame(frame, export)
     except CortexAlignError as err:
@@ -273,7 +283,6 @@ def results(
         console.print(f"wrote {len(frame)} rows to {export}", markup=False, highlight=False)
         return
     table = Table()
-    cols = ["model", "layer", "target", "metric", "value", "ci_low", "ci_high", "ceiling_low"]
     for c in cols:
         table.add_column(c)
     for r in frame[cols].itertuples(index=False):

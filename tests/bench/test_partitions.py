@@ -122,6 +122,25 @@ def test_the_planted_set_explains_what_it_explains_alone(finished):
     assert value["band/split:low"] > 0.5 > value["band/split:high"]
 
 
+def test_cli_results_shows_and_exports_the_partitions(finished, tmp_path):
+    from typer.testing import CliRunner
+
+    from cortexalign.cli import app
+
+    out, _ = finished
+    shown = CliRunner().invoke(app, ["results", str(out), "--partitions"])
+    assert shown.exit_code == 0, shown.output
+    for text in ("partition", "unique:", "shared:", "split:", "intercept"):  # rich may wrap cells
+        assert text in shown.output, text
+    csv = tmp_path / "p.csv"
+    done = CliRunner().invoke(app, ["results", str(out), "--partitions", "--export", str(csv)])
+    assert done.exit_code == 0, done.output
+    stored = ResultsStore(out / "results.duckdb", read_only=True).partitions_frame()
+    exported = pd.read_csv(csv)
+    assert len(exported) == len(stored) and set(exported["name"]) == set(stored["name"])
+    np.testing.assert_allclose(exported["value"], stored["value"], rtol=1e-12)
+
+
 def test_named_functions_are_the_library_functions():
     assert PARTITION_METHODS["variance_partitioning"].fn is variance_partitioning
     assert PARTITION_METHODS["banded_ridge"].fn is banded_ridge
