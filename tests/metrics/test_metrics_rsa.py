@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -115,3 +116,16 @@ def test_bad_options(rng, human_it):
         score("rsa", feats, human_it, comapre="pearson", device="cpu")
     with pytest.raises(InputError, match="RDMSet or a responses"):
         score("rsa", feats, feats, device="cpu")
+    with pytest.raises(UnknownNameError, match="'subject'"):  # a misspelt descriptor: not 'each RDM'
+        score("rsa", feats, human_it, ceiling_by="subjet", device="cpu")
+
+
+def test_default_ceiling_by_falls_back_to_each_rdm_without_subjects(rng, human_it):
+    """The default 'subject' on a set without that descriptor means each RDM alone, the same
+    score as ceiling_by=None; a named descriptor that exists groups by it."""
+    feats = rng.normal(size=(92, 5))
+    bare = dataclasses.replace(human_it, descriptors={})
+    default = score("rsa", feats, bare, device="cpu")
+    alone = score("rsa", feats, human_it, ceiling_by=None, device="cpu")
+    assert default.extra["ceiling_by"] == alone.extra["ceiling_by"] == "rdm"
+    assert (default.value, default.ceiling_low) == pytest.approx((alone.value, alone.ceiling_low))

@@ -26,8 +26,7 @@ from cortexalign.errors import InputError
 from cortexalign.metrics import METRICS
 from cortexalign.metrics._compare import compare_vectors
 from cortexalign.metrics._rdm import rdm_tensor, upper_tri
-from cortexalign.metrics._rsa_metric import _model_rdm_tensor, _neural_vectors
-from cortexalign.neural import RDMSet
+from cortexalign.metrics._rsa_metric import _model_rdm_tensor, _neural_vectors, ceiling_groups
 from cortexalign.results import ScoreRecord
 from cortexalign.stats import adjust_p_values, exact_p_value, group_weights, paired_comparison
 
@@ -77,10 +76,7 @@ def _permutation_p(rdm_ss: torch.Tensor, target, *, n_permutations: int, seed: i
                    chunk: int) -> float:
     dev = rdm_ss.device
     target_kp, source = _neural_vectors(target, rdm_ss.shape[0], neural_rdm_method, dev)
-    if isinstance(source, RDMSet) and ceiling_by is not None and ceiling_by in source.descriptors:
-        groups = source.groups(ceiling_by)
-    else:
-        groups = np.arange(target_kp.shape[0])
+    groups, _ = ceiling_groups(source, ceiling_by, target_kp.shape[0])
     w_k = torch.as_tensor(group_weights(groups), device=dev)
     observed = float(compare_vectors(upper_tri(rdm_ss)[None], target_kp, compare)[0] @ w_k)
     gen = torch.Generator().manual_seed(int(seed))

@@ -192,6 +192,25 @@ def rsa_from_rdm(model_rdm_ss, target, *, n_bootstrap: int = 0, seed: int = 0, d
                                ceiling_by=ceiling_by, ci_level=ci_level, n_splits=n_splits)
 
 
+def ceiling_groups(source, ceiling_by: str | None, n_rdms: int) -> tuple[np.ndarray, str]:
+    """Per-RDM group labels for the noise ceiling and the weighting of RDMs, and what they are.
+
+    ``ceiling_by`` names an RDMSet descriptor (e.g. ``subject``: each subject's RDMs count
+    once). Without it (``None``, responses rather than RDMs, or the default ``subject`` on a set
+    that has no such descriptor) every RDM is its own group (``"rdm"``). Any other name the set
+    lacks is an error: a misspelt descriptor must not silently mean "each RDM alone".
+    """
+    if isinstance(source, RDMSet) and ceiling_by is not None:
+        if ceiling_by in source.descriptors:
+            return source.groups(ceiling_by), ceiling_by
+        if ceiling_by != "subject":
+            names = sorted(source.descriptors)
+            raise UnknownNameError("RDM descriptor (ceiling_by)", ceiling_by, names, fix=(
+                f"use one of the target's descriptors ({', '.join(names) or 'it has none'}), "
+                "or ceiling_by=None to treat each RDM alone"))
+    return np.arange(n_rdms), "rdm"
+
+
 def _score_model_vector(model_p: torch.Tensor, target_kp: torch.Tensor, source,
                         dev: torch.device, *, n_stimuli: int, n_bootstrap: int, seed: int,
                         rdm_method: str, compare: str, neural_rdm_method: str,
@@ -200,10 +219,7 @@ def _score_model_vector(model_p: torch.Tensor, target_kp: torch.Tensor, source,
     from ``source`` (the RDMSet or the responses tensor): value, ceilings, bootstrap interval."""
     from cortexalign import stats  # stats builds on metrics: imported here to keep layering one-way
 
-    if isinstance(source, RDMSet) and ceiling_by is not None and ceiling_by in source.descriptors:
-        groups, by = source.groups(ceiling_by), ceiling_by
-    else:
-        groups, by = np.arange(target_kp.shape[0]), "rdm"
+    groups, by = ceiling_groups(source, ceiling_by, target_kp.shape[0])
     weights_k = torch.as_tensor(stats.group_weights(groups), device=dev)
     per_rdm = compare_vectors(model_p[None], target_kp, compare)[0]
     value = float(per_rdm @ weights_k)
