@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -107,7 +108,9 @@ REFUSED_OPTIONS = [("cka_linear", {"sigma_frac": 0.5}), ("cka_linear_debiased", 
                    ("ridge", {"solver": "himalaya", "dtype": "float32"}),
                    ("ridge", {"solver": "himalaya", "target_chunk": 8}),
                    ("ridge", {"target_chunk": 0}), ("ridge", {"dtype": "float16"}),
-                   ("rsa", {"rdm_method": "crossnobis"})]
+                   ("rsa", {"rdm_method": "crossnobis"}),
+                   ("rsa", {"ci_level": 1.5, "n_bootstrap": 3}),
+                   ("cka_linear", {"ci_level": 0.0, "n_bootstrap": 3})]
 #: Method names a metric does not know: UnknownNameError (did-you-mean) from its own check;
 #: the last ones have two bad options, so the check must run in the metric's order
 UNKNOWN_OPTIONS = [("rsa", {"compare": "spearmann"}), ("rsa", {"rdm_method": "correlaton"}),
@@ -156,6 +159,15 @@ def test_check_options_raises_the_metrics_own_error(name, options, error, rng):
     assert type(checked.value) is type(direct)
     assert (getattr(checked.value, "parameter", None), str(checked.value)) == (
         getattr(direct, "parameter", None), str(direct))
+
+
+@pytest.mark.parametrize("name", [n for n in METRICS.names()
+                                  if "ci_level" in inspect.signature(METRICS.get(n)).parameters])
+@pytest.mark.parametrize("level", [1.5, 0.0, -0.1, "high"])
+def test_a_bad_ci_level_is_refused_before_any_work_even_without_bootstrap(name, level):
+    with pytest.raises(InputError) as err:
+        check_options(name, {"ci_level": level, "n_bootstrap": 0})
+    assert err.value.parameter == "ci_level"
 
 
 @pytest.mark.parametrize(("name", "options"), TAKEN_OPTIONS)

@@ -65,6 +65,10 @@ def check_options(metric_name: str, options) -> None:
         if unknown:
             raise InputError("options", f"options of metric {metric_name!r}: {', '.join(valid)}",
                              f"{unknown}", "check the spelling of the option names")
+    if "ci_level" in options:  # every metric's interval level, checked even with no bootstrap
+        from cortexalign.stats import check_ci_level  # stats builds on metrics: imported here
+
+        check_ci_level(options["ci_level"])
     check = entry.meta.get("check_options")
     if check is not None:
         positional = [n for n, p in params.items() if p.kind is p.POSITIONAL_OR_KEYWORD]

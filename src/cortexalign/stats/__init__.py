@@ -5,6 +5,7 @@ from cortexalign.stats._bootstrap import (
     bootstrap_indices,
     bootstrap_rdm_comparison,
     bootstrap_statistic,
+    check_ci_level,
     pair_weights,
     percentile_interval,
 )
@@ -26,7 +27,7 @@ from cortexalign.stats._permutation import (
 )
 
 __all__ = ["BOOTSTRAP_COMPARISONS", "bootstrap_indices", "bootstrap_rdm_comparison",
-           "bootstrap_statistic", "pair_weights", "percentile_interval", "RDM_POOLING",
+           "bootstrap_statistic", "check_ci_level", "pair_weights", "percentile_interval", "RDM_POOLING",
            "group_weights", "noise_ceiling_vectors", "rdm_noise_ceiling", "spearman_brown",
            "split_half_ceiling"]
 __all__ += ["CORRECTIONS", "adjust_p_values", "reject", "PAIRED_METHODS", "exact_p_value", "paired_comparison", "permutation_test", "rdm_permutation_test"]  # noqa: E501

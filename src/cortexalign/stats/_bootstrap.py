@@ -61,10 +61,19 @@ def _pair_weights_of(counts_bs: torch.Tensor) -> torch.Tensor:
     return counts_bs[:, iu[0]] * counts_bs[:, iu[1]]
 
 
+def check_ci_level(level) -> None:
+    """A confidence level must be a number in (0, 1): ``InputError`` (parameter ``ci_level``)."""
+    try:
+        ok = 0.0 < float(level) < 1.0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise InputError("ci_level", "a coverage level in (0, 1)", repr(level), "use e.g. 0.95")
+
+
 def percentile_interval(samples_b, level: float = 0.95) -> tuple[float, float]:
     """Percentile interval of bootstrap samples (NaN samples ignored)."""
-    if not 0.0 < float(level) < 1.0:
-        raise InputError("ci_level", "a coverage level in (0, 1)", repr(level), "use e.g. 0.95")
+    check_ci_level(level)
     x = np.asarray(samples_b.cpu() if isinstance(samples_b, torch.Tensor) else samples_b, float)
     if not np.isfinite(x).any():
         return float("nan"), float("nan")
