@@ -40,6 +40,7 @@ _EXPORTS = {
     "compute_rdm": "cortexalign.metrics",
     "compare_rdms": "cortexalign.metrics",
     "cka": "cortexalign.metrics",
+    "layer_similarity": "cortexalign.metrics",
     "list_metrics": "cortexalign.metrics",
     "Score": "cortexalign.metrics",
     "variance_partitioning": "cortexalign.metrics",

@@ -12,6 +12,11 @@ from cortexalign.metrics._banded import BandedRidgeScore, banded_ridge, solve_ba
 from cortexalign.metrics._cka import CKA_KINDS, cka
 from cortexalign.metrics._cka_metric import cka_from_gram
 from cortexalign.metrics._compare import RDM_COMPARISONS, compare_rdms
+from cortexalign.metrics._layer_similarity import (
+    LAYER_SIMILARITIES,
+    layer_similarity,
+    plot_layer_similarity,
+)
 from cortexalign.metrics._maps import MAP_MEASURES, MAP_SCALINGS, compare_maps, map_score
 from cortexalign.metrics._partition import VariancePartition, variance_partitioning
 from cortexalign.metrics._rdm import RDM_METHODS, compute_rdm, compute_rdms
@@ -26,3 +31,4 @@ __all__ += ["MAP_MEASURES", "MAP_SCALINGS", "compare_maps", "map_score"]
 __all__ += ["streaming_rdm", "streaming_cka", "streaming_gram", "rsa_from_rdm", "cka_from_gram"]
 __all__ += ["variance_partitioning", "VariancePartition"]
 __all__ += ["banded_ridge", "BandedRidgeScore", "solve_banded_ridge_cv"]
+__all__ += ["layer_similarity", "plot_layer_similarity", "LAYER_SIMILARITIES"]
