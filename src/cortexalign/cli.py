@@ -390,6 +390,9 @@ def _mount_subcommands() -> None:
     from cortexalign.sae.cli import sae_brainmap
 
     app.command("sae-brainmap")(sae_brainmap)
+    from cortexalign.cli_compare import compare_layers
+
+    app.command("compare-layers")(compare_layers)
 
 
 _mount_subcommands()

@@ -350,7 +350,7 @@ def plot_layer_similarity(da: xr.DataArray, ax=None, *, cmap: str = "magma",
         from matplotlib.figure import Figure
 
         la, lb = da.shape
-        fig = Figure(figsize=(2.5 + 0.45 * lb, 1.8 + 0.4 * la), layout="constrained")
+        fig = Figure(figsize=(3.5 + 0.45 * lb, 2.8 + 0.4 * la), layout="constrained")
         ax = fig.subplots()
     values = np.asarray(da.values, dtype=float)
     metric = str(da.attrs.get("metric", da.name or "similarity"))
@@ -361,8 +361,8 @@ def plot_layer_similarity(da: xr.DataArray, ax=None, *, cmap: str = "magma",
     ax.set_xticks(range(da.shape[1]), [str(v) for v in da["layer_b"].values], rotation=60,
                   ha="right", fontsize=8)
     ax.set_yticks(range(da.shape[0]), [str(v) for v in da["layer_a"].values], fontsize=8)
-    ax.set_xlabel(str(da.attrs.get("model_b", "layer (B)")))
-    ax.set_ylabel(str(da.attrs.get("model_a", "layer (A)")))
+    ax.set_xlabel(str(da.attrs.get("model_b", "layer (B)")), fontsize=8)
+    ax.set_ylabel(str(da.attrs.get("model_a", "layer (A)")), fontsize=8)
     if annotate if annotate is not None else max(da.shape) <= 12:
         for (i, j), v in np.ndenumerate(values):
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
