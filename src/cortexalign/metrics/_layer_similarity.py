@@ -47,31 +47,43 @@ from cortexalign.metrics._validate import as_tensor, check_features, check_varie
 
 __all__ = ["LAYER_SIMILARITIES", "layer_similarity", "plot_layer_similarity"]
 
-_CHUNK_ELEMENTS = 2**24  # float64 elements per temporary block (128 MiB)
+_CHUNK_ELEMENTS = 2**25  # float64 elements per temporary block (256 MiB); one chunk -> syrk
 NILI_2014 = ("Kriegeskorte, Mur & Bandettini (2008) Front Syst Neurosci 2:4; Nili et al. (2014) "
              "PLoS Comput Biol 10:e1003553")
 
 
 # ------------------------------------------------------------------ all-pairs <K_i, L_j>_F engines
 
-def _pairs_by_grams(xs_a: list[torch.Tensor], xs_b: list[torch.Tensor]) -> torch.Tensor:
+def _mm_nt_into(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
+    """``out = a @ b.T`` with no temporary (NumPy's BLAS on the CPU, as ``_rdm._mm_nt``)."""
+    if a.device.type == "cpu":
+        np.matmul(a.numpy(), b.numpy().T, out=out.numpy())
+    else:
+        torch.mm(a, b.T, out=out)
+
+
+def _pairs_by_grams(xs_a: list[torch.Tensor], xs_b: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
     """(L_a, L_b) ``<X_i X_i^T, Y_j Y_j^T>_F``: rows of every Gram, a chunk at a time, and one
-    product of the flattened chunks per chunk. Memory (L_a + L_b) c s for c rows."""
+    product of the flattened chunks per chunk; memory (L_a + L_b) c s for c rows. Also returns
+    the self terms ``||X_i X_i^T||_F^2`` of both sides, which the chunks give for free."""
     s, same = xs_a[0].shape[0], xs_a is xs_b
     rows = max(1, _CHUNK_ELEMENTS // (s * (len(xs_a) + (0 if same else len(xs_b)))))
     out = torch.zeros(len(xs_a), len(xs_b), dtype=xs_a[0].dtype, device=xs_a[0].device)
+    self_a = torch.zeros(len(xs_a), dtype=out.dtype, device=out.device)
+    self_b = self_a if same else torch.zeros(len(xs_b), dtype=out.dtype, device=out.device)
 
-    def flat(xs: list[torch.Tensor], r0: int, r1: int) -> torch.Tensor:
+    def flat(xs: list[torch.Tensor], r0: int, r1: int, norms: torch.Tensor) -> torch.Tensor:
         k = torch.empty(len(xs), (r1 - r0) * s, dtype=out.dtype, device=out.device)
         for i, x in enumerate(xs):  # one Gram row block per layer
-            k[i] = _mm_nt(x[r0:r1], x).reshape(-1)
+            _mm_nt_into(x[r0:r1], x, k[i].view(r1 - r0, s))
+        norms += (k * k).sum(dim=1)
         return k
 
     for r0 in range(0, s, rows):
         r1 = min(s, r0 + rows)
-        ka = flat(xs_a, r0, r1)
-        out += _mm_nt(ka, ka if same else flat(xs_b, r0, r1))
-    return out
+        ka = flat(xs_a, r0, r1, self_a)
+        out += _mm_nt(ka, ka if same else flat(xs_b, r0, r1, self_b))
+    return out, self_a, self_b
 
 
 def _segments(xs: list[torch.Tensor]) -> torch.Tensor:
@@ -79,9 +91,11 @@ def _segments(xs: list[torch.Tensor]) -> torch.Tensor:
     return torch.repeat_interleave(torch.arange(len(xs), device=xs[0].device), widths)
 
 
-def _pairs_by_features(xs_a: list[torch.Tensor], xs_b: list[torch.Tensor]) -> torch.Tensor:
+def _pairs_by_features(xs_a: list[torch.Tensor],
+                       xs_b: list[torch.Tensor]) -> tuple[torch.Tensor, None, None]:
     """(L_a, L_b) ``||X_i^T Y_j||_F^2`` from ``Z_a^T Z_b`` of the concatenated features, in chunks
-    of columns of ``Z_a``; squares summed per (layer, layer) block by two segment sums."""
+    of columns of ``Z_a``; squares summed per (layer, layer) block by two segment sums. No self
+    terms (``None``): ``_self_dots`` computes them."""
     za, zb = torch.cat(xs_a, dim=1), torch.cat(xs_b, dim=1)
     seg_a, seg_b = _segments(xs_a), _segments(xs_b)
     out = torch.zeros(len(xs_a), len(xs_b), dtype=za.dtype, device=za.device)
@@ -91,7 +105,7 @@ def _pairs_by_features(xs_a: list[torch.Tensor], xs_b: list[torch.Tensor]) -> to
         per_b = torch.zeros(m.shape[0], len(xs_b), dtype=m.dtype, device=m.device)
         per_b.index_add_(1, seg_b, m.mul_(m))
         out.index_add_(0, seg_a[c0:c0 + step], per_b)
-    return out
+    return out, None, None
 
 
 def _cheaper_engine(s: int, xs_a: list[torch.Tensor], xs_b: list[torch.Tensor]) -> Callable:
@@ -100,11 +114,15 @@ def _cheaper_engine(s: int, xs_a: list[torch.Tensor], xs_b: list[torch.Tensor]) 
     return _pairs_by_grams if gram_flops < s * da * db else _pairs_by_features
 
 
-def _linear_pairs(xs_a: list[torch.Tensor], xs_b: list[torch.Tensor]) -> torch.Tensor:
-    """(L_a, L_b) ``<K_i, L_j>_F`` of linear kernels: layers split into narrow (d <= s) and wide
-    (d > s), and each of the <= 4 blocks computed by the cheaper engine."""
-    s = xs_a[0].shape[0]
+def _linear_pairs(xs_a: list[torch.Tensor], xs_b: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """(L_a, L_b) ``<K_i, L_j>_F`` of linear kernels and the self terms ``<K_i, K_i>``,
+    ``<L_j, L_j>``: layers split into narrow (d <= s) and wide (d > s), each of the <= 4 blocks
+    computed by the cheaper engine; self terms no Gram block gave come from ``_self_dots``."""
+    s, same = xs_a[0].shape[0], xs_a is xs_b
     out = torch.empty(len(xs_a), len(xs_b), dtype=xs_a[0].dtype, device=xs_a[0].device)
+    self_a = torch.full((len(xs_a),), float("nan"), dtype=out.dtype, device=out.device)
+    self_b = self_a if same else torch.full((len(xs_b),), float("nan"), dtype=out.dtype,
+                                            device=out.device)
 
     def split(xs: list[torch.Tensor]) -> list[list[int]]:
         groups = [[i for i, x in enumerate(xs) if x.shape[1] <= s],
@@ -112,14 +130,20 @@ def _linear_pairs(xs_a: list[torch.Tensor], xs_b: list[torch.Tensor]) -> torch.T
         return [g for g in groups if g]
 
     groups_a = split(xs_a)
-    groups_b = groups_a if xs_a is xs_b else split(xs_b)
+    groups_b = groups_a if same else split(xs_b)
     for ga in groups_a:
         sub_a = [xs_a[i] for i in ga]
         for gb in groups_b:
-            sub_b = sub_a if (xs_a is xs_b and ga is gb) else [xs_b[j] for j in gb]
-            block = _cheaper_engine(s, sub_a, sub_b)(sub_a, sub_b)
+            sub_b = sub_a if (same and ga is gb) else [xs_b[j] for j in gb]
+            block, sa, sb = _cheaper_engine(s, sub_a, sub_b)(sub_a, sub_b)
             out[torch.tensor(ga)[:, None], torch.tensor(gb)[None, :]] = block
-    return out
+            if sa is not None:
+                self_a[ga], self_b[gb] = sa, sb
+    for xs, norms in ((xs_a, self_a), (xs_b, self_b)):
+        todo = [i for i in range(len(xs)) if bool(torch.isnan(norms[i]))]
+        if todo:
+            norms[todo] = _self_dots([xs[i] for i in todo])
+    return out, self_a, self_b
 
 
 def _self_dots(xs: list[torch.Tensor]) -> torch.Tensor:
@@ -144,11 +168,11 @@ def sim_cka_linear(xs_a: list[torch.Tensor], xs_b: list[torch.Tensor] | None) ->
     """Linear CKA (biased HSIC; the ``1/(s-1)^2`` cancels) of every layer pair."""
     ca = [_center(x) for x in xs_a]
     cb = ca if xs_b is None else [_center(x) for x in xs_b]
-    kl = _linear_pairs(ca, cb)
+    kl, kk, ll = _linear_pairs(ca, cb)
     if xs_b is None:
         kl = (kl + kl.T) / 2
         return _normalise(kl, torch.diagonal(kl), torch.diagonal(kl))
-    return _normalise(kl, _self_dots(ca), _self_dots(cb))
+    return _normalise(kl, kk, ll)
 
 
 def _u_statistic(kl: torch.Tensor, dd: torch.Tensor, tk: torch.Tensor, tl: torch.Tensor,
@@ -167,15 +191,15 @@ def sim_cka_linear_debiased(xs_a: list[torch.Tensor],
     da = torch.stack([(x * x).sum(dim=1) for x in ca])  # (L_a, s) diagonals of the Grams
     db = da if xs_b is None else torch.stack([(y * y).sum(dim=1) for y in cb])
     ta, tb = da.sum(dim=1), db.sum(dim=1)
-    kl = _linear_pairs(ca, cb)
+    kl, kk, ll = _linear_pairs(ca, cb)
     if xs_b is None:
         kl = (kl + kl.T) / 2
     hxy = _u_statistic(kl, _mm_nt(da, db), ta[:, None], tb[None, :], s)
     if xs_b is None:
         hxy = (hxy + hxy.T) / 2
         return _normalise(hxy, torch.diagonal(hxy), torch.diagonal(hxy))
-    hxx = _u_statistic(_self_dots(ca), (da * da).sum(1), ta, ta, s)
-    hyy = _u_statistic(_self_dots(cb), (db * db).sum(1), tb, tb, s)
+    hxx = _u_statistic(kk, (da * da).sum(1), ta, ta, s)
+    hyy = _u_statistic(ll, (db * db).sum(1), tb, tb, s)
     return _normalise(hxy, hxx, hyy)
 
 
