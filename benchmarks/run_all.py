@@ -74,6 +74,12 @@ BENCHMARKS: dict[str, dict[str, list[list[str]]]] = {
         "quick": [["bench_scaling.py", "--quick", "--device", "cpu"]],
         "full": [["bench_scaling.py", "--device", "cuda", "--threads", "16"]],
     },
+    "searchlight": {
+        "quick": [["bench_searchlight.py", "--quick", "--device", "cpu"]],
+        "full": [["bench_searchlight.py", "--device", "cuda", "--threads", "16"],
+                 ["bench_searchlight.py", "--device", "cuda", "--threads", "16",
+                  "--shape", "81", "104", "83", "--peer-max-centres", "8000"]],
+    },
     "rsa_cpu2": {  # issue 9's CPU target: 2 cores, 2,500 stimuli x 10,000 features
         "quick": [],
         "full": [["bench_rsa.py", "--device", "cpu", "--threads", "2", "--repeats", "1",

@@ -202,7 +202,8 @@ def searchlight_rsa(betas, mask, radius: float | None = None, *, model_rdm_ss=No
         centre (0: no p-values); the side of the test (``greater``, ``less``, ``two-sided``).
     correction : adjustment of the p-values across centres (``stats.CORRECTIONS``).
     device : where to compute (``None``: CUDA when available); batch : spheres per batch
-        (None: ~256 MB of buffers). The permutation null holds (1 + n_perm, s (s - 1) / 2) values.
+        (None: ~48 MB of buffers on the CPU, ~256 MB on an accelerator). The permutation null
+        holds (1 + n_perm, s (s - 1) / 2) values on the device.
     affine : (4, 4) affine of the output maps (default: the mask's, else the betas image's).
 
     Returns
