@@ -3,10 +3,15 @@ a planted signal is found; NIfTI maps round-trip with their affine; bad inputs w
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rsatoolbox.inference import eval_fixed
 from rsatoolbox.model import ModelFixed
 from rsatoolbox.rdm import RDMs
@@ -62,6 +67,24 @@ def test_centres_and_neighbourhoods_equal_rsatoolbox(radius, threshold, capsys):
     np.testing.assert_array_equal(flat[sl.center_voxel_c], centres)
     assert (sl.neighbors_ck[np.arange(sl.n_centers), sl.sizes_c - 1] >= 0).all()
     assert (sl.neighbors_ck == -1).sum() == sl.neighbors_ck.size - sl.sizes_c.sum()
+
+
+@settings(max_examples=25, deadline=None)
+@given(shape=st.tuples(*[st.integers(1, 6)] * 3), radius=st.floats(0.5, 3.5),
+       threshold=st.floats(0.0, 1.0), density=st.floats(0.3, 1.0), seed=st.integers(0, 99))
+def test_centres_equal_rsatoolbox_on_random_masks(shape, radius, threshold, density, seed):
+    mask = np.random.default_rng(seed).random(shape) < density
+    mask.flat[0] = True
+    try:
+        ours = searchlight_centers(mask, radius, threshold=threshold).flat_centers()
+    except InputError:  # no centre: rsatoolbox then fails on its empty array
+        ours = np.array([], dtype=np.int64)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            ref, _ = get_volume_searchlight(mask, radius, threshold)
+        except ValueError:
+            ref = np.array([], dtype=np.int64)
+    np.testing.assert_array_equal(ours, ref)
 
 
 def test_min_voxels_drops_small_spheres_and_sizes_are_the_sphere():
@@ -258,10 +281,11 @@ def _bad_cases():
         (dict(betas=vol[mask].T[:, :-1], mask=mask, radius=2, model_rdm_ss=model), "one column"),
         (dict(betas=vol, mask=mask[..., None], radius=2, model_rdm_ss=model), "3-D"),
         (dict(betas=vol, mask=mask, radius=2, min_voxels=0, model_rdm_ss=model), "min_voxels"),
+        (dict(betas=vol, mask=mask, radius=1, model_rdm_ss=model), "one voxel"),
     ]
 
 
-@pytest.mark.parametrize("case", range(17))
+@pytest.mark.parametrize("case", range(18))
 def test_bad_inputs_raise_input_error(case):
     kwargs, match = _bad_cases()[case]
     with pytest.raises(InputError, match=match):

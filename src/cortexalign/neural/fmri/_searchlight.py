@@ -37,7 +37,7 @@ _BATCH_BYTES = {"cpu": 48 * 2**20}
 _BATCH_BYTES_ACCELERATOR = 256 * 2**20
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Searchlights:
     """Searchlight spheres over a mask.
 
@@ -158,13 +158,15 @@ def searchlight_centers(mask_xyz, radius: float, min_voxels: int | None = None,
         frac = in_mask.sum(1) / in_grid.sum(1)
         ok = frac >= threshold
         keep.append(np.nonzero(ok)[0] + c0)
-        # offsets are in C order, so the mask indices are ascending: sort pushes -1 to the right
+        # offsets are in C order, so the mask indices are ascending: the sort only moves the
+        # padding (int64 max, -1 below) to the right
         rows.append(np.sort(np.where(in_mask[ok], idx[ok], np.iinfo(np.int64).max), axis=1))
     centers = np.concatenate(keep)
     nb = np.concatenate(rows) if rows else np.empty((0, len(off_o3)), np.int64)
     sizes = (nb != np.iinfo(np.int64).max).sum(1)
     if min_voxels is not None:
-        nb, centers, sizes = nb[sizes >= min_voxels], centers[sizes >= min_voxels], sizes[sizes >= min_voxels]
+        big = sizes >= min_voxels
+        nb, centers, sizes = nb[big], centers[big], sizes[big]
     if len(centers) == 0:
         raise InputError("threshold", "settings that leave at least one searchlight centre",
                          f"no centre with radius={radius}, threshold={threshold}, "
@@ -285,6 +287,10 @@ def iter_searchlight_rdms(betas_ns: torch.Tensor, sl: Searchlights, method: str 
     s, dev = betas_ns.shape[1], betas_ns.device
     if s < 3:
         raise InputError("betas", "at least 3 stimuli (rows)", f"{s}", "use more stimuli")
+    if method == "correlation" and int(sl.sizes_c.min()) < 2:
+        raise InputError("radius", "spheres of at least 2 mask voxels for correlation RDMs",
+                         f"{int((sl.sizes_c < 2).sum())} spheres of one voxel (radius "
+                         f"{sl.radius})", "use a larger radius, or min_voxels=2 or more")
     iu = torch.triu_indices(s, s, 1, device=dev)
     ij_p = (iu[0], iu[1], iu[0] * s + iu[1])
     order = np.argsort(sl.sizes_c, kind="stable")

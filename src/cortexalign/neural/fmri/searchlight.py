@@ -46,7 +46,7 @@ SEARCHLIGHT_MAPS = {"values": "values_c", "p_values": "p_values_c", "q_values": 
 _OF_RANKS = {"spearman": "pearson"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SearchlightResult:
     """A searchlight map: one comparison value (and p-value) per sphere centre.
 
