@@ -18,7 +18,8 @@ of validated float64 (s, d_i) tensors and returning the (L_a, L_b) matrix:
   (``d`` the diagonals): the same pair products plus one ``(L_a, s) @ (s, L_b)`` product.
 - ``cka_rbf``: Gaussian kernels with ``cka``'s bandwidth rule (``sigma_frac`` times the root
   median squared distance, ``_cka.rbf_gram``), centred, then one product of the flattened kernels
-  (layers of A in groups so that memory stays bounded).
+  (layers of A in groups; B's L_b centred kernels are held: 8 L_b s^2 bytes, the median needs
+  each whole kernel).
 - ``rsa``: per-layer RDMs (``_rdm.RDM_METHODS``, ``rdm_method``), upper triangles, compared by
   ``_compare.RDM_COMPARISONS`` (``compare``), which take all (m, k) pairs in one call (ranks and
   one matmul for spearman / pearson / cosine / rho_a; kendall_tau_a pair by pair).
