@@ -282,10 +282,11 @@ def _bad_cases():
         (dict(betas=vol, mask=mask[..., None], radius=2, model_rdm_ss=model), "3-D"),
         (dict(betas=vol, mask=mask, radius=2, min_voxels=0, model_rdm_ss=model), "min_voxels"),
         (dict(betas=vol, mask=mask, radius=1, model_rdm_ss=model), "one voxel"),
+        (dict(betas=vol, mask=mask, radius=2, model_rdm_ss=model, affine=np.eye(3)), "affine"),
     ]
 
 
-@pytest.mark.parametrize("case", range(18))
+@pytest.mark.parametrize("case", range(19))
 def test_bad_inputs_raise_input_error(case):
     kwargs, match = _bad_cases()[case]
     with pytest.raises(InputError, match=match):

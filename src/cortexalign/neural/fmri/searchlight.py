@@ -216,6 +216,9 @@ def searchlight_rsa(betas, mask, radius: float | None = None, *, model_rdm_ss=No
     from cortexalign.stats._multiple import adjust_p_values
 
     _check_names(rdm_method, model_rdm_method, compare, correction, alternative, n_perm)
+    if affine is not None and (np.shape(affine) != (4, 4) or not np.isfinite(affine).all()):
+        raise InputError("affine", "a finite (4, 4) voxel-to-world affine",
+                         f"shape {np.shape(affine)}", "pass the mask image's affine, or None")
     dev = resolve_device(device)
     if isinstance(mask, Searchlights):
         if radius is not None:
