@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cortexalign.errors import InputError, UnknownNameError
+from cortexalign.features._export import check_new_file
 
 if TYPE_CHECKING:  # xarray is imported with the metrics, not by `cortexalign --help`
     import xarray as xr
@@ -78,12 +79,7 @@ def _check_out(out: str | os.PathLike[str], overwrite: bool) -> Path:
     if path.suffix.lower() not in OUTPUT_FORMATS:
         raise InputError("out", f"a file ending in {', '.join(OUTPUT_FORMATS)}",
                          repr(str(path)), "name the output e.g. sim.nc, sim.csv or sim.png")
-    if path.is_dir():
-        raise InputError("out", "a file name", f"the folder {str(path)!r}",
-                         f"name a file inside it, e.g. {str(path / 'similarity.nc')!r}")
-    if path.exists() and not overwrite:
-        raise InputError("out", "a file that does not exist yet", f"existing {str(path)!r}",
-                         "pass overwrite=True (--overwrite) to replace it, or choose another name")
+    check_new_file(path, overwrite, "out", "similarity.nc")
     return path
 
 

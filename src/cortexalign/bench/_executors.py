@@ -90,6 +90,22 @@ def call_model(run_model: ModelWork, ctx: RunContext, spec: ModelSpec, *, cache:
               device, summary, bar, progress, on_job_done)
 
 
+def failure_message(err: BaseException) -> str:
+    """What a failed job stores: the error, and for errors that are not ours (bugs, crashes) the
+    last frames of its traceback."""
+    msg = f"{type(err).__name__}: {err}"
+    if not isinstance(err, CortexAlignError):
+        msg += "\n" + "".join(traceback.format_exception(err, limit=3))[-2000:]
+    return msg
+
+
+def record_failure(store, run_id: str, summary, job_key: str, label: str, msg: str) -> None:
+    """Mark job ``job_key`` failed in the store and list it in the run's summary."""
+    summary.failures.append({"job": label, "error": msg})
+    store.fail_job(job_key, run_id, msg)
+
+
+
 class Executor(Protocol):
     """Runs the work of every model of a run. ``open`` connects (and writes nothing)."""
 
@@ -269,9 +285,7 @@ class EventWriter:
 
     def lost(self, err: BaseException) -> None:
         """The work of this model died (worker killed, out of memory): record what it left."""
-        msg = f"{type(err).__name__}: {err}"
-        if not isinstance(err, CortexAlignError):
-            msg += "\n" + "".join(traceback.format_exception(err, limit=3))[-2000:]
+        msg = failure_message(err)
         for key in sorted(self.in_flight):
             self.ctx.store.fail_job(key, self.ctx.run_id, msg)
         self.in_flight.clear()

@@ -22,14 +22,18 @@ import hashlib
 import inspect
 import json
 import time
-import traceback
 from dataclasses import dataclass
 
 import numpy as np
 from rich.progress import Progress
 
 from cortexalign.bench._config import ExperimentConfig, ModelSpec, NeuralSpec
-from cortexalign.bench._executors import PROGRESS_COLUMNS, RunContext
+from cortexalign.bench._executors import (
+    PROGRESS_COLUMNS,
+    RunContext,
+    failure_message,
+    record_failure,
+)
 from cortexalign.bench._jobs import model_payload, target_payload
 from cortexalign.bench._map_features import extract_maps
 from cortexalign.bench._partition_spec import (
@@ -266,11 +270,8 @@ def run_partitions(ctx: RunContext) -> None:
                 ctx.store.record_partition_job(job.key, ctx.run_id, records)
                 summary.n_done += 1
             except Exception as err:  # one job's failure must not stop the others
-                msg = f"{type(err).__name__}: {err}"
-                if not isinstance(err, CortexAlignError):
-                    msg += "\n" + traceback.format_exc(limit=3)
-                summary.failures.append({"job": job.label, "error": msg})
-                ctx.store.fail_job(job.key, ctx.run_id, msg)
+                record_failure(ctx.store, ctx.run_id, summary, job.key, job.label,
+                               failure_message(err))
             bar.advance(task)
             if ctx.on_job_done is not None:
                 ctx.on_job_done(job)

@@ -14,7 +14,6 @@ Order of work
 from __future__ import annotations
 
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,12 @@ from pathlib import Path
 from rich.console import Console
 
 from cortexalign.bench._config import ExperimentConfig, load_config
-from cortexalign.bench._executors import RunContext, make_executor
+from cortexalign.bench._executors import (
+    RunContext,
+    failure_message,
+    make_executor,
+    record_failure,
+)
 from cortexalign.bench._jobs import ScoreJob, plan_model_jobs
 from cortexalign.bench._map_features import extract_maps, extract_maps_to_cache, map_layers
 from cortexalign.bench._partition_spec import PARTITION_METHODS
@@ -278,8 +282,4 @@ def _run_job(cfg, job: ScoreJob, adapter, values, targets, store, run_id, summar
         store.record_job(job.key, run_id, records)
         summary.n_done += 1
     except Exception as err:  # one job's failure must not stop the others
-        msg = f"{type(err).__name__}: {err}"
-        if not isinstance(err, CortexAlignError):
-            msg += "\n" + traceback.format_exc(limit=3)
-        summary.failures.append({"job": job.label, "error": msg})
-        store.fail_job(job.key, run_id, msg)
+        record_failure(store, run_id, summary, job.key, job.label, failure_message(err))

@@ -165,13 +165,19 @@ def check_destination(path: str | os.PathLike[str], overwrite: bool = False) -> 
     existing file unless ``overwrite``."""
     path = Path(path)
     feature_format(path)
-    if path.is_dir():
-        raise InputError("path", "a file name", f"the folder {str(path)!r}",
-                         f"name a file inside it, e.g. {str(path / 'features.npz')!r}")
-    if path.exists() and not overwrite:
-        raise InputError("path", "a file that does not exist yet", f"existing {str(path)!r}",
-                         "pass overwrite=True (--overwrite) to replace it, or choose another name")
+    check_new_file(path, overwrite, "path", "features.npz")
     return path
+
+
+def check_new_file(path: Path, overwrite: bool, parameter: str, example: str) -> None:
+    """``path`` names a file, not a folder, and no existing file unless ``overwrite`` (the
+    ``InputError`` names ``parameter``; ``example`` is a file name to suggest inside a folder)."""
+    if path.is_dir():
+        raise InputError(parameter, "a file name", f"the folder {str(path)!r}",
+                         f"name a file inside it, e.g. {str(path / example)!r}")
+    if path.exists() and not overwrite:
+        raise InputError(parameter, "a file that does not exist yet", f"existing {str(path)!r}",
+                         "pass overwrite=True (--overwrite) to replace it, or choose another name")
 
 
 def _metadata(features: Mapping[str, Features], fields: dict[str, str],

@@ -245,14 +245,20 @@ class ResultsStore:
         rolls back and neither the scores nor the finished mark exist. Returns the rows written.
         """
         _check_key(job_key)
-        rows = [_score_row(r, k) for k, r in enumerate(scores)]
+        return self._record_rows("scores", SCORE_COLUMNS, job_key, run_id,
+                                 [_score_row(r, k) for k, r in enumerate(scores)])
+
+    def _record_rows(self, table: str, columns: Sequence[str], job_key: str, run_id: str,
+                     rows: list[list]) -> int:
+        """Insert a job's validated ``rows`` (run, job key, config hash and time added) into
+        ``table`` and mark the job finished, in one transaction; returns the rows written."""
         with self._transaction() as con:
             config_hash = self._require_run(con, run_id)
             now = _now()
             if rows:
                 con.executemany(
-                    f"INSERT INTO scores ({', '.join(SCORE_COLUMNS)}) VALUES "
-                    f"({', '.join('?' * len(SCORE_COLUMNS))})",
+                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+                    f"({', '.join('?' * len(columns))})",
                     [[run_id, job_key, *row, config_hash, now] for row in rows])
             self._close_job(con, job_key, run_id, "finished", None, now)
         return len(rows)
@@ -296,17 +302,8 @@ class ResultsStore:
         """Append a finished partition job's rows (``partitions``) and mark it finished, in one
         transaction (as ``record_job``). Returns the rows written."""
         _check_key(job_key)
-        rows = [_partition_row(r, k) for k, r in enumerate(records)]
-        with self._transaction() as con:
-            config_hash = self._require_run(con, run_id)
-            now = _now()
-            if rows:
-                con.executemany(
-                    f"INSERT INTO partitions ({', '.join(PARTITION_COLUMNS)}) VALUES "
-                    f"({', '.join('?' * len(PARTITION_COLUMNS))})",
-                    [[run_id, job_key, *row, config_hash, now] for row in rows])
-            self._close_job(con, job_key, run_id, "finished", None, now)
-        return len(rows)
+        return self._record_rows("partitions", PARTITION_COLUMNS, job_key, run_id,
+                                 [_partition_row(r, k) for k, r in enumerate(records)])
 
     # -- model cards ----------------------------------------------------------------------------
     def put_model_card(self, card: ModelCard) -> None:
