@@ -74,6 +74,11 @@ BENCHMARKS: dict[str, dict[str, list[list[str]]]] = {
         "quick": [["bench_scaling.py", "--quick", "--device", "cpu"]],
         "full": [["bench_scaling.py", "--device", "cuda", "--threads", "16"]],
     },
+    "layer_similarity": {
+        "quick": [["bench_layer_similarity.py", "--quick", "--device", "cpu"]],
+        "full": [["bench_layer_similarity.py", "--device", "cuda", "--threads", "16",
+                  "--stimuli", "5000"]],
+    },
     "searchlight": {
         "quick": [["bench_searchlight.py", "--quick", "--device", "cpu"]],
         "full": [["bench_searchlight.py", "--device", "cuda", "--threads", "16"],
