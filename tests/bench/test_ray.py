@@ -1,19 +1,28 @@
 """The Ray executor on a local CPU-only Ray (2 CPUs): the same score table as the local executor,
-the same resume semantics, failures recorded, and a worker that dies recorded as failed."""
+the same resume semantics, failures recorded, and a worker that dies recorded as failed. With
+partitions: the same rows as the local executor, read from the cache the workers wrote (no
+forward pass in the driver), resumed after a kill; with a cache the driver cannot see, the
+driver extracts the sets itself and logs it."""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import sys
 import time
 
+import numpy as np
 import pytest
 import ray
 
 from cortexalign.bench import _executors as ex
+from cortexalign.bench import _ray as _ray_module
 from cortexalign.bench import load_config
+from cortexalign.bench._partitions import PartitionJob
 from cortexalign.bench._ray import RayExecutor
 from cortexalign.bench._run import RunSummary, run_experiment
+from cortexalign.features import FeatureCache, _extract
 from cortexalign.results import ResultsStore
 
 # make the worker-side helpers of this module travel by value (tests/ is not importable there)
@@ -106,3 +115,120 @@ def test_a_worker_that_dies_is_recorded_and_the_others_finish(local_ray, tmp_pat
         store.calls
     assert summary.n_done == 1 and [f["job"] for f in summary.failures] == ["gabor_v1"]
     assert "WorkerCrashedError" in summary.failures[0]["error"]
+
+
+# -- partitions under executor: ray ------------------------------------------------------------
+_MODEL_TASK = _ray_module._model_task  # the workers' body, before any test replaces it
+
+KW = {"image_size": 48, "image_deg": None}
+PARTITIONED = {
+    "name": "ray-partitions",
+    "stimuli": {"source": "kriegeskorte92"},
+    "models": [{"name": "gabor_v1", "label": "low", "pooling": "grid2", "layers": ["complex"],
+                "kwargs": {**KW, "frequencies": [0.06]}},
+               {"name": "gabor_v1", "label": "high", "pooling": "grid2", "layers": ["complex"],
+                "kwargs": {**KW, "frequencies": [0.25]}}],
+    "metrics": [{"name": "rsa"}],
+    "n_bootstrap": 0,
+    "batch_size": 46,
+    "seed": 3,
+    "partitions": [
+        {"name": "vpa", "method": "variance_partitioning",
+         "sets": {"low": {"model": "low", "layer": "complex"},
+                  "high": {"model": "high", "layer": "complex"}},
+         "options": {"n_folds": 3, "alphas": [0.1, 10.0, 1000.0], "inner_folds": 3}},
+        {"name": "band", "method": "banded_ridge",
+         "sets": {"low": {"model": "low", "layer": "complex"},
+                  "high": {"model": "high", "layer": "complex"}},
+         "options": {"n_folds": 3, "alphas": [0.1, 10.0, 1000.0], "n_iter": 3,
+                     "inner_folds": 3}},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def partitioned(tmp_path_factory):
+    """The config (random responses of 6 neuroids as the target) and its local run's rows."""
+    from cortexalign.stimuli import load_stimuli
+
+    path = tmp_path_factory.mktemp("neural") / "responses.npz"
+    rng = np.random.default_rng(1)
+    np.savez(path, responses=rng.normal(size=(92, 6)),
+             stimulus_ids=np.array(load_stimuli("kriegeskorte92").ids))
+    cfg = dict(PARTITIONED, neural=[{"source": str(path), "label": "responses"}])
+    out = tmp_path_factory.mktemp("local")
+    assert run_experiment(load_config(cfg), out, progress=False).ok
+    return cfg, _partition_rows(out)
+
+
+def _partition_rows(out) -> dict:
+    rows = ResultsStore(out / "results.duckdb", read_only=True).partitions_frame()
+    return {(r.job_key, r.kind, r.name): np.array(json.loads(r.neuroid_values), dtype=float)
+            for r in rows.itertuples()}
+
+
+def _assert_same_rows(got: dict, want: dict) -> None:
+    assert set(got) == set(want) and len(want) == 11  # vpa: 3 r2 + 3 components; band: 5
+    for k, values in want.items():
+        np.testing.assert_allclose(got[k], values, rtol=0, atol=1e-10, err_msg=str(k))
+
+
+@pytest.fixture
+def driver_passes(monkeypatch) -> list[int]:
+    """Batches forwarded in this process (the driver): the workers' are in theirs."""
+    calls: list[int] = []
+    real = _extract._run_batches
+
+    def counted(adapter, stimuli, *args, **kwargs):
+        calls.append(len(stimuli))
+        return real(adapter, stimuli, *args, **kwargs)
+
+    monkeypatch.setattr(_extract, "_run_batches", counted)
+    return calls
+
+
+@pytest.mark.slow
+def test_partitions_on_ray_read_the_workers_cache_and_resume(local_ray, partitioned, tmp_path,
+                                                             driver_passes, caplog):
+    config, want = partitioned
+    cfg = load_config(dict(config, executor="ray", ray={"num_workers": 2}))
+    killed = []
+
+    def kill_after_first_partition(job):
+        if isinstance(job, PartitionJob):
+            killed.append(job.spec.name)
+            raise KeyboardInterrupt
+
+    with caplog.at_level(logging.INFO, logger="cortexalign.bench"):
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(cfg, tmp_path, progress=False, on_job_done=kill_after_first_partition)
+        assert killed == ["vpa"]
+        again = run_experiment(cfg, tmp_path, progress=False)
+    # 2 rsa score jobs + vpa were done by the killed run; band alone runs now
+    assert again.ok and (again.n_jobs, again.n_done, again.n_skipped) == (4, 1, 3)
+    _assert_same_rows(_partition_rows(tmp_path), want)
+    # the workers wrote both sets; the driver read them: no forward pass here, nothing logged
+    assert len(FeatureCache(tmp_path / "cache").keys()) == 2
+    assert driver_passes == [] and "extracting in the driver" not in caplog.text
+
+
+def _workers_elsewhere(run_model, ctx, spec, cache_root):
+    """The workers' body with a cache the driver does not read (think: another machine)."""
+    yield from _MODEL_TASK(run_model, ctx, spec, cache_root + "-workers")
+
+
+@pytest.mark.slow
+def test_partitions_on_ray_without_the_workers_cache_extract_in_the_driver(
+        local_ray, partitioned, tmp_path, driver_passes, caplog, monkeypatch):
+    config, want = partitioned
+    monkeypatch.setattr(_ray_module, "_model_task", _workers_elsewhere)
+    cfg = load_config(dict(config, executor="ray"))
+    with caplog.at_level(logging.WARNING, logger="cortexalign.bench"):
+        summary = run_experiment(cfg, tmp_path, progress=False)
+    assert summary.ok and summary.n_done == 4
+    _assert_same_rows(_partition_rows(tmp_path), want)
+    assert len(FeatureCache(tmp_path / "cache-workers").keys()) == 2  # where the workers wrote
+    assert driver_passes == [92, 92]  # each model's set, once, in the driver
+    assert "low/complex, high/complex not in the feature cache" in caplog.text
+    assert "extracting in the driver" in caplog.text and "driver and the workers share" in \
+        caplog.text

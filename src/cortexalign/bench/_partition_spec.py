@@ -79,17 +79,32 @@ class PartitionMethod:
     n_sets : (fewest, most) sets (most None: no limit).
     quantities : ``result -> [(kind, name, (n,) values)]``, the rows of ``partitions``.
     citation : the papers, listed in the report.
+    working_bytes : ``(s, [d_1, ..., d_m]) -> bytes``, an estimate of the method's largest
+        temporaries beyond its float64 input (``max_feature_memory_gb``; None: not estimated).
     """
 
     fn: Callable[..., Any]
     n_sets: tuple[int, int | None]
     quantities: Callable[[Any], list[tuple[str, str, np.ndarray]]]
     citation: str
+    working_bytes: Callable[[int, list[int]], int] | None = None
 
 
 def _vpa_quantities(result) -> list[tuple[str, str, np.ndarray]]:
     return ([("r2", k, v) for k, v in result.r2.items()]
             + [("component", k, v) for k, v in result.components.items()])
+
+
+def _vpa_working_bytes(s: int, widths_m: list[int]) -> int:
+    # the scaled concatenation of the largest union (train + test rows) and the ridge's (s, s)
+    # kernel and eigenvectors
+    return 8 * (s * sum(widths_m) + 2 * s * s)
+
+
+def _banded_working_bytes(s: int, widths_m: list[int]) -> int:
+    # float64 scaled copies of every space, one (s, s) Gram per space, the combined kernel and
+    # its eigenvectors
+    return 8 * (s * sum(widths_m) + (len(widths_m) + 2) * s * s)
 
 
 def _banded_quantities(result) -> list[tuple[str, str, np.ndarray]]:
@@ -103,11 +118,11 @@ PARTITION_METHODS: dict[str, PartitionMethod] = {
     "variance_partitioning": PartitionMethod(
         variance_partitioning, (2, 3), _vpa_quantities,
         "Lescroart, Stansbury & Gallant (2015), Front. Comput. Neurosci. 9:135; de Heer et al. "
-        "(2017), J. Neurosci. 37:6539 (variance partitioning)"),
+        "(2017), J. Neurosci. 37:6539 (variance partitioning)", _vpa_working_bytes),
     "banded_ridge": PartitionMethod(
         banded_ridge, (2, None), _banded_quantities,
         "Nunez-Elizalde, Huth & Gallant (2019), NeuroImage 197:482; Dupre la Tour et al. (2022), "
-        "NeuroImage 264:119728 (banded ridge)"),
+        "NeuroImage 264:119728 (banded ridge)", _banded_working_bytes),
 }
 """Method name -> ``PartitionMethod``. Tests parametrize over it."""
 

@@ -7,7 +7,15 @@ with the run's pooling, batch size and cache), so a layer those jobs extracted i
 computed again; a layer they did not need (its jobs finished in an earlier run and the cache was
 cleared, or ``layers: all``) is extracted once. The models of the unfinished partition jobs are
 loaded one at a time, only to read or compute their sets; the sets' features are held in memory
-while the jobs run (they are the method's input).
+while the jobs run (they are the method's input), so with ``max_feature_memory_gb`` a job whose
+estimated memory exceeds the budget fails before its sets are read (``_partition_memory``).
+
+With ``executor: ray`` the partition jobs run in the driver after the model tasks. The workers
+write their features to the same ``cache_dir`` (absolute), so on one machine, or with the cache
+on a filesystem the driver shares, the driver reads every set the workers extracted, whatever
+precision their device chose (a GPU worker's ``auto`` is bf16: the driver looks the entry up
+under each precision). A set the driver cannot find is extracted in the driver, and a log line
+(logger ``cortexalign.bench``) says so.
 
 A job's key hashes the partition (name, method, options), each set's model (as a score job's
 key does) and layer, the stimuli, the target and the seed; its rows (``results.PartitionRecord``,
@@ -21,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import logging
 import time
 from dataclasses import dataclass
 
@@ -35,7 +44,8 @@ from cortexalign.bench._executors import (
     record_failure,
 )
 from cortexalign.bench._jobs import model_payload, target_payload
-from cortexalign.bench._map_features import extract_maps
+from cortexalign.bench._map_features import extract_map_features
+from cortexalign.bench._partition_memory import Widths, over_budget, set_widths
 from cortexalign.bench._partition_spec import (
     PARTITION_METHODS,
     PartitionSpec,
@@ -46,7 +56,7 @@ from cortexalign.bench._scoring import jsonable
 from cortexalign.bench._targets import Target
 from cortexalign.device import resolve_device
 from cortexalign.errors import CortexAlignError, InputError
-from cortexalign.features import extract_features
+from cortexalign.features import extract_features, feature_keys
 from cortexalign.models import load_model
 from cortexalign.neural import RDMSet
 from cortexalign.results import PartitionRecord
@@ -55,6 +65,8 @@ __all__ = ["PartitionJob", "partition_key", "plan_partition_jobs", "check_partit
            "run_partitions", "PARTITION_JOB_VERSION"]
 
 PARTITION_JOB_VERSION = 1
+
+log = logging.getLogger("cortexalign.bench")
 
 
 @dataclass(frozen=True)
@@ -150,6 +162,7 @@ def check_partition_targets(config: ExperimentConfig, targets: dict[str, list[Ta
 class _SetFeatures:
     values_sd: np.ndarray
     model_id: str
+    from_cache: bool
 
 
 def _model_sets(cfg, spec: ModelSpec, layers: list[str], stimuli, cache, device, progress,
@@ -177,29 +190,55 @@ def _model_sets(cfg, spec: ModelSpec, layers: list[str], stimuli, cache, device,
         return None
     try:
         if spec.features == "activations":
-            feats = extract_features(adapter, stimuli, good, pooling=spec.pooling,
-                                     batch_size=cfg.batch_size, cache=cache, progress=progress)
-            arrays = {layer: feats[layer].values for layer in good}
+            feats = {}
+            for precision, layers_p in _by_cached_precision(adapter, stimuli, good, spec.pooling,
+                                                            cache).items():
+                feats.update(extract_features(adapter, stimuli, layers_p, pooling=spec.pooling,
+                                              batch_size=cfg.batch_size, cache=cache,
+                                              progress=progress, precision=precision))
         else:  # attention / conv maps, flattened as the per-layer encoding jobs flatten them
-            arrays = extract_maps(adapter, stimuli, good, spec.features, spec.feature_options,
-                                  batch_size=cfg.batch_size, cache=cache, progress=progress)
+            feats = extract_map_features(adapter, stimuli, good, spec.features,
+                                         spec.feature_options, batch_size=cfg.batch_size,
+                                         cache=cache, progress=progress)
     except CortexAlignError as err:
         return fail(good, err)
     for layer in good:
         out[(spec.display, layer)] = _SetFeatures(
-            np.asarray(arrays[layer]).reshape(len(stimuli), -1), adapter.model_id)
+            np.asarray(feats[layer].values).reshape(len(stimuli), -1), adapter.model_id,
+            feats[layer].from_cache)
     return None
 
 
-def _set_features(cfg, todo: list[PartitionJob], stimuli, cache, device, progress):
-    """(model label, layer) -> ``_SetFeatures`` for every set of ``todo``, and the errors of
-    those that could not be had; each model is loaded once."""
+def _by_cached_precision(adapter, stimuli, layers: list[str], pooling: str,
+                         cache) -> dict[str, list[str]]:
+    """``layers`` grouped by the precision of their cache entry for these stimuli ('auto' when
+    there is none): an entry a GPU worker wrote ('auto' = bf16 there) is read by a CPU driver."""
+    groups: dict[str, list[str]] = {}
+    for layer in layers:
+        found = "auto"
+        for precision in ("auto", "fp32", "bf16"):
+            key = feature_keys(adapter, stimuli, [layer], pooling, precision)[layer]
+            if (cache.metadata(key) or {}).get("stimulus_ids") == list(stimuli.ids):
+                found = precision
+                break
+        groups.setdefault(found, []).append(layer)
+    return groups
+
+
+def _needed_sets(jobs: list[PartitionJob]) -> dict[str, list[str]]:
+    """Model label -> the layers the sets of ``jobs`` take from it, in first-use order."""
     needed: dict[str, list[str]] = {}
-    for job in todo:
+    for job in jobs:
         for model, layer in job.sets.values():
-            needed.setdefault(model.display, [])
-            if layer not in needed[model.display]:
-                needed[model.display].append(layer)
+            layers = needed.setdefault(model.display, [])
+            if layer not in layers:
+                layers.append(layer)
+    return needed
+
+
+def _set_features(cfg, needed: dict[str, list[str]], stimuli, cache, device, progress):
+    """(model label, layer) -> ``_SetFeatures`` for every set in ``needed``, and the errors of
+    those that could not be had; each model is loaded once."""
     out: dict = {}
     errors: dict = {}
     for spec in cfg.models:
@@ -229,19 +268,57 @@ def partition_records(job: PartitionJob, features: dict[str, _SetFeatures],
     return records
 
 
-def _driver_device(ctx: RunContext):
-    """The device of this process: the runner's (local), or ``config.device`` resolved here
-    (Ray: the driver may lack the workers' GPU; then the CPU)."""
-    if ctx.config.executor == "local":
-        return ctx.device
+def driver_device(config: ExperimentConfig, device):
+    """The device of this process: the runner's ``device`` (local), or ``config.device``
+    resolved here (Ray: the driver may lack the workers' GPU; then the CPU)."""
+    if config.executor == "local":
+        return device
     try:
-        return resolve_device(ctx.config.device)
+        return resolve_device(config.device)
     except CortexAlignError:
         return resolve_device("cpu")
 
 
-def run_partitions(ctx: RunContext) -> None:
-    """Run the unfinished partition jobs of ``ctx.config`` and write them to ``ctx.store``."""
+def _refused(cfg, todo: list[PartitionJob], stimuli, device,
+             widths: Widths) -> dict[str, InputError]:
+    """Job key -> the ``max_feature_memory_gb`` error of each job over the budget; the widths
+    not measured yet (``widths``: by ``check_partition_memory``) are measured here."""
+    if cfg.max_feature_memory_gb is None:
+        return {}
+    missing = {m: [layer for layer in layers if (m, layer) not in widths]
+               for m, layers in _needed_sets(todo).items()}
+    if any(missing.values()):
+        widths = {**widths, **set_widths(cfg, {m: ls for m, ls in missing.items() if ls},
+                                         stimuli, device)}
+    index = {spec.name: i for i, spec in enumerate(cfg.partitions)}
+    errors = {job.key: over_budget(cfg, job.spec, widths, len(stimuli),
+                                   f"partitions[{index[job.spec.name]}] ({job.spec.name})")
+              for job in todo}
+    return {key: err for key, err in errors.items() if err is not None}
+
+
+def _log_extracted(cfg, cache, values: dict) -> None:
+    """Say which sets the driver computed instead of reading them from the cache."""
+    extracted = [f"{m}/{layer}" for (m, layer), v in values.items() if not v.from_cache]
+    if not extracted:
+        return
+    if cfg.executor == "ray":
+        log.warning("partitions: %s not in the feature cache at %s: extracting in the driver. "
+                    "Either the Ray workers' cache is not visible here (put cache_dir on a "
+                    "filesystem the driver and the workers share, so the driver reads their "
+                    "features), or no worker extracted these layers in this run",
+                    ", ".join(extracted), cache.root)
+    else:
+        log.info("partitions: %s not in the feature cache at %s: extracted for the partitions",
+                 ", ".join(extracted), cache.root)
+
+
+def run_partitions(ctx: RunContext, widths: Widths | None = None) -> None:
+    """Run the unfinished partition jobs of ``ctx.config`` and write them to ``ctx.store``.
+
+    ``widths``: the set widths ``check_partition_memory`` measured while the run was validated
+    (with ``max_feature_memory_gb``), so that the budget check does not probe them again.
+    """
     cfg, summary = ctx.config, ctx.summary
     jobs = plan_partition_jobs(cfg, ctx.stimuli.content_hash, ctx.targets)
     summary.n_jobs += len(jobs)
@@ -250,13 +327,18 @@ def run_partitions(ctx: RunContext) -> None:
     summary.n_skipped += len(jobs) - len(todo)
     if not todo:
         return
-    device = _driver_device(ctx)
-    values, errors = _set_features(cfg, todo, ctx.stimuli, ctx.cache, device, ctx.progress)
+    device = driver_device(cfg, ctx.device)
+    refused = _refused(cfg, todo, ctx.stimuli, device, widths or {})
+    values, errors = _set_features(cfg, _needed_sets([j for j in todo if j.key not in refused]),
+                                   ctx.stimuli, ctx.cache, device, ctx.progress)
+    _log_extracted(cfg, ctx.cache, values)
     with Progress(*PROGRESS_COLUMNS, console=ctx.console, disable=not ctx.progress) as bar:
         task = bar.add_task("partitions", total=len(todo))
         for job in todo:
             ctx.store.start_job(job.key, ctx.run_id)
             try:
+                if job.key in refused:  # over max_feature_memory_gb: its sets were not read
+                    raise refused[job.key]
                 keys = {label: (m.display, layer) for label, (m, layer) in job.sets.items()}
                 bad = [(label, k) for label, k in keys.items() if k not in values]
                 if bad:

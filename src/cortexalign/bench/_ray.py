@@ -30,6 +30,7 @@ import dataclasses
 import os
 import socket
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -156,7 +157,9 @@ class RayExecutor:
         shared = ray.put(dataclasses.replace(ctx, store=None, cache=None, summary=None,
                                              console=None, on_job_done=None, device=None,
                                              finished=set(ctx.finished)))
-        cache_root = str(ctx.cache.root)
+        # absolute: a worker's working directory is not the driver's; on one machine (or a
+        # shared filesystem) the driver then reads the workers' entries for the partitions
+        cache_root = str(Path(ctx.cache.root).resolve())
         todo = list(ctx.config.models)
         limit = self.spec.num_workers
         live: dict[Any, EventWriter] = {}

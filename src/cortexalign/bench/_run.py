@@ -29,8 +29,9 @@ from cortexalign.bench._executors import (
 )
 from cortexalign.bench._jobs import ScoreJob, plan_model_jobs
 from cortexalign.bench._map_features import extract_maps, extract_maps_to_cache, map_layers
+from cortexalign.bench._partition_memory import check_partition_memory
 from cortexalign.bench._partition_spec import PARTITION_METHODS
-from cortexalign.bench._partitions import check_partition_targets, run_partitions
+from cortexalign.bench._partitions import check_partition_targets, driver_device, run_partitions
 from cortexalign.bench._scoring import CachedLayer, check_job_options, score_job, uses_maps
 from cortexalign.bench._targets import Target, load_targets
 from cortexalign.device import resolve_device
@@ -129,6 +130,8 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
     check_partition_targets(cfg, targets, len(stimuli))
     # a Ray worker resolves the device where it runs (the driver may have no GPU)
     device = resolve_device(cfg.device) if cfg.executor == "local" else cfg.device
+    # partitions hold their sets whole: over max_feature_memory_gb fails here (one probe image)
+    widths = check_partition_memory(cfg, stimuli, driver_device(cfg, device))
     config_hash = cfg.config_hash()
     store_path = out / RESULTS_FILE
     if store_path.exists() and not allow_config_change:
@@ -152,7 +155,7 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
                      progress, console, on_job_done)
     try:  # the executor runs _run_model per model; only this process writes the store
         executor.run(_run_model, ctx)
-        run_partitions(ctx)  # after the per-layer jobs: their features are in the cache
+        run_partitions(ctx, widths)  # after the per-layer jobs: their features are cached
     except KeyboardInterrupt:
         store.finish_run(run_id, "interrupted")
         raise
