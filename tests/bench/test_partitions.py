@@ -17,6 +17,7 @@ import pytest
 
 from cortexalign.bench import load_config
 from cortexalign.bench._config import EXECUTION_FIELDS
+from cortexalign.bench._partition_memory import partition_bytes
 from cortexalign.bench._partition_spec import PARTITION_METHODS
 from cortexalign.bench._partitions import PartitionJob
 from cortexalign.bench._run import run_experiment
@@ -262,3 +263,77 @@ def test_a_version_1_store_reads_and_migrates_on_write(tmp_path):
         assert con.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION
     assert ResultsStore(path, read_only=True).partitions_frame().empty
     assert len(ResultsStore(path, read_only=True).frame("runs")) == 1
+
+
+# -- max_feature_memory_gb ---------------------------------------------------------------------
+def test_the_estimate_is_the_sets_in_float64_plus_the_methods_working_memory():
+    s, widths = 92, [30, 50]
+    inputs = s * 80 * 8
+    assert partition_bytes("variance_partitioning", s, widths) == inputs + 8 * (s * 80
+                                                                                 + 2 * s * s)
+    assert partition_bytes("banded_ridge", s, widths) == inputs + 8 * (s * 80 + 4 * s * s)
+
+
+def _budget_between_vpa_and_band() -> tuple[float, int]:
+    """A budget (GB) that the vpa partition fits and band (more working memory) does not, and
+    band's estimate in bytes; widths as the runner extracts the sets."""
+    widths = [f.values.shape[1] for f in _features().values()]
+    vpa = partition_bytes("variance_partitioning", 92, widths)
+    band = partition_bytes("banded_ridge", 92, widths)
+    assert vpa < band
+    return (vpa + band) / 2e9, band
+
+
+def test_a_partition_over_the_budget_fails_at_validation(tmp_path, planted):
+    budget, band = _budget_between_vpa_and_band()
+    cfg = load_config(_config(planted, max_feature_memory_gb=budget))
+    with pytest.raises(InputError) as err:
+        run_experiment(cfg, tmp_path / "out", progress=False)
+    assert err.value.parameter == "partitions[1] (band)"
+    assert f"{band / 1e9:.3g} GB" in err.value.received and "low 92 x" in err.value.received
+    assert f"max_feature_memory_gb ({budget:g} GB)" in err.value.expected
+    assert "grid2 or mean" in err.value.fix and f"above {band / 1e9:.3g}" in err.value.fix
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_partition_job_over_the_budget_fails_before_reading_its_sets(tmp_path, planted,
+                                                                      monkeypatch):
+    from cortexalign.bench import _partitions, _run
+
+    monkeypatch.setattr(_run, "check_partition_memory", lambda *args: {})  # job time alone
+    budget, band = _budget_between_vpa_and_band()
+    asked = []
+    real = _partitions._set_features
+    monkeypatch.setattr(_partitions, "_set_features",
+                        lambda cfg, needed, *args: asked.append(needed) or real(cfg, needed,
+                                                                                *args))
+    summary = run_experiment(load_config(_config(planted, max_feature_memory_gb=budget)),
+                             tmp_path, progress=False)
+    assert (summary.n_jobs, summary.n_done) == (6, 5)  # 4 rsa jobs and vpa
+    assert [f["job"] for f in summary.failures] == ["partition band (banded_ridge) / planted"]
+    error = summary.failures[0]["error"]
+    assert error.startswith("InputError") and "partitions[1] (band)" in error
+    assert f"{band / 1e9:.3g} GB" in error and "max_feature_memory_gb" in error
+    rows = ResultsStore(tmp_path / "results.duckdb", read_only=True).partitions_frame()
+    assert set(rows["partition"]) == {"vpa"}
+    assert asked == [{"low": ["complex"], "high": ["complex"]}]  # vpa's sets
+    # band alone: its job fails and no set is read for it
+    asked.clear()
+    alone = run_experiment(load_config(_config(planted, [PARTITIONS[1]],
+                                               max_feature_memory_gb=budget)),
+                           tmp_path / "alone", progress=False)
+    assert (alone.n_jobs, alone.n_done, len(alone.failures)) == (5, 4, 1) and asked == [{}]
+
+
+def test_a_gpu_worker_s_bf16_entry_is_what_the_driver_reads(tmp_path):
+    from cortexalign.bench._partitions import _by_cached_precision
+
+    stimuli = load_stimuli("kriegeskorte92")
+    adapter = load_model("gabor_v1", device="cpu", **LOW["kwargs"])
+    cache = FeatureCache(tmp_path)
+    assert _by_cached_precision(adapter, stimuli, ["complex"], "grid2", cache) == {
+        "auto": ["complex"]}  # nothing cached: extract with the driver's own precision
+    extract_features(adapter, stimuli, ["complex"], pooling="grid2", cache=cache,
+                     precision="bf16", progress=False)  # what 'auto' stores on a GPU
+    assert _by_cached_precision(adapter, stimuli, ["complex"], "grid2", cache) == {
+        "bf16": ["complex"]}

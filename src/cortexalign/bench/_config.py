@@ -185,7 +185,8 @@ class ExperimentConfig(_Strict):
         "from it in row blocks; metrics "
         "that need the features themselves (ridge, pls, map_*) read a layer whole if it alone "
         "fits, else that job fails with the fix. Same scores either way; not part of the "
-        "config hash.")
+        "config hash. A partition holds its sets whole (float64, with the method's working "
+        "memory): one estimated over the budget fails the run before anything is written.")
 
     @field_validator("max_feature_memory_gb")
     @classmethod
