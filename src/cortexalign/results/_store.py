@@ -347,19 +347,10 @@ class ResultsStore:
         Each filter (``run_id``, ``job_key``, ``model``, ``model_id``, ``layer``, ``target``,
         ``metric``, ``config_hash``) takes one value or a list of accepted values.
         """
-        where, args = [], []
-        for name, want in filters.items():
-            if name not in _FILTERS:
-                raise InputError(f"filter {name!r}", f"one of {_FILTERS}", repr(name),
-                                 "filter by one of those columns")
-            if want is None:
-                continue
-            vals = [want] if isinstance(want, str) else list(want)
-            where.append(f"{name} IN ({', '.join('?' * len(vals))})" if vals else "FALSE")
-            args += vals
-        sql = "SELECT * FROM scores" + (" WHERE " + " AND ".join(where) if where else "")
+        where, args = _where(filters, _FILTERS)
         with self._connect() as con:
-            return con.execute(sql + " ORDER BY created, rowid", args).df()
+            return con.execute("SELECT * FROM scores" + where + " ORDER BY created, rowid",
+                               args).df()
 
     def export(self, path: str | os.PathLike[str], table: str = "scores") -> Path:
         """Write a table to ``path`` as CSV or Parquet (chosen by the suffix), atomically."""
