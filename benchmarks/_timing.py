@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
+
+BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def limit_blas_threads(n: int) -> None:
+    """Ask the BLAS libraries for ``n`` threads: call before numpy and torch load them."""
+    for var in BLAS_THREAD_VARIABLES:
+        os.environ[var] = str(n)
 
 
 def best_of(fn: Callable[[], object], repeats: int) -> tuple[float, object]:

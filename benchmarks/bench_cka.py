@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
 import numpy as np
-from _timing import best_of  # noqa: E402  (sibling module: run as a script)
+from _timing import best_of, limit_blas_threads  # noqa: E402  (sibling module: run as a script)
 
 
 def _center(k):
@@ -61,8 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.quick:
         args.sizes, args.features, args.neuroids = [92, 300], 1_000, 200
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(args.threads)
+    limit_blas_threads(args.threads)
 
     import torch
 

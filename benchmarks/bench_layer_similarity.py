@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
 import numpy as np
-from _timing import timed  # noqa: E402  (sibling module: run as a script)
+from _timing import limit_blas_threads, timed  # noqa: E402  (sibling module: run as a script)
 
 CKA_KIND = {"cka_linear": "linear", "cka_linear_debiased": "linear_debiased", "cka_rbf": "rbf"}
 
@@ -39,8 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.quick:
         args.layers, args.stimuli = 6, 300
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(args.threads)
+    limit_blas_threads(args.threads)
 
     import torch
 

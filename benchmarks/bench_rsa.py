@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
 import numpy as np
-from _timing import best_of  # noqa: E402  (sibling module: run as a script)
+from _timing import best_of, limit_blas_threads  # noqa: E402  (sibling module: run as a script)
 
 #: our RDM_COMPARISONS name -> rsatoolbox's ``rdm.compare`` method
 RSATOOLBOX_NAMES = {"spearman": "spearman", "pearson": "corr", "cosine": "cosine",
@@ -48,8 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.quick:
         args.sizes, args.features = [92, 300], 1_000
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(args.threads)  # before numpy/torch load their BLAS
+    limit_blas_threads(args.threads)  # before numpy/torch load their BLAS
 
     import rsatoolbox
     import torch

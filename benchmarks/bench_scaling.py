@@ -31,7 +31,6 @@ import argparse
 import ctypes
 import gc
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -261,11 +260,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--json", help="write the rows and the exponents to this file")
     args = p.parse_args(argv)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(args.threads)
+    from _timing import limit_blas_threads  # noqa: E402  (sibling module: run as a script)
+    from run_all import machine  # noqa: E402
+    limit_blas_threads(args.threads)
 
     import torch
-    from run_all import machine  # noqa: E402  (sibling module: run as a script)
 
     from cortexalign.device import resolve_device
 

@@ -22,12 +22,11 @@ import argparse
 import contextlib
 import io
 import json
-import os
 import sys
 import time
 
 import numpy as np
-from _timing import timed  # noqa: E402  (sibling module: run as a script)
+from _timing import limit_blas_threads, timed  # noqa: E402  (sibling module: run as a script)
 
 
 def _volume(shape, s, radius, seed=0):
@@ -101,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.shape = [12, 12, 12]
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(args.threads)
+    limit_blas_threads(args.threads)
 
     import torch
 
