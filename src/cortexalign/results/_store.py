@@ -14,18 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
-import math
 import os
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import duckdb
-import numpy as np
 import pandas as pd
 
 from cortexalign import __version__
@@ -33,12 +29,20 @@ from cortexalign.errors import InputError
 from cortexalign.results._export import EXPORT_FORMATS, copy_atomic, export_frame
 from cortexalign.results._manifest import git_revision, hardware, package_versions
 from cortexalign.results._partitions import PARTITION_COLUMNS, PARTITION_FILTERS, PartitionRecord
+from cortexalign.results._rows import (
+    check_key,
+    check_table,
+    nullable,
+    partition_row,
+    score_row,
+    to_json,
+    where_sql,
+)
 from cortexalign.results._schema import (
     DDL,
     MIGRATIONS,
     SCHEMA_VERSION,
     SCORE_COLUMNS,
-    TABLES,
     ModelCard,
     ScoreRecord,
 )
@@ -51,27 +55,6 @@ _FILTERS = ("run_id", "job_key", "model", "model_id", "layer", "target", "metric
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
-
-
-def _to_json(obj: Any, name: str) -> str:
-    def default(o: Any) -> Any:
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-        if isinstance(o, Path):
-            return str(o)
-        raise TypeError(f"{type(o).__name__} is not JSON-serialisable")
-
-    try:
-        return json.dumps(obj, default=default, allow_nan=False, sort_keys=True)
-    except (TypeError, ValueError) as exc:
-        raise InputError(name, "JSON-serialisable values without NaN/Inf", str(exc),
-                         "convert arrays to lists, NaN to None, objects to strings") from None
-
-
-def _nullable(x: float | None) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
 class ResultsStore:
@@ -207,8 +190,8 @@ class ResultsStore:
                                  "leave run_id unset to get a fresh one")
             con.execute("INSERT INTO runs VALUES (?, ?, ?, ?, NULL, 'running', ?, ?, ?, ?)",
                         [run_id, config_hash, config_yaml, _now(), __version__,
-                         _to_json(package_versions(), "package_versions"), git_revision(),
-                         _to_json(hardware(), "hardware")])
+                         to_json(package_versions(), "package_versions"), git_revision(),
+                         to_json(hardware(), "hardware")])
         return run_id
 
     def finish_run(self, run_id: str, status: str = "finished") -> None:
@@ -232,7 +215,7 @@ class ResultsStore:
     # -- jobs -----------------------------------------------------------------------------------
     def start_job(self, job_key: str, run_id: str) -> None:
         """Mark an attempt of ``job_key`` in ``run_id`` as running."""
-        _check_key(job_key)
+        check_key(job_key)
         with self._transaction() as con:
             self._require_run(con, run_id)
             con.execute("INSERT INTO jobs VALUES (?, ?, 'running', NULL, ?, NULL)",
@@ -244,9 +227,9 @@ class ResultsStore:
         Every record is validated before anything is written; if any write fails the transaction
         rolls back and neither the scores nor the finished mark exist. Returns the rows written.
         """
-        _check_key(job_key)
+        check_key(job_key)
         return self._record_rows("scores", SCORE_COLUMNS, job_key, run_id,
-                                 [_score_row(r, k) for k, r in enumerate(scores)])
+                                 [score_row(r, k) for k, r in enumerate(scores)])
 
     def _record_rows(self, table: str, columns: Sequence[str], job_key: str, run_id: str,
                      rows: list[list]) -> int:
@@ -265,7 +248,7 @@ class ResultsStore:
 
     def fail_job(self, job_key: str, run_id: str, error: str) -> None:
         """Mark an attempt failed with its error message (a rerun will try the job again)."""
-        _check_key(job_key)
+        check_key(job_key)
         with self._transaction() as con:
             self._require_run(con, run_id)
             self._close_job(con, job_key, run_id, "failed", str(error), _now())
@@ -301,9 +284,9 @@ class ResultsStore:
                              records: Sequence[PartitionRecord]) -> int:
         """Append a finished partition job's rows (``partitions``) and mark it finished, in one
         transaction (as ``record_job``). Returns the rows written."""
-        _check_key(job_key)
+        check_key(job_key)
         return self._record_rows("partitions", PARTITION_COLUMNS, job_key, run_id,
-                                 [_partition_row(r, k) for k, r in enumerate(records)])
+                                 [partition_row(r, k) for k, r in enumerate(records)])
 
     # -- model cards ----------------------------------------------------------------------------
     def put_model_card(self, card: ModelCard) -> None:
@@ -312,9 +295,9 @@ class ResultsStore:
             raise InputError("card", "a ModelCard with model_id and device", repr(card)[:80],
                              "set both model_id and device")
         values = [card.model_id, card.device,
-                  None if card.params is None else int(card.params), _nullable(card.flops),
-                  _nullable(card.latency_ms), _nullable(card.peak_mem_mb), _nullable(card.miou),
-                  _to_json(card.extra, "card.extra"), _now()]
+                  None if card.params is None else int(card.params), nullable(card.flops),
+                  nullable(card.latency_ms), nullable(card.peak_mem_mb), nullable(card.miou),
+                  to_json(card.extra, "card.extra"), _now()]
         with self._transaction() as con:
             con.execute("DELETE FROM model_cards WHERE model_id = ? AND device = ?", values[:2])
             con.execute("INSERT INTO model_cards VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
@@ -322,7 +305,7 @@ class ResultsStore:
     # -- reading --------------------------------------------------------------------------------
     def frame(self, table: str) -> pd.DataFrame:
         """A whole table as a DataFrame (``runs``, ``jobs``, ``scores``, ``model_cards``...)."""
-        _check_table(table)
+        check_table(table)
         if table == "partitions":  # absent from version-1 files opened read-only
             return self.partitions_frame()
         with self._connect() as con:
@@ -333,7 +316,7 @@ class ResultsStore:
         like ``scores_frame`` (by ``partition``, ``method``, ``target``, ``kind``, ``name``,
         ``run_id``, ``job_key``, ``config_hash``); ``neuroid_ids``/``neuroid_values`` are JSON
         text (``json.loads`` them for the per-neuroid arrays)."""
-        where, args = _where(filters, PARTITION_FILTERS)
+        where, args = where_sql(filters, PARTITION_FILTERS)
         with self._connect() as con:
             if not con.execute("SELECT count(*) FROM information_schema.tables WHERE "
                                "table_name = 'partitions'").fetchone()[0]:
@@ -347,14 +330,14 @@ class ResultsStore:
         Each filter (``run_id``, ``job_key``, ``model``, ``model_id``, ``layer``, ``target``,
         ``metric``, ``config_hash``) takes one value or a list of accepted values.
         """
-        where, args = _where(filters, _FILTERS)
+        where, args = where_sql(filters, _FILTERS)
         with self._connect() as con:
             return con.execute("SELECT * FROM scores" + where + " ORDER BY created, rowid",
                                args).df()
 
     def export(self, path: str | os.PathLike[str], table: str = "scores") -> Path:
         """Write a table to ``path`` as CSV or Parquet (chosen by the suffix), atomically."""
-        _check_table(table)
+        check_table(table)
         if table == "partitions":  # absent from version-1 files opened read-only: then empty
             return export_frame(self.partitions_frame(), path)
 
@@ -363,45 +346,3 @@ class ResultsStore:
                 con.execute(f"COPY (SELECT * FROM {table}) TO '{target}' ({fmt})")
 
         return copy_atomic(path, copy)
-
-
-def _check_key(job_key: str) -> None:
-    if not isinstance(job_key, str) or not job_key:
-        raise InputError("job_key", "a non-empty string", repr(job_key), "pass the job's key")
-
-
-def _check_table(table: str) -> None:
-    if table not in TABLES:
-        raise InputError("table", f"one of {TABLES}", repr(table), "pick one of those tables")
-
-
-def _where(filters: dict[str, Any], allowed: Sequence[str]) -> tuple[str, list[Any]]:
-    """`` WHERE col IN (...) AND ...`` and its arguments; unknown columns raise InputError."""
-    where, args = [], []
-    for name, want in filters.items():
-        if name not in allowed:
-            raise InputError(f"filter {name!r}", f"one of {tuple(allowed)}", repr(name),
-                             "filter by one of those columns")
-        if want is None:
-            continue
-        vals = [want] if isinstance(want, str) else list(want)
-        where.append(f"{name} IN ({', '.join('?' * len(vals))})" if vals else "FALSE")
-        args += vals
-    return (" WHERE " + " AND ".join(where) if where else ""), args
-
-
-def _partition_row(record: PartitionRecord, k: int) -> list[Any]:
-    if not isinstance(record, PartitionRecord):
-        raise InputError(f"records[{k}]", "a PartitionRecord", type(record).__name__,
-                         "build the rows with cortexalign.results.PartitionRecord(...)")
-    *cols, ids, values, extra = record.checked()
-    return [*cols, _to_json(ids, f"records[{k}].neuroid_ids"),
-            _to_json(values, f"records[{k}].neuroid_values"), _to_json(extra, f"records[{k}].extra")]
-
-
-def _score_row(record: ScoreRecord, k: int) -> list[Any]:
-    if not isinstance(record, ScoreRecord):
-        raise InputError(f"scores[{k}]", "a ScoreRecord", type(record).__name__,
-                         "wrap metric results with ScoreRecord.from_score(score, model=..., ...)")
-    *cols, extra = record.checked()
-    return [*cols, _to_json(extra, f"scores[{k}].extra")]
