@@ -8,18 +8,22 @@ the bytes a job needs are estimated before any set is loaded::
              + working_bytes(s, [d_1, ..., d_m])  the method's largest temporaries
                                                   (``PartitionMethod.working_bytes``)
 
-with each d_i measured on one probe image by the runner's own probes (``_pooled_bytes`` for
-pooled activations, ``_map_bytes`` for attention / conv maps: one forward pass per layer, not
-cached). A partition over the budget fails with an ``InputError`` that names it, the estimate,
+with each d_i measured on one probe image, the way the runner's own size probes do
+(``extract_features`` of the pooled activations, ``extract_maps`` for attention / conv maps): one
+forward pass per model for all its layers, not cached. A partition over the budget fails with an ``InputError`` that names it, the estimate,
 the budget and the fixes: ``check_partition_memory`` when a run is validated (before anything
 is written), and ``over_budget`` for each job before its sets are read (``run_partitions``).
 """
 
 from __future__ import annotations
 
+import contextlib
+
 from cortexalign.bench._config import ExperimentConfig
+from cortexalign.bench._map_features import extract_maps
 from cortexalign.bench._partition_spec import PARTITION_METHODS, PartitionSpec, set_model_index
 from cortexalign.errors import CortexAlignError, InputError
+from cortexalign.features import extract_features
 from cortexalign.models import load_model
 
 __all__ = ["set_widths", "partition_bytes", "over_budget", "check_partition_memory"]
@@ -28,15 +32,25 @@ __all__ = ["set_widths", "partition_bytes", "over_budget", "check_partition_memo
 Widths = dict[tuple[str, str], int]
 
 
+def _probe_widths(adapter, probe, layers: list[str], spec) -> dict[str, int]:
+    """Elements per stimulus of each layer's features (or map) on the one-image ``probe``."""
+    if spec.features == "activations":
+        feats = extract_features(adapter, probe, layers, pooling=spec.pooling, batch_size=1,
+                                 progress=False)
+        return {layer: int(f.values[0].size) for layer, f in feats.items()}
+    maps = extract_maps(adapter, probe, layers, spec.features, spec.feature_options, batch_size=1)
+    return {layer: int(m[0].size) for layer, m in maps.items()}
+
+
 def set_widths(config: ExperimentConfig, sets: dict[str, list[str]], stimuli,
                device) -> Widths:
     """The width d of each (model label -> layers) set, measured on one probe image.
 
-    Each model is loaded once on ``device``; a model that does not load or a layer it lacks is
-    left out (its jobs fail on their own error when they read the set).
+    Each model is loaded once on ``device`` and probed once for all its layers; if that fails,
+    layer by layer, so that a model that does not load or a layer it lacks is only left out
+    (its jobs fail on their own error when they read the set).
     """
-    from cortexalign.bench._run import _map_bytes, _pooled_bytes  # the runner's probes
-
+    probe = stimuli.subset(stimuli.ids[:1], name=f"{stimuli.name}[probe]")
     widths: Widths = {}
     for spec in config.models:
         if spec.display not in sets:
@@ -47,14 +61,15 @@ def set_widths(config: ExperimentConfig, sets: dict[str, list[str]], stimuli,
                                  **spec.kwargs)
         except CortexAlignError:
             continue
-        for layer in sets[spec.display]:
-            try:
-                n_bytes = (_pooled_bytes(adapter, stimuli, [layer], spec.pooling)
-                           if spec.features == "activations"
-                           else _map_bytes(adapter, stimuli, [layer], spec))
-            except CortexAlignError:
-                continue
-            widths[(spec.display, layer)] = n_bytes // (4 * len(stimuli))  # float32 probes
+        layers = sets[spec.display]
+        try:
+            found = _probe_widths(adapter, probe, layers, spec)
+        except CortexAlignError:
+            found = {}
+            for layer in layers:
+                with contextlib.suppress(CortexAlignError):
+                    found.update(_probe_widths(adapter, probe, [layer], spec))
+        widths.update({(spec.display, layer): d for layer, d in found.items()})
     return widths
 
 
