@@ -98,28 +98,47 @@ def _time_or_error(make, device, warmup, repeats):
 
 
 def bench_lif(shape, device, warmup, repeats):
+    """Two sections, each ours vs spikingjelly on the same input:
+
+    - ``loss``: ``(spikes * w).sum().backward()`` into a leaf ``x`` (the neuron inside a model:
+      the loss, its backward and the gradient accumulation are timed too, on both sides);
+    - ``lif``: the neuron alone, ``torch.autograd.grad(spikes, x, g)`` for a fixed output gradient
+      ``g`` (LIF forward + backward and nothing else, what issue 9's target names).
+    """
     from spikingjelly.activation_based import neuron, surrogate
 
     x = torch.randn(shape, device=device).mul_(1.5).add_(0.8).requires_grad_()
-    w = torch.randn(shape, device=device)
-    rows = {}
-    backends = ["bptt", "reference"] + (["auto"] if device.type == "cuda" else [])
-    for b in backends:
-        rows[f"ours[{b}]"] = _time(lambda b=b: (lif_multistep(x, backend=b)[0] * w).sum().backward(),
-                                   device, warmup, repeats)
+    w, g = torch.randn(shape, device=device), torch.randn(shape, device=device)
     node = neuron.LIFNode(tau=2.0, v_reset=0.0, step_mode="m", surrogate_function=surrogate.Sigmoid())
+    backends = ["bptt", "reference"] + (["auto"] if device.type == "cuda" else [])
 
-    def sj():
+    def ours_loss(b="auto"):
+        (lif_multistep(x, backend=b)[0] * w).sum().backward()
+
+    def ours_lif(b="auto"):
+        torch.autograd.grad(lif_multistep(x, backend=b)[0], x, g)
+
+    def sj_loss():
         node.reset()
         (node(x) * w).sum().backward()
-    rows["spikingjelly"] = _time(sj, device, warmup, repeats)
-    if device.type == "cuda":
-        def ours():
-            (lif_multistep(x, backend="auto")[0] * w).sum().backward()
-        for label, fn in (("ours[auto, cuda-graph]", ours), ("spikingjelly[cuda-graph]", sj)):
-            x.grad = None  # each side starts from no accumulated gradient
-            rows[label] = _time_or_error(lambda fn=fn: graphed(fn), device, warmup, repeats)
-    return rows
+        node.reset()  # the state would keep this step's autograd graph alive into the next
+
+    def sj_lif():
+        node.reset()
+        torch.autograd.grad(node(x), x, g)
+        node.reset()
+
+    sections = {}
+    for section, ours, sj in (("loss", ours_loss, sj_loss), ("lif", ours_lif, sj_lif)):
+        rows = {f"ours[{b}]": _time(lambda b=b, f=ours: f(b), device, warmup, repeats)
+                for b in backends}
+        rows["spikingjelly"] = _time(sj, device, warmup, repeats)
+        if device.type == "cuda":
+            for label, fn in (("ours[auto, cuda-graph]", ours), ("spikingjelly[cuda-graph]", sj)):
+                x.grad = None  # each side starts from no accumulated gradient
+                rows[label] = _time_or_error(lambda fn=fn: graphed(fn), device, warmup, repeats)
+        sections[section] = rows
+    return sections
 
 
 def _step(model_name, batch, size, device, neurons, cuda_graph):
@@ -186,8 +205,10 @@ def main():
     batch = a.batch or batch
     print(f"device={device} threads={torch.get_num_threads()} torch={torch.__version__}")
     lif = bench_lif(lif_shape, device, a.warmup, repeats)
-    print(f"\nmulti-step LIF forward+backward, x {lif_shape}:")
-    _print_rows(lif, "spikingjelly")
+    print(f"\nmulti-step LIF forward+backward, x {lif_shape}, through a loss (s * w).sum():")
+    _print_rows(lif["loss"], "spikingjelly")
+    print("\nmulti-step LIF forward+backward alone (autograd.grad with a given output gradient):")
+    _print_rows(lif["lif"], "spikingjelly")
     step = bench_train_step(a.model, batch, size, device, a.warmup, repeats)
     print(f"\ntraining step {a.model}, batch {batch}, {size} px, T={SNN_MODELS.get(a.model).time_steps}:")
     _print_rows(step, "spikingjelly")
@@ -196,7 +217,7 @@ def main():
             json.dump({"device": str(device), "torch": torch.__version__,
                        "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
                        "threads": torch.get_num_threads(), "lif_shape": list(lif_shape),
-                       "lif_ms": _ms(lif), "step_model": a.model,
+                       "lif_ms": _ms(lif["loss"]), "lif_alone_ms": _ms(lif["lif"]), "step_model": a.model,
                        "step_batch": batch, "step_size": size, "step_ms": _ms(step)}, f, indent=1)
 
 

@@ -135,7 +135,29 @@ tok = grid_tokens((kh, kw))
 qk = QK(q, k, lambda rows, s: None, tok, tok, (kh, kw), (kh, kw), rel_pos=(rel_h, rel_w))
 out = received_triton(qk, w)
 torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-4)
-qk.rel_pos, qk.bias = None, None
+# 1a. key tiles inside one key row (kw a multiple of the tile: the column + row-tile bias path)
+#     and the general gathers give the same maps
+import cortexalign.models.attention._received_triton as rt
+kh2, kw2 = 3, 64
+q2, k2 = torch.randn(1, 2, kh2 * kw2, d), torch.randn(1, 2, kh2 * kw2, d)
+rh2, rw2 = torch.randn(1, 2, kh2 * kw2, kh2), torch.randn(1, 2, kh2 * kw2, kw2)
+w2 = torch.rand(1, kh2 * kw2)
+b2 = (rh2[..., :, None] + rw2[..., None, :]).reshape(1, 2, kh2 * kw2, -1).double()
+ref2 = torch.einsum("gq,ghqk->ghk", w2.double(),
+                    torch.softmax(q2.double() @ k2.double().transpose(-1, -2) + b2, -1))
+tok2 = grid_tokens((kh2, kw2))
+qk2 = QK(q2, k2, lambda rows, s: None, tok2, tok2, (kh2, kw2), (kh2, kw2), rel_pos=(rh2, rw2))
+for row_tiles in (True, False):
+    rt.ROW_TILES = row_tiles
+    torch.testing.assert_close(received_triton(qk2, w2).double(), ref2, atol=1e-5, rtol=1e-4)
+rt.ROW_TILES = True
+
+# 1b. a log-sum-exp handed over (padded rows, as SDPA kernels return it) skips the first pass
+lse = torch.logsumexp(q.double() @ k.double().transpose(-1, -2) + bias.reshape(g, h, t, t).double(), -1)
+padded = torch.cat([lse.float(), torch.full((g, h, 10), float("inf"))], -1)
+qk.lse = padded[..., :t]
+torch.testing.assert_close(received_triton(qk, w).double(), ref, atol=1e-5, rtol=1e-4)
+qk.rel_pos, qk.bias, qk.lse = None, None, None
 ref0 = torch.einsum("gq,ghqk->ghk", w.double(), torch.softmax(q.double() @ k.double().transpose(-1, -2), -1))
 torch.testing.assert_close(received_triton(qk, w).double(), ref0, atol=1e-5, rtol=1e-4)
 
@@ -193,8 +215,8 @@ def _record_launches(monkeypatch):
     grids = []
 
     class Recorder:
-        def __getitem__(self, grid):
-            grids.append(tuple(grid))
+        def __getitem__(self, grid):  # a function of the autotuned tile sizes: the smallest
+            grids.append(tuple(grid({"BLOCK_Q": 32, "BLOCK_K": 32}) if callable(grid) else grid))
             return lambda *args, **kwargs: None
 
     monkeypatch.setattr(mod, "_lse_kernel", Recorder())

@@ -25,9 +25,12 @@ What a graph needs and this module provides:
   cosine schedule still acts on replays (a Python float would be frozen into the graph);
 - **no host synchronisation inside the step**: the model's input finiteness check runs on
   the batch before it is copied in (``SpikingTransformer.as_sequence`` skips it while a stream
-  is capturing); bf16 autocast runs with ``cache_enabled=False``, as graphs require.
+  is capturing); bf16 autocast runs with ``cache_enabled=False``, as graphs require (in eager
+  steps too, see ``TrainStep._autocast``).
 
-Eager and graphed steps do the same arithmetic in the same order. The one difference: the
+Eager and graphed steps do the same arithmetic in the same order (checked on an H100: the
+weights after 6 steps are bit-identical for all three families, fp32 and bf16, given the same
+capturable optimizer). The one difference: the
 eager step checks the loss before it applies the update and skips a non-finite one, while a
 replayed graph has already applied it when the loss is read (``StepOutput.applied``).
 """
@@ -122,19 +125,26 @@ class TrainStep:
 
     # ------------------------------------------------------------------ pieces
     def _autocast(self):
+        # no cast cache in either mode: graphs require it off, and with it on a weight used twice
+        # in a step (TDFormer's feedback pass, SpiLiFormer's inhibition) shares one bf16 cast,
+        # whose gradients then add up in bf16 instead of float32: eager and graphed steps would
+        # not do the same arithmetic
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp,
-                              cache_enabled=not self.cuda_graph)
+                              cache_enabled=False)
 
     def _eager(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> StepOutput:
         with self._autocast():
             loss, logits = self.model.loss(x, y)
+        # outputs detached: a caller holding them must not keep the step's autograd graph (and
+        # its parameters' AccumulateGrad nodes, bound to this step's stream) alive into the next
+        # step, where a capture on another stream would have to sync with them
         if not self.cuda_graph and not torch.isfinite(loss):
-            return StepOutput(loss, logits, applied=False)
+            return StepOutput(loss.detach(), logits.detach(), applied=False)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         _set_lr(self.optimizer, lr)
         self.optimizer.step()
-        return StepOutput(loss, logits, applied=True)
+        return StepOutput(loss.detach(), logits.detach(), applied=True)
 
     def _warmup_step(self, x, y, lr) -> StepOutput:
         side = torch.cuda.Stream(self.device)
@@ -156,9 +166,9 @@ class TrainStep:
                 loss, logits = self.model.loss(sx, sy)
             loss.backward()
             self.optimizer.step()
-        self._graph, self._static = graph, (sx, sy, loss, logits)
+        self._graph, self._static = graph, (sx, sy, loss.detach(), logits.detach())
         graph.replay()  # capturing records the step; the replay performs it
-        return StepOutput(loss, logits, applied=True)
+        return StepOutput(*self._static[2:], applied=True)
 
     def _replay(self, x, y, lr) -> StepOutput:
         sx, sy, loss, logits = self._static

@@ -168,7 +168,10 @@ def train_snn(config: TrainConfig) -> TrainResult:
     if config.time_steps is not None:
         opts["time_steps"] = config.time_steps
     model = create_snn(config.model, **opts).to(device)
-    opt = snn_optimizer(model, config.lr, config.weight_decay, capturable=config.cuda_graph)
+    # capturable AdamW on every CUDA run, graphed or not: its update is computed on the device
+    # (a tensor lr, device-side bias corrections), with roundings of its own, so eager and
+    # graphed runs (and a resume that switches between them) follow the same arithmetic
+    opt = snn_optimizer(model, config.lr, config.weight_decay, capturable=device.type == "cuda")
     per_epoch = len(_batches(len(train_x), config.batch_size, 0, 0))
     total = per_epoch * config.epochs if config.max_steps is None else min(config.max_steps, per_epoch * config.epochs)
 

@@ -7,6 +7,12 @@ and keeps only the reduced map. Windowed blocks also get a pre-hook on their par
 records the (H, W) grid the block partitions. The forward itself is untouched (fused kernels still
 run, no ``fused_attn`` is flipped, no forward is swapped), and every hook is removed in ``finally``,
 so the model is exactly as before afterwards, also when the forward raises.
+
+One opt-in shortcut: an attention class with a ``maps_capture`` attribute (cortexalign's own
+``SamFusedAttention``) gets it set to True for the call; its forward then keeps q, k and its
+attention kernel's row log-sum-exp for its handler, which reads them instead of recomputing
+(no second q k projection, and the fused map kernel skips a pass). The flag and anything kept
+are cleared in ``finally`` too.
 """
 
 from __future__ import annotations
@@ -166,6 +172,7 @@ def attention_maps(module: torch.nn.Module, x_bchw: torch.Tensor, blocks: Sequen
     out: dict[str, torch.Tensor] = {}
     grids: dict[str, tuple[int, int]] = {}
     handles = []
+    captured: list[torch.nn.Module] = []
 
     def make_hook(name: str):
         handler = ATTENTION_HANDLERS[type(module.get_submodule(name))]
@@ -189,6 +196,9 @@ def attention_maps(module: torch.nn.Module, x_bchw: torch.Tensor, blocks: Sequen
             hook, handler = make_hook(name)
             attn = module.get_submodule(name)
             handles.append(attn.register_forward_hook(hook, with_kwargs=True))
+            if hasattr(type(attn), "maps_capture"):
+                attn.maps_capture = True
+                captured.append(attn)
             if handler.parent_grid:
                 parent = module.get_submodule(name.rsplit(".", 1)[0] if "." in name else "")
                 handles.append(parent.register_forward_pre_hook(make_pre_hook(name)))
@@ -197,6 +207,9 @@ def attention_maps(module: torch.nn.Module, x_bchw: torch.Tensor, blocks: Sequen
     finally:
         for handle in handles:
             handle.remove()
+        for attn in captured:
+            del attn.maps_capture  # back to the class default (False)
+            attn.__dict__.pop("_maps_stash", None)
     missing = [given for given in wanted if given not in out]
     if missing:
         raise InputError("blocks", "blocks that run in the model's forward pass",

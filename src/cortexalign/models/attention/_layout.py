@@ -44,6 +44,9 @@ class QK:
     rel_pos : ``(rel_h (g, h, q, kh), rel_w (g, h, q, kw))`` when ``bias`` is exactly SAM's
         decomposed relative-position bias over a (kh, kw) key window, so a fused kernel can gather
         ``rel_h[q, k // kw] + rel_w[q, k % kw]`` itself instead of calling ``bias``; else None.
+    lse : (g, h, >= q) float32 natural log-sum-exp of each query row's scores (scaled, bias
+        added), when the module's own attention kernel returned it (rows may be padded past q);
+        the fused received-map kernel then skips its first pass. None: computed where needed.
     """
 
     q_ghqd: torch.Tensor
@@ -56,6 +59,7 @@ class QK:
     num_prefix: int = 0
     has_cls: bool = False
     rel_pos: tuple[torch.Tensor, torch.Tensor] | None = None
+    lse: torch.Tensor | None = None
 
     @property
     def windowed(self) -> bool:
