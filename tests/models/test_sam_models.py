@@ -96,10 +96,18 @@ def test_full_config_uses_1024_input():
 
 def test_image_too_small_is_refused(adapters):
     pre = adapters["sam_vit_b"].preprocess
-    with pytest.raises(InputError, match="8 x 40"):
-        pre([np.zeros((8, 40, 3), dtype=np.uint8)])
-    with pytest.raises(InputError, match="elongated"):
-        pre([np.zeros((20, 400, 3), dtype=np.uint8)])  # 20 px tall -> 3 px after scaling
+    for call in (pre, lambda imgs: pre(imgs, device="cpu"), pre.group):  # every path, the
+        with pytest.raises(InputError, match="8 x 40"):                  # device one included
+            call([np.zeros((8, 40, 3), dtype=np.uint8)])
+        with pytest.raises(InputError, match="elongated"):
+            call([np.zeros((20, 400, 3), dtype=np.uint8)])  # 20 px tall -> 3 px after scaling
+
+
+def test_sam_preprocessing_on_a_device_equals_the_host_path(adapters):
+    pre = adapters["sam_vit_b"].preprocess
+    rng = np.random.default_rng(0)
+    imgs = [rng.integers(0, 256, hw + (3,), dtype=np.uint8) for hw in ((48, 64), (64, 40), (48, 64))]
+    torch.testing.assert_close(pre(imgs, device="cpu"), pre(imgs), atol=1e-4, rtol=1e-4)
 
 
 def test_wrong_channel_count_is_refused(adapters):

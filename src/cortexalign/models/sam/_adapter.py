@@ -38,13 +38,25 @@ class SamPreprocess(Preprocess):
 
     min_side: int = 16
 
-    def __call__(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+    def __call__(self, images: Sequence[np.ndarray],
+                 device: str | torch.device | None = None) -> torch.Tensor:
+        if device is None:  # the device path checks in ``group``
+            self._check_sizes(images)
+        return super().__call__(images, device=device)
+
+    def group(self, images: Sequence[np.ndarray], pin_memory: bool = False
+              ) -> list[tuple[list[int], torch.Tensor]]:
+        """``Preprocess.group`` (the host half of the device path, which feature extraction
+        calls directly on CUDA) after the size check."""
+        self._check_sizes(images)
+        return super().group(images, pin_memory=pin_memory)
+
+    def _check_sizes(self, images: Sequence[np.ndarray]) -> None:
         if isinstance(images, Sequence | np.ndarray) and not (
                 isinstance(images, np.ndarray) and images.ndim in (2, 3)):
             for i, img in enumerate(images):
                 img_hwc = check_image(img, f"images[{i}]")
                 self._check_size(img_hwc.shape[:2], f"images[{i}]")
-        return super().__call__(images)
 
     def _check_size(self, hw: tuple[int, int], what: str) -> None:
         h, w = hw
