@@ -84,7 +84,7 @@ def _linear_rows(lin: torch.nn.Linear, x: torch.Tensor, n_rows: int) -> torch.Te
     return F.linear(x, lin.weight[:n_rows], bias)
 
 
-def _windows(ctx: CallContext, g: int, win_hw: tuple[int, int],
+def block_windows(ctx: CallContext, g: int, win_hw: tuple[int, int],
              device: torch.device) -> tuple[tuple[int, int], torch.Tensor]:
     """Grid, and token placement of the windows of a windowed block (one window when global)."""
     gh, gw = ctx.grid()
@@ -165,12 +165,12 @@ def sam_attention(module, args, kwargs, ctx: CallContext) -> QK:
     bias = rel_pos = None
     if module.use_rel_pos:
         rel_pos = decomposed_rel_pos(q.float(), module.rel_pos_h, module.rel_pos_w, (wh, ww))
-        bias = _rel_pos_bias(*rel_pos)
+        bias = rel_pos_bias(*rel_pos)
     elif module.rope is not None:
         rope = module.rope.get_embed()
         q, k = apply_rot_embed_cat(q, rope), apply_rot_embed_cat(k, rope)
     q, k = _to_f32(q, k)
-    grid, tok = _windows(ctx, g, (wh, ww), q.device)
+    grid, tok = block_windows(ctx, g, (wh, ww), q.device)
     return QK(q * module.scale, k, bias, tok, tok, grid, grid, rel_pos=rel_pos)
 
 
@@ -196,7 +196,7 @@ def decomposed_rel_pos(q_ghnd: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w:
     return rel_h_ghqk, rel_w_ghqk
 
 
-def _rel_pos_bias(rel_h_ghqk: torch.Tensor, rel_w_ghqk: torch.Tensor) -> Callable:
+def rel_pos_bias(rel_h_ghqk: torch.Tensor, rel_w_ghqk: torch.Tensor) -> Callable:
     """The decomposed bias added per chunk of query rows: two broadcast adds in place."""
     g, heads, n, h = rel_h_ghqk.shape
     w = rel_w_ghqk.shape[-1]
@@ -226,7 +226,7 @@ def tiny_vit_attention(module, args, kwargs, ctx: CallContext) -> QK:
     gh, gw = ctx.grid()
     ws = int(ctx.parent.window_size)
     win = (gh, gw) if (gh, gw) == (ws, ws) else (ws, ws)
-    grid, tok = _windows(ctx, g, win, q.device)
+    grid, tok = block_windows(ctx, g, win, q.device)
     return QK(q * module.scale, k, bias, tok, tok, grid, grid)
 
 
@@ -245,7 +245,7 @@ def hieradet_attention(module, args, kwargs, ctx: CallContext) -> QK:
         qh, qw = q.shape[1:3]
         q = q.reshape(g, qh * qw, heads, -1)
     q, k = _to_f32(q.transpose(1, 2), k.transpose(1, 2))
-    grid, key_tok = _windows(ctx, g, (wh, ww), q.device)
+    grid, key_tok = block_windows(ctx, g, (wh, ww), q.device)
     sh, sw = wh // qh, ww // qw
     q_grid = (grid[0] // sh, grid[1] // sw)
     n_win = (math.ceil(grid[0] / wh), math.ceil(grid[1] / ww))

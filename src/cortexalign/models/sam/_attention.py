@@ -38,10 +38,10 @@ from timm.models.vision_transformer_sam import Attention as SamAttention
 from cortexalign.models.attention._handlers import (
     ATTENTION_HANDLERS,
     CallContext,
-    _rel_pos_bias,
-    _windows,
+    block_windows,
     decomposed_rel_pos,
     register_handler,
+    rel_pos_bias,
     sam_attention,
 )
 from cortexalign.models.attention._layout import QK
@@ -156,8 +156,8 @@ def fused_sam_attention(module: SamFusedAttention, args, kwargs, ctx: CallContex
     q, k, rel, lse = stash
     x = args[0] if args else kwargs["x"]
     g, wh, ww, _ = x.shape
-    grid, tok = _windows(ctx, g, (wh, ww), q.device)
-    bias = _rel_pos_bias(*rel) if rel is not None else None
+    grid, tok = block_windows(ctx, g, (wh, ww), q.device)
+    bias = rel_pos_bias(*rel) if rel is not None else None
     return QK(q * module.scale, k, bias, tok, tok, grid, grid, rel_pos=rel, lse=lse)
 
 
