@@ -51,8 +51,9 @@ def _configs() -> list:
     """Tile shapes the autotuner times once per problem shape (key: q, k, d and the bias).
 
     Under the interpreter one small shape (the tests check logic, not speed). On a GPU, shapes a
-    smaller card cannot hold (float32 tiles of a head dim of 128 at 3 stages) fail to compile and
-    are skipped by the autotuner; the last one fits any CUDA GPU Triton supports.
+    card cannot hold in shared memory (float32 tiles of a head dim of 128 at 3 stages) fail to
+    compile and the autotuner skips them; the last is the smallest. Where none fits, the launch
+    raises ``KernelResourceError`` and ``attention_maps`` falls back to the chunked path.
     """
     if INTERPRET:
         return [triton.Config({"BLOCK_Q": 32, "BLOCK_K": 32}, num_warps=4, num_stages=1)]
