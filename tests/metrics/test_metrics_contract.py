@@ -170,6 +170,31 @@ def test_a_bad_ci_level_is_refused_before_any_work_even_without_bootstrap(name, 
     assert err.value.parameter == "ci_level"
 
 
+_COUNT_LOWS = {"n_bootstrap": 0, "n_permutations": 0, "n_splits": 1, "n_folds": 2,
+               "inner_folds": 2, "n_components": 1, "seed": 0}
+_COUNT_CASES = [(n, opt, low) for n in METRICS.names() for opt, low in _COUNT_LOWS.items()
+                if opt in inspect.signature(METRICS.get(n)).parameters]
+
+
+@pytest.mark.parametrize(("name", "option", "low"), _COUNT_CASES)
+def test_integer_options_are_refused_before_any_work_below_their_bound_or_not_integers(
+        name, option, low):
+    for bad in (low - 1, 2.5, True, "5", np.float64(3.0)):
+        with pytest.raises(InputError) as err:
+            check_options(name, {option: bad})
+        assert err.value.parameter == option, bad
+    for good in (low, np.int64(low + 3)):
+        check_options(name, {option: good})
+
+
+@pytest.mark.parametrize("alphas", [[], [1.0, -1.0], [0.0], [1.0, np.inf], "abc", [[]]])
+def test_a_bad_penalty_grid_is_refused_before_any_work(alphas):
+    with pytest.raises(InputError) as err:
+        check_options("ridge", {"alphas": alphas})
+    assert err.value.parameter == "alphas"
+    check_options("ridge", {"alphas": np.logspace(-3, 7, 11)})
+
+
 @pytest.mark.parametrize(("name", "options"), TAKEN_OPTIONS)
 def test_check_options_passes_options_the_metric_takes(name, options):
     check_options(name, options)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import inspect
 
+import numpy as np
 import xarray as xr
 
 from cortexalign.errors import InputError
 from cortexalign.metrics._registry import METRICS
+from cortexalign.metrics._ridge import check_alphas
 from cortexalign.metrics._score import Score
 from cortexalign.neural import RDMSet
 
@@ -65,6 +67,7 @@ def check_options(metric_name: str, options) -> None:
         if unknown:
             raise InputError("options", f"options of metric {metric_name!r}: {', '.join(valid)}",
                              f"{unknown}", "check the spelling of the option names")
+    _check_counts(options)
     if "ci_level" in options:  # every metric's interval level, checked even with no bootstrap
         from cortexalign.stats import check_ci_level  # stats builds on metrics: imported here
 
@@ -75,6 +78,25 @@ def check_options(metric_name: str, options) -> None:
         bound = signature.bind_partial(**{n: None for n in positional}, **dict(options))
         bound.apply_defaults()
         check({n: v for n, v in bound.arguments.items() if n not in positional})
+
+
+#: integer options shared by several metrics: smallest value, and an example for the fix
+_COUNTS = {"n_bootstrap": (0, "1000 (0 switches the bootstrap off)"), "n_permutations": (0, "1000"),
+           "n_splits": (1, "100"), "n_folds": (2, "5"), "inner_folds": (2, "5"),
+           "n_components": (1, "25"), "seed": (0, "0")}
+
+
+def _check_counts(options) -> None:
+    """The shared integer options and ``alphas``, by type and lower bound (what the stimuli
+    bound, such as ``n_folds`` at most the stimulus count, is checked where the data is)."""
+    for name, (low, example) in _COUNTS.items():
+        value = options.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+            raise InputError(name, f"an integer >= {low}", repr(value), f"e.g. {name}: {example}")
+    if options.get("alphas") is not None:
+        check_alphas(options["alphas"])
 
 
 def list_metrics() -> list[dict[str, str]]:

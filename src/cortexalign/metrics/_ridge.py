@@ -35,7 +35,7 @@ from sklearn.model_selection import KFold
 
 from cortexalign.errors import InputError, UnknownNameError
 
-__all__ = ["RIDGE_SOLVERS", "RIDGE_ROUTES", "RIDGE_DTYPES", "RidgeCVFit", "check_solver_options",
+__all__ = ["RIDGE_SOLVERS", "RIDGE_ROUTES", "RIDGE_DTYPES", "RidgeCVFit", "check_alphas", "check_solver_options",
            "himalaya_backend", "ridge_dtype", "solve_ridge_cv"]
 
 TIE_SLOPE = 1e-10  # himalaya's tie-break: score + 1e-10 * log(alpha)
@@ -153,6 +153,21 @@ def _inner_mse(inner: list[_Basis], w_f_avr: list[torch.Tensor], splits, y64: to
     return mse_an.div_(len(splits))
 
 
+def check_alphas(alphas) -> np.ndarray:
+    """The penalty grid as a flat float64 array; ``InputError`` unless it is non-empty, numeric,
+    finite and > 0."""
+    try:
+        alpha_a = np.asarray(alphas, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise InputError("alphas", "a non-empty grid of finite penalties > 0", repr(alphas),
+                         "e.g. alphas=np.logspace(-3, 7, 11)") from None
+    if alpha_a.size == 0 or not (np.isfinite(alpha_a).all() and (alpha_a > 0).all()):
+        raise InputError("alphas", "a non-empty grid of finite penalties > 0",
+                         f"{alpha_a.size} value(s), min {alpha_a.min() if alpha_a.size else 'n/a'}",
+                         "e.g. alphas=np.logspace(-3, 7, 11)")
+    return alpha_a
+
+
 def _check(x_sd, y_sn, x_td, alphas, inner_folds, target_chunk, route) -> torch.Tensor:
     if x_sd.ndim != 2 or y_sn.ndim != 2 or x_td.ndim != 2:
         raise InputError("x_sd, y_sn, x_td", "2-D (stimuli, features/targets) tensors",
@@ -162,11 +177,7 @@ def _check(x_sd, y_sn, x_td, alphas, inner_folds, target_chunk, route) -> torch.
         raise InputError("y_sn", f"{len(x_sd)} rows and x_td with {x_sd.shape[1]} columns",
                          f"{len(y_sn)} rows, x_td with {x_td.shape[1]} columns",
                          "pass the training features and targets of the same stimuli")
-    alpha_a = torch.as_tensor(np.asarray(alphas, dtype=np.float64).reshape(-1))
-    if alpha_a.numel() == 0 or not bool(torch.isfinite(alpha_a).all() and (alpha_a > 0).all()):
-        raise InputError("alphas", "a non-empty grid of finite penalties > 0",
-                         f"{alpha_a.numel()} value(s), min {alpha_a.min().item() if alpha_a.numel() else 'n/a'}",
-                         "e.g. alphas=np.logspace(-3, 7, 11)")
+    alpha_a = torch.as_tensor(check_alphas(alphas))
     if isinstance(inner_folds, bool) or not isinstance(inner_folds, (int, np.integer)) \
             or not 2 <= int(inner_folds) <= len(x_sd):
         raise InputError("inner_folds", f"an int in 2..{len(x_sd)} (the training stimuli)",
