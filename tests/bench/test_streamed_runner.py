@@ -16,7 +16,7 @@ from _streamed_helpers import (  # on sys.path (pytest)
 
 from cortexalign.bench import ConfigError, _run, load_config
 from cortexalign.bench._config import MetricSpec
-from cortexalign.bench._run import _pooled_bytes, run_experiment
+from cortexalign.bench._run import _check_metric_folds, _pooled_bytes, run_experiment
 from cortexalign.bench._scoring import STREAMED_METRICS, CachedLayer, score_job
 from cortexalign.bench._stats import rsa_permutation_p
 from cortexalign.errors import InputError, UnknownNameError
@@ -147,7 +147,10 @@ BAD_OPTIONS = [("rsa", {"rdm_methd": "cosine"}), ("rsa", {"compare": "pearson", 
                # solver does not take): these used to fail their jobs at run time
                ("cka_linear", {"sigma_frac": 0.5}), ("cka_rbf", {"sigma": 0.5}),
                ("ridge", {"solver": "himalaya", "dtype": "float32"}),
-               ("rsa", {"rdm_method": "crossnobis"})]
+               ("rsa", {"rdm_method": "crossnobis"}),
+               # integer options by type and lower bound, for every metric (check_options)
+               ("ridge", {"n_folds": 1}), ("pls", {"n_components": 0}),
+               ("rsa", {"n_splits": 2.5}), ("ridge", {"alphas": [1.0, -1.0]})]
 
 
 def _score_error(metric: str, options: dict) -> InputError:
@@ -236,6 +239,24 @@ def test_options_the_run_sets_are_refused_before_any_job(tmp_path, responses_fil
         run_experiment(cfg, tmp_path / "out", progress=False)
     assert err.value.parameter == "metrics[0] (rsa).options" and "n_bootstrap" in err.value.received
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("options", "option"), [({"n_folds": 93}, "n_folds"),
+                                                  ({"n_folds": 2, "inner_folds": 47}, "inner_folds"),
+                                                  ({"inner_folds": 74}, "inner_folds")])
+def test_folds_the_stimuli_cannot_make_are_refused_before_any_job(tmp_path, responses_file,
+                                                                   options, option):
+    """92 stimuli: at most 92 outer folds, and inner folds within the smallest training split
+    (46 of 2 folds, 73 of the default 5)."""
+    cfg = load_config(_config(responses_file, metrics=[
+        {"name": "rsa"}, {"name": "ridge", "options": options}]))
+    with pytest.raises(InputError) as err:
+        run_experiment(cfg, tmp_path / "out", progress=False)
+    assert err.value.parameter == f"metrics[1] (ridge).options.{option}"
+    assert not (tmp_path / "out").exists()
+    ok = {**options, option: options[option] - 1}  # one less is allowed
+    _check_metric_folds(load_config(_config(responses_file, metrics=[
+        {"name": "ridge", "options": ok}])), 92)
 
 
 def test_an_unknown_ridge_solver_is_refused_before_any_job(tmp_path, responses_file):

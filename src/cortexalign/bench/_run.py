@@ -13,6 +13,7 @@ Order of work
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -102,6 +103,27 @@ def _check_metric_targets(config: ExperimentConfig, targets: dict[str, list[Targ
                                  "use 'rsa' for RDM targets, or give responses for this metric")
 
 
+def _check_metric_folds(config: ExperimentConfig, n_stimuli: int) -> None:
+    """Folds a metric cannot make from the stimuli: ``n_folds`` above their count, or
+    ``inner_folds`` above the smallest outer fold's training stimuli (the bounds the encoding
+    metrics check when they run, here before any job)."""
+    for i, spec in enumerate(config.metrics):
+        params = inspect.signature(METRICS.get(spec.name)).parameters
+        where = f"metrics[{i}] ({spec.name}).options"
+        n_folds = spec.options.get("n_folds", params["n_folds"].default) if "n_folds" in params \
+            else None
+        if isinstance(n_folds, int) and n_folds > n_stimuli:
+            raise InputError(f"{where}.n_folds", f"an int in 2..{n_stimuli} (the stimuli)",
+                             repr(n_folds), "lower n_folds")
+        if "inner_folds" in params and isinstance(n_folds, int) and n_folds >= 2:
+            inner = spec.options.get("inner_folds", params["inner_folds"].default)
+            n_train = n_stimuli - -(-n_stimuli // n_folds)  # the smallest training split
+            if isinstance(inner, int) and inner > n_train:
+                raise InputError(f"{where}.inner_folds", f"an int in 2..{n_train} (the training "
+                                 f"stimuli of {n_folds} outer folds over {n_stimuli})",
+                                 repr(inner), "lower inner_folds or n_folds")
+
+
 def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *,
                    progress: bool = True, allow_config_change: bool = False,
                    console: Console | None = None,
@@ -127,6 +149,7 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
     stimuli = load_stimuli(cfg.stimuli.source, **cfg.stimuli.options)
     targets = _targets_for(cfg, stimuli)
     _check_metric_targets(cfg, targets)
+    _check_metric_folds(cfg, len(stimuli))
     check_partition_targets(cfg, targets, len(stimuli))
     # a Ray worker resolves the device where it runs (the driver may have no GPU)
     device = resolve_device(cfg.device) if cfg.executor == "local" else cfg.device
