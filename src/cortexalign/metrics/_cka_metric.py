@@ -16,6 +16,7 @@ import xarray as xr
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError
 from cortexalign.metrics._cka import _center_gram, cka_from_grams, cka_tensor
+from cortexalign.metrics._cka_boot import resampled_cka
 from cortexalign.metrics._rdm import _mm_nt
 from cortexalign.metrics._registry import METRICS
 from cortexalign.metrics._score import Score
@@ -65,6 +66,11 @@ def _check_target_and_options(target, kind: str, options: dict) -> None:
     _check_options(kind, options)
 
 
+def _counts(idx_s: torch.Tensor, s: int) -> torch.Tensor:
+    """How often each of the s stimuli was drawn (float64), for ``resampled_cka``."""
+    return torch.bincount(idx_s, minlength=s).to(torch.float64)
+
+
 def _score(stat, s: int, dev: torch.device, *, kind: str, n_bootstrap: int, seed: int,
            ci_level: float, options: dict) -> Score:
     """Score of ``stat(idx_s) -> float`` (all stimuli: ``idx_s`` None), with the percentile
@@ -90,7 +96,9 @@ def cka_metric(features_sd, target, *, kind: str, n_bootstrap: int = 0, seed: in
     features_sd : (s, d) model features, rows in the target's stimulus order.
     target : responses ``DataArray`` (stimulus, neuroid[, repetition]); an RDMSet is refused.
     kind : ``linear``, ``linear_debiased`` or ``rbf`` (``sigma_frac`` option for rbf).
-    n_bootstrap, seed, ci_level : percentile interval over stimulus resamples (0: none).
+    n_bootstrap, seed, ci_level : percentile interval over stimulus resamples (0: none). Each
+        resample's CKA leaves out the pairs of two copies of one stimulus (``_cka_boot``: with
+        them, resampled CKA sits above the estimate); it works on the s x s Grams.
 
     Returns
     -------
@@ -105,10 +113,14 @@ def cka_metric(features_sd, target, *, kind: str, n_bootstrap: int = 0, seed: in
     check_features(x, "features_sd", min_stimuli=need)
     check_features(y, "target", min_stimuli=need)
 
+    grams: list[torch.Tensor] = []  # X X^T, Y Y^T: made at the first resample (s x s each)
+
     def stat(idx_s: torch.Tensor | None) -> float:
         if idx_s is None:
             return float(cka_tensor(x, y, kind, **options))
-        return float(cka_tensor(x[idx_s], y[idx_s], kind, **options))
+        if not grams:
+            grams.extend((_mm_nt(x, x), _mm_nt(y, y)))
+        return float(resampled_cka(*grams, _counts(idx_s, x.shape[0]), kind, **options))
 
     return _score(stat, x.shape[0], dev, kind=kind, n_bootstrap=n_bootstrap, seed=seed,
                   ci_level=ci_level, options=options)
@@ -150,7 +162,7 @@ def cka_from_gram(gram_ss, target, *, kind: str = "linear", n_bootstrap: int = 0
     kind : ``linear``, ``linear_debiased`` or ``rbf`` (``sigma_frac`` option for rbf, as in
         ``cka_metric``).
     n_bootstrap, seed, ci_level : percentile interval over the same stimulus resamples as
-        ``cka_metric`` (rows and columns of both Grams resampled together).
+        ``cka_metric``, computed the same way (copies of a stimulus never paired).
 
     Returns
     -------
@@ -169,8 +181,7 @@ def cka_from_gram(gram_ss, target, *, kind: str = "linear", n_bootstrap: int = 0
     def stat(idx_s: torch.Tensor | None) -> float:
         if idx_s is None:
             return float(cka_from_grams(k, l_, kind, **options))
-        rows, cols = idx_s[:, None], idx_s[None, :]
-        return float(cka_from_grams(k[rows, cols], l_[rows, cols], kind, **options))
+        return float(resampled_cka(k, l_, _counts(idx_s, k.shape[0]), kind, **options))
 
     return _score(stat, k.shape[0], dev, kind=kind, n_bootstrap=n_bootstrap, seed=seed,
                   ci_level=ci_level, options=options)
