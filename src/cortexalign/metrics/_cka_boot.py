@@ -56,10 +56,16 @@ def _weighted_median(values: torch.Tensor, weights: torch.Tensor) -> torch.Tenso
 
 
 def _rbf_from_linear(k_ss: torch.Tensor, w_ss: torch.Tensor, sigma_frac: float) -> torch.Tensor:
+    """Gaussian kernel of the linear Gram's distances, bandwidth from their median over the
+    resample's pairs: the upper triangle counted twice, the zero diagonal once per position, and
+    undrawn stimuli (weight 0) dropped before the sort (a fifth of the s^2 values remain)."""
     sq = torch.diagonal(k_ss)
     d2 = (sq[:, None] + sq[None, :] - 2.0 * k_ss).clamp_(min=0.0)
     d2.fill_diagonal_(0.0)
-    med = _weighted_median(d2.reshape(-1), w_ss.reshape(-1))
+    off = torch.triu(w_ss > 0, diagonal=1)
+    values = torch.cat([d2[off], d2.new_zeros(1)])
+    weights = torch.cat([2.0 * w_ss[off], torch.diagonal(w_ss).sum().reshape(1)])
+    med = _weighted_median(values, weights)
     return torch.exp(-d2 / (2.0 * sigma_frac**2 * med))
 
 
