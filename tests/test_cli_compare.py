@@ -113,6 +113,8 @@ def test_the_cache_is_shared_with_extract(tmp_path, folder):
     ("sim.nc", {"layers_b": ["layer1"]}, InputError, "layers_b"),
     ("sim.nc", {"layers": ["blocks.9"]}, UnknownNameError, None),
     ("sim.nc", {"model_b": "timm:test_resnet"}, UnknownNameError, None),
+    ("sim.nc", {"metric": "rsa", "n_bootstrap": 10}, InputError, "n_bootstrap"),
+    ("sim.nc", {"n_bootstrap": 10, "ci_level": 2.0}, InputError, "ci_level"),
 ])
 def test_bad_requests_fail_before_extraction_and_write_nothing(tmp_path, folder, monkeypatch,
                                                                out, kwargs, error, parameter):
@@ -127,6 +129,23 @@ def test_bad_requests_fail_before_extraction_and_write_nothing(tmp_path, folder,
     if parameter is not None:
         assert info.value.parameter == parameter
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bootstrap_intervals_reach_the_nc_and_csv_outputs(tmp_path, folder):
+    args = [*VIT, folder, "-l", "blocks.0", "-l", "norm", "--device", "cpu", "-q",
+            "--n-bootstrap", "20", "--seed", "3", "--ci-level", "0.8"]
+    for name in ("sim.nc", "sim.csv"):
+        res = _invoke(*args, "--out", tmp_path / name)
+        assert res.exit_code == 0, res.output
+    ref = layer_similarity(_features("timm:test_vit", folder, ["blocks.0", "norm"], img_size=32),
+                           device="cpu", n_bootstrap=20, seed=3, ci_level=0.8)
+    got = xr.open_dataarray(tmp_path / "sim.nc").load()
+    np.testing.assert_allclose(got.ci_low.values, ref.ci_low.values, rtol=1e-10)
+    np.testing.assert_allclose(got.ci_high.values, ref.ci_high.values, rtol=1e-10)
+    frame = pd.read_csv(tmp_path / "sim.csv")
+    assert list(frame.columns) == ["layer_a", "layer_b", "value", "ci_low", "ci_high"]
+    assert len(frame) == 4
+    np.testing.assert_allclose(frame["ci_high"].to_numpy(), ref.ci_high.values.ravel(), rtol=1e-9)
 
 
 def test_cli_argument_count_and_option_syntax_fail_cleanly(tmp_path):

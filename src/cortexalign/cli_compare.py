@@ -38,6 +38,10 @@ def _write_nc(da: xr.DataArray, tmp: Path) -> None:
 
 
 def _write_csv(da: xr.DataArray, tmp: Path) -> None:
+    if "ci_low" in da.coords:  # with intervals: one row per layer pair
+        frame = da.to_dataset(name="value").reset_coords()[["value", "ci_low", "ci_high"]]
+        frame.to_dataframe().to_csv(tmp, float_format="%.10g")
+        return
     frame = da.to_pandas()  # rows layer_a, columns layer_b
     frame.index.name = f"{da.attrs.get('model_a', 'A')} \\ {da.attrs.get('model_b', 'B')}"
     frame.to_csv(tmp, float_format="%.10g")
@@ -52,8 +56,10 @@ def _write_png(da: xr.DataArray, tmp: Path) -> None:
 
 
 OUTPUT_FORMATS = {".nc": _write_nc, ".csv": _write_csv, ".png": _write_png}
-"""Suffix -> ``writer(da, tmp_path)``: NetCDF (``xarray.open_dataarray``), a CSV matrix (rows
-layers of A, columns layers of B) or a PNG heatmap (``plot_layer_similarity``)."""
+"""Suffix -> ``writer(da, tmp_path)``: NetCDF (``xarray.open_dataarray``; intervals as its
+``ci_low`` / ``ci_high`` coordinates), a CSV matrix (rows layers of A, columns layers of B; with
+intervals one row per pair: layer_a, layer_b, value, ci_low, ci_high) or a PNG heatmap
+(``plot_layer_similarity``)."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +151,8 @@ def compare_layers_to_file(model_a: str, stimuli: str | os.PathLike[str],
                            device: str = "auto", precision: str = "auto",
                            cache: str | os.PathLike[str] | None = None, overwrite: bool = False,
                            progress: bool = True, model_kwargs: Mapping[str, Any] | None = None,
-                           model_kwargs_b: Mapping[str, Any] | None = None) -> CompareSummary:
+                           model_kwargs_b: Mapping[str, Any] | None = None, n_bootstrap: int = 0,
+                           seed: int = 0, ci_level: float = 0.95) -> CompareSummary:
     """Layer-by-layer similarity of ``model_a`` and ``model_b`` (or ``model_a`` with itself).
 
     Parameters
@@ -162,6 +169,8 @@ def compare_layers_to_file(model_a: str, stimuli: str | os.PathLike[str],
     untrained, device : passed to ``load_model`` for both models.
     model_kwargs, model_kwargs_b : constructor options of A and of B, passed to ``load_model``.
     overwrite : replace an existing ``out``; progress : show progress bars.
+    n_bootstrap, seed, ci_level : CKA metrics: percentile intervals over stimulus resamples
+        (``layer_similarity``), checked before any extraction.
 
     Returns
     -------
@@ -177,11 +186,13 @@ def compare_layers_to_file(model_a: str, stimuli: str | os.PathLike[str],
     from cortexalign.device import resolve_device
     from cortexalign.features import FeatureCache, extract_features
     from cortexalign.metrics import layer_similarity
+    from cortexalign.metrics._layer_bootstrap import check_bootstrap
     from cortexalign.metrics._layer_similarity import _check_metric
     from cortexalign.stimuli import load_stimuli
 
     path = _check_out(out, overwrite)
     full_options = _check_metric(metric, dict(options or {}))
+    check_bootstrap(metric, n_bootstrap, seed, ci_level)
     _check_request(layers, layers_b, all_layers, model_b, pooling, precision, batch_size)
     dev = resolve_device(device)
     start = time.perf_counter()
@@ -200,7 +211,8 @@ def compare_layers_to_file(model_a: str, stimuli: str | os.PathLike[str],
     id_b, feats_b = (id_a, None) if model_b is None else (models[1][0].model_id, feats[1])
     da = layer_similarity({k: f.values for k, f in feats_a.items()},
                           None if feats_b is None else {k: f.values for k, f in feats_b.items()},
-                          metric, device=dev, **full_options)
+                          metric, device=dev, n_bootstrap=n_bootstrap, seed=seed,
+                          ci_level=ci_level, **full_options)
     da.attrs.update({"model_a": id_a, "model_b": id_b, "pooling": pooling,
                      "stimulus_set": stim.name, "stimuli_hash": stim.content_hash,
                      "weights": "untrained" if untrained else "default"})
@@ -256,6 +268,11 @@ def compare_layers(
                                                "`cortexalign extract`).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out "
                                             "file.")] = False,
+    n_bootstrap: Annotated[int, typer.Option(help="CKA metrics: bootstrap resamples of the "
+                                             "stimuli for a percentile interval per layer pair "
+                                             "(0: none).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap resamples.")] = 0,
+    ci_level: Annotated[float, typer.Option(help="Interval level.")] = 0.95,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Similarity of every layer of MODEL_A with every layer of MODEL_B (Kornblith et al. 2019).
@@ -279,7 +296,8 @@ def compare_layers(
             untrained=untrained, batch_size=batch_size, device=device, precision=precision,
             cache=cache, overwrite=overwrite, progress=not quiet,
             model_kwargs=_options_or_kwargs(kwarg, "--kwarg"),
-            model_kwargs_b=_options_or_kwargs(kwarg_b, "--kwarg-b"))
+            model_kwargs_b=_options_or_kwargs(kwarg_b, "--kwarg-b"), n_bootstrap=n_bootstrap,
+            seed=seed, ci_level=ci_level)
     except CortexAlignError as err:
         Console(stderr=True).print(f"error: {err}", style="red", highlight=False, markup=False)
         raise typer.Exit(2) from None

@@ -12,10 +12,10 @@ from cortexalign.metrics._banded import BandedRidgeScore, banded_ridge, solve_ba
 from cortexalign.metrics._cka import CKA_KINDS, cka
 from cortexalign.metrics._cka_metric import cka_from_gram
 from cortexalign.metrics._compare import RDM_COMPARISONS, compare_rdms
+from cortexalign.metrics._layer_plot import plot_layer_similarity
 from cortexalign.metrics._layer_similarity import (
     LAYER_SIMILARITIES,
     layer_similarity,
-    plot_layer_similarity,
 )
 from cortexalign.metrics._maps import MAP_MEASURES, MAP_SCALINGS, compare_maps, map_score
 from cortexalign.metrics._partition import VariancePartition, variance_partitioning

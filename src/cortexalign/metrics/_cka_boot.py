@@ -27,17 +27,18 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["resampled_cka"]
+__all__ = ["resampled_cka", "pair_weights", "resample_centre", "rbf_from_linear", "u_hsic",
+           "u_norms"]
 
 
-def _pair_weights(c_s: torch.Tensor) -> torch.Tensor:
+def pair_weights(c_s: torch.Tensor) -> torch.Tensor:
     """(s, s) pairs of resample positions mapping to (i, j), copies excluded."""
     w = c_s[:, None] * c_s[None, :]
     w.diagonal().copy_(c_s)
     return w
 
 
-def _weighted_centre(k_ss: torch.Tensor, c_s: torch.Tensor) -> torch.Tensor:
+def resample_centre(k_ss: torch.Tensor, c_s: torch.Tensor) -> torch.Tensor:
     """``H K H`` of the resample (its rows mean-centred), written on the original stimuli."""
     p = c_s / c_s.sum()
     kp = k_ss @ p
@@ -55,7 +56,7 @@ def _weighted_median(values: torch.Tensor, weights: torch.Tensor) -> torch.Tenso
     return 0.5 * (lo + hi)
 
 
-def _rbf_from_linear(k_ss: torch.Tensor, w_ss: torch.Tensor, sigma_frac: float) -> torch.Tensor:
+def rbf_from_linear(k_ss: torch.Tensor, w_ss: torch.Tensor, sigma_frac: float) -> torch.Tensor:
     """Gaussian kernel of the linear Gram's distances, bandwidth from their median over the
     resample's pairs: the upper triangle counted twice, the zero diagonal once per position, and
     undrawn stimuli (weight 0) dropped before the sort (a fifth of the s^2 values remain)."""
@@ -70,15 +71,15 @@ def _rbf_from_linear(k_ss: torch.Tensor, w_ss: torch.Tensor, sigma_frac: float) 
 
 
 def _biased(k_ss, l_ss, c_s, kind: str, sigma_frac: float) -> torch.Tensor:
-    w = _pair_weights(c_s)
+    w = pair_weights(c_s)
     if kind == "rbf":
-        k_ss, l_ss = _rbf_from_linear(k_ss, w, sigma_frac), _rbf_from_linear(l_ss, w, sigma_frac)
-    kc, lc = _weighted_centre(k_ss, c_s), _weighted_centre(l_ss, c_s)
+        k_ss, l_ss = rbf_from_linear(k_ss, w, sigma_frac), rbf_from_linear(l_ss, w, sigma_frac)
+    kc, lc = resample_centre(k_ss, c_s), resample_centre(l_ss, c_s)
     kl, kk, ll = (w * kc * lc).sum(), (w * kc * kc).sum(), (w * lc * lc).sum()
     return kl / torch.sqrt(kk * ll)
 
 
-def _u_hsic(k0: torch.Tensor, l0: torch.Tensor, c_s: torch.Tensor, norms: tuple) -> torch.Tensor:
+def u_hsic(k0: torch.Tensor, l0: torch.Tensor, c_s: torch.Tensor, norms: tuple) -> torch.Tensor:
     """Weighted U-statistic HSIC over distinct stimuli (``k0``, ``l0``: zero diagonals)."""
     n2, n3, n4 = norms
     c2 = c_s * c_s
@@ -92,16 +93,23 @@ def _u_hsic(k0: torch.Tensor, l0: torch.Tensor, c_s: torch.Tensor, norms: tuple)
     return a / n2 + quads / n4 - 2.0 * b / n3
 
 
-def _debiased(k_ss, l_ss, c_s) -> torch.Tensor:
+def u_norms(c_s: torch.Tensor) -> tuple[float, float, float] | None:
+    """Total weights of the ordered pairs, triples and quadruples of distinct stimuli (from the
+    power sums of the counts), or None with fewer than 4 distinct stimuli drawn."""
     p1, p2, p3, p4 = (float((c_s**k).sum()) for k in (1, 2, 3, 4))
     norms = (p1**2 - p2, p1**3 - 3 * p1 * p2 + 2 * p3,
              p1**4 - 6 * p1**2 * p2 + 3 * p2**2 + 8 * p1 * p3 - 6 * p4)
-    if min(norms) <= 0:  # fewer than 4 distinct stimuli drawn
+    return None if min(norms) <= 0 else norms
+
+
+def _debiased(k_ss, l_ss, c_s) -> torch.Tensor:
+    norms = u_norms(c_s)
+    if norms is None:
         return torch.tensor(float("nan"), dtype=k_ss.dtype, device=k_ss.device)
     k0, l0 = k_ss.clone(), l_ss.clone()
     k0.fill_diagonal_(0.0)
     l0.fill_diagonal_(0.0)
-    hxy, hxx, hyy = _u_hsic(k0, l0, c_s, norms), _u_hsic(k0, k0, c_s, norms), _u_hsic(l0, l0, c_s, norms)
+    hxy, hxx, hyy = u_hsic(k0, l0, c_s, norms), u_hsic(k0, k0, c_s, norms), u_hsic(l0, l0, c_s, norms)
     denom = hxx * hyy
     return hxy / torch.sqrt(denom) if bool(denom > 0) else torch.full_like(hxy, float("nan"))
 
@@ -113,5 +121,5 @@ def resampled_cka(k_ss: torch.Tensor, l_ss: torch.Tensor, c_s: torch.Tensor, kin
     cancel). 0-d tensor; NaN where a self-HSIC is <= 0."""
     if kind == "linear_debiased":
         centre = torch.ones_like(c_s)  # Song's estimator on centred features, as the point estimate
-        return _debiased(_weighted_centre(k_ss, centre), _weighted_centre(l_ss, centre), c_s)
+        return _debiased(resample_centre(k_ss, centre), resample_centre(l_ss, centre), c_s)
     return _biased(k_ss, l_ss, c_s, kind, sigma_frac)

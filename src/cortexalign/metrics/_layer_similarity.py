@@ -42,11 +42,12 @@ from cortexalign.metrics._cka import _center, _center_gram, rbf_gram
 from cortexalign.metrics._cka_metric import DEBIASED, KORNBLITH_2019
 from cortexalign.metrics._cka_metric import _check_options as _check_cka_options
 from cortexalign.metrics._compare import compare_vectors
+from cortexalign.metrics._layer_bootstrap import bootstrap_layer_cka, check_bootstrap
 from cortexalign.metrics._rdm import _mm_nt, rdm_tensor, upper_tri
 from cortexalign.metrics._rsa_metric import _check_options as _check_rsa_options
 from cortexalign.metrics._validate import as_tensor, check_features, check_varies
 
-__all__ = ["LAYER_SIMILARITIES", "layer_similarity", "plot_layer_similarity"]
+__all__ = ["LAYER_SIMILARITIES", "layer_similarity"]
 
 _CHUNK_ELEMENTS = 2**25  # float64 elements per temporary block (256 MiB); one chunk -> syrk
 NILI_2014 = ("Kriegeskorte, Mur & Bandettini (2008) Front Syst Neurosci 2:4; Nili et al. (2014) "
@@ -304,7 +305,8 @@ def _check_same_stimuli(named: list[tuple[str, torch.Tensor]]) -> None:
 
 
 def layer_similarity(feats_a: Mapping, feats_b: Mapping | None = None, metric: str = "cka_linear",
-                     *, device: str | torch.device | None = None, **options) -> xr.DataArray:
+                     *, device: str | torch.device | None = None, n_bootstrap: int = 0,
+                     seed: int = 0, ci_level: float = 0.95, **options) -> xr.DataArray:
     """Similarity of every layer of A with every layer of B (Kornblith et al. 2019's heatmap).
 
     Parameters
@@ -319,6 +321,9 @@ def layer_similarity(feats_a: Mapping, feats_b: Mapping | None = None, metric: s
     sigma_frac : ``cka_rbf`` bandwidth as a fraction of the root median squared distance (1.0).
     rdm_method, compare : ``rsa``'s RDM method (``correlation``) and comparison (``spearman``),
         names of ``RDM_METHODS`` and ``RDM_COMPARISONS``.
+    n_bootstrap, seed, ci_level : CKA measures: percentile intervals over stimulus resamples
+        (``_layer_bootstrap``), as coordinates ``ci_low`` / ``ci_high`` (layer_a, layer_b);
+        0 (default): none.
 
     Returns
     -------
@@ -334,6 +339,7 @@ def layer_similarity(feats_a: Mapping, feats_b: Mapping | None = None, metric: s
     layers with different stimulus counts.
     """
     options = _check_metric(metric, options)
+    check_bootstrap(metric, n_bootstrap, seed, ci_level)
     dev = resolve_device(device)
     need = 4 if metric == "cka_linear_debiased" else 3
     names_a, xs_a = _layers(feats_a, "feats_a", dev, need)
@@ -344,53 +350,13 @@ def layer_similarity(feats_a: Mapping, feats_b: Mapping | None = None, metric: s
         named += [(f"feats_b[{n!r}]", x) for n, x in zip(names_b, xs_b, strict=True)]
     _check_same_stimuli(named)
     sim_ab = LAYER_SIMILARITIES[metric](xs_a, xs_b, **options)
-    return xr.DataArray(
-        sim_ab.cpu().numpy(), dims=("layer_a", "layer_b"),
-        coords={"layer_a": list(names_a), "layer_b": list(names_b)}, name=metric,
-        attrs={"metric": metric, "options": json.dumps(options), "n_stimuli": int(xs_a[0].shape[0]),
-               "citation": _CITATIONS[metric]})
-
-
-def plot_layer_similarity(da: xr.DataArray, ax=None, *, cmap: str = "magma",
-                          annotate: bool | None = None):
-    """Heatmap of a ``layer_similarity`` result: layers of A on the y axis, of B on the x axis.
-
-    Parameters
-    ----------
-    da : (layer_a, layer_b) DataArray from ``layer_similarity``.
-    ax : a matplotlib Axes to draw into; ``None``: a new ``matplotlib.figure.Figure`` (no pyplot
-        state is touched; save it with ``ax.figure.savefig(path)``).
-    cmap : colour map; CKA in [0, 1] is drawn on [0, 1], other values on their own range.
-    annotate : write the values in the cells (default: when there are at most 12 x 12).
-
-    Returns
-    -------
-    the Axes drawn into (its colour bar is labelled with the metric).
-    """
-    if not isinstance(da, xr.DataArray) or da.dims != ("layer_a", "layer_b"):
-        raise InputError("da", "a (layer_a, layer_b) DataArray from layer_similarity",
-                         f"{type(da).__name__} with dims {getattr(da, 'dims', None)}",
-                         "pass the result of layer_similarity(...)")
-    if ax is None:
-        from matplotlib.figure import Figure
-
-        la, lb = da.shape
-        fig = Figure(figsize=(3.5 + 0.45 * lb, 2.8 + 0.4 * la), layout="constrained")
-        ax = fig.subplots()
-    values = np.asarray(da.values, dtype=float)
-    metric = str(da.attrs.get("metric", da.name or "similarity"))
-    finite = values[np.isfinite(values)]
-    lo, hi = (0.0, 1.0) if metric.startswith("cka") and finite.size and finite.min() >= 0 else (
-        (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0))
-    image = ax.imshow(values, cmap=cmap, vmin=lo, vmax=hi, origin="upper", aspect="auto")
-    ax.set_xticks(range(da.shape[1]), [str(v) for v in da["layer_b"].values], rotation=60,
-                  ha="right", fontsize=8)
-    ax.set_yticks(range(da.shape[0]), [str(v) for v in da["layer_a"].values], fontsize=8)
-    ax.set_xlabel(str(da.attrs.get("model_b", "layer (B)")), fontsize=8)
-    ax.set_ylabel(str(da.attrs.get("model_a", "layer (A)")), fontsize=8)
-    if annotate if annotate is not None else max(da.shape) <= 12:
-        for (i, j), v in np.ndenumerate(values):
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
-                    color="white" if v < lo + 0.6 * (hi - lo) else "black")
-    ax.figure.colorbar(image, ax=ax, label=metric)
-    return ax
+    coords: dict = {"layer_a": list(names_a), "layer_b": list(names_b)}
+    attrs = {"metric": metric, "options": json.dumps(options), "n_stimuli": int(xs_a[0].shape[0]),
+             "citation": _CITATIONS[metric]}
+    if n_bootstrap:
+        _, lo, hi = bootstrap_layer_cka(metric, xs_a, xs_b, options, int(n_bootstrap), int(seed),
+                                        float(ci_level))
+        coords |= {"ci_low": (("layer_a", "layer_b"), lo), "ci_high": (("layer_a", "layer_b"), hi)}
+        attrs |= {"n_bootstrap": int(n_bootstrap), "seed": int(seed), "ci_level": float(ci_level)}
+    return xr.DataArray(sim_ab.cpu().numpy(), dims=("layer_a", "layer_b"), coords=coords,
+                        name=metric, attrs=attrs)
