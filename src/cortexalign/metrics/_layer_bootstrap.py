@@ -6,7 +6,9 @@ gives the draws of every other bootstrap of the package) and recomputes all (L_a
 the samples scatter around the estimate instead of above it). Per sample, each layer's s x s
 Gram is centred (and for rbf, turned into its kernel) once, and the pair sums of every layer pair
 come from products of the flattened matrices, as the point estimate's engines do. Memory:
-the (L_a + L_b) Grams, 8 (L_a + L_b) s^2 bytes, twice during a sample.
+the (L_a + L_b) Grams, 8 (L_a + L_b) s^2 bytes, twice during a sample. Time: about 1 s per
+resample for 12 layers against themselves over 1,000 stimuli on 2 busy CPU cores (the point
+estimate: 0.5-0.9 s).
 
 The interval of each entry is the percentile interval of its finite samples. CKA only: RSA on
 resampled stimuli needs its pairs of copies left out of both RDMs, which ``score(..., "rsa",
