@@ -67,7 +67,7 @@ def check_options(metric_name: str, options) -> None:
         if unknown:
             raise InputError("options", f"options of metric {metric_name!r}: {', '.join(valid)}",
                              f"{unknown}", "check the spelling of the option names")
-    _check_counts(options)
+    check_count_options(options)
     if "ci_level" in options:  # every metric's interval level, checked even with no bootstrap
         from cortexalign.stats import check_ci_level  # stats builds on metrics: imported here
 
@@ -86,7 +86,7 @@ _COUNTS = {"n_bootstrap": (0, "1000 (0 switches the bootstrap off)"), "n_permuta
            "n_components": (1, "25"), "seed": (0, "0")}
 
 
-def _check_counts(options) -> None:
+def check_count_options(options) -> None:
     """The shared integer options and ``alphas``, by type and lower bound (what the stimuli
     bound, such as ``n_folds`` at most the stimulus count, is checked where the data is)."""
     for name, (low, example) in _COUNTS.items():

@@ -37,10 +37,10 @@ __all__ = ["check_bootstrap", "bootstrap_layer_cka"]
 
 def check_bootstrap(metric: str, n_bootstrap, seed, ci_level) -> None:
     """``InputError`` for a bootstrap request ``layer_similarity`` cannot honour."""
-    from cortexalign.metrics._api import _check_counts  # _api imports the metrics modules
+    from cortexalign.metrics._api import check_count_options  # _api imports the metrics modules
     from cortexalign.stats import check_ci_level  # stats builds on metrics
 
-    _check_counts({"n_bootstrap": n_bootstrap, "seed": seed})
+    check_count_options({"n_bootstrap": n_bootstrap, "seed": seed})
     check_ci_level(ci_level)
     if n_bootstrap and metric == "rsa":
         raise InputError("n_bootstrap", "0 for metric 'rsa' (intervals are for the CKA measures)",
