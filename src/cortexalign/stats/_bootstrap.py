@@ -195,7 +195,11 @@ def bootstrap_rdm_comparison(model_p: torch.Tensor, targets_kp: torch.Tensor,
 
 def bootstrap_statistic(stat: Callable[[torch.Tensor], float], n: int, n_bootstrap: int = 1000,
                         seed: int = 0, device: torch.device | str = "cpu") -> np.ndarray:
-    """``stat(idx_s)`` for each of ``n_bootstrap`` resamples of ``n`` stimuli (for CKA and other
-    statistics without a weighted closed form). Returns an (n_bootstrap,) float array."""
+    """``stat(idx_s)`` for each of ``n_bootstrap`` resamples of ``n`` stimuli (for statistics
+    without a weighted closed form). Returns an (n_bootstrap,) float array.
+
+    A statistic of *pairs* of stimuli must not pair two copies of one stimulus: they match
+    perfectly and bias the samples upward. RDM comparisons use ``pair_weights``, CKA
+    ``metrics._cka_boot.resampled_cka``."""
     idx = bootstrap_indices(n, n_bootstrap, seed, device)
     return np.asarray([stat(i) for i in idx], dtype=float)
