@@ -1,6 +1,6 @@
 """Bootstrap intervals of ``layer_similarity``: every entry against ``resampled_cka`` of its pair
-on the same resamples (itself checked against masked resamples and an enumerated U-statistic in
-test_cka_boot.py), and the requests it refuses."""
+alone on the same resamples (the all-layers engine with one layer a side, checked against masked
+resamples and an enumerated U-statistic in test_cka_boot.py), and the requests it refuses."""
 
 from __future__ import annotations
 

@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["resampled_cka", "pair_weights", "resample_centre", "rbf_from_linear", "u_hsic",
-           "u_norms"]
+from cortexalign.metrics._rdm import _mm_nt
+
+__all__ = ["resampled_cka", "resampled_cka_pairs"]
 
 
 def pair_weights(c_s: torch.Tensor) -> torch.Tensor:
@@ -70,29 +71,6 @@ def rbf_from_linear(k_ss: torch.Tensor, w_ss: torch.Tensor, sigma_frac: float) -
     return torch.exp(-d2 / (2.0 * sigma_frac**2 * med))
 
 
-def _biased(k_ss, l_ss, c_s, kind: str, sigma_frac: float) -> torch.Tensor:
-    w = pair_weights(c_s)
-    if kind == "rbf":
-        k_ss, l_ss = rbf_from_linear(k_ss, w, sigma_frac), rbf_from_linear(l_ss, w, sigma_frac)
-    kc, lc = resample_centre(k_ss, c_s), resample_centre(l_ss, c_s)
-    kl, kk, ll = (w * kc * lc).sum(), (w * kc * kc).sum(), (w * lc * lc).sum()
-    return kl / torch.sqrt(kk * ll)
-
-
-def u_hsic(k0: torch.Tensor, l0: torch.Tensor, c_s: torch.Tensor, norms: tuple) -> torch.Tensor:
-    """Weighted U-statistic HSIC over distinct stimuli (``k0``, ``l0``: zero diagonals)."""
-    n2, n3, n4 = norms
-    c2 = c_s * c_s
-    kc, lc = k0 @ c_s, l0 @ c_s
-    kl = k0 * l0
-    a = c_s @ kl @ c_s
-    a2 = c2 @ kl @ c2
-    b = (c_s * kc * lc).sum() - c2 @ kl @ c_s
-    b2 = (c2 * kc * lc).sum() - a2
-    quads = (c_s @ kc) * (c_s @ lc) - 4.0 * b2 - 2.0 * a2
-    return a / n2 + quads / n4 - 2.0 * b / n3
-
-
 def u_norms(c_s: torch.Tensor) -> tuple[float, float, float] | None:
     """Total weights of the ordered pairs, triples and quadruples of distinct stimuli (from the
     power sums of the counts), or None with fewer than 4 distinct stimuli drawn."""
@@ -102,24 +80,72 @@ def u_norms(c_s: torch.Tensor) -> tuple[float, float, float] | None:
     return None if min(norms) <= 0 else norms
 
 
-def _debiased(k_ss, l_ss, c_s) -> torch.Tensor:
+def _biased_pairs(grams_a, grams_b, c_s, rbf: bool, sigma_frac: float) -> torch.Tensor:
+    w = pair_weights(c_s)
+
+    def prep(k: torch.Tensor) -> torch.Tensor:
+        return resample_centre(rbf_from_linear(k, w, sigma_frac) if rbf else k, c_s).reshape(-1)
+
+    ka = torch.stack([prep(k) for k in grams_a])
+    kb = ka if grams_b is grams_a else torch.stack([prep(k) for k in grams_b])
+    wf = w.reshape(-1)
+    kl = _mm_nt(ka * wf, kb)
+    kk, ll = ((ka * ka) * wf).sum(1), ((kb * kb) * wf).sum(1)
+    return kl / torch.sqrt(kk[:, None] * ll[None, :])
+
+
+def _u_hsic(fa, kca, fb, kcb, c_s, norms, cross: bool) -> torch.Tensor:
+    """Weighted U-statistic HSIC over distinct stimuli of flattened zero-diagonal Grams ``f``
+    (rows: layers) with ``kc = K~ c``: every (a, b) pair when ``cross``, else row a with row a."""
+    n2, n3, n4 = norms
+    c2 = c_s * c_s
+
+    def dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return _mm_nt(x, y) if cross else (x * y).sum(1)
+
+    a = dot(fa * torch.outer(c_s, c_s).reshape(-1), fb)
+    a2 = dot(fa * torch.outer(c2, c2).reshape(-1), fb)
+    b = dot(kca * c_s, kcb) - dot(fa * torch.outer(c2, c_s).reshape(-1), fb)
+    b2 = dot(kca * c2, kcb) - a2
+    sa, sb = kca @ c_s, kcb @ c_s
+    quads = (sa[:, None] * sb[None, :] if cross else sa * sb) - 4.0 * b2 - 2.0 * a2
+    return a / n2 + quads / n4 - 2.0 * b / n3
+
+
+def _debiased_pairs(grams_a, grams_b, c_s) -> torch.Tensor:
     norms = u_norms(c_s)
-    if norms is None:
-        return torch.tensor(float("nan"), dtype=k_ss.dtype, device=k_ss.device)
-    k0, l0 = k_ss.clone(), l_ss.clone()
-    k0.fill_diagonal_(0.0)
-    l0.fill_diagonal_(0.0)
-    hxy, hxx, hyy = u_hsic(k0, l0, c_s, norms), u_hsic(k0, k0, c_s, norms), u_hsic(l0, l0, c_s, norms)
-    denom = hxx * hyy
-    return hxy / torch.sqrt(denom) if bool(denom > 0) else torch.full_like(hxy, float("nan"))
+    if norms is None:  # fewer than 4 distinct stimuli drawn
+        return torch.full((len(grams_a), len(grams_b)), float("nan"), dtype=c_s.dtype,
+                          device=c_s.device)
+    ones = torch.ones_like(c_s)
+
+    def flat(grams):  # the point estimate's centring (the U-statistic does not depend on it)
+        k0 = [resample_centre(k, ones).fill_diagonal_(0.0) for k in grams]
+        return torch.stack([k.reshape(-1) for k in k0]), torch.stack([k @ c_s for k in k0])
+
+    fa, kca = flat(grams_a)
+    fb, kcb = (fa, kca) if grams_b is grams_a else flat(grams_b)
+    hxy = _u_hsic(fa, kca, fb, kcb, c_s, norms, cross=True)
+    hxx = _u_hsic(fa, kca, fa, kca, c_s, norms, cross=False)
+    hyy = _u_hsic(fb, kcb, fb, kcb, c_s, norms, cross=False)
+    denom = hxx[:, None] * hyy[None, :]
+    return torch.where(denom > 0, hxy / denom.clamp(min=1e-300).sqrt(),
+                       torch.full_like(hxy, float("nan")))
+
+
+def resampled_cka_pairs(grams_a: list[torch.Tensor], grams_b: list[torch.Tensor], c_s: torch.Tensor,
+                        kind: str, sigma_frac: float = 1.0) -> torch.Tensor:
+    """(L_a, L_b) CKA of ``kind`` between every pair of layers on the resample with stimulus
+    counts ``c_s`` (float64, summing to the resample size), from the linear Grams of the original
+    stimuli (centred or not: row offsets cancel); ``grams_b is grams_a`` for a self-comparison.
+    Each layer's Gram is centred (and for rbf made a kernel) once; the pair sums are products of
+    the flattened matrices. NaN where a self-HSIC is <= 0."""
+    if kind == "linear_debiased":
+        return _debiased_pairs(grams_a, grams_b, c_s)
+    return _biased_pairs(grams_a, grams_b, c_s, kind == "rbf", sigma_frac)
 
 
 def resampled_cka(k_ss: torch.Tensor, l_ss: torch.Tensor, c_s: torch.Tensor, kind: str,
                   sigma_frac: float = 1.0) -> torch.Tensor:
-    """CKA of ``kind`` on the resample with stimulus counts ``c_s`` (float64, summing to the
-    resample size), from the linear Grams of the original stimuli (centred or not: row offsets
-    cancel). 0-d tensor; NaN where a self-HSIC is <= 0."""
-    if kind == "linear_debiased":
-        centre = torch.ones_like(c_s)  # Song's estimator on centred features, as the point estimate
-        return _debiased(resample_centre(k_ss, centre), resample_centre(l_ss, centre), c_s)
-    return _biased(k_ss, l_ss, c_s, kind, sigma_frac)
+    """``resampled_cka_pairs`` of one pair of Grams: a 0-d tensor."""
+    return resampled_cka_pairs([k_ss], [l_ss], c_s, kind, sigma_frac)[0, 0]
