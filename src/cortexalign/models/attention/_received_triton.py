@@ -43,8 +43,6 @@ except ImportError:  # pragma: no cover - depends on the installation
 __all__ = ["usable", "received_triton", "INTERPRET", "KernelResourceError"]
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
-ROW_TILES = True  # bias tiles within one key row read as a column + a contiguous tile (benchmarks
-                  # switch it off to time the general gathers)
 
 
 def _configs() -> list:
@@ -90,8 +88,7 @@ if tl is not None:
 
     @triton.jit
     def _scores(q, kt, rh_ptr, rw_ptr, gh, offs_q, k0, TQ, TK, KH, KW, HAS_REL: tl.constexpr,
-                PRECISION: tl.constexpr, BIAS_DTYPE: tl.constexpr, ROW_TILES: tl.constexpr,
-                BLOCK_K: tl.constexpr):
+                PRECISION: tl.constexpr, BIAS_DTYPE: tl.constexpr, BLOCK_K: tl.constexpr):
         """(BLOCK_Q, BLOCK_K) float32 scores of the key tile starting at ``k0``, bias added;
         masked rows/cols are 0.
 
@@ -108,15 +105,12 @@ if tl is not None:
             both = q_ok[:, None] & (offs_k < TK)[None, :]
             rh_rows = rh_ptr + gh * TQ * KH + offs_q * KH
             rw_rows = rw_ptr + gh * TQ * KW + offs_q * KW
-            if ROW_TILES:
-                if KW % BLOCK_K == 0:  # the tile lies in one key row: kh fixed, kw contiguous
-                    kh0 = k0 // KW
-                    b = tl.load(rh_rows + kh0, mask=q_ok, other=0.0).to(tl.float32)[:, None]
-                    b += tl.load(rw_rows[:, None] + (k0 - kh0 * KW + tl.arange(0, BLOCK_K))[None, :],
-                                 mask=both, other=0.0).to(tl.float32)
-                else:
-                    b = _gathered_bias(rh_rows, rw_rows, offs_k, both, KW)
-            else:
+            if KW % BLOCK_K == 0:  # the tile lies in one key row: kh fixed, kw contiguous
+                kh0 = k0 // KW
+                b = tl.load(rh_rows + kh0, mask=q_ok, other=0.0).to(tl.float32)[:, None]
+                b += tl.load(rw_rows[:, None] + (k0 - kh0 * KW + tl.arange(0, BLOCK_K))[None, :],
+                             mask=both, other=0.0).to(tl.float32)
+            else:  # windowed blocks (kw 14): two gathers per score
                 b = _gathered_bias(rh_rows, rw_rows, offs_k, both, KW)
             s += b.to(BIAS_DTYPE).to(tl.float32)
         return s
@@ -125,8 +119,7 @@ if tl is not None:
     @triton.jit
     def _lse_kernel(q_ptr, k_ptr, rh_ptr, rw_ptr, lse_ptr, TQ, TK, D, KH, KW,
                     HAS_REL: tl.constexpr, BLOCK_D: tl.constexpr, PRECISION: tl.constexpr,
-                    BIAS_DTYPE: tl.constexpr, ROW_TILES: tl.constexpr, BLOCK_Q: tl.constexpr,
-                    BLOCK_K: tl.constexpr):
+                    BIAS_DTYPE: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr):
         n_tiles = tl.cdiv(TQ, BLOCK_Q)
         pid = tl.program_id(0).to(tl.int64)  # one axis (see _launch_grid): tiles of one g x h
         gh = pid // n_tiles                  # run next to each other and share its keys in L2
@@ -138,7 +131,7 @@ if tl is not None:
             offs_k = k0 + tl.arange(0, BLOCK_K)
             kt = _load_kt(k_ptr, gh, offs_k, TK, D, BLOCK_D)
             s = _scores(q, kt, rh_ptr, rw_ptr, gh, offs_q, k0, TQ, TK, KH, KW, HAS_REL,
-                        PRECISION, BIAS_DTYPE, ROW_TILES, BLOCK_K) * LOG2E
+                        PRECISION, BIAS_DTYPE, BLOCK_K) * LOG2E
             s = tl.where((offs_k < TK)[None, :], s, float("-inf"))
             m_new = tl.maximum(m, tl.max(s, 1))
             acc = acc * tl.exp2(m - m_new) + tl.sum(tl.exp2(s - m_new[:, None]), 1)
@@ -150,7 +143,7 @@ if tl is not None:
     def _colsum_kernel(q_ptr, k_ptr, rh_ptr, rw_ptr, lse_ptr, w_ptr, out_ptr, H, TQ, TK, D,
                        KH, KW, LSE_STRIDE, HAS_REL: tl.constexpr, BLOCK_D: tl.constexpr,
                        PRECISION: tl.constexpr, BIAS_DTYPE: tl.constexpr,
-                       ROW_TILES: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr):
+                       BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr):
         n_tiles = tl.cdiv(TK, BLOCK_K)
         pid = tl.program_id(0).to(tl.int64)
         gh = pid // n_tiles
@@ -166,7 +159,7 @@ if tl is not None:
             q_ok = offs_q < TQ
             q = _load_q(q_ptr, gh, offs_q, TQ, D, BLOCK_D)
             s = _scores(q, kt, rh_ptr, rw_ptr, gh, offs_q, k0, TQ, TK, KH, KW, HAS_REL,
-                        PRECISION, BIAS_DTYPE, ROW_TILES, BLOCK_K)
+                        PRECISION, BIAS_DTYPE, BLOCK_K)
             # rows past TQ get lse = +inf: p = exp(-inf) = 0, never 0 * inf
             lse = tl.load(lse_ptr + gh * LSE_STRIDE + offs_q, mask=q_ok, other=float("inf"))
             w = tl.load(w_ptr + g * TQ + offs_q, mask=q_ok, other=0.0)
@@ -236,7 +229,7 @@ def received_triton(qk: QK, w_gq: torch.Tensor) -> torch.Tensor:
     tf32 = dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32
     meta = dict(HAS_REL=qk.rel_pos is not None, BLOCK_D=max(16, triton.next_power_of_2(d)),
                 PRECISION="tf32" if tf32 else "ieee",
-                BIAS_DTYPE=_tl_dtype(dtype), ROW_TILES=ROW_TILES)
+                BIAS_DTYPE=_tl_dtype(dtype))
     out = torch.empty(g, h, tk, device=dev, dtype=torch.float32)
     w = w_gq.to(device=dev, dtype=torch.float32).contiguous()
     lse = None
