@@ -27,7 +27,7 @@ import numpy as np
 
 from cortexalign.errors import InputError
 
-__all__ = ["PARTITIONS_DDL", "PARTITION_COLUMNS", "PARTITION_FILTERS", "PartitionRecord"]
+__all__ = ["PARTITIONS_DDL", "PARTITION_COLUMNS", "PARTITION_FILTERS", "PartitionRecord", "require_strings"]
 
 PARTITIONS_DDL = (
     """CREATE TABLE partitions (
@@ -44,6 +44,16 @@ PARTITION_COLUMNS = ("run_id", "job_key", "partition", "method", "target", "kind
                      "extra", "config_hash", "created")
 PARTITION_FILTERS = ("run_id", "job_key", "partition", "method", "target", "kind", "name",
                      "config_hash")
+
+
+def require_strings(record: Any, names: Sequence[str], kind: str) -> None:
+    """``InputError`` naming ``<kind>.<name>`` unless each field is a non-empty string (the
+    checks of score and partition records before a row is written)."""
+    for name in names:
+        v = getattr(record, name)
+        if not isinstance(v, str) or not v:
+            raise InputError(f"{kind}.{name}", "a non-empty string", repr(v)[:60],
+                             f"set {name} on every {kind} record")
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,11 +88,7 @@ class PartitionRecord:
 
     def checked(self) -> tuple[Any, ...]:
         """Validated column values partition .. neuroid_values (lists), extra; or InputError."""
-        for name in ("partition", "method", "target", "kind", "name"):
-            v = getattr(self, name)
-            if not isinstance(v, str) or not v:
-                raise InputError(f"partition.{name}", "a non-empty string", repr(v)[:60],
-                                 f"set {name} on every partition record")
+        require_strings(self, ("partition", "method", "target", "kind", "name"), "partition")
         v = np.asarray(self.values_n, dtype=np.float64)
         if v.ndim != 1 or len(v) != len(self.neuroid_ids):
             raise InputError("partition.values_n", f"(n,) values, one per neuroid id "

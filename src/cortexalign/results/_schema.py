@@ -32,7 +32,7 @@ from typing import Any
 
 from cortexalign.errors import InputError
 from cortexalign.metrics._score import Score
-from cortexalign.results._partitions import PARTITIONS_DDL
+from cortexalign.results._partitions import PARTITIONS_DDL, require_strings
 
 __all__ = ["SCHEMA_VERSION", "DDL", "TABLES", "SCORE_COLUMNS", "ScoreRecord", "ModelCard",
            "MIGRATIONS"]
@@ -127,11 +127,7 @@ class ScoreRecord:
 
     def checked(self) -> tuple[Any, ...]:
         """Validated column values (model .. n_stimuli, extra as a dict); raise InputError."""
-        for name in ("model", "model_id", "layer", "target", "metric"):
-            v = getattr(self, name)
-            if not isinstance(v, str) or not v:
-                raise InputError(f"score.{name}", "a non-empty string", repr(v)[:60],
-                                 f"set {name} on every score record")
+        require_strings(self, ("model", "model_id", "layer", "target", "metric"), "score")
         value = _optional_float("score.value", self.value)
         if value is None:
             raise InputError("score.value", "a finite number", repr(self.value),
