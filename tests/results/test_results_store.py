@@ -253,3 +253,16 @@ def test_manifest_helpers():
     hw = hardware()
     assert hw["cpu_count"] >= 1 and "gpus" in hw
     json.dumps(hw)  # JSON-able, as stored in runs.hardware
+
+
+@pytest.mark.parametrize("field", ["partition", "method", "target", "kind", "name"])
+@pytest.mark.parametrize("bad", ["", None, 3])
+def test_a_partition_record_without_a_text_field_is_refused_naming_it(field, bad):
+    from cortexalign.results import PartitionRecord
+
+    fields = dict(partition="p", method="variance_partitioning", target="t", kind="r2", name="A")
+    record = PartitionRecord(**{**fields, field: bad}, values_n=np.array([0.1, 0.2]),
+                             neuroid_ids=["n0", "n1"], n_stimuli=10, extra={})
+    with pytest.raises(InputError) as err:
+        record.checked()
+    assert err.value.parameter == f"partition.{field}"
