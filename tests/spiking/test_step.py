@@ -44,6 +44,9 @@ def test_eager_step_equals_the_hand_written_step(name):
         out = step(x, y, lr)
         assert out.applied
         assert torch.equal(out.loss, loss_a) and torch.equal(out.logits, logits_a)
+        # detached: holding the outputs must not keep this step's autograd graph (and the
+        # parameters' AccumulateGrad nodes) alive into the next step or a graph capture
+        assert out.loss.grad_fn is None and out.logits.grad_fn is None
     sa, sb = _state(a), _state(b)
     assert sa.keys() == sb.keys()
     for k in sa:
