@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 # imported before any test patches cortexalign.features.extract_features: compare-layers imports
 # cli_extract lazily, and a first import during test_bad_requests_... would bind the fake into
 # cli_extract for the rest of the process (cortexalign extract then failed in other tests)
-import cortexalign.cli_extract  # noqa: F401
+import cortexalign.cli.extract_file  # noqa: F401
 from cortexalign.cli import app
-from cortexalign.cli_compare import compare_layers_to_file
+from cortexalign.cli.compare import compare_layers_to_file
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.features import extract_features
 from cortexalign.metrics import layer_similarity

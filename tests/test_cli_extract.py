@@ -83,7 +83,7 @@ def test_cache_is_read_on_the_second_run(tmp_path, folder):
 def test_map_cache_hits_are_reported(tmp_path, folder, kind, layers):
     """Maps read from the cache are reported as the activations' are (ExtractSummary.from_cache,
     the CLI's "read from the cache" line); a new layer on a warm cache is not counted."""
-    from cortexalign.cli_extract import extract_to_file
+    from cortexalign.cli.extract_file import extract_to_file
 
     kwargs = {"features": kind, "untrained": True, "model_kwargs": SAM, "progress": False,
               "cache": tmp_path / "cache"}

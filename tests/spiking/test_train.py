@@ -8,10 +8,10 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from cortexalign.cli.spiking import app
 from cortexalign.errors import InputError
 from cortexalign.spiking import train as train_mod
 from cortexalign.spiking._checkpoint import list_checkpoints, load_weights
-from cortexalign.spiking.cli import app
 from cortexalign.spiking.models import create_snn
 from cortexalign.spiking.train import TrainConfig, evaluate_snn, train_snn
 

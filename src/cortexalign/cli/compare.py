@@ -2,7 +2,7 @@
 of itself), by CKA or RSA, saved as a NetCDF / CSV matrix or a PNG heatmap.
 
 :func:`compare_layers_to_file` does the work and is importable; :func:`compare_layers` is the
-typer command the main CLI mounts. Features come from the same extraction and feature cache as
+typer command. Features come from the same extraction and feature cache as
 ``cortexalign extract`` (``extract_features``, ``FeatureCache``); the similarity matrix from
 ``metrics.layer_similarity``. Everything a caller can get wrong (output name, metric and its
 options, pooling, layer names) is checked before any extraction, and the output is written
@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cortexalign.cli._app import app, fail
 from cortexalign.errors import InputError, UnknownNameError
-from cortexalign.features._export import check_new_file
 
 if TYPE_CHECKING:  # xarray is imported with the metrics, not by `cortexalign --help`
     import xarray as xr
@@ -81,6 +81,8 @@ class CompareSummary:
 
 
 def _check_out(out: str | os.PathLike[str], overwrite: bool) -> Path:
+    from cortexalign.features._export import check_new_file
+
     path = Path(out)
     if path.suffix.lower() not in OUTPUT_FORMATS:
         raise InputError("out", f"a file ending in {', '.join(OUTPUT_FORMATS)}",
@@ -118,7 +120,7 @@ def _check_request(layers: Sequence[str] | None, layers_b: Sequence[str] | None,
 def _load(model: str, layers: Sequence[str] | None, all_layers: bool,
           load_options: Mapping[str, Any]) -> tuple[Any, list[str]]:
     """The model adapter and its validated layer names (no forward pass yet)."""
-    from cortexalign.cli_extract import _activation_layers
+    from cortexalign.cli.extract_file import _activation_layers
     from cortexalign.models import load_model
 
     adapter = load_model(model, **load_options)
@@ -235,6 +237,7 @@ def _options(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+@app.command("compare-layers")
 def compare_layers(
     args: Annotated[list[str], typer.Argument(
         help="MODEL_A [MODEL_B] STIMULI: registered / timm:<name> / torchvision:<name> models "
@@ -299,8 +302,7 @@ def compare_layers(
             model_kwargs_b=_options_or_kwargs(kwarg_b, "--kwarg-b"), n_bootstrap=n_bootstrap,
             seed=seed, ci_level=ci_level)
     except CortexAlignError as err:
-        Console(stderr=True).print(f"error: {err}", style="red", highlight=False, markup=False)
-        raise typer.Exit(2) from None
+        fail(err)
     da, console = summary.similarity, Console()
     console.print(f"{da.attrs['metric']} of {da.shape[0]} x {da.shape[1]} layers "
                   f"({da.attrs['model_a']} vs {da.attrs['model_b']}, {da.attrs['n_stimuli']} "

@@ -1,4 +1,4 @@
-"""``cortexalign sae-brainmap CONFIG --out DIR``: a plain typer command the main CLI mounts.
+"""``cortexalign sae-brainmap CONFIG --out DIR``: registered on the main app.
 
 It parses and dispatches; the work is ``cortexalign.sae.runner.run_brainmap``.
 """
@@ -8,16 +8,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from cortexalign.cli._app import app, console, fail
 
 __all__ = ["sae_brainmap"]
 
-console = Console()
 
-
+@app.command("sae-brainmap")
 def sae_brainmap(
     config: Annotated[Path, typer.Argument(help="SAE-BrainMap YAML (see configs/sae_brainmap.yaml)"
                                                 ": model, layers, sae, neural, stimuli.")],
@@ -36,8 +35,7 @@ def sae_brainmap(
     try:
         run = run_brainmap(config, out, device=device, force=force, progress=not quiet)
     except CortexAlignError as err:
-        Console(stderr=True).print(f"error: {err}", style="red", highlight=False, markup=False)
-        raise typer.Exit(2) from None
+        fail(err)
     if run.skipped:
         console.print(f"Already in {out / 'results.duckdb'} (job {run.job_key}); pass --force to "
                       "rerun.", markup=False)
@@ -45,6 +43,8 @@ def sae_brainmap(
         console.print(f"Done in {run.seconds:.1f} s.")
         for name, path in run.files.items():
             console.print(f"  {name:18s} {path}", markup=False)
+    import pandas as pd
+
     best = run.scores[run.scores["metric"] == "sae_best_r"] if len(run.scores) else run.scores
     if len(best):
         table = Table(title="Best unit-voxel similarity per ROI (best layer)")

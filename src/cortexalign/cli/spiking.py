@@ -1,4 +1,4 @@
-"""``train-snn`` and ``eval-snn``: a typer sub-app the main CLI mounts.
+"""``train-snn`` and ``eval-snn``: registered on the main app.
 
 The commands parse and dispatch; the work is ``train_snn`` and ``evaluate_snn``.
 """
@@ -8,17 +8,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-import yaml
-from pydantic import ValidationError
-from rich.console import Console
 
+from cortexalign.cli._app import app, console, fail
 from cortexalign.errors import CortexAlignError, InputError
-
-app = typer.Typer(help="Train and evaluate spiking transformers.", no_args_is_help=True)
-console = Console()
 
 
 def _load_config(path: Path):
+    import yaml
+    from pydantic import ValidationError
+
     from cortexalign.spiking.train import TrainConfig
 
     if not path.is_file():
@@ -38,6 +36,8 @@ def _load_config(path: Path):
 def config_template() -> str:
     """Every ``TrainConfig`` field as commented YAML: its meaning, then ``name: default``
     (``data`` and ``checkpoint_dir``, which have none, as placeholders to fill in)."""
+    import yaml
+
     from cortexalign.spiking.train import TrainConfig
 
     placeholders = {"data": "cifar10_subset.npz", "checkpoint_dir": "runs/hst_tiny"}
@@ -76,8 +76,7 @@ def train_snn_cmd(
                              "writes one to edit")
         result = train_snn(_load_config(config))
     except CortexAlignError as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
+        fail(err)
     for row in result.epochs:
         console.print(row)
     console.print(f"steps: {result.steps}  last checkpoint: {result.last_checkpoint}  ({result.stop_reason})")
@@ -96,6 +95,5 @@ def eval_snn_cmd(checkpoint: Path = typer.Argument(..., help="ckpt_*.safetensors
     try:
         acc = evaluate_snn(checkpoint, data, batch_size=batch_size, device=device)
     except CortexAlignError as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
+        fail(err)
     console.print(f"accuracy: {acc:.4f}")

@@ -1,6 +1,6 @@
 """``cortexalign results`` and ``cortexalign status``: what a results directory holds.
 
-Mounted on the main app by ``cli._mount_subcommands``; the work is ``ResultsStore`` and
+The work is ``ResultsStore`` and
 ``bench._status``.
 """
 
@@ -12,7 +12,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from cortexalign.cli._app import app, console, fail
 
+
+@app.command()
 def results(
     out: Annotated[Path, typer.Argument(help="A results directory (or its results.duckdb).")],
     model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
@@ -28,7 +31,6 @@ def results(
 ) -> None:
     """Show (or export) the scores stored in a results directory."""
     from cortexalign.bench._status import export_frame, results_path
-    from cortexalign.cli import _fail, console
     from cortexalign.errors import CortexAlignError
     from cortexalign.results import ResultsStore
 
@@ -45,7 +47,7 @@ def results(
         if export is not None:
             export_frame(frame, export)
     except CortexAlignError as err:
-        _fail(err)
+        fail(err)
     if export is not None:
         console.print(f"wrote {len(frame)} rows to {export}", markup=False, highlight=False)
         return
@@ -57,6 +59,7 @@ def results(
     console.print(table)
 
 
+@app.command()
 def status(
     out: Annotated[Path, typer.Argument(help="A results directory (or its results.duckdb).")],
     errors: Annotated[int, typer.Option(help="Failed jobs to list per run.")] = 20,
@@ -64,13 +67,12 @@ def status(
     """Runs of a results directory: status (a crashed run shows 'interrupted (no live
     process)'), jobs finished / failed / running, and the failed jobs with their errors."""
     from cortexalign.bench._status import run_status
-    from cortexalign.cli import _fail, console
     from cortexalign.errors import CortexAlignError
 
     try:
         runs = run_status(out)
     except CortexAlignError as err:
-        _fail(err)
+        fail(err)
     if not runs:
         console.print(f"no runs recorded in {out}", markup=False, highlight=False)
     for r in runs:

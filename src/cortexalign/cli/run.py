@@ -1,0 +1,103 @@
+"""``cortexalign run``, ``quickstart`` and ``report``: run a config, the offline demo, and the
+HTML report of a results directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from cortexalign.cli._app import app, console, fail
+
+
+def _print_run(summary) -> None:
+    console.print(f"[bold]{summary.n_done}[/] scores computed, {summary.n_skipped} already in the "
+                  f"store, {len(summary.failures)} failed, in {summary.seconds:.1f} s.")
+    for name, path in summary.files.items():
+        console.print(f"  {name:12s} {path}")
+    if summary.failures:
+        console.print("[red]Failed jobs:[/]")
+        for f in summary.failures:
+            console.print(f"  - {f['job']}: {f['error'].splitlines()[0]}", markup=False)
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML: stimuli, models, neural, "
+                                                "metrics (see configs/ for examples).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Results directory: results.duckdb, "
+                                                          "figure.png, report.html, cache/.")],
+    update: Annotated[bool, typer.Option(help="Allow a changed config in an existing results "
+                                              "directory; only new jobs run.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Run an experiment. Finished jobs are skipped, so a killed run resumes where it stopped."""
+    from cortexalign.bench._run import run_experiment
+    from cortexalign.errors import CortexAlignError
+
+    try:
+        summary = run_experiment(config, out, progress=not quiet, allow_config_change=update)
+    except CortexAlignError as err:
+        fail(err)
+    _print_run(summary)
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def quickstart(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Results directory.")] = Path("quickstart-out"),
+    show_config: Annotated[bool, typer.Option(help="Print the quickstart config and exit.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Offline demo: 3 models x every layer vs human and monkey IT on 92 bundled images.
+
+    EfficientNet-Lite0 (ImageNet weights), the same network untrained and a Gabor V1 model,
+    scored by RSA with leave-one-subject-out noise ceilings and bootstrap intervals.
+    """
+    from cortexalign.bench import quickstart_config_path
+    from cortexalign.bench._run import run_experiment
+    from cortexalign.errors import CortexAlignError
+
+    path = quickstart_config_path()
+    if show_config:
+        typer.echo(path.read_text(), nl=False)  # verbatim: rich would wrap it at 80 columns
+        return
+    try:
+        summary = run_experiment(path, out, progress=not quiet)
+    except CortexAlignError as err:
+        fail(err)
+    _print_run(summary)
+    from cortexalign.reports import best_layers
+    from cortexalign.results import ResultsStore
+
+    best = best_layers(ResultsStore(summary.files["results"], read_only=True).scores_frame())
+    table = Table(title="Best layer per model (RSA, Spearman)")
+    for col in ("model", "target", "layer", "score", "95% CI", "ceiling"):
+        table.add_column(col)
+    for r in best.itertuples():
+        table.add_row(str(r.model), str(r.target), str(r.layer), f"{r.value:.3f}",
+                      f"{r.ci_low:.3f}-{r.ci_high:.3f}",
+                      "-" if r.ceiling_low != r.ceiling_low else f"{r.ceiling_low:.3f}-{r.ceiling_high:.3f}")
+    console.print(table)
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    results_dir: Annotated[Path, typer.Argument(help="A results directory (the --out of a run).")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="HTML file to write "
+                                             "(default: DIR/report.html).")] = None,
+) -> None:
+    """Write the self-contained HTML report of a results directory (opens offline)."""
+    from cortexalign.errors import CortexAlignError
+    from cortexalign.reports import write_report
+
+    try:
+        path = write_report(results_dir, out)
+    except CortexAlignError as err:
+        fail(err)
+    console.print(f"wrote {path}", markup=False, highlight=False)
