@@ -61,7 +61,7 @@ def allen_ophys(tmp: Path) -> dict[str, bytes]:
         f"{OPHYS}/cell_specimens.json": json.dumps(
             [{"cell_specimen_id": 1000 + k, "experiment_container_id": 50194085}
              for k in range(6)]).encode()}
-    for k, (eid, stim, *_, meta) in enumerate(EXPERIMENTS):
+    for k, (eid, *_, meta) in enumerate(EXPERIMENTS):
         path = tmp / f"{eid}.nwb"
         ophys_nwb(path, dict(meta, session=str(eid)), seed=k)
         out[f"{OPHYS}/ophys_experiment_data/{eid}.nwb"] = path.read_bytes()
@@ -102,6 +102,12 @@ def nsd(tmp: Path, files: list[str]) -> dict[str, bytes]:
     out = {}
     for rel in files:
         p = root / rel
+        if not p.is_file() and rel.endswith(".nii.gz"):  # other ROIs, ncsnr: on the same grid
+            import nibabel as nib
+            from _nsd_files import AFFINE, SHAPE
+
+            p.parent.mkdir(parents=True, exist_ok=True)
+            nib.save(nib.Nifti1Image(np.ones(SHAPE, np.float32), AFFINE), p)
         if p.is_file():
             out[rel] = p.read_bytes()
         elif rel.endswith(".ctab"):

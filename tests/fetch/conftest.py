@@ -44,3 +44,7 @@ def no_network(monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
     monkeypatch.setattr("cortexalign.fetch._http.urlopen", refuse)
     monkeypatch.setattr(urllib.request.OpenerDirector, "open", refuse)
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "neural"))
+from allen_nwb_files import write_ecephys  # noqa: E402, F401  (the Neuropixels session writer)

@@ -88,6 +88,7 @@ class Fetcher:
         self.mirrors = dict(mirrors or {})
         self.jobs, self.timeout, self.retries = jobs, float(timeout), int(retries)
         self.progress = progress
+        self._done: dict[str, FetchedFile] = {}
 
     # -- what is there --------------------------------------------------------------------
     def local_path(self, rf: RemoteFile) -> Path:
@@ -162,6 +163,8 @@ class Fetcher:
     def fetch_one(self, rf: RemoteFile) -> FetchedFile:
         """Fetch ``rf`` (see the module docstring); present files are returned untouched."""
         final = self.local_path(rf)
+        if rf.path in self._done:  # fetched earlier by this fetcher (an index table of a plan)
+            return self._done[rf.path]
         if final.is_file():
             return FetchedFile(rf, final, "present", 0, "verified when fetched")
         part = self.root / PARTIAL_DIR / (rf.path + ".part")
@@ -188,8 +191,10 @@ class Fetcher:
                                          "command: it resumes from the partial file") from None
             checked = self._verify(rf, url, part, info, hub_sha256)
             self._publish(rf, part, final)
-        return FetchedFile(rf, final, "resumed" if resumed_from else "downloaded", received,
+        done = FetchedFile(rf, final, "resumed" if resumed_from else "downloaded", received,
                            checked)
+        self._done[rf.path] = done
+        return done
 
     def _hub_sha256(self, rf: RemoteFile, url: str) -> str | None:
         if rf.server_digest != "hf-sha256":

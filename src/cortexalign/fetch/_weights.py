@@ -133,7 +133,7 @@ def _add(name: str, family: str, variant: str = "") -> None:
     rf = WEIGHT_FILES[name]
 
     def plan(fetcher, filters) -> list[RemoteFile]:
-        return [rf]
+        return [WEIGHT_FILES[name]]
 
     plan.__doc__ = f"The one file of {name}."
     weight = f"~{rf.size_hint / 1e6:,.0f} MB" if rf.size_hint else "?"
