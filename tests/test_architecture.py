@@ -121,7 +121,7 @@ def edges() -> tuple[Edge, ...]:
 
 
 def package(module: str) -> str:
-    """The top-level package of a module (``cortexalign.metrics._rdm`` -> ``metrics``)."""
+    """The top-level package of a module (``cortexalign.rdm`` -> ``metrics``)."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else ""
 

@@ -29,7 +29,6 @@ from cortexalign.bench._executors import (
     record_failure,
 )
 from cortexalign.bench._jobs import ScoreJob, plan_model_jobs
-from cortexalign.bench._map_features import extract_maps, extract_maps_to_cache, map_layers
 from cortexalign.bench._partition_memory import check_partition_memory
 from cortexalign.bench._partition_spec import PARTITION_METHODS
 from cortexalign.bench._partitions import check_partition_targets, driver_device, run_partitions
@@ -37,7 +36,14 @@ from cortexalign.bench._scoring import CachedLayer, check_job_options, score_job
 from cortexalign.bench._targets import Target, load_targets
 from cortexalign.device import resolve_device
 from cortexalign.errors import CortexAlignError, InputError
-from cortexalign.features import FeatureCache, extract_features, extract_to_cache
+from cortexalign.features import (
+    FeatureCache,
+    extract_features,
+    extract_maps,
+    extract_maps_to_cache,
+    extract_to_cache,
+    map_layers,
+)
 from cortexalign.metrics import METRICS
 from cortexalign.models import MODELS, load_model
 from cortexalign.neural import NEURAL, RDMSet, load_neural
