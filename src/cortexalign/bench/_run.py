@@ -16,14 +16,15 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
 
+from cortexalign.bench import _ray  # noqa: F401  registers the "ray" executor
 from cortexalign.bench._config import ExperimentConfig, load_config
 from cortexalign.bench._executors import (
     RunContext,
+    RunSummary,
     failure_message,
     make_executor,
     record_failure,
@@ -53,25 +54,6 @@ from cortexalign.stimuli import StimulusSet, load_stimuli
 __all__ = ["run_experiment", "RunSummary"]
 
 RESULTS_FILE = "results.duckdb"
-
-
-@dataclass
-class RunSummary:
-    """What a run did: counts, failures and the files it wrote."""
-
-    run_id: str
-    out_dir: Path
-    n_jobs: int = 0
-    n_done: int = 0
-    n_skipped: int = 0
-    failures: list[dict] = field(default_factory=list)
-    files: dict[str, Path] = field(default_factory=dict)
-    seconds: float = 0.0
-    job_keys: set[str] = field(default_factory=set)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
 
 
 def _targets_for(config: ExperimentConfig, stimuli: StimulusSet) -> dict[str, list[Target]]:
