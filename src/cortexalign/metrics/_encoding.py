@@ -39,9 +39,8 @@ from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.metrics._registry import METRICS
 from cortexalign.metrics._ridge import RIDGE_SOLVERS, check_solver_options, himalaya_backend
 from cortexalign.metrics._score import Score
-from cortexalign.metrics._validate import check_features
-from cortexalign.neural import validate_responses
-from cortexalign.neural._reliability import split_half_reliability
+from cortexalign.neural import split_half_reliability, validate_responses
+from cortexalign.rdm import check_features
 
 __all__ = ["ENCODERS", "CEILING_TRANSFORMS", "DEFAULT_ALPHAS", "cross_validated_predictions",
            "encoding_scores", "himalaya_backend", "ridge", "pls"]
