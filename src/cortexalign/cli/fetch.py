@@ -111,7 +111,7 @@ def fetch_command(
     """Download data or weights from their official source into the cache, checksummed and
     resumable. Offline (CORTEXALIGN_OFFLINE=1, HF_HUB_OFFLINE=1, no network) it fails at once."""
     from cortexalign.errors import CortexAlignError
-    from cortexalign.fetch._filters import parse_filters
+    from cortexalign.fetch import parse_filters
 
     if list_:
         _list()

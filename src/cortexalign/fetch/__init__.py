@@ -32,6 +32,7 @@ from cortexalign.fetch._api import (
 from cortexalign.fetch._catalogue import SOURCES, RemoteFile, Source
 from cortexalign.fetch._download import MAX_JOBS, FetchedFile, Fetcher
 from cortexalign.fetch._env import cortexalign_home, offline_reason, source_dir
+from cortexalign.fetch._filters import parse_filters
 from cortexalign.fetch._http import FetchError, OfflineError
 from cortexalign.fetch._weights import MODEL_CHECKPOINTS, WEIGHT_FILES, checkpoint_entry
 
@@ -39,7 +40,7 @@ __all__ = ["SOURCES", "Source", "RemoteFile", "FetchPlan", "FetchResult", "Fetch
            "Fetcher", "FetchError", "OfflineError", "MAX_JOBS", "fetch", "plan",
            "fetch_command", "get_source", "list_sources", "cortexalign_home", "source_dir",
            "offline_reason", "MODEL_CHECKPOINTS", "WEIGHT_FILES", "checkpoint_entry",
-           "fetched_checkpoint", "weights_path"]
+           "fetched_checkpoint", "weights_path", "parse_filters"]
 
 
 def fetched_checkpoint(model_name: str):

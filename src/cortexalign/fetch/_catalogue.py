@@ -11,12 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from cortexalign.registry import Registry
-
-if TYPE_CHECKING:  # the planner is the downloader: plans may read index tables through it
-    from cortexalign.fetch._download import Fetcher
 
 __all__ = ["RemoteFile", "Source", "SOURCES", "register_source", "DIGESTS"]
 
@@ -97,7 +94,7 @@ class Source:
     terms_url: str
     weight: str
     loader: str
-    plan: Callable[[Fetcher, dict[str, Any]], list[RemoteFile]]
+    plan: Callable[[Any, dict[str, Any]], list[RemoteFile]]  # (Fetcher, filters)
     filters: dict[str, str] = field(default_factory=dict)
     defaults: dict[str, Any] = field(default_factory=dict)
     agreement: str | None = None
