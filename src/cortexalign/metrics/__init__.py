@@ -1,5 +1,8 @@
 """Alignment measures: RDMs and their comparison (RSA), CKA, and the metric registry.
 
+Differentiable objectives with the metrics' definitions (for training): ``rsa_objective``,
+``cka_objective``, ``ridge_objective``, ``soft_rank``.
+
 Public API: ``compute_rdm``, ``compute_rdms``, ``compare_rdms``, ``cka``, ``score``,
 ``list_metrics``, the registries ``METRICS``, ``RDM_METHODS``, ``RDM_COMPARISONS``, ``CKA_KINDS``,
 and ``Score``. Noise ceilings and bootstrap intervals live in ``cortexalign.stats``.
@@ -18,11 +21,18 @@ from cortexalign.metrics._layer_similarity import (
     layer_similarity,
 )
 from cortexalign.metrics._maps import MAP_MEASURES, MAP_SCALINGS, compare_maps, map_score
+from cortexalign.metrics._objectives import (
+    OBJECTIVES,
+    cka_objective,
+    ridge_objective,
+    rsa_objective,
+)
 from cortexalign.metrics._partition import VariancePartition, variance_partitioning
 from cortexalign.metrics._rdm import RDM_METHODS, compute_rdm, compute_rdms
 from cortexalign.metrics._registry import METRICS
 from cortexalign.metrics._rsa_metric import rsa_from_rdm
 from cortexalign.metrics._score import Score
+from cortexalign.metrics._softrank import soft_rank
 from cortexalign.metrics._streaming import streaming_cka, streaming_gram, streaming_rdm
 
 __all__ = ["METRICS", "Score", "score", "list_metrics", "compute_rdm", "compute_rdms",
@@ -31,4 +41,5 @@ __all__ += ["MAP_MEASURES", "MAP_SCALINGS", "compare_maps", "map_score"]
 __all__ += ["streaming_rdm", "streaming_cka", "streaming_gram", "rsa_from_rdm", "cka_from_gram"]
 __all__ += ["variance_partitioning", "VariancePartition"]
 __all__ += ["banded_ridge", "BandedRidgeScore", "solve_banded_ridge_cv"]
+__all__ += ["OBJECTIVES", "rsa_objective", "cka_objective", "ridge_objective", "soft_rank"]
 __all__ += ["layer_similarity", "plot_layer_similarity", "LAYER_SIMILARITIES"]
