@@ -22,8 +22,8 @@ from cortexalign.metrics import (
     score,
     soft_rank,
 )
-from cortexalign.metrics._softrank import isotonic_decreasing_blocks
 from cortexalign.neural import RDMSet, load_neural, make_responses
+from cortexalign.rdm import isotonic_decreasing_blocks
 
 
 def _data(s: int = 14, d: int = 6, n: int = 4, seed: int = 0):

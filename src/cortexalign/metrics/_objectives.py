@@ -37,12 +37,18 @@ from sklearn.model_selection import KFold
 
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.metrics._cka import CKA_KINDS
-from cortexalign.metrics._compare import average_ranks, compare_pearson
 from cortexalign.metrics._encoding import DEFAULT_ALPHAS
-from cortexalign.metrics._rdm import RDM_METHODS, rdm_tensor, upper_tri
 from cortexalign.metrics._ridge import check_alphas, solve_ridge_cv
 from cortexalign.metrics._rsa_metric import _neural_vectors, ceiling_groups
-from cortexalign.metrics._softrank import soft_rank
+from cortexalign.rdm import (
+    RDM_METHODS,
+    average_ranks,
+    compare_pearson,
+    rdm_tensor,
+    soft_rank,
+    upper_tri,
+)
+from cortexalign.stats import group_weights
 
 __all__ = ["OBJECTIVES", "rsa_objective", "cka_objective", "ridge_objective"]
 
@@ -62,11 +68,9 @@ def _features(x, name: str) -> torch.Tensor:
 
 def _rdm_weights(target, s: int, method: str, device: torch.device, ceiling_by: str | None):
     """(k, p) target vectors and the (k,) weights ``rsa`` averages them with."""
-    from cortexalign import stats  # stats builds on metrics (as in _rsa_metric)
-
     target_kp, source = _neural_vectors(target, s, method, device)
     groups, _ = ceiling_groups(source, ceiling_by, target_kp.shape[0])
-    return target_kp, torch.as_tensor(stats.group_weights(groups), device=device)
+    return target_kp, torch.as_tensor(group_weights(groups), device=device)
 
 
 def rsa_objective(features_sd: torch.Tensor, target, *, rdm_method: str = "correlation",
