@@ -101,3 +101,29 @@ def test_sam_family_default_weights_offline_fail_at_once_with_the_fix(home, monk
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(InputError, match=f"cortexalign fetch {entry}.*weights=PATH"):
         load_model(model, tiny=True, device="cpu")
+
+
+def test_nsd_as_a_config_source_fetches_and_aligns(server, home, tmp_path, monkeypatch):
+    """``source: nsd`` (neural and stimuli): the options are both the fetch filters and
+    load_nsd's arguments; the stimuli are the subject's images of those sessions."""
+    from cortexalign.errors import InputError
+    from cortexalign.fetch import plan
+    from cortexalign.fetch.sources import fetch_config_sources  # noqa: F401 (registers)
+    from cortexalign.neural import load_neural
+    from cortexalign.stimuli import load_stimuli
+
+    srv, base = server
+    files = {f.path for p in ({"subject": 1, "sessions": 1},
+                              {"subject": 1, "sessions": 1, "parts": "design,stimuli"})
+             for f in plan("nsd", p).files}
+    for path, body in _layouts.nsd(tmp_path, sorted(files)).items():
+        srv.add(path, body)
+    monkeypatch.setenv("CORTEXALIGN_MIRROR", base)
+    options = {"subject": 1, "sessions": [1], "rois": ["prf-visualrois"]}
+    with pytest.raises(InputError, match="--agree-terms"):
+        load_neural("nsd", **options)
+    responses = load_neural("nsd", **options, agree_terms=True)
+    stimuli = load_stimuli("nsd", subject=1, sessions=[1], agree_terms=True)
+    assert responses.sizes["neuroid"] == 2
+    assert sorted(responses["stimulus"].values.tolist()) == sorted(stimuli.ids)
+    assert (home / "nsd/nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5").is_file()
