@@ -37,9 +37,14 @@ def test_a_config_naming_a_source_fetches_it_then_runs(server, home, tmp_path, m
 
     scores = ResultsStore(tmp_path / "run/results.duckdb", read_only=True).scores_frame()
     assert len(scores) == 1 and scores["target"].iloc[0] == "allen-ophys"
-    # a rerun finds everything fetched: no new download
-    run_experiment(CONFIG, tmp_path / "run", progress=False)
-    assert len(srv.gets("/visual-coding-2p/ophys_experiment_data/501021421.nwb")) == 1
+    # a rerun finds everything fetched: no new request at all
+    from cortexalign.bench import load_config
+    from cortexalign.fetch.sources import fetch_config_sources
+
+    n_requests = len(srv.log)
+    assert [r.files[0].status for r in fetch_config_sources(load_config(CONFIG))] == \
+        ["present", "present"]
+    assert len(srv.log) == n_requests
 
 
 def test_offline_a_config_naming_a_missing_source_fails_at_once(home, tmp_path, monkeypatch,
