@@ -48,8 +48,7 @@ class SpikingAdapter(ModelAdapter):
 )
 def build_snn(spec: LoadSpec, img_size: int | None = None, **kwargs: Any) -> SpikingAdapter:
     """Build ``snn:<name>``; ``kwargs`` override ``HSTConfig`` fields (e.g. ``time_steps=4``)."""
-    from cortexalign.spiking import SNN_MODELS, create_snn
-    from cortexalign.spiking._checkpoint import load_weights
+    from cortexalign.spiking import SNN_MODELS, create_snn, load_weights
     from cortexalign.spiking.features import layer_names
 
     if spec.arch not in SNN_MODELS:

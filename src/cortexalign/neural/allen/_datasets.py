@@ -34,8 +34,7 @@ from cortexalign.neural.allen._ecephys import load_ecephys_natural_scenes
 from cortexalign.neural.allen._ophys import NS_PRESENTATION, NS_TEMPLATE, load_ophys_natural_scenes
 from cortexalign.neural.allen._tables import load_response_table
 from cortexalign.neural.allen._templates import load_natural_scenes_stimuli
-from cortexalign.stimuli import BUNDLED, StimulusSet
-from cortexalign.stimuli._loaders import IMAGE_SUFFIXES
+from cortexalign.stimuli import BUNDLED, IMAGE_SUFFIXES, StimulusSet
 
 __all__ = ["find_nwb_files", "ALLEN_CITATION_OPHYS", "ALLEN_CITATION_ECEPHYS"]
 
