@@ -8,6 +8,18 @@ registered metric); ``bootstrap_model_scores`` and ``benchmark_discriminability`
 models under resampling of stimuli and subjects).
 """
 
+from cortexalign.analyses._layer_choice import (
+    LAYER_RULES,
+    LayerChoice,
+    layer_choice,
+    stimulus_folds,
+    subset_target,
+)
+from cortexalign.analyses._model_boot import (
+    ModelScoreSamples,
+    benchmark_discriminability,
+    bootstrap_model_scores,
+)
 from cortexalign.analyses._pattern_scores import alignment_patterns, model_rdms
 from cortexalign.analyses._patterns import (
     PATTERN_NULLS,
@@ -28,3 +40,5 @@ from cortexalign.analyses._regions import (
 __all__ = ["alignment_patterns", "brain_alignment_patterns", "model_rdms", "PATTERN_NULLS",
            "PATTERN_SIMILARITIES", "BrainPatterns", "PatternAnalysis", "PatternScore",
            "RegionRDMs", "as_region_rdms", "copy_region", "region_rdms", "simulate_regions"]
+__all__ += ["LAYER_RULES", "LayerChoice", "layer_choice", "stimulus_folds", "subset_target",
+            "ModelScoreSamples", "benchmark_discriminability", "bootstrap_model_scores"]

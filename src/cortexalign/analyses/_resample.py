@@ -60,10 +60,10 @@ def _weighted_ranks(x_p: np.ndarray, w_bp: np.ndarray) -> np.ndarray:
 
 def _standardised(x_bkp: np.ndarray, w_bp: np.ndarray, center: bool) -> np.ndarray:
     sw = w_bp.sum(axis=1)[:, None, None]
-    if center:
-        x_bkp = x_bkp - (x_bkp * w_bp[:, None]).sum(axis=2, keepdims=True) / sw
-    norm = np.sqrt((x_bkp * x_bkp * w_bp[:, None]).sum(axis=2, keepdims=True))
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):  # no pairs drawn (a fold): NaN
+        if center:
+            x_bkp = x_bkp - (x_bkp * w_bp[:, None]).sum(axis=2, keepdims=True) / sw
+        norm = np.sqrt((x_bkp * x_bkp * w_bp[:, None]).sum(axis=2, keepdims=True))
         return np.where(norm > 1e-12, x_bkp / norm, np.nan)
 
 
