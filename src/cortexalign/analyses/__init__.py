@@ -29,6 +29,7 @@ from cortexalign.analyses._patterns import (
     PatternScore,
     brain_alignment_patterns,
 )
+from cortexalign.analyses._records import discriminability_records, pattern_records
 from cortexalign.analyses._regions import (
     RegionRDMs,
     as_region_rdms,
@@ -42,3 +43,4 @@ __all__ = ["alignment_patterns", "brain_alignment_patterns", "model_rdms", "PATT
            "RegionRDMs", "as_region_rdms", "copy_region", "region_rdms", "simulate_regions"]
 __all__ += ["LAYER_RULES", "LayerChoice", "layer_choice", "stimulus_folds", "subset_target",
             "ModelScoreSamples", "benchmark_discriminability", "bootstrap_model_scores"]
+__all__ += ["discriminability_records", "pattern_records"]
