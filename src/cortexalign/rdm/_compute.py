@@ -105,7 +105,8 @@ def unit_rows(x_sd: torch.Tensor, center: bool) -> torch.Tensor:
         raise InputError("features_sd", f"stimuli without {what}", f"{int(zero.sum())} such stimuli "
                          f"(first at row {int(torch.nonzero(zero)[0])})",
                          "drop those stimuli, or use rdm_method='euclidean'")
-    return z.div_(norm[:, None])
+    # out of place under autograd: the norm's backward needs z as it was
+    return z / norm[:, None] if z.requires_grad else z.div_(norm[:, None])
 
 
 def rdm_correlation(x_sd: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
