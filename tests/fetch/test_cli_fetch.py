@@ -84,10 +84,10 @@ def test_run_offline_fails_before_torch_loads(home, tmp_path):
     code = ("import sys\nfrom typer.testing import CliRunner\nfrom cortexalign.cli import app\n"
             f"r = CliRunner().invoke(app, ['run', {str(cfg)!r}, '--out', {str(tmp_path / 'o')!r}],"
             " env={'COLUMNS': '300'})\nprint(r.exit_code, 'torch' in sys.modules)\nprint(r.output)")
-    env = {**__import__("os").environ, "CORTEXALIGN_OFFLINE": "1"}
+    env = {**__import__("os").environ, "CORTEXALIGN_OFFLINE": "1", "COLUMNS": "300"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          timeout=120).stdout
     assert out.startswith("2 False"), out
-    assert "`cortexalign fetch allen-ophys area=VISp cre_line=Cux2` (neural[0])" in out
+    assert "`cortexalign fetch allen-ophys area=VISp cre_line=Cux2` (neural[0], stimuli)" in out
     assert "`cortexalign fetch sam-vit-b` (models[0].weights)" in out
     assert not (tmp_path / "o").exists()

@@ -75,6 +75,9 @@ def config_needs(cfg: Any) -> list[tuple[str, dict, dict, str]]:
     src = _get(stim, "source")
     if isinstance(src, str) and "stimuli" in CONFIG_KINDS.get(src, ()):
         f, s, _ = split_options(src, dict(_get(stim, "options") or {}))
+        same = next((n for n in out if n[0] == src), None)
+        if not f and same is not None and src != "nsd":  # the neural data's files hold them
+            f, s = same[1], same[2]
         out.append((src, stimuli_filters(src, f), s, "stimuli"))
     for i, m in enumerate(_get(cfg, "models") or []):
         w = _get(m, "weights")
@@ -104,7 +107,10 @@ def fetch_config_sources(cfg: Any, console=None) -> list[FetchResult]:
             except OfflineError as err:
                 offline.append((where, err))
     if offline:
-        cmds = "; ".join(f"`{err.command}` ({where})" for where, err in offline)
+        wheres: dict[str, list[str]] = {}
+        for where, err in offline:
+            wheres.setdefault(err.command, []).append(where)
+        cmds = "; ".join(f"`{c}` ({', '.join(w)})" for c, w in wheres.items())
         first = offline[0][1]
         raise OfflineError(first.url, f"the config names catalogue data not fetched yet, and "
                            f"{first.what.split(' but ')[-1]}", f"run {cmds} where the network "
