@@ -87,6 +87,7 @@ def test_run_offline_fails_before_torch_loads(home, tmp_path):
     env = {**__import__("os").environ, "CORTEXALIGN_OFFLINE": "1", "COLUMNS": "300"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          timeout=120).stdout
+    out = " ".join(out.split())  # rich wraps long lines
     assert out.startswith("2 False"), out
     assert "`cortexalign fetch allen-ophys area=VISp cre_line=Cux2` (neural[0], stimuli)" in out
     assert "`cortexalign fetch sam-vit-b` (models[0].weights)" in out
