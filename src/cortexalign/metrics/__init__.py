@@ -19,14 +19,14 @@ from cortexalign.metrics._layer_similarity import (
 )
 from cortexalign.metrics._maps import MAP_MEASURES, MAP_SCALINGS, compare_maps, map_score
 from cortexalign.metrics._partition import VariancePartition, variance_partitioning
-from cortexalign.metrics._rdm import RDM_METHODS, compute_rdm, compute_rdms
+from cortexalign.metrics._rdm import RDM_METHODS, ConstantFeaturesWarning, compute_rdm, compute_rdms
 from cortexalign.metrics._registry import METRICS
 from cortexalign.metrics._rsa_metric import rsa_from_rdm
 from cortexalign.metrics._score import Score
 from cortexalign.metrics._streaming import streaming_cka, streaming_gram, streaming_rdm
 
 __all__ = ["METRICS", "Score", "score", "list_metrics", "compute_rdm", "compute_rdms",
-           "compare_rdms", "cka", "RDM_METHODS", "RDM_COMPARISONS", "CKA_KINDS"]
+           "compare_rdms", "cka", "RDM_METHODS", "ConstantFeaturesWarning", "RDM_COMPARISONS", "CKA_KINDS"]
 __all__ += ["MAP_MEASURES", "MAP_SCALINGS", "compare_maps", "map_score"]
 __all__ += ["streaming_rdm", "streaming_cka", "streaming_gram", "rsa_from_rdm", "cka_from_gram"]
 __all__ += ["variance_partitioning", "VariancePartition"]

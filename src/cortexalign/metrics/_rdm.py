@@ -10,10 +10,15 @@ Conventions follow rsatoolbox 0.3 (Nili et al. 2014, PLoS Comput Biol 10:e100355
 agree with it: ``euclidean`` is the *squared* euclidean distance divided by the number of
 features; ``crossnobis`` is the leave-one-repetition-out cross-validated squared Mahalanobis
 distance divided by the number of channels (Walther et al. 2016, NeuroImage 137:188-200).
+
+``correlation`` and ``cosine`` of a stimulus whose feature vector is constant (all zero for
+``cosine``; e.g. an image that makes no spike in a spiking layer) are undefined: such a stimulus
+is taken as uncorrelated with every other (dissimilarity 1), with a ``ConstantFeaturesWarning``.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -23,7 +28,12 @@ from cortexalign.device import resolve_device
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.metrics._validate import as_tensor, check_features
 
-__all__ = ["RDM_METHODS", "compute_rdm", "compute_rdms", "rdm_tensor", "upper_tri"]
+__all__ = ["RDM_METHODS", "ConstantFeaturesWarning", "compute_rdm", "compute_rdms", "rdm_tensor",
+           "upper_tri"]
+
+
+class ConstantFeaturesWarning(UserWarning):
+    """Stimuli with a constant feature vector in a correlation or cosine RDM."""
 
 _MAX_CHUNK = 4096
 
@@ -95,10 +105,16 @@ def _unit_rows(x_sd: torch.Tensor, center: bool) -> torch.Tensor:
     raw = norm if not center else torch.sqrt(norm**2 + x_sd.shape[1] * mean_s1[:, 0] ** 2)
     zero = norm <= 1e-12 * raw.clamp_min(1e-300)
     if bool(zero.any()):
+        # correlation (cosine) with a constant (all-zero) vector is undefined: such a stimulus is
+        # taken as uncorrelated with every other, dissimilarity 1 (a silent spiking layer)
         what = "a constant feature vector" if center else "an all-zero feature vector"
-        raise InputError("features_sd", f"stimuli without {what}", f"{int(zero.sum())} such stimuli "
-                         f"(first at row {int(torch.nonzero(zero)[0])})",
-                         "drop those stimuli, or use rdm_method='euclidean'")
+        warnings.warn(f"{int(zero.sum())} of {len(zero)} stimuli have {what} (first at row "
+                      f"{int(torch.nonzero(zero)[0])}): their {'correlation' if center else 'cosine'}"
+                      " with every other stimulus is undefined and is taken as 0 (dissimilarity 1);"
+                      " drop them, or use rdm_method='euclidean'", ConstantFeaturesWarning,
+                      stacklevel=3)
+        z[zero] = 0.0
+        norm = torch.where(zero, torch.ones_like(norm), norm)
     return z.div_(norm[:, None])
 
 
