@@ -50,16 +50,18 @@ def _checkpoint(folder: Path) -> Path:
     model = create_snn("hst_tiny")
     mean = torch.tensor([0.4914, 0.4822, 0.4465])[:, None, None]
     std = torch.tensor([0.2470, 0.2435, 0.2616])[:, None, None]
-    calibrate_batchnorm(model, [(torch.rand(64, 3, 32, 32) - mean) / std])
+    calibrate_batchnorm(model, [(torch.rand(64, 3, 16, 16) - mean) / std])
     return save_checkpoint(folder, 1, model, None, {"note": "test checkpoint"})
 
 
 def _models(ckpt: Path) -> list[dict]:
     return [
-        {"name": "snn:hst_tiny", "weights": str(ckpt), "label": "hst (checkpoint)", "layers": LAYERS},
-        {"name": "snn:hst_tiny", "untrained": True, "label": "hst (untrained)", "layers": LAYERS},
+        {"name": "snn:hst_tiny", "weights": str(ckpt), "label": "hst (checkpoint)", "layers": LAYERS,
+         "kwargs": {"img_size": 16}},
+        {"name": "snn:hst_tiny", "untrained": True, "label": "hst (untrained)", "layers": LAYERS,
+         "kwargs": {"img_size": 16}},
         {"name": "snn:tdformer_tiny", "untrained": True, "label": "tdformer (untrained)",
-         "layers": LAYERS},
+         "layers": LAYERS, "kwargs": {"img_size": 16}},
     ]
 
 

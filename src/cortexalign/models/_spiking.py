@@ -21,9 +21,8 @@ every other image (see ``cortexalign.metrics``).
 
 from __future__ import annotations
 
-from typing import Any
-
 import warnings
+from typing import Any
 
 import torch
 
