@@ -25,7 +25,7 @@ LAYERS = ["stage1.embed", "stage3"]
 N_IMAGES, SIDE, REPS, N_CELLS = 24, 32, 3, 6
 
 
-def _allen(folder: Path) -> Path:
+def _allen(folder: Path) -> tuple[Path, np.ndarray]:
     """One two-photon experiment in the AllenSDK cache layout: 24 natural-scene-like images,
     each shown 3 times, 6 cells with image-driven responses plus trial noise."""
     rng = np.random.default_rng(0)
@@ -39,18 +39,22 @@ def _allen(folder: Path) -> Path:
     root.mkdir(parents=True)
     _ophys_file(root / "500.nwb", frames, amp_nt, np.arange(1000, 1000 + N_CELLS),
                 np.zeros(N_CELLS), images, CUX2)
-    return folder
+    return folder, images
 
 
-def _checkpoint(folder: Path) -> Path:
+def _checkpoint(folder: Path, allen_images: np.ndarray) -> Path:
     """An hst_tiny checkpoint, in `cortexalign train-snn`'s format, whose batch-norm statistics
-    were estimated on image-like inputs (uniform pixels, CIFAR-normalised), as a trained model's
-    are: it is scored with the statistics it carries."""
+    were estimated on images of both kinds (as a trained model's are, on its training images):
+    it is scored with the statistics it carries."""
+    from cortexalign.models import load_model
+    from cortexalign.stimuli import load_stimuli
+
+    pre = load_model("snn:hst_tiny", untrained=True, img_size=16, device="cpu").preprocess
+    k92 = list(load_stimuli("kriegeskorte92").images(range(0, 92, 2)))
+    gray = [np.repeat(im[..., None], 3, -1) for im in allen_images]
     torch.manual_seed(1)
     model = create_snn("hst_tiny")
-    mean = torch.tensor([0.4914, 0.4822, 0.4465])[:, None, None]
-    std = torch.tensor([0.2470, 0.2435, 0.2616])[:, None, None]
-    calibrate_batchnorm(model, [(torch.rand(64, 3, 16, 16) - mean) / std])
+    calibrate_batchnorm(model, [torch.cat([pre(k92), pre(gray)])])
     return save_checkpoint(folder, 1, model, None, {"note": "test checkpoint"})
 
 
@@ -68,8 +72,8 @@ def _models(ckpt: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("snn_run")
-    ckpt = _checkpoint(tmp / "ckpt")
-    allen = _allen(tmp / "allen_cache")
+    allen, allen_images = _allen(tmp / "allen_cache")
+    ckpt = _checkpoint(tmp / "ckpt", allen_images)
     configs = {
         "k92": {"name": "snn_k92", "stimuli": {"source": "kriegeskorte92"}, "models": _models(ckpt),
                 "neural": [{"source": "kriegeskorte92.human_IT", "label": "human IT"}],
