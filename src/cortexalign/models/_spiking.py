@@ -85,7 +85,8 @@ class SpikingAdapter(ModelAdapter):
                           "network is then almost silent); call adapter.calibrate(stimuli) first, "
                           "as cortexalign.extract_features does", UserWarning, stacklevel=3)
         reset_states(self.module)  # every batch starts from resting membranes
-        out = extract_features(self.module, x_bchw, names, time_reduce="mean")
+        out = extract_features(self.module, x_bchw, names, time_reduce="mean",
+                               grad=torch.is_grad_enabled())
         reset_states(self.module)
         for name, y in out.items():
             silent = int((y.flatten(1).amax(dim=1) <= 0).sum())
@@ -111,8 +112,7 @@ def build_snn(spec: LoadSpec, img_size: int | None = None, bn_calibration: str |
     ``bn_calibration``: ``"stimuli"`` (default for ``untrained=True``) or ``"none"`` (default
     for a checkpoint); see the module docstring.
     """
-    from cortexalign.spiking import SNN_MODELS, create_snn
-    from cortexalign.spiking._checkpoint import load_weights
+    from cortexalign.spiking import SNN_MODELS, create_snn, load_weights
     from cortexalign.spiking.calibration import BN_CALIBRATIONS
     from cortexalign.spiking.features import layer_names
 
