@@ -45,6 +45,7 @@ from cortexalign.features import (
     extract_to_cache,
     map_layers,
 )
+from cortexalign.fetch.sources import fetch_config_sources
 from cortexalign.metrics import METRICS
 from cortexalign.models import MODELS, load_model
 from cortexalign.neural import NEURAL, RDMSet, load_neural
@@ -128,6 +129,7 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
     t0 = time.perf_counter()
     cfg = config if isinstance(config, ExperimentConfig) else load_config(config)
     console = console or Console(stderr=True, quiet=not progress)
+    fetch_config_sources(cfg, console)  # catalogue sources (source: allen-ophys): fetch first
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError("out_dir", "a directory", f"the file {str(out)!r}", "choose another --out")

@@ -9,7 +9,13 @@ and ``Score``. Noise ceilings and bootstrap intervals live in ``cortexalign.stat
 """
 
 # the registering modules fill METRICS when imported
-from cortexalign.metrics import _cka_metric, _encoding, _map_metric, _rsa_metric  # noqa: F401
+from cortexalign.metrics import (  # noqa: F401
+    _cka_metric,
+    _encoding,
+    _extra_measures,
+    _map_metric,
+    _rsa_metric,
+)
 from cortexalign.metrics._api import check_options, list_metrics, score
 from cortexalign.metrics._banded import BandedRidgeScore, banded_ridge, solve_banded_ridge_cv
 from cortexalign.metrics._cka import CKA_KINDS, cka
