@@ -34,6 +34,7 @@ from cortexalign.bench._partition_memory import check_partition_memory
 from cortexalign.bench._partition_spec import PARTITION_METHODS
 from cortexalign.bench._partitions import check_partition_targets, driver_device, run_partitions
 from cortexalign.bench._scoring import CachedLayer, check_job_options, score_job, uses_maps
+from cortexalign.bench._second_order import run_second_order
 from cortexalign.bench._targets import Target, load_targets
 from cortexalign.device import resolve_device
 from cortexalign.errors import CortexAlignError, InputError
@@ -169,6 +170,7 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
     try:  # the executor runs _run_model per model; only this process writes the store
         executor.run(_run_model, ctx)
         run_partitions(ctx, widths)  # after the per-layer jobs: their features are cached
+        run_second_order(ctx)  # patterns / discriminability of the config, on the same cache
     except KeyboardInterrupt:
         store.finish_run(run_id, "interrupted")
         raise
