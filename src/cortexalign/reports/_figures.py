@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-__all__ = ["layerwise_figure", "layer_positions"]
+__all__ = ["layerwise_figure", "layer_positions", "best_layers", "normalized_scores"]
 
 
 def layer_positions(frame: pd.DataFrame) -> pd.Series:
@@ -70,6 +68,13 @@ def layerwise_figure(frame: pd.DataFrame, path: str | Path, metric: str | None =
     return path
 
 
+def normalized_scores(frame: pd.DataFrame) -> pd.Series:
+    """Each score as a fraction of the lower bound of its noise ceiling (NaN without a ceiling):
+    the ``normalized`` column of the report's best-layer table and of ``cortexalign results``."""
+    ceiling = frame["ceiling_low"].astype(float)
+    return (frame["value"].astype(float) / ceiling.where(ceiling != 0)).rename("normalized")
+
+
 def best_layers(frame: pd.DataFrame) -> pd.DataFrame:
     """The best layer of each (model, target, metric), with its interval and ceiling."""
     rows = []
@@ -78,9 +83,8 @@ def best_layers(frame: pd.DataFrame) -> pd.DataFrame:
         if g.empty:
             continue
         best = g.loc[g["value"].idxmax()]
-        ceil = best["ceiling_low"]
         rows.append({"model": model, "target": target, "metric": metric, "layer": best["layer"],
                      "value": best["value"], "ci_low": best["ci_low"], "ci_high": best["ci_high"],
-                     "ceiling_low": ceil, "ceiling_high": best["ceiling_high"],
-                     "normalized": best["value"] / ceil if ceil and not math.isnan(ceil) else np.nan})
+                     "ceiling_low": best["ceiling_low"], "ceiling_high": best["ceiling_high"],
+                     "normalized": normalized_scores(best.to_frame().T).iloc[0]})
     return pd.DataFrame(rows)
