@@ -17,12 +17,11 @@ from _streamed_helpers import (  # on sys.path (pytest)
 from cortexalign.bench import ConfigError, _run, load_config
 from cortexalign.bench._config import MetricSpec
 from cortexalign.bench._run import _pooled_bytes, run_experiment
-from cortexalign.bench._validate import check_metric_folds
 from cortexalign.bench._scoring import STREAMED_METRICS, CachedLayer, score_job
-from cortexalign.bench._stats import rsa_permutation_p
+from cortexalign.bench._validate import check_metric_folds
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.features import FeatureCache
-from cortexalign.metrics import score
+from cortexalign.metrics import rsa_permutation_p, score
 from cortexalign.models import load_model
 from cortexalign.neural import load_neural, make_responses
 from cortexalign.results import ResultsStore

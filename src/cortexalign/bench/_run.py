@@ -15,28 +15,37 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
 
+from cortexalign.bench import _ray  # noqa: F401  registers the "ray" executor
 from cortexalign.bench._config import ExperimentConfig, load_config
 from cortexalign.bench._executors import (
     RunContext,
+    RunSummary,
     failure_message,
     make_executor,
     record_failure,
 )
 from cortexalign.bench._jobs import ScoreJob, plan_model_jobs
-from cortexalign.bench._map_features import extract_maps, extract_maps_to_cache, map_layers
 from cortexalign.bench._partition_memory import check_partition_memory
 from cortexalign.bench._partition_spec import PARTITION_METHODS
 from cortexalign.bench._partitions import driver_device, run_partitions
 from cortexalign.bench._scoring import CachedLayer, score_job, uses_maps
+from cortexalign.bench._second_order import run_second_order
 from cortexalign.bench._validate import validate_request
 from cortexalign.device import resolve_device
 from cortexalign.errors import CortexAlignError, InputError
-from cortexalign.features import FeatureCache, extract_features, extract_to_cache
+from cortexalign.features import (
+    FeatureCache,
+    extract_features,
+    extract_maps,
+    extract_maps_to_cache,
+    extract_to_cache,
+    map_layers,
+)
+from cortexalign.fetch.sources import fetch_config_sources
 from cortexalign.metrics import METRICS
 from cortexalign.models import load_model
 from cortexalign.neural import NEURAL
@@ -46,25 +55,6 @@ from cortexalign.stimuli import StimulusSet
 __all__ = ["run_experiment", "RunSummary"]
 
 RESULTS_FILE = "results.duckdb"
-
-
-@dataclass
-class RunSummary:
-    """What a run did: counts, failures and the files it wrote."""
-
-    run_id: str
-    out_dir: Path
-    n_jobs: int = 0
-    n_done: int = 0
-    n_skipped: int = 0
-    failures: list[dict] = field(default_factory=list)
-    files: dict[str, Path] = field(default_factory=dict)
-    seconds: float = 0.0
-    job_keys: set[str] = field(default_factory=set)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
 
 
 def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *,
@@ -83,11 +73,12 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
     t0 = time.perf_counter()
     cfg = config if isinstance(config, ExperimentConfig) else load_config(config)
     console = console or Console(stderr=True, quiet=not progress)
+    fetch_config_sources(cfg, console)  # catalogue sources (source: allen-ophys): fetch first
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError("out_dir", "a directory", f"the file {str(out)!r}", "choose another --out")
 
-    # 1. validate everything before writing anything: every problem at once
+    # 1. validate everything before writing anything
     stimuli, targets = validate_request(cfg, str(config) if isinstance(config, (str, Path))
                                         else "config")
     # a Ray worker resolves the device where it runs (the driver may have no GPU)
@@ -118,6 +109,7 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
     try:  # the executor runs _run_model per model; only this process writes the store
         executor.run(_run_model, ctx)
         run_partitions(ctx, widths)  # after the per-layer jobs: their features are cached
+        run_second_order(ctx)  # patterns / discriminability of the config, on the same cache
     except KeyboardInterrupt:
         store.finish_run(run_id, "interrupted")
         raise

@@ -7,6 +7,7 @@ typer and rich only at module level, and everything else inside the command, so 
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, NoReturn
 
 import typer
@@ -26,8 +27,23 @@ def _blank_flag_metavars(params: list[Any]) -> list[Any]:
     return params
 
 
+def _paragraphs(text: str | None) -> str | None:
+    """A docstring's paragraphs each on one line: typer's rich help keeps a docstring's line
+    breaks, so a paragraph wrapped at 100 columns in the source came out broken mid-sentence
+    (and the command list showed the first one cut at its first line break). Paragraphs that
+    start with ``\\b`` keep their lines."""
+    if not text:
+        return text
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(p.split()) for p in paragraphs)
+
+
 class FlagCommand(TyperCommand):
-    """A typer command whose flags show no ``<bool>`` metavar in ``--help``."""
+    """A typer command whose flags show no ``<bool>`` metavar in ``--help``, and whose help
+    paragraphs are joined into lines (:func:`_paragraphs`)."""
+
+    def __init__(self, *args: Any, help: str | None = None, **kwargs: Any):  # noqa: A002
+        super().__init__(*args, help=_paragraphs(help), **kwargs)
 
     def get_params(self, ctx: Any) -> list[Any]:
         return _blank_flag_metavars(super().get_params(ctx))
@@ -35,6 +51,9 @@ class FlagCommand(TyperCommand):
 
 class FlagGroup(TyperGroup):
     """The ``cortexalign`` group: its own ``--help`` shows no ``<bool>`` metavar either."""
+
+    def __init__(self, *args: Any, help: str | None = None, **kwargs: Any):  # noqa: A002
+        super().__init__(*args, help=_paragraphs(help), **kwargs)
 
     def get_params(self, ctx: Any) -> list[Any]:
         return _blank_flag_metavars(super().get_params(ctx))
