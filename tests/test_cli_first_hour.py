@@ -369,9 +369,8 @@ def test_config_template_is_valid_yaml_with_every_key_commented():
     lines = text.splitlines()
     for key in config_keys():
         name = key.path.rsplit(".", 1)[-1].removesuffix("[]")
-        hits = [i for i, ln in enumerate(lines)
-                if re.match(rf"\s*(# )?(- )?{re.escape(name)}:", ln.strip())
-                or re.match(rf"\s*(# )?(- )?{re.escape(name)}:", ln)]
+        key = rf"(# )?(- )?('{re.escape(name)}'|{re.escape(name)}):"
+        hits = [i for i, ln in enumerate(lines) if re.match(key, ln.strip())]
         assert hits, key.path
         assert any(lines[i - 1].lstrip().startswith("#") for i in hits), key.path
 

@@ -30,8 +30,6 @@ _EXAMPLES = {
     "neural[].source": "kriegeskorte92.human_IT",
     "metrics[].name": "rsa",
 }
-#: List keys whose template holds no item (their item's keys are shown commented out).
-_EMPTY_LISTS = {"partitions"}
 
 
 @dataclass(frozen=True)
@@ -145,9 +143,10 @@ def _block(model: type[BaseModel], path: str, indent: str, commented: bool = Fal
                  isinstance(default, dict) and nested else f"default {_yaml(default)}")
         lines += _comment(f"{name} ({kind}; {shown}): {doc}", indent)
         if nested is not None and nested[0] == "[]":
+            empty = default == []  # optional: no item, the item's keys commented out
             item_lines = _block(nested[1], f"{key_path}[].", indent + "    ",
-                                commented or name in _EMPTY_LISTS)
-            if name in _EMPTY_LISTS or commented:
+                                commented or empty)
+            if empty or commented:
                 lines.append(f"{indent}{mark}{name}: []   # an item has these keys:")
                 item_lines = [ln if ln.lstrip().startswith("#") else
                               f"{indent}    # {ln.strip()}" for ln in item_lines]
@@ -168,8 +167,13 @@ def _block(model: type[BaseModel], path: str, indent: str, commented: bool = Fal
         else:
             value = _EXAMPLES.get(key_path, default)
             value = "<required>" if value is PydanticUndefined else _yaml(value)
-            lines.append(f"{indent}{mark}{name}: {value}")
+            lines.append(f"{indent}{mark}{_key(name)}: {value}")
     return lines
+
+
+def _key(name: str) -> str:
+    """``name`` as a YAML key: quoted where YAML would read it as something else (``null``)."""
+    return name if yaml.safe_load(f"{name}: 0") == {name: 0} else repr(name)
 
 
 def _list_item(item_lines: list[str], indent: str) -> list[str]:
