@@ -57,6 +57,7 @@ from cortexalign.metrics._searchlight import (
     searchlight_rsa,
 )
 from cortexalign.metrics._streaming import streaming_cka, streaming_gram, streaming_rdm
+from cortexalign.metrics._time_resolved import plot_time_resolved, time_resolved_score
 from cortexalign.rdm import (
     RDM_COMPARISONS,
     RDM_METHODS,
@@ -79,3 +80,4 @@ __all__ += ["Searchlights", "SearchlightResult", "searchlight_centers", "searchl
 __all__ += ["PERMUTATION_TESTS", "rsa_permutation_p", "rsa_permutation_p_from_rdm"]
 __all__ += ["PARTITION_RESERVED", "check_options"]
 __all__ += ["check_bootstrap", "check_layer_metric"]
+__all__ += ["time_resolved_score", "plot_time_resolved"]
