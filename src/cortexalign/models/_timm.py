@@ -21,6 +21,7 @@ from torch import nn
 
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.models._base import OUTPUT, ModelAdapter, default_layer_paths
+from cortexalign.models._clip import clip_to_timm, is_clip_state_dict
 from cortexalign.models._hooks import capture_outputs, seeded
 from cortexalign.models._hub import timm_hub_overlay
 from cortexalign.models._preprocess import Preprocess
@@ -165,7 +166,10 @@ def create_timm(arch: str, spec: LoadSpec, kwargs: Mapping[str, Any]) -> nn.Modu
             "no hub is reachable offline: pass weights=PATH (a local .safetensors or torch "
             "state_dict file), or untrained=True for the untrained control") from err
     if spec.source == "file":
-        load_state_dict_checked(module, read_state_dict(spec.weights), repr(str(spec.weights)))
+        state_dict = read_state_dict(spec.weights)
+        if is_clip_state_dict(state_dict):  # OpenAI's release or open_clip's layout
+            state_dict = clip_to_timm(state_dict, module, repr(str(spec.weights)))
+        load_state_dict_checked(module, state_dict, repr(str(spec.weights)))
     return module
 
 
