@@ -43,6 +43,7 @@ from cortexalign.metrics import METRICS
 from cortexalign.models import MODELS, load_model
 from cortexalign.neural import NEURAL, RDMSet, load_neural
 from cortexalign.results import ResultsStore
+from cortexalign.stats import check_resamples
 from cortexalign.stimuli import StimulusSet, load_stimuli
 
 __all__ = ["run_experiment", "RunSummary"]
@@ -104,6 +105,30 @@ def _check_metric_targets(config: ExperimentConfig, targets: dict[str, list[Targ
                                  "use 'rsa' for RDM targets, or give responses for this metric")
 
 
+def _check_metric_stimuli(config: ExperimentConfig, n_stimuli: int) -> None:
+    """Metrics that need more stimuli than the set has (``min_stimuli`` metadata: RSA and CKA
+    need 4, ``metrics._validate.MIN_STIMULI`` says why), before any work."""
+    for i, spec in enumerate(config.metrics):
+        need = METRICS.entry(spec.name).meta.get("min_stimuli")
+        if need is not None and n_stimuli < need[0]:
+            raise InputError(f"metrics[{i}] ({spec.name})", f"at least {need[0]} stimuli: "
+                             f"{need[1]}", f"a stimulus set of {n_stimuli}",
+                             "score on more stimuli (a meaningful RDM or Gram comparison "
+                             "needs dozens)")
+
+
+def _check_resamples(config: ExperimentConfig, n_stimuli: int, console: Console) -> None:
+    """``n_bootstrap`` and ``n_permutations`` within ``stats.MAX_RESAMPLES`` and memory, before
+    any work; a long estimate is printed (``stats._budget``: rough, per job)."""
+    for name in ("n_bootstrap", "n_permutations"):
+        n = getattr(config, name)
+        if n:
+            _, seconds = check_resamples(n, n_stimuli, parameter=name)
+            if seconds > 60:
+                console.print(f"{name}: {n:,} resamples of {n_stimuli} stimuli take roughly "
+                              f"{seconds / 60:.0f} min per job on one CPU core")
+
+
 def _check_metric_folds(config: ExperimentConfig, n_stimuli: int) -> None:
     """Folds a metric cannot make from the stimuli: ``n_folds`` above their count, or
     ``inner_folds`` above the smallest outer fold's training stimuli (the bounds the encoding
@@ -150,6 +175,8 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
     stimuli = load_stimuli(cfg.stimuli.source, **cfg.stimuli.options)
     targets = _targets_for(cfg, stimuli)
     _check_metric_targets(cfg, targets)
+    _check_metric_stimuli(cfg, len(stimuli))
+    _check_resamples(cfg, len(stimuli), console)
     _check_metric_folds(cfg, len(stimuli))
     check_partition_targets(cfg, targets, len(stimuli))
     # a Ray worker resolves the device where it runs (the driver may have no GPU)

@@ -80,7 +80,8 @@ def quickstart(
     for r in best.itertuples():
         table.add_row(str(r.model), str(r.target), str(r.layer), f"{r.value:.3f}",
                       f"{r.ci_low:.3f}-{r.ci_high:.3f}",
-                      "-" if r.ceiling_low != r.ceiling_low else f"{r.ceiling_low:.3f}-{r.ceiling_high:.3f}")
+                      r.ceiling if r.ceiling_low != r.ceiling_low else  # "no ceiling (one RDM)"
+                      f"{r.ceiling_low:.3f}-{r.ceiling_high:.3f}")
     console.print(table)
     if not summary.ok:
         raise typer.Exit(1)

@@ -29,8 +29,8 @@ __all__ = ["check_header", "classify", "HEADER_BYTES", "MOVE_ASIDE"]
 
 HEADER_BYTES = 3 * 4096
 MOVE_ASIDE = ("move {name} aside (e.g. to {name}.damaged) and rerun the experiment with the "
-              "same --out: finished work is redone from the feature cache; `cortexalign doctor "
-              "OUT` says what a rerun would redo")
+              "same --out: its jobs are scored again from the feature cache, without extracting "
+              "again; `cortexalign doctor OUT` checks the store and the cache")
 
 _SIGNATURES = ((b"SQLite format 3\x00", "a SQLite database"), (b"PAR1", "a Parquet file"),
                (b"PK\x03\x04", "a zip archive"), (b"\x89HDF", "an HDF5 file"),
