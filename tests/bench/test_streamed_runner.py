@@ -18,10 +18,9 @@ from cortexalign.bench import ConfigError, _run, load_config
 from cortexalign.bench._config import MetricSpec
 from cortexalign.bench._run import _check_metric_folds, _pooled_bytes, run_experiment
 from cortexalign.bench._scoring import STREAMED_METRICS, CachedLayer, score_job
-from cortexalign.bench._stats import rsa_permutation_p
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.features import FeatureCache
-from cortexalign.metrics import score
+from cortexalign.metrics import rsa_permutation_p, score
 from cortexalign.models import load_model
 from cortexalign.neural import load_neural, make_responses
 from cortexalign.results import ResultsStore

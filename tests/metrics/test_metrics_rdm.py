@@ -145,7 +145,7 @@ def test_finite_values_whose_sum_overflows_are_accepted():
     # the finite check sums first: a sum of finite values may overflow to inf, yet nothing is bad
     import torch
 
-    from cortexalign.metrics._validate import as_tensor
+    from cortexalign.rdm import as_tensor
 
     x = np.full((4, 2), 1.5e308)
     with np.errstate(over="ignore"):

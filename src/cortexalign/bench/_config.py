@@ -74,7 +74,7 @@ class ModelSpec(_Strict):
     feature_options: dict[str, Any] = Field(
         default_factory=dict, description="Options of the map features: attention "
         "{reduction: received | cls | rollout, chunk_size}; conv_map {kind: mean_abs | topk, "
-        "k}. See cortexalign.bench._map_features.")
+        "k}. See cortexalign.features._maps.")
 
     @property
     def display(self) -> str:

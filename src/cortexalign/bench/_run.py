@@ -16,21 +16,21 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
 
+from cortexalign.bench import _ray  # noqa: F401  registers the "ray" executor
 from cortexalign.bench._config import ExperimentConfig, load_config
 from cortexalign.bench._executors import (
     RunContext,
+    RunSummary,
     failure_message,
     make_executor,
     record_failure,
 )
 from cortexalign.bench._jobs import ScoreJob, plan_model_jobs
 from cortexalign.bench._lock import RunLock
-from cortexalign.bench._map_features import extract_maps, extract_maps_to_cache, map_layers
 from cortexalign.bench._partition_memory import check_partition_memory
 from cortexalign.bench._partition_spec import PARTITION_METHODS
 from cortexalign.bench._partitions import check_partition_targets, driver_device, run_partitions
@@ -38,7 +38,15 @@ from cortexalign.bench._scoring import CachedLayer, check_job_options, score_job
 from cortexalign.bench._targets import Target, load_targets
 from cortexalign.device import resolve_device
 from cortexalign.errors import CortexAlignError, InputError
-from cortexalign.features import FeatureCache, extract_features, extract_to_cache
+from cortexalign.features import (
+    FeatureCache,
+    extract_features,
+    extract_maps,
+    extract_maps_to_cache,
+    extract_to_cache,
+    map_layers,
+)
+from cortexalign.fetch.sources import fetch_config_sources
 from cortexalign.metrics import METRICS
 from cortexalign.models import MODELS, load_model
 from cortexalign.neural import NEURAL, RDMSet, load_neural
@@ -49,25 +57,6 @@ from cortexalign.stimuli import StimulusSet, load_stimuli
 __all__ = ["run_experiment", "RunSummary"]
 
 RESULTS_FILE = "results.duckdb"
-
-
-@dataclass
-class RunSummary:
-    """What a run did: counts, failures and the files it wrote."""
-
-    run_id: str
-    out_dir: Path
-    n_jobs: int = 0
-    n_done: int = 0
-    n_skipped: int = 0
-    failures: list[dict] = field(default_factory=list)
-    files: dict[str, Path] = field(default_factory=dict)
-    seconds: float = 0.0
-    job_keys: set[str] = field(default_factory=set)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
 
 
 def _targets_for(config: ExperimentConfig, stimuli: StimulusSet) -> dict[str, list[Target]]:
@@ -107,7 +96,7 @@ def _check_metric_targets(config: ExperimentConfig, targets: dict[str, list[Targ
 
 def _check_metric_stimuli(config: ExperimentConfig, n_stimuli: int) -> None:
     """Metrics that need more stimuli than the set has (``min_stimuli`` metadata: RSA and CKA
-    need 4, ``metrics._validate.MIN_STIMULI`` says why), before any work."""
+    need 4, ``rdm.MIN_STIMULI`` says why), before any work."""
     for i, spec in enumerate(config.metrics):
         need = METRICS.entry(spec.name).meta.get("min_stimuli")
         if need is not None and n_stimuli < need[0]:
@@ -166,6 +155,7 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
     t0 = time.perf_counter()
     cfg = config if isinstance(config, ExperimentConfig) else load_config(config)
     console = console or Console(stderr=True, quiet=not progress)
+    fetch_config_sources(cfg, console)  # catalogue sources (source: allen-ophys): fetch first
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError("out_dir", "a directory", f"the file {str(out)!r}", "choose another --out")

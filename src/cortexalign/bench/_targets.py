@@ -19,8 +19,7 @@ import xarray as xr
 from cortexalign.bench._config import NeuralSpec
 from cortexalign.errors import InputError
 from cortexalign.neural import RDMSet, align_ids, load_neural, select_neuroids
-from cortexalign.neural.allen import AREAS
-from cortexalign.neural.allen._meta import cre_gene
+from cortexalign.neural.allen import AREAS, cre_gene
 from cortexalign.stimuli import StimulusSet
 
 __all__ = ["Target", "load_targets", "split_targets", "GROUP_VALUE"]

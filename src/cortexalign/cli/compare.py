@@ -81,7 +81,7 @@ class CompareSummary:
 
 
 def _check_out(out: str | os.PathLike[str], overwrite: bool) -> Path:
-    from cortexalign.features._export import check_new_file
+    from cortexalign.features import check_new_file
 
     path = Path(out)
     if path.suffix.lower() not in OUTPUT_FORMATS:
@@ -129,7 +129,7 @@ def _load(model: str, layers: Sequence[str] | None, all_layers: bool,
 
 def _publish(da: xr.DataArray, path: Path, overwrite: bool) -> None:
     """Write through a temporary file beside ``path``; nothing half-written is ever visible."""
-    from cortexalign.features._export import _link_new
+    from cortexalign.features import link_new
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
@@ -138,7 +138,7 @@ def _publish(da: xr.DataArray, path: Path, overwrite: bool) -> None:
         if overwrite:
             os.replace(tmp, path)
         else:
-            _link_new(tmp, path)
+            link_new(tmp, path)
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -187,13 +187,11 @@ def compare_layers_to_file(model_a: str, stimuli: str | os.PathLike[str],
     """
     from cortexalign.device import resolve_device
     from cortexalign.features import FeatureCache, extract_features
-    from cortexalign.metrics import layer_similarity
-    from cortexalign.metrics._layer_bootstrap import check_bootstrap
-    from cortexalign.metrics._layer_similarity import _check_metric
+    from cortexalign.metrics import check_bootstrap, check_layer_metric, layer_similarity
     from cortexalign.stimuli import load_stimuli
 
     path = _check_out(out, overwrite)
-    full_options = _check_metric(metric, dict(options or {}))
+    full_options = check_layer_metric(metric, dict(options or {}))
     check_bootstrap(metric, n_bootstrap, seed, ci_level)
     _check_request(layers, layers_b, all_layers, model_b, pooling, precision, batch_size)
     dev = resolve_device(device)

@@ -16,8 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from cortexalign.errors import InputError, UnknownNameError
-from cortexalign.features import POOLINGS, PRECISIONS, FeatureCache, Features, extract_features
-from cortexalign.features._export import check_destination, save_features
+from cortexalign.features import (
+    POOLINGS,
+    PRECISIONS,
+    FeatureCache,
+    Features,
+    check_destination,
+    extract_features,
+    save_features,
+)
 
 __all__ = ["extract_to_file", "ExtractSummary", "FEATURE_KINDS"]
 
@@ -162,7 +169,7 @@ def extract_to_file(model: str, stimuli: str | os.PathLike[str], out: str | os.P
 
 def _map_opts(features: str, options: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The completed, validated map options (None for activations, which take none)."""
-    from cortexalign.bench._map_features import map_options
+    from cortexalign.features import map_options
 
     if features == "activations":
         if options:
@@ -178,7 +185,7 @@ def _extract_map_features(adapter: Any, stim: Any, layers: Sequence[str] | None,
                           store: FeatureCache | None, progress: bool) -> dict[str, Features]:
     """Maps through ``bench.extract_map_features``: Features whose pooling names the map and
     whose ``from_cache`` says which layers the cache served."""
-    from cortexalign.bench._map_features import extract_map_features, map_layers
+    from cortexalign.features import extract_map_features, map_layers
 
     names = map_layers(adapter, kind, "all" if all_layers else list(layers), opts, stim)
     return extract_map_features(adapter, stim, names, kind, opts, batch_size=batch_size,

@@ -30,7 +30,7 @@ def results(
                                              "scores.")] = False,
 ) -> None:
     """Show (or export) the scores stored in a results directory."""
-    from cortexalign.bench._status import export_frame, results_path
+    from cortexalign.bench import export_frame, results_path
     from cortexalign.errors import CortexAlignError
     from cortexalign.results import ResultsStore
 
@@ -66,7 +66,7 @@ def status(
 ) -> None:
     """Runs of a results directory: status (a crashed run shows 'interrupted (no live
     process)'), jobs finished / failed / running, and the failed jobs with their errors."""
-    from cortexalign.bench._status import run_status
+    from cortexalign.bench import run_status
     from cortexalign.errors import CortexAlignError
 
     try:

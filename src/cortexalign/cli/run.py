@@ -34,7 +34,7 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Run an experiment. Finished jobs are skipped, so a killed run resumes where it stopped."""
-    from cortexalign.bench._run import run_experiment
+    from cortexalign.bench import run_experiment
     from cortexalign.errors import CortexAlignError
 
     try:
@@ -57,8 +57,7 @@ def quickstart(
     EfficientNet-Lite0 (ImageNet weights), the same network untrained and a Gabor V1 model,
     scored by RSA with leave-one-subject-out noise ceilings and bootstrap intervals.
     """
-    from cortexalign.bench import quickstart_config_path
-    from cortexalign.bench._run import run_experiment
+    from cortexalign.bench import quickstart_config_path, run_experiment
     from cortexalign.errors import CortexAlignError
 
     path = quickstart_config_path()

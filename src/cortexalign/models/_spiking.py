@@ -34,7 +34,8 @@ class SpikingAdapter(ModelAdapter):
         from cortexalign.spiking.neurons import reset_states
 
         reset_states(self.module)  # every batch starts from resting membranes
-        out = extract_features(self.module, x_bchw, names, time_reduce="mean")
+        out = extract_features(self.module, x_bchw, names, time_reduce="mean",
+                               grad=torch.is_grad_enabled())
         reset_states(self.module)
         return out
 
@@ -48,8 +49,7 @@ class SpikingAdapter(ModelAdapter):
 )
 def build_snn(spec: LoadSpec, img_size: int | None = None, **kwargs: Any) -> SpikingAdapter:
     """Build ``snn:<name>``; ``kwargs`` override ``HSTConfig`` fields (e.g. ``time_steps=4``)."""
-    from cortexalign.spiking import SNN_MODELS, create_snn
-    from cortexalign.spiking._checkpoint import load_weights
+    from cortexalign.spiking import SNN_MODELS, create_snn, load_weights
     from cortexalign.spiking.features import layer_names
 
     if spec.arch not in SNN_MODELS:

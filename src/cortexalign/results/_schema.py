@@ -32,13 +32,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from cortexalign.errors import InputError
-from cortexalign.metrics._score import Score
 from cortexalign.results._partitions import PARTITIONS_DDL, require_strings
 
-__all__ = ["SCHEMA_VERSION", "DDL", "TABLES", "SCORE_COLUMNS", "ScoreRecord", "ModelCard",
+__all__ = ["SCHEMA_VERSION", "DDL", "TABLES", "SCORE_COLUMNS", "ScoreRecord", "ModelCard", "MetricResult",
            "MIGRATIONS"]
 
 #: Bump on any change to the tables below, with a ``MIGRATIONS`` step from the previous version
@@ -107,6 +106,20 @@ def _optional_float(name: str, x: Any) -> float | None:
     return x
 
 
+class MetricResult(Protocol):
+    """What ``ScoreRecord.from_score`` reads from a metric's result (``metrics.Score`` has it):
+    results stores rows and does not import the metrics."""
+
+    value: float
+    ci_low: float | None
+    ci_high: float | None
+    ceiling_low: float | None
+    ceiling_high: float | None
+    p_value: float | None
+    n_stimuli: int
+    extra: dict[str, Any]
+
+
 @dataclass(frozen=True)
 class ScoreRecord:
     """One row of the ``scores`` table before it is written (run, job and time added by the store).
@@ -134,9 +147,10 @@ class ScoreRecord:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_score(cls, score: Score, *, model: str, model_id: str, layer: str, target: str,
-                   metric: str) -> ScoreRecord:
-        """The record of a metric's :class:`~cortexalign.metrics.Score`."""
+    def from_score(cls, score: MetricResult, *, model: str, model_id: str, layer: str,
+                   target: str, metric: str) -> ScoreRecord:
+        """The record of a metric's result (a :class:`~cortexalign.metrics.Score`, or anything
+        with its fields: see :class:`MetricResult`)."""
         return cls(model=model, model_id=model_id, layer=layer, target=target, metric=metric,
                    value=score.value, ci_low=score.ci_low, ci_high=score.ci_high,
                    ceiling_low=score.ceiling_low, ceiling_high=score.ceiling_high,
@@ -184,3 +198,16 @@ class ModelCard:
     peak_mem_mb: float | None = None
     miou: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_profile(cls, profile: Any, miou: float | None = None) -> ModelCard:
+        """The card of a model profile (``models.profile.profile_model``'s record: ``model_id``,
+        ``device``, ``params``, ``flops``, ``latency_ms``, ``peak_mem_mb``, ``extra``), with the
+        segmentation accuracy ``miou`` (a mean IoU in [0, 1]) when it was measured."""
+        if miou is not None and not 0.0 <= float(miou) <= 1.0:
+            raise InputError("miou", "a mean IoU in [0, 1]", repr(miou),
+                             "pass SegmentationResult.miou")
+        return cls(model_id=profile.model_id, device=profile.device, params=profile.params,
+                   flops=profile.flops, latency_ms=profile.latency_ms,
+                   peak_mem_mb=profile.peak_mem_mb, miou=None if miou is None else float(miou),
+                   extra=dict(profile.extra))

@@ -23,7 +23,7 @@ from torch import nn
 from cortexalign.registry import Registry
 from cortexalign.sae.config import SAEConfig
 
-__all__ = ["SAE_ARCHITECTURES", "SparseAutoencoder", "ReLUTiedSAE", "TopKSAE", "BatchTopKSAE",
+__all__ = ["resolved_objective", "SAE_ARCHITECTURES", "SparseAutoencoder", "ReLUTiedSAE", "TopKSAE", "BatchTopKSAE",
            "build_sae"]
 
 SAE_ARCHITECTURES: Registry = Registry("SAE architecture")
@@ -201,3 +201,11 @@ class BatchTopKSAE(_UntiedSAE):
 def build_sae(config: SAEConfig) -> SparseAutoencoder:
     """The SAE named by ``config.architecture``, freshly initialised (seeded by ``config.seed``)."""
     return SAE_ARCHITECTURES.get(config.architecture)(config)
+
+
+def resolved_objective(config: SAEConfig) -> str:
+    """The objective name of ``config``: its ``objective``, or when that is None the default of
+    its architecture (``seed`` for ReLU SAEs, ``nmse`` for top-k ones)."""
+    if config.objective is not None:
+        return config.objective
+    return SAE_ARCHITECTURES.entry(config.architecture).meta["default_objective"]

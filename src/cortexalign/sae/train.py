@@ -39,7 +39,12 @@ from cortexalign import __version__
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.sae.config import SAEConfig
-from cortexalign.sae.modules import SAE_ARCHITECTURES, SparseAutoencoder, build_sae
+from cortexalign.sae.modules import (
+    SAE_ARCHITECTURES,
+    SparseAutoencoder,
+    build_sae,
+    resolved_objective,
+)
 from cortexalign.sae.objectives import OBJECTIVES, MetricAccumulator, SAEMetrics
 
 __all__ = ["TrainedSAE", "train_sae", "evaluate_sae", "save_sae", "load_sae"]
@@ -163,7 +168,7 @@ def train_sae(chunks: Iterable[Any], config: SAEConfig, *, device: str | torch.d
     """
     if config.architecture not in SAE_ARCHITECTURES:
         raise UnknownNameError("SAE architecture", config.architecture, SAE_ARCHITECTURES.names())
-    objective_name = config.resolved_objective()
+    objective_name = resolved_objective(config)
     if objective_name not in OBJECTIVES:
         raise UnknownNameError("SAE objective", objective_name, list(OBJECTIVES))
     objective = OBJECTIVES[objective_name]

@@ -20,6 +20,7 @@ from cortexalign.stats._ceiling import (
 )
 from cortexalign.stats._multiple import CORRECTIONS, adjust_p_values, reject
 from cortexalign.stats._permutation import (
+    ALTERNATIVES,
     EXACT_MAX,
     PAIRED_METHODS,
     all_permutations,
@@ -35,6 +36,6 @@ __all__ = ["BOOTSTRAP_COMPARISONS", "bootstrap_indices", "bootstrap_rdm_comparis
            "bootstrap_statistic", "check_ci_level", "pair_weights", "percentile_interval", "RDM_POOLING",
            "group_weights", "noise_ceiling_vectors", "rdm_noise_ceiling", "spearman_brown",
            "split_half_ceiling"]
-__all__ += ["CORRECTIONS", "adjust_p_values", "reject", "PAIRED_METHODS", "exact_p_value", "paired_comparison", "permutation_test", "rdm_permutation_test"]  # noqa: E501
+__all__ += ["ALTERNATIVES", "CORRECTIONS", "adjust_p_values", "reject", "PAIRED_METHODS", "exact_p_value", "paired_comparison", "permutation_test", "rdm_permutation_test"]  # noqa: E501
 __all__ += ["EXACT_MAX", "all_permutations", "all_sign_patterns", "enumerated_p_value"]
 __all__ += ["MAX_RESAMPLES", "check_resamples", "resample_cost"]
