@@ -35,6 +35,7 @@ from cortexalign.bench._partition_memory import check_partition_memory
 from cortexalign.bench._partition_spec import PARTITION_METHODS
 from cortexalign.bench._partitions import check_partition_targets, driver_device, run_partitions
 from cortexalign.bench._scoring import CachedLayer, check_job_options, score_job, uses_maps
+from cortexalign.bench._second_order import run_second_order
 from cortexalign.bench._targets import Target, load_targets
 from cortexalign.device import resolve_device
 from cortexalign.errors import CortexAlignError, InputError
@@ -218,6 +219,7 @@ def _run_locked(cfg: ExperimentConfig, out: Path, store_path: Path, config_hash:
         try:
             executor.run(_run_model, ctx)
             run_partitions(ctx, widths)  # after the per-layer jobs: their features are cached
+            run_second_order(ctx)  # patterns / discriminability of the config, on the same cache
         finally:
             executor.close()
         # the report and CSVs are part of the run: it is 'finished' only once they exist

@@ -38,6 +38,7 @@ from cortexalign.stimuli import BUNDLED, StimulusSet
 __all__ = ["CONFIG_SOURCES", "fetch_config_sources", "split_options"]
 
 _SETTINGS = ("to", "agree_terms")
+_NSD_SHARED = ("subject", "sessions", "space", "betas", "rois")
 
 
 @dataclass(frozen=True)
@@ -50,15 +51,20 @@ class ConfigSource:
     citation: str
 
 
-def split_options(name: str, options: dict[str, Any], shared: tuple[str, ...] = ()
-                  ) -> tuple[dict, dict, dict]:
-    """``options`` of a config source -> (fetch filters, fetch settings, loader options);
-    ``shared`` keys go to both the filters and the loader."""
+def split_options(name: str, options: dict[str, Any]) -> tuple[dict, dict, dict]:
+    """``options`` of a config source -> (fetch filters, fetch settings, loader options). NSD's
+    subject, sessions, space, betas and rois go to both (and the atlas ``within`` is fetched)."""
     valid = get_source(name).filters
+    shared = _NSD_SHARED if name == "nsd" else ()
     filters = {k: v for k, v in options.items() if k in valid}
     settings = {k: v for k, v in options.items() if k in _SETTINGS}
     loader = {k: v for k, v in options.items()
               if (k not in valid or k in shared) and k not in _SETTINGS}
+    within = loader.get("within", "nsdgeneral")
+    if name == "nsd" and "rois" in filters and within:
+        from cortexalign.fetch._filters import as_str_list
+
+        filters["rois"] = list(dict.fromkeys(as_str_list(filters["rois"], "rois") + [within]))
     return filters, settings, loader
 
 
@@ -88,9 +94,6 @@ def _ecephys_neural(result: FetchResult, filters: dict, options: dict):
 def _template_stimuli(result: FetchResult, filters: dict, options: dict) -> StimulusSet:
     folder = result.root / "natural_scene_templates"
     return BUNDLED.get("allen.natural_scenes")(path=str(folder), **options)
-
-
-_NSD_SHARED = ("subject", "sessions", "space", "betas", "rois")
 
 
 def _nsd_args(filters: dict, options: dict) -> dict:
@@ -132,11 +135,19 @@ def _nsd_stimuli(result: FetchResult, filters: dict, options: dict) -> StimulusS
     return load_nsd_stimuli(result.root / "nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5", ids)
 
 
+_DE_VRIES = ("de Vries, Lecoq, Buice et al. (2020). A large-scale standardized physiological "
+             "survey reveals functional organization of the mouse visual cortex. Nat. Neurosci. "
+             "23:138-151 (Allen Brain Observatory)")
+_SIEGLE = ("Siegle, Jia, Durand et al. (2021). Survey of spiking in the mouse visual system "
+           "reveals functional hierarchy. Nature 592:86-92")
+_NSD = ("Allen, St-Yves, Wu et al. (2022). A massive 7T fMRI dataset to bridge cognitive "
+        "neuroscience and artificial intelligence. Nat. Neurosci. 25:116-126")
+
 CONFIG_SOURCES: dict[str, ConfigSource] = {
-    "allen-ophys": ConfigSource(_ophys_neural, _ophys_stimuli, "de Vries et al. 2020"),
-    "allen-ecephys": ConfigSource(_ecephys_neural, _template_stimuli, "Siegle et al. 2021"),
-    "allen-natural-scenes": ConfigSource(None, _template_stimuli, "de Vries et al. 2020"),
-    "nsd": ConfigSource(_nsd_neural, _nsd_stimuli, "Allen et al. 2022"),
+    "allen-ophys": ConfigSource(_ophys_neural, _ophys_stimuli, _DE_VRIES),
+    "allen-ecephys": ConfigSource(_ecephys_neural, _template_stimuli, _SIEGLE),
+    "allen-natural-scenes": ConfigSource(None, _template_stimuli, _DE_VRIES),
+    "nsd": ConfigSource(_nsd_neural, _nsd_stimuli, _NSD),
 }
 
 
@@ -151,10 +162,9 @@ def _stimuli_filters(name: str, filters: dict) -> dict:
 def _make_loader(name: str, kind: str):
     spec = CONFIG_SOURCES[name]
     use = spec.neural if kind == "neural" else spec.stimuli
-    shared = _NSD_SHARED if name == "nsd" else ()
 
     def load(**options):
-        filters, settings, loader_options = split_options(name, options, shared)
+        filters, settings, loader_options = split_options(name, options)
         if kind == "stimuli":
             filters = _stimuli_filters(name, filters)
             if name == "nsd":
@@ -180,12 +190,10 @@ def _needs(cfg) -> list[tuple[str, dict, dict, str]]:
     out = []
     for i, spec in enumerate(cfg.neural):
         if spec.source in CONFIG_SOURCES and CONFIG_SOURCES[spec.source].neural is not None:
-            shared = _NSD_SHARED if spec.source == "nsd" else ()
-            f, s, _ = split_options(spec.source, dict(spec.options), shared)
+            f, s, _ = split_options(spec.source, dict(spec.options))
             out.append((spec.source, f, s, f"neural[{i}]"))
     if cfg.stimuli.source in CONFIG_SOURCES:
-        shared = _NSD_SHARED if cfg.stimuli.source == "nsd" else ()
-        f, s, _ = split_options(cfg.stimuli.source, dict(cfg.stimuli.options), shared)
+        f, s, _ = split_options(cfg.stimuli.source, dict(cfg.stimuli.options))
         out.append((cfg.stimuli.source, f, s, "stimuli"))
     for i, m in enumerate(cfg.models):
         if m.weights and str(m.weights) in WEIGHT_FILES and not Path(m.weights).exists():

@@ -21,6 +21,7 @@ from torch import nn
 
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.models._base import OUTPUT, ModelAdapter, default_layer_paths
+from cortexalign.models._clip import clip_to_timm, is_clip_state_dict
 from cortexalign.models._hooks import capture_outputs, seeded
 from cortexalign.models._preprocess import Preprocess
 from cortexalign.models._registry import MODELS, LoadSpec, options_tag
@@ -160,7 +161,10 @@ def create_timm(arch: str, spec: LoadSpec, kwargs: Mapping[str, Any]) -> nn.Modu
             "state_dict file), or untrained=True for the untrained control (HF_HUB_OFFLINE=1 "
             "makes this fail at once instead of after the hub's retries)") from err
     if spec.source == "file":
-        load_state_dict_checked(module, read_state_dict(spec.weights), repr(str(spec.weights)))
+        state_dict = read_state_dict(spec.weights)
+        if is_clip_state_dict(state_dict):  # OpenAI's release or open_clip's layout
+            state_dict = clip_to_timm(state_dict, module, repr(str(spec.weights)))
+        load_state_dict_checked(module, state_dict, repr(str(spec.weights)))
     return module
 
 

@@ -11,7 +11,7 @@ package_versions JSON, git_revision, hardware JSON)
     One row per attempt of a job in a run; status ``running`` -> ``finished`` | ``failed`` |
     ``duplicate`` (finished, but another run had already recorded it: its scores were not
     written). A job is done when any row with its key is ``finished``: reruns skip it.
-``done_jobs`` (job_key PRIMARY KEY, run_id, finished) (since version 3)
+``done_jobs`` (job_key PRIMARY KEY, run_id, finished) (since version 4)
     One row per finished job, written in the transaction that writes its scores: the primary key
     makes recording a job idempotent (a second recording of the same key writes nothing).
 ``scores`` (run_id, job_key, model, model_id, layer, target, metric, value, ci_low, ci_high,
@@ -22,6 +22,8 @@ ceiling_low, ceiling_high, p_value, n_stimuli, extra JSON, config_hash, created)
     Size and efficiency of a model on a device; the newest card per (model_id, device) is kept.
 ``partitions`` (since version 2)
     Variance partitioning and banded ridge results, one row per quantity (``_partitions``).
+``second_order`` (since version 3)
+    Alignment patterns and benchmark discriminability (``_second_order``).
 
 Versions: a file of an older version with a path in ``MIGRATIONS`` is brought up to date when a
 writer opens it (additive steps only, in one transaction); read-only it is read as it is, with
@@ -36,15 +38,16 @@ from typing import Any, Protocol
 
 from cortexalign.errors import InputError
 from cortexalign.results._partitions import PARTITIONS_DDL, require_strings
+from cortexalign.results._second_order import SECOND_ORDER_DDL
 
 __all__ = ["SCHEMA_VERSION", "DDL", "TABLES", "SCORE_COLUMNS", "ScoreRecord", "ModelCard", "MetricResult",
            "MIGRATIONS"]
 
 #: Bump on any change to the tables below, with a ``MIGRATIONS`` step from the previous version
 #: (older files without a path to this version are refused with a clear message).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
-#: The primary key that makes recording a job idempotent (version 3); the migration keeps the
+#: The primary key that makes recording a job idempotent (version 4); the migration keeps the
 #: first finished attempt of each key of an older file.
 DONE_JOBS_DDL = (
     """CREATE TABLE IF NOT EXISTS done_jobs (job_key VARCHAR PRIMARY KEY, run_id VARCHAR NOT NULL,
@@ -79,14 +82,16 @@ DDL = (
     """CREATE INDEX scores_job ON scores (job_key)""",
     """CREATE INDEX jobs_key ON jobs (job_key)""",
     *PARTITIONS_DDL,
+    *SECOND_ORDER_DDL,
     *DONE_JOBS_DDL,
 )
 
 #: version -> the statements that bring a file of that version to the next one (additive only:
 #: an older cortexalign can no longer open the file, but nothing it wrote changes).
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: PARTITIONS_DDL, 2: _DONE_JOBS_MIGRATION}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: PARTITIONS_DDL, 2: SECOND_ORDER_DDL,
+                                          3: _DONE_JOBS_MIGRATION}
 
-TABLES = ("schema_version", "runs", "jobs", "scores", "model_cards", "partitions")
+TABLES = ("schema_version", "runs", "jobs", "scores", "model_cards", "partitions", "second_order")
 SCORE_COLUMNS = ("run_id", "job_key", "model", "model_id", "layer", "target", "metric", "value",
                  "ci_low", "ci_high", "ceiling_low", "ceiling_high", "p_value", "n_stimuli",
                  "extra", "config_hash", "created")

@@ -47,7 +47,7 @@ class BrainMapConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
-    model: str = "timm:vit_base_patch16_clip_224.openai"
+    model: str = "timm:vit_base_patch16_clip_quickgelu_224.openai"
     """The model (a ``cortexalign.models`` name); the seed: OpenAI CLIP ViT-B/16."""
     model_kwargs: dict[str, Any] = {}
     """Keyword arguments of ``load_model`` (e.g. ``weights``, ``untrained``, timm options)."""

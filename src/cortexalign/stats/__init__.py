@@ -31,6 +31,7 @@ from cortexalign.stats._permutation import (
     permutation_test,
     rdm_permutation_test,
 )
+from cortexalign.stats._rankings import Discriminability, discriminability
 
 __all__ = ["BOOTSTRAP_COMPARISONS", "bootstrap_indices", "bootstrap_rdm_comparison",
            "bootstrap_statistic", "check_ci_level", "pair_weights", "percentile_interval", "RDM_POOLING",
@@ -39,3 +40,4 @@ __all__ = ["BOOTSTRAP_COMPARISONS", "bootstrap_indices", "bootstrap_rdm_comparis
 __all__ += ["ALTERNATIVES", "CORRECTIONS", "adjust_p_values", "reject", "PAIRED_METHODS", "exact_p_value", "paired_comparison", "permutation_test", "rdm_permutation_test"]  # noqa: E501
 __all__ += ["EXACT_MAX", "all_permutations", "all_sign_patterns", "enumerated_p_value"]
 __all__ += ["MAX_RESAMPLES", "check_resamples", "resample_cost"]
+__all__ += ["Discriminability", "discriminability"]
