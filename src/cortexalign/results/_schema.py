@@ -88,7 +88,15 @@ DDL = (
 
 #: version -> the statements that bring a file of that version to the next one (additive only:
 #: an older cortexalign can no longer open the file, but nothing it wrote changes).
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: PARTITIONS_DDL, 2: SECOND_ORDER_DDL,
+def _if_absent(ddl: tuple[str, ...]) -> tuple[str, ...]:
+    """``CREATE TABLE IF NOT EXISTS``: a step must not fail on a table a file already has (a
+    file of version 1 may hold a later table, e.g. one written by a newer version and
+    downgraded)."""
+    return tuple(s.replace("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ", 1) for s in ddl)
+
+
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _if_absent(PARTITIONS_DDL),
+                                          2: _if_absent(SECOND_ORDER_DDL),
                                           3: _DONE_JOBS_MIGRATION}
 
 TABLES = ("schema_version", "runs", "jobs", "scores", "model_cards", "partitions", "second_order")
