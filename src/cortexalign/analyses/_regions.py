@@ -144,7 +144,8 @@ def simulate_regions(n_stimuli: int = 60, n_regions: int = 5, n_subjects: int = 
                      n_neuroids: int = 40, factor_dim: int = 6, width: float = 0.8,
                      noise: float = 0.5, seed: int = 0,
                      region_names: Sequence[str] | None = None,
-                     stimulus_ids: Sequence[str] | None = None) -> xr.DataArray:
+                     stimulus_ids: Sequence[str] | None = None,
+                     factors: np.ndarray | None = None) -> xr.DataArray:
     """Responses of ``n_regions`` regions in ``n_subjects`` subjects with planted structure.
 
     Stimuli have ``n_regions`` latent factors (each ``factor_dim`` wide, standard normal); region r
@@ -153,7 +154,9 @@ def simulate_regions(n_stimuli: int = 60, n_regions: int = 5, n_subjects: int = 
     of standard deviation ``noise`` (relative to a unit-variance signal per neuroid). Neuroid
     coordinates ``area`` (the region) and ``subject``; the latent factors are kept in
     ``attrs["factors"]`` (``copy_region`` builds model features from them). ``stimulus_ids``
-    (default ``stim000``...) names the stimuli, e.g. those of a real stimulus set.
+    (default ``stim000``...) names the stimuli, e.g. those of a real stimulus set. ``factors``
+    (s, n_regions, factor_dim) replaces the random factors (e.g. features of real images at
+    increasing depth); each factor is z-scored.
     """
     rng = np.random.default_rng(seed)
     names = list(region_names) if region_names is not None else [f"R{r}" for r in
@@ -161,7 +164,15 @@ def simulate_regions(n_stimuli: int = 60, n_regions: int = 5, n_subjects: int = 
     if len(names) != n_regions:
         raise InputError("region_names", f"{n_regions} names", f"{len(names)}",
                          "give one name per region")
-    z = rng.standard_normal((n_stimuli, n_regions, factor_dim))
+    if factors is None:
+        z = rng.standard_normal((n_stimuli, n_regions, factor_dim))
+    else:
+        z = np.asarray(factors, dtype=np.float64)
+        if z.shape[:2] != (n_stimuli, n_regions):
+            raise InputError("factors", f"an (s, n_regions, d) array with s = {n_stimuli}, "
+                             f"n_regions = {n_regions}", f"shape {z.shape}",
+                             "stack one (s, d) factor per region along axis 1")
+        z = (z - z.mean(axis=0)) / (z.std(axis=0) + 1e-12)
     mix = _mixes(n_regions, width)
     blocks, area, subject = [], [], []
     for i in range(n_subjects):
