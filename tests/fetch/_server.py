@@ -94,9 +94,11 @@ class FileServer:
                 self.send_header("Content-Length", str(len(body) - start))
                 self.send_header("Accept-Ranges", "bytes")
                 self.send_header("ETag", f'"{hashlib.md5(served.body).hexdigest()}"')
-                if served.hub:
+                if served.hub:  # what the Hugging Face hub sends for an LFS file
                     self.send_header("X-Linked-Etag",
                                      f'"{hashlib.sha256(served.body).hexdigest()}"')
+                    self.send_header("X-Linked-Size", str(len(served.body)))
+                    self.send_header("X-Repo-Commit", "0123456789abcdef" * 2 + "01234567")
                 if start:
                     self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
                 self.end_headers()

@@ -37,9 +37,14 @@ def test_a_config_naming_a_source_fetches_it_then_runs(server, home, tmp_path, m
 
     scores = ResultsStore(tmp_path / "run/results.duckdb", read_only=True).scores_frame()
     assert len(scores) == 1 and scores["target"].iloc[0] == "allen-ophys"
-    # a rerun finds everything fetched: no new download
-    run_experiment(CONFIG, tmp_path / "run", progress=False)
-    assert len(srv.gets("/visual-coding-2p/ophys_experiment_data/501021421.nwb")) == 1
+    # a rerun finds everything fetched: no new request at all
+    from cortexalign.bench import load_config
+    from cortexalign.fetch.sources import fetch_config_sources
+
+    n_requests = len(srv.log)
+    assert [r.files[0].status for r in fetch_config_sources(load_config(CONFIG))] == \
+        ["present", "present"]
+    assert len(srv.log) == n_requests
 
 
 def test_offline_a_config_naming_a_missing_source_fails_at_once(home, tmp_path, monkeypatch,
@@ -53,7 +58,7 @@ def test_offline_a_config_naming_a_missing_source_fails_at_once(home, tmp_path, 
         run_experiment(cfg, tmp_path / "run", progress=False)
     msg = str(err.value)
     assert "CORTEXALIGN_OFFLINE=1 is set" in msg
-    assert "`cortexalign fetch allen-ophys area=VISal` (neural[0])" in msg
+    assert "`cortexalign fetch allen-ophys area=VISal` (neural[0], stimuli)" in msg
     assert "`cortexalign fetch sam-vit-b` (models[0].weights)" in msg
     assert not (tmp_path / "run").exists()
 
@@ -101,3 +106,29 @@ def test_sam_family_default_weights_offline_fail_at_once_with_the_fix(home, monk
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(InputError, match=f"cortexalign fetch {entry}.*weights=PATH"):
         load_model(model, tiny=True, device="cpu")
+
+
+def test_nsd_as_a_config_source_fetches_and_aligns(server, home, tmp_path, monkeypatch):
+    """``source: nsd`` (neural and stimuli): the options are both the fetch filters and
+    load_nsd's arguments; the stimuli are the subject's images of those sessions."""
+    from cortexalign.errors import InputError
+    from cortexalign.fetch import plan
+    from cortexalign.fetch.sources import fetch_config_sources  # noqa: F401 (registers)
+    from cortexalign.neural import load_neural
+    from cortexalign.stimuli import load_stimuli
+
+    srv, base = server
+    files = {f.path for p in ({"subject": 1, "sessions": 1},
+                              {"subject": 1, "sessions": 1, "parts": "design,stimuli"})
+             for f in plan("nsd", p).files}
+    for path, body in _layouts.nsd(tmp_path, sorted(files)).items():
+        srv.add(path, body)
+    monkeypatch.setenv("CORTEXALIGN_MIRROR", base)
+    options = {"subject": 1, "sessions": [1], "rois": ["prf-visualrois"]}
+    with pytest.raises(InputError, match="--agree-terms"):
+        load_neural("nsd", **options)
+    responses = load_neural("nsd", **options, agree_terms=True)
+    stimuli = load_stimuli("nsd", subject=1, sessions=[1], agree_terms=True)
+    assert responses.sizes["neuroid"] == 2
+    assert sorted(responses["stimulus"].values.tolist()) == sorted(stimuli.ids)
+    assert (home / "nsd/nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5").is_file()

@@ -1,8 +1,11 @@
 """``train_aligned(config)``: task loss + lambda x alignment loss, for timm and spiking models.
 
 Each step draws a task batch (a pure function of ``(seed, step)``, so a resumed run repeats an
-uninterrupted one) and, when ``lam > 0``, the alignment batch of *training* stimuli; the loss is
-``task + lam * AlignmentLoss(layer features)``. Every ``eval_every`` steps (and at the end) the
+uninterrupted one) and the alignment batch of *training* stimuli; the loss is ``task + lam *
+AlignmentLoss(layer features)``. With ``lam = 0`` the alignment batch still passes through the
+model in train mode (its loss is recorded, not minimised), so that batch-norm statistics see the
+same images in every run and a ``lam > 0`` run differs from its ``lam = 0`` twin by the
+alignment gradient alone. Every ``eval_every`` steps (and at the end) the
 model is scored in eval mode: task accuracy on the task's test images and the hard metric the
 objective trains (``metric_of``) on the training and on the held-out stimuli. The points go to
 ``results.duckdb`` in the run folder as they are made, and a checkpoint (``checkpoint.py``)
@@ -26,6 +29,7 @@ from cortexalign.align.data import load_task_data, model_input
 from cortexalign.align.record import CurveRecorder
 from cortexalign.align.split import StimulusSplit
 from cortexalign.align.target import BrainTarget, metric_of
+from cortexalign.compute import compute_threads
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError
 
@@ -44,6 +48,9 @@ class AlignResult:
     final: dict = field(default_factory=dict)
     last_checkpoint: Path | None = None
     seconds: float = 0.0
+    heldout_features: dict = field(default_factory=dict)
+    """Final eval-mode features of the held-out stimuli, (s, d) CPU tensors per layer, in the
+    order of ``split.heldout``."""
 
 
 def _as_config(config) -> AlignConfig:
@@ -121,6 +128,14 @@ class _Run:
         self.opt = torch.optim.AdamW(self.module.parameters(), lr=cfg.lr,
                                      weight_decay=cfg.weight_decay)
 
+    def step_work(self) -> float:
+        """A rough multiply-add count of one step for the thread policy (``compute_threads``):
+        3 (forward + backward) x parameters x images x output positions of a stride-8 map.
+        Small models on small images stay below ``SMALL_WORK`` and run on one thread."""
+        n_params = sum(p.numel() for p in self.module.parameters())
+        images = self.cfg.batch_size + (self.cfg.align_batch or len(self.loss.train_ids))
+        return 3.0 * n_params * images * max(1, self.cfg.image_size // 8) ** 2
+
     def lr_at(self, step: int) -> float:
         """Cosine decay to zero over ``steps`` (a function of the step: exact on resume)."""
         return self.cfg.lr * 0.5 * (1 + math.cos(math.pi * min(step, self.cfg.steps)
@@ -141,20 +156,20 @@ class _Run:
         return x.to(self.device), self.train_y[idx].to(self.device), ids
 
     def step(self, step: int) -> tuple[float, float]:
-        """One optimiser step; returns (task loss, alignment loss or NaN when lam == 0)."""
+        """One optimiser step; returns (task loss, alignment loss)."""
         x, y, ids = self.batch(step)
         for group in self.opt.param_groups:
             group["lr"] = self.lr_at(step)
         task = _task_loss(self.module, x, y)
-        total, align_value = task, math.nan
-        if self.cfg.lam > 0:
-            self.loss.check_ids(ids)  # before any image is looked up
-            rows = torch.as_tensor([self.loss.train_ids.index(i) for i in ids],
-                                   device=self.device)
-            feats = self.adapter.forward_layers(self.brain["train"][rows], self.layers, grad=True)
-            align = self.loss(feats, ids)
-            total = task + self.cfg.lam * align.to(task.dtype)
-            align_value = float(align.detach())
+        # the alignment batch goes through the model in train mode for every lambda, 0 included:
+        # batch-norm statistics then see the same images in every run, and a lambda > 0 run
+        # differs from its lambda = 0 twin by the alignment gradient alone
+        self.loss.check_ids(ids)  # before any image is looked up
+        rows = torch.as_tensor([self.loss.train_ids.index(i) for i in ids], device=self.device)
+        feats = self.adapter.forward_layers(self.brain["train"][rows], self.layers, grad=True)
+        align = self.loss(feats, ids)
+        align_value = float(align.detach())
+        total = task + self.cfg.lam * align.to(task.dtype) if self.cfg.lam > 0 else task
         self.opt.zero_grad(set_to_none=True)
         total.backward()
         self.opt.step()
@@ -216,16 +231,19 @@ def train_aligned(config) -> AlignResult:
     result = AlignResult(run.out, step, run.adapter.model_id, run.target.split, curve,
                          last_checkpoint=done[-1] if done else None)
     every = cfg.checkpoint_every or cfg.eval_every
+    work = run.step_work()
     losses: list[tuple[float, float]] = []
     run.module.train()
     with _progress(cfg.progress) as bar:
         task_bar = bar.add_task("train", total=cfg.steps, completed=step, info="")
         while step < cfg.steps:
-            losses.append(run.step(step))
+            with compute_threads(work):
+                losses.append(run.step(step))
             step += 1
             last = step == cfg.steps
             if step % cfg.eval_every == 0 or last:
-                point = run.evaluate(step, n_bootstrap=1000 if last else 0)
+                with compute_threads(work):
+                    point = run.evaluate(step, n_bootstrap=1000 if last else 0)
                 task_l = float(np.mean([a for a, _ in losses]))
                 al = [b for _, b in losses if math.isfinite(b)]
                 point.update(task_loss=task_l, align_loss=float(np.mean(al)) if al else math.nan)
@@ -240,6 +258,12 @@ def train_aligned(config) -> AlignResult:
                         old.with_suffix(suffix).unlink(missing_ok=True)
             bar.update(task_bar, completed=step)
     result.steps, result.curve = step, curve
+    was = run.module.training
+    run.module.eval()
+    try:
+        result.heldout_features = {k: v.cpu() for k, v in run.features("heldout").items()}
+    finally:
+        run.module.train(was)
     result.final = curve[-1] if curve else {}
     recorder.write_report()
     result.seconds = time.perf_counter() - t0

@@ -13,14 +13,28 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from cortexalign.bench._partition_spec import PartitionSpec, check_partitions
 from cortexalign.bench._second_order_spec import DiscriminabilitySpec, PatternSpec
 from cortexalign.errors import CortexAlignError, close_matches
 
 __all__ = ["ExperimentConfig", "ModelSpec", "NeuralSpec", "NeuralSelect", "MetricSpec",
-           "StimuliSpec", "RaySpec", "load_config", "ConfigError", "quickstart_config_path"]
+           "StimuliSpec", "RaySpec", "load_config", "ConfigError", "quickstart_config_path",
+           "CONFIG_HELP"]
+
+
+#: The last line of every config error: where the keys are described.
+CONFIG_HELP = ("Fix the entries above. `cortexalign config keys` lists every key with its type, "
+               "default and meaning; `cortexalign config template` prints a config with all of "
+               "them; `cortexalign config check FILE` checks a file without running it.")
 
 
 class ConfigError(CortexAlignError):
@@ -88,6 +102,22 @@ class NeuralSelect(_Strict):
                                           "(Spearman-Brown) reliability is at least this.")
 
 
+class PublishedCeiling(_Strict):
+    """A target's own noise ceiling from its paper, used instead of the computed one."""
+
+    low: float = Field(allow_inf_nan=False, description="Lower bound of the published ceiling.")
+    high: float = Field(allow_inf_nan=False, description="Upper bound (equal to low when the "
+                                                         "paper gives one number).")
+    source: str = Field("", description="Where it comes from, e.g. 'Nili et al. 2014, Fig. 3'.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PublishedCeiling:
+        if self.low > self.high:
+            raise ValueError(f"ceiling low ({self.low}) is above high ({self.high}); copy both "
+                             "bounds from the paper (equal when it gives one number)")
+        return self
+
+
 class NeuralSpec(_Strict):
     """One neural target: a registered dataset or a file, optionally selected and split."""
 
@@ -108,6 +138,18 @@ class NeuralSpec(_Strict):
                                             "driver gene).")
     min_neuroids: int = Field(1, ge=1, description="Groups with fewer neuroids are left out "
                                                    "(with a warning).")
+    ceiling: PublishedCeiling | None = Field(None, description="The target's published noise "
+                                             "ceiling {low, high, source}: shown as published "
+                                             "instead of the computed one (not with split_by: "
+                                             "one published number cannot hold for each group).")
+
+    @model_validator(mode="after")
+    def _ceiling_whole(self) -> NeuralSpec:
+        if self.ceiling is not None and self.split_by:
+            raise ValueError(f"a published ceiling holds for a whole target, not for each group "
+                             f"of split_by {self.split_by}; drop split_by, or drop the ceiling "
+                             "(each group then gets its computed one)")
+        return self
 
     @property
     def display(self) -> str:
@@ -263,7 +305,7 @@ def _format(err: ValidationError, source: str) -> str:
             lines.append(f"  - {where}: required key is missing.")
         else:
             lines.append(f"  - {where}: {e['msg']} (received {e.get('input')!r}).")
-    lines.append("Fix the keys above; `cortexalign run --help` describes every key.")
+    lines.append(CONFIG_HELP)
     return "\n".join(lines)
 
 
@@ -278,7 +320,9 @@ def load_config(source: str | Path | dict) -> ExperimentConfig:
         data, where = source, "config"
     else:
         p = Path(source)
-        if p.suffix in (".yaml", ".yml") or p.exists():
+        # YAML text (several lines) is never a path: stat() of it may fail (name too long)
+        if not (isinstance(source, str) and "\n" in source) and (
+                p.suffix in (".yaml", ".yml") or p.exists()):
             if not p.is_file():
                 raise ConfigError(f"config: expected a YAML file, received {str(p)!r} which does "
                                   "not exist. Fix: check the path.")

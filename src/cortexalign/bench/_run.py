@@ -13,7 +13,6 @@ Order of work
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,12 +29,13 @@ from cortexalign.bench._executors import (
     record_failure,
 )
 from cortexalign.bench._jobs import ScoreJob, plan_model_jobs
+from cortexalign.bench._lock import RunLock
 from cortexalign.bench._partition_memory import check_partition_memory
 from cortexalign.bench._partition_spec import PARTITION_METHODS
-from cortexalign.bench._partitions import check_partition_targets, driver_device, run_partitions
-from cortexalign.bench._scoring import CachedLayer, check_job_options, score_job, uses_maps
+from cortexalign.bench._partitions import driver_device, run_partitions
+from cortexalign.bench._scoring import CachedLayer, score_job, uses_maps
 from cortexalign.bench._second_order import run_second_order
-from cortexalign.bench._targets import Target, load_targets
+from cortexalign.bench._validate import validate_request
 from cortexalign.device import resolve_device
 from cortexalign.errors import CortexAlignError, InputError
 from cortexalign.features import (
@@ -48,70 +48,14 @@ from cortexalign.features import (
 )
 from cortexalign.fetch.sources import fetch_config_sources
 from cortexalign.metrics import METRICS
-from cortexalign.models import MODELS, load_model
-from cortexalign.neural import NEURAL, RDMSet, load_neural
+from cortexalign.models import load_model
+from cortexalign.neural import NEURAL
 from cortexalign.results import ResultsStore
-from cortexalign.stimuli import StimulusSet, load_stimuli
+from cortexalign.stimuli import StimulusSet
 
 __all__ = ["run_experiment", "RunSummary"]
 
 RESULTS_FILE = "results.duckdb"
-
-
-def _targets_for(config: ExperimentConfig, stimuli: StimulusSet) -> dict[str, list[Target]]:
-    """Load each neural target in the stimulus set's order, selected and split into groups."""
-    return {spec.display: load_targets(spec, stimuli) for spec in config.neural}
-
-
-def _validate_names(config: ExperimentConfig) -> None:
-    for i, m in enumerate(config.models):
-        if m.name not in MODELS:
-            MODELS.get(m.name)  # raises UnknownNameError with close matches
-        del i
-    for spec in config.neural:
-        if spec.source not in NEURAL and not Path(spec.source).is_file():
-            load_neural(spec.source)  # raises with the list of datasets
-    for i, spec in enumerate(config.metrics):
-        METRICS.get(spec.name)
-        # score()'s InputError (the metric's own option checks), before any job runs
-        check_job_options(spec.name, spec.options, entry=f"metrics[{i}] ({spec.name})")
-
-
-def _check_metric_targets(config: ExperimentConfig, targets: dict[str, list[Target]]) -> None:
-    for spec in config.metrics:
-        if uses_maps(spec.name) and all(m.features == "activations" for m in config.models):
-            raise InputError(f"metrics ({spec.name})", "a model with features: attention or "
-                             "conv_map (map metrics compare maps)", "only activations models",
-                             "add features: attention / conv_map to a model, or drop the metric")
-        kind = METRICS.entry(spec.name).meta.get("target", "any")
-        for label, groups in targets.items():
-            is_rdm = isinstance(groups[0].data, RDMSet)
-            if (kind == "responses" and is_rdm) or (kind == "rdm" and not is_rdm):
-                have = "RDMs" if is_rdm else "responses"
-                raise InputError(f"metrics ({spec.name})", f"a target with {kind}",
-                                 f"target {label!r} holds {have}",
-                                 "use 'rsa' for RDM targets, or give responses for this metric")
-
-
-def _check_metric_folds(config: ExperimentConfig, n_stimuli: int) -> None:
-    """Folds a metric cannot make from the stimuli: ``n_folds`` above their count, or
-    ``inner_folds`` above the smallest outer fold's training stimuli (the bounds the encoding
-    metrics check when they run, here before any job)."""
-    for i, spec in enumerate(config.metrics):
-        params = inspect.signature(METRICS.get(spec.name)).parameters
-        where = f"metrics[{i}] ({spec.name}).options"
-        n_folds = spec.options.get("n_folds", params["n_folds"].default) if "n_folds" in params \
-            else None
-        if isinstance(n_folds, int) and n_folds > n_stimuli:
-            raise InputError(f"{where}.n_folds", f"an int in 2..{n_stimuli} (the stimuli)",
-                             repr(n_folds), "lower n_folds")
-        if "inner_folds" in params and isinstance(n_folds, int) and n_folds >= 2:
-            inner = spec.options.get("inner_folds", params["inner_folds"].default)
-            n_train = n_stimuli - -(-n_stimuli // n_folds)  # the smallest training split
-            if isinstance(inner, int) and inner > n_train:
-                raise InputError(f"{where}.inner_folds", f"an int in 2..{n_train} (the training "
-                                 f"stimuli of {n_folds} outer folds over {n_stimuli})",
-                                 repr(inner), "lower inner_folds or n_folds")
 
 
 def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *,
@@ -136,18 +80,48 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
         raise InputError("out_dir", "a directory", f"the file {str(out)!r}", "choose another --out")
 
     # 1. validate everything before writing anything
-    _validate_names(cfg)
-    stimuli = load_stimuli(cfg.stimuli.source, **cfg.stimuli.options)
-    targets = _targets_for(cfg, stimuli)
-    _check_metric_targets(cfg, targets)
-    _check_metric_folds(cfg, len(stimuli))
-    check_partition_targets(cfg, targets, len(stimuli))
+    stimuli, targets = validate_request(cfg, str(config) if isinstance(config, (str, Path))
+                                        else "config")
     # a Ray worker resolves the device where it runs (the driver may have no GPU)
     device = resolve_device(cfg.device) if cfg.executor == "local" else cfg.device
     # partitions hold their sets whole: over max_feature_memory_gb fails here (one probe image)
     widths = check_partition_memory(cfg, stimuli, driver_device(cfg, device))
+    _print_resample_estimate(cfg, len(stimuli), console)
     config_hash = cfg.config_hash()
     store_path = out / RESULTS_FILE
+    # one writer per output directory, for the whole run (report included): a second run stops
+    # here at once, naming the holder (bench._lock)
+    with RunLock(out) as lock:
+        if lock.stale:
+            console.print(f"took over the lock of {out} left by pid {lock.stale.get('pid')} on "
+                          f"{lock.stale.get('host')} (started {lock.stale.get('started')} UTC), "
+                          "which ended without releasing it")
+        summary = _run_locked(cfg, out, store_path, config_hash, stimuli, targets, device,
+                              widths, progress=progress, allow_config_change=allow_config_change,
+                              console=console, on_job_done=on_job_done)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _print_resample_estimate(config: ExperimentConfig, n_stimuli: int, console: Console) -> None:
+    """A long ``n_bootstrap`` / ``n_permutations`` (accepted by ``validate_request``): print the
+    rough time it takes (``stats._budget``), so the user can stop and lower it."""
+    from cortexalign.stats import resample_cost
+
+    for name in ("n_bootstrap", "n_permutations"):
+        n = getattr(config, name)
+        seconds = resample_cost(n, n_stimuli)[1] if n else 0.0
+        if seconds > 60:
+            console.print(f"{name}: {n:,} resamples of {n_stimuli} stimuli take roughly "
+                          f"{seconds / 60:.0f} min per job on one CPU core")
+
+
+def _run_locked(cfg: ExperimentConfig, out: Path, store_path: Path, config_hash: str,
+                stimuli: StimulusSet, targets: dict, device, widths, *, progress: bool,
+                allow_config_change: bool, console: Console,
+                on_job_done: Callable[[ScoreJob], None] | None) -> RunSummary:
+    """Steps 2-4 of ``run_experiment`` with the output directory's lock held: jobs, then the
+    report and CSVs; the run is ``finished`` only once they are written."""
     if store_path.exists() and not allow_config_change:
         hashes = set(ResultsStore(store_path, read_only=True).frame("runs")["config_hash"])
         if hashes and hashes != {config_hash}:
@@ -168,27 +142,39 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
     ctx = RunContext(cfg, stimuli, targets, cache, store, run_id, finished, device, summary,
                      progress, console, on_job_done)
     try:  # the executor runs _run_model per model; only this process writes the store
-        executor.run(_run_model, ctx)
-        run_partitions(ctx, widths)  # after the per-layer jobs: their features are cached
-        run_second_order(ctx)  # patterns / discriminability of the config, on the same cache
+        try:
+            executor.run(_run_model, ctx)
+            run_partitions(ctx, widths)  # after the per-layer jobs: their features are cached
+            run_second_order(ctx)  # patterns / discriminability of the config, on the same cache
+        finally:
+            executor.close()
+        # the report and CSVs are part of the run: it is 'finished' only once they exist
+        summary.files = _write_outputs(cfg, out, store, config_hash, summary)
     except KeyboardInterrupt:
         store.finish_run(run_id, "interrupted")
         raise
-    finally:
-        executor.close()
+    except BaseException:
+        store.finish_run(run_id, "failed")
+        raise
     store.finish_run(run_id, "finished" if summary.ok else "failed")
-    frame = store.scores_frame(job_key=sorted(summary.job_keys))
+    return summary
+
+
+def _write_outputs(cfg: ExperimentConfig, out: Path, store: ResultsStore, config_hash: str,
+                   summary: RunSummary) -> dict[str, Path]:
+    """figure.png, best_layers.csv and report.html of the run (each written atomically)."""
     from cortexalign.reports import write_summary
 
+    frame = store.scores_frame(job_key=sorted(summary.job_keys))
     citations = sorted({METRICS.entry(m.name).meta.get("citation", "") for m in cfg.metrics}
                        | {PARTITION_METHODS[p.method].citation for p in cfg.partitions}
                        | {NEURAL.entry(n.source).meta.get("citation", "") for n in cfg.neural
                           if n.source in NEURAL} - {""})
-    summary.files = write_summary(frame, out, cfg.name, config_hash, citations,  # report always
-                                  summary.failures)
-    summary.files["results"] = store_path
-    summary.seconds = time.perf_counter() - t0
-    return summary
+    files = write_summary(frame, out, cfg.name, config_hash, citations,  # report always
+                          summary.failures,
+                          closing=(summary.run_id, "finished" if summary.ok else "failed"))
+    files["results"] = store.path
+    return files
 
 
 def _run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, device, summary,

@@ -57,9 +57,11 @@ from cortexalign.metrics._searchlight import (
     searchlight_rsa,
 )
 from cortexalign.metrics._streaming import streaming_cka, streaming_gram, streaming_rdm
+from cortexalign.metrics._time_resolved import plot_time_resolved, time_resolved_score
 from cortexalign.rdm import (
     RDM_COMPARISONS,
     RDM_METHODS,
+    ConstantFeaturesWarning,
     compare_rdms,
     compute_rdm,
     compute_rdms,
@@ -67,7 +69,8 @@ from cortexalign.rdm import (
 )
 
 __all__ = ["METRICS", "Score", "score", "list_metrics", "compute_rdm", "compute_rdms",
-           "compare_rdms", "cka", "RDM_METHODS", "RDM_COMPARISONS", "CKA_KINDS"]
+           "compare_rdms", "cka", "RDM_METHODS", "RDM_COMPARISONS", "CKA_KINDS",
+           "ConstantFeaturesWarning"]
 __all__ += ["MAP_MEASURES", "MAP_SCALINGS", "compare_maps", "map_score"]
 __all__ += ["streaming_rdm", "streaming_cka", "streaming_gram", "rsa_from_rdm", "cka_from_gram"]
 __all__ += ["variance_partitioning", "VariancePartition"]
@@ -79,3 +82,4 @@ __all__ += ["Searchlights", "SearchlightResult", "searchlight_centers", "searchl
 __all__ += ["PERMUTATION_TESTS", "rsa_permutation_p", "rsa_permutation_p_from_rdm"]
 __all__ += ["PARTITION_RESERVED", "check_options"]
 __all__ += ["check_bootstrap", "check_layer_metric"]
+__all__ += ["time_resolved_score", "plot_time_resolved"]
