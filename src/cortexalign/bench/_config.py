@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from cortexalign.bench._model_sets import expand_model_sets
 from cortexalign.bench._partition_spec import PartitionSpec, check_partitions
 from cortexalign.bench._second_order_spec import DiscriminabilitySpec, PatternSpec
 from cortexalign.errors import CortexAlignError, close_matches
@@ -314,8 +316,14 @@ def quickstart_config_path() -> Path:
     return Path(str(resources.files("cortexalign").joinpath("configs", "quickstart.yaml")))
 
 
-def load_config(source: str | Path | dict) -> ExperimentConfig:
-    """Validate a YAML file (path), a YAML string, or a dict into an ``ExperimentConfig``."""
+def load_config(source: str | Path | dict,
+                report: Callable[[str], None] | None = None) -> ExperimentConfig:
+    """Validate a YAML file (path), a YAML string, or a dict into an ``ExperimentConfig``.
+
+    ``models:`` entries with ``select:`` (model sets for sweeps, ``bench._model_sets``) are
+    expanded first; ``report`` receives one line per expanded set (what it matched and what its
+    filters dropped), so a sweep's size is printed before anything runs.
+    """
     if isinstance(source, dict):
         data, where = source, "config"
     else:
@@ -338,6 +346,13 @@ def load_config(source: str | Path | dict) -> ExperimentConfig:
             raise ConfigError(f"{where}: expected a mapping of keys (stimuli, models, neural, "
                               f"metrics), received {type(data).__name__}. Fix: see "
                               "`cortexalign quickstart --show-config` for an example.")
+    if isinstance(data.get("models"), list) and any(
+            isinstance(m, dict) and "select" in m for m in data["models"]):
+        models, notes = expand_model_sets(data["models"])
+        data = {**data, "models": models}
+        for note in notes:
+            if report is not None:
+                report(f"model set {note.describe()}")
     try:
         cfg = ExperimentConfig.model_validate(data)
     except ValidationError as err:
