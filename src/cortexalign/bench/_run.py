@@ -8,13 +8,17 @@ Order of work
    otherwise load it once, extract the needed layers once (content-addressed cache), and run
    every (layer x target x metric) job on those features.
 3. Each job's rows are written in one transaction; a failing job is recorded with its error and
-   the others go on. A killed run loses at most the job in flight.
+   the others go on. The run holds one store connection and commits the writes of fast jobs in
+   batches (``results.BatchedWrites``); a job is reported finished (progress, ``on_job_done``)
+   only once committed, so a killed run loses only jobs it never reported: those in flight or
+   in the last uncommitted batch (at most ``max_delay_s`` = 1 s of work, or 1,000 jobs).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console
@@ -24,6 +28,7 @@ from cortexalign.bench._config import ExperimentConfig, load_config
 from cortexalign.bench._executors import (
     RunContext,
     RunSummary,
+    after_commit,
     failure_message,
     make_executor,
     record_failure,
@@ -136,9 +141,23 @@ def _run_locked(cfg: ExperimentConfig, out: Path, store_path: Path, config_hash:
     out.mkdir(parents=True, exist_ok=True)
     cache = FeatureCache(Path(cfg.cache_dir) if cfg.cache_dir else out / "cache")
     summary = RunSummary(run_id="", out_dir=out)
-    store = ResultsStore(store_path)
-    run_id = store.start_run(cfg.to_yaml(), config_hash)
-    summary.run_id = run_id
+    results = ResultsStore(store_path)
+    summary.run_id = results.start_run(cfg.to_yaml(), config_hash)
+    # one connection for the run; job writes committed in batches, and a job reported finished
+    # (progress, on_job_done) only once committed (results._batch)
+    with results.batched() as store:
+        return _run_jobs(cfg, out, store, config_hash, stimuli, targets, cache, device, widths,
+                         executor, summary, progress=progress, console=console,
+                         on_job_done=on_job_done)
+
+
+def _run_jobs(cfg: ExperimentConfig, out: Path, store, config_hash: str, stimuli: StimulusSet,
+              targets: dict, cache: FeatureCache, device, widths, executor,
+              summary: RunSummary, *, progress: bool, console: Console,
+              on_job_done: Callable[[ScoreJob], None] | None) -> RunSummary:
+    """Every job, the report and the CSVs of a started run, written through ``store`` (a
+    ``BatchedWrites``); the run is closed ``finished``/``failed``/``interrupted``."""
+    run_id = summary.run_id
     finished = set(store.finished_jobs())
     ctx = RunContext(cfg, stimuli, targets, cache, store, run_id, finished, device, summary,
                      progress, console, on_job_done)
@@ -149,6 +168,9 @@ def _run_locked(cfg: ExperimentConfig, out: Path, store_path: Path, config_hash:
             run_second_order(ctx)  # patterns / discriminability of the config, on the same cache
         finally:
             executor.close()
+        # the report reads the file read-only, which DuckDB refuses while this process holds
+        # a writing connection: commit and let go of it first
+        store.close()
         # the report and CSVs are part of the run: it is 'finished' only once they exist
         summary.files = _write_outputs(cfg, out, store, config_hash, summary)
     except KeyboardInterrupt:
@@ -231,9 +253,18 @@ def _run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, devi
         store.start_job(job.key, run_id)  # a crash leaves it 'running' (cortexalign status)
         _run_job(cfg, job, adapter, values[job.layer], targets, store, run_id, summary,
                  stimuli=stimuli)
-        bar.advance(task)
-        if on_job_done is not None:
-            on_job_done(job)
+        after_commit(store, partial(_report_done, bar, task, on_job_done, job))
+    flush = getattr(store, "flush", None)  # the model's last batch: report it now
+    if flush is not None:
+        flush()
+
+
+def _report_done(bar, task, on_job_done: Callable[[ScoreJob], None] | None,
+                 job: ScoreJob) -> None:
+    """A job's writes are in the store: advance the progress bar and call the hook."""
+    bar.advance(task)
+    if on_job_done is not None:
+        on_job_done(job)
 
 
 def _pooled_bytes(adapter, stimuli: StimulusSet, layers: list[str], pooling: str) -> int:
