@@ -15,7 +15,7 @@ import textwrap
 import pytest
 
 from cortexalign.errors import InputError
-from cortexalign.results import BatchedWrites, ResultsStore, ScoreRecord
+from cortexalign.results import ResultsStore, ScoreRecord
 
 CONFIG = "models: [timm:resnet18]\nmetrics: [rsa]\n"
 

@@ -38,6 +38,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cortexalign.bench._config import ExperimentConfig, ModelSpec
 from cortexalign.errors import CortexAlignError, InputError
+from cortexalign.results import BatchedWrites
 
 __all__ = ["RunSummary", "RunContext", "Executor", "LocalExecutor", "EXECUTORS", "make_executor",
            "StoreProxy", "EventWriter", "model_events", "STORE_WRITES", "after_commit"]
@@ -122,11 +123,10 @@ def after_commit(store: Any, report: Callable[[], None]) -> None:
     """Call ``report`` (a job is done: progress, hooks) once ``store`` holds every write made so
     far: when a ``results.BatchedWrites`` commits its batch, at once for a store that commits
     each write itself (``ResultsStore``) or forwards it (``StoreProxy``: the driver reports)."""
-    when_committed = getattr(store, "when_committed", None)
-    if when_committed is None:
-        report()
+    if isinstance(store, BatchedWrites):
+        store.when_committed(report)
     else:
-        when_committed(report)
+        report()
 
 
 def record_failure(store, run_id: str, summary, job_key: str, label: str, msg: str) -> None:

@@ -55,7 +55,7 @@ from cortexalign.fetch.sources import fetch_config_sources
 from cortexalign.metrics import METRICS
 from cortexalign.models import load_model
 from cortexalign.neural import NEURAL
-from cortexalign.results import ResultsStore
+from cortexalign.results import BatchedWrites, ResultsStore
 from cortexalign.stimuli import StimulusSet
 
 __all__ = ["run_experiment", "RunSummary"]
@@ -254,9 +254,8 @@ def _run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, devi
         _run_job(cfg, job, adapter, values[job.layer], targets, store, run_id, summary,
                  stimuli=stimuli)
         after_commit(store, partial(_report_done, bar, task, on_job_done, job))
-    flush = getattr(store, "flush", None)  # the model's last batch: report it now
-    if flush is not None:
-        flush()
+    if isinstance(store, BatchedWrites):  # the model's last batch: report it now
+        store.flush()
 
 
 def _report_done(bar, task, on_job_done: Callable[[ScoreJob], None] | None,
