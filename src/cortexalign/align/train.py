@@ -108,8 +108,8 @@ class _Run:
         target = BrainTarget.load(cfg.target, cfg.stimuli, cfg.heldout_fraction, cfg.split_seed,
                                   cfg.category_key)
         self.target = _split(target, self.out, cfg.resume)
-        self.loss = self.target.loss(cfg.objective, cfg.objective_options)
-        self.metric, self.metric_options = metric_of(cfg.objective, cfg.objective_options)
+        self.loss = self.target.loss(cfg.objective, cfg.options())
+        self.metric, self.metric_options = metric_of(cfg.objective, cfg.options())
         task = load_task_data(cfg.task_data, cfg.max_task_train, cfg.max_task_test,
                               cfg.image_size)
         self.task_source = task.source
