@@ -24,7 +24,7 @@ import torch
 
 from cortexalign.errors import InputError
 from cortexalign.metrics import METRICS
-from cortexalign.metrics._compare import compare_vectors
+from cortexalign.metrics._compare import average_ranks, compare_vectors
 from cortexalign.metrics._rdm import rdm_tensor, upper_tri
 from cortexalign.metrics._rsa_metric import _model_rdm_tensor, _neural_vectors, ceiling_groups
 from cortexalign.results import ScoreRecord
@@ -79,6 +79,8 @@ def _permutation_p(rdm_ss: torch.Tensor, target, *, n_permutations: int, seed: i
     groups, _ = ceiling_groups(source, ceiling_by, target_kp.shape[0])
     w_k = torch.as_tensor(group_weights(groups), device=dev)
     observed = float(compare_vectors(upper_tri(rdm_ss)[None], target_kp, compare)[0] @ w_k)
+    if compare == "spearman":  # relabelling permutes the ranks: rank once, then Pearson
+        rdm_ss, target_kp, compare = _rank_matrix(rdm_ss), average_ranks(target_kp), "pearson"
     gen = torch.Generator().manual_seed(int(seed))
     s = rdm_ss.shape[0]
     null = []
@@ -88,6 +90,15 @@ def _permutation_p(rdm_ss: torch.Tensor, target, *, n_permutations: int, seed: i
         rdm_css = rdm_ss[perm_cs[:, :, None], perm_cs[:, None, :]]
         null.append(compare_vectors(upper_tri(rdm_css), target_kp, compare) @ w_k)
     return exact_p_value(observed, torch.cat(null).cpu().numpy(), "greater")
+
+
+def _rank_matrix(rdm_ss: torch.Tensor) -> torch.Tensor:
+    """(s, s) symmetric matrix of the average ranks of the upper triangle (zero diagonal)."""
+    s = rdm_ss.shape[0]
+    iu = torch.triu_indices(s, s, 1, device=rdm_ss.device)
+    ranks = torch.zeros_like(rdm_ss)
+    ranks[iu[0], iu[1]] = average_ranks(upper_tri(rdm_ss)[None])[0].to(rdm_ss.device)
+    return ranks + ranks.T
 
 
 PERMUTATION_TESTS: dict[str, Callable[..., float]] = {"rsa": rsa_permutation_p}

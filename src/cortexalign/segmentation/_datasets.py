@@ -13,6 +13,7 @@ are instance ids (0 = background; 8- or 16-bit PNG).
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,7 +105,9 @@ def polygons_to_mask(polygons: Sequence[Sequence[float]], size: Sequence[int]) -
     if not polys:
         return np.zeros((h, w), dtype=bool)
     rle = mask_utils.merge(mask_utils.frPyObjects(polys, h, w))
-    return mask_utils.decode(rle).astype(bool)
+    with warnings.catch_warnings():  # pycocotools' own NumPy 2 copy= deprecation
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return mask_utils.decode(rle).astype(bool)
 
 
 def _annotation_mask(seg: object, h: int, w: int, ann_id: int) -> np.ndarray:

@@ -14,13 +14,15 @@ untrained entry, so a study on simulated data scores the planted model.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cortexalign.neural.allen import natural_scene_ids
 
-__all__ = ["StudyPlan", "PLANS", "CHECKPOINTS", "study_config", "model_entries", "with_device"]
+__all__ = ["StudyPlan", "PLANS", "CHECKPOINTS", "study_config", "model_entries", "with_device",
+           "config_yaml", "CONFIG_DATA"]
 
 CHECKPOINTS: dict[str, str] = {
     "sam_vit_b": "sam_vit_b_01ec64.pth", "sam_vit_l": "sam_vit_l_0b3195.pth",
@@ -32,8 +34,11 @@ CHECKPOINTS: dict[str, str] = {
 }
 """Registry name -> the released checkpoint's file name (looked up in ``DATA/checkpoints``)."""
 
-ATTENTION_FREE = frozenset({"edge_sam_repvit_m1"})
-"""Convolutional encoders: scored on conv maps only."""
+ATTENTION_FREE = frozenset({"edge_sam_repvit_m1", "pixels"})
+"""Entries without attention: scored on conv maps only (``pixels``: the grey image itself)."""
+
+PIXELS = {"name": "pixels", "kwargs": {"size": 64}}
+"""The pixel baseline: the grey image at 64 x 64 (its conv map is the image)."""
 
 
 @dataclass(frozen=True)
@@ -71,9 +76,10 @@ PLANS: dict[str, StudyPlan] = {
     "full": StudyPlan(models=("sam_vit_b", "sam_vit_l", "sam_vit_h", "sam2_hiera_t",
                               "sam2_hiera_s", "sam2_hiera_b_plus", "sam2_hiera_l", "mobile_sam",
                               "efficient_sam_vit_t", "efficient_sam_vit_s",
-                              "edge_sam_repvit_m1")),
+                              "edge_sam_repvit_m1", "pixels")),
     "cpu": StudyPlan(
-        models=("efficient_sam_vit_t", "mobile_sam", "sam2_hiera_t", "edge_sam_repvit_m1"),
+        models=("efficient_sam_vit_t", "mobile_sam", "sam2_hiera_t", "edge_sam_repvit_m1",
+                "pixels"),
         layers={"efficient_sam_vit_t": {"attention": ["blocks.3.attn", "blocks.6.attn",
                                                       "blocks.9.attn", "blocks.11.attn"],
                                         "conv_map": ["blocks.9", "neck"]},
@@ -100,14 +106,19 @@ def model_entries(name: str, plan: StudyPlan, data: Path) -> list[dict[str, Any]
     """The config model entries of ``name``: attention (unless convolutional) and conv maps,
     with the official checkpoint when ``data/checkpoints`` holds it, else untrained."""
     ckpt = Path(data) / "checkpoints" / CHECKPOINTS.get(name, "")
-    base: dict[str, Any] = ({"name": name, "weights": str(ckpt)} if name in CHECKPOINTS
-                            and ckpt.is_file() else
-                            {"name": name, "untrained": True, "kwargs": dict(plan.kwargs)})
+    if name == PIXELS["name"]:
+        base: dict[str, Any] = copy.deepcopy(PIXELS)
+    elif name in CHECKPOINTS and ckpt.is_file():
+        base = {"name": name, "weights": str(ckpt)}
+    else:
+        base = {"name": name, "untrained": True}
+        if plan.kwargs:
+            base["kwargs"] = dict(plan.kwargs)
     out = []
     for kind, tag in (("attention", "attention"), ("conv_map", "conv")):
         if kind == "attention" and name in ATTENTION_FREE:
             continue
-        entry = dict(base, features=kind, label=f"{name} {tag}")
+        entry = copy.deepcopy(base) | {"label": f"{name} {tag}", "features": kind}
         layers = plan.layers.get(name, {}).get(kind)
         if layers:
             entry["layers"] = list(layers)
@@ -139,3 +150,18 @@ def with_device(config: dict[str, Any], device: str) -> dict[str, Any]:
     """``config`` with ``device`` set (the CLI's ``--device``)."""
     return dict(config, device=device)
 
+
+
+CONFIG_DATA = "data/jalil2026"
+"""Where ``configs/attention_vs_mouse_cortex.yaml`` expects the data directory."""
+
+
+def config_yaml(header: str = "") -> str:
+    """``configs/attention_vs_mouse_cortex.yaml``: the full plan on ``CONFIG_DATA`` as YAML,
+    after ``header`` (comment lines). A test keeps the shipped file equal to this."""
+    import yaml
+
+    body = yaml.safe_dump(study_config(CONFIG_DATA, PLANS["full"],
+                                       name="attention_vs_mouse_cortex"),
+                          sort_keys=False, width=100, default_flow_style=None)
+    return header + body

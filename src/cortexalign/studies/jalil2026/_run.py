@@ -74,12 +74,13 @@ def model_cards(config, data: Path, out: Path, plan: StudyPlan, device: str = "a
             continue
         seen.add(key)
         adapter = load_model(spec.name, weights=spec.weights, untrained=spec.untrained,
-                             seed=spec.seed, device=dev, **spec.kwargs)
+                             seed=spec.seed, device=dev, preprocess=spec.preprocess or None,
+                             **spec.kwargs)
         if (adapter.model_id, device_string(dev)) in done:
             continue
         t0 = time.perf_counter()
         miou, note = None, ""
-        if samples is not None:
+        if samples is not None and getattr(adapter, "family", None):  # SAM-family encoders
             try:
                 predictor = sam_predictor(adapter, spec.weights)
                 miou = evaluate_segmentation(samples, predictor, prompt=plan.seg_prompt).miou

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +59,9 @@ def _masks(polygons: list[list[float]], h: int, w: int) -> np.ndarray:
     if not polygons:
         return np.zeros((0, h, w), dtype=bool)
     rles = [mask_utils.merge(mask_utils.frPyObjects([p], h, w)) for p in polygons]
-    return np.moveaxis(mask_utils.decode(rles), -1, 0).astype(bool)
+    with warnings.catch_warnings():  # pycocotools' own NumPy 2 copy= deprecation
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return np.moveaxis(mask_utils.decode(rles), -1, 0).astype(bool)
 
 
 def _scene(rng: np.random.Generator, h: int, w: int, n_objects: int
