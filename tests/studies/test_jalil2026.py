@@ -122,3 +122,14 @@ def test_drive_is_reproducible():
     a, b = planted_drive(images, SPEC), planted_drive(images, SPEC)
     np.testing.assert_array_equal(a, b)
     assert abs(a.mean()) < 1e-9 and abs(a.std() - 1) < 1e-9
+
+
+def test_shipped_config_is_the_full_plan():
+    from pathlib import Path
+
+    from cortexalign.bench import load_config
+    from cortexalign.studies.jalil2026._plan import CONFIG_DATA, study_config
+
+    shipped = Path(__file__).resolve().parents[2] / "configs" / "attention_vs_mouse_cortex.yaml"
+    plan = load_config(study_config(CONFIG_DATA, PLANS["full"], name="attention_vs_mouse_cortex"))
+    assert load_config(shipped).config_hash() == plan.config_hash()
