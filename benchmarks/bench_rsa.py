@@ -95,8 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{'':>8} numpy RDM round trip (compute_rdm -> numpy -> compare_rdms): {t_np:.4f} s",
               flush=True)
         if args.device.startswith("cuda"):  # the same maths on device-resident tensors: no host copies
-            from cortexalign.metrics._compare import compare_vectors
-            from cortexalign.metrics._rdm import rdm_tensor, upper_tri
+            from cortexalign.rdm import compare_vectors, rdm_tensor, upper_tri
 
             x_t = torch.as_tensor(x, device=args.device)
             tv = upper_tri(torch.as_tensor(target, device=args.device))[None]

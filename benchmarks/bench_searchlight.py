@@ -104,8 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from cortexalign.metrics import compute_rdm
-    from cortexalign.neural.fmri import searchlight_rdms, searchlight_rsa
+    from cortexalign.metrics import compute_rdm, searchlight_rdms, searchlight_rsa
 
     torch.set_num_threads(args.threads)
     shape, s = tuple(args.shape), args.stimuli

@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 from scipy.ndimage import gaussian_filter
 
 import cortexalign as ca
-from cortexalign.neural.fmri import searchlight_rsa
+from cortexalign.metrics import searchlight_rsa
 
 GRID = (22, 26, 20)                  # voxels, 3 mm isotropic
 PLANTED = np.array([7, 8, 6])        # voxel coordinates of the planted sphere's centre

@@ -123,7 +123,7 @@ def test_mat_file_reads_in_scipy_with_matlab_names(tmp_path, folder):
 @pytest.mark.parametrize(("kind", "layers"), [("attention", ["--all-layers"]),
                                               ("conv_map", ["-l", "neck", "-l", "blocks.1"])])
 def test_maps_equal_extract_maps(tmp_path, folder, kind, layers):
-    from cortexalign.bench._map_features import extract_maps, map_layers
+    from cortexalign.features._maps import extract_maps, map_layers
 
     out = tmp_path / "maps.npz"
     res = _invoke("sam_vit_b", folder, "--out", out, "--features", kind, *layers, *SAM_ARGS)
@@ -142,7 +142,7 @@ def test_maps_equal_extract_maps(tmp_path, folder, kind, layers):
 
 def test_map_options_reach_the_maps(tmp_path, folder):
     """--map-option reduction=rollout gives extract_maps' rollout maps, keyed as rollout."""
-    from cortexalign.bench._map_features import extract_maps, map_layers
+    from cortexalign.features._maps import extract_maps, map_layers
 
     out = tmp_path / "rollout.npz"
     res = _invoke("sam_vit_b", folder, "--out", out, "--features", "attention", "--all-layers",

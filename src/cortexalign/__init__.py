@@ -47,7 +47,7 @@ _EXPORTS = {
     "banded_ridge": "cortexalign.metrics",
     "ExperimentConfig": "cortexalign.bench",
     "load_config": "cortexalign.bench",
-    "run_experiment": "cortexalign.bench._run",
+    "run_experiment": "cortexalign.bench",
     "ResultsStore": "cortexalign.results",
     "CortexAlignError": "cortexalign.errors",
     "InputError": "cortexalign.errors",

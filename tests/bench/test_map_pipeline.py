@@ -16,18 +16,18 @@ from scipy.stats import spearmanr
 
 from cortexalign.bench import load_config
 from cortexalign.bench._jobs import JOB_VERSION, job_key
-from cortexalign.bench._map_features import (
+from cortexalign.bench._stats import add_fdr, paired_model_comparison
+from cortexalign.bench._targets import split_targets
+from cortexalign.errors import InputError
+from cortexalign.features import FeatureCache
+from cortexalign.features._maps import (
     extract_map_features,
     extract_maps,
     map_entries,
     map_layers,
     map_options,
 )
-from cortexalign.bench._stats import add_fdr, paired_model_comparison, rsa_permutation_p
-from cortexalign.bench._targets import split_targets
-from cortexalign.errors import InputError
-from cortexalign.features import FeatureCache
-from cortexalign.metrics import METRICS, score
+from cortexalign.metrics import METRICS, rsa_permutation_p, score
 from cortexalign.models import MODELS, load_model
 from cortexalign.models.attention import attention_maps, conv_maps
 from cortexalign.neural import NEURAL, load_neural, make_responses, neuron_maps, stimuli_on_grid

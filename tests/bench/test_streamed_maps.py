@@ -13,16 +13,17 @@ from _streamed_helpers import (  # on sys.path (pytest)
     write_random_responses,
 )
 
-from cortexalign.bench import _map_features, _run, load_config
-from cortexalign.bench._map_features import (
+from cortexalign.bench import _run, load_config
+from cortexalign.bench._run import _map_bytes, run_experiment
+from cortexalign.errors import InputError
+from cortexalign.features import FeatureCache
+from cortexalign.features import _maps as _map_features
+from cortexalign.features._maps import (
     MAP_FEATURES,
     extract_maps,
     extract_maps_to_cache,
     map_layers,
 )
-from cortexalign.bench._run import _map_bytes, run_experiment
-from cortexalign.errors import InputError
-from cortexalign.features import FeatureCache
 from cortexalign.models import load_model
 from cortexalign.stimuli import StimulusSet, load_stimuli
 

@@ -13,9 +13,9 @@ import torch
 from scipy.spatial.distance import squareform
 
 from cortexalign.metrics import compare_rdms, compute_rdm, score
-from cortexalign.metrics._compare import pair_row_sums, resampled_cosine_cov
 from cortexalign.metrics._rsa_metric import rsa_from_rdm
 from cortexalign.neural import load_neural, make_responses
+from cortexalign.rdm import pair_row_sums, resampled_cosine_cov
 
 NEW = {"rho_a": "rho-a", "cosine_cov": "cosine_cov", "corr_cov": "corr_cov"}
 

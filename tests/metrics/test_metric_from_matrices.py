@@ -12,13 +12,14 @@ import pytest
 import torch
 from scipy.spatial.distance import pdist, squareform
 
-from cortexalign.bench._stats import rsa_permutation_p, rsa_permutation_p_from_rdm
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.features import FeatureCache
 from cortexalign.metrics import (
     cka_from_gram,
     compute_rdm,
     rsa_from_rdm,
+    rsa_permutation_p,
+    rsa_permutation_p_from_rdm,
     score,
     streaming_gram,
     streaming_rdm,

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.metrics import RDM_COMPARISONS, compare_rdms
-from cortexalign.metrics._compare import average_ranks
 from cortexalign.neural import load_neural
+from cortexalign.rdm import average_ranks
 
 RSA_NAMES = {"spearman": "spearman", "kendall_tau_a": "tau-a", "pearson": "corr", "cosine": "cosine",
              "rho_a": "rho-a", "cosine_cov": "cosine_cov", "corr_cov": "corr_cov"}

@@ -11,12 +11,11 @@ import pytest
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.metrics import METRICS, Score, list_metrics, score
 from cortexalign.metrics._api import check_options
-from cortexalign.metrics._compare import RDM_COMPARISONS
 from cortexalign.metrics._encoding import CEILING_TRANSFORMS
 from cortexalign.metrics._maps import MAP_SCALINGS
-from cortexalign.metrics._rdm import RDM_METHODS
 from cortexalign.neural import RDMSet, make_responses, stimuli_on_grid
 from cortexalign.neural._maps import WEIGHTINGS
+from cortexalign.rdm import RDM_COMPARISONS, RDM_METHODS
 from cortexalign.stimuli import StimulusSet
 
 S, D = 30, 12

@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from cortexalign.bench._stats import _rank_matrix
-from cortexalign.metrics._compare import average_ranks, compare_vectors
 from cortexalign.metrics._map_metric import map_permutation_null
 from cortexalign.metrics._maps import MAP_MEASURES
-from cortexalign.metrics._rdm import upper_tri
+from cortexalign.metrics._rsa_permutation import rank_matrix
 from cortexalign.neural._maps import WEIGHTINGS
+from cortexalign.rdm import average_ranks, compare_vectors, upper_tri
 
 
 @pytest.mark.parametrize("measure", sorted(MAP_MEASURES))
@@ -40,7 +39,7 @@ def test_ranked_rdm_relabelled_gives_the_spearman_of_the_relabelled_rdm():
     rdm = torch.cdist(x, x)
     rdm[0, 1] = rdm[1, 0] = rdm[2, 3]  # a tie, to exercise average ranks
     target = torch.rand(3, 105, generator=gen, dtype=torch.float64)
-    ranks, target_r = _rank_matrix(rdm), average_ranks(target)
+    ranks, target_r = rank_matrix(rdm), average_ranks(target)
     for _ in range(5):
         p = torch.randperm(15, generator=gen)
         want = compare_vectors(upper_tri(rdm[p][:, p])[None], target, "spearman")

@@ -12,7 +12,6 @@ from cortexalign.models.profile import (
     count_flops,
     count_parameters,
     profile_model,
-    write_model_card,
 )
 
 
@@ -68,12 +67,12 @@ def test_bad_arguments_are_refused(kw):
 
 
 def test_card_lands_in_results_store(tmp_path):
-    from cortexalign.results import ResultsStore
+    from cortexalign.results import ModelCard, ResultsStore
 
     store = ResultsStore(tmp_path / "results.duckdb")
     card = profile_model(_adapter(), device="cpu", n_warmup=0, n_repeat=2)
-    write_model_card(store, card, miou=0.5)
+    store.put_model_card(ModelCard.from_profile(card, miou=0.5))
     rows = store.frame("model_cards")
     assert len(rows) == 1 and rows.loc[0, "miou"] == 0.5 and rows.loc[0, "params"] == card.params
     with pytest.raises(InputError):
-        write_model_card(store, card, miou=1.5)
+        ModelCard.from_profile(card, miou=1.5)

@@ -14,6 +14,13 @@ from cortexalign.bench._config import (
 __all__ = ["ConfigError", "ExperimentConfig", "MetricSpec", "ModelSpec", "NeuralSpec",
            "StimuliSpec", "load_config", "quickstart_config_path"]
 from cortexalign.bench._config import NeuralSelect  # noqa: E402
+from cortexalign.bench._run import RunSummary, run_experiment  # noqa: E402
 from cortexalign.bench._stats import grid_fdr, paired_model_comparison  # noqa: E402
+from cortexalign.bench._status import RunStatus, export_frame, results_path, run_status  # noqa: E402
 
-__all__ += ["NeuralSelect", "grid_fdr", "paired_model_comparison"]
+__all__ += ["NeuralSelect", "grid_fdr", "paired_model_comparison", "run_experiment", "RunSummary",
+            "RunStatus", "run_status", "results_path", "export_frame"]
+from cortexalign.bench._second_order import GridDiscriminability, grid_discriminability  # noqa: E402
+from cortexalign.bench._second_order_spec import DiscriminabilitySpec, PatternSpec  # noqa: E402
+
+__all__ += ["GridDiscriminability", "grid_discriminability", "DiscriminabilitySpec", "PatternSpec"]

@@ -16,10 +16,18 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cortexalign.bench._partition_spec import PartitionSpec, check_partitions
+from cortexalign.bench._second_order_spec import DiscriminabilitySpec, PatternSpec
 from cortexalign.errors import CortexAlignError, close_matches
 
 __all__ = ["ExperimentConfig", "ModelSpec", "NeuralSpec", "NeuralSelect", "MetricSpec",
-           "StimuliSpec", "RaySpec", "load_config", "ConfigError", "quickstart_config_path"]
+           "StimuliSpec", "RaySpec", "load_config", "ConfigError", "quickstart_config_path",
+           "CONFIG_HELP"]
+
+
+#: The last line of every config error: where the keys are described.
+CONFIG_HELP = ("Fix the entries above. `cortexalign config keys` lists every key with its type, "
+               "default and meaning; `cortexalign config template` prints a config with all of "
+               "them; `cortexalign config check FILE` checks a file without running it.")
 
 
 class ConfigError(CortexAlignError):
@@ -72,7 +80,7 @@ class ModelSpec(_Strict):
     feature_options: dict[str, Any] = Field(
         default_factory=dict, description="Options of the map features: attention "
         "{reduction: received | cls | rollout, chunk_size}; conv_map {kind: mean_abs | topk, "
-        "k}. See cortexalign.bench._map_features.")
+        "k}. See cortexalign.features._maps.")
 
     @property
     def display(self) -> str:
@@ -166,6 +174,15 @@ class ExperimentConfig(_Strict):
         "and shared R^2) or banded ridge (per-set share of R^2) of (model, layer) sets against "
         "each responses target. Stored in the 'partitions' table; a report section. See "
         "cortexalign.bench._partition_spec.")
+    patterns: list[PatternSpec] = Field(
+        default_factory=list, description="Alignment pattern analyses (Höfling et al. 2026), "
+        "run after the per-layer jobs on the cached features: a multi-region target's region x "
+        "region matrix and each model layer's profile put in a region's place. Stored in "
+        "'second_order'; a report section. See cortexalign.bench._second_order_spec.")
+    discriminability: DiscriminabilitySpec | None = Field(
+        None, description="How well each (target, rsa entry) separates the models: rank "
+        "probabilities, FDR-separated pairs, rank intervals, under the best-layer and "
+        "cross-validated layer rules (also `cortexalign results OUT --discriminability`).")
     n_bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples over stimuli for "
                                                      "confidence intervals (0: none).")
     n_permutations: int = Field(0, ge=0, description="Stimulus-label permutations for p-values "
@@ -216,8 +233,11 @@ class ExperimentConfig(_Strict):
 
         Where the jobs run (``executor``, ``ray``) is left out: it does not change a score.
         """
-        # a config without partitions hashes as it did before the key existed
-        skip = EXECUTION_FIELDS | (set() if self.partitions else {"partitions"})
+        # a config without partitions (patterns, discriminability) hashes as it did before the
+        # key existed
+        skip = EXECUTION_FIELDS | (set() if self.partitions else {"partitions"}) | \
+            (set() if self.patterns else {"patterns"}) | \
+            (set() if self.discriminability else {"discriminability"})
         dump = self.model_dump(mode="json", exclude=skip)
         for m in dump["models"]:  # an entry without preprocess hashes as before the key existed
             if not m.get("preprocess"):
@@ -259,7 +279,7 @@ def _format(err: ValidationError, source: str) -> str:
             lines.append(f"  - {where}: required key is missing.")
         else:
             lines.append(f"  - {where}: {e['msg']} (received {e.get('input')!r}).")
-    lines.append("Fix the keys above; `cortexalign run --help` describes every key.")
+    lines.append(CONFIG_HELP)
     return "\n".join(lines)
 
 
@@ -274,7 +294,9 @@ def load_config(source: str | Path | dict) -> ExperimentConfig:
         data, where = source, "config"
     else:
         p = Path(source)
-        if p.suffix in (".yaml", ".yml") or p.exists():
+        # YAML text (several lines) is never a path: stat() of it may fail (name too long)
+        if not (isinstance(source, str) and "\n" in source) and (
+                p.suffix in (".yaml", ".yml") or p.exists()):
             if not p.is_file():
                 raise ConfigError(f"config: expected a YAML file, received {str(p)!r} which does "
                                   "not exist. Fix: check the path.")

@@ -29,7 +29,7 @@ import queue
 import threading
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,7 +39,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cortexalign.bench._config import ExperimentConfig, ModelSpec
 from cortexalign.errors import CortexAlignError, InputError
 
-__all__ = ["RunContext", "Executor", "LocalExecutor", "EXECUTORS", "make_executor",
+__all__ = ["RunSummary", "RunContext", "Executor", "LocalExecutor", "EXECUTORS", "make_executor",
            "StoreProxy", "EventWriter", "model_events", "STORE_WRITES"]
 
 #: Store methods a worker may call; each becomes a ``("store", ...)`` event for the driver.
@@ -47,6 +47,25 @@ STORE_WRITES = ("start_job", "record_job", "fail_job", "put_model_card")
 
 PROGRESS_COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn())
+
+
+@dataclass
+class RunSummary:
+    """What a run did: counts, failures and the files it wrote."""
+
+    run_id: str
+    out_dir: Path
+    n_jobs: int = 0
+    n_done: int = 0
+    n_skipped: int = 0
+    failures: list[dict] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)
+    seconds: float = 0.0
+    job_keys: set[str] = field(default_factory=set)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
 
 
 @dataclass
@@ -140,16 +159,10 @@ class LocalExecutor:
                            progress=ctx.progress, on_job_done=ctx.on_job_done)
 
 
-def _ray_executor(config: ExperimentConfig) -> Executor:
-    from cortexalign.bench._ray import RayExecutor  # Ray is imported only when asked for
-
-    return RayExecutor(config)
-
-
-#: ``executor`` config value -> factory. Tests parametrize over it.
+#: ``executor`` config value -> factory. Tests parametrize over it. ``bench._ray`` adds ``ray``
+#: (it imports Ray itself only when a run asks for it).
 EXECUTORS: dict[str, Callable[[ExperimentConfig], Executor]] = {
     "local": LocalExecutor,
-    "ray": _ray_executor,
 }
 
 
@@ -198,7 +211,6 @@ def model_events(run_model: ModelWork, ctx: RunContext, spec: ModelSpec, cache_r
     the work itself (not of a job: those are recorded by ``run_model``) is raised after the
     events it produced.
     """
-    from cortexalign.bench._run import RunSummary
     from cortexalign.features import FeatureCache
 
     q: queue.Queue = queue.Queue()

@@ -20,10 +20,9 @@ from __future__ import annotations
 import contextlib
 
 from cortexalign.bench._config import ExperimentConfig
-from cortexalign.bench._map_features import extract_maps
 from cortexalign.bench._partition_spec import PARTITION_METHODS, PartitionSpec, set_model_index
 from cortexalign.errors import CortexAlignError, InputError
-from cortexalign.features import extract_features
+from cortexalign.features import extract_features, extract_maps
 from cortexalign.models import load_model
 
 __all__ = ["set_widths", "partition_bytes", "over_budget", "check_partition_memory"]

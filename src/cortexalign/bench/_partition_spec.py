@@ -21,8 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from cortexalign.errors import InputError, UnknownNameError, close_matches
-from cortexalign.metrics import banded_ridge, variance_partitioning
-from cortexalign.metrics._partition import _RESERVED
+from cortexalign.metrics import PARTITION_RESERVED, banded_ridge, variance_partitioning
 
 __all__ = ["PartitionSet", "PartitionSpec", "PartitionMethod", "PARTITION_METHODS",
            "RUN_SET_OPTIONS", "check_partitions", "set_model_index"]
@@ -207,8 +206,8 @@ def _check_sets(cfg, spec: PartitionSpec, method: PartitionMethod, where: str) -
                          "add or remove sets" + ("; partition more sets in groups of 3, or use "
                                                  "method: banded_ridge" if hi else ""))
     for label, ref in spec.sets.items():
-        if not label or any(c in label for c in _RESERVED):
-            raise InputError(f"{where}.sets", f"set labels without {' '.join(_RESERVED)}",
+        if not label or any(c in label for c in PARTITION_RESERVED):
+            raise InputError(f"{where}.sets", f"set labels without {' '.join(PARTITION_RESERVED)}",
                              repr(label), "rename the set (those characters build the result "
                              "names: A+B, unique:A, shared:A&B)")
         model = cfg.models[set_model_index(cfg.models, ref.model, f"{where}.sets.{label}.model")]

@@ -44,7 +44,6 @@ from cortexalign.bench._executors import (
     record_failure,
 )
 from cortexalign.bench._jobs import model_payload, target_payload
-from cortexalign.bench._map_features import extract_map_features
 from cortexalign.bench._partition_memory import Widths, over_budget, set_widths
 from cortexalign.bench._partition_spec import (
     PARTITION_METHODS,
@@ -56,7 +55,7 @@ from cortexalign.bench._scoring import jsonable
 from cortexalign.bench._targets import Target
 from cortexalign.device import resolve_device
 from cortexalign.errors import CortexAlignError, InputError
-from cortexalign.features import extract_features, feature_keys
+from cortexalign.features import extract_features, extract_map_features, feature_keys
 from cortexalign.models import load_model
 from cortexalign.neural import RDMSet
 from cortexalign.results import PartitionRecord

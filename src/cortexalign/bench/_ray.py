@@ -38,6 +38,7 @@ from rich.progress import Progress
 
 from cortexalign.bench._config import ExperimentConfig, ModelSpec
 from cortexalign.bench._executors import (
+    EXECUTORS,
     PROGRESS_COLUMNS,
     EventWriter,
     ModelWork,
@@ -185,3 +186,6 @@ class RayExecutor:
                     writer.lost(getattr(err, "cause", None) or err)
                     del live[gen]
                     bar.remove_task(bars.pop(gen))
+
+
+EXECUTORS["ray"] = RayExecutor

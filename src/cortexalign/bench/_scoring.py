@@ -43,20 +43,22 @@ from typing import Any
 
 import numpy as np
 
-from cortexalign.bench._stats import PERMUTATION_TESTS, add_fdr, rsa_permutation_p_from_rdm
+from cortexalign.bench._stats import add_fdr
 from cortexalign.bench._targets import Target
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.features import CacheIntegrityError, FeatureCache
 from cortexalign.metrics import (
     METRICS,
+    PERMUTATION_TESTS,
     Score,
+    check_options,
     cka_from_gram,
     rsa_from_rdm,
+    rsa_permutation_p_from_rdm,
     score,
     streaming_gram,
     streaming_rdm,
 )
-from cortexalign.metrics._api import check_options
 from cortexalign.results import ScoreRecord
 from cortexalign.stimuli import StimulusSet
 

@@ -31,7 +31,8 @@ import numpy as np
 from cortexalign.errors import InputError
 from cortexalign.features._extract import Features
 
-__all__ = ["save_features", "load_features", "FEATURE_FORMATS"]
+__all__ = ["save_features", "load_features", "FEATURE_FORMATS", "check_destination", "check_new_file",
+           "link_new"]
 
 FORMAT_NAME = "cortexalign.features"
 FORMAT_VERSION = 1
@@ -256,7 +257,7 @@ def save_features(features: Mapping[str, Features], path: str | os.PathLike[str]
         if overwrite:
             os.replace(tmp, path)
         else:
-            _link_new(tmp, path)
+            link_new(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         for folder in made:  # parents this call created, innermost first
@@ -266,7 +267,7 @@ def save_features(features: Mapping[str, Features], path: str | os.PathLike[str]
     return path
 
 
-def _link_new(tmp: Path, path: Path) -> None:
+def link_new(tmp: Path, path: Path) -> None:
     """Publish ``tmp`` as ``path`` unless ``path`` exists (hard link: atomic and no-clobber)."""
     try:
         os.link(tmp, path)

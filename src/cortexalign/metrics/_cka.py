@@ -24,10 +24,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from cortexalign.compute import gram_work, sized_by
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError, UnknownNameError
-from cortexalign.metrics._rdm import _mm_nt
-from cortexalign.metrics._validate import as_tensor, check_features, check_n_stimuli
+from cortexalign.rdm import as_tensor, check_features, check_n_stimuli, mm_nt
 
 __all__ = ["CKA_KINDS", "CKA_GRAM_KINDS", "cka", "cka_tensor", "cka_from_grams"]
 
@@ -44,10 +44,10 @@ def _linear_dots(x_sd: torch.Tensor, y_sd: torch.Tensor) -> tuple[torch.Tensor, 
     """tr(KL), tr(KK), tr(LL) for centred linear kernels K = X X^T, L = Y Y^T."""
     s, dx, dy = x_sd.shape[0], x_sd.shape[1], y_sd.shape[1]
     if _gram_is_cheaper(s, dx, dy):
-        k, l_ = _mm_nt(x_sd, x_sd), _mm_nt(y_sd, y_sd)
+        k, l_ = mm_nt(x_sd, x_sd), mm_nt(y_sd, y_sd)
         return (k * l_).sum(), (k * k).sum(), (l_ * l_).sum()
     xt, yt = x_sd.T, y_sd.T
-    return (_mm_nt(xt, yt) ** 2).sum(), (_mm_nt(xt, xt) ** 2).sum(), (_mm_nt(yt, yt) ** 2).sum()
+    return (mm_nt(xt, yt) ** 2).sum(), (mm_nt(xt, xt) ** 2).sum(), (mm_nt(yt, yt) ** 2).sum()
 
 
 def _biased_cka(kl: torch.Tensor, kk: torch.Tensor, ll: torch.Tensor) -> torch.Tensor:
@@ -116,7 +116,7 @@ def _rbf_kernel(sq_s: torch.Tensor, dots_ss: torch.Tensor, sigma_frac: float) ->
 
 def rbf_gram(x_sd: torch.Tensor, sigma_frac: float = 1.0) -> torch.Tensor:
     """(s, s) Gaussian kernel with bandwidth ``sigma_frac * sqrt(median squared distance)``."""
-    return _rbf_kernel((x_sd * x_sd).sum(dim=1), _mm_nt(x_sd, x_sd), sigma_frac)
+    return _rbf_kernel((x_sd * x_sd).sum(dim=1), mm_nt(x_sd, x_sd), sigma_frac)
 
 
 def _center_gram(k_ss: torch.Tensor) -> torch.Tensor:
@@ -198,6 +198,7 @@ def cka_tensor(x_sd: torch.Tensor, y_sd: torch.Tensor, kind: str = "linear",
     return CKA_KINDS[kind](x_sd, y_sd, **options)
 
 
+@sized_by(lambda x_sd, y_sd, *_, **__: gram_work(x_sd) + gram_work(y_sd))
 def cka(x_sd, y_sd, kind: str = "linear", device: str | torch.device | None = None,
         **options) -> float:
     """Centered kernel alignment between two representations of the same stimuli.

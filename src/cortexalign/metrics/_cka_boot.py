@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from cortexalign.metrics._rdm import _mm_nt
+from cortexalign.rdm import mm_nt
 
 __all__ = ["resampled_cka", "resampled_cka_pairs"]
 
@@ -89,7 +89,7 @@ def _biased_pairs(grams_a, grams_b, c_s, rbf: bool, sigma_frac: float) -> torch.
     ka = torch.stack([prep(k) for k in grams_a])
     kb = ka if grams_b is grams_a else torch.stack([prep(k) for k in grams_b])
     wf = w.reshape(-1)
-    kl = _mm_nt(ka * wf, kb)
+    kl = mm_nt(ka * wf, kb)
     kk, ll = ((ka * ka) * wf).sum(1), ((kb * kb) * wf).sum(1)
     return kl / torch.sqrt(kk[:, None] * ll[None, :])
 
@@ -101,7 +101,7 @@ def _u_hsic(fa, kca, fb, kcb, c_s, norms, cross: bool) -> torch.Tensor:
     c2 = c_s * c_s
 
     def dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return _mm_nt(x, y) if cross else (x * y).sum(1)
+        return mm_nt(x, y) if cross else (x * y).sum(1)
 
     a = dot(fa * torch.outer(c_s, c_s).reshape(-1), fb)
     a2 = dot(fa * torch.outer(c2, c2).reshape(-1), fb)

@@ -15,19 +15,20 @@ import xarray as xr
 
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError
+from cortexalign.metrics._brainscore import with_protocol
 from cortexalign.metrics._cka import _center_gram, cka_from_grams, cka_tensor
 from cortexalign.metrics._cka_boot import resampled_cka
-from cortexalign.metrics._rdm import _mm_nt
 from cortexalign.metrics._registry import METRICS
+from cortexalign.metrics._responses import responses_tensor
 from cortexalign.metrics._score import Score
-from cortexalign.metrics._validate import (
+from cortexalign.neural import RDMSet
+from cortexalign.rdm import (
     as_tensor,
     check_features,
     check_n_stimuli,
-    responses_tensor,
+    mm_nt,
     stimulus_matrix,
 )
-from cortexalign.neural import RDMSet
 
 __all__ = ["cka_metric", "cka_from_gram"]
 
@@ -119,7 +120,7 @@ def cka_metric(features_sd, target, *, kind: str, n_bootstrap: int = 0, seed: in
         if idx_s is None:
             return float(cka_tensor(x, y, kind, **options))
         if not grams:
-            grams.extend((_mm_nt(x, x), _mm_nt(y, y)))
+            grams.extend((mm_nt(x, x), mm_nt(y, y)))
         return float(resampled_cka(*grams, _counts(idx_s, x.shape[0]), kind, **options))
 
     return _score(stat, x.shape[0], dev, kind=kind, n_bootstrap=n_bootstrap, seed=seed,
@@ -176,7 +177,7 @@ def cka_from_gram(gram_ss, target, *, kind: str = "linear", n_bootstrap: int = 0
     y = responses_tensor(target, dev)
     check_n_stimuli(k.shape[0], y.shape[0], "gram_ss")
     check_features(y, "target", min_stimuli=need)
-    l_ = _mm_nt(y, y)
+    l_ = mm_nt(y, y)
 
     def stat(idx_s: torch.Tensor | None) -> float:
         if idx_s is None:
@@ -187,7 +188,8 @@ def cka_from_gram(gram_ss, target, *, kind: str = "linear", n_bootstrap: int = 0
                   ci_level=ci_level, options=options)
 
 
-METRICS.add("cka_linear", partial(cka_metric, kind="linear"), citation=KORNBLITH_2019,
+METRICS.add("cka_linear", with_protocol("cka_linear")(partial(cka_metric, kind="linear")),
+            citation=KORNBLITH_2019,
             target="responses", description="Linear centered kernel alignment (biased HSIC)",
             check_options=_check_metric_options)
 METRICS.add("cka_linear_debiased", partial(cka_metric, kind="linear_debiased"), citation=DEBIASED,

@@ -33,14 +33,15 @@ import torch
 import xarray as xr
 from sklearn.model_selection import KFold
 
+from cortexalign.compute import gram_work, sized_by
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError, UnknownNameError
+from cortexalign.metrics._brainscore import neuron_to_neuron_fit, with_protocol
 from cortexalign.metrics._registry import METRICS
 from cortexalign.metrics._ridge import RIDGE_SOLVERS, check_solver_options, himalaya_backend
 from cortexalign.metrics._score import Score
-from cortexalign.metrics._validate import check_features
-from cortexalign.neural import validate_responses
-from cortexalign.neural._reliability import split_half_reliability
+from cortexalign.neural import split_half_reliability, validate_responses
+from cortexalign.rdm import check_features
 
 __all__ = ["ENCODERS", "CEILING_TRANSFORMS", "DEFAULT_ALPHAS", "cross_validated_predictions",
            "encoding_scores", "himalaya_backend", "ridge", "pls"]
@@ -68,7 +69,15 @@ def _pls_fold(x_tr, y_tr, x_te, *, device, seed, n_components=25):
     return model.predict(x_te).reshape(len(x_te), -1), np.full(y_tr.shape[1], float(k))
 
 
-ENCODERS: dict[str, Callable] = {"ridge": _ridge_fold, "pls": _pls_fold}
+def _neuron_to_neuron_fold(x_tr, y_tr, x_te, *, device, seed):
+    """Each neuroid predicted by the one model unit that correlates best with it on the training
+    stimuli (Arend et al. 2018; Brain-Score's ``neuron_to_neuron``); the unit index per neuroid."""
+    unit_n = neuron_to_neuron_fit(np.asarray(x_tr), np.asarray(y_tr))
+    return np.asarray(x_te)[:, unit_n], unit_n.astype(np.float64)
+
+
+ENCODERS: dict[str, Callable] = {"ridge": _ridge_fold, "pls": _pls_fold,
+                                 "neuron_to_neuron": _neuron_to_neuron_fold}
 """``f(x_tr, y_tr, x_te, *, device, seed, **options) -> (pred_te (t, n), per-neuroid param (n,))``"""
 
 #: Encoders that take torch tensors on the device: on an accelerator the features and targets
@@ -80,6 +89,7 @@ CEILING_TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "brainscore": lambda rel: np.where(rel > 0, rel, np.nan)}
 
 
+@sized_by(lambda x_sd, y_sn, *_, **__: gram_work(x_sd) * 5)
 def cross_validated_predictions(x_sd: np.ndarray, y_sn: np.ndarray, encoder: str = "ridge", *,
                                 n_folds: int = 5, seed: int = 0, device=None,
                                 **options) -> tuple[np.ndarray, np.ndarray]:
@@ -208,6 +218,8 @@ def _check_ridge_options(arguments: dict) -> None:
                   description="Ridge encoding (per-neuroid penalty by inner CV), "
                               "median cross-validated Pearson r over neuroids",
                   check_options=_check_ridge_options)
+@with_protocol("ridge")
+@sized_by(lambda features_sd, target, **_: gram_work(features_sd) * 5)
 def ridge(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=None,
           alphas=DEFAULT_ALPHAS, n_folds: int = 5, inner_folds: int = 5, normalize: bool = False,
           ceiling_transform: str = "attenuation", n_splits: int = 100,
@@ -250,6 +262,7 @@ def ridge(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=No
                   description="PLS encoding (25 components, Brain-Score), median cross-validated "
                               "Pearson r over neuroids",
                   check_options=lambda a: _check_ceiling_transform(a["ceiling_transform"]))
+@with_protocol("pls")
 def pls(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=None,
         n_components: int = 25, n_folds: int = 5, normalize: bool = False,
         ceiling_transform: str = "attenuation", n_splits: int = 100) -> Score:

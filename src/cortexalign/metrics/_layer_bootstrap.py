@@ -22,7 +22,7 @@ import torch
 
 from cortexalign.errors import InputError
 from cortexalign.metrics._cka_boot import resampled_cka_pairs
-from cortexalign.metrics._rdm import _mm_nt
+from cortexalign.rdm import mm_nt
 
 __all__ = ["check_bootstrap", "bootstrap_layer_cka"]
 
@@ -49,8 +49,8 @@ def bootstrap_layer_cka(metric: str, xs_a: list[torch.Tensor], xs_b: list[torch.
     from cortexalign.stats import bootstrap_indices  # stats builds on metrics
 
     s = xs_a[0].shape[0]
-    grams_a = [_mm_nt(x, x) for x in xs_a]
-    grams_b = grams_a if xs_b is None else [_mm_nt(y, y) for y in xs_b]
+    grams_a = [mm_nt(x, x) for x in xs_a]
+    grams_b = grams_a if xs_b is None else [mm_nt(y, y) for y in xs_b]
     samples = []
     for idx in bootstrap_indices(s, n_bootstrap, seed, xs_a[0].device):
         c_s = torch.bincount(idx, minlength=s).to(torch.float64)

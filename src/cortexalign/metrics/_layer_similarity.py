@@ -36,16 +36,23 @@ import numpy as np
 import torch
 import xarray as xr
 
+from cortexalign.compute import sized_by, total_gram_work
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.metrics._cka import _center, _center_gram, rbf_gram
 from cortexalign.metrics._cka_metric import DEBIASED, KORNBLITH_2019
 from cortexalign.metrics._cka_metric import _check_options as _check_cka_options
-from cortexalign.metrics._compare import compare_vectors
 from cortexalign.metrics._layer_bootstrap import bootstrap_layer_cka, check_bootstrap
-from cortexalign.metrics._rdm import _mm_nt, rdm_tensor, upper_tri
 from cortexalign.metrics._rsa_metric import _check_options as _check_rsa_options
-from cortexalign.metrics._validate import as_tensor, check_features, check_varies
+from cortexalign.rdm import (
+    as_tensor,
+    check_features,
+    check_varies,
+    compare_vectors,
+    mm_nt,
+    rdm_tensor,
+    upper_tri,
+)
 
 __all__ = ["LAYER_SIMILARITIES", "layer_similarity"]
 
@@ -57,7 +64,7 @@ NILI_2014 = ("Kriegeskorte, Mur & Bandettini (2008) Front Syst Neurosci 2:4; Nil
 # ------------------------------------------------------------------ all-pairs <K_i, L_j>_F engines
 
 def _mm_nt_into(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
-    """``out = a @ b.T`` with no temporary (NumPy's BLAS on the CPU, as ``_rdm._mm_nt``)."""
+    """``out = a @ b.T`` with no temporary (NumPy's BLAS on the CPU, as ``_rdm.mm_nt``)."""
     if a.device.type == "cpu":
         np.matmul(a.numpy(), b.numpy().T, out=out.numpy())
     else:
@@ -84,7 +91,7 @@ def _pairs_by_grams(xs_a: list[torch.Tensor], xs_b: list[torch.Tensor]) -> tuple
     for r0 in range(0, s, rows):
         r1 = min(s, r0 + rows)
         ka = flat(xs_a, r0, r1, self_a)
-        out += _mm_nt(ka, ka if same else flat(xs_b, r0, r1, self_b))
+        out += mm_nt(ka, ka if same else flat(xs_b, r0, r1, self_b))
     return out, self_a, self_b
 
 
@@ -103,7 +110,7 @@ def _pairs_by_features(xs_a: list[torch.Tensor],
     out = torch.zeros(len(xs_a), len(xs_b), dtype=za.dtype, device=za.device)
     step = max(1, _CHUNK_ELEMENTS // zb.shape[1])
     for c0 in range(0, za.shape[1], step):
-        m = _mm_nt(za[:, c0:c0 + step].T, zb.T)  # (c, D_b) cross-covariances
+        m = mm_nt(za[:, c0:c0 + step].T, zb.T)  # (c, D_b) cross-covariances
         per_b = torch.zeros(m.shape[0], len(xs_b), dtype=m.dtype, device=m.device)
         per_b.index_add_(1, seg_b, m.mul_(m))
         out.index_add_(0, seg_a[c0:c0 + step], per_b)
@@ -151,7 +158,7 @@ def _linear_pairs(xs_a: list[torch.Tensor], xs_b: list[torch.Tensor]) -> tuple[t
 def _self_dots(xs: list[torch.Tensor]) -> torch.Tensor:
     """(L,) ``||X^T X||_F^2 = ||X X^T||_F^2``, each by the smaller of the two products."""
     def one(x: torch.Tensor) -> torch.Tensor:
-        g = _mm_nt(x.T, x.T) if x.shape[1] <= x.shape[0] else _mm_nt(x, x)
+        g = mm_nt(x.T, x.T) if x.shape[1] <= x.shape[0] else mm_nt(x, x)
         return (g * g).sum()
 
     return torch.stack([one(x) for x in xs])
@@ -196,7 +203,7 @@ def sim_cka_linear_debiased(xs_a: list[torch.Tensor],
     kl, kk, ll = _linear_pairs(ca, cb)
     if xs_b is None:
         kl = (kl + kl.T) / 2
-    hxy = _u_statistic(kl, _mm_nt(da, db), ta[:, None], tb[None, :], s)
+    hxy = _u_statistic(kl, mm_nt(da, db), ta[:, None], tb[None, :], s)
     if xs_b is None:
         hxy = (hxy + hxy.T) / 2
         return _normalise(hxy, torch.diagonal(hxy), torch.diagonal(hxy))
@@ -219,14 +226,14 @@ def sim_cka_rbf(xs_a: list[torch.Tensor], xs_b: list[torch.Tensor] | None,
 
     kb = kernels(xs_a if xs_b is None else xs_b)
     if xs_b is None:
-        kl = _mm_nt(kb, kb)
+        kl = mm_nt(kb, kb)
         kl = (kl + kl.T) / 2
         return _normalise(kl, torch.diagonal(kl), torch.diagonal(kl))
     group = max(1, _CHUNK_ELEMENTS // (s * s))
     kl, hxx = [], []
     for g in range(0, len(xs_a), group):
         ka = kernels(xs_a[g:g + group])
-        kl.append(_mm_nt(ka, kb))
+        kl.append(mm_nt(ka, kb))
         hxx.append((ka * ka).sum(dim=1))
     return _normalise(torch.cat(kl), torch.cat(hxx), (kb * kb).sum(dim=1))
 
@@ -259,7 +266,7 @@ _CITATIONS = {"cka_linear": KORNBLITH_2019, "cka_linear_debiased": DEBIASED,
               "cka_rbf": KORNBLITH_2019, "rsa": NILI_2014}
 
 
-def _check_metric(metric: str, options: dict) -> dict:
+def check_layer_metric(metric: str, options: dict) -> dict:
     """The options completed with their defaults, or the metric's own errors."""
     if metric not in LAYER_SIMILARITIES:
         raise UnknownNameError("layer-similarity metric", str(metric), LAYER_SIMILARITIES)
@@ -304,6 +311,7 @@ def _check_same_stimuli(named: list[tuple[str, torch.Tensor]]) -> None:
                              "in the same order (align them by stimulus_id)")
 
 
+@sized_by(lambda feats_a, feats_b=None, *_, **__: total_gram_work(feats_a, feats_b))
 def layer_similarity(feats_a: Mapping, feats_b: Mapping | None = None, metric: str = "cka_linear",
                      *, device: str | torch.device | None = None, n_bootstrap: int = 0,
                      seed: int = 0, ci_level: float = 0.95, **options) -> xr.DataArray:
@@ -338,7 +346,7 @@ def layer_similarity(feats_a: Mapping, feats_b: Mapping | None = None, metric: s
     the metric does not take, empty or non-dict inputs, non-finite or constant features, and
     layers with different stimulus counts.
     """
-    options = _check_metric(metric, options)
+    options = check_layer_metric(metric, options)
     check_bootstrap(metric, n_bootstrap, seed, ci_level)
     dev = resolve_device(device)
     need = 4 if metric == "cka_linear_debiased" else 3

@@ -31,9 +31,14 @@ from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.metrics._maps import MAP_MEASURES, MAP_MEASURES_AGAINST, MAP_SCALINGS, map_score
 from cortexalign.metrics._registry import METRICS
 from cortexalign.metrics._score import Score
-from cortexalign.neural import check_finite, neuron_maps, stimuli_on_grid, validate_responses
-from cortexalign.neural._maps import WEIGHTINGS
-from cortexalign.neural._reliability import spearman_brown
+from cortexalign.neural import (
+    WEIGHTINGS,
+    check_finite,
+    neuron_maps,
+    stimuli_on_grid,
+    validate_responses,
+)
+from cortexalign.stats import spearman_brown
 from cortexalign.stimuli import StimulusSet
 
 __all__ = ["map_rmse", "map_pearson", "map_spearman", "map_permutation_null", "MAP_CITATION"]

@@ -46,14 +46,16 @@ import pandas as pd
 import xarray as xr
 from sklearn.model_selection import KFold
 
+from cortexalign.compute import sized_by, total_gram_work
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.metrics._encoding import DEFAULT_ALPHAS, ENCODERS, _check_inputs, encoding_scores
-from cortexalign.metrics._validate import as_tensor, check_features
+from cortexalign.rdm import as_tensor, check_features
 
-__all__ = ["SET_SCALINGS", "VariancePartition", "variance_partitioning"]
+__all__ = ["SET_SCALINGS", "VariancePartition", "variance_partitioning", "PARTITION_RESERVED"]
 
-_RESERVED = "+&:"  # used in union and component keys
+PARTITION_RESERVED = "+&:"
+"""Characters a feature-set label may not contain (they build the union and component keys)."""
 
 
 def _zscore(x_sd: np.ndarray, x_td: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -172,8 +174,8 @@ def _check_sets(features) -> tuple[tuple[str, ...], list[np.ndarray], dict[str, 
                          "e.g. {'layer3': acts_sd, 'pixels': pixels_sd}; for more sets, partition "
                          "them in groups (7 unions for 3 sets, 15 for 4)")
     for name in features:
-        if not isinstance(name, str) or not name or any(c in name for c in _RESERVED):
-            raise InputError("features", f"non-empty str keys without {' '.join(_RESERVED)}",
+        if not isinstance(name, str) or not name or any(c in name for c in PARTITION_RESERVED):
+            raise InputError("features", f"non-empty str keys without {' '.join(PARTITION_RESERVED)}",
                              repr(name), "rename the set (the characters build the result keys)")
     return named_sets(features)
 
@@ -259,6 +261,7 @@ def _union_predictions(xs: list[np.ndarray], y_sn: np.ndarray, splits, scale, *,
     return pred_sn, np.stack(chosen)
 
 
+@sized_by(lambda features, target, **_: 5 * total_gram_work(features))
 def variance_partitioning(features: Mapping[str, np.ndarray], target: xr.DataArray, *,
                           n_folds: int = 5, seed: int = 0, alphas=DEFAULT_ALPHAS,
                           inner_folds: int = 5, scaling: str = "zscore", solver: str = "eigh",

@@ -15,19 +15,24 @@ import xarray as xr
 
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError, UnknownNameError
-from cortexalign.metrics._compare import RDM_COMPARISONS, compare_vectors, rdm_vectors
-from cortexalign.metrics._rdm import RDM_METHODS, rdm_tensor, upper_tri
+from cortexalign.metrics._brainscore import with_protocol
 from cortexalign.metrics._registry import METRICS
+from cortexalign.metrics._responses import responses_tensor
 from cortexalign.metrics._score import Score
-from cortexalign.metrics._validate import (
+from cortexalign.neural import RDMSet
+from cortexalign.rdm import (
+    RDM_COMPARISONS,
+    RDM_METHODS,
     as_tensor,
     check_features,
     check_n_stimuli,
     check_varies,
-    responses_tensor,
+    compare_vectors,
+    rdm_tensor,
+    rdm_vectors,
     stimulus_matrix,
+    upper_tri,
 )
-from cortexalign.neural import RDMSet
 
 __all__ = ["rsa", "rsa_from_rdm"]
 
@@ -118,6 +123,7 @@ def _model_rdm_tensor(rdm_ss, device: torch.device, name: str = "model_rdm_ss",
                   description="Representational similarity analysis: model RDM vs neural RDMs "
                               "(Spearman by default), leave-one-subject-out noise ceiling",
                   check_options=_check_metric_options)
+@with_protocol("rsa")
 def rsa(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=None,
         rdm_method: str = "correlation", compare: str = "spearman",
         neural_rdm_method: str | None = None, ceiling_by: str | None = "subject",

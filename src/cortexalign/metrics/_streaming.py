@@ -7,7 +7,7 @@ normalised copies and one block x block product) at a time; the features are nev
 
 - ``streaming_rdm``: the (s, s) RDM must fit (it is the result); it is filled block by block as in
   ``compute_rdm`` (upper block triangle, then mirrored), with the same per-row normalisation
-  (``_rdm._unit_rows``), the same product (``_rdm._mm_nt``) and the same mirroring, so it equals
+  (``rdm.unit_rows``), the same product (``rdm.mm_nt``) and the same mirroring, so it equals
   ``compute_rdm`` up to summation order. Block I is read once per row of blocks and every block
   J >= I is read again: about (nb + 1) / 2 passes over the source for nb blocks.
 - ``streaming_gram``: the (s, s) linear Gram ``Xc Xc^T`` of the centred features (one pass for the
@@ -33,15 +33,15 @@ import torch
 
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.metrics._cka import _biased_cka, _debiased_cka
-from cortexalign.metrics._rdm import (
-    _blocks,
-    _device_of,
-    _mirror,
-    _mirror_upper,
-    _mm_nt,
-    _unit_rows,
+from cortexalign.rdm import (
+    check_n_stimuli,
+    device_of,
+    mirror_rdm,
+    mirror_upper,
+    mm_nt,
+    row_blocks,
+    unit_rows,
 )
-from cortexalign.metrics._validate import check_n_stimuli
 
 __all__ = ["STREAMING_RDM_METHODS", "STREAMING_CKA_KINDS", "streaming_rdm", "streaming_gram",
            "streaming_cka"]
@@ -121,7 +121,7 @@ def _constant_error(name: str) -> InputError:
 
 # -- RDMs ------------------------------------------------------------------------------------
 def _prep_unit(center: bool) -> Callable[[torch.Tensor], tuple[torch.Tensor, None]]:
-    return lambda x_bd: (_unit_rows(x_bd, center=center), None)
+    return lambda x_bd: (unit_rows(x_bd, center=center), None)
 
 
 def _post_one_minus(block: torch.Tensor, aux_i, aux_j, d: int) -> None:
@@ -150,7 +150,7 @@ dissimilarities in place. Same conventions as ``RDM_METHODS`` (rsatoolbox's)."""
 def _prepare_rows(prepare: Callable, x_bd: torch.Tensor, name: str, i0: int, i1: int):
     try:
         return prepare(x_bd)
-    except InputError as err:  # _unit_rows counts rows within the block
+    except InputError as err:  # unit_rows counts rows within the block
         raise InputError(name, err.expected, f"{err.received} within rows {i0}:{i1} (row numbers "
                          f"counted from row {i0})", err.fix) from None
 
@@ -179,19 +179,19 @@ def streaming_rdm(source_sd, method: str = "correlation", block_rows: int | None
     if method not in STREAMING_RDM_METHODS:
         raise UnknownNameError("streaming RDM method", str(method), STREAMING_RDM_METHODS)
     s, d = _shape(source_sd, "source_sd", min_stimuli=2)
-    spans = _blocks(s, _block_rows(block_rows, d))
-    dev = _device_of(source_sd, device)
+    spans = row_blocks(s, _block_rows(block_rows, d))
+    dev = device_of(source_sd, device)
     read = _Reader(source_sd, "source_sd", d, dev)
     rdm_ss = torch.empty(s, s, dtype=torch.float64, device=dev)
     _fill_upper_blocks(rdm_ss, read, spans, *STREAMING_RDM_METHODS[method])
-    _mirror(rdm_ss, spans)
+    mirror_rdm(rdm_ss, spans)
     return rdm_ss if return_tensor else rdm_ss.cpu().numpy()
 
 
 def _fill_upper_blocks(out_ss: torch.Tensor, read: _Reader, spans: list[tuple[int, int]],
                        prepare: Callable, post: Callable) -> None:
     """``out[I, J] = post(z_I z_J^T)`` for the blocks J >= I, ``(z, aux) = prepare(rows)``; the
-    lower block triangle is left for ``_mirror``. Refuses rows that do not vary (first row of
+    lower block triangle is left for ``mirror_rdm``. Refuses rows that do not vary (first row of
     blocks, which reads every row once)."""
     row0_d, varies = None, False
     for k, (i0, i1) in enumerate(spans):
@@ -204,7 +204,7 @@ def _fill_upper_blocks(out_ss: torch.Tensor, read: _Reader, spans: list[tuple[in
                 varies = varies or bool((x_j != row0_d).any())
             z_j, aux_j = (z_i, aux_i) if j0 == i0 else _prepare_rows(prepare, x_j, read.name,
                                                                       j0, j1)
-            block = _mm_nt(z_i, z_j)
+            block = mm_nt(z_i, z_j)
             post(block, aux_i, aux_j, read.d)
             out_ss[i0:i1, j0:j1] = block
         if k == 0 and not varies:
@@ -240,13 +240,13 @@ def streaming_gram(source_sd, center: bool = True, block_rows: int | None = None
         ``center``) up to summation order. Only the upper block triangle is multiplied.
     """
     s, d = _shape(source_sd, "source_sd", min_stimuli=2)
-    spans = _blocks(s, _block_rows(block_rows, d))
-    dev = _device_of(source_sd, device)
+    spans = row_blocks(s, _block_rows(block_rows, d))
+    dev = device_of(source_sd, device)
     read = _Reader(source_sd, "source_sd", d, dev)
     mu_d = _column_means(read, spans, s) if center else None
     gram_ss = torch.empty(s, s, dtype=torch.float64, device=dev)
     _fill_upper_blocks(gram_ss, read, spans, _prep_shift(mu_d), _post_none)
-    _mirror_upper(gram_ss, spans)
+    mirror_upper(gram_ss, spans)
     return gram_ss if return_tensor else gram_ss.cpu().numpy()
 
 
@@ -290,7 +290,7 @@ def _gram_traces(read_x: _Reader, read_y: _Reader, mu_x: torch.Tensor, mu_y: tor
         for j0, j1 in spans[k:]:
             x_j, y_j = ((x_i, y_i) if j0 == i0
                         else (read_x(j0, j1) - mu_x, read_y(j0, j1) - mu_y))
-            k_ij, l_ij = _mm_nt(x_i, x_j), _mm_nt(y_i, y_j)
+            k_ij, l_ij = mm_nt(x_i, x_j), mm_nt(y_i, y_j)
             w = 1.0 if j0 == i0 else 2.0  # K_JI = K_IJ^T: off-diagonal blocks count twice
             kl += w * (k_ij * l_ij).sum()
             kk += w * (k_ij * k_ij).sum()
@@ -323,8 +323,8 @@ def streaming_cka(source_x, source_y, kind: str = "linear", block_rows: int | No
     s, dx = _shape(source_x, "source_x", min_stimuli=need)
     s_y, dy = _shape(source_y, "source_y", min_stimuli=need)
     check_n_stimuli(s, s_y, "source_x")
-    spans = _blocks(s, _block_rows(block_rows, max(dx, dy)))
-    dev = _device_of(source_x, device)
+    spans = row_blocks(s, _block_rows(block_rows, max(dx, dy)))
+    dev = device_of(source_x, device)
     read_x, read_y = _Reader(source_x, "source_x", dx, dev), _Reader(source_y, "source_y", dy, dev)
     mu_x, mu_y = _column_means(read_x, spans, s), _column_means(read_y, spans, s)
     traces = _gram_traces(read_x, read_y, mu_x, mu_y, spans, s)

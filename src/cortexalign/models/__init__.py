@@ -21,7 +21,14 @@ from cortexalign.models._efficientnet_lite0 import convert_lite0_state_dict
 from cortexalign.models._gabor import GaborConfig, GaborV1, gabor_kernel
 from cortexalign.models._hooks import capture_outputs, eval_mode, seeded
 from cortexalign.models._preprocess import MEAN_STD_PRESETS, Preprocess, with_options
-from cortexalign.models._registry import MODELS, LoadSpec, ModelInfo, list_models, load_model
+from cortexalign.models._registry import (
+    MODELS,
+    LoadSpec,
+    ModelInfo,
+    list_models,
+    load_architecture,
+    load_model,
+)
 from cortexalign.models._timm import TimmAdapter
 from cortexalign.models._weights import (
     load_state_dict_checked,
@@ -30,8 +37,9 @@ from cortexalign.models._weights import (
 )
 
 __all__ = [
-    "MODELS", "load_model", "list_models", "ModelInfo", "LoadSpec",
-    "ModelAdapter", "TimmAdapter", "Preprocess", "with_options", "MEAN_STD_PRESETS", "default_layer_paths",
+    "MODELS", "load_model", "load_architecture", "list_models", "ModelInfo", "LoadSpec",
+    "ModelAdapter", "TimmAdapter", "Preprocess", "with_options", "MEAN_STD_PRESETS",
+    "default_layer_paths",
     "GaborV1", "GaborConfig", "gabor_kernel", "convert_lite0_state_dict",
     "capture_outputs", "eval_mode", "seeded",
     "read_state_dict", "load_state_dict_checked", "state_dict_digest",

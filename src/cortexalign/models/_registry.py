@@ -24,10 +24,12 @@ import torch
 
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError
+from cortexalign.fetch import weights_path
 from cortexalign.models._preprocess import Preprocess, with_options
 from cortexalign.registry import Registry
 
-__all__ = ["MODELS", "LoadSpec", "ModelInfo", "load_model", "list_models", "options_tag"]
+__all__ = ["MODELS", "LoadSpec", "ModelInfo", "load_model", "list_models", "options_tag",
+           "load_architecture"]
 
 MODELS: Registry = Registry("model")
 
@@ -89,7 +91,8 @@ def load_model(name: str, *, pretrained: bool | None = None, weights: str | Path
         (``"timm:vit_base_patch16_224"``); ``list_models()`` shows them.
     pretrained : ``None`` (default) or ``True`` load the entry's default weights (timm hub,
         bundled package, designed filters); ``False`` is the same as ``untrained=True``.
-    weights : a local checkpoint (``.safetensors`` or a torch state_dict file) to load instead.
+    weights : a local checkpoint (``.safetensors`` or a torch state_dict file) to load instead,
+        or a weights entry of ``cortexalign fetch --list`` (``"sam-vit-b"``: fetched if missing).
     untrained : build the architecture with its own initialisation under ``seed`` (a control).
     seed : seed of the untrained initialisation; the same seed gives identical weights.
     device : ``"cpu"``, ``"cuda"``, ``"auto"``/``None`` (CUDA when present).
@@ -119,6 +122,7 @@ def load_model(name: str, *, pretrained: bool | None = None, weights: str | Path
                          "pass untrained=True alone for the untrained control")
     if weights is not None:
         source = "file"
+        weights = weights_path(weights)  # a catalogue entry ('sam-vit-b'): its fetched file
     elif untrained or pretrained is False:
         source = "untrained"
     else:
@@ -150,3 +154,15 @@ def reject_kwargs(name: str, kwargs: dict[str, Any]) -> None:
     if kwargs:
         raise InputError("kwargs", f"no extra options for {name!r}", repr(sorted(kwargs)),
                          "remove them (see the model's docstring for what it accepts)")
+
+
+def load_architecture(name: str, **kwargs: Any):
+    """``name``'s architecture on PyTorch's meta device: no weights, no memory, no download.
+
+    Its ``layers()`` and submodules are the real model's, so a request (name, constructor
+    options, layer names) can be checked in well under a second before anything is loaded or
+    written. It cannot run a forward pass.
+    """
+    meta = torch.device("meta")
+    with meta:
+        return load_model(name, untrained=True, device=meta, **kwargs)

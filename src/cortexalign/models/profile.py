@@ -18,6 +18,7 @@ import platform
 import statistics
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -26,8 +27,27 @@ from torch.utils.flop_counter import FlopCounterMode
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError
 
-__all__ = ["profile_model", "count_flops", "count_parameters", "device_string",
-           "write_model_card"]
+__all__ = ["profile_model", "ModelProfile", "count_flops", "count_parameters", "device_string"]
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    """Size and efficiency of a model on one device, as ``profile_model`` measured them.
+
+    Attributes
+    ----------
+    model_id : the adapter's id. device : where latency and memory were measured.
+    params : parameter count. flops : per image. latency_ms : per image (median).
+    peak_mem_mb : peak accelerator (or host) memory. extra : JSON-able details.
+    """
+
+    model_id: str
+    device: str
+    params: int
+    flops: float
+    latency_ms: float
+    peak_mem_mb: float
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def count_parameters(module: torch.nn.Module) -> int:
@@ -109,12 +129,11 @@ def profile_model(model: Any, input_size: tuple[int, int] | int | None = None,
 
     Returns
     -------
-    ``cortexalign.results.ModelCard`` with ``params``, ``flops`` (per image), ``latency_ms`` (per
+    ``ModelProfile`` (``results.ModelCard.from_profile`` makes it a stored row) with ``params``, ``flops`` (per image), ``latency_ms`` (per
     image, median), ``peak_mem_mb`` and ``extra`` (batch size, input size, batch latency
     quartiles, memory method, FLOP convention).
     """
     from cortexalign.models._registry import load_model
-    from cortexalign.results import ModelCard
 
     for name, value, low in (("batch_size", batch_size, 1), ("n_warmup", n_warmup, 0),
                              ("n_repeat", n_repeat, 1)):
@@ -148,19 +167,7 @@ def profile_model(model: Any, input_size: tuple[int, int] | int | None = None,
              "n_repeat": n_repeat, "batch_latency_ms_q1_median_q3": [t * 1e3 for t in q],
              "memory_method": method, "flops_convention": "2*MAC, torch FlopCounterMode",
              "torch": torch.__version__}
-    return ModelCard(model_id=adapter.model_id, device=device_string(dev),
+    return ModelProfile(model_id=adapter.model_id, device=device_string(dev),
                      params=count_parameters(module), flops=float(flops),
                      latency_ms=statistics.median(times) * 1e3 / batch_size,
                      peak_mem_mb=float(peak_mb), extra=extra)
-
-
-def write_model_card(store, card, miou: float | None = None) -> None:
-    """Put ``card`` (with ``miou`` when given) into ``store``'s ``model_cards`` table."""
-    if miou is not None:
-        if not 0.0 <= miou <= 1.0:
-            raise InputError("miou", "a mean IoU in [0, 1]", repr(miou),
-                             "pass SegmentationResult.miou")
-        from dataclasses import replace
-
-        card = replace(card, miou=float(miou))
-    store.put_model_card(card)

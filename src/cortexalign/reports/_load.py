@@ -59,6 +59,8 @@ class ReportData:
     maps : ``MapPanel`` rows (stimulus, model map overlay, neuron maps) to draw.
     citations : references to list besides those derived from the stored configs.
     partitions : the ``partitions`` table (variance partitioning, banded ridge; may be empty).
+    second_order : the ``second_order`` table (alignment patterns, discriminability; may be
+        empty).
     failures : failures known outside the jobs table (e.g. a model that did not load),
         each ``{"job": ..., "error": ...}``.
     """
@@ -75,6 +77,7 @@ class ReportData:
     maps: list[Any] = field(default_factory=list)
     citations: list[str] = field(default_factory=list)
     partitions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    second_order: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def configs(self) -> list[dict[str, Any]]:
         """The parsed config of every run (YAML mappings; unreadable ones skipped)."""
@@ -187,7 +190,8 @@ def load_report_data(results_dir: str | Path,
     return ReportData(scores=store.scores_frame(), runs=runs, jobs=store.frame("jobs"),
                       model_cards=store.frame("model_cards"), source=str(root), sae=sae,
                       spiking_logs=logs, energy=energy, failures=list(failures or []),
-                      partitions=store.partitions_frame())
+                      partitions=store.partitions_frame(),
+                      second_order=store.second_order_frame())
 
 
 def finite(x: Any) -> bool:

@@ -18,6 +18,8 @@ ceiling_low, ceiling_high, p_value, n_stimuli, extra JSON, config_hash, created)
     Size and efficiency of a model on a device; the newest card per (model_id, device) is kept.
 ``partitions`` (since version 2)
     Variance partitioning and banded ridge results, one row per quantity (``_partitions``).
+``second_order`` (since version 3)
+    Alignment patterns and benchmark discriminability (``_second_order``).
 
 Versions: a file of an older version with a path in ``MIGRATIONS`` is brought up to date when a
 writer opens it (additive steps only, in one transaction); read-only it is read as it is, with
@@ -28,18 +30,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from cortexalign.errors import InputError
-from cortexalign.metrics._score import Score
 from cortexalign.results._partitions import PARTITIONS_DDL, require_strings
+from cortexalign.results._second_order import SECOND_ORDER_DDL
 
-__all__ = ["SCHEMA_VERSION", "DDL", "TABLES", "SCORE_COLUMNS", "ScoreRecord", "ModelCard",
+__all__ = ["SCHEMA_VERSION", "DDL", "TABLES", "SCORE_COLUMNS", "ScoreRecord", "ModelCard", "MetricResult",
            "MIGRATIONS"]
 
 #: Bump on any change to the tables below, with a ``MIGRATIONS`` step from the previous version
 #: (older files without a path to this version are refused with a clear message).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 DDL = (
     """CREATE TABLE schema_version (version INTEGER NOT NULL, created TIMESTAMP NOT NULL)""",
@@ -64,13 +66,14 @@ DDL = (
     """CREATE INDEX scores_job ON scores (job_key)""",
     """CREATE INDEX jobs_key ON jobs (job_key)""",
     *PARTITIONS_DDL,
+    *SECOND_ORDER_DDL,
 )
 
 #: version -> the statements that bring a file of that version to the next one (additive only:
 #: an older cortexalign can no longer open the file, but nothing it wrote changes).
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: PARTITIONS_DDL}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: PARTITIONS_DDL, 2: SECOND_ORDER_DDL}
 
-TABLES = ("schema_version", "runs", "jobs", "scores", "model_cards", "partitions")
+TABLES = ("schema_version", "runs", "jobs", "scores", "model_cards", "partitions", "second_order")
 SCORE_COLUMNS = ("run_id", "job_key", "model", "model_id", "layer", "target", "metric", "value",
                  "ci_low", "ci_high", "ceiling_low", "ceiling_high", "p_value", "n_stimuli",
                  "extra", "config_hash", "created")
@@ -88,6 +91,20 @@ def _optional_float(name: str, x: Any) -> float | None:
     if math.isinf(x):
         raise InputError(name, "a finite number or NaN/None", repr(x), "drop the infinite value")
     return x
+
+
+class MetricResult(Protocol):
+    """What ``ScoreRecord.from_score`` reads from a metric's result (``metrics.Score`` has it):
+    results stores rows and does not import the metrics."""
+
+    value: float
+    ci_low: float | None
+    ci_high: float | None
+    ceiling_low: float | None
+    ceiling_high: float | None
+    p_value: float | None
+    n_stimuli: int
+    extra: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -117,9 +134,10 @@ class ScoreRecord:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_score(cls, score: Score, *, model: str, model_id: str, layer: str, target: str,
-                   metric: str) -> ScoreRecord:
-        """The record of a metric's :class:`~cortexalign.metrics.Score`."""
+    def from_score(cls, score: MetricResult, *, model: str, model_id: str, layer: str,
+                   target: str, metric: str) -> ScoreRecord:
+        """The record of a metric's result (a :class:`~cortexalign.metrics.Score`, or anything
+        with its fields: see :class:`MetricResult`)."""
         return cls(model=model, model_id=model_id, layer=layer, target=target, metric=metric,
                    value=score.value, ci_low=score.ci_low, ci_high=score.ci_high,
                    ceiling_low=score.ceiling_low, ceiling_high=score.ceiling_high,
@@ -167,3 +185,16 @@ class ModelCard:
     peak_mem_mb: float | None = None
     miou: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_profile(cls, profile: Any, miou: float | None = None) -> ModelCard:
+        """The card of a model profile (``models.profile.profile_model``'s record: ``model_id``,
+        ``device``, ``params``, ``flops``, ``latency_ms``, ``peak_mem_mb``, ``extra``), with the
+        segmentation accuracy ``miou`` (a mean IoU in [0, 1]) when it was measured."""
+        if miou is not None and not 0.0 <= float(miou) <= 1.0:
+            raise InputError("miou", "a mean IoU in [0, 1]", repr(miou),
+                             "pass SegmentationResult.miou")
+        return cls(model_id=profile.model_id, device=profile.device, params=profile.params,
+                   flops=profile.flops, latency_ms=profile.latency_ms,
+                   peak_mem_mb=profile.peak_mem_mb, miou=None if miou is None else float(miou),
+                   extra=dict(profile.extra))

@@ -27,7 +27,12 @@ from cortexalign.sae.match import (
     similarity,
     voxel_dictionary,
 )
-from cortexalign.sae.modules import SAE_ARCHITECTURES, SparseAutoencoder, build_sae
+from cortexalign.sae.modules import (
+    SAE_ARCHITECTURES,
+    SparseAutoencoder,
+    build_sae,
+    resolved_objective,
+)
 from cortexalign.sae.objectives import OBJECTIVES, MetricAccumulator, SAEMetrics
 from cortexalign.sae.pipeline import (
     BrainMapConfig,
@@ -48,7 +53,7 @@ from cortexalign.sae.runner import (
 from cortexalign.sae.stream import array_chunks, cache_token_chunks, token_chunks
 from cortexalign.sae.train import TrainedSAE, evaluate_sae, load_sae, save_sae, train_sae
 
-__all__ = ["SAEConfig", "SAE_ARCHITECTURES", "SparseAutoencoder", "build_sae", "OBJECTIVES",
+__all__ = ["SAEConfig", "resolved_objective", "SAE_ARCHITECTURES", "SparseAutoencoder", "build_sae", "OBJECTIVES",
            "MetricAccumulator", "SAEMetrics", "array_chunks", "token_chunks", "cache_token_chunks",
            "TrainedSAE", "train_sae", "evaluate_sae", "save_sae", "load_sae", "SIMILARITIES",
            "MatchResult", "VoxelDictionary", "image_unit_activations", "similarity",

@@ -69,14 +69,6 @@ class SAEConfig(BaseModel):
         """Number of latents, ``expansion * d_in``."""
         return self.expansion * self.d_in
 
-    def resolved_objective(self) -> str:
-        """The objective name, the architecture's default when ``objective`` is None."""
-        from cortexalign.sae.modules import SAE_ARCHITECTURES
-
-        if self.objective is not None:
-            return self.objective
-        return SAE_ARCHITECTURES.entry(self.architecture).meta["default_objective"]
-
     def differences(self, other: SAEConfig) -> dict[str, tuple[object, object]]:
         """Fields whose values differ: name -> (self's value, other's value)."""
         a, b = self.model_dump(), other.model_dump()

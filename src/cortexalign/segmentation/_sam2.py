@@ -26,8 +26,7 @@ import torch
 from torch import nn
 
 from cortexalign.errors import InputError
-from cortexalign.models import read_state_dict
-from cortexalign.models._hooks import seeded
+from cortexalign.models import read_state_dict, seeded
 from cortexalign.models.sam import check_generation
 from cortexalign.segmentation._predictor import PromptedPredictor
 

@@ -63,13 +63,13 @@ def _load_npz(path: Path) -> ImageData:
 def _load_split(root: Path, classes: list[str], size: int) -> tuple[np.ndarray, np.ndarray]:
     from PIL import Image
 
-    from cortexalign.stimuli._loaders import IMAGE_SUFFIXES, _read_image
+    from cortexalign.stimuli import IMAGE_SUFFIXES, read_image
 
     xs, ys = [], []
     for ci, c in enumerate(classes):
         for f in sorted((root / c).iterdir()):
             if f.suffix.lower() in IMAGE_SUFFIXES:
-                im = Image.fromarray(_read_image(f)).convert("RGB").resize((size, size))
+                im = Image.fromarray(read_image(f)).convert("RGB").resize((size, size))
                 xs.append(np.asarray(im))
                 ys.append(ci)
     return np.stack(xs), np.asarray(ys, dtype=np.int64)

@@ -9,7 +9,7 @@ original upper triangles with weights ``c_i c_j``: no resampled matrix is built,
 of bootstrap samples is a few matmuls (Pearson, cosine) or one weighted ranking (Spearman, ties
 averaged over the expanded vector exactly; rho-a from the same ranks). Kendall's tau-a expands each
 sample explicitly. The whitened ``cosine_cov`` / ``corr_cov`` need the draw counts themselves
-(``metrics._compare.resampled_cosine_cov``: rsatoolbox's NaN-aware whitening of the resampled RDM,
+(``rdm.resampled_cosine_cov``: rsatoolbox's NaN-aware whitening of the resampled RDM,
 solved in O(s) per sample), so every entry is called with the counts as well as the pair weights.
 
 Indices come from a seeded CPU ``torch.Generator``, so a seed gives the same samples on any device.
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from cortexalign.errors import InputError, UnknownNameError
-from cortexalign.metrics._compare import (
+from cortexalign.rdm import (
     compare_kendall_tau_a,
     resampled_cosine_cov,
     weighted_ranks,

@@ -28,14 +28,16 @@ import torch
 
 from cortexalign.device import resolve_device
 from cortexalign.errors import UnknownNameError
-from cortexalign.metrics._compare import (
+from cortexalign.neural import RDMSet
+from cortexalign.rdm import (
     RDM_COMPARISONS,
+    RDM_METHODS,
     average_ranks,
     compare_vectors,
+    rdm_tensor,
     rdm_vectors,
+    upper_tri,
 )
-from cortexalign.metrics._rdm import RDM_METHODS, rdm_tensor, upper_tri
-from cortexalign.neural import RDMSet
 
 __all__ = ["RDM_POOLING", "rdm_noise_ceiling", "noise_ceiling_vectors", "split_half_ceiling",
            "spearman_brown", "group_weights"]

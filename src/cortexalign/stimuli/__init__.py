@@ -2,12 +2,14 @@
 
 from cortexalign.stimuli._loaders import (
     BUNDLED,
+    IMAGE_SUFFIXES,
     load_bundled,
     load_folder,
     load_npz,
     load_stimuli,
+    read_image,
 )
 from cortexalign.stimuli._stimulus_set import StimulusSet, check_image
 
 __all__ = ["StimulusSet", "check_image", "load_folder", "load_npz", "load_bundled", "load_stimuli",
-           "BUNDLED"]
+           "BUNDLED", "IMAGE_SUFFIXES", "read_image"]

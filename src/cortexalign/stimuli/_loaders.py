@@ -12,7 +12,8 @@ from cortexalign.errors import InputError
 from cortexalign.registry import Registry
 from cortexalign.stimuli._stimulus_set import StimulusSet
 
-__all__ = ["load_folder", "load_npz", "load_bundled", "BUNDLED", "IMAGE_SUFFIXES", "load_stimuli"]
+__all__ = ["load_folder", "load_npz", "load_bundled", "BUNDLED", "IMAGE_SUFFIXES", "load_stimuli",
+           "read_image"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
 BUNDLED: Registry = Registry("bundled stimulus set")
@@ -26,7 +27,7 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def _read_image(path: Path) -> np.ndarray:
+def read_image(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -66,7 +67,7 @@ def load_folder(path: str | Path, name: str | None = None, verify: bool = True) 
     for f in files:
         h.update(_file_digest(f).encode())
     ids = tuple(f.relative_to(root).as_posix() for f in files)
-    return StimulusSet(name=name or root.name, ids=ids, loader=lambda i: _read_image(files[i]),
+    return StimulusSet(name=name or root.name, ids=ids, loader=lambda i: read_image(files[i]),
                        fingerprint=h.hexdigest())
 
 

@@ -6,6 +6,22 @@ from cortexalign.studies import Study, register_study
 
 __all__: list[str] = []
 
+register_study(Study(
+    name="alignment_training",
+    title="Brain alignment as a training signal: held-out human IT alignment and task accuracy "
+          "across lambda, paired against lambda = 0",
+    citation="Kriegeskorte et al. 2008 (human IT RDMs); Blondel et al. 2020 (soft ranks)",
+    run="cortexalign.studies.alignment_training:run",
+    needs_data=False))
+
+register_study(Study(
+    name="sae_brainmap",
+    title="SAE-BrainMap: sparse autoencoder units of CLIP ViT-B/16 layers matched to NSD voxels "
+          "(dictionary, hierarchy, ROI consistency, permutation p-values)",
+    citation="arXiv 2506.11123; Allen et al. 2022 (NSD)",
+    run="cortexalign.studies.sae_brainmap:run",
+    simulate="cortexalign.studies.sae_brainmap:simulate"))
+
 # Each study adds its entry here, e.g.
 # register_study(Study(name="jalil2026", title="...", citation="...",
 #                      run="cortexalign.studies.jalil2026:run",

@@ -6,7 +6,11 @@
 Supported attention classes are the keys of ``ATTENTION_HANDLERS``; reductions are ``REDUCTIONS``.
 """
 
-from cortexalign.models.attention._capture import attention_maps, list_attention_blocks
+from cortexalign.models.attention._capture import (
+    attention_maps,
+    list_attention_blocks,
+    resolve_attention_blocks,
+)
 from cortexalign.models.attention._conv import CONV_MAPS, conv_maps
 from cortexalign.models.attention._handlers import (
     ATTENTION_HANDLERS,
@@ -28,4 +32,5 @@ __all__ = [
     "conv_maps",
     "list_attention_blocks",
     "register_handler",
+    "resolve_attention_blocks",
 ]

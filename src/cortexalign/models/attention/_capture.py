@@ -25,7 +25,7 @@ from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.models.attention._handlers import ATTENTION_HANDLERS, CallContext
 from cortexalign.models.attention._reduce import BACKENDS, REDUCTIONS, ROLLOUT_MAX_TOKENS
 
-__all__ = ["attention_maps", "list_attention_blocks"]
+__all__ = ["attention_maps", "list_attention_blocks", "resolve_attention_blocks"]
 
 
 def _supported_names() -> str:
@@ -66,7 +66,7 @@ def list_attention_blocks(module: torch.nn.Module) -> list[str]:
     return names
 
 
-def _resolve_blocks(module: torch.nn.Module, blocks: Sequence[str] | None,
+def resolve_attention_blocks(module: torch.nn.Module, blocks: Sequence[str] | None,
                     reduction: str) -> dict[str, str]:
     """Map each requested name to an attention module name (requested name -> module name)."""
     available = list_attention_blocks(module)
@@ -161,7 +161,7 @@ def attention_maps(module: torch.nn.Module, x_bchw: torch.Tensor, blocks: Sequen
                          "use 'auto' unless you are comparing the two paths")
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise InputError("chunk_size", "a positive int or None", repr(chunk_size), "pass e.g. 256")
-    wanted = _resolve_blocks(module, blocks, reduction)
+    wanted = resolve_attention_blocks(module, blocks, reduction)
     if not wanted:
         raise InputError("blocks", "at least one global-attention block for rollout",
                          "a model whose blocks are all windowed", "name the windowed blocks in "

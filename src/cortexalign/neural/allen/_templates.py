@@ -20,8 +20,7 @@ import numpy as np
 from cortexalign.errors import InputError
 from cortexalign.neural.allen._meta import natural_scene_ids
 from cortexalign.neural.allen._ophys import NS_TEMPLATE
-from cortexalign.stimuli import StimulusSet
-from cortexalign.stimuli._loaders import IMAGE_SUFFIXES, _read_image
+from cortexalign.stimuli import IMAGE_SUFFIXES, StimulusSet, read_image
 
 __all__ = ["load_natural_scenes_stimuli", "BLANK_LEVEL"]
 
@@ -71,9 +70,9 @@ def _from_folder(path: Path) -> tuple[int, tuple[int, int], callable, str]:
         raise InputError("path", "a folder of images numbered 0..N-1 (natural_scene_0.tiff...)",
                          f"{str(path)!r} with frames {sorted(files)[:5]}... ({n} numbered images)",
                          "point at the natural_scene_templates folder of the cache")
-    h, w = _read_image(files[0]).shape[:2]
+    h, w = read_image(files[0]).shape[:2]
     digest = hashlib.sha256("".join(f"{k}:{files[k].stat().st_size}" for k in range(n)).encode())
-    return n, (h, w), lambda k: _read_image(files[k]), digest.hexdigest()
+    return n, (h, w), lambda k: read_image(files[k]), digest.hexdigest()
 
 
 def load_natural_scenes_stimuli(path: str | Path, include_blank: bool = False,

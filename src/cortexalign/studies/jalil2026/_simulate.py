@@ -45,7 +45,7 @@ def planted_drive(images_shw: np.ndarray, spec: SimSpec, batch_size: int = 8) ->
     The maps are computed by the study's own extraction (``bench`` map features) of
     ``spec.planted.model``, so a study that scores that entry sees the same maps.
     """
-    from cortexalign.bench._map_features import extract_maps, map_options
+    from cortexalign.features import extract_maps, map_options
     from cortexalign.models import load_model
     from cortexalign.neural import stimuli_on_grid
     from cortexalign.neural.allen import natural_scene_ids

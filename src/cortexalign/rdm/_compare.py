@@ -28,15 +28,17 @@ import numpy as np
 import scipy.stats
 import torch
 
+from cortexalign.compute import sized_by, sort_work
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError, UnknownNameError
-from cortexalign.metrics._rdm import upper_tri
-from cortexalign.metrics._validate import as_tensor, check_varies
-from cortexalign.neural import RDMSet
+from cortexalign.rdm._compute import upper_tri
+from cortexalign.rdm._validate import as_tensor, check_varies
 
 __all__ = ["RDM_COMPARISONS", "compare_rdms", "compare_vectors", "average_ranks",
            "weighted_ranks", "rdm_vectors", "n_stimuli_of", "pair_row_sums", "whitened_gram",
-           "whitened_norms", "resampled_cosine_cov"]
+           "whitened_norms", "resampled_cosine_cov", "compare_pearson", "compare_cosine",
+           "compare_spearman", "compare_kendall_tau_a", "compare_rho_a", "compare_cosine_cov",
+           "compare_corr_cov"]
 
 
 def _sort_rows(x_bp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -329,8 +331,9 @@ def compare_vectors(a_mp: torch.Tensor, b_kp: torch.Tensor, method: str = "spear
 
 
 def rdm_vectors(x, name: str, device: torch.device) -> torch.Tensor:
-    """An RDMSet, an (s, s) or an (r, s, s) array as (r, p) upper-triangle vectors, checked."""
-    if isinstance(x, RDMSet):
+    """An RDM set (anything with an ``.rdms`` array, e.g. ``neural.RDMSet``), an (s, s) or an
+    (r, s, s) array as (r, p) upper-triangle vectors, checked."""
+    if hasattr(x, "rdms") and not isinstance(x, (np.ndarray, torch.Tensor)):
         x = x.rdms
     t = as_tensor(x, name, device, ndim=(2, 3))
     if t.ndim == 2:
@@ -348,6 +351,7 @@ def rdm_vectors(x, name: str, device: torch.device) -> torch.Tensor:
     return vec
 
 
+@sized_by(lambda a, b, *_, **__: sort_work(a, b))
 def compare_rdms(a, b, method: str = "spearman", device: str | torch.device | None = None,
                  return_tensor: bool = False) -> np.ndarray | torch.Tensor:
     """Similarity of every RDM in ``a`` with every RDM in ``b``.

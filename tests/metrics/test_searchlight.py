@@ -22,14 +22,15 @@ from rsatoolbox.util.searchlight import (
 )
 
 from cortexalign.errors import InputError, UnknownNameError
-from cortexalign.metrics import compare_rdms, compute_rdm
-from cortexalign.metrics._compare import RDM_COMPARISONS
-from cortexalign.neural.fmri import (
+from cortexalign.metrics import (
     SEARCHLIGHT_RDM_METHODS,
+    compare_rdms,
+    compute_rdm,
     searchlight_centers,
     searchlight_rdms,
     searchlight_rsa,
 )
+from cortexalign.rdm import RDM_COMPARISONS
 from cortexalign.stats import adjust_p_values, rdm_permutation_test
 
 AFFINE = np.array([[2.0, 0, 0, -10], [0, 2.0, 0, -12], [0, 0, 2.5, 4], [0, 0, 0, 1]])

@@ -34,10 +34,14 @@ import numpy as np
 import torch
 
 from cortexalign.errors import InputError, UnknownNameError
-from cortexalign.features import FeatureCache, Features, feature_key
-from cortexalign.features._extract import _ArrayRows, _eval_mode, _progress
-from cortexalign.models.attention import attention_maps, conv_maps, list_attention_blocks
-from cortexalign.models.attention._capture import _resolve_blocks
+from cortexalign.features._cache import FeatureCache, feature_key
+from cortexalign.features._extract import Features, _ArrayRows, _eval_mode, _progress
+from cortexalign.models.attention import (
+    attention_maps,
+    conv_maps,
+    list_attention_blocks,
+    resolve_attention_blocks,
+)
 from cortexalign.stimuli import StimulusSet
 
 __all__ = ["MAP_FEATURES", "MapFeature", "map_layers", "map_entries", "extract_maps",
@@ -51,8 +55,8 @@ def _attention_layers(adapter, requested, options, stimuli) -> list[str]:
                          f"{adapter.model_id} without any", "use features: conv_map for a "
                          "convolutional model")
     if requested == "all":
-        return list(_resolve_blocks(adapter.module, None, options["reduction"]))
-    _resolve_blocks(adapter.module, list(requested), options["reduction"])  # validates the names
+        return list(resolve_attention_blocks(adapter.module, None, options["reduction"]))
+    resolve_attention_blocks(adapter.module, list(requested), options["reduction"])  # validates the names
     return list(requested)
 
 

@@ -25,7 +25,8 @@ import torch
 
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError, UnknownNameError
-from cortexalign.neural.fmri._searchlight import (
+from cortexalign.metrics._rsa_metric import _model_rdm_tensor
+from cortexalign.metrics._searchlight_rdms import (
     SEARCHLIGHT_RDM_METHODS,
     Searchlights,
     betas_tensor,
@@ -34,7 +35,17 @@ from cortexalign.neural.fmri._searchlight import (
     searchlight_centers,
     searchlight_rdms,
 )
-from cortexalign.neural.fmri._volume import load_image
+from cortexalign.neural.fmri import load_image
+from cortexalign.rdm import (
+    RDM_COMPARISONS,
+    RDM_METHODS,
+    average_ranks,
+    check_n_stimuli,
+    check_varies,
+    compare_vectors,
+    compute_rdm,
+)
+from cortexalign.stats import ALTERNATIVES, CORRECTIONS, adjust_p_values
 
 __all__ = ["Searchlights", "SearchlightResult", "searchlight_centers", "searchlight_rdms",
            "searchlight_rsa", "SEARCHLIGHT_RDM_METHODS", "SEARCHLIGHT_MAPS"]
@@ -119,11 +130,6 @@ class SearchlightResult:
 
 def _check_names(rdm_method: str, model_rdm_method: str, compare: str, correction: str,
                  alternative: str, n_perm) -> None:
-    from cortexalign.metrics._compare import RDM_COMPARISONS
-    from cortexalign.metrics._rdm import RDM_METHODS
-    from cortexalign.stats._multiple import CORRECTIONS
-    from cortexalign.stats._permutation import ALTERNATIVES
-
     check_rdm_method(rdm_method)
     if model_rdm_method not in RDM_METHODS or model_rdm_method == "crossnobis":
         raise UnknownNameError("model RDM method", str(model_rdm_method),
@@ -142,9 +148,6 @@ def _check_names(rdm_method: str, model_rdm_method: str, compare: str, correctio
 def _model_vector(model_rdm_ss, features_sd, model_rdm_method: str, dev: torch.device
                   ) -> tuple[torch.Tensor, str]:
     """The model's (s, s) RDM tensor and the parameter it came from."""
-    from cortexalign.metrics._rdm import compute_rdm
-    from cortexalign.metrics._rsa_metric import _model_rdm_tensor
-
     if (model_rdm_ss is None) == (features_sd is None):
         raise InputError("model_rdm_ss", "exactly one of model_rdm_ss and features_sd",
                          "both" if model_rdm_ss is not None else "neither",
@@ -168,8 +171,6 @@ def _models(rdm_ss: torch.Tensor, n_perm: int, seed: int) -> torch.Tensor:
 
 def _extreme_counts(sim_mb: np.ndarray, alternative: str) -> np.ndarray:
     """#{null at least as extreme as observed} per centre, with ``exact_p_value``'s tolerance."""
-    from cortexalign.stats._permutation import ALTERNATIVES
-
     obs_b, null_nb = sim_mb[0], sim_mb[1:]
     tol_b = 1e-12 * np.maximum(1.0, np.abs(obs_b))
     obs_b = {"less": obs_b + tol_b, "two-sided": np.abs(obs_b) - tol_b}.get(alternative,
@@ -210,11 +211,6 @@ def searchlight_rsa(betas, mask, radius: float | None = None, *, model_rdm_ss=No
     -------
     SearchlightResult: ``values_c`` per centre, ``map_xyz()``, ``to_nifti()``, ``save(path)``.
     """
-    # metrics and stats build on neural: imported at call time so the layering stays one-way
-    from cortexalign.metrics._compare import average_ranks, compare_vectors
-    from cortexalign.metrics._validate import check_n_stimuli, check_varies
-    from cortexalign.stats._multiple import adjust_p_values
-
     _check_names(rdm_method, model_rdm_method, compare, correction, alternative, n_perm)
     if affine is not None and (np.shape(affine) != (4, 4) or not np.isfinite(affine).all()):
         raise InputError("affine", "a finite (4, 4) voxel-to-world affine",

@@ -1,5 +1,5 @@
-"""Checks at the public boundary of the metrics: features, RDMs and targets become float64 tensors
-or fail with an ``InputError`` that names the parameter and the fix (STYLE.md habit 5)."""
+"""Checks at the public boundary of the RDM kernel and the metrics: features and RDMs become float64
+tensors or fail with an ``InputError`` that names the parameter and the fix (STYLE.md habit 5)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import torch
 import xarray as xr
 
 from cortexalign.errors import InputError
-from cortexalign.neural import RDMSet, validate_responses
 
-__all__ = ["as_tensor", "check_features", "stimulus_matrix", "check_n_stimuli", "check_varies", "responses_tensor"]
+__all__ = ["as_tensor", "check_features", "stimulus_matrix", "check_n_stimuli", "check_varies"]
 
 
 def as_tensor(x, name: str, device: torch.device, ndim: tuple[int, ...]) -> torch.Tensor:
     """``x`` (numpy, torch or nested lists) as a finite float64 tensor on ``device``."""
-    if isinstance(x, (RDMSet, xr.DataArray)):
+    # labelled data (an RDMSet, which has .rdms; an xarray DataArray) is refused, not unwrapped
+    if isinstance(x, xr.DataArray) or hasattr(x, "rdms"):
         raise InputError(name, "a numeric array", type(x).__name__,
                          "pass the array itself (e.g. features_sd as an (s, d) array)")
     try:
@@ -67,6 +67,7 @@ def check_features(x_sd: torch.Tensor, name: str, min_stimuli: int = 3) -> None:
 
 
 def check_n_stimuli(n_features: int, n_target: int, name: str = "features_sd") -> None:
+    """As many feature rows as target stimuli, else an ``InputError`` naming ``name``."""
     if n_features != n_target:
         raise InputError(name, f"{n_target} stimuli (rows), as many as the target", f"{n_features}",
                          "align features and target by stimulus_id (cortexalign.neural.align_ids) "
@@ -81,16 +82,6 @@ def check_varies(vec_rp: torch.Tensor, name: str) -> None:
                          f"RDM(s) (first at index {int(torch.nonzero(const)[0])})",
                          "check the source: all stimuli are equally dissimilar, so no correlation "
                          "with it is defined")
-
-
-def responses_tensor(target: xr.DataArray, device: torch.device,
-                     keep_repetitions: bool = False) -> torch.Tensor:
-    """Responses as (s, n) float64 (mean over repetitions) or (s, n, r) when ``keep_repetitions``."""
-    da = validate_responses(target, allow_nan=False)
-    values = np.asarray(da.values, dtype=np.float64)
-    if values.ndim == 3 and not keep_repetitions:
-        values = values.mean(axis=2)
-    return torch.as_tensor(values, device=device)
 
 
 def stimulus_matrix(x, name: str, device: torch.device, *, what: str, square_fix: str,

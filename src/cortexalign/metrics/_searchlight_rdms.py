@@ -24,8 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cortexalign.device import resolve_device
 from cortexalign.errors import InputError, UnknownNameError
-from cortexalign.neural.fmri._volume import load_image
+from cortexalign.neural.fmri import load_image
+from cortexalign.rdm import as_tensor
 
 __all__ = ["Searchlights", "searchlight_centers", "searchlight_rdms", "iter_searchlight_rdms",
            "SEARCHLIGHT_RDM_METHODS", "read_mask"]
@@ -245,9 +247,6 @@ def betas_tensor(betas, sl: Searchlights, device: torch.device) -> torch.Tensor:
     ``betas`` is an (s, n) array or tensor (stimuli in rows, mask voxels in C order), or a 4-D
     (X, Y, Z, s) array, nibabel image or NIfTI path on the mask's grid.
     """
-    # metrics builds on neural: imported at call time so the layering stays one-way
-    from cortexalign.metrics._validate import as_tensor
-
     if isinstance(betas, (str, Path)):
         betas = load_image(betas, "betas")
     if hasattr(betas, "dataobj") and hasattr(betas, "affine"):
@@ -334,8 +333,6 @@ def searchlight_rdms(betas, searchlights: Searchlights, rdm_method: str = "corre
         norm (correlation / cosine undefined). Holds c x p values: for whole brains prefer
         ``searchlight_rsa``, which streams.
     """
-    from cortexalign.device import resolve_device
-
     check_rdm_method(rdm_method)
     dev = resolve_device(device)
     betas_ns = betas_tensor(betas, searchlights, dev)
