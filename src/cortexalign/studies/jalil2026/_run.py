@@ -57,8 +57,8 @@ def model_cards(config, data: Path, out: Path, plan: StudyPlan, device: str = "a
 
     from cortexalign.device import resolve_device
     from cortexalign.models import load_model
-    from cortexalign.models.profile import device_string, profile_model, write_model_card
-    from cortexalign.results import ResultsStore
+    from cortexalign.models.profile import device_string, profile_model
+    from cortexalign.results import ModelCard, ResultsStore
     from cortexalign.segmentation import evaluate_segmentation, sam_predictor
 
     console = Console(stderr=True, quiet=not progress)
@@ -90,7 +90,7 @@ def model_cards(config, data: Path, out: Path, plan: StudyPlan, device: str = "a
         card.extra.update(weights=spec.weights or f"untrained (seed {spec.seed})",
                           segmentation={"prompt": plan.seg_prompt, "images": len(samples or []),
                                         "note": note})
-        write_model_card(store, card, miou)
+        store.put_model_card(ModelCard.from_profile(card, miou))
         cards[adapter.model_id] = {"params": card.params, "flops": card.flops,
                                    "latency_ms": card.latency_ms, "miou": miou}
         console.print(f"card {adapter.model_id}: mIoU {miou if miou is None else f'{miou:.3f}'}"
@@ -101,8 +101,7 @@ def model_cards(config, data: Path, out: Path, plan: StudyPlan, device: str = "a
 def run_plan(data: str | Path, out: str | Path, plan: StudyPlan, device: str = "auto",
              progress: bool = True) -> StudyResult:
     """Run the study as ``plan`` says (see the module docstring); ``run`` picks the plan."""
-    from cortexalign.bench import load_config
-    from cortexalign.bench._run import run_experiment
+    from cortexalign.bench import load_config, run_experiment
     from cortexalign.reports import write_report
     from cortexalign.results import ResultsStore
     from cortexalign.studies.jalil2026._compare import paper_comparisons, planted_recovery
