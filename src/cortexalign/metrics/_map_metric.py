@@ -110,7 +110,7 @@ def map_permutation_null(maps_sgg, responses_sn, images_sp, *, measure: str, sca
     rng = np.random.default_rng(seed)
     n_perm, (n, s), p = int(n_permutations), w_ns.shape, images_sp.shape[1]
     # permutations in chunks: one product for the chunk's neuron maps, one against the model
-    chunk = max(1, min(n_perm, 2**24 // max(1, n * max(p, len(model_bp)))))
+    chunk = max(1, min(n_perm, 2**24 // (max(n, s) * max(p, len(model_bp)))))  # <= 128 MB
     null = np.empty(n_perm)
     for start in range(0, n_perm, chunk):
         c = min(chunk, n_perm - start)
@@ -194,6 +194,7 @@ def _map_metric(measure, features, target, *, stimuli, pad_square, n_bootstrap, 
         boots = np.array([np.median(m_bn[:, i]) for i in idx])
         lo, hi = (float(v) for v in np.percentile(boots, [2.5, 97.5]))
         extra["ci_over"] = "neuroids"
+        extra["interval"] = f"95% percentile bootstrap over neurons ({int(n_bootstrap)} resamples)"
     return Score(base.value, lo, hi, c, c, p, n_stimuli=int(maps.shape[0]), extra=extra)
 
 
