@@ -49,7 +49,6 @@ def _write_csv(da: xr.DataArray, tmp: Path) -> None:
 
 def _write_png(da: xr.DataArray, tmp: Path) -> None:
     from cortexalign.metrics import plot_layer_similarity
-
     from cortexalign.metrics._layer_plot import similarity_label
 
     ax = plot_layer_similarity(da)

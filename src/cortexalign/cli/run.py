@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cortexalign.cli._app import app, console, fail
+from cortexalign.cli._app import app, console, err_console, fail
 from cortexalign.cli._table import Column, interval_text, render
 
 #: The quickstart's closing table (long model names get codes and a legend on narrow terminals).
@@ -39,10 +39,13 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Run an experiment. Finished jobs are skipped, so a killed run resumes where it stopped."""
-    from cortexalign.bench import run_experiment
     from cortexalign.errors import CortexAlignError
+    from cortexalign.fetch import prefetch_config_file
 
-    try:
+    try:  # catalogue sources (source: allen-ophys) first: offline, this fails before torch loads
+        prefetch_config_file(config, None if quiet else err_console)
+        from cortexalign.bench import run_experiment
+
         summary = run_experiment(config, out, progress=not quiet, allow_config_change=update)
     except CortexAlignError as err:
         fail(err)
@@ -83,7 +86,8 @@ def quickstart(
 
     best = best_layers(ResultsStore(summary.files["results"], read_only=True).scores_frame())
     rows = [{**r, "ci": interval_text(r["ci_low"], r["ci_high"]),
-             "ceiling": interval_text(r["ceiling_low"], r["ceiling_high"])}
+             "ceiling": interval_text(r["ceiling_low"], r["ceiling_high"])
+             if r["ceiling_low"] == r["ceiling_low"] else r["ceiling"]}  # "no ceiling (one RDM)"
             for r in best.to_dict("records")]
     render(console, BEST_COLUMNS, rows, title="Best layer per model (RSA, Spearman)")
     if not summary.ok:

@@ -51,6 +51,11 @@ _PART_SIZES = tuple(m << 20 for m in (8, 16, 5, 10, 15, 32, 50, 64, 100))
 class _Interrupted(Exception):
     """The connection broke mid-file; what arrived is kept in the partial file."""
 
+    def __init__(self, received: int, cause: BaseException | None = None):
+        super().__init__(received)
+        self.received = received
+        self.timed_out = isinstance(cause, TimeoutError) or "timed out" in str(cause or "")
+
 
 @dataclass(frozen=True)
 class FetchedFile:
@@ -58,7 +63,8 @@ class FetchedFile:
 
     file: RemoteFile
     path: Path
-    status: str          # "present" (already there), "downloaded" or "resumed"
+    status: str          # "present" (already there), "downloaded", or "resumed" (from a
+    #                      partial file, or after a broken connection)
     transferred: int     # bytes received in this fetch
     checked: str         # "md5", "sha256", "git-sha1", "S3 ETag", "hub sha256", "size", ...
 
@@ -176,23 +182,26 @@ class Fetcher:
             self.require_online([rf])
             hub_sha256 = self._hub_sha256(rf, url)
             resumed_from = part.stat().st_size if part.exists() else 0
-            received = 0
+            received = cuts = 0
             for attempt in range(self.retries + 1):
                 try:
                     info, n = self._transfer(rf, url, part)
                     received += n
                     break
                 except _Interrupted as cut:
-                    received += int(str(cut) or 0)
+                    received += cut.received
+                    cuts += 1
                     if attempt == self.retries:
                         have = part.stat().st_size if part.exists() else 0
-                        raise FetchError(url, f"the connection broke {self.retries + 1} times "
+                        how = "stopped sending (timeout)" if cut.timed_out else "broke"
+                        raise FetchError(url, f"the connection {how} {self.retries + 1} times "
                                          f"({have} bytes kept in {part})", "rerun the same "
-                                         "command: it resumes from the partial file") from None
+                                         "command: it resumes from the partial file (or raise "
+                                         "--timeout, or use --mirror)") from None
             checked = self._verify(rf, url, part, info, hub_sha256)
             self._publish(rf, part, final)
-        done = FetchedFile(rf, final, "resumed" if resumed_from else "downloaded", received,
-                           checked)
+        done = FetchedFile(rf, final, "resumed" if resumed_from or cuts else "downloaded",
+                           received, checked)
         self._done[rf.path] = done
         return done
 
@@ -215,7 +224,7 @@ class Fetcher:
             try:
                 first = resp.read(_CHUNK)
             except (HTTPException, OSError) as err:
-                raise _Interrupted(0) from err
+                raise _Interrupted(0, err) from err
             if looks_like_html(first if not start else b"", info.content_type, rf.path):
                 raise FetchError(url, f"the server sent a web page ({info.content_type or 'HTML'})"
                                  " instead of the file (an error, login or quota page)",
@@ -223,15 +232,20 @@ class Fetcher:
                                  "or --mirror, or retry later")
             with open(part, "ab" if start else "wb") as out:
                 chunk = first
-                try:
-                    while chunk:
+                while chunk:
+                    try:
                         out.write(chunk)
-                        received += len(chunk)
-                        if bar is not None:
-                            self.progress.advance(bar, len(chunk))
+                    except OSError as err:  # disk full, quota, permissions: not the network
+                        raise FetchError(url, f"cannot write {part} ({err.strerror or err})",
+                                         "free disk space, or fetch elsewhere with --to DIR or "
+                                         "CORTEXALIGN_HOME (the partial file resumes)") from err
+                    received += len(chunk)
+                    if bar is not None:
+                        self.progress.advance(bar, len(chunk))
+                    try:
                         chunk = resp.read(_CHUNK)
-                except (HTTPException, OSError) as err:
-                    raise _Interrupted(received) from err
+                    except (HTTPException, OSError) as err:
+                        raise _Interrupted(received, err) from err
         if info.size is not None and part.stat().st_size < info.size:
             raise _Interrupted(received)
         return info, received
@@ -261,13 +275,12 @@ class Fetcher:
             if expected and digests[kind] != expected.lower():
                 self._reject(part, url, f"{kind.replace('_', '-')} {expected}",
                              f"{kind.replace('_', '-')} {digests[kind]}")
-        checked = [k.replace("_", "-") for k, v in wanted.items() if v]
+        labels = {"sha256": "hub sha256" if hub_sha256 and not rf.sha256 else "sha256",
+                  "md5": "S3 ETag md5" if etag and not rf.md5 else "md5", "git_sha1": "git-sha1"}
+        checked = [labels[k] for k, v in wanted.items() if v]
         if rf.server_digest == "s3-etag" and _MULTIPART.match(etag):
             if _multipart_matches(part, size, etag):
                 checked.append("S3 multipart ETag")
-        if rf.server_digest and not rf.sha256 and not rf.md5 and checked:
-            checked = [{"s3-etag": "S3 ETag", "hf-sha256": "hub sha256"}[rf.server_digest]
-                       + f" ({c})" for c in checked]
         return ", ".join(checked) or ("size" if want_size is not None else "none published")
 
     @staticmethod

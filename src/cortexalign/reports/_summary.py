@@ -3,6 +3,8 @@ HTML report of the whole results directory."""
 
 from __future__ import annotations
 
+import os
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +16,8 @@ __all__ = ["write_summary"]
 
 
 def write_summary(frame: pd.DataFrame, out_dir: str | Path, name: str, config_hash: str,
-                  citations: list[str], failures: list[dict] | None = None) -> dict[str, Path]:
+                  citations: list[str], failures: list[dict] | None = None,
+                  closing: tuple[str, str] | None = None) -> dict[str, Path]:
     """Write ``figure.png`` and ``best_layers.csv`` (when ``frame`` has scores) and
     ``report.html`` (always, from the results store in ``out_dir``) into ``out_dir``.
 
@@ -27,13 +30,25 @@ def write_summary(frame: pd.DataFrame, out_dir: str | Path, name: str, config_ha
     citations : references of the measures and data used, listed in the report.
     failures : the runner's failures ``{"job", "error"}`` (model-load errors are not in the
         jobs table).
+    closing : ``(run_id, status)`` of the run these files complete (``write_report``).
     """
     del config_hash  # the report reads it from the runs table
     out = Path(out_dir)
     files: dict[str, Path] = {}
     if len(frame):
         files["figure"] = layerwise_figure(frame, out / "figure.png", title=name)
-        best_layers(frame).to_csv(out / "best_layers.csv", index=False)
-        files["best_layers"] = out / "best_layers.csv"
-    files["report"] = write_report(out, failures=failures or [], citations=citations, title=name)
+        files["best_layers"] = _write_csv(best_layers(frame), out / "best_layers.csv")
+    files["report"] = write_report(out, failures=failures or [], citations=citations, title=name,
+                                   closing=closing)
     return files
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    """``frame.to_csv(path)`` through a temp file renamed into place: never half a file."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        frame.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
