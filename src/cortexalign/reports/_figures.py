@@ -199,7 +199,7 @@ def ceiling_text(row: dict, bounds: str) -> str:
     kind = row.get("ceiling")  # a best_layers row says it already
     if not isinstance(kind, str) or not kind:
         kind = ceiling_kind(_extra_of(row), row.get("ceiling_low"))
-    if kind.startswith("noise ceiling"):
+    if kind.startswith("noise ceiling") or kind == "no ceiling":  # nothing more to say
         return bounds
     return f"{bounds} ({kind})" if kind.startswith("published") else kind
 
