@@ -72,8 +72,9 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
     progress : show rich progress bars.
     """
     t0 = time.perf_counter()
-    cfg = config if isinstance(config, ExperimentConfig) else load_config(config)
     console = console or Console(stderr=True, quiet=not progress)
+    cfg = config if isinstance(config, ExperimentConfig) else load_config(
+        config, report=lambda line: console.print(line, markup=False, highlight=False))
     fetch_config_sources(cfg, console)  # catalogue sources (source: allen-ophys): fetch first
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -182,6 +183,7 @@ def _run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, devi
     try:
         adapter = load_model(spec.name, pretrained=spec.pretrained, weights=spec.weights,
                              untrained=spec.untrained, seed=spec.seed, device=device,
+                             preprocess=spec.preprocess or None,
                              **spec.kwargs)
         bad_layers: dict[str, str] = {}
         if spec.features == "activations":

@@ -16,7 +16,7 @@ import numpy as np
 from cortexalign.errors import InputError
 
 __all__ = ["volume_to_fsaverage", "vertex_values_to_mesh", "plot_surface_values",
-           "plot_voxel_values"]
+           "plot_voxel_values", "blank_missing"]
 
 _HEMIS = {"left": "lh", "right": "rh"}
 
@@ -119,12 +119,14 @@ def plot_surface_values(surf: dict[str, np.ndarray], path: str | Path, mesh: str
                              figsize=(8, 3.5 * len(views)), squeeze=False)
     try:
         for col, hemi in enumerate(_HEMIS):
-            data = np.nan_to_num(np.asarray(surf[hemi], np.float64), nan=vmin)
+            data = blank_missing(surf[hemi], vmin, vmax)
             for row, view in enumerate(views):
                 plotting.plot_surf_stat_map(
                     fs.inflated.parts[hemi], data, bg_map=sulc.data.parts[hemi], hemi=hemi,
-                    view=view, cmap=cmap, vmin=vmin, vmax=vmax, colorbar=(row == 0 and col == 1),
+                    view=view, cmap=cmap, vmin=1.0, vmax=2.0, threshold=0.5, colorbar=False,
                     axes=axes[row, col], figure=fig, symmetric_cbar=False)
+        mappable = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(vmin, vmax), cmap)
+        fig.colorbar(mappable, ax=axes[:, -1].tolist(), shrink=0.6)
         if title:
             fig.suptitle(title)
         path = Path(path)
@@ -133,6 +135,16 @@ def plot_surface_values(surf: dict[str, np.ndarray], path: str | Path, mesh: str
     finally:
         plt.close(fig)
     return path
+
+
+def blank_missing(values: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
+    """Values rescaled to [1, 2] over [vmin, vmax] and 0 where there is none (NaN), so that a
+    threshold of 0.5 leaves vertices without a value blank (the background shows) instead of
+    drawing them in the lowest colour; the figure's colour bar is labelled in the original units.
+    """
+    v = np.asarray(values, np.float64)
+    span = vmax - vmin if vmax > vmin else 1.0
+    return np.where(np.isfinite(v), 1.0 + np.clip((v - vmin) / span, 0.0, 1.0), 0.0)
 
 
 def plot_voxel_values(values_n: np.ndarray, ijk_n3: np.ndarray, affine: np.ndarray,
