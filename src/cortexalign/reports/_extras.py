@@ -121,13 +121,15 @@ def spiking_section(data: ReportData, scores: pd.DataFrame) -> dict[str, Any] | 
         fr = rec.get("firing_rates") or {}
         vals = [float(v) for v in fr.values() if finite(v)]
         e_rows.append([str(rec.get("model")), rec.get("energy_mj", np.nan), rec.get("macs", np.nan),
-                       rec.get("sops", np.nan), float(np.mean(vals)) if vals else np.nan])
+                       rec.get("sops", np.nan), float(np.mean(vals)) if vals else np.nan,
+                       str(rec.get("first_layer", "not stated"))])
         rates.append({"model": str(rec.get("model")),
                       "layers": [(str(k), float(v) if finite(v) else np.nan,
                                   fmt(float(v)) if finite(v) else "—") for k, v in fr.items()]})
     return {"charts": charts,
             "energy": table(["model", "energy per image (mJ)", "MACs", "SOPs",
-                             "mean firing rate"], e_rows) if e_rows else None,
+                             "mean firing rate", "first real-valued layer counted"],
+                            e_rows) if e_rows else None,
             "rates": rates}
 
 
