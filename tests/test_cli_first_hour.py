@@ -279,7 +279,7 @@ def test_results_at_80_columns_truncate_nothing_and_print_dashes(store_dir):
     assert max(map(len, res.output.splitlines())) <= 80
     assert "EfficientNet-Lite0 (untrained)" in res.output  # in the legend
     assert "M1" in res.output and " - " in res.output
-    for col in ("95% CI", "ceiling", "normalized"):
+    for col in ("interval", "ceiling", "normalized"):  # intervals differ in level and unit
         assert col in res.output
 
 
