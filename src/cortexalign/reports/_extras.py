@@ -103,16 +103,19 @@ def spiking_section(data: ReportData, scores: pd.DataFrame) -> dict[str, Any] | 
         return None
     charts = []
     if logs is not None and not logs.empty:
+        names = {"train_loss": "train", "train_acc": "train", "test_acc": "test (dashed)"}
         for what, cols in (("loss", ["train_loss"]), ("accuracy", ["train_acc", "test_acc"])):
             series = []
             for model, g in logs.groupby("model", sort=False):
                 g = g.sort_values("epoch")
                 for c in cols:
-                    if c in g:
+                    if c in g:  # one colour per model; its held-out curve dashed
                         y = pd.to_numeric(g[c], errors="coerce").tolist()
-                        series.append(Series(f"{model} {c}", g["epoch"].tolist(), y, tips=[
-                            f"{model} epoch {e}: {c} {fmt(v)}" for e, v in zip(g["epoch"], y,
-                                                                              strict=True)]))
+                        series.append(Series(
+                            f"{model}: {names[c]}", g["epoch"].tolist(), y, tips=[
+                                f"{model} epoch {e}: {names[c]} {fmt(v)}"
+                                for e, v in zip(g["epoch"], y, strict=True)],
+                            group=str(model), dashed=c == "test_acc"))
             if series:
                 charts.append(line_svg(series, title=f"training {what}", x_label="epoch",
                                        y_label=what))
