@@ -15,8 +15,14 @@ __all__ = ["ConfigError", "ExperimentConfig", "MetricSpec", "ModelSpec", "Neural
            "StimuliSpec", "load_config", "quickstart_config_path"]
 from cortexalign.bench._config import NeuralSelect  # noqa: E402
 from cortexalign.bench._run import RunSummary, run_experiment  # noqa: E402
-from cortexalign.bench._stats import grid_fdr, paired_model_comparison  # noqa: E402
+from cortexalign.bench._stats import (  # noqa: E402
+    grid_fdr,
+    paired_model_comparison,
+    record_statistics,
+    run_statistics,
+)
 from cortexalign.bench._status import RunStatus, export_frame, results_path, run_status  # noqa: E402
 
 __all__ += ["NeuralSelect", "grid_fdr", "paired_model_comparison", "run_experiment", "RunSummary",
-            "RunStatus", "run_status", "results_path", "export_frame"]
+            "RunStatus", "run_status", "results_path", "export_frame", "run_statistics",
+            "record_statistics"]

@@ -1,4 +1,4 @@
-"""Run an experiment: validate everything, extract (cached), score, store, report.
+"""Run an experiment: validate everything, extract (cached), score, store.
 
 Order of work
 -------------
@@ -9,6 +9,10 @@ Order of work
    every (layer x target x metric) job on those features.
 3. Each job's rows are written in one transaction; a failing job is recorded with its error and
    the others go on. A killed run loses at most the job in flight.
+4. The run ends at the store: a model that did not load and the references the run relies on
+   are stored notes, the FDR q-values and paired tests are computed once (``_stats``) and
+   stored. The command line then writes the report from the store (``reports.write_summary``),
+   so ``cortexalign report DIR`` writes the same report.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from cortexalign.bench._partition_memory import check_partition_memory
 from cortexalign.bench._partition_spec import PARTITION_METHODS
 from cortexalign.bench._partitions import check_partition_targets, driver_device, run_partitions
 from cortexalign.bench._scoring import CachedLayer, check_job_options, score_job, uses_maps
+from cortexalign.bench._stats import record_statistics
 from cortexalign.bench._targets import Target, load_targets
 from cortexalign.device import resolve_device
 from cortexalign.errors import CortexAlignError, InputError
@@ -48,12 +53,12 @@ from cortexalign.features import (
 from cortexalign.metrics import METRICS
 from cortexalign.models import MODELS, load_model
 from cortexalign.neural import NEURAL, RDMSet, load_neural
-from cortexalign.results import ResultsStore
-from cortexalign.stimuli import StimulusSet, load_stimuli
+from cortexalign.results import RESULTS_FILE, ResultsStore
+from cortexalign.stimuli import BUNDLED, StimulusSet, load_stimuli
 
 __all__ = ["run_experiment", "RunSummary"]
 
-RESULTS_FILE = "results.duckdb"
+
 
 
 def _targets_for(config: ExperimentConfig, stimuli: StimulusSet) -> dict[str, list[Target]]:
@@ -116,7 +121,8 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
                    progress: bool = True, allow_config_change: bool = False,
                    console: Console | None = None,
                    on_job_done: Callable[[ScoreJob], None] | None = None) -> RunSummary:
-    """Run every job of ``config`` and write ``results.duckdb``, ``figure.png``, ``report.html``.
+    """Run every job of ``config`` into ``out_dir/results.duckdb`` (the report is written from
+    it afterwards: ``reports.write_summary(out_dir)``).
 
     Parameters
     ----------
@@ -157,7 +163,7 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
     executor.open()  # connects to Ray (a dead address fails within ray.timeout_s); writes nothing
     out.mkdir(parents=True, exist_ok=True)
     cache = FeatureCache(Path(cfg.cache_dir) if cfg.cache_dir else out / "cache")
-    summary = RunSummary(run_id="", out_dir=out)
+    summary = RunSummary(run_id="", out_dir=out, config_name=cfg.name)
     store = ResultsStore(store_path)
     run_id = store.start_run(cfg.to_yaml(), config_hash)
     summary.run_id = run_id
@@ -172,19 +178,26 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
         raise
     finally:
         executor.close()
+    store.add_notes(run_id, "citation", _citations(cfg))
+    record_statistics(store, run_id)
     store.finish_run(run_id, "finished" if summary.ok else "failed")
-    frame = store.scores_frame(job_key=sorted(summary.job_keys))
-    from cortexalign.reports import write_summary
-
-    citations = sorted({METRICS.entry(m.name).meta.get("citation", "") for m in cfg.metrics}
-                       | {PARTITION_METHODS[p.method].citation for p in cfg.partitions}
-                       | {NEURAL.entry(n.source).meta.get("citation", "") for n in cfg.neural
-                          if n.source in NEURAL} - {""})
-    summary.files = write_summary(frame, out, cfg.name, config_hash, citations,  # report always
-                                  summary.failures)
-    summary.files["results"] = store_path
+    summary.files["results"] = store_path  # the command line writes the report from the store
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _citations(cfg: ExperimentConfig) -> list[tuple[str, str]]:
+    """What the run relies on, as ``(subject, reference)`` notes for the store."""
+    items = [(f"measure: {m.name}", METRICS.entry(m.name).meta.get("citation", ""))
+             for m in cfg.metrics]
+    if cfg.stimuli.source in BUNDLED:
+        items.append((f"stimuli: {cfg.stimuli.source}",
+                      BUNDLED.entry(cfg.stimuli.source).meta.get("citation", "")))
+    items += [(f"neural data: {n.source}", NEURAL.entry(n.source).meta.get("citation", ""))
+              for n in cfg.neural if n.source in NEURAL]
+    items += [(f"partition: {p.method}", PARTITION_METHODS[p.method].citation)
+              for p in cfg.partitions]
+    return [(s, c) for s, c in dict.fromkeys(items) if c]
 
 
 def _run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, device, summary,
@@ -198,8 +211,9 @@ def _run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, devi
             layers, bad_layers = _check_layers(adapter, spec)
         else:  # attention blocks or spatial layers (bench._map_features)
             layers = map_layers(adapter, spec.features, spec.layers, spec.feature_options, stimuli)
-    except CortexAlignError as err:
+    except CortexAlignError as err:  # stored: the report lists it from the store
         summary.failures.append({"job": spec.display, "error": str(err)})
+        store.add_notes(run_id, "failure", [(spec.display, str(err))])
         return
     _fail_bad_layers(cfg, spec, bad_layers, stimuli, store, run_id, summary)
     jobs = [j for j in plan_model_jobs(cfg, spec, layers, stimuli.content_hash)

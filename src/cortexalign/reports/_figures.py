@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 __all__ = ["layerwise_figure", "layer_positions"]
@@ -68,19 +66,3 @@ def layerwise_figure(frame: pd.DataFrame, path: str | Path, metric: str | None =
     plt.close(fig)
     tmp.replace(path)
     return path
-
-
-def best_layers(frame: pd.DataFrame) -> pd.DataFrame:
-    """The best layer of each (model, target, metric), with its interval and ceiling."""
-    rows = []
-    for (model, target, metric), grp in frame.groupby(["model", "target", "metric"], sort=False):
-        g = grp.dropna(subset=["value"])
-        if g.empty:
-            continue
-        best = g.loc[g["value"].idxmax()]
-        ceil = best["ceiling_low"]
-        rows.append({"model": model, "target": target, "metric": metric, "layer": best["layer"],
-                     "value": best["value"], "ci_low": best["ci_low"], "ci_high": best["ci_high"],
-                     "ceiling_low": ceil, "ceiling_high": best["ceiling_high"],
-                     "normalized": best["value"] / ceil if ceil and not math.isnan(ceil) else np.nan})
-    return pd.DataFrame(rows)

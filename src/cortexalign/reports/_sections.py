@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cortexalign.reports._figures import best_layers
 from cortexalign.reports._load import ReportData, finite
 from cortexalign.reports._scores import ALPHA, FDR_METHOD, cell, fmt, table
 from cortexalign.reports._svg import Series, line_svg
+from cortexalign.results import best_layers
 
 __all__ = ["summary_section", "curves_section", "heatmap_section", "comparison_section",
            "expected_missing"]
@@ -203,39 +203,6 @@ def _spans(values: list[str]) -> list[tuple[str, int]]:
     return out
 
 
-def _paired_rows(scores: pd.DataFrame, best: pd.DataFrame) -> list[dict[str, Any]]:
-    """Paired tests between models at their best layers: given in ``extra['paired_comparisons']``
-    (list of {vs, difference, p_value, method}) or computed here by sign flips over the target's
-    RDMs (``extra['per_rdm']``: subjects / sessions) when two models have them."""
-    from cortexalign.stats import paired_comparison
-
-    rows = []
-    for r in scores.itertuples():
-        for c in r.extra_d.get("paired_comparisons", []) or []:
-            rows.append({"a": f"{r.model} · {r.layer}", "b": str(c.get("vs", "?")),
-                         "target": r.target, "metric": r.metric, "diff": c.get("difference"),
-                         "p": c.get("p_value"), "method": str(c.get("method", "stored"))})
-    if rows:
-        return rows
-    for (target, metric), g in best.groupby(["target", "metric"], sort=False):
-        per = {}
-        for b in g.itertuples():
-            hit = scores[(scores["model"] == b.model) & (scores["layer"] == b.layer)
-                         & (scores["target"] == target) & (scores["metric"] == metric)]
-            v = np.asarray(hit.iloc[0]["extra_d"].get("per_rdm", []), dtype=float)
-            if len(v) >= 2 and np.isfinite(v).all():
-                per[f"{b.model} · {b.layer}"] = v
-        names = list(per)
-        for i, a in enumerate(names):
-            for b in names[i + 1:]:
-                if len(per[a]) == len(per[b]):
-                    res = paired_comparison(per[a], per[b], method="sign_flip", n_perm=2000, seed=0)
-                    rows.append({"a": a, "b": b, "target": target, "metric": metric,
-                                 "diff": res.observed, "p": res.p_value,
-                                 "method": f"sign flips over {len(per[a])} RDMs"})
-    return rows
-
-
 def _interval(lo: Any, hi: Any) -> dict[str, Any]:
     return cell(lo, f"{fmt(lo)} – {fmt(hi)}" if finite(lo) or finite(hi) else None)
 
@@ -247,13 +214,8 @@ def comparison_section(data: ReportData, scores: pd.DataFrame) -> dict[str, Any]
         return None
     rows = [[b.model, b.target, b.metric, b.layer, b.value, _interval(b.ci_low, b.ci_high),
              _interval(b.ceiling_low, b.ceiling_high), b.normalized] for b in best.itertuples()]
-    pairs = _paired_rows(scores, best)
-    from cortexalign.stats import adjust_p_values
-
-    q = adjust_p_values([p["p"] if finite(p["p"]) else np.nan for p in pairs], FDR_METHOD) \
-        if pairs else []
-    pair_rows = [[p["a"], p["b"], p["target"], p["metric"], p["diff"], p["p"], float(qv),
-                  p["method"]] for p, qv in zip(pairs, q, strict=True)]
+    pair_rows = [[p.model_a, p.model_b, p.target, p.metric, p.difference, p.p_value,
+                  p.q_value, p.method] for p in data.comparisons.itertuples()]  # stored by the run
     return {"best": table(["model", "target", "metric", "best layer", "score", "95% CI",
                            "noise ceiling", "score / lower ceiling"], rows),
             "pairs": table(["model A", "model B", "target", "metric", "A − B", "p", "q (FDR)",

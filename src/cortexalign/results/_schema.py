@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cortexalign.errors import InputError
+from cortexalign.results._derived import DERIVED_DDL
 from cortexalign.results._partitions import PARTITIONS_DDL, require_strings
 
 __all__ = ["SCHEMA_VERSION", "DDL", "TABLES", "SCORE_COLUMNS", "ScoreRecord", "ModelCard", "MetricResult",
@@ -38,7 +39,7 @@ __all__ = ["SCHEMA_VERSION", "DDL", "TABLES", "SCORE_COLUMNS", "ScoreRecord", "M
 
 #: Bump on any change to the tables below, with a ``MIGRATIONS`` step from the previous version
 #: (older files without a path to this version are refused with a clear message).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 DDL = (
     """CREATE TABLE schema_version (version INTEGER NOT NULL, created TIMESTAMP NOT NULL)""",
@@ -63,13 +64,15 @@ DDL = (
     """CREATE INDEX scores_job ON scores (job_key)""",
     """CREATE INDEX jobs_key ON jobs (job_key)""",
     *PARTITIONS_DDL,
+    *DERIVED_DDL,
 )
 
 #: version -> the statements that bring a file of that version to the next one (additive only:
 #: an older cortexalign can no longer open the file, but nothing it wrote changes).
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: PARTITIONS_DDL}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: PARTITIONS_DDL, 2: DERIVED_DDL}
 
-TABLES = ("schema_version", "runs", "jobs", "scores", "model_cards", "partitions")
+TABLES = ("schema_version", "runs", "jobs", "scores", "model_cards", "partitions", "notes",
+          "q_values", "comparisons")
 SCORE_COLUMNS = ("run_id", "job_key", "model", "model_id", "layer", "target", "metric", "value",
                  "ci_low", "ci_high", "ceiling_low", "ceiling_high", "p_value", "n_stimuli",
                  "extra", "config_hash", "created")

@@ -26,6 +26,7 @@ import pandas as pd
 
 from cortexalign import __version__
 from cortexalign.errors import InputError
+from cortexalign.results._derived import DERIVED_COLUMNS, NOTE_KINDS
 from cortexalign.results._export import EXPORT_FORMATS, copy_atomic, export_frame
 from cortexalign.results._manifest import git_revision, hardware, package_versions
 from cortexalign.results._partitions import PARTITION_COLUMNS, PARTITION_FILTERS, PartitionRecord
@@ -302,6 +303,33 @@ class ResultsStore:
             con.execute("DELETE FROM model_cards WHERE model_id = ? AND device = ?", values[:2])
             con.execute("INSERT INTO model_cards VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
 
+    # -- what a run derives (results._derived) --------------------------------------------------
+    def add_notes(self, run_id: str, kind: str, items: Sequence[tuple[str, str]]) -> None:
+        """Append ``(subject, text)`` notes of ``kind`` (``NOTE_KINDS``) to run ``run_id``."""
+        if kind not in NOTE_KINDS:
+            raise InputError("kind", f"one of {NOTE_KINDS}", repr(kind), "pick one of those kinds")
+        rows = [(run_id, kind, str(s), str(t), _now()) for s, t in items]
+        if not rows:
+            return
+        with self._transaction() as con:
+            self._require_run(con, run_id)
+            con.executemany("INSERT INTO notes VALUES (?, ?, ?, ?, ?)", rows)
+
+    def replace_statistics(self, run_id: str, q_values: pd.DataFrame,
+                           comparisons: pd.DataFrame) -> None:
+        """Replace the ``q_values`` and ``comparisons`` tables (one transaction) with the frames'
+        rows (their columns as ``results._derived.DERIVED_COLUMNS``, ``run_id`` set here)."""
+        with self._transaction() as con:
+            self._require_run(con, run_id)
+            for table, frame in (("q_values", q_values), ("comparisons", comparisons)):
+                cols = DERIVED_COLUMNS[table]
+                con.execute(f"DELETE FROM {table}")
+                rows = [tuple(nullable(v) if isinstance(v, float) else v for v in r) + (run_id,)
+                        for r in frame[list(cols[:-1])].itertuples(index=False)]
+                if rows:
+                    con.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(cols))})",
+                                    rows)
+
     # -- reading --------------------------------------------------------------------------------
     def frame(self, table: str) -> pd.DataFrame:
         """A whole table as a DataFrame (``runs``, ``jobs``, ``scores``, ``model_cards``...)."""
@@ -309,7 +337,12 @@ class ResultsStore:
         if table == "partitions":  # absent from version-1 files opened read-only
             return self.partitions_frame()
         with self._connect() as con:
-            return con.execute(f"SELECT * FROM {table}").df()
+            if table in DERIVED_COLUMNS and not con.execute(  # absent from older files read-only
+                    "SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
+                    [table]).fetchone()[0]:
+                return pd.DataFrame(columns=list(DERIVED_COLUMNS[table]))
+            order = " ORDER BY rowid" if table in DERIVED_COLUMNS else ""
+            return con.execute(f"SELECT * FROM {table}{order}").df()
 
     def partitions_frame(self, **filters: str | Sequence[str] | None) -> pd.DataFrame:
         """Variance-partitioning / banded-ridge rows (``partitions``) in write order, filtered
