@@ -15,7 +15,8 @@ from cortexalign.cli._app import app
 __all__ = ["app", "main"]
 
 #: Command modules, in the order ``cortexalign --help`` lists their commands.
-COMMAND_MODULES = ("run", "catalog", "extract", "compare", "results", "sae", "spiking", "study")
+COMMAND_MODULES = ("run", "catalog", "extract", "compare", "results", "sae", "spiking", "study",
+                   "train_aligned")
 for _name in COMMAND_MODULES:
     importlib.import_module(f"cortexalign.cli.{_name}")
 

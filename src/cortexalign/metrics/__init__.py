@@ -1,5 +1,8 @@
 """Alignment measures: RDMs and their comparison (RSA), CKA, and the metric registry.
 
+Differentiable objectives with the metrics' definitions (for training): ``rsa_objective``,
+``cka_objective``, ``ridge_objective``, ``soft_rank``.
+
 Public API: ``compute_rdm``, ``compute_rdms``, ``compare_rdms``, ``cka``, ``score``,
 ``list_metrics``, the registries ``METRICS``, ``RDM_METHODS``, ``RDM_COMPARISONS``, ``CKA_KINDS``,
 and ``Score``. Noise ceilings and bootstrap intervals live in ``cortexalign.stats``.
@@ -19,6 +22,12 @@ from cortexalign.metrics._layer_similarity import (
     layer_similarity,
 )
 from cortexalign.metrics._maps import MAP_MEASURES, MAP_SCALINGS, compare_maps, map_score
+from cortexalign.metrics._objectives import (
+    OBJECTIVES,
+    cka_objective,
+    ridge_objective,
+    rsa_objective,
+)
 from cortexalign.metrics._partition import (
     PARTITION_RESERVED,
     VariancePartition,
@@ -42,7 +51,14 @@ from cortexalign.metrics._searchlight import (
     searchlight_rsa,
 )
 from cortexalign.metrics._streaming import streaming_cka, streaming_gram, streaming_rdm
-from cortexalign.rdm import RDM_COMPARISONS, RDM_METHODS, compare_rdms, compute_rdm, compute_rdms
+from cortexalign.rdm import (
+    RDM_COMPARISONS,
+    RDM_METHODS,
+    compare_rdms,
+    compute_rdm,
+    compute_rdms,
+    soft_rank,
+)
 
 __all__ = ["METRICS", "Score", "score", "list_metrics", "compute_rdm", "compute_rdms",
            "compare_rdms", "cka", "RDM_METHODS", "RDM_COMPARISONS", "CKA_KINDS"]
@@ -50,6 +66,7 @@ __all__ += ["MAP_MEASURES", "MAP_SCALINGS", "compare_maps", "map_score"]
 __all__ += ["streaming_rdm", "streaming_cka", "streaming_gram", "rsa_from_rdm", "cka_from_gram"]
 __all__ += ["variance_partitioning", "VariancePartition"]
 __all__ += ["banded_ridge", "BandedRidgeScore", "solve_banded_ridge_cv"]
+__all__ += ["OBJECTIVES", "rsa_objective", "cka_objective", "ridge_objective", "soft_rank"]
 __all__ += ["layer_similarity", "plot_layer_similarity", "LAYER_SIMILARITIES"]
 __all__ += ["Searchlights", "SearchlightResult", "searchlight_centers", "searchlight_rdms",
             "searchlight_rsa", "SEARCHLIGHT_RDM_METHODS", "SEARCHLIGHT_MAPS"]

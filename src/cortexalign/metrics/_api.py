@@ -7,6 +7,7 @@ import inspect
 import numpy as np
 import xarray as xr
 
+from cortexalign.compute import gram_work, sized_by
 from cortexalign.errors import InputError
 from cortexalign.metrics._registry import METRICS
 from cortexalign.metrics._ridge import check_alphas
@@ -20,6 +21,7 @@ _TARGET_WORDS = {"rdm": "an RDMSet", "responses": "a responses DataArray (stimul
                  "repetition])", "any": "an RDMSet or a responses DataArray"}
 
 
+@sized_by(lambda metric_name, features_sd, target, **_: gram_work(features_sd))
 def score(metric_name: str, features_sd, target, **options) -> Score:
     """Score one layer's features against a neural target with a registered metric.
 

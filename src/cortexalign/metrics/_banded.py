@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import KFold
 
+from cortexalign.compute import sized_by, total_gram_work
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError
 from cortexalign.metrics._encoding import DEFAULT_ALPHAS, encoding_scores
@@ -285,6 +286,7 @@ def r2_split(y_sn: np.ndarray, parts_ksn: np.ndarray) -> np.ndarray:
         return (2 * yc_sn[None] * parts_ksn - parts_ksn * total_sn[None]).sum(1) / (yc_sn**2).sum(0)
 
 
+@sized_by(lambda features, target, **_: 5 * total_gram_work(features))
 def banded_ridge(features, target, *, n_folds: int = 5, seed: int = 0, alphas=None,
                  n_iter: int = 20, gammas=None, concentration=(0.1, 1.0), inner_folds: int = 5,
                  scaling: str = "zscore", device=None, dtype=None,

@@ -24,6 +24,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from cortexalign.compute import gram_work, sized_by
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.rdm import as_tensor, check_features, check_n_stimuli, mm_nt
@@ -197,6 +198,7 @@ def cka_tensor(x_sd: torch.Tensor, y_sd: torch.Tensor, kind: str = "linear",
     return CKA_KINDS[kind](x_sd, y_sd, **options)
 
 
+@sized_by(lambda x_sd, y_sd, *_, **__: gram_work(x_sd) + gram_work(y_sd))
 def cka(x_sd, y_sd, kind: str = "linear", device: str | torch.device | None = None,
         **options) -> float:
     """Centered kernel alignment between two representations of the same stimuli.

@@ -33,6 +33,7 @@ import torch
 import xarray as xr
 from sklearn.model_selection import KFold
 
+from cortexalign.compute import gram_work, sized_by
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.metrics._registry import METRICS
@@ -79,6 +80,7 @@ CEILING_TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "brainscore": lambda rel: np.where(rel > 0, rel, np.nan)}
 
 
+@sized_by(lambda x_sd, y_sn, *_, **__: gram_work(x_sd) * 5)
 def cross_validated_predictions(x_sd: np.ndarray, y_sn: np.ndarray, encoder: str = "ridge", *,
                                 n_folds: int = 5, seed: int = 0, device=None,
                                 **options) -> tuple[np.ndarray, np.ndarray]:
@@ -207,6 +209,7 @@ def _check_ridge_options(arguments: dict) -> None:
                   description="Ridge encoding (per-neuroid penalty by inner CV), "
                               "median cross-validated Pearson r over neuroids",
                   check_options=_check_ridge_options)
+@sized_by(lambda features_sd, target, **_: gram_work(features_sd) * 5)
 def ridge(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=None,
           alphas=DEFAULT_ALPHAS, n_folds: int = 5, inner_folds: int = 5, normalize: bool = False,
           ceiling_transform: str = "attenuation", n_splits: int = 100,

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from cortexalign.compute import sized_by, total_gram_work
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.metrics._cka import _center, _center_gram, rbf_gram
@@ -310,6 +311,7 @@ def _check_same_stimuli(named: list[tuple[str, torch.Tensor]]) -> None:
                              "in the same order (align them by stimulus_id)")
 
 
+@sized_by(lambda feats_a, feats_b=None, *_, **__: total_gram_work(feats_a, feats_b))
 def layer_similarity(feats_a: Mapping, feats_b: Mapping | None = None, metric: str = "cka_linear",
                      *, device: str | torch.device | None = None, n_bootstrap: int = 0,
                      seed: int = 0, ci_level: float = 0.95, **options) -> xr.DataArray:

@@ -46,6 +46,7 @@ import pandas as pd
 import xarray as xr
 from sklearn.model_selection import KFold
 
+from cortexalign.compute import sized_by, total_gram_work
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.metrics._encoding import DEFAULT_ALPHAS, ENCODERS, _check_inputs, encoding_scores
@@ -260,6 +261,7 @@ def _union_predictions(xs: list[np.ndarray], y_sn: np.ndarray, splits, scale, *,
     return pred_sn, np.stack(chosen)
 
 
+@sized_by(lambda features, target, **_: 5 * total_gram_work(features))
 def variance_partitioning(features: Mapping[str, np.ndarray], target: xr.DataArray, *,
                           n_folds: int = 5, seed: int = 0, alphas=DEFAULT_ALPHAS,
                           inner_folds: int = 5, scaling: str = "zscore", solver: str = "eigh",

@@ -82,8 +82,8 @@ class ModelAdapter:
         """Extractable layer names, in forward order."""
         return list(self._layer_paths)
 
-    def forward_layers(self, x_bchw: torch.Tensor,
-                       layers: Sequence[str]) -> dict[str, torch.Tensor]:
+    def forward_layers(self, x_bchw: torch.Tensor, layers: Sequence[str], *,
+                       grad: bool = False) -> dict[str, torch.Tensor]:
         """Run the network on a preprocessed batch and return the raw activations of ``layers``.
 
         Parameters
@@ -97,9 +97,15 @@ class ModelAdapter:
         dict layer -> tensor in the order requested: (b, c, h, w), (b, t, d) or (b, d), on
         ``self.device``, computed under ``torch.inference_mode`` with the module in eval mode
         (its own train/eval flags are restored afterwards).
+        grad : for training (``cortexalign.align``): the activations stay in the autograd graph
+            and the module runs in its own train/eval mode (batch statistics in train mode).
         """
         names = self._check_layers(layers)
         x_bchw = self._check_input(x_bchw)
+        if grad:
+            with torch.enable_grad():
+                out = self._forward_layers(x_bchw, names)
+            return {name: out[name] for name in names}
         with torch.inference_mode(), eval_mode(self.module):
             out = self._forward_layers(x_bchw, names)
         for name in names:

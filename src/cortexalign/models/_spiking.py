@@ -34,7 +34,8 @@ class SpikingAdapter(ModelAdapter):
         from cortexalign.spiking.neurons import reset_states
 
         reset_states(self.module)  # every batch starts from resting membranes
-        out = extract_features(self.module, x_bchw, names, time_reduce="mean")
+        out = extract_features(self.module, x_bchw, names, time_reduce="mean",
+                               grad=torch.is_grad_enabled())
         reset_states(self.module)
         return out
 

@@ -1,5 +1,5 @@
 """The RDM kernel: representational dissimilarity matrices, their comparison, ranks, upper
-triangles and the input checks they share.
+triangles, differentiable (soft) ranks and the input checks they share.
 
 This small package sits below ``metrics``, ``stats`` and ``neural`` (it imports none of them), so
 that noise ceilings, bootstrap intervals and searchlights build on the same primitives as RSA
@@ -44,6 +44,7 @@ from cortexalign.rdm._compute import (
     unit_rows,
     upper_tri,
 )
+from cortexalign.rdm._softrank import isotonic_decreasing_blocks, soft_rank
 from cortexalign.rdm._validate import (
     as_tensor,
     check_features,
@@ -59,4 +60,5 @@ __all__ += ["RDM_COMPARISONS", "compare_rdms", "compare_vectors", "rdm_vectors",
             "weighted_ranks", "n_stimuli_of", "pair_row_sums", "whitened_gram", "whitened_norms",
             "resampled_cosine_cov", "compare_pearson", "compare_cosine", "compare_spearman",
             "compare_kendall_tau_a", "compare_rho_a", "compare_cosine_cov", "compare_corr_cov"]
+__all__ += ["soft_rank", "isotonic_decreasing_blocks"]
 __all__ += ["as_tensor", "check_features", "check_n_stimuli", "check_varies", "stimulus_matrix"]

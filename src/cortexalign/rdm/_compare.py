@@ -28,6 +28,7 @@ import numpy as np
 import scipy.stats
 import torch
 
+from cortexalign.compute import sized_by, sort_work
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.rdm._compute import upper_tri
@@ -350,6 +351,7 @@ def rdm_vectors(x, name: str, device: torch.device) -> torch.Tensor:
     return vec
 
 
+@sized_by(lambda a, b, *_, **__: sort_work(a, b))
 def compare_rdms(a, b, method: str = "spearman", device: str | torch.device | None = None,
                  return_tensor: bool = False) -> np.ndarray | torch.Tensor:
     """Similarity of every RDM in ``a`` with every RDM in ``b``.

@@ -7,6 +7,7 @@ registered in ``SNN_MODELS`` and built with ``create_snn``. See METHODS.md secti
 
 from cortexalign.spiking._checkpoint import load_weights
 from cortexalign.spiking._configs import SNN_MODELS, HSTConfig, snn_config
+from cortexalign.spiking._data import ImageData, load_image_data
 from cortexalign.spiking.attention import ATTENTIONS, ProcessingModule, SpikingAttention
 from cortexalign.spiking.energy import EnergyReport, firing_rates, measure_energy
 from cortexalign.spiking.features import (
@@ -36,4 +37,5 @@ __all__ = [
     "MI_ESTIMATORS", "mutual_information", "time_step_mi",
     "TrainConfig", "TrainResult", "train_snn", "evaluate_snn",
     "TrainStep", "StepOutput", "snn_optimizer", "load_weights",
+    "ImageData", "load_image_data",
 ]

@@ -78,7 +78,10 @@ def load_weights(model: SpikingTransformer, path: str | Path,
     """
     meta = read_meta(path)
     tensors = load_file(str(path))
-    weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    # train_snn's files prefix the weights with "model."; a plain state_dict (train_aligned's
+    # checkpoints, which timm models load too) has no prefix
+    weights = ({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+               or {k: v for k, v in tensors.items() if not k.startswith("optim.")})
     own = model.state_dict()
     missing = sorted(set(own) - set(weights))
     unexpected = sorted(set(weights) - set(own))
@@ -91,7 +94,8 @@ def load_weights(model: SpikingTransformer, path: str | Path,
             f"shape mismatch {shapes[:3]}" if shapes else ""]))
         raise InputError("checkpoint", f"weights of {model.name!r} ({model.config.family}, D={model.config.embed_dim})",
                          f"a checkpoint of {meta.get('model_name')!r} "
-                         f"({meta['architecture'].get('family')}, D={meta['architecture'].get('embed_dim')}): {detail}",
+                         f"({meta.get('architecture', {}).get('family')}, "
+                         f"D={meta.get('architecture', {}).get('embed_dim')}): {detail}",
                          "build the model the checkpoint was trained with (model_from_checkpoint)")
     model.load_state_dict(weights)
     if optimizer is not None:

@@ -60,16 +60,16 @@ def _module(model: SpikingTransformer, name: str, attn: bool) -> nn.Module:
 class _Taps:
     """Forward hooks collecting per-pass sums over time (or chunks) of each module's output."""
 
-    def __init__(self, model: SpikingTransformer, time_reduce: str):
+    def __init__(self, model: SpikingTransformer, time_reduce: str, grad: bool = False):
         if time_reduce not in ("mean", "none"):
             raise InputError("time_reduce", "'mean' or 'none'", repr(time_reduce), "use 'mean'")
-        self.model, self.reduce, self.store = model, time_reduce, {}
+        self.model, self.reduce, self.store, self.grad = model, time_reduce, {}, grad
 
     def hook(self, name: str):
         def fn(module, args, out):
             per_pass = self.store.setdefault(name, {})
             p = self.model.pass_index
-            out = out.detach()
+            out = out if self.grad else out.detach()
             if self.reduce == "mean":
                 s, c = per_pass.get(p, (0.0, 0))
                 per_pass[p] = (s + out.double().sum(0), c + out.shape[0])
@@ -86,8 +86,8 @@ class _Taps:
 
 
 @contextmanager
-def _hooked(model, names, attn, time_reduce):
-    taps = _Taps(model, time_reduce)
+def _hooked(model, names, attn, time_reduce, grad=False):
+    taps = _Taps(model, time_reduce, grad)
     handles = [_module(model, n, attn).register_forward_hook(taps.hook(n)) for n in names]
     try:
         yield taps
@@ -97,14 +97,16 @@ def _hooked(model, names, attn, time_reduce):
 
 
 def extract_features(model: SpikingTransformer, x: torch.Tensor, layers: Sequence[str],
-                     time_reduce: str = "mean") -> dict[str, torch.Tensor]:
+                     time_reduce: str = "mean", grad: bool = False) -> dict[str, torch.Tensor]:
     """Outputs of ``layers`` for input ``x`` ((B, C, H, W) or (T, B, C, H, W)).
 
-    Runs without gradients and does not change train/eval mode: call ``model.eval()``
-    first for features of a trained model. Token outputs come back as (B, N, D).
+    Runs without gradients (``grad=True``: in the autograd graph, for alignment training) and
+    does not change train/eval mode: call ``model.eval()`` first for features of a trained
+    model. Token outputs come back as (B, N, D).
     """
     names = list(dict.fromkeys(layers))
-    with _hooked(model, names, False, time_reduce) as taps, torch.no_grad():
+    taps_ctx = _hooked(model, names, False, time_reduce, grad)
+    with taps_ctx as taps, (torch.enable_grad() if grad else torch.no_grad()):
         model(x)
     out = {}
     for n in names:
