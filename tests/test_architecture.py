@@ -234,3 +234,14 @@ def test_the_checks_catch_what_they_claim(tmp_path):
     assert _resolve("cortexalign.neural.fmri", True, "_data", 2) == "cortexalign.neural._data"
     assert _DOTTED.match("cortexalign.studies.jalil2026:run")
     assert not _DOTTED.match("see cortexalign.bench._partition_spec.")
+
+
+def test_the_results_file_name_is_defined_once():
+    # results/ owns the name of a results directory's store: everyone else uses RESULTS_FILE
+    owner = SRC / ROOT / "results" / "_paths.py"
+    bad = []
+    for path in modules().values():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value == "results.duckdb" and path != owner:
+                bad.append(f"{path.relative_to(SRC)}:{node.lineno}")
+    assert not bad, "write cortexalign.results.RESULTS_FILE, not the literal:\n" + "\n".join(bad)
