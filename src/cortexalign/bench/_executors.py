@@ -66,6 +66,7 @@ class RunSummary:
 
     @property
     def ok(self) -> bool:
+        """Whether nothing failed."""
         return not self.failures
 
 
@@ -131,11 +132,14 @@ class Executor(Protocol):
 
     name: str
 
-    def open(self) -> None: ...
+    def open(self) -> None:
+        """Connect to where the work runs (a Ray cluster); write nothing."""
 
-    def run(self, run_model: ModelWork, ctx: RunContext) -> None: ...
+    def run(self, run_model: ModelWork, ctx: RunContext) -> None:
+        """Call ``run_model`` for every model of ``ctx.config``; only the driver writes the store."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release what ``open`` took (a Ray started for the run is shut down)."""
 
 
 class LocalExecutor:

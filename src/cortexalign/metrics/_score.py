@@ -39,4 +39,5 @@ class Score:
         return self.value / c if c and not math.isnan(c) else math.nan
 
     def to_dict(self) -> dict[str, Any]:
+        """The score's fields as a plain dict."""
         return asdict(self)

@@ -28,6 +28,8 @@ def _file_digest(path: Path) -> str:
 
 
 def read_image(path: Path) -> np.ndarray:
+    """An image file as a uint8 array, (h, w, 3) RGB or (h, w) for a greyscale file;
+    ``InputError`` for an unreadable one."""
     from PIL import Image, UnidentifiedImageError
 
     try:
