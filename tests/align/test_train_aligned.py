@@ -170,3 +170,25 @@ def test_cli_trains_and_refuses_a_bad_config(tmp_path):
     bad.write_text(yaml.safe_dump({"out": str(tmp_path / "x"), "heldout_fraction": 1.5}))
     res = CliRunner().invoke(app, ["train-aligned", str(bad)])
     assert res.exit_code != 0 and "heldout_fraction" in res.output
+
+
+@pytest.mark.parametrize("objective,options", [("cka", {"kind": "linear"}),
+                                               ("ridge", {"n_folds": 3, "inner_folds": 3,
+                                                          "alphas": [1.0, 100.0]})])
+def test_a_responses_target_trains_with_cka_and_ridge(tmp_path, objective, options):
+    from cortexalign.neural import make_responses
+
+    g = np.random.default_rng(0)
+    ids = [f"img{k:02d}" for k in range(92)]
+    resp = make_responses(g.standard_normal((92, 12, 2)), ids, name="planted")
+    path = tmp_path / "planted.nc"
+    resp.to_netcdf(path)
+    result = train_aligned(AlignConfig(out=tmp_path / objective, target=str(path),
+                                       stimuli="kriegeskorte92", objective=objective,
+                                       objective_options=options, **dict(TINY, steps=2,
+                                                                         eval_every=2)))
+    assert np.isfinite(result.final["align_loss"])
+    assert result.final["heldout/stages.1"] is not None
+    df = run_frame(tmp_path / objective)
+    metric = "cka_linear" if objective == "cka" else "ridge"
+    assert set(df[df.metric == metric].split) == {"train", "heldout"}

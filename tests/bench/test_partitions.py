@@ -246,7 +246,7 @@ def test_a_config_without_partitions_keeps_its_hash(planted):
 
 def _as_version_1(path) -> None:
     with duckdb.connect(str(path)) as con:
-        for table in ("partitions", "notes", "q_values", "comparisons"):  # versions 2 and 3
+        for table in ("partitions", "second_order", "notes", "q_values", "comparisons"):  # v2-4
             con.execute(f"DROP TABLE {table}")
         con.execute("UPDATE schema_version SET version = 1")
 

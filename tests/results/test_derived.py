@@ -1,5 +1,5 @@
 """What a run derives and stores beside its scores: notes (citations, failures), FDR q-values and
-paired comparisons, and the migration of a version-2 store that has none of them."""
+paired comparisons, and the migration of a version-3 store that has none of them."""
 
 from __future__ import annotations
 
@@ -79,13 +79,13 @@ def test_paired_comparisons_at_best_layers_over_per_rdm_scores(tmp_path):
     assert row.q_value == pytest.approx(row.p_value)
 
 
-def test_a_version_2_store_reads_empty_derived_tables_and_migrates_on_write(tmp_path):
+def test_a_version_3_store_reads_empty_derived_tables_and_migrates_on_write(tmp_path):
     path = tmp_path / "results.duckdb"
     ResultsStore(path).start_run("name: old\n")
     with duckdb.connect(str(path)) as con:
         for table in ("notes", "q_values", "comparisons"):
             con.execute(f"DROP TABLE {table}")
-        con.execute("UPDATE schema_version SET version = 2")
+        con.execute("UPDATE schema_version SET version = 3")
     old = ResultsStore(path, read_only=True)
     assert old.frame("notes").empty and list(old.frame("q_values").columns)[:4] == [
         "model", "layer", "target", "metric"]

@@ -10,8 +10,11 @@ alignment). A resumed run skips points already stored.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+
+import numpy as np
 
 from cortexalign.align.config import AlignConfig
 from cortexalign.align.target import BrainTarget
@@ -29,6 +32,23 @@ def training_target(cfg: AlignConfig, target: BrainTarget) -> dict:
             "note": (f"trained with lam={cfg.lam} on {target.name}: scoring this model on "
                      f"{target.name} is circular except on the held-out stimuli"
                      if cfg.lam > 0 else "lam=0: the task alone; the target was only measured")}
+
+
+def _scalars(extra: dict) -> dict:
+    """A metric's ``extra`` reduced to what a curve row needs: scalars and short lists (per-RDM
+    values), NaN as None; per-neuroid arrays are dropped (the run keeps no neuroid table)."""
+    out = {}
+    for k, v in extra.items():
+        if isinstance(v, np.generic):
+            v = v.item()
+        if isinstance(v, float):
+            out[k] = v if math.isfinite(v) else None
+        elif isinstance(v, str | int | bool) or v is None:
+            out[k] = v
+        elif isinstance(v, list | tuple) and len(v) <= 64 and all(
+                isinstance(e, int | float) for e in v):
+            out[k] = [e if math.isfinite(e) else None for e in v]
+    return out
 
 
 def _num(x) -> float | None:
@@ -70,7 +90,8 @@ class CurveRecorder:
             rows.append(ScoreRecord.from_score(s, model=model, model_id=self.model_id,
                                                layer=layer, target=self.target.name,
                                                metric=self.metric))
-            rows[-1].extra.update(self._extra(step, split, final))
+            rows[-1] = dataclasses.replace(rows[-1], extra={**_scalars(rows[-1].extra),
+                                                            **self._extra(step, split, final)})
             plain[key] = s.value
             if split == "heldout":
                 plain[f"{key}/ci"] = [_num(s.ci_low), _num(s.ci_high)]

@@ -26,6 +26,7 @@ from cortexalign.align.data import load_task_data, model_input
 from cortexalign.align.record import CurveRecorder
 from cortexalign.align.split import StimulusSplit
 from cortexalign.align.target import BrainTarget, metric_of
+from cortexalign.compute import compute_threads
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError
 
@@ -44,6 +45,9 @@ class AlignResult:
     final: dict = field(default_factory=dict)
     last_checkpoint: Path | None = None
     seconds: float = 0.0
+    heldout_features: dict = field(default_factory=dict)
+    """Final eval-mode features of the held-out stimuli, (s, d) CPU tensors per layer, in the
+    order of ``split.heldout``."""
 
 
 def _as_config(config) -> AlignConfig:
@@ -120,6 +124,14 @@ class _Run:
         self.module = self.adapter.module
         self.opt = torch.optim.AdamW(self.module.parameters(), lr=cfg.lr,
                                      weight_decay=cfg.weight_decay)
+
+    def step_work(self) -> float:
+        """A rough multiply-add count of one step for the thread policy (``compute_threads``):
+        3 (forward + backward) x parameters x images x output positions of a stride-8 map.
+        Small models on small images stay below ``SMALL_WORK`` and run on one thread."""
+        n_params = sum(p.numel() for p in self.module.parameters())
+        images = self.cfg.batch_size + (len(self.loss.train_ids) if self.cfg.lam > 0 else 0)
+        return 3.0 * n_params * images * max(1, self.cfg.image_size // 8) ** 2
 
     def lr_at(self, step: int) -> float:
         """Cosine decay to zero over ``steps`` (a function of the step: exact on resume)."""
@@ -216,16 +228,19 @@ def train_aligned(config) -> AlignResult:
     result = AlignResult(run.out, step, run.adapter.model_id, run.target.split, curve,
                          last_checkpoint=done[-1] if done else None)
     every = cfg.checkpoint_every or cfg.eval_every
+    work = run.step_work()
     losses: list[tuple[float, float]] = []
     run.module.train()
     with _progress(cfg.progress) as bar:
         task_bar = bar.add_task("train", total=cfg.steps, completed=step, info="")
         while step < cfg.steps:
-            losses.append(run.step(step))
+            with compute_threads(work):
+                losses.append(run.step(step))
             step += 1
             last = step == cfg.steps
             if step % cfg.eval_every == 0 or last:
-                point = run.evaluate(step, n_bootstrap=1000 if last else 0)
+                with compute_threads(work):
+                    point = run.evaluate(step, n_bootstrap=1000 if last else 0)
                 task_l = float(np.mean([a for a, _ in losses]))
                 al = [b for _, b in losses if math.isfinite(b)]
                 point.update(task_loss=task_l, align_loss=float(np.mean(al)) if al else math.nan)
@@ -240,6 +255,12 @@ def train_aligned(config) -> AlignResult:
                         old.with_suffix(suffix).unlink(missing_ok=True)
             bar.update(task_bar, completed=step)
     result.steps, result.curve = step, curve
+    was = run.module.training
+    run.module.eval()
+    try:
+        result.heldout_features = {k: v.cpu() for k, v in run.features("heldout").items()}
+    finally:
+        run.module.train(was)
     result.final = curve[-1] if curve else {}
     recorder.write_report()
     result.seconds = time.perf_counter() - t0

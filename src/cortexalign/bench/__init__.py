@@ -26,3 +26,7 @@ from cortexalign.bench._status import RunStatus, export_frame, results_path, run
 __all__ += ["NeuralSelect", "grid_fdr", "paired_model_comparison", "run_experiment", "RunSummary",
             "RunStatus", "run_status", "results_path", "export_frame", "run_statistics",
             "record_statistics"]
+from cortexalign.bench._second_order import GridDiscriminability, grid_discriminability  # noqa: E402
+from cortexalign.bench._second_order_spec import DiscriminabilitySpec, PatternSpec  # noqa: E402
+
+__all__ += ["GridDiscriminability", "grid_discriminability", "DiscriminabilitySpec", "PatternSpec"]

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cortexalign.bench._partition_spec import PartitionSpec, check_partitions
+from cortexalign.bench._second_order_spec import DiscriminabilitySpec, PatternSpec
 from cortexalign.errors import CortexAlignError, close_matches
 
 __all__ = ["ExperimentConfig", "ModelSpec", "NeuralSpec", "NeuralSelect", "MetricSpec",
@@ -163,6 +164,15 @@ class ExperimentConfig(_Strict):
         "and shared R^2) or banded ridge (per-set share of R^2) of (model, layer) sets against "
         "each responses target. Stored in the 'partitions' table; a report section. See "
         "cortexalign.bench._partition_spec.")
+    patterns: list[PatternSpec] = Field(
+        default_factory=list, description="Alignment pattern analyses (Höfling et al. 2026), "
+        "run after the per-layer jobs on the cached features: a multi-region target's region x "
+        "region matrix and each model layer's profile put in a region's place. Stored in "
+        "'second_order'; a report section. See cortexalign.bench._second_order_spec.")
+    discriminability: DiscriminabilitySpec | None = Field(
+        None, description="How well each (target, rsa entry) separates the models: rank "
+        "probabilities, FDR-separated pairs, rank intervals, under the best-layer and "
+        "cross-validated layer rules (also `cortexalign results OUT --discriminability`).")
     n_bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples over stimuli for "
                                                      "confidence intervals (0: none).")
     n_permutations: int = Field(0, ge=0, description="Stimulus-label permutations for p-values "
@@ -213,8 +223,11 @@ class ExperimentConfig(_Strict):
 
         Where the jobs run (``executor``, ``ray``) is left out: it does not change a score.
         """
-        # a config without partitions hashes as it did before the key existed
-        skip = EXECUTION_FIELDS | (set() if self.partitions else {"partitions"})
+        # a config without partitions (patterns, discriminability) hashes as it did before the
+        # key existed
+        skip = EXECUTION_FIELDS | (set() if self.partitions else {"partitions"}) | \
+            (set() if self.patterns else {"patterns"}) | \
+            (set() if self.discriminability else {"discriminability"})
         blob = json.dumps(self.model_dump(mode="json", exclude=skip), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

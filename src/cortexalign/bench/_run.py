@@ -38,6 +38,7 @@ from cortexalign.bench._partition_memory import check_partition_memory
 from cortexalign.bench._partition_spec import PARTITION_METHODS
 from cortexalign.bench._partitions import check_partition_targets, driver_device, run_partitions
 from cortexalign.bench._scoring import CachedLayer, check_job_options, score_job, uses_maps
+from cortexalign.bench._second_order import run_second_order
 from cortexalign.bench._stats import record_statistics
 from cortexalign.bench._targets import Target, load_targets
 from cortexalign.device import resolve_device
@@ -50,6 +51,7 @@ from cortexalign.features import (
     extract_to_cache,
     map_layers,
 )
+from cortexalign.fetch.sources import fetch_config_sources
 from cortexalign.metrics import METRICS
 from cortexalign.models import MODELS, load_model
 from cortexalign.neural import NEURAL, RDMSet, load_neural
@@ -134,6 +136,7 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
     t0 = time.perf_counter()
     cfg = config if isinstance(config, ExperimentConfig) else load_config(config)
     console = console or Console(stderr=True, quiet=not progress)
+    fetch_config_sources(cfg, console)  # catalogue sources (source: allen-ophys): fetch first
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError("out_dir", "a directory", f"the file {str(out)!r}", "choose another --out")
@@ -173,6 +176,7 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
     try:  # the executor runs _run_model per model; only this process writes the store
         executor.run(_run_model, ctx)
         run_partitions(ctx, widths)  # after the per-layer jobs: their features are cached
+        run_second_order(ctx)  # patterns / discriminability of the config, on the same cache
     except KeyboardInterrupt:
         store.finish_run(run_id, "interrupted")
         raise

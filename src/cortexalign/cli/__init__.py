@@ -16,7 +16,7 @@ __all__ = ["app", "main"]
 
 #: Command modules, in the order ``cortexalign --help`` lists their commands.
 COMMAND_MODULES = ("run", "catalog", "extract", "compare", "results", "sae", "spiking", "study",
-                   "train_aligned")
+                   "train_aligned", "fetch")
 for _name in COMMAND_MODULES:
     importlib.import_module(f"cortexalign.cli.{_name}")
 

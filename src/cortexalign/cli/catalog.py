@@ -60,7 +60,9 @@ def metrics() -> None:
 
 @app.command()
 def datasets() -> None:
-    """List the registered neural datasets and bundled stimulus sets."""
+    """List the registered neural datasets and bundled stimulus sets (catalogue entries of
+    `cortexalign fetch` included: a config may name them)."""
+    import cortexalign.fetch.sources  # noqa: F401  (registers the catalogue's data entries)
     from cortexalign.neural import NEURAL
     from cortexalign.stimuli import BUNDLED
 

@@ -28,8 +28,28 @@ def results(
                                              "banded-ridge rows (medians over neuroids; the "
                                              "export has the per-neuroid values) instead of the "
                                              "scores.")] = False,
+    discriminability: Annotated[bool, typer.Option(
+        "--discriminability", help="How well the benchmark separates the models: for each "
+        "(target, rsa entry) and layer rule, P(one model ranks above another) under paired "
+        "resampling of stimuli (and subjects), pairs separated after FDR, rank intervals, the "
+        "number of models told apart. Reads the run's feature cache; stores the result for the "
+        "report.")] = False,
+    n_bootstrap: Annotated[int, typer.Option(help="Resamples for --discriminability.")] = 200,
+    alpha: Annotated[float, typer.Option(help="FDR level for --discriminability.")] = 0.05,
+    rule: Annotated[list[str] | None, typer.Option(help="Layer rule(s) for --discriminability: "
+                                                   "best, cv (default both).")] = None,
 ) -> None:
     """Show (or export) the scores stored in a results directory."""
+    if discriminability:
+        from cortexalign.cli._second_order import show_discriminability
+        from cortexalign.errors import CortexAlignError
+
+        try:
+            show_discriminability(console, out, n_bootstrap=n_bootstrap, alpha=alpha,
+                                  rules=rule or ["best", "cv"], target=target, device="cpu")
+        except (CortexAlignError, ValueError) as err:
+            fail(err)
+        return
     from cortexalign.bench import export_frame, results_path
     from cortexalign.errors import CortexAlignError
     from cortexalign.results import ResultsStore

@@ -9,7 +9,13 @@ and ``Score``. Noise ceilings and bootstrap intervals live in ``cortexalign.stat
 """
 
 # the registering modules fill METRICS when imported
-from cortexalign.metrics import _cka_metric, _encoding, _map_metric, _rsa_metric  # noqa: F401
+from cortexalign.metrics import (  # noqa: F401
+    _cka_metric,
+    _encoding,
+    _extra_measures,
+    _map_metric,
+    _rsa_metric,
+)
 from cortexalign.metrics._api import check_options, list_metrics, score
 from cortexalign.metrics._banded import BandedRidgeScore, banded_ridge, solve_banded_ridge_cv
 from cortexalign.metrics._cka import CKA_KINDS, cka
@@ -52,6 +58,7 @@ from cortexalign.metrics._searchlight import (
     searchlight_rsa,
 )
 from cortexalign.metrics._streaming import streaming_cka, streaming_gram, streaming_rdm
+from cortexalign.metrics._time_resolved import plot_time_resolved, time_resolved_score
 from cortexalign.rdm import (
     RDM_COMPARISONS,
     RDM_METHODS,
@@ -75,3 +82,4 @@ __all__ += ["PERMUTATION_TESTS", "rsa_permutation_p", "rsa_permutation_p_from_rd
 __all__ += ["PARTITION_RESERVED", "check_options"]
 __all__ += ["check_bootstrap", "check_layer_metric"]
 __all__ += ["RidgeEncoder", "PLSEncoder"]
+__all__ += ["time_resolved_score", "plot_time_resolved"]

@@ -15,6 +15,7 @@ import xarray as xr
 
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError
+from cortexalign.metrics._brainscore import with_protocol
 from cortexalign.metrics._cka import _center_gram, cka_from_grams, cka_tensor
 from cortexalign.metrics._cka_boot import resampled_cka
 from cortexalign.metrics._registry import METRICS
@@ -187,7 +188,8 @@ def cka_from_gram(gram_ss, target, *, kind: str = "linear", n_bootstrap: int = 0
                   ci_level=ci_level, options=options)
 
 
-METRICS.add("cka_linear", partial(cka_metric, kind="linear"), citation=KORNBLITH_2019,
+METRICS.add("cka_linear", with_protocol("cka_linear")(partial(cka_metric, kind="linear")),
+            citation=KORNBLITH_2019,
             target="responses", description="Linear centered kernel alignment (biased HSIC)",
             check_options=_check_metric_options)
 METRICS.add("cka_linear_debiased", partial(cka_metric, kind="linear_debiased"), citation=DEBIASED,

@@ -36,6 +36,7 @@ from sklearn.model_selection import KFold
 from cortexalign.compute import gram_work, sized_by
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError, UnknownNameError
+from cortexalign.metrics._brainscore import neuron_to_neuron_fit, with_protocol
 from cortexalign.metrics._estimators import DEFAULT_ALPHAS, PLSEncoder
 from cortexalign.metrics._registry import METRICS
 from cortexalign.metrics._ridge_solvers import RIDGE_SOLVERS, check_solver_options, himalaya_backend
@@ -66,7 +67,15 @@ def _pls_fold(x_tr, y_tr, x_te, *, device, seed, n_components=25):
     return enc.predict(x_te), np.full(y_tr.shape[1], float(enc.n_components_))
 
 
-ENCODERS: dict[str, Callable] = {"ridge": _ridge_fold, "pls": _pls_fold}
+def _neuron_to_neuron_fold(x_tr, y_tr, x_te, *, device, seed):
+    """Each neuroid predicted by the one model unit that correlates best with it on the training
+    stimuli (Arend et al. 2018; Brain-Score's ``neuron_to_neuron``); the unit index per neuroid."""
+    unit_n = neuron_to_neuron_fit(np.asarray(x_tr), np.asarray(y_tr))
+    return np.asarray(x_te)[:, unit_n], unit_n.astype(np.float64)
+
+
+ENCODERS: dict[str, Callable] = {"ridge": _ridge_fold, "pls": _pls_fold,
+                                 "neuron_to_neuron": _neuron_to_neuron_fold}
 """``f(x_tr, y_tr, x_te, *, device, seed, **options) -> (pred_te (t, n), per-neuroid param (n,))``"""
 
 #: Encoders that take torch tensors on the device: on an accelerator the features and targets
@@ -207,6 +216,7 @@ def _check_ridge_options(arguments: dict) -> None:
                   description="Ridge encoding (per-neuroid penalty by inner CV), "
                               "median cross-validated Pearson r over neuroids",
                   check_options=_check_ridge_options)
+@with_protocol("ridge")
 @sized_by(lambda features_sd, target, **_: gram_work(features_sd) * 5)
 def ridge(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=None,
           alphas=DEFAULT_ALPHAS, n_folds: int = 5, inner_folds: int = 5, normalize: bool = False,
@@ -250,6 +260,7 @@ def ridge(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=No
                   description="PLS encoding (25 components, Brain-Score), median cross-validated "
                               "Pearson r over neuroids",
                   check_options=lambda a: _check_ceiling_transform(a["ceiling_transform"]))
+@with_protocol("pls")
 def pls(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=None,
         n_components: int = 25, n_folds: int = 5, normalize: bool = False,
         ceiling_transform: str = "attenuation", n_splits: int = 100) -> Score:

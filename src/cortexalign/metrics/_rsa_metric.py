@@ -15,6 +15,7 @@ import xarray as xr
 
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError, UnknownNameError
+from cortexalign.metrics._brainscore import with_protocol
 from cortexalign.metrics._registry import METRICS
 from cortexalign.metrics._responses import responses_tensor
 from cortexalign.metrics._score import Score
@@ -122,6 +123,7 @@ def _model_rdm_tensor(rdm_ss, device: torch.device, name: str = "model_rdm_ss",
                   description="Representational similarity analysis: model RDM vs neural RDMs "
                               "(Spearman by default), leave-one-subject-out noise ceiling",
                   check_options=_check_metric_options)
+@with_protocol("rsa")
 def rsa(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=None,
         rdm_method: str = "correlation", compare: str = "spearman",
         neural_rdm_method: str | None = None, ceiling_by: str | None = "subject",

@@ -24,6 +24,7 @@ import torch
 
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError
+from cortexalign.fetch import weights_path
 from cortexalign.registry import Registry
 
 __all__ = ["MODELS", "LoadSpec", "ModelInfo", "load_model", "list_models", "options_tag"]
@@ -88,7 +89,8 @@ def load_model(name: str, *, pretrained: bool | None = None, weights: str | Path
         (``"timm:vit_base_patch16_224"``); ``list_models()`` shows them.
     pretrained : ``None`` (default) or ``True`` load the entry's default weights (timm hub,
         bundled package, designed filters); ``False`` is the same as ``untrained=True``.
-    weights : a local checkpoint (``.safetensors`` or a torch state_dict file) to load instead.
+    weights : a local checkpoint (``.safetensors`` or a torch state_dict file) to load instead,
+        or a weights entry of ``cortexalign fetch --list`` (``"sam-vit-b"``: fetched if missing).
     untrained : build the architecture with its own initialisation under ``seed`` (a control).
     seed : seed of the untrained initialisation; the same seed gives identical weights.
     device : ``"cpu"``, ``"cuda"``, ``"auto"``/``None`` (CUDA when present).
@@ -115,6 +117,7 @@ def load_model(name: str, *, pretrained: bool | None = None, weights: str | Path
                          "pass untrained=True alone for the untrained control")
     if weights is not None:
         source = "file"
+        weights = weights_path(weights)  # a catalogue entry ('sam-vit-b'): its fetched file
     elif untrained or pretrained is False:
         source = "untrained"
     else:

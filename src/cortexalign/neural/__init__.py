@@ -1,5 +1,6 @@
 """Neural data: responses as labelled ``xarray.DataArray`` and RDM sets, with their loaders."""
 
+from cortexalign.neural._brainio import is_brainio_assembly, load_brainio_assembly
 from cortexalign.neural._data import (
     RDMSet,
     align_ids,
@@ -25,4 +26,5 @@ __all__ = ["RDMSet", "make_responses", "validate_responses", "align_ids", "check
            "load_responses_npz"]
 __all__ += ["neuron_maps", "stimuli_on_grid", "WEIGHTINGS", "split_half_reliability", "add_reliability", "balanced_sample", "select_neuroids"]  # noqa: E501
 __all__ += ["load_nsd", "load_nifti_responses", "load_voxel_table"]
+__all__ += ["load_brainio_assembly", "is_brainio_assembly"]
 from cortexalign.neural.allen import _datasets  # noqa: E402,F401  registers the allen.* datasets

@@ -9,6 +9,7 @@ import numpy as np
 import xarray as xr
 
 from cortexalign.errors import InputError
+from cortexalign.neural._brainio import is_brainio_assembly, load_brainio_assembly
 from cortexalign.neural._data import RDMSet, make_responses, validate_responses
 from cortexalign.registry import Registry
 
@@ -106,8 +107,14 @@ def load_responses_csv(path: str | Path, stimulus_column: str = "stimulus_id",
 
 
 def load_responses_netcdf(path: str | Path) -> xr.DataArray:
-    """A DataArray saved with ``da.to_netcdf`` (dims stimulus, neuroid[, repetition])."""
-    return validate_responses(xr.load_dataarray(path))
+    """A DataArray saved with ``da.to_netcdf`` (dims stimulus, neuroid[, repetition]), or a
+    BrainIO / Brain-Score assembly (dims presentation, neuroid[, time_bin]; see
+    ``load_brainio_assembly``)."""
+    da = xr.load_dataarray(path)
+    if is_brainio_assembly(da):
+        da = load_brainio_assembly(da)
+        return da if "time_bin" in da.dims else validate_responses(da, allow_nan=True)
+    return validate_responses(da)
 
 
 def load_neural(source: str | Path, **kwargs) -> RDMSet | xr.DataArray:

@@ -60,6 +60,8 @@ class ReportData:
     maps : ``MapPanel`` rows (stimulus, model map overlay, neuron maps) to draw.
     citations : references to list besides those derived from the stored configs.
     partitions : the ``partitions`` table (variance partitioning, banded ridge; may be empty).
+    second_order : the ``second_order`` table (alignment patterns, discriminability; may be
+        empty).
     failures : failures known outside the jobs table (e.g. a model that did not load),
         each ``{"job": ..., "error": ...}`` (the store's ``failure`` notes, then any given).
     notes : the ``notes`` table (``citation`` and ``failure`` notes of the runs).
@@ -79,6 +81,7 @@ class ReportData:
     maps: list[Any] = field(default_factory=list)
     citations: list[str] = field(default_factory=list)
     partitions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    second_order: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: pd.DataFrame = field(default_factory=pd.DataFrame)
     q_values: pd.DataFrame = field(default_factory=pd.DataFrame)
     comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -203,8 +206,8 @@ def load_report_data(results_dir: str | Path,
     data = ReportData(scores=store.scores_frame(), runs=runs, jobs=store.frame("jobs"),
                       model_cards=store.frame("model_cards"), source=str(root), sae=sae,
                       spiking_logs=logs, energy=energy, partitions=store.partitions_frame(),
-                      notes=notes, q_values=store.frame("q_values"),
-                      comparisons=store.frame("comparisons"))
+                      second_order=store.second_order_frame(), notes=notes,
+                      q_values=store.frame("q_values"), comparisons=store.frame("comparisons"))
     data.failures = [{"job": s, "error": t} for s, t in data.noted("failure")]
     data.failures += list(failures or [])
     return data

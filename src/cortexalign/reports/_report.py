@@ -32,6 +32,7 @@ from cortexalign.reports._load import ReportData, load_report_data
 from cortexalign.reports._maps import MapPanel
 from cortexalign.reports._partitions import partitions_section
 from cortexalign.reports._scores import prepare_scores
+from cortexalign.reports._second_order import discriminability_section, patterns_section
 from cortexalign.reports._sections import (
     comparison_section,
     curves_section,
@@ -50,6 +51,8 @@ SECTIONS: dict[str, tuple[str, Callable[[ReportData, pd.DataFrame], dict[str, An
     "heatmaps": ("Layer × target heatmaps", heatmap_section),
     "comparison": ("Model comparison", comparison_section),
     "partitions": ("Variance partitioning and banded ridge", partitions_section),
+    "discriminability": ("How well the benchmark separates the models", discriminability_section),
+    "patterns": ("Alignment patterns across regions", patterns_section),
     "maps": ("Model maps and neuron maps", maps_section),
     "tradeoff": ("Accuracy / efficiency / alignment", tradeoff_section),
     "sae": ("SAE-BrainMap", sae_section),

@@ -15,7 +15,7 @@ and nothing else.
 ``best_layers`` picks each (model, target, metric)'s best layer from a scores frame: the rows
 the comparisons and the report's summary table are about.
 
-The tables arrived with schema version 3; an older file gains them when a writer opens it
+The tables arrived with schema version 4; an older file gains them when a writer opens it
 (``_schema.MIGRATIONS``) and reads them as empty tables until then.
 """
 

@@ -18,6 +18,11 @@ ceiling_low, ceiling_high, p_value, n_stimuli, extra JSON, config_hash, created)
     Size and efficiency of a model on a device; the newest card per (model_id, device) is kept.
 ``partitions`` (since version 2)
     Variance partitioning and banded ridge results, one row per quantity (``_partitions``).
+``second_order`` (since version 3)
+    Alignment patterns and benchmark discriminability (``_second_order``).
+``notes``, ``q_values``, ``comparisons`` (since version 4)
+    What a run derives and stores for its report: citations and failures, FDR q-values, paired
+    tests (``_derived``).
 
 Versions: a file of an older version with a path in ``MIGRATIONS`` is brought up to date when a
 writer opens it (additive steps only, in one transaction); read-only it is read as it is, with
@@ -33,13 +38,14 @@ from typing import Any, Protocol
 from cortexalign.errors import InputError
 from cortexalign.results._derived import DERIVED_DDL
 from cortexalign.results._partitions import PARTITIONS_DDL, require_strings
+from cortexalign.results._second_order import SECOND_ORDER_DDL
 
 __all__ = ["SCHEMA_VERSION", "DDL", "TABLES", "SCORE_COLUMNS", "ScoreRecord", "ModelCard", "MetricResult",
            "MIGRATIONS"]
 
 #: Bump on any change to the tables below, with a ``MIGRATIONS`` step from the previous version
 #: (older files without a path to this version are refused with a clear message).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 DDL = (
     """CREATE TABLE schema_version (version INTEGER NOT NULL, created TIMESTAMP NOT NULL)""",
@@ -64,15 +70,16 @@ DDL = (
     """CREATE INDEX scores_job ON scores (job_key)""",
     """CREATE INDEX jobs_key ON jobs (job_key)""",
     *PARTITIONS_DDL,
+    *SECOND_ORDER_DDL,
     *DERIVED_DDL,
 )
 
 #: version -> the statements that bring a file of that version to the next one (additive only:
 #: an older cortexalign can no longer open the file, but nothing it wrote changes).
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: PARTITIONS_DDL, 2: DERIVED_DDL}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: PARTITIONS_DDL, 2: SECOND_ORDER_DDL, 3: DERIVED_DDL}
 
-TABLES = ("schema_version", "runs", "jobs", "scores", "model_cards", "partitions", "notes",
-          "q_values", "comparisons")
+TABLES = ("schema_version", "runs", "jobs", "scores", "model_cards", "partitions", "second_order",
+          "notes", "q_values", "comparisons")
 SCORE_COLUMNS = ("run_id", "job_key", "model", "model_id", "layer", "target", "metric", "value",
                  "ci_low", "ci_high", "ceiling_low", "ceiling_high", "p_value", "n_stimuli",
                  "extra", "config_hash", "created")

@@ -47,6 +47,11 @@ from cortexalign.results._schema import (
     ModelCard,
     ScoreRecord,
 )
+from cortexalign.results._second_order import (
+    SECOND_ORDER_COLUMNS,
+    SECOND_ORDER_FILTERS,
+    SecondOrderRecord,
+)
 
 __all__ = ["ResultsStore", "RUN_STATUSES", "EXPORT_FORMATS"]
 
@@ -289,6 +294,31 @@ class ResultsStore:
         return self._record_rows("partitions", PARTITION_COLUMNS, job_key, run_id,
                                  [partition_row(r, k) for k, r in enumerate(records)])
 
+    def record_second_order(self, run_id: str, records: Sequence[SecondOrderRecord]) -> int:
+        """Write second-order rows (``second_order``): the rows of each (run, analysis, target,
+        metric) in ``records`` replace any stored for it, in one transaction. Every record is
+        validated first; returns the rows written."""
+        rows = []
+        for k, r in enumerate(records):
+            if not isinstance(r, SecondOrderRecord):
+                raise InputError(f"records[{k}]", "a SecondOrderRecord", type(r).__name__,
+                                 "build rows with cortexalign.results.SecondOrderRecord(...)")
+            *cols, extra = r.checked()
+            rows.append([*cols, to_json(extra, f"records[{k}].extra")])
+        groups = {(r[0], r[1], r[2]) for r in rows}
+        with self._transaction() as con:
+            config_hash = self._require_run(con, run_id)
+            for analysis, target, metric in groups:
+                con.execute("DELETE FROM second_order WHERE run_id = ? AND analysis = ? AND "
+                            "target = ? AND metric = ?", [run_id, analysis, target, metric])
+            now = _now()
+            if rows:
+                con.executemany(
+                    f"INSERT INTO second_order ({', '.join(SECOND_ORDER_COLUMNS)}) VALUES "
+                    f"({', '.join('?' * len(SECOND_ORDER_COLUMNS))})",
+                    [[run_id, *row, config_hash, now] for row in rows])
+        return len(rows)
+
     # -- model cards ----------------------------------------------------------------------------
     def put_model_card(self, card: ModelCard) -> None:
         """Insert or replace the card of ``(card.model_id, card.device)``."""
@@ -336,6 +366,8 @@ class ResultsStore:
         check_table(table)
         if table == "partitions":  # absent from version-1 files opened read-only
             return self.partitions_frame()
+        if table == "second_order":  # absent from older files opened read-only
+            return self.second_order_frame()
         with self._connect() as con:
             if table in DERIVED_COLUMNS and not con.execute(  # absent from older files read-only
                     "SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
@@ -357,6 +389,18 @@ class ResultsStore:
             return con.execute("SELECT * FROM partitions" + where + " ORDER BY created, rowid",
                                args).df()
 
+    def second_order_frame(self, **filters: str | Sequence[str] | None) -> pd.DataFrame:
+        """Alignment-pattern and discriminability rows (``second_order``) in write order,
+        filtered by ``run_id``, ``analysis``, ``target``, ``metric``, ``rule``, ``model``,
+        ``layer``, ``kind``, ``name`` or ``config_hash``; ``extra`` is JSON text."""
+        where, args = where_sql(filters, SECOND_ORDER_FILTERS)
+        with self._connect() as con:
+            if not con.execute("SELECT count(*) FROM information_schema.tables WHERE "
+                               "table_name = 'second_order'").fetchone()[0]:
+                return pd.DataFrame(columns=list(SECOND_ORDER_COLUMNS))
+            return con.execute("SELECT * FROM second_order" + where + " ORDER BY created, rowid",
+                               args).df()
+
     def scores_frame(self, **filters: str | Sequence[str] | None) -> pd.DataFrame:
         """Scores as a DataFrame, in write order, filtered by column values.
 
@@ -373,6 +417,8 @@ class ResultsStore:
         check_table(table)
         if table == "partitions":  # absent from version-1 files opened read-only: then empty
             return export_frame(self.partitions_frame(), path)
+        if table == "second_order":
+            return export_frame(self.second_order_frame(), path)
 
         def copy(target: str, fmt: str) -> None:  # straight from the table: no DataFrame
             with self._connect() as con:

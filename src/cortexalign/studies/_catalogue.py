@@ -6,6 +6,14 @@ from cortexalign.studies import Study, register_study
 
 __all__: list[str] = []
 
+register_study(Study(
+    name="alignment_training",
+    title="Brain alignment as a training signal: held-out human IT alignment and task accuracy "
+          "across lambda, paired against lambda = 0",
+    citation="Kriegeskorte et al. 2008 (human IT RDMs); Blondel et al. 2020 (soft ranks)",
+    run="cortexalign.studies.alignment_training:run",
+    needs_data=False))
+
 # Each study adds its entry here, e.g.
 # register_study(Study(name="jalil2026", title="...", citation="...",
 #                      run="cortexalign.studies.jalil2026:run",

@@ -1,7 +1,9 @@
 """Registry entries of the Segment Anything family (``load_model("sam_vit_b")`` and friends).
 
-Weights: ``load_model(name)`` uses timm's hub where it has the encoder (SAM ViT, SAM 2 Hiera;
-needs network); ``weights=PATH`` loads an official checkpoint through ``CONVERTERS`` (or our own
+Weights: ``load_model(name)`` uses the official checkpoint fetched by ``cortexalign fetch
+<entry>`` when it is in the cache (converted on load; model id ``...@fetched:<file>``), else
+timm's hub where it has the encoder (SAM ViT, SAM 2 Hiera; needs network; offline it fails at
+once with the fetch command instead of retrying); ``weights=PATH`` loads an official checkpoint through ``CONVERTERS`` (or our own
 layout); ``untrained=True`` gives the seeded random initialisation. ``tiny=True`` builds the small
 test config of ``SAM_CONFIGS``; other keyword arguments override architecture options.
 """
@@ -9,12 +11,14 @@ test config of ``SAM_CONFIGS``; other keyword arguments override architecture op
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from cortexalign.errors import InputError
+from cortexalign.fetch import checkpoint_entry, fetched_checkpoint, offline_reason
 from cortexalign.models._hooks import seeded
 from cortexalign.models._registry import MODELS, LoadSpec, options_tag
 from cortexalign.models._weights import load_state_dict_checked, read_state_dict
@@ -60,34 +64,57 @@ def sam_layer_paths(module: nn.Module) -> tuple[dict[str, str], list[str]]:
     return paths, channels_last
 
 
-def _build_module(cfg: SamConfig, spec: LoadSpec, arch_kwargs: dict[str, Any]) -> nn.Module:
+def _default_weights(cfg: SamConfig) -> Path | None:
+    """The fetched official checkpoint of ``cfg`` (``cortexalign fetch``), else ``None`` after
+    checking the hub may be used: without weights or offline this fails at once with the fix."""
+    fetched = fetched_checkpoint(cfg.name)
+    if fetched is not None:
+        return fetched
+    entry = checkpoint_entry(cfg.name)
+    fix = (f"run `cortexalign fetch {entry}` (then load_model uses it), or pass weights=PATH "
+           f"to the official {cfg.checkpoint or 'checkpoint'}, or untrained=True") if entry else (
+        "pass weights=PATH to a checkpoint in cortexalign's layout, or untrained=True")
+    if not cfg.hub:
+        raise InputError("weights", f"a local or fetched checkpoint for {cfg.name!r} (no hub "
+                         "weights)", "no weights", fix)
+    reason = offline_reason("https://huggingface.co")
+    if reason is not None:  # timm's hub would retry five times per file before failing
+        raise InputError("pretrained", f"timm hub weights for {cfg.arch!r} or a fetched "
+                         "checkpoint", f"neither: offline ({reason})", fix)
+    return None
+
+
+def _build_module(cfg: SamConfig, spec: LoadSpec, arch_kwargs: dict[str, Any]
+                  ) -> tuple[nn.Module, str]:
+    """The encoder and the model-id suffix naming its weights."""
     builder = BUILDERS[cfg.family]
+    weights, variant = spec.weights, spec.variant()
     if spec.source == "default":
-        if not cfg.hub:
-            raise InputError("weights", f"a local checkpoint for {cfg.name!r} (no hub weights)",
-                             "no weights", f"pass weights=PATH to the official "
-                             f"{cfg.checkpoint or 'checkpoint'}, or untrained=True")
-        try:
-            return builder(cfg.arch, pretrained=True, **arch_kwargs)
-        except Exception as err:  # network, hub and HF errors of all kinds
-            raise InputError("pretrained", f"timm hub weights for {cfg.arch!r}",
-                             f"a failed download ({type(err).__name__}: {str(err)[:160]})",
-                             f"no hub is reachable offline: pass weights=PATH to the official "
-                             f"{cfg.checkpoint}, or untrained=True") from err
+        weights = _default_weights(cfg)
+        if weights is None:
+            try:
+                return builder(cfg.arch, pretrained=True, **arch_kwargs), "@hub"
+            except Exception as err:  # network, hub and HF errors of all kinds
+                raise InputError("pretrained", f"timm hub weights for {cfg.arch!r}",
+                                 f"a failed download ({type(err).__name__}: {str(err)[:160]})",
+                                 f"run `cortexalign fetch {checkpoint_entry(cfg.name)}`, or "
+                                 f"pass weights=PATH to the official {cfg.checkpoint}, or "
+                                 "untrained=True") from err
+        variant = f"@fetched:{weights.name}"
     try:
         with seeded(spec.seed):
             module = builder(cfg.arch, **arch_kwargs)
     except TypeError as err:
         raise InputError("kwargs", f"architecture options of {cfg.name!r}",
                          repr(sorted(arch_kwargs)), f"remove or fix the option ({err})") from err
-    if spec.source == "file":
-        official = read_state_dict(spec.weights)
+    if weights is not None and spec.source != "untrained":
+        official = read_state_dict(weights)
         converted = convert_state_dict(cfg.family, official, module)
         missing = [k for k in module.state_dict() if k not in converted]
-        check_generation(cfg.family, official, repr(str(spec.weights)),
+        check_generation(cfg.family, official, repr(str(weights)),
                          f" with {len(missing)} missing keys for {cfg.name!r}")
-        load_state_dict_checked(module, converted, repr(str(spec.weights)))
-    return module
+        load_state_dict_checked(module, converted, repr(str(weights)))
+    return module, variant
 
 
 def build_sam_family(cfg: SamConfig, spec: LoadSpec, *, tiny: bool = False,
@@ -97,10 +124,9 @@ def build_sam_family(cfg: SamConfig, spec: LoadSpec, *, tiny: bool = False,
     arch_kwargs.setdefault("img_size", cfg.img_size)
     arch_kwargs.update(kwargs)
     img_size = int(arch_kwargs["img_size"])
-    module = _build_module(cfg, spec, arch_kwargs)
+    module, variant = _build_module(cfg, spec, arch_kwargs)
     paths, channels_last = sam_layer_paths(module)
     opts = options_tag(kwargs) + ("[tiny]" if tiny else "")
-    variant = "@hub" if spec.source == "default" else spec.variant()
     return SamAdapter(spec.name, f"{cfg.name}{opts}{variant}", module, sam_preprocess(img_size),
                       torch.device(spec.device), paths, channels_last, cfg.family)
 
@@ -112,7 +138,9 @@ def _register(cfg: SamConfig) -> None:
     build.__doc__ = cfg.description
     layers = "blocks.i, neck" if cfg.family in ("sam", "efficient_sam") else (
         "blocks.i" if cfg.family == "sam2" else "stages.i.blocks.j, neck")
-    weights = ("timm hub (network) or weights=PATH to " if cfg.hub else "weights=PATH to ") + (
+    entry = checkpoint_entry(cfg.name)
+    weights = (f"`cortexalign fetch {entry}`, " if entry else "") + (
+        "timm hub (network) or weights=PATH to " if cfg.hub else "weights=PATH to ") + (
         cfg.checkpoint or "a checkpoint in cortexalign's layout")
     MODELS.add(cfg.name, build, description=cfg.description, layers=layers, weights=weights,
                tiny={"untrained": True, "tiny": True}, family=cfg.family)

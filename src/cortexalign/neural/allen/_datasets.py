@@ -101,10 +101,11 @@ def ophys_natural_scenes(path: str, **options) -> xr.DataArray:
                  stimuli="allen.natural_scenes",
                  description="Allen Visual Coding Neuropixels natural-scene spike counts (session "
                              "NWB file, folder or EcephysProjectCache in options.path)")
-def ecephys_natural_scenes(path: str, **options) -> xr.DataArray:
-    """Spike counts of every unit of the sessions under ``path`` (units concatenated);
-    ``options`` go to ``load_ecephys_natural_scenes``."""
-    sessions = [load_ecephys_natural_scenes(f, **options) for f in find_nwb_files(path, "ecephys")]
+def ecephys_natural_scenes(path: str | list, **options) -> xr.DataArray:
+    """Spike counts of every unit of the sessions under ``path`` (or of a list of session
+    files; units concatenated); ``options`` go to ``load_ecephys_natural_scenes``."""
+    files = list(path) if isinstance(path, (list, tuple)) else find_nwb_files(path, "ecephys")
+    sessions = [load_ecephys_natural_scenes(f, **options) for f in files]
     if len(sessions) == 1:
         return sessions[0]
     n_rep = max(s.sizes["repetition"] for s in sessions)

@@ -1,0 +1,201 @@
+"""Second-order analyses of a run: alignment patterns and benchmark discriminability.
+
+Both need every layer's features, not just the stored scores: they read them from the run's
+feature cache through the same keys as the per-layer jobs (``_partitions._model_sets``: a layer
+the jobs extracted is read, not computed again; a missing one is extracted once), then call
+``cortexalign.analyses`` and write the ``second_order`` table (``results.SecondOrderRecord``).
+
+``run_second_order`` runs the config's ``patterns:`` and ``discriminability:`` at the end of
+``run_experiment``; ``grid_discriminability`` does the latter for any finished results directory
+(the config is read from the store), for ``cortexalign results OUT --discriminability``.
+Discriminability covers the ``rsa`` entries of a config (their stimulus resampling is exact, with
+pair weights); the other measures are listed as skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import xarray as xr
+import yaml
+
+from cortexalign.analyses import (
+    alignment_patterns,
+    benchmark_discriminability,
+    discriminability_records,
+    pattern_records,
+)
+from cortexalign.bench._config import ExperimentConfig, NeuralSpec, load_config
+from cortexalign.bench._executors import RunContext
+from cortexalign.bench._partitions import _model_sets
+from cortexalign.bench._second_order_spec import DiscriminabilitySpec, PatternSpec
+from cortexalign.bench._targets import load_targets
+from cortexalign.errors import CortexAlignError, InputError
+from cortexalign.features import FeatureCache
+from cortexalign.results import ResultsStore
+from cortexalign.stimuli import load_stimuli
+
+__all__ = ["run_second_order", "grid_discriminability", "GridDiscriminability"]
+
+log = logging.getLogger("cortexalign.bench")
+
+
+@dataclass(frozen=True)
+class GridDiscriminability:
+    """One (target, metric entry, rule) of a grid: the samples and their discriminability, or
+    why it was skipped (``skipped``: the reason; ``result`` is then None)."""
+
+    target: str
+    metric: str
+    rule: str
+    result: tuple | None
+    skipped: str = ""
+
+
+def _features(cfg: ExperimentConfig, labels: list[str] | None, stimuli, cache, device,
+              progress: bool) -> tuple[dict[str, dict], dict]:
+    """Model label -> layer -> (s, d) features of the activations models (all their layers)."""
+    out, errors = {}, {}
+    for spec in cfg.models:
+        if spec.features != "activations" or (labels is not None and spec.display not in labels):
+            continue
+        if spec.layers == "all":
+            from cortexalign.models import load_model
+
+            layers = load_model(spec.name, pretrained=spec.pretrained, weights=spec.weights,
+                                untrained=spec.untrained, seed=spec.seed, device=device,
+                                **spec.kwargs).layers()
+        else:
+            layers = list(spec.layers)
+        _model_sets(cfg, spec, layers, stimuli, cache, device, progress, out, errors)
+    models: dict[str, dict] = {}
+    for (label, layer), feats in out.items():
+        models.setdefault(label, {})[layer] = feats.values_sd
+    return models, errors
+
+
+def _metric_label(options: dict) -> str:
+    return f"rsa:{options.get('compare', 'spearman')}"
+
+
+def _rsa_options(options: dict) -> dict:
+    keep = {"rdm_method": options.get("rdm_method", "correlation"),
+            "compare": options.get("compare", "spearman"),
+            "neural_rdm_method": options.get("neural_rdm_method")}
+    ceiling_by = options.get("ceiling_by", "subject")
+    keep["subject_by"] = ceiling_by if ceiling_by is not None else "__each_rdm__"
+    return keep
+
+
+def discriminability_of(cfg: ExperimentConfig, spec: DiscriminabilitySpec, targets, models,
+                        seed: int) -> list[GridDiscriminability]:
+    """Every (target group, metric entry, rule) of the grid."""
+    out = []
+    for groups in targets.values():
+        for group in groups:
+            for m in cfg.metrics:
+                if m.name != "rsa":
+                    for rule in spec.rules:
+                        out.append(GridDiscriminability(
+                            group.label, m.name, rule, None, "only rsa entries are resampled "
+                            "exactly (pairs of copies of a stimulus left out); resample others "
+                            "with analyses.layer_choice on subsets"))
+                    continue
+                res = benchmark_discriminability(
+                    models, group.data, rules=tuple(spec.rules), alpha=spec.alpha,
+                    n_bootstrap=spec.n_bootstrap, n_folds=spec.n_folds,
+                    bootstrap_subjects=spec.bootstrap_subjects, seed=seed,
+                    **_rsa_options(m.options))
+                out += [GridDiscriminability(group.label, _metric_label(m.options), rule, pair)
+                        for rule, pair in res.items()]
+    return out
+
+
+def _store_discriminability(store: ResultsStore, run_id: str,
+                            results: list[GridDiscriminability]) -> None:
+    rows = []
+    for r in results:
+        if r.result is not None:
+            rows += discriminability_records(*r.result, target=r.target, metric=r.metric)
+    store.record_second_order(run_id, rows)
+
+
+def _pattern_target(cfg: ExperimentConfig, spec: PatternSpec, stimuli) -> xr.DataArray:
+    entry = next((n for n in cfg.neural if n.display == spec.target), None)
+    if entry is None:
+        raise InputError("patterns.target", f"a neural entry's label, one of "
+                         f"{[n.display for n in cfg.neural]}", repr(spec.target),
+                         "name the multi-region responses target")
+    whole = NeuralSpec.model_validate({**entry.model_dump(), "split_by": []})
+    data = load_targets(whole, stimuli)[0].data
+    if not isinstance(data, xr.DataArray):
+        raise InputError("patterns.target", "responses with region and subject coordinates",
+                         f"{spec.target!r} holds RDMs", "point patterns at a responses target")
+    return data
+
+
+def _run_patterns(ctx: RunContext, spec: PatternSpec) -> list:
+    data = _pattern_target(ctx.config, spec, ctx.stimuli)
+    models, errors = _features(ctx.config, spec.models, ctx.stimuli, ctx.cache, ctx.device,
+                               ctx.progress)
+    for (label, layer), msg in errors.items():
+        ctx.summary.failures.append({"job": f"patterns {spec.target} {label}/{layer}",
+                                     "error": msg})
+    rows = []
+    for k, (label, layers) in enumerate(models.items()):
+        res = alignment_patterns(
+            layers, data, assign=spec.assign, rdm_method=spec.rdm_method, compare=spec.compare,
+            similarity=spec.similarity, null=spec.null, n_permutations=spec.n_permutations,
+            n_bootstrap=spec.n_bootstrap, bootstrap_subjects=spec.bootstrap_subjects,
+            seed=ctx.config.seed, subject_by=spec.subject_by, region_by=spec.region_by,
+            min_neuroids=spec.min_neuroids)
+        rows += pattern_records(res, model=label, target=spec.target,
+                                metric=f"rsa:{spec.compare}", with_brain=k == 0)
+    return rows
+
+
+def run_second_order(ctx: RunContext) -> None:
+    """The config's ``patterns:`` and ``discriminability:``, after the per-layer jobs; a failure
+    is recorded in the run summary (the run's scores stand)."""
+    cfg = ctx.config
+    for spec in cfg.patterns:
+        try:
+            ctx.store.record_second_order(ctx.run_id, _run_patterns(ctx, spec))
+        except CortexAlignError as err:
+            ctx.summary.failures.append({"job": f"patterns {spec.target}", "error": str(err)})
+    if cfg.discriminability is not None:
+        try:
+            models, _ = _features(cfg, None, ctx.stimuli, ctx.cache, ctx.device, ctx.progress)
+            _store_discriminability(ctx.store, ctx.run_id, discriminability_of(
+                cfg, cfg.discriminability, ctx.targets, models, cfg.seed))
+        except CortexAlignError as err:
+            ctx.summary.failures.append({"job": "discriminability", "error": str(err)})
+
+
+def grid_discriminability(out: str | Path, spec: DiscriminabilitySpec | None = None, *,
+                          seed: int | None = None, device: str = "cpu",
+                          progress: bool = False) -> list[GridDiscriminability]:
+    """Discriminability of a finished results directory: the newest run's config and feature
+    cache (features a run extracted are read, not recomputed), every (target, rsa entry, rule).
+    The rows are written to the store under that run, replacing earlier ones."""
+    from cortexalign.bench._status import results_path
+
+    path = results_path(out)
+    runs = ResultsStore(path, read_only=True).frame("runs").sort_values("started")
+    if runs.empty:
+        raise InputError("out", "a results directory with a finished run", str(out),
+                         "run `cortexalign run CONFIG --out OUT` first")
+    run = runs.iloc[-1]
+    cfg = load_config(yaml.safe_load(str(run["config_yaml"])))
+    spec = spec or cfg.discriminability or DiscriminabilitySpec()
+    stimuli = load_stimuli(cfg.stimuli.source, **cfg.stimuli.options)
+    targets = {n.display: load_targets(n, stimuli) for n in cfg.neural}
+    cache = FeatureCache(Path(cfg.cache_dir) if cfg.cache_dir else path.parent / "cache")
+    models, errors = _features(cfg, None, stimuli, cache, device, progress)
+    for (label, layer), msg in errors.items():
+        log.warning("discriminability: %s/%s left out: %s", label, layer, msg)
+    results = discriminability_of(cfg, spec, targets, models, cfg.seed if seed is None else seed)
+    _store_discriminability(ResultsStore(path), str(run["run_id"]), results)
+    return results
