@@ -10,7 +10,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["CortexAlignError", "InputError", "UnknownNameError", "close_matches"]
+__all__ = ["CortexAlignError", "InputError", "UnknownNameError", "close_matches", "RequestError",
+           "Problems"]
 
 
 class CortexAlignError(ValueError):
@@ -63,3 +64,59 @@ class UnknownNameError(CortexAlignError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise wrap the message in quotes
         return str(self.args[0])
+
+
+class RequestError(CortexAlignError):
+    """Several problems with one request (a config, a command line), reported together.
+
+    Attributes
+    ----------
+    problems : one message per problem, each naming its entry and the fix.
+    """
+
+    def __init__(self, heading: str, problems: list[str], footer: str = ""):
+        self.problems = list(problems)
+        lines = [heading, *(f"  - {p}" for p in problems)] + ([footer] if footer else [])
+        super().__init__("\n".join(lines))
+
+
+class Problems:
+    """Collects the errors of a whole request so they are reported at once.
+
+    >>> problems = Problems()
+    >>> value = problems.check("models[0].layers", lambda: check_layers(...))  # doctest: +SKIP
+    >>> problems.raise_if_any("my.yaml")                                       # doctest: +SKIP
+
+    ``check`` returns the callable's result, or None after recording its ``CortexAlignError``
+    (its message led by ``where``). ``raise_if_any`` raises nothing when all passed, the error
+    itself when there was one (so its type and ``parameter`` survive), else a ``RequestError``
+    listing every message.
+    """
+
+    def __init__(self) -> None:
+        self.errors: list[CortexAlignError] = []
+
+    def __len__(self) -> int:
+        return len(self.errors)
+
+    def check(self, where: str, fn):
+        """``fn()``, or None with its ``CortexAlignError`` recorded under ``where``."""
+        try:
+            return fn()
+        except CortexAlignError as err:
+            self.add(where, err)
+            return None
+
+    def add(self, where: str, err: CortexAlignError) -> None:
+        """Record ``err`` under ``where`` (an entry such as ``models[0] (timm:resnet18)``)."""
+        if where and err.args and isinstance(err.args[0], str):
+            err.args = (f"{where}: {err.args[0]}", *err.args[1:])
+        self.errors.append(err)
+
+    def raise_if_any(self, source: str, footer: str = "") -> None:
+        """Raise the one error recorded, or a ``RequestError`` listing them all (from ``source``)."""
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise RequestError(f"{source}: {len(self.errors)} problems, nothing was written:",
+                               [str(e) for e in self.errors], footer)

@@ -14,6 +14,7 @@ from cortexalign.align import (
     AlignmentLoss,
     BrainTarget,
     HeldOutLeakError,
+    circularity,
     list_checkpoints,
     run_frame,
     split_stimuli,
@@ -101,6 +102,10 @@ def test_tiny_ann_trains_checkpoints_load_and_rows_are_flagged(tmp_path):
     assert set(align.split) == {"train", "heldout"}
     assert align[align.split == "train"].circular.all()
     assert not align[align.split == "heldout"].circular.any()
+    split = result.split
+    assert "circular" in circularity(ckpt, "kriegeskorte92.human_IT", split.train[:5])
+    assert circularity(ckpt, "kriegeskorte92.human_IT", split.heldout).startswith("held out")
+    assert circularity(ckpt, "kriegeskorte92.monkey_IT", split.train) is None
     report = (out / "report.md").read_text()
     assert "Training target" in report and "circular" in report
     assert (out / "curve.png").stat().st_size > 0

@@ -16,8 +16,9 @@ from _streamed_helpers import (  # on sys.path (pytest)
 
 from cortexalign.bench import ConfigError, _run, load_config
 from cortexalign.bench._config import MetricSpec
-from cortexalign.bench._run import _check_metric_folds, _pooled_bytes, run_experiment
+from cortexalign.bench._run import _pooled_bytes, run_experiment
 from cortexalign.bench._scoring import STREAMED_METRICS, CachedLayer, score_job
+from cortexalign.bench._validate import check_metric_folds
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.features import FeatureCache
 from cortexalign.metrics import rsa_permutation_p, score
@@ -254,7 +255,7 @@ def test_folds_the_stimuli_cannot_make_are_refused_before_any_job(tmp_path, resp
     assert err.value.parameter == f"metrics[1] (ridge).options.{option}"
     assert not (tmp_path / "out").exists()
     ok = {**options, option: options[option] - 1}  # one less is allowed
-    _check_metric_folds(load_config(_config(responses_file, metrics=[
+    check_metric_folds(load_config(_config(responses_file, metrics=[
         {"name": "ridge", "options": ok}])), 92)
 
 

@@ -96,7 +96,7 @@ def test_allen_ophys_filters_layout_and_loader(server, home, tmp_path):
                   and ".partial" not in p.parts) == [
         "experiment_containers.json", "ophys_experiment_data/501940850.nwb",
         "ophys_experiments.json"]  # session A (502000000) never: it shows no natural scenes
-    assert {f.checked for f in result.files} == {"S3 ETag (md5)"}
+    assert {f.checked for f in result.files} == {"S3 ETag md5"}
     assert srv.gets("/visual-coding-2p/ophys_experiment_data/501940850.nwb")[-1].range == \
         "bytes=3000-"
     from cortexalign.neural import NEURAL

@@ -68,3 +68,27 @@ def test_two_commands_fetching_one_file_download_it_once(server, home, monkeypat
     assert len(srv.gets(SAM2_T)) == 1
     got = (home / "sam2-hiera-t/sam2_hiera_tiny.pt").read_bytes()
     assert hashlib.sha256(got).digest() == hashlib.sha256(BODY).digest()
+
+
+def test_run_offline_fails_before_torch_loads(home, tmp_path):
+    """``cortexalign run`` with a config naming catalogue data it lacks, offline: exit 2 with the
+    fetch commands, before the run imports torch (so it answers at once)."""
+    import json
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(json.dumps({
+        "stimuli": {"source": "allen-ophys"},
+        "models": [{"name": "sam_vit_b", "weights": "sam-vit-b"}],
+        "neural": [{"source": "allen-ophys", "options": {"area": ["VISp"], "cre_line": "Cux2"}}],
+        "metrics": [{"name": "rsa"}]}))
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom cortexalign.cli import app\n"
+            f"r = CliRunner().invoke(app, ['run', {str(cfg)!r}, '--out', {str(tmp_path / 'o')!r}],"
+            " env={'COLUMNS': '300'})\nprint(r.exit_code, 'torch' in sys.modules)\nprint(r.output)")
+    env = {**__import__("os").environ, "CORTEXALIGN_OFFLINE": "1", "COLUMNS": "300"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=120).stdout
+    out = " ".join(out.split())  # rich wraps long lines
+    assert out.startswith("2 False"), out
+    assert "`cortexalign fetch allen-ophys area=VISp cre_line=Cux2` (neural[0], stimuli)" in out
+    assert "`cortexalign fetch sam-vit-b` (models[0].weights)" in out
+    assert not (tmp_path / "o").exists()

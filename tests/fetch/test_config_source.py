@@ -58,7 +58,7 @@ def test_offline_a_config_naming_a_missing_source_fails_at_once(home, tmp_path, 
         run_experiment(cfg, tmp_path / "run", progress=False)
     msg = str(err.value)
     assert "CORTEXALIGN_OFFLINE=1 is set" in msg
-    assert "`cortexalign fetch allen-ophys area=VISal` (neural[0])" in msg
+    assert "`cortexalign fetch allen-ophys area=VISal` (neural[0], stimuli)" in msg
     assert "`cortexalign fetch sam-vit-b` (models[0].weights)" in msg
     assert not (tmp_path / "run").exists()
 

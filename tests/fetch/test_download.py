@@ -39,7 +39,7 @@ def test_download_is_checked_then_visible(server, home, digest):
     assert got.path == home / "sub/model.pt" and got.path.read_bytes() == BODY
     assert got.status == "downloaded" and got.transferred == len(BODY)
     expected = {"sha256": "sha256", "md5": "md5", "git_sha1": "git-sha1",
-                "s3-etag": "S3 ETag (md5)", "hf-sha256": "hub sha256 (sha256)", "none": "size"}
+                "s3-etag": "S3 ETag md5", "hf-sha256": "hub sha256", "none": "size"}
     assert got.checked == expected[digest]
     assert not list((home / PARTIAL_DIR).rglob("*.part"))
     again = _fetcher(home).fetch([rf])[0]  # present: no second request
@@ -54,7 +54,7 @@ def test_resume_after_a_cut_connection(server, home):
     assert got.path.read_bytes() == BODY
     gets = srv.gets("w/big.bin")
     assert [g.range for g in gets] == [None, "bytes=100000-"]  # resumed, not restarted
-    assert got.transferred == len(BODY)
+    assert got.transferred == len(BODY) and got.status == "resumed"
 
 
 def test_resume_by_a_later_command_after_repeated_cuts(server, home):
@@ -197,3 +197,15 @@ def test_mirrors_replace_the_official_host(server, home, monkeypatch):
     monkeypatch.setenv("CORTEXALIGN_MIRROR", f"dl.fbaipublicfiles.com={base}")
     got = _fetcher(home, mirrors=parse_mirrors(None)).fetch([rf])[0]
     assert got.path.read_bytes() == BODY and len(srv.gets("segment_anything/f.pt")) == 1
+
+
+def test_a_file_mirror_serves_offline(home, tmp_path, monkeypatch):
+    """A mirror on a shared disk (``file://``) is used even with CORTEXALIGN_OFFLINE=1."""
+    copy = tmp_path / "mirror/segment_anything/f.pt"
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(BODY)
+    monkeypatch.setenv("CORTEXALIGN_OFFLINE", "1")
+    rf = RemoteFile("f.pt", "https://dl.fbaipublicfiles.com/segment_anything/f.pt",
+                    md5=hashlib.md5(BODY).hexdigest())
+    got = _fetcher(home, mirrors=parse_mirrors(f"file://{tmp_path}/mirror")).fetch([rf])[0]
+    assert got.path.read_bytes() == BODY and got.checked == "md5"

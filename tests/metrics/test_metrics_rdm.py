@@ -123,10 +123,13 @@ def test_bad_features_raise(bad, match):
     assert err.value.parameter == "x_sd" and err.value.fix
 
 
-def test_constant_stimulus_row_rejected_for_correlation():
+def test_constant_stimulus_row_warns_and_is_uncorrelated_for_correlation():
+    # correlation with a constant vector is undefined: taken as 0 (dissimilarity 1), with a warning
     x = np.array([[1.0, 2.0, 3.0], [2.0, 2.0, 2.0], [0.0, 5.0, 1.0]])
-    with pytest.raises(InputError, match="row 1"):
-        compute_rdm(x, "correlation", device="cpu")
+    with pytest.warns(UserWarning, match="row 1"):
+        rdm = compute_rdm(x, "correlation", device="cpu")
+    assert rdm[1, 0] == rdm[1, 2] == rdm[0, 1] == 1.0 and rdm[1, 1] == 0.0
+    assert rdm[0, 2] == pytest.approx(1 - np.corrcoef(x[0], x[2])[0, 1])
 
 
 def test_unknown_method_suggests_close_names():
@@ -168,8 +171,10 @@ def test_constant_rows_are_found_whatever_their_level(offset):
     """Constant rows (centred norm ~ 0 relative to the raw norm) at any offset, and a row with a
     relative variation of 1e-9 is not constant (the raw norm comes from |x|^2 = |x - m|^2 + d m^2)."""
     base = np.array([[1.0, 2.0, 3.0], [0.0, 5.0, 1.0], [4.0, 4.0, 4.0]]) + offset
-    with pytest.raises(InputError, match="row 2"):
+    with pytest.warns(UserWarning, match="row 2"):
         compute_rdm(base, "correlation", device="cpu")
     base[2, 0] += 1e-9 * max(offset, 1.0)
-    np.testing.assert_allclose(compute_rdm(base, "correlation", device="cpu"),
-                               squareform(pdist(base, "correlation")), atol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no longer constant: no warning
+        got = compute_rdm(base, "correlation", device="cpu")
+    np.testing.assert_allclose(got, squareform(pdist(base, "correlation")), atol=1e-6)

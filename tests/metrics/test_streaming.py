@@ -249,6 +249,10 @@ def test_constant_features_are_refused():
     with pytest.raises(InputError, match="vary"):
         streaming_cka(x, _features(s=30), block_rows=7, device="cpu")
     x = _features(s=30)
-    x[17] = 2.0  # a constant stimulus has no correlation distance
-    with pytest.raises(InputError, match="within rows 14:21"):
-        streaming_rdm(x, "correlation", block_rows=7, device="cpu")
+    x[17] = 2.0  # a constant stimulus: uncorrelated with every other (dissimilarity 1), warned
+    with pytest.warns(UserWarning, match="constant feature vector"):
+        got = streaming_rdm(x, "correlation", block_rows=7, device="cpu")
+    with pytest.warns(UserWarning, match="row 17"):
+        ref = compute_rdm(x, "correlation", device="cpu")
+    np.testing.assert_allclose(got, ref, atol=1e-12)
+    assert (np.delete(got[17], 17) == 1.0).all()

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_repo_config_validates():
     cfg = load_brainmap_config(REPO / "configs" / "sae_brainmap.yaml")
-    assert cfg.model == "timm:vit_base_patch16_clip_224.openai" and len(cfg.layers) == 12
+    assert cfg.model == "timm:vit_base_patch16_clip_quickgelu_224.openai" and len(cfg.layers) == 12
     sae = cfg.sae_config(768)
     assert (sae.architecture, sae.d_sae, sae.l1_coef, sae.lr) == ("relu_tied", 12288, 8.6e-4, 5e-5)
 

@@ -10,7 +10,7 @@ only measure. The objectives are the metrics' own definitions kept in the autogr
 from cortexalign.align.checkpoint import list_checkpoints, load_checkpoint, read_checkpoint_meta
 from cortexalign.align.config import OBJECTIVE_NAMES, AlignConfig
 from cortexalign.align.data import TaskData, load_task_data
-from cortexalign.align.record import training_target
+from cortexalign.align.record import circularity, training_target
 from cortexalign.align.report import run_frame, write_run_report
 from cortexalign.align.split import StimulusSplit, split_stimuli
 from cortexalign.align.target import AlignmentLoss, BrainTarget, HeldOutLeakError, subset_target
@@ -18,5 +18,5 @@ from cortexalign.align.train import AlignResult, train_aligned
 
 __all__ = ["AlignConfig", "OBJECTIVE_NAMES", "train_aligned", "AlignResult", "BrainTarget",
            "AlignmentLoss", "HeldOutLeakError", "subset_target", "StimulusSplit",
-           "split_stimuli", "TaskData", "load_task_data", "training_target", "run_frame",
+           "split_stimuli", "TaskData", "load_task_data", "training_target", "circularity", "run_frame",
            "write_run_report", "list_checkpoints", "load_checkpoint", "read_checkpoint_meta"]

@@ -20,7 +20,7 @@ from cortexalign.align.config import AlignConfig
 from cortexalign.align.target import BrainTarget
 from cortexalign.results import RESULTS_FILE, ResultsStore, ScoreRecord
 
-__all__ = ["CurveRecorder", "training_target"]
+__all__ = ["CurveRecorder", "training_target", "circularity"]
 
 
 def training_target(cfg: AlignConfig, target: BrainTarget) -> dict:
@@ -128,3 +128,27 @@ class CurveRecorder:
 
         self.store.finish_run(self.run_id)
         write_run_report(self.store.path.parent)
+
+
+def circularity(weights, target: str, stimulus_ids) -> str | None:
+    """Whether scoring the model in ``weights`` on ``target`` over ``stimulus_ids`` is circular.
+
+    Reads the training target that ``train_aligned`` wrote beside the checkpoint. Returns None
+    when the model was not aligned to ``target`` (or has no such record), else a sentence naming
+    the overlap: any training stimulus among ``stimulus_ids`` makes the score circular; only
+    held-out stimuli make it a fair held-out score of a model aligned to that target.
+    """
+    from pathlib import Path
+
+    meta_path = Path(weights).with_suffix(".json")
+    if not meta_path.is_file():
+        return None
+    record = json.loads(meta_path.read_text()).get("training_target") or {}
+    if record.get("target") != str(target) or not float(record.get("lam", 0)) > 0:
+        return None
+    overlap = set(map(str, stimulus_ids)) & set(record.get("train_stimuli", []))
+    if overlap:
+        return (f"circular: the model was trained (lam={record['lam']}) to align with {target} "
+                f"on {len(overlap)} of these {len(list(stimulus_ids))} stimuli")
+    return (f"held out: the model was aligned to {target}, but on none of these stimuli "
+            f"(a held-out score)")

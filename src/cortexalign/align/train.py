@@ -1,8 +1,11 @@
 """``train_aligned(config)``: task loss + lambda x alignment loss, for timm and spiking models.
 
 Each step draws a task batch (a pure function of ``(seed, step)``, so a resumed run repeats an
-uninterrupted one) and, when ``lam > 0``, the alignment batch of *training* stimuli; the loss is
-``task + lam * AlignmentLoss(layer features)``. Every ``eval_every`` steps (and at the end) the
+uninterrupted one) and the alignment batch of *training* stimuli; the loss is ``task + lam *
+AlignmentLoss(layer features)``. With ``lam = 0`` the alignment batch still passes through the
+model in train mode (its loss is recorded, not minimised), so that batch-norm statistics see the
+same images in every run and a ``lam > 0`` run differs from its ``lam = 0`` twin by the
+alignment gradient alone. Every ``eval_every`` steps (and at the end) the
 model is scored in eval mode: task accuracy on the task's test images and the hard metric the
 objective trains (``metric_of``) on the training and on the held-out stimuli. The points go to
 ``results.duckdb`` in the run folder as they are made, and a checkpoint (``checkpoint.py``)
@@ -130,7 +133,7 @@ class _Run:
         3 (forward + backward) x parameters x images x output positions of a stride-8 map.
         Small models on small images stay below ``SMALL_WORK`` and run on one thread."""
         n_params = sum(p.numel() for p in self.module.parameters())
-        images = self.cfg.batch_size + (len(self.loss.train_ids) if self.cfg.lam > 0 else 0)
+        images = self.cfg.batch_size + (self.cfg.align_batch or len(self.loss.train_ids))
         return 3.0 * n_params * images * max(1, self.cfg.image_size // 8) ** 2
 
     def lr_at(self, step: int) -> float:
@@ -153,20 +156,20 @@ class _Run:
         return x.to(self.device), self.train_y[idx].to(self.device), ids
 
     def step(self, step: int) -> tuple[float, float]:
-        """One optimiser step; returns (task loss, alignment loss or NaN when lam == 0)."""
+        """One optimiser step; returns (task loss, alignment loss)."""
         x, y, ids = self.batch(step)
         for group in self.opt.param_groups:
             group["lr"] = self.lr_at(step)
         task = _task_loss(self.module, x, y)
-        total, align_value = task, math.nan
-        if self.cfg.lam > 0:
-            self.loss.check_ids(ids)  # before any image is looked up
-            rows = torch.as_tensor([self.loss.train_ids.index(i) for i in ids],
-                                   device=self.device)
-            feats = self.adapter.forward_layers(self.brain["train"][rows], self.layers, grad=True)
-            align = self.loss(feats, ids)
-            total = task + self.cfg.lam * align.to(task.dtype)
-            align_value = float(align.detach())
+        # the alignment batch goes through the model in train mode for every lambda, 0 included:
+        # batch-norm statistics then see the same images in every run, and a lambda > 0 run
+        # differs from its lambda = 0 twin by the alignment gradient alone
+        self.loss.check_ids(ids)  # before any image is looked up
+        rows = torch.as_tensor([self.loss.train_ids.index(i) for i in ids], device=self.device)
+        feats = self.adapter.forward_layers(self.brain["train"][rows], self.layers, grad=True)
+        align = self.loss(feats, ids)
+        align_value = float(align.detach())
+        total = task + self.cfg.lam * align.to(task.dtype) if self.cfg.lam > 0 else task
         self.opt.zero_grad(set_to_none=True)
         total.backward()
         self.opt.step()

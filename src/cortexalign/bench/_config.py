@@ -20,7 +20,14 @@ from cortexalign.bench._second_order_spec import DiscriminabilitySpec, PatternSp
 from cortexalign.errors import CortexAlignError, close_matches
 
 __all__ = ["ExperimentConfig", "ModelSpec", "NeuralSpec", "NeuralSelect", "MetricSpec",
-           "StimuliSpec", "RaySpec", "load_config", "ConfigError", "quickstart_config_path"]
+           "StimuliSpec", "RaySpec", "load_config", "ConfigError", "quickstart_config_path",
+           "CONFIG_HELP"]
+
+
+#: The last line of every config error: where the keys are described.
+CONFIG_HELP = ("Fix the entries above. `cortexalign config keys` lists every key with its type, "
+               "default and meaning; `cortexalign config template` prints a config with all of "
+               "them; `cortexalign config check FILE` checks a file without running it.")
 
 
 class ConfigError(CortexAlignError):
@@ -266,7 +273,7 @@ def _format(err: ValidationError, source: str) -> str:
             lines.append(f"  - {where}: required key is missing.")
         else:
             lines.append(f"  - {where}: {e['msg']} (received {e.get('input')!r}).")
-    lines.append("Fix the keys above; `cortexalign run --help` describes every key.")
+    lines.append(CONFIG_HELP)
     return "\n".join(lines)
 
 
@@ -281,7 +288,9 @@ def load_config(source: str | Path | dict) -> ExperimentConfig:
         data, where = source, "config"
     else:
         p = Path(source)
-        if p.suffix in (".yaml", ".yml") or p.exists():
+        # YAML text (several lines) is never a path: stat() of it may fail (name too long)
+        if not (isinstance(source, str) and "\n" in source) and (
+                p.suffix in (".yaml", ".yml") or p.exists()):
             if not p.is_file():
                 raise ConfigError(f"config: expected a YAML file, received {str(p)!r} which does "
                                   "not exist. Fix: check the path.")

@@ -17,7 +17,6 @@ Order of work
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,11 +35,11 @@ from cortexalign.bench._executors import (
 from cortexalign.bench._jobs import ScoreJob, plan_model_jobs
 from cortexalign.bench._partition_memory import check_partition_memory
 from cortexalign.bench._partition_spec import PARTITION_METHODS
-from cortexalign.bench._partitions import check_partition_targets, driver_device, run_partitions
-from cortexalign.bench._scoring import CachedLayer, check_job_options, score_job, uses_maps
+from cortexalign.bench._partitions import driver_device, run_partitions
+from cortexalign.bench._scoring import CachedLayer, score_job, uses_maps
 from cortexalign.bench._second_order import run_second_order
 from cortexalign.bench._stats import record_statistics
-from cortexalign.bench._targets import Target, load_targets
+from cortexalign.bench._validate import validate_request
 from cortexalign.device import resolve_device
 from cortexalign.errors import CortexAlignError, InputError
 from cortexalign.features import (
@@ -53,70 +52,12 @@ from cortexalign.features import (
 )
 from cortexalign.fetch.sources import fetch_config_sources
 from cortexalign.metrics import METRICS
-from cortexalign.models import MODELS, load_model
-from cortexalign.neural import NEURAL, RDMSet, load_neural
+from cortexalign.models import load_model
+from cortexalign.neural import NEURAL
 from cortexalign.results import RESULTS_FILE, ResultsStore
-from cortexalign.stimuli import BUNDLED, StimulusSet, load_stimuli
+from cortexalign.stimuli import BUNDLED, StimulusSet
 
 __all__ = ["run_experiment", "RunSummary"]
-
-
-
-
-def _targets_for(config: ExperimentConfig, stimuli: StimulusSet) -> dict[str, list[Target]]:
-    """Load each neural target in the stimulus set's order, selected and split into groups."""
-    return {spec.display: load_targets(spec, stimuli) for spec in config.neural}
-
-
-def _validate_names(config: ExperimentConfig) -> None:
-    for i, m in enumerate(config.models):
-        if m.name not in MODELS:
-            MODELS.get(m.name)  # raises UnknownNameError with close matches
-        del i
-    for spec in config.neural:
-        if spec.source not in NEURAL and not Path(spec.source).is_file():
-            load_neural(spec.source)  # raises with the list of datasets
-    for i, spec in enumerate(config.metrics):
-        METRICS.get(spec.name)
-        # score()'s InputError (the metric's own option checks), before any job runs
-        check_job_options(spec.name, spec.options, entry=f"metrics[{i}] ({spec.name})")
-
-
-def _check_metric_targets(config: ExperimentConfig, targets: dict[str, list[Target]]) -> None:
-    for spec in config.metrics:
-        if uses_maps(spec.name) and all(m.features == "activations" for m in config.models):
-            raise InputError(f"metrics ({spec.name})", "a model with features: attention or "
-                             "conv_map (map metrics compare maps)", "only activations models",
-                             "add features: attention / conv_map to a model, or drop the metric")
-        kind = METRICS.entry(spec.name).meta.get("target", "any")
-        for label, groups in targets.items():
-            is_rdm = isinstance(groups[0].data, RDMSet)
-            if (kind == "responses" and is_rdm) or (kind == "rdm" and not is_rdm):
-                have = "RDMs" if is_rdm else "responses"
-                raise InputError(f"metrics ({spec.name})", f"a target with {kind}",
-                                 f"target {label!r} holds {have}",
-                                 "use 'rsa' for RDM targets, or give responses for this metric")
-
-
-def _check_metric_folds(config: ExperimentConfig, n_stimuli: int) -> None:
-    """Folds a metric cannot make from the stimuli: ``n_folds`` above their count, or
-    ``inner_folds`` above the smallest outer fold's training stimuli (the bounds the encoding
-    metrics check when they run, here before any job)."""
-    for i, spec in enumerate(config.metrics):
-        params = inspect.signature(METRICS.get(spec.name)).parameters
-        where = f"metrics[{i}] ({spec.name}).options"
-        n_folds = spec.options.get("n_folds", params["n_folds"].default) if "n_folds" in params \
-            else None
-        if isinstance(n_folds, int) and n_folds > n_stimuli:
-            raise InputError(f"{where}.n_folds", f"an int in 2..{n_stimuli} (the stimuli)",
-                             repr(n_folds), "lower n_folds")
-        if "inner_folds" in params and isinstance(n_folds, int) and n_folds >= 2:
-            inner = spec.options.get("inner_folds", params["inner_folds"].default)
-            n_train = n_stimuli - -(-n_stimuli // n_folds)  # the smallest training split
-            if isinstance(inner, int) and inner > n_train:
-                raise InputError(f"{where}.inner_folds", f"an int in 2..{n_train} (the training "
-                                 f"stimuli of {n_folds} outer folds over {n_stimuli})",
-                                 repr(inner), "lower inner_folds or n_folds")
 
 
 def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *,
@@ -142,12 +83,8 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
         raise InputError("out_dir", "a directory", f"the file {str(out)!r}", "choose another --out")
 
     # 1. validate everything before writing anything
-    _validate_names(cfg)
-    stimuli = load_stimuli(cfg.stimuli.source, **cfg.stimuli.options)
-    targets = _targets_for(cfg, stimuli)
-    _check_metric_targets(cfg, targets)
-    _check_metric_folds(cfg, len(stimuli))
-    check_partition_targets(cfg, targets, len(stimuli))
+    stimuli, targets = validate_request(cfg, str(config) if isinstance(config, (str, Path))
+                                        else "config")
     # a Ray worker resolves the device where it runs (the driver may have no GPU)
     device = resolve_device(cfg.device) if cfg.executor == "local" else cfg.device
     # partitions hold their sets whole: over max_feature_memory_gb fails here (one probe image)

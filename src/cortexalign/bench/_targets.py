@@ -112,8 +112,10 @@ def load_targets(spec: NeuralSpec, stimuli: StimulusSet) -> list[Target]:
                              "remove select and split_by from this target")
         align_ids(stimuli.ids, data.stimulus_ids, what=what)
         return [Target(spec.display, data, {}, spec.display)]
-    idx = align_ids([str(s) for s in data["stimulus"].values], stimuli.ids, what=what)
-    data = data.isel(stimulus=idx)
+    neural_ids = [str(s) for s in data["stimulus"].values]
+    align_ids(stimuli.ids, neural_ids, what=what)  # the same ids on both sides, or the error
+    row = {s: i for i, s in enumerate(neural_ids)}
+    data = data.isel(stimulus=[row[s] for s in stimuli.ids])  # in the stimulus set's order
     if spec.select is not None:
         data = select_neuroids(data, **spec.select.model_dump(exclude_none=True))
     return split_targets(data, list(spec.split_by), spec.display, spec.min_neuroids)

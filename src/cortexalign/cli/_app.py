@@ -7,14 +7,67 @@ typer and rich only at module level, and everything else inside the command, so 
 
 from __future__ import annotations
 
-from typing import NoReturn
+import inspect
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand, TyperGroup
 
-__all__ = ["app", "console", "err_console", "fail", "parse_kwargs"]
+__all__ = ["app", "console", "err_console", "fail", "parse_kwargs", "FlagCommand", "FlagGroup",
+           "FlagTyper", "CLI_SPELLING"]
 
-app = typer.Typer(
+
+def _blank_flag_metavars(params: list[Any]) -> list[Any]:
+    """Flags take no value: give them an empty metavar, so help shows ``--quiet`` rather than
+    typer's ``--quiet <bool>`` (its rich help prints a type for every option)."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+def _paragraphs(text: str | None) -> str | None:
+    """A docstring's paragraphs each on one line: typer's rich help keeps a docstring's line
+    breaks, so a paragraph wrapped at 100 columns in the source came out broken mid-sentence
+    (and the command list showed the first one cut at its first line break). Paragraphs that
+    start with ``\\b`` keep their lines."""
+    if not text:
+        return text
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(p.split()) for p in paragraphs)
+
+
+class FlagCommand(TyperCommand):
+    """A typer command whose flags show no ``<bool>`` metavar in ``--help``, and whose help
+    paragraphs are joined into lines (:func:`_paragraphs`)."""
+
+    def __init__(self, *args: Any, help: str | None = None, **kwargs: Any):  # noqa: A002
+        super().__init__(*args, help=_paragraphs(help), **kwargs)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _blank_flag_metavars(super().get_params(ctx))
+
+
+class FlagGroup(TyperGroup):
+    """The ``cortexalign`` group: its own ``--help`` shows no ``<bool>`` metavar either."""
+
+    def __init__(self, *args: Any, help: str | None = None, **kwargs: Any):  # noqa: A002
+        super().__init__(*args, help=_paragraphs(help), **kwargs)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _blank_flag_metavars(super().get_params(ctx))
+
+
+class FlagTyper(typer.Typer):
+    """``typer.Typer`` whose commands default to :class:`FlagCommand`."""
+
+    def command(self, *args: Any, cls: type[TyperCommand] | None = None, **kwargs: Any):
+        return super().command(*args, cls=cls or FlagCommand, **kwargs)
+
+
+app = FlagTyper(
+    cls=FlagGroup,
     name="cortexalign",
     help="Measure how vision models line up with the visual brain: RSA, CKA and encoding "
          "scores per layer, with noise ceilings and bootstrap intervals, stored in DuckDB and "
@@ -27,9 +80,21 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def fail(err: Exception) -> NoReturn:
-    """Print ``error: <message>`` on standard error and exit with status 2."""
-    err_console.print(f"error: {err}", style="red", highlight=False, markup=False)
+#: The Python spellings of the model-loading fixes, as the command line spells them.
+CLI_SPELLING = {"weights=PATH": "--weights PATH", "untrained=True": "--untrained",
+                "pretrained=True": "(the default weights)"}
+
+
+def fail(err: Exception, spelling: dict[str, str] | None = None) -> NoReturn:
+    """Print ``error: <message>`` on standard error and exit with status 2.
+
+    ``spelling`` rewrites parts of the message (e.g. :data:`CLI_SPELLING`, so a fix reads
+    ``--weights PATH`` on the command line rather than the API's ``weights=PATH``).
+    """
+    message = str(err)
+    for api, cli in (spelling or {}).items():
+        message = message.replace(api, cli)
+    err_console.print(f"error: {message}", style="red", highlight=False, markup=False)
     raise typer.Exit(2)
 
 

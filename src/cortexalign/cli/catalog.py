@@ -3,6 +3,7 @@ config, and what a model costs."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -10,35 +11,69 @@ import typer
 from rich.table import Table
 
 from cortexalign.cli._app import app, console, fail, parse_kwargs
+from cortexalign.cli._table import FORMATS, Column, render
+
+#: ``list_models()`` as shipped, so that ``cortexalign models`` lists them without importing
+#: torch and every model family (seconds); ``tests/test_cli_first_hour.py`` fails when it differs
+#: from the registry, naming :func:`write_model_rows` to refresh it.
+MODEL_ROWS = Path(__file__).with_name("models.json")
+
+
+def read_model_rows() -> list[dict[str, str]]:
+    """The registered models' rows (name, description, layers, weights), read from
+    :data:`MODEL_ROWS`."""
+    return json.loads(MODEL_ROWS.read_text())
+
+
+def write_model_rows() -> Path:
+    """Refresh :data:`MODEL_ROWS` from the live registry (after registering a model)."""
+    from cortexalign.models import list_models
+
+    tmp = MODEL_ROWS.with_suffix(".tmp")
+    tmp.write_text(json.dumps([dict(r) for r in list_models()], indent=1) + "\n")
+    tmp.replace(MODEL_ROWS)
+    return MODEL_ROWS
 
 
 @app.command()
-def models() -> None:
-    """List the registered models (and the timm:<name> / torchvision:<name> prefixes)."""
-    from cortexalign.models import list_models
+def models(
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv, json or "
+                                     "markdown.")] = "table",
+) -> None:
+    """List the registered models (and the timm:<name> / torchvision:<name> prefixes).
 
-    table = Table(title="Models")
-    rows = list_models()
-    keys = list(rows[0].keys()) if rows else ["name"]
-    for k in keys:
-        table.add_column(k)
-    for r in rows:
-        table.add_row(*(str(r.get(k, "")) for k in keys))
-    console.print(table)
+    Nothing is built or imported: use `cortexalign layers MODEL` for a model's exact layers.
+    """
+    from cortexalign.errors import InputError
+
+    if fmt not in FORMATS:
+        fail(InputError("--format", " | ".join(FORMATS), repr(fmt), "e.g. --format csv"))
+    columns = (Column("name", identifier=True), Column("description", prose=True),
+               Column("layers", prose=True), Column("weights", prose=True))
+    render(console, columns, read_model_rows(), fmt)
 
 
 @app.command()
 def layers(
     model: Annotated[str, typer.Argument(
         help="A registered model, timm:<name> or torchvision:<name>.")],
-    untrained: Annotated[bool, typer.Option(help="Build without loading weights.")] = True,
+    untrained: Annotated[bool, typer.Option(help="Build without loading weights (the default "
+                                              "here, unlike extract and compare-layers: the "
+                                              "layer names do not depend on the weights, and "
+                                              "none are downloaded). --no-untrained loads the "
+                                              "default weights too.")] = True,
 ) -> None:
-    """List the layers of a model that can be extracted, in forward order."""
+    """List the layers of a model that can be extracted, in forward order.
+
+    Any submodule path (`model.named_modules()`) can be extracted too; these are the ones
+    scored with `layers: all`.
+    """
     from cortexalign.errors import CortexAlignError
-    from cortexalign.models import load_model
+    from cortexalign.models import load_architecture, load_model
 
     try:
-        adapter = load_model(model, untrained=untrained, device="cpu")
+        adapter = (load_architecture(model) if untrained else
+                   load_model(model, device="cpu"))
     except CortexAlignError as err:
         fail(err)
     for name in adapter.layers():
@@ -79,8 +114,12 @@ def datasets() -> None:
 def profile(
     model: Annotated[str, typer.Argument(
         help="A registered model, timm:<name> or torchvision:<name>.")],
-    untrained: Annotated[bool, typer.Option(help="Random weights (size and speed do not "
-                                                 "depend on the values).")] = True,
+    untrained: Annotated[bool, typer.Option(help="Random weights: the default here, unlike "
+                                                 "extract and compare-layers (whose features "
+                                                 "depend on the weights), since size and speed "
+                                                 "do not, and nothing is downloaded. "
+                                                 "--no-untrained loads the default "
+                                                 "weights.")] = True,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 1,
     repeats: Annotated[int, typer.Option(help="Timed forward passes (median reported).")] = 10,
     device: Annotated[str, typer.Option(help="'auto', 'cpu' or 'cuda:N'.")] = "auto",

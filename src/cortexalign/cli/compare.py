@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cortexalign.cli._app import app, fail
+from cortexalign.cli._app import CLI_SPELLING, app, fail
 from cortexalign.errors import InputError, UnknownNameError
 
 if TYPE_CHECKING:  # xarray is imported with the metrics, not by `cortexalign --help`
@@ -185,7 +185,9 @@ def compare_layers_to_file(model_a: str, stimuli: str | os.PathLike[str],
     extraction (layer names once the model is loaded, before its forward passes), and nothing
     is written.
     """
+    from cortexalign.cli.extract_file import check_model_request
     from cortexalign.device import resolve_device
+    from cortexalign.errors import Problems
     from cortexalign.features import FeatureCache, extract_features
     from cortexalign.metrics import check_bootstrap, check_layer_metric, layer_similarity
     from cortexalign.stimuli import load_stimuli
@@ -196,7 +198,14 @@ def compare_layers_to_file(model_a: str, stimuli: str | os.PathLike[str],
     _check_request(layers, layers_b, all_layers, model_b, pooling, precision, batch_size)
     dev = resolve_device(device)
     start = time.perf_counter()
-    stim = load_stimuli(stimuli)
+    # both models' names, options and layers, and the stimuli: every problem at once, before
+    # any weights load
+    problems = Problems()
+    check_model_request(problems, model_a, layers, all_layers, model_kwargs)
+    if model_b is not None:
+        check_model_request(problems, model_b, layers_b or layers, all_layers, model_kwargs_b)
+    stim = problems.check("", lambda: load_stimuli(stimuli))
+    problems.raise_if_any("compare-layers")
     store = FeatureCache(cache) if cache is not None else None
     common = {"pooling": pooling, "batch_size": batch_size, "precision": precision,
               "cache": store, "progress": progress}
@@ -257,7 +266,9 @@ def compare_layers(
     pooling: Annotated[str, typer.Option(help="mean, max, cls, grid2, grid4 or flatten.")]
     = "mean",
     untrained: Annotated[bool, typer.Option("--untrained", help="Random initialisation (seed "
-                                            "0) of both models.")] = False,
+                                            "0) of both models. Off by default (unlike "
+                                            "`layers` and `profile`): similarities depend on "
+                                            "the weights.")] = False,
     kwarg: Annotated[list[str] | None, typer.Option("--kwarg", help="MODEL_A constructor option "
                      "KEY=VALUE (YAML value), repeatable.")] = None,
     kwarg_b: Annotated[list[str] | None, typer.Option("--kwarg-b", help="MODEL_B constructor "
@@ -300,7 +311,7 @@ def compare_layers(
             model_kwargs_b=_options_or_kwargs(kwarg_b, "--kwarg-b"), n_bootstrap=n_bootstrap,
             seed=seed, ci_level=ci_level)
     except CortexAlignError as err:
-        fail(err)
+        fail(err, CLI_SPELLING)
     da, console = summary.similarity, Console()
     console.print(f"{da.attrs['metric']} of {da.shape[0]} x {da.shape[1]} layers "
                   f"({da.attrs['model_a']} vs {da.attrs['model_b']}, {da.attrs['n_stimuli']} "

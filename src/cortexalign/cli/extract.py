@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cortexalign.cli._app import app, console, fail, parse_kwargs
+from cortexalign.cli._app import CLI_SPELLING, app, console, fail, parse_kwargs
 
 
 @app.command()
@@ -34,7 +34,9 @@ def extract(
                                                  "state_dict) instead of the default weights.")]
     = None,
     untrained: Annotated[bool, typer.Option("--untrained", help="Random initialisation (seed "
-                                            "0): the untrained control.")] = False,
+                                            "0): the untrained control. Off by default (unlike "
+                                            "`layers` and `profile`): features depend on the "
+                                            "weights.")] = False,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
     device: Annotated[str, typer.Option(help="'auto', 'cpu' or 'cuda:N'.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto (bf16 on CUDA, fp32 elsewhere), fp32 or "
@@ -70,7 +72,7 @@ def extract(
                                   map_options=parse_kwargs(map_option, "--map-option",
                                                       "reduction=rollout"))
     except CortexAlignError as err:
-        fail(err)
+        fail(err, CLI_SPELLING)
     for name, shape in summary.shapes.items():
         console.print(f"  {name:24s} {str(shape):20s} {summary.pooling[name]}", markup=False,
                       highlight=False)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cortexalign.errors import InputError, UnknownNameError
+from cortexalign.errors import InputError, Problems, UnknownNameError
 from cortexalign.features import (
     POOLINGS,
     PRECISIONS,
@@ -26,7 +26,7 @@ from cortexalign.features import (
     save_features,
 )
 
-__all__ = ["extract_to_file", "ExtractSummary", "FEATURE_KINDS"]
+__all__ = ["extract_to_file", "ExtractSummary", "FEATURE_KINDS", "check_model_request"]
 
 #: ``activations`` (pooled, ``extract_features``) or a map kind of ``bench.MAP_FEATURES``.
 FEATURE_KINDS = ("activations", "attention", "conv_map")
@@ -82,6 +82,30 @@ def _check_request(model: str, layers: Sequence[str] | None, all_layers: bool, k
                          "extracted in fp32)", repr(precision), "drop --precision")
 
 
+def _architecture(model: str, model_kwargs: Mapping[str, Any] | None) -> Any:
+    """The model's architecture without weights (``load_architecture``), or None where the
+    meta device cannot build it (then the real model checks the layers)."""
+    from cortexalign.errors import CortexAlignError
+    from cortexalign.models import load_architecture
+
+    try:
+        return load_architecture(model, **dict(model_kwargs or {}))
+    except CortexAlignError:
+        raise
+    except Exception:  # noqa: BLE001 - a builder that needs real tensors
+        return None
+
+
+def check_model_request(problems: Problems, model: str, layers: Sequence[str] | None,
+                        all_layers: bool, model_kwargs: Mapping[str, Any] | None) -> None:
+    """Record in ``problems`` what is wrong with a model name, its constructor options and each
+    of ``layers``, checked on the architecture alone: no weights are loaded or downloaded."""
+    arch = problems.check("", lambda: _architecture(model, model_kwargs))
+    if arch is not None and not all_layers:
+        for name in layers or []:
+            problems.check("", lambda name=name: _activation_layers(arch, [name], False))
+
+
 def _activation_layers(adapter: Any, layers: Sequence[str] | None, all_layers: bool) -> list[str]:
     """The layer names, validated (a listed layer or any submodule path, as extract_features)."""
     valid = adapter.layers()
@@ -90,8 +114,8 @@ def _activation_layers(adapter: Any, layers: Sequence[str] | None, all_layers: b
     modules = dict(adapter.module.named_modules())
     for name in layers:
         if name not in valid and name not in modules:
-            raise UnknownNameError(f"layer of model {adapter.model_id!r}", name, valid,
-                                   fix=f"pick from `cortexalign layers {adapter.model_id}` "
+            raise UnknownNameError(f"layer of model {adapter.name!r}", name, valid,
+                                   fix=f"pick from `cortexalign layers {adapter.name}` "
                                        f"(valid: {', '.join(valid[:20])})")
     return list(dict.fromkeys(layers))
 
@@ -143,7 +167,17 @@ def extract_to_file(model: str, stimuli: str | os.PathLike[str], out: str | os.P
     _check_request(model, layers, all_layers, features, pooling, precision, batch_size)
     opts = _map_opts(features, map_options)
     start = time.perf_counter()
-    stim = load_stimuli(stimuli)
+    # everything else the request names, all problems at once, before weights load
+    problems = Problems()
+    if weights is not None and not Path(weights).expanduser().is_file():
+        problems.add("weights", InputError("weights", "a checkpoint file", f"{str(weights)!r}, "
+                                           "which does not exist", "check the path"))
+    if features == "activations":
+        check_model_request(problems, model, layers, all_layers, model_kwargs)
+    else:
+        problems.check("", lambda: _architecture(model, model_kwargs))
+    stim = problems.check("", lambda: load_stimuli(stimuli))
+    problems.raise_if_any(f"extract {model}")
     adapter = load_model(model, weights=weights, untrained=untrained, device=device,
                          **dict(model_kwargs or {}))
     store = FeatureCache(cache) if cache is not None else None

@@ -76,7 +76,9 @@ def _fetch(name: str, filters: dict, to, mirror, jobs: int, timeout: float, agre
                        agree_terms=agree, progress=progress)
     got = [f for f in result.files if f.status != "present"]
     checks = sorted({f.checked for f in got})
-    console.print(f"{name}: {len(got)} fetched ({_size(result.transferred)} in "
+    resumed = sum(f.status == "resumed" for f in got)
+    console.print(f"{name}: {len(got)} fetched" + (f" ({resumed} resumed)" if resumed else "")
+                  + f" ({_size(result.transferred)} in "
                   f"{result.seconds:.1f} s), {len(result.files) - len(got)} already present, "
                   f"in {result.root}" + (f"; checked by {', '.join(checks)}" if checks else ""),
                   markup=False)

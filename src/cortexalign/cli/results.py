@@ -10,9 +10,30 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from cortexalign.cli._app import app, console, fail
+from cortexalign.cli._app import app, console, err_console, fail
+from cortexalign.cli._table import FORMATS, Column, interval_text, render
+
+#: The columns of ``cortexalign results --format csv | json | markdown``: every one, in full.
+SCORE_COLUMNS = (
+    Column("model", identifier=True), Column("layer", identifier=True),
+    Column("target", identifier=True), Column("metric", identifier=True), Column("value"),
+    Column("ci_low"), Column("ci_high"), Column("ceiling_low"), Column("ceiling_high"),
+    Column("normalized"),
+)
+#: The terminal table's columns (intervals as [low, high]); higher priority numbers are left out
+#: first when a terminal is too narrow, after long identifiers are abbreviated with a legend.
+SCORE_TABLE_COLUMNS = (
+    Column("model", identifier=True), Column("layer", identifier=True),
+    Column("target", identifier=True), Column("metric", identifier=True), Column("value"),
+    Column("ci", "95% CI", priority=2), Column("ceiling", priority=3),
+    Column("normalized", priority=1),
+)
+PARTITION_COLUMNS = (
+    Column("partition", identifier=True), Column("method", identifier=True),
+    Column("target", identifier=True), Column("kind", identifier=True),
+    Column("name", identifier=True), Column("value"), Column("n_neuroids", "neuroids", priority=1),
+)
 
 
 @app.command()
@@ -24,6 +45,9 @@ def results(
     metric: Annotated[str | None, typer.Option(help="Only this metric.")] = None,
     run_id: Annotated[str | None, typer.Option("--run", help="Only this run id.")] = None,
     export: Annotated[Path | None, typer.Option(help="Write the table to .csv or .parquet.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table (fitted to the terminal: "
+                                     "long names abbreviated with a legend), or every column "
+                                     "in full as csv, json or markdown (for pipes).")] = "table",
     partitions: Annotated[bool, typer.Option("--partitions", help="The variance-partitioning and "
                                              "banded-ridge rows (medians over neuroids; the "
                                              "export has the per-neuroid values) instead of the "
@@ -39,7 +63,11 @@ def results(
     rule: Annotated[list[str] | None, typer.Option(help="Layer rule(s) for --discriminability: "
                                                    "best, cv (default both).")] = None,
 ) -> None:
-    """Show (or export) the scores stored in a results directory."""
+    """Show (or export) the scores stored in a results directory.
+
+    Missing values (no ceiling, no interval) print as '-'. 'normalized' is the score as a
+    fraction of the lower bound of the noise ceiling, as in the report.
+    """
     if discriminability:
         from cortexalign.cli._second_order import show_discriminability
         from cortexalign.errors import CortexAlignError
@@ -51,32 +79,41 @@ def results(
             fail(err)
         return
     from cortexalign.bench import export_frame, results_path
-    from cortexalign.errors import CortexAlignError
+    from cortexalign.errors import CortexAlignError, InputError
     from cortexalign.results import ResultsStore
 
     try:
+        if fmt not in FORMATS:
+            raise InputError("--format", " | ".join(FORMATS), repr(fmt), "e.g. --format csv")
         store = ResultsStore(results_path(out), read_only=True)
         if partitions:
             frame = store.partitions_frame(target=target, run_id=run_id)
-            cols = ["partition", "method", "target", "kind", "name", "value", "n_neuroids"]
+            columns = PARTITION_COLUMNS
         else:
+            from cortexalign.reports import normalized_scores
+
             frame = store.scores_frame(model=model, layer=layer, target=target, metric=metric,
                                        run_id=run_id)
-            cols = ["model", "layer", "target", "metric", "value", "ci_low", "ci_high",
-                    "ceiling_low"]
+            frame = frame.assign(normalized=normalized_scores(frame))
+            columns = SCORE_COLUMNS
         if export is not None:
-            export_frame(frame, export)
+            export_frame(frame.drop(columns=["normalized"], errors="ignore")
+                         if not partitions else frame, export)
     except CortexAlignError as err:
         fail(err)
     if export is not None:
         console.print(f"wrote {len(frame)} rows to {export}", markup=False, highlight=False)
         return
-    table = Table()
-    for c in cols:
-        table.add_column(c)
-    for r in frame[cols].itertuples(index=False):
-        table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r))
-    console.print(table)
+    if frame.empty:
+        err_console.print(f"no rows in {out} match", markup=False, highlight=False)
+        return
+    rows = frame.to_dict("records")
+    if fmt == "table" and not partitions:  # intervals as one column each
+        for r in rows:
+            r["ci"] = interval_text(r["ci_low"], r["ci_high"])
+            r["ceiling"] = interval_text(r["ceiling_low"], r["ceiling_high"])
+        columns = SCORE_TABLE_COLUMNS
+    render(console, columns, rows, fmt)
 
 
 @app.command()

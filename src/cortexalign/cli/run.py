@@ -7,9 +7,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from cortexalign.cli._app import app, console, fail
+from cortexalign.cli._app import app, console, err_console, fail
+from cortexalign.cli._table import Column, interval_text, render
+
+#: The quickstart's closing table (long model names get codes and a legend on narrow terminals).
+BEST_COLUMNS = (Column("model", identifier=True), Column("target", identifier=True),
+                Column("layer", identifier=True), Column("value", "score"),
+                Column("ci", "95% CI"), Column("ceiling"))
 
 
 def _print_run(summary) -> None:
@@ -45,10 +50,13 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Run an experiment. Finished jobs are skipped, so a killed run resumes where it stopped."""
-    from cortexalign.bench import run_experiment
     from cortexalign.errors import CortexAlignError
+    from cortexalign.fetch import prefetch_config_file
 
-    try:
+    try:  # catalogue sources (source: allen-ophys) first: offline, this fails before torch loads
+        prefetch_config_file(config, None if quiet else err_console)
+        from cortexalign.bench import run_experiment
+
         summary = run_experiment(config, out, progress=not quiet, allow_config_change=update)
     except CortexAlignError as err:
         fail(err)
@@ -61,7 +69,11 @@ def run(
 @app.command()
 def quickstart(
     out: Annotated[Path, typer.Option("--out", "-o", help="Results directory.")] = Path("quickstart-out"),
-    show_config: Annotated[bool, typer.Option(help="Print the quickstart config and exit.")] = False,
+    show_config: Annotated[bool, typer.Option(help="Print the quickstart config (YAML, verbatim) "
+                                              "and exit: `cortexalign quickstart --show-config "
+                                              "> my.yaml`, edit, `cortexalign run my.yaml --out "
+                                              "DIR`. `cortexalign config template` prints "
+                                              "every key.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Offline demo: 3 models x every layer vs human and monkey IT on 92 bundled images.
@@ -86,14 +98,10 @@ def quickstart(
     from cortexalign.results import ResultsStore
 
     best = best_layers(ResultsStore(summary.files["results"], read_only=True).scores_frame())
-    table = Table(title="Best layer per model (RSA, Spearman)")
-    for col in ("model", "target", "layer", "score", "95% CI", "ceiling"):
-        table.add_column(col)
-    for r in best.itertuples():
-        table.add_row(str(r.model), str(r.target), str(r.layer), f"{r.value:.3f}",
-                      f"{r.ci_low:.3f}-{r.ci_high:.3f}",
-                      "-" if r.ceiling_low != r.ceiling_low else f"{r.ceiling_low:.3f}-{r.ceiling_high:.3f}")
-    console.print(table)
+    rows = [{**r, "ci": interval_text(r["ci_low"], r["ci_high"]),
+             "ceiling": interval_text(r["ceiling_low"], r["ceiling_high"])}
+            for r in best.to_dict("records")]
+    render(console, BEST_COLUMNS, rows, title="Best layer per model (RSA, Spearman)")
     if not summary.ok:
         raise typer.Exit(1)
 

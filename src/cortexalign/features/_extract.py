@@ -211,6 +211,9 @@ def _run_batches(adapter: Any, stimuli: StimulusSet, layers: list[str], pooling:
     """
     device = torch.device(adapter.device)
     pool_fn = POOLINGS[pooling]
+    calibrate = getattr(adapter, "calibrate", None)  # e.g. BN statistics of untrained SNNs
+    if calibrate is not None:
+        calibrate(stimuli, batch_size)
     prepare, finish = _batch_functions(adapter, device)
     batches = iter_batches(stimuli, batch_size, prepare)
     in_flight: _InFlight | None = None

@@ -12,7 +12,8 @@ Entries: ``allen-ophys``, ``allen-ecephys``, ``allen-natural-scenes``, ``nsd`` (
 ``sam-vit-b/l/h``, ``sam2-hiera-t/s/b-plus/l``, ``mobile-sam``, ``efficient-sam-vit-t/s``,
 ``edge-sam``, ``clip-vit-b16``, ``open-clip-vit-b16`` (weights); ``timm:<name>`` (timm weights in
 the Hugging Face cache). A config names an entry as a source (``source: allen-ophys``) and a run
-fetches what is missing first (``cortexalign.fetch.sources``).
+fetches what is missing first (``fetch_config_sources``; importing ``cortexalign.fetch.sources``
+registers the entries as datasets).
 
 This package imports only the standard library and cortexalign's errors and registry at import
 time, so any layer may use it.
@@ -30,6 +31,7 @@ from cortexalign.fetch._api import (
     weights_path,
 )
 from cortexalign.fetch._catalogue import SOURCES, RemoteFile, Source
+from cortexalign.fetch._config import fetch_config_sources, prefetch_config_file
 from cortexalign.fetch._download import MAX_JOBS, FetchedFile, Fetcher
 from cortexalign.fetch._env import cortexalign_home, offline_reason, source_dir
 from cortexalign.fetch._filters import parse_filters
@@ -40,7 +42,8 @@ __all__ = ["SOURCES", "Source", "RemoteFile", "FetchPlan", "FetchResult", "Fetch
            "Fetcher", "FetchError", "OfflineError", "MAX_JOBS", "fetch", "plan",
            "fetch_command", "get_source", "list_sources", "cortexalign_home", "source_dir",
            "offline_reason", "MODEL_CHECKPOINTS", "WEIGHT_FILES", "checkpoint_entry",
-           "fetched_checkpoint", "weights_path", "parse_filters"]
+           "fetched_checkpoint", "weights_path", "parse_filters", "fetch_config_sources",
+           "prefetch_config_file"]
 
 
 def fetched_checkpoint(model_name: str):

@@ -58,7 +58,8 @@ class FetchedFile:
 
     file: RemoteFile
     path: Path
-    status: str          # "present" (already there), "downloaded" or "resumed"
+    status: str          # "present" (already there), "downloaded", or "resumed" (from a
+    #                      partial file, or after a broken connection)
     transferred: int     # bytes received in this fetch
     checked: str         # "md5", "sha256", "git-sha1", "S3 ETag", "hub sha256", "size", ...
 
@@ -176,7 +177,7 @@ class Fetcher:
             self.require_online([rf])
             hub_sha256 = self._hub_sha256(rf, url)
             resumed_from = part.stat().st_size if part.exists() else 0
-            received = 0
+            received = cuts = 0
             for attempt in range(self.retries + 1):
                 try:
                     info, n = self._transfer(rf, url, part)
@@ -184,6 +185,7 @@ class Fetcher:
                     break
                 except _Interrupted as cut:
                     received += int(str(cut) or 0)
+                    cuts += 1
                     if attempt == self.retries:
                         have = part.stat().st_size if part.exists() else 0
                         raise FetchError(url, f"the connection broke {self.retries + 1} times "
@@ -191,8 +193,8 @@ class Fetcher:
                                          "command: it resumes from the partial file") from None
             checked = self._verify(rf, url, part, info, hub_sha256)
             self._publish(rf, part, final)
-        done = FetchedFile(rf, final, "resumed" if resumed_from else "downloaded", received,
-                           checked)
+        done = FetchedFile(rf, final, "resumed" if resumed_from or cuts else "downloaded",
+                           received, checked)
         self._done[rf.path] = done
         return done
 
@@ -261,13 +263,12 @@ class Fetcher:
             if expected and digests[kind] != expected.lower():
                 self._reject(part, url, f"{kind.replace('_', '-')} {expected}",
                              f"{kind.replace('_', '-')} {digests[kind]}")
-        checked = [k.replace("_", "-") for k, v in wanted.items() if v]
+        labels = {"sha256": "hub sha256" if hub_sha256 and not rf.sha256 else "sha256",
+                  "md5": "S3 ETag md5" if etag and not rf.md5 else "md5", "git_sha1": "git-sha1"}
+        checked = [labels[k] for k, v in wanted.items() if v]
         if rf.server_digest == "s3-etag" and _MULTIPART.match(etag):
             if _multipart_matches(part, size, etag):
                 checked.append("S3 multipart ETag")
-        if rf.server_digest and not rf.sha256 and not rf.md5 and checked:
-            checked = [{"s3-etag": "S3 ETag", "hf-sha256": "hub sha256"}[rf.server_digest]
-                       + f" ({c})" for c in checked]
         return ", ".join(checked) or ("size" if want_size is not None else "none published")
 
     @staticmethod

@@ -47,7 +47,10 @@ def source_dir(name: str, to: str | Path | None = None) -> Path:
 
 def offline_reason(url: str | None = None) -> str | None:
     """Why downloads are impossible now (an environment variable, or ``url``'s host cannot be
-    reached), or ``None`` when they may go ahead."""
+    reached), or ``None`` when they may go ahead. A ``file://`` URL (a mirror on a shared disk)
+    is always reachable."""
+    if url is not None and url.startswith("file:"):
+        return None
     for var in OFFLINE_ENVS:
         if os.environ.get(var, "").strip().lower() in _TRUE:
             return f"{var}={os.environ[var]} is set"

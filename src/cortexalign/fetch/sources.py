@@ -20,7 +20,6 @@ Loading an entry's dataset fetches it too (with no progress bars), so the Python
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,17 +27,19 @@ from typing import Any
 import numpy as np
 
 from cortexalign.errors import InputError
-from cortexalign.fetch._api import FetchResult, fetch, get_source
-from cortexalign.fetch._env import source_dir
-from cortexalign.fetch._http import OfflineError
-from cortexalign.fetch._weights import WEIGHT_FILES
+from cortexalign.fetch._api import FetchResult, get_source
+from cortexalign.fetch._config import (
+    CONFIG_KINDS,
+    fetch_config_sources,
+    fetch_source,
+    split_options,
+    stimuli_filters,
+)
 from cortexalign.neural import NEURAL
 from cortexalign.stimuli import BUNDLED, StimulusSet
 
 __all__ = ["CONFIG_SOURCES", "fetch_config_sources", "split_options"]
 
-_SETTINGS = ("to", "agree_terms")
-_NSD_SHARED = ("subject", "sessions", "space", "betas", "rois")
 
 
 @dataclass(frozen=True)
@@ -49,28 +50,6 @@ class ConfigSource:
     neural: Callable[[FetchResult, dict, dict], Any] | None
     stimuli: Callable[[FetchResult, dict, dict], StimulusSet] | None
     citation: str
-
-
-def split_options(name: str, options: dict[str, Any]) -> tuple[dict, dict, dict]:
-    """``options`` of a config source -> (fetch filters, fetch settings, loader options). NSD's
-    subject, sessions, space, betas and rois go to both (and the atlas ``within`` is fetched)."""
-    valid = get_source(name).filters
-    shared = _NSD_SHARED if name == "nsd" else ()
-    filters = {k: v for k, v in options.items() if k in valid}
-    settings = {k: v for k, v in options.items() if k in _SETTINGS}
-    loader = {k: v for k, v in options.items()
-              if (k not in valid or k in shared) and k not in _SETTINGS}
-    within = loader.get("within", "nsdgeneral")
-    if name == "nsd" and "rois" in filters and within:
-        from cortexalign.fetch._filters import as_str_list
-
-        filters["rois"] = list(dict.fromkeys(as_str_list(filters["rois"], "rois") + [within]))
-    return filters, settings, loader
-
-
-def _fetch(name: str, filters: dict, settings: dict, progress=None) -> FetchResult:
-    return fetch(name, filters, to=settings.get("to"),
-                 agree_terms=bool(settings.get("agree_terms", False)), progress=progress)
 
 
 def _nwb(result: FetchResult) -> list[Path]:
@@ -143,20 +122,12 @@ _SIEGLE = ("Siegle, Jia, Durand et al. (2021). Survey of spiking in the mouse vi
 _NSD = ("Allen, St-Yves, Wu et al. (2022). A massive 7T fMRI dataset to bridge cognitive "
         "neuroscience and artificial intelligence. Nat. Neurosci. 25:116-126")
 
-CONFIG_SOURCES: dict[str, ConfigSource] = {
+CONFIG_SOURCES: dict[str, ConfigSource] = {  # the loaders of _config.CONFIG_KINDS
     "allen-ophys": ConfigSource(_ophys_neural, _ophys_stimuli, _DE_VRIES),
     "allen-ecephys": ConfigSource(_ecephys_neural, _template_stimuli, _SIEGLE),
     "allen-natural-scenes": ConfigSource(None, _template_stimuli, _DE_VRIES),
     "nsd": ConfigSource(_nsd_neural, _nsd_stimuli, _NSD),
 }
-
-
-def _stimuli_filters(name: str, filters: dict) -> dict:
-    """Stimuli of ``allen-ophys`` without filters: a fetched experiment, or the first one."""
-    if name != "allen-ophys" or filters:
-        return filters
-    done = sorted((source_dir(name) / "ophys_experiment_data").glob("*.nwb"))
-    return {"experiment": [int(done[0].stem)]} if done else {"limit": 1}
 
 
 def _make_loader(name: str, kind: str):
@@ -166,10 +137,8 @@ def _make_loader(name: str, kind: str):
     def load(**options):
         filters, settings, loader_options = split_options(name, options)
         if kind == "stimuli":
-            filters = _stimuli_filters(name, filters)
-            if name == "nsd":
-                filters = {**filters, "parts": "design,stimuli"}
-        return use(_fetch(name, filters, settings), filters, loader_options)
+            filters = stimuli_filters(name, filters)
+        return use(fetch_source(name, filters, settings), filters, loader_options)
 
     load.__doc__ = f"{kind} of catalogue entry {name!r} (fetched on first use)"
     return load
@@ -184,56 +153,4 @@ for _name, _spec in CONFIG_SOURCES.items():
         BUNDLED.add(_name, _make_loader(_name, "stimuli"), citation=_spec.citation,
                     description=f"catalogue entry (cortexalign fetch): {_title}")
 
-
-def _needs(cfg) -> list[tuple[str, dict, dict, str]]:
-    """(entry, filters, settings, where) of every catalogue source of ``cfg``, neural first."""
-    out = []
-    for i, spec in enumerate(cfg.neural):
-        if spec.source in CONFIG_SOURCES and CONFIG_SOURCES[spec.source].neural is not None:
-            f, s, _ = split_options(spec.source, dict(spec.options))
-            out.append((spec.source, f, s, f"neural[{i}]"))
-    if cfg.stimuli.source in CONFIG_SOURCES:
-        f, s, _ = split_options(cfg.stimuli.source, dict(cfg.stimuli.options))
-        out.append((cfg.stimuli.source, f, s, "stimuli"))
-    for i, m in enumerate(cfg.models):
-        if m.weights and str(m.weights) in WEIGHT_FILES and not Path(m.weights).exists():
-            out.append((str(m.weights), {}, {}, f"models[{i}].weights"))
-    return out
-
-
-def fetch_config_sources(cfg, console=None) -> list[FetchResult]:
-    """Fetch every catalogue entry ``cfg`` names that is not complete yet (neural sources,
-    then stimuli, then model weights), with progress bars on ``console`` when given. Offline,
-    raises one ``OfflineError`` listing the command of every entry still missing, before any
-    download."""
-    needs = _needs(cfg)
-    if not needs:
-        return []
-    progress = None
-    if console is not None:
-        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
-
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                            console=console, transient=True)
-    with progress if progress is not None else nullcontext():
-        return _fetch_needs(needs, progress)
-
-
-def _fetch_needs(needs, progress) -> list[FetchResult]:
-    results, offline = [], []
-    for name, filters, settings, where in needs:
-        if where == "stimuli":
-            filters = _stimuli_filters(name, filters)
-            if name == "nsd":
-                filters = {**filters, "parts": "design,stimuli"}
-        try:
-            results.append(_fetch(name, filters, settings, progress))
-        except OfflineError as err:
-            offline.append((where, err))
-    if offline:
-        cmds = "; ".join(f"`{err.command}` ({where})" for where, err in offline)
-        first = offline[0][1]
-        raise OfflineError(first.url, f"the config names catalogue data not fetched yet, and "
-                           f"{first.what.split(' but ')[-1]}", f"run {cmds} where the network "
-                           "is reachable (or with --mirror), then rerun", first.command)
-    return results
+assert set(CONFIG_SOURCES) == set(CONFIG_KINDS), (set(CONFIG_SOURCES), set(CONFIG_KINDS))

@@ -62,6 +62,7 @@ from cortexalign.metrics._time_resolved import plot_time_resolved, time_resolved
 from cortexalign.rdm import (
     RDM_COMPARISONS,
     RDM_METHODS,
+    ConstantFeaturesWarning,
     compare_rdms,
     compute_rdm,
     compute_rdms,
@@ -69,7 +70,8 @@ from cortexalign.rdm import (
 )
 
 __all__ = ["METRICS", "Score", "score", "list_metrics", "compute_rdm", "compute_rdms",
-           "compare_rdms", "cka", "RDM_METHODS", "RDM_COMPARISONS", "CKA_KINDS"]
+           "compare_rdms", "cka", "RDM_METHODS", "RDM_COMPARISONS", "CKA_KINDS",
+           "ConstantFeaturesWarning"]
 __all__ += ["MAP_MEASURES", "MAP_SCALINGS", "compare_maps", "map_score"]
 __all__ += ["streaming_rdm", "streaming_cka", "streaming_gram", "rsa_from_rdm", "cka_from_gram"]
 __all__ += ["variance_partitioning", "VariancePartition"]

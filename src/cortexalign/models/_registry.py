@@ -27,7 +27,8 @@ from cortexalign.errors import InputError
 from cortexalign.fetch import weights_path
 from cortexalign.registry import Registry
 
-__all__ = ["MODELS", "LoadSpec", "ModelInfo", "load_model", "list_models", "options_tag"]
+__all__ = ["MODELS", "LoadSpec", "ModelInfo", "load_model", "list_models", "options_tag",
+           "load_architecture"]
 
 MODELS: Registry = Registry("model")
 
@@ -145,3 +146,15 @@ def reject_kwargs(name: str, kwargs: dict[str, Any]) -> None:
     if kwargs:
         raise InputError("kwargs", f"no extra options for {name!r}", repr(sorted(kwargs)),
                          "remove them (see the model's docstring for what it accepts)")
+
+
+def load_architecture(name: str, **kwargs: Any):
+    """``name``'s architecture on PyTorch's meta device: no weights, no memory, no download.
+
+    Its ``layers()`` and submodules are the real model's, so a request (name, constructor
+    options, layer names) can be checked in well under a second before anything is loaded or
+    written. It cannot run a forward pass.
+    """
+    meta = torch.device("meta")
+    with meta:
+        return load_model(name, untrained=True, device=meta, **kwargs)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import timm
@@ -21,7 +21,9 @@ from torch import nn
 
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.models._base import OUTPUT, ModelAdapter, default_layer_paths
+from cortexalign.models._clip import clip_to_timm, is_clip_state_dict
 from cortexalign.models._hooks import capture_outputs, seeded
+from cortexalign.models._hub import timm_hub_overlay
 from cortexalign.models._preprocess import Preprocess
 from cortexalign.models._registry import MODELS, LoadSpec, options_tag
 from cortexalign.models._weights import load_state_dict_checked, read_state_dict
@@ -36,10 +38,12 @@ class TimmAdapter(ModelAdapter):
     """``ModelAdapter`` for timm models, reading ``feature_info`` layers with ``forward_intermediates``."""
 
     def __init__(self, name: str, model_id: str, module: nn.Module, preprocess: Preprocess,
-                 device: torch.device):
+                 device: torch.device, layers: Sequence[str] | None = None):
         info = _feature_modules(module)
         head = "logits" if getattr(module, "num_classes", 0) else "head"
-        paths = {m: m for m in info} if info else default_layer_paths(module)
+        # ``layers``: the listed layers (module paths, in forward order) instead of feature_info's
+        paths = ({m: m for m in layers} if layers is not None else {m: m for m in info} if info
+                 else default_layer_paths(module))
         paths[head] = OUTPUT
         self._head = head
         self._fi_index = {m: i for i, m in enumerate(info)}
@@ -144,9 +148,12 @@ def create_timm(arch: str, spec: LoadSpec, kwargs: Mapping[str, Any]) -> nn.Modu
     if not timm.is_model(arch):
         raise UnknownNameError("timm model", arch, timm.list_models(),
                                fix="use a name from timm.list_models(), e.g. 'resnet18'")
+    # hub weights: fails at once when neither cached nor reachable (no retries)
+    overlay = timm_hub_overlay(arch) if spec.source == "default" else {}
     try:
         if spec.source == "default":
-            return timm.create_model(arch, pretrained=True, **kwargs)
+            return timm.create_model(arch, pretrained=True, **kwargs,
+                                     **({"pretrained_cfg_overlay": overlay} if overlay else {}))
         with seeded(spec.seed):
             module = timm.create_model(arch, pretrained=False, **kwargs)
     except TypeError as err:
@@ -157,10 +164,12 @@ def create_timm(arch: str, spec: LoadSpec, kwargs: Mapping[str, Any]) -> nn.Modu
             "pretrained", f"timm hub weights for {arch!r}",
             f"a failed download ({type(err).__name__}: {str(err)[:200]})",
             "no hub is reachable offline: pass weights=PATH (a local .safetensors or torch "
-            "state_dict file), or untrained=True for the untrained control (HF_HUB_OFFLINE=1 "
-            "makes this fail at once instead of after the hub's retries)") from err
+            "state_dict file), or untrained=True for the untrained control") from err
     if spec.source == "file":
-        load_state_dict_checked(module, read_state_dict(spec.weights), repr(str(spec.weights)))
+        state_dict = read_state_dict(spec.weights)
+        if is_clip_state_dict(state_dict):  # OpenAI's release or open_clip's layout
+            state_dict = clip_to_timm(state_dict, module, repr(str(spec.weights)))
+        load_state_dict_checked(module, state_dict, repr(str(spec.weights)))
     return module
 
 

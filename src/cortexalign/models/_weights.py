@@ -22,7 +22,8 @@ _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "we
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a tensor dict from ``path`` (``.safetensors`` or a torch file saved with ``torch.save``).
+    """Read a tensor dict from ``path`` (``.safetensors``, a torch file saved with ``torch.save``,
+    or a TorchScript archive, whose tensors are read without running its code).
 
     Common wrappers (``{"state_dict": ...}``, ``{"model": ...}``) and a DDP ``module.`` prefix are
     removed. Raises ``InputError`` for a missing file, a file that needs unpickling, or one that
@@ -40,6 +41,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         except Exception as err:  # safetensors raises its own error types
             raise InputError("weights", "a valid .safetensors file", f"{path.name!r} ({err})",
                              "re-export the checkpoint with safetensors.torch.save_file") from err
+    from cortexalign.models._torchscript import is_torchscript_archive, read_torchscript_tensors
+
+    if is_torchscript_archive(path):  # e.g. OpenAI's CLIP release: tensors read, no code run
+        return read_torchscript_tensors(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError... for bad files

@@ -88,21 +88,29 @@ def validate_responses(da: xr.DataArray, allow_nan: bool = False) -> xr.DataArra
 
 def align_ids(model_ids: Sequence[str], neural_ids: Sequence[str],
               what: str = "neural data") -> np.ndarray:
-    """Positions in ``model_ids`` of each of ``neural_ids``; raise naming the mismatch on each side.
+    """Positions in ``model_ids`` (the stimulus set's ids) of each of ``neural_ids``; raise
+    naming the mismatch on each side.
 
-    The two sides must hold exactly the same ids (order may differ).
+    The two sides must hold exactly the same ids (order may differ). The error counts each
+    side's ids and lists, for each side, the ids it lacks (up to 10, then how many more).
     """
     model_ids, neural_ids = [str(x) for x in model_ids], [str(x) for x in neural_ids]
     pos = {s: i for i, s in enumerate(model_ids)}
-    missing_model = [s for s in neural_ids if s not in pos]
-    missing_neural = sorted(set(model_ids) - set(neural_ids))
-    if missing_model or missing_neural:
+    not_in_stimuli = [s for s in neural_ids if s not in pos]
+    neural = set(neural_ids)
+    not_in_neural = [s for s in model_ids if s not in neural]
+    if not_in_stimuli or not_in_neural:
+        def listed(ids: list[str]) -> str:
+            more = f" and {len(ids) - 10} more" if len(ids) > 10 else ""
+            return f"{ids[:10]!r}{more}"
+
         raise InputError(
             "stimulus ids", f"the same stimulus ids in the stimulus set and the {what}",
-            f"{len(model_ids)} stimulus ids vs {len(neural_ids)} in the {what}; missing from the "
-            f"stimulus set: {missing_model[:5]!r}{'...' if len(missing_model) > 5 else ''}; missing "
-            f"from the {what}: {missing_neural[:5]!r}{'...' if len(missing_neural) > 5 else ''}",
-            "use the stimulus set the neural data were recorded with, or subset both to shared ids")
+            f"{len(model_ids)} ids in the stimulus set and {len(neural_ids)} in the {what}; "
+            f"missing from the stimulus set (only in the {what}): {listed(not_in_stimuli)}; "
+            f"missing from the {what} (only in the stimulus set): {listed(not_in_neural)}",
+            "use the stimulus set the neural data were recorded with, or subset both to "
+            "shared ids")
     return np.asarray([pos[s] for s in neural_ids], dtype=np.int64)
 
 
@@ -178,7 +186,9 @@ class RDMSet:
 
     def reorder(self, stimulus_ids: Sequence[str]) -> RDMSet:
         """The same RDMs with rows and columns in the order of ``stimulus_ids``."""
-        idx = align_ids(self.stimulus_ids, stimulus_ids, what=f"RDM {self.name!r}")
+        align_ids(stimulus_ids, self.stimulus_ids, what=f"RDM {self.name!r}")  # or the error
+        row = {s: i for i, s in enumerate(self.stimulus_ids)}
+        idx = np.asarray([row[str(s)] for s in stimulus_ids], dtype=np.int64)
         return RDMSet(self.rdms[:, idx][:, :, idx], tuple(stimulus_ids), self.descriptors,
                       self.name, self.citation)
 

@@ -29,6 +29,7 @@ from cortexalign.rdm._compare import (
 )
 from cortexalign.rdm._compute import (
     RDM_METHODS,
+    ConstantFeaturesWarning,
     compute_rdm,
     compute_rdms,
     device_of,
@@ -53,7 +54,7 @@ from cortexalign.rdm._validate import (
     stimulus_matrix,
 )
 
-__all__ = ["RDM_METHODS", "compute_rdm", "compute_rdms", "rdm_tensor", "upper_tri", "mm_nt",
+__all__ = ["RDM_METHODS", "ConstantFeaturesWarning", "compute_rdm", "compute_rdms", "rdm_tensor", "upper_tri", "mm_nt",
            "rdm_correlation", "rdm_cosine", "rdm_euclidean", "rdm_crossnobis", "row_blocks",
            "mirror_upper", "mirror_rdm", "unit_rows", "device_of"]
 __all__ += ["RDM_COMPARISONS", "compare_rdms", "compare_vectors", "rdm_vectors", "average_ranks",

@@ -10,11 +10,16 @@ Conventions follow rsatoolbox 0.3 (Nili et al. 2014, PLoS Comput Biol 10:e100355
 agree with it: ``euclidean`` is the *squared* euclidean distance divided by the number of
 features; ``crossnobis`` is the leave-one-repetition-out cross-validated squared Mahalanobis
 distance divided by the number of channels (Walther et al. 2016, NeuroImage 137:188-200).
+
+``correlation`` and ``cosine`` of a stimulus whose feature vector is constant (all zero for
+``cosine``; e.g. an image that makes no spike in a spiking layer) are undefined: such a stimulus
+is taken as uncorrelated with every other (dissimilarity 1), with a ``ConstantFeaturesWarning``.
 """
 
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -25,9 +30,14 @@ from cortexalign.device import resolve_device
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.rdm._validate import as_tensor, check_features
 
-__all__ = ["RDM_METHODS", "compute_rdm", "compute_rdms", "rdm_tensor", "upper_tri", "mm_nt",
-           "rdm_correlation", "rdm_cosine", "rdm_euclidean", "rdm_crossnobis", "row_blocks",
-           "mirror_upper", "mirror_rdm", "unit_rows", "device_of"]
+__all__ = ["RDM_METHODS", "ConstantFeaturesWarning", "compute_rdm", "compute_rdms", "rdm_tensor",
+           "upper_tri", "mm_nt", "rdm_correlation", "rdm_cosine", "rdm_euclidean", "rdm_crossnobis",
+           "row_blocks", "mirror_upper", "mirror_rdm", "unit_rows", "device_of"]
+
+
+class ConstantFeaturesWarning(UserWarning):
+    """Stimuli with a constant feature vector in a correlation or cosine RDM."""
+
 
 _MAX_CHUNK = 4096
 
@@ -92,8 +102,19 @@ def _centred(x_sd: torch.Tensor, mean_s1: torch.Tensor | None) -> torch.Tensor:
     return x_sd.clone() if mean_s1 is None else x_sd - mean_s1
 
 
+def _warn_constant(zero: np.ndarray, center: bool) -> None:
+    """Correlation (cosine) with a constant (all-zero) vector is undefined: such a stimulus is
+    taken as uncorrelated with every other, dissimilarity 1 (e.g. a silent spiking layer)."""
+    what = "a constant feature vector" if center else "an all-zero feature vector"
+    warnings.warn(f"{int(zero.sum())} of {len(zero)} stimuli have {what} (first at row "
+                  f"{int(np.flatnonzero(zero)[0])}): their {'correlation' if center else 'cosine'}"
+                  " with every other stimulus is undefined and is taken as 0 (dissimilarity 1);"
+                  " drop them, or use rdm_method='euclidean'", ConstantFeaturesWarning, stacklevel=4)
+
+
 def unit_rows(x_sd: torch.Tensor, center: bool) -> torch.Tensor:
-    """Rows (centred when ``center``) scaled to unit norm; an ``InputError`` for a zero row."""
+    """Rows (centred when ``center``) scaled to unit norm; a constant (all-zero) row stays zero,
+    with a ``ConstantFeaturesWarning``."""
     mean_s1 = x_sd.mean(dim=1, keepdim=True) if center else None
     z = _centred(x_sd, mean_s1)
     norm = torch.linalg.vector_norm(z, dim=1)
@@ -101,10 +122,10 @@ def unit_rows(x_sd: torch.Tensor, center: bool) -> torch.Tensor:
     raw = norm if not center else torch.sqrt(norm**2 + x_sd.shape[1] * mean_s1[:, 0] ** 2)
     zero = norm <= 1e-12 * raw.clamp_min(1e-300)
     if bool(zero.any()):
-        what = "a constant feature vector" if center else "an all-zero feature vector"
-        raise InputError("features_sd", f"stimuli without {what}", f"{int(zero.sum())} such stimuli "
-                         f"(first at row {int(torch.nonzero(zero)[0])})",
-                         "drop those stimuli, or use rdm_method='euclidean'")
+        _warn_constant(zero.cpu().numpy(), center)
+        keep = (~zero).to(z.dtype)[:, None]
+        z = z * keep if z.requires_grad else z.mul_(keep)
+        norm = torch.where(zero, torch.ones_like(norm), norm)
     # out of place under autograd: the norm's backward needs z as it was
     return z / norm[:, None] if z.requires_grad else z.div_(norm[:, None])
 
@@ -128,10 +149,9 @@ def _unit_gram_rdm_numpy(x: np.ndarray, center: bool) -> np.ndarray:
     raw = norm if not center else np.sqrt(sq_s + x.shape[1] * mean_s1[:, 0] ** 2)
     zero = norm <= 1e-12 * np.maximum(raw, 1e-300)
     if zero.any():
-        what = "a constant feature vector" if center else "an all-zero feature vector"
-        raise InputError("features_sd", f"stimuli without {what}", f"{int(zero.sum())} such stimuli "
-                         f"(first at row {int(np.flatnonzero(zero)[0])})",
-                         "drop those stimuli, or use rdm_method='euclidean'")
+        _warn_constant(zero, center)
+        z[zero] = 0.0
+        norm[zero] = 1.0
     z /= norm[:, None]
     upper = np.triu(np.subtract(1.0, z @ z.T), 1)
     return upper + upper.T

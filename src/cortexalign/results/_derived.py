@@ -21,12 +21,9 @@ The tables arrived with schema version 4; an older file gains them when a writer
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import pandas as pd
 
-__all__ = ["DERIVED_DDL", "DERIVED_COLUMNS", "NOTE_KINDS", "best_layers"]
+__all__ = ["DERIVED_DDL", "DERIVED_COLUMNS", "NOTE_KINDS", "best_layers", "normalized_scores"]
 
 DERIVED_DDL = (
     """CREATE TABLE notes (
@@ -54,6 +51,13 @@ NOTE_KINDS = ("citation", "failure")
 """What a note can be: a reference the run relies on, or a failure outside the jobs table."""
 
 
+def normalized_scores(frame: pd.DataFrame) -> pd.Series:
+    """Each score as a fraction of the lower bound of its noise ceiling (NaN without a ceiling):
+    the ``normalized`` column of the report's best-layer table and of ``cortexalign results``."""
+    ceiling = frame["ceiling_low"].astype(float)
+    return (frame["value"].astype(float) / ceiling.where(ceiling != 0)).rename("normalized")
+
+
 def best_layers(frame: pd.DataFrame) -> pd.DataFrame:
     """The best layer of each (model, target, metric) of a scores frame (the highest value),
     with its interval, its ceiling and the score over the lower ceiling (``normalized``)."""
@@ -63,9 +67,8 @@ def best_layers(frame: pd.DataFrame) -> pd.DataFrame:
         if g.empty:
             continue
         best = g.loc[g["value"].idxmax()]
-        ceil = best["ceiling_low"]
         rows.append({"model": model, "target": target, "metric": metric, "layer": best["layer"],
                      "value": best["value"], "ci_low": best["ci_low"], "ci_high": best["ci_high"],
-                     "ceiling_low": ceil, "ceiling_high": best["ceiling_high"],
-                     "normalized": best["value"] / ceil if ceil and not math.isnan(ceil) else np.nan})
+                     "ceiling_low": best["ceiling_low"], "ceiling_high": best["ceiling_high"],
+                     "normalized": normalized_scores(best.to_frame().T).iloc[0]})
     return pd.DataFrame(rows)

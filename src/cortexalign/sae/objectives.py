@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["OBJECTIVES", "seed_objective", "nmse_objective", "SAEMetrics", "MetricAccumulator"]
+__all__ = ["OBJECTIVES", "seed_objective", "nmse_objective", "SAEMetrics", "MetricAccumulator",
+           "DENSE_FREQUENCY", "MAX_ACTIVE_FRACTION"]
 
 _EPS = 1e-8
 
@@ -61,6 +62,10 @@ class SAEMetrics:
     l0 : mean number of non-zero latents per token.
     dead_fraction : fraction of latents that never fired on these tokens.
     n_tokens : number of tokens evaluated.
+    dense_fraction : fraction of latents that fire on more than ``DENSE_FREQUENCY`` (10%) of the
+        tokens (dense latents carry little dictionary meaning).
+    active_fraction : ``l0`` over the number of latents: the share of the dictionary one token
+        uses (``MAX_ACTIVE_FRACTION`` is where an SAE stops counting as sparse).
     """
 
     nmse: float
@@ -68,6 +73,14 @@ class SAEMetrics:
     l0: float
     dead_fraction: float
     n_tokens: int
+    dense_fraction: float = float("nan")
+    active_fraction: float = float("nan")
+
+
+#: A latent firing on more than this share of tokens is dense.
+DENSE_FREQUENCY = 0.1
+#: A trained SAE whose tokens use more than this share of its latents is not sparse (warned).
+MAX_ACTIVE_FRACTION = 0.05
 
 
 class MetricAccumulator:
@@ -82,7 +95,7 @@ class MetricAccumulator:
         # nmse, squared error, squared norm, non-zero latents: summed over tokens
         self.sums_4 = torch.zeros(4, dtype=torch.float64, device=device)
         self.x_sum_d = torch.zeros(d_in, dtype=torch.float64, device=device)
-        self.fired_k = torch.zeros(d_sae, dtype=torch.bool, device=device)
+        self.fired_k = torch.zeros(d_sae, dtype=torch.long, device=device)  # tokens fired on
 
     @torch.no_grad()
     def update(self, x_bd: torch.Tensor, xhat_bd: torch.Tensor, z_bk: torch.Tensor) -> None:
@@ -94,7 +107,7 @@ class MetricAccumulator:
                                     (xhat - x).pow(2).sum(), x.pow(2).sum(),
                                     nz_bk.sum().double()])
         self.x_sum_d += x.sum(0)
-        self.fired_k |= nz_bk.any(0)
+        self.fired_k += nz_bk.sum(0)
 
     def result(self) -> SAEMetrics:
         """The metrics over every batch added so far."""
@@ -103,5 +116,8 @@ class MetricAccumulator:
         # sum ||x - mean||^2 = sum ||x||^2 - n ||mean||^2
         total_var = sq_sum - float(self.x_sum_d.pow(2).sum()) / n
         ev = 1.0 - err_sum / total_var if total_var > 0 else float("nan")
+        freq_k = self.fired_k.double() / n
         return SAEMetrics(nmse=nmse_sum / n, explained_variance=ev, l0=l0_sum / n,
-                          dead_fraction=float((~self.fired_k).double().mean()), n_tokens=self.n)
+                          dead_fraction=float((self.fired_k == 0).double().mean()), n_tokens=self.n,
+                          dense_fraction=float((freq_k > DENSE_FREQUENCY).double().mean()),
+                          active_fraction=l0_sum / n / len(freq_k))

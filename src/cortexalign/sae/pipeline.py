@@ -36,7 +36,7 @@ from cortexalign.sae.match import (
 )
 from cortexalign.sae.objectives import SAEMetrics
 from cortexalign.sae.stream import token_chunks
-from cortexalign.sae.train import evaluate_sae, load_sae, train_sae
+from cortexalign.sae.train import evaluate_sae, load_sae, train_sae, warn_if_dense
 
 __all__ = ["BrainMapConfig", "BrainMapResult", "run_sae_brainmap", "layer_tokens_from_model",
            "load_brainmap_config"]
@@ -47,7 +47,7 @@ class BrainMapConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
-    model: str = "timm:vit_base_patch16_clip_224.openai"
+    model: str = "timm:vit_base_patch16_clip_quickgelu_224.openai"
     """The model (a ``cortexalign.models`` name); the seed: OpenAI CLIP ViT-B/16."""
     model_kwargs: dict[str, Any] = {}
     """Keyword arguments of ``load_model`` (e.g. ``weights``, ``untrained``, timm options)."""
@@ -250,8 +250,12 @@ def run_sae_brainmap(layer_tokens: Mapping[str, Any], num_prefix_tokens: int,
         sae = _train_or_load(layer, tok, num_prefix_tokens, config,
                              (train_tokens or {}).get(layer), device,
                              (token_sources or {}).get(layer))
+        if hasattr(sae, "calibrate_threshold"):  # BatchTopK: inference L0 = k on these tokens
+            sae.calibrate_threshold(lambda tok=tok: token_chunks(tok, num_prefix_tokens,
+                                                                 config.images_per_chunk))
         metrics[layer] = evaluate_sae(sae, token_chunks(tok, num_prefix_tokens,
                                                         config.images_per_chunk), device)
+        warn_if_dense(metrics[layer], layer)
         units[layer] = image_unit_activations(sae, tok, num_prefix_tokens, device=device)[idx]
     match = match_units_to_voxels(units, voxels, config.similarity, top_m=config.top_m,
                                   device=device)

@@ -27,6 +27,7 @@ import contextlib
 import functools
 import json
 import os
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,9 +46,15 @@ from cortexalign.sae.modules import (
     build_sae,
     resolved_objective,
 )
-from cortexalign.sae.objectives import OBJECTIVES, MetricAccumulator, SAEMetrics
+from cortexalign.sae.objectives import (
+    MAX_ACTIVE_FRACTION,
+    OBJECTIVES,
+    MetricAccumulator,
+    SAEMetrics,
+)
 
-__all__ = ["TrainedSAE", "train_sae", "evaluate_sae", "save_sae", "load_sae"]
+__all__ = ["TrainedSAE", "train_sae", "evaluate_sae", "save_sae", "load_sae", "warn_if_dense",
+           "DenseCodeWarning"]
 
 WEIGHTS_FILE, CONFIG_FILE = "sae.safetensors", "config.json"
 
@@ -297,3 +304,21 @@ def load_sae(directory: str | os.PathLike[str], config: SAEConfig | None = None,
                          "the checkpoint is corrupt or from another version: retrain it")
     sae.load_state_dict(state)
     return sae.to(resolve_device(device)).eval()
+
+
+class DenseCodeWarning(UserWarning):
+    """A trained SAE whose tokens use a large share of its latents: not a sparse dictionary."""
+
+
+def warn_if_dense(metrics: SAEMetrics, name: str = "SAE",
+                  max_active_fraction: float = MAX_ACTIVE_FRACTION) -> bool:
+    """Warn (``DenseCodeWarning``) when ``metrics.active_fraction`` exceeds
+    ``max_active_fraction``; returns whether it did."""
+    if not metrics.active_fraction > max_active_fraction:
+        return False
+    warnings.warn(f"{name}: tokens use {metrics.l0:.1f} latents on average, "
+                  f"{metrics.active_fraction:.1%} of the dictionary (more than "
+                  f"{max_active_fraction:.0%}): not sparse; {metrics.dense_fraction:.1%} of latents "
+                  "are dense (fire on >10% of tokens). Train longer, raise l1_coef, or use "
+                  "architecture topk/batch_topk with a small k", DenseCodeWarning, stacklevel=2)
+    return True

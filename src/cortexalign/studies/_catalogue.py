@@ -14,6 +14,14 @@ register_study(Study(
     run="cortexalign.studies.alignment_training:run",
     needs_data=False))
 
+register_study(Study(
+    name="sae_brainmap",
+    title="SAE-BrainMap: sparse autoencoder units of CLIP ViT-B/16 layers matched to NSD voxels "
+          "(dictionary, hierarchy, ROI consistency, permutation p-values)",
+    citation="arXiv 2506.11123; Allen et al. 2022 (NSD)",
+    run="cortexalign.studies.sae_brainmap:run",
+    simulate="cortexalign.studies.sae_brainmap:simulate"))
+
 # Each study adds its entry here, e.g.
 # register_study(Study(name="jalil2026", title="...", citation="...",
 #                      run="cortexalign.studies.jalil2026:run",

@@ -144,18 +144,23 @@ def _p(x) -> str:
 
 def _verdict(g, a) -> str:
     lo, hi = g.ci_low, g.ci_high
-    same_sign = len(g.per_seed) > 0 and (all(d > 0 for d in g.per_seed)
-                                         or all(d < 0 for d in g.per_seed))
-    if lo > 0 and same_sign:
-        what = "raised held-out alignment"
-    elif hi < 0 and same_sign:
-        what = "lowered held-out alignment"
+    seeds = list(g.per_seed)
+    up, down = all(d > 0 for d in seeds), all(d < 0 for d in seeds)
+    if lo > 0 and up:
+        what = "raised held-out alignment, in every seed and beyond the stimulus uncertainty"
+    elif hi < 0 and down:
+        what = "lowered held-out alignment, in every seed and beyond the stimulus uncertainty"
+    elif up or down:
+        what = (f"{'raised' if up else 'lowered'} held-out alignment in every seed, but by less "
+                "than the uncertainty over the held-out stimuli: not shown to generalise to new "
+                "stimuli")
     else:
-        what = "did not change held-out alignment detectably"
+        what = "did not change held-out alignment detectably (the seeds disagree in sign)"
+    cost = (f"task accuracy {'fell' if a.value > 0 else 'rose'} by {abs(a.value):.3f}")
     return (f"lambda = {g.lam:g} {what}: {g.value:+.3f} (stimulus 95% CI [{lo:+.3f}, {hi:+.3f}], "
-            f"per seed {', '.join(f'{d:+.3f}' for d in g.per_seed)}; sign-flip p = "
-            f"{_p(g.p_value)}, paired t p = {_p(g.t_p)}), at a task-accuracy cost of "
-            f"{a.value:+.3f} (per seed {', '.join(f'{d:+.3f}' for d in a.per_seed)}).")
+            f"per seed {', '.join(f'{d:+.3f}' for d in seeds)}; sign-flip p = "
+            f"{_p(g.p_value)}, paired t p = {_p(g.t_p)}); {cost} (accuracy lost per seed "
+            f"{', '.join(f'{d:+.3f}' for d in a.per_seed)}; sign-flip p = {_p(a.p_value)}).")
 
 
 def write_report(out: Path, n_heldout: int, task_source: str, plan) -> dict[str, Path]:
