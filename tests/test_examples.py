@@ -29,6 +29,8 @@ EXPECTED = {
     "06_layer_similarity": ["cka_linear.png", "layer_similarity.csv", "rsa.png"],
     "07_searchlight": ["betas.nii.gz", "mask.nii.gz", "searchlight_q.nii.gz",
                        "searchlight_rho.nii.gz", "searchlight_slice.png"],
+    "08_alignment_patterns": ["discriminability.csv", "patterns.csv", "patterns.png",
+                              "regions.npz"],
 }
 
 # what the example says it shows, as printed by it

@@ -11,7 +11,8 @@ import difflib
 from collections.abc import Iterable
 
 __all__ = ["CortexAlignError", "InputError", "UnknownNameError", "close_matches", "RequestError",
-           "Problems"]
+           "Problems", "StoreError", "StoreTruncatedError", "StoreCorruptError", "NotAStoreError",
+           "StoreVersionError", "StoreLockedError"]
 
 
 class CortexAlignError(ValueError):
@@ -64,6 +65,58 @@ class UnknownNameError(CortexAlignError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise wrap the message in quotes
         return str(self.args[0])
+
+
+class StoreError(InputError):
+    """A results store (``results.duckdb``) that cannot be used as it is.
+
+    One subclass per way a store can be unusable, so callers can tell them apart: a lock is only
+    ever reported as :class:`StoreLockedError`, damage never is.
+
+    Parameters
+    ----------
+    path : the store file.
+    problem : what is wrong with it, in words.
+    fix : one sentence telling the user what to do.
+    """
+
+    kind = "unusable"
+
+    def __init__(self, path: object, problem: str, fix: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__("results store", "a readable cortexalign results database",
+                         f"{self.path}: {self.kind}: {problem}", fix)
+
+
+class StoreTruncatedError(StoreError):
+    """The file ends before the data its header points to: it was cut short."""
+
+    kind = "damaged (truncated)"
+
+
+class StoreCorruptError(StoreError):
+    """A header or data block fails its checksum: the bytes were changed after writing."""
+
+    kind = "damaged (bad header or block checksum)"
+
+
+class NotAStoreError(StoreError):
+    """The file is not a cortexalign results database (another format, or another DuckDB)."""
+
+    kind = "not a cortexalign results database"
+
+
+class StoreVersionError(StoreError):
+    """The store was written with a schema version this cortexalign cannot read."""
+
+    kind = "another schema version"
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the store's lock (a writer, or a reader while we want to write)."""
+
+    kind = "locked by another process"
 
 
 class RequestError(CortexAlignError):

@@ -45,3 +45,16 @@ def test_timm_weights_offline_fail_at_once(home, hub_cache, monkeypatch, no_netw
     monkeypatch.setenv("CORTEXALIGN_OFFLINE", "1")
     with pytest.raises(OfflineError, match="run `cortexalign fetch timm:resnet10t`"):
         fetch("timm:resnet10t")
+
+
+
+def test_timm_model_default_weights_offline_name_the_fetch_command(home, hub_cache, monkeypatch,
+                                                                   no_network):
+    """``load_model('timm:<name>')`` offline (CORTEXALIGN_OFFLINE=1 too) without the weights in
+    the hub cache: an error at once whose fix is the fetch command."""
+    from cortexalign.errors import InputError
+    from cortexalign.models import load_model
+
+    monkeypatch.setenv("CORTEXALIGN_OFFLINE", "1")
+    with pytest.raises(InputError, match="run `cortexalign fetch timm:resnet10t`"):
+        load_model("timm:resnet10t", device="cpu")

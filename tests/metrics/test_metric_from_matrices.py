@@ -130,7 +130,7 @@ def test_rsa_from_rdm_refuses_bad_rdms():
     _bad("symmetric", "model_rdm_ss", rsa_from_rdm, asym, resp)
     _bad("zero diagonal", "model_rdm_ss", rsa_from_rdm, 1.0 - rdm, resp)  # a similarity matrix
     _bad("vary", "model_rdm_ss", rsa_from_rdm, np.ones((12, 12)) - np.eye(12), resp)
-    _bad("at least 3", "model_rdm_ss", rsa_from_rdm, rdm[:2, :2], resp)
+    _bad("at least 4", "model_rdm_ss", rsa_from_rdm, rdm[:3, :3], resp)  # issue 20: 3 refused
     _bad("12 stimuli", "model_rdm_ss", rsa_from_rdm, rdm[:11, :11], resp)
     with pytest.raises(UnknownNameError, match="spearman"):
         rsa_from_rdm(rdm, resp, compare="spearmann")

@@ -120,12 +120,18 @@ def test_bad_options(rng, human_it):
         score("rsa", feats, human_it, ceiling_by="subjet", device="cpu")
 
 
-def test_default_ceiling_by_falls_back_to_each_rdm_without_subjects(rng, human_it):
-    """The default 'subject' on a set without that descriptor means each RDM alone, the same
-    score as ceiling_by=None; a named descriptor that exists groups by it."""
+def test_rdms_without_subjects_are_not_taken_as_subjects_unless_asked(rng, human_it):
+    """Issue 20 case 7: several RDMs without a 'subject' descriptor used to be taken each as a
+    subject, silently (a "ceiling" between areas). Now the default refuses them, naming the fix;
+    ceiling_by=None (the user's word) treats each RDM alone and says so."""
     feats = rng.normal(size=(92, 5))
     bare = dataclasses.replace(human_it, descriptors={})
-    default = score("rsa", feats, bare, device="cpu")
-    alone = score("rsa", feats, human_it, ceiling_by=None, device="cpu")
-    assert default.extra["ceiling_by"] == alone.extra["ceiling_by"] == "rdm"
-    assert (default.value, default.ceiling_low) == pytest.approx((alone.value, alone.ceiling_low))
+    with pytest.raises(InputError, match="'subject' descriptor on the 8 RDMs") as err:
+        score("rsa", feats, bare, device="cpu")
+    assert "ceiling_by=None" in str(err.value)
+    alone = score("rsa", feats, bare, ceiling_by=None, device="cpu")
+    assert alone.extra["ceiling_by"] == "rdm" and np.isfinite(alone.ceiling_low)
+    assert "each RDM a subject" in alone.extra["ceiling"]
+    by_subject = score("rsa", feats, human_it, device="cpu")  # the bundled data has subjects
+    assert by_subject.extra["ceiling_by"] == "subject"
+    assert by_subject.extra["rdm_groups"] == ["1", "1", "2", "2", "3", "3", "4", "4"]

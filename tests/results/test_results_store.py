@@ -82,11 +82,20 @@ def test_filters(store):
         store.scores_frame(colour="red")
 
 
-def test_scores_are_append_only_across_runs(store):
-    for _ in range(2):
-        run = store.start_run(CONFIG)
-        store.record_job("same-job", run, [record()])
-    assert len(store.scores_frame()) == 2 and len(store.frame("runs")) == 2
+def test_recording_a_job_twice_writes_it_once(store):
+    """Issue 20 case 1: a job recorded by two runs was stored twice; the job key is a primary
+    key now and the second recording is a no-op (closed as 'duplicate')."""
+    runs = [store.start_run(CONFIG) for _ in range(2)]
+    assert store.record_job("same-job", runs[0], [record(value=0.25)]) == 1
+    assert store.record_job("same-job", runs[1], [record(value=0.5)]) == 0
+    assert store.scores_frame()["value"].tolist() == [0.25] and len(store.frame("runs")) == 2
+    jobs = store.frame("jobs").sort_values("status")
+    assert jobs["status"].tolist() == ["duplicate", "finished"]
+    assert runs[0] in jobs["error"].iloc[0]
+    assert store.finished_jobs() == {"same-job"}
+    # a forced recomputation replaces the rows, still once
+    assert store.record_job("same-job", runs[1], [record(value=0.75)], replace=True) == 1
+    assert store.scores_frame()["value"].tolist() == [0.75]
 
 
 def test_failed_job_is_not_finished_and_can_be_retried(store):

@@ -35,6 +35,7 @@ from cortexalign.analyses._regions import (
     as_region_rdms,
     copy_region,
     region_rdms,
+    save_regions,
     simulate_regions,
 )
 
@@ -44,3 +45,4 @@ __all__ = ["alignment_patterns", "brain_alignment_patterns", "model_rdms", "PATT
 __all__ += ["LAYER_RULES", "LayerChoice", "layer_choice", "stimulus_folds", "subset_target",
             "ModelScoreSamples", "benchmark_discriminability", "bootstrap_model_scores"]
 __all__ += ["discriminability_records", "pattern_records"]
+__all__ += ["save_regions"]

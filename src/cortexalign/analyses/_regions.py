@@ -13,8 +13,10 @@ region has its own profile of alignment to the others.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import xarray as xr
@@ -23,7 +25,8 @@ from cortexalign.errors import InputError
 from cortexalign.metrics import compute_rdm
 from cortexalign.neural import RDMSet, make_responses, validate_responses
 
-__all__ = ["RegionRDMs", "region_rdms", "as_region_rdms", "simulate_regions", "copy_region"]
+__all__ = ["RegionRDMs", "region_rdms", "as_region_rdms", "simulate_regions", "copy_region",
+           "save_regions"]
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,9 @@ def _mixes(n_regions: int, width: float) -> np.ndarray:
 def simulate_regions(n_stimuli: int = 60, n_regions: int = 5, n_subjects: int = 4,
                      n_neuroids: int = 40, factor_dim: int = 6, width: float = 0.8,
                      noise: float = 0.5, seed: int = 0,
-                     region_names: Sequence[str] | None = None) -> xr.DataArray:
+                     region_names: Sequence[str] | None = None,
+                     stimulus_ids: Sequence[str] | None = None,
+                     factors: np.ndarray | None = None) -> xr.DataArray:
     """Responses of ``n_regions`` regions in ``n_subjects`` subjects with planted structure.
 
     Stimuli have ``n_regions`` latent factors (each ``factor_dim`` wide, standard normal); region r
@@ -149,7 +154,10 @@ def simulate_regions(n_stimuli: int = 60, n_regions: int = 5, n_subjects: int = 
     each subject through its own random projection to ``n_neuroids`` neuroids plus Gaussian noise
     of standard deviation ``noise`` (relative to a unit-variance signal per neuroid). Neuroid
     coordinates ``area`` (the region) and ``subject``; the latent factors are kept in
-    ``attrs["factors"]`` (``copy_region`` builds model features from them).
+    ``attrs["factors"]`` (``copy_region`` builds model features from them). ``stimulus_ids``
+    (default ``stim000``...) names the stimuli, e.g. those of a real stimulus set. ``factors``
+    (s, n_regions, factor_dim) replaces the random factors (e.g. features of real images at
+    increasing depth); each factor is z-scored.
     """
     rng = np.random.default_rng(seed)
     names = list(region_names) if region_names is not None else [f"R{r}" for r in
@@ -157,7 +165,15 @@ def simulate_regions(n_stimuli: int = 60, n_regions: int = 5, n_subjects: int = 
     if len(names) != n_regions:
         raise InputError("region_names", f"{n_regions} names", f"{len(names)}",
                          "give one name per region")
-    z = rng.standard_normal((n_stimuli, n_regions, factor_dim))
+    if factors is None:
+        z = rng.standard_normal((n_stimuli, n_regions, factor_dim))
+    else:
+        z = np.asarray(factors, dtype=np.float64)
+        if z.shape[:2] != (n_stimuli, n_regions):
+            raise InputError("factors", f"an (s, n_regions, d) array with s = {n_stimuli}, "
+                             f"n_regions = {n_regions}", f"shape {z.shape}",
+                             "stack one (s, d) factor per region along axis 1")
+        z = (z - z.mean(axis=0)) / (z.std(axis=0) + 1e-12)
     mix = _mixes(n_regions, width)
     blocks, area, subject = [], [], []
     for i in range(n_subjects):
@@ -169,11 +185,31 @@ def simulate_regions(n_stimuli: int = 60, n_regions: int = 5, n_subjects: int = 
             blocks.append(y + noise * rng.standard_normal(y.shape))
             area += [names[r]] * n_neuroids
             subject += [f"sub{i}"] * n_neuroids
-    data = make_responses(np.concatenate(blocks, axis=1),
-                          [f"stim{j:03d}" for j in range(n_stimuli)],
+    ids = [f"stim{j:03d}" for j in range(n_stimuli)] if stimulus_ids is None else \
+        [str(x) for x in stimulus_ids]
+    data = make_responses(np.concatenate(blocks, axis=1), ids,
                           coords={"area": area, "subject": subject}, name="simulated_regions")
     data.attrs.update(factors=z, mix=mix, region_names=names)
     return data
+
+
+def save_regions(responses: xr.DataArray, path: str | os.PathLike[str]) -> Path:
+    """Write responses with their per-neuroid coordinates to an ``.npz`` that
+    ``neural.load_neural`` reads (``responses``, ``stimulus_ids``, ``coord_<name>``), atomically."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise InputError("path", "a .npz file path", repr(str(path)), "end the name in .npz")
+    coords = {f"coord_{c}": np.asarray(responses[c].values).astype(str)
+              for c in responses.coords if responses[c].dims == ("neuroid",) and c != "neuroid"}
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    try:
+        np.savez(tmp, responses=responses.values,
+                 stimulus_ids=np.asarray(responses["stimulus"].values).astype(str),
+                 neuroid_ids=np.asarray(responses["neuroid"].values).astype(str), **coords)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def copy_region(responses: xr.DataArray, region: str, width: int = 64, noise: float = 0.0,

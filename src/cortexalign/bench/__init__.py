@@ -34,3 +34,6 @@ from cortexalign.bench._config_docs import ConfigKey, config_keys, config_templa
 from cortexalign.bench._validate import validate_request  # noqa: E402
 
 __all__ += ["ConfigKey", "config_keys", "config_template", "validate_request"]
+from cortexalign.bench._doctor import Diagnosis, Finding, diagnose  # noqa: E402
+
+__all__ += ["Diagnosis", "Finding", "diagnose"]

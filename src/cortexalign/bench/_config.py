@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from cortexalign.bench._model_sets import expand_model_sets
 from cortexalign.bench._partition_spec import PartitionSpec, check_partitions
 from cortexalign.bench._second_order_spec import DiscriminabilitySpec, PatternSpec
 from cortexalign.errors import CortexAlignError, close_matches
@@ -96,6 +105,22 @@ class NeuralSelect(_Strict):
                                           "(Spearman-Brown) reliability is at least this.")
 
 
+class PublishedCeiling(_Strict):
+    """A target's own noise ceiling from its paper, used instead of the computed one."""
+
+    low: float = Field(allow_inf_nan=False, description="Lower bound of the published ceiling.")
+    high: float = Field(allow_inf_nan=False, description="Upper bound (equal to low when the "
+                                                         "paper gives one number).")
+    source: str = Field("", description="Where it comes from, e.g. 'Nili et al. 2014, Fig. 3'.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PublishedCeiling:
+        if self.low > self.high:
+            raise ValueError(f"ceiling low ({self.low}) is above high ({self.high}); copy both "
+                             "bounds from the paper (equal when it gives one number)")
+        return self
+
+
 class NeuralSpec(_Strict):
     """One neural target: a registered dataset or a file, optionally selected and split."""
 
@@ -116,6 +141,18 @@ class NeuralSpec(_Strict):
                                             "driver gene).")
     min_neuroids: int = Field(1, ge=1, description="Groups with fewer neuroids are left out "
                                                    "(with a warning).")
+    ceiling: PublishedCeiling | None = Field(None, description="The target's published noise "
+                                             "ceiling {low, high, source}: shown as published "
+                                             "instead of the computed one (not with split_by: "
+                                             "one published number cannot hold for each group).")
+
+    @model_validator(mode="after")
+    def _ceiling_whole(self) -> NeuralSpec:
+        if self.ceiling is not None and self.split_by:
+            raise ValueError(f"a published ceiling holds for a whole target, not for each group "
+                             f"of split_by {self.split_by}; drop split_by, or drop the ceiling "
+                             "(each group then gets its computed one)")
+        return self
 
     @property
     def display(self) -> str:
@@ -282,8 +319,14 @@ def quickstart_config_path() -> Path:
     return Path(str(resources.files("cortexalign").joinpath("configs", "quickstart.yaml")))
 
 
-def load_config(source: str | Path | dict) -> ExperimentConfig:
-    """Validate a YAML file (path), a YAML string, or a dict into an ``ExperimentConfig``."""
+def load_config(source: str | Path | dict,
+                report: Callable[[str], None] | None = None) -> ExperimentConfig:
+    """Validate a YAML file (path), a YAML string, or a dict into an ``ExperimentConfig``.
+
+    ``models:`` entries with ``select:`` (model sets for sweeps, ``bench._model_sets``) are
+    expanded first; ``report`` receives one line per expanded set (what it matched and what its
+    filters dropped), so a sweep's size is printed before anything runs.
+    """
     if isinstance(source, dict):
         data, where = source, "config"
     else:
@@ -306,6 +349,13 @@ def load_config(source: str | Path | dict) -> ExperimentConfig:
             raise ConfigError(f"{where}: expected a mapping of keys (stimuli, models, neural, "
                               f"metrics), received {type(data).__name__}. Fix: see "
                               "`cortexalign quickstart --show-config` for an example.")
+    if isinstance(data.get("models"), list) and any(
+            isinstance(m, dict) and "select" in m for m in data["models"]):
+        models, notes = expand_model_sets(data["models"])
+        data = {**data, "models": models}
+        for note in notes:
+            if report is not None:
+                report(f"model set {note.describe()}")
     try:
         cfg = ExperimentConfig.model_validate(data)
     except ValidationError as err:

@@ -33,6 +33,7 @@ from cortexalign.bench._executors import (
     record_failure,
 )
 from cortexalign.bench._jobs import ScoreJob, plan_model_jobs
+from cortexalign.bench._lock import RunLock
 from cortexalign.bench._partition_memory import check_partition_memory
 from cortexalign.bench._partition_spec import PARTITION_METHODS
 from cortexalign.bench._partitions import driver_device, run_partitions
@@ -75,8 +76,9 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
     progress : show rich progress bars.
     """
     t0 = time.perf_counter()
-    cfg = config if isinstance(config, ExperimentConfig) else load_config(config)
     console = console or Console(stderr=True, quiet=not progress)
+    cfg = config if isinstance(config, ExperimentConfig) else load_config(
+        config, report=lambda line: console.print(line, markup=False, highlight=False))
     fetch_config_sources(cfg, console)  # catalogue sources (source: allen-ophys): fetch first
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -89,8 +91,43 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
     device = resolve_device(cfg.device) if cfg.executor == "local" else cfg.device
     # partitions hold their sets whole: over max_feature_memory_gb fails here (one probe image)
     widths = check_partition_memory(cfg, stimuli, driver_device(cfg, device))
+    _print_resample_estimate(cfg, len(stimuli), console)
     config_hash = cfg.config_hash()
     store_path = out / RESULTS_FILE
+    # one writer per output directory, for the whole run (report included): a second run stops
+    # here at once, naming the holder (bench._lock)
+    with RunLock(out) as lock:
+        if lock.stale:
+            console.print(f"took over the lock of {out} left by pid {lock.stale.get('pid')} on "
+                          f"{lock.stale.get('host')} (started {lock.stale.get('started')} UTC), "
+                          "which ended without releasing it")
+        summary = _run_locked(cfg, out, store_path, config_hash, stimuli, targets, device,
+                              widths, progress=progress, allow_config_change=allow_config_change,
+                              console=console, on_job_done=on_job_done)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _print_resample_estimate(config: ExperimentConfig, n_stimuli: int, console: Console) -> None:
+    """A long ``n_bootstrap`` / ``n_permutations`` (accepted by ``validate_request``): print the
+    rough time it takes (``stats._budget``), so the user can stop and lower it."""
+    from cortexalign.stats import resample_cost
+
+    for name in ("n_bootstrap", "n_permutations"):
+        n = getattr(config, name)
+        seconds = resample_cost(n, n_stimuli)[1] if n else 0.0
+        if seconds > 60:
+            console.print(f"{name}: {n:,} resamples of {n_stimuli} stimuli take roughly "
+                          f"{seconds / 60:.0f} min per job on one CPU core")
+
+
+def _run_locked(cfg: ExperimentConfig, out: Path, store_path: Path, config_hash: str,
+                stimuli: StimulusSet, targets: dict, device, widths, *, progress: bool,
+                allow_config_change: bool, console: Console,
+                on_job_done: Callable[[ScoreJob], None] | None) -> RunSummary:
+    """Steps 2-4 of ``run_experiment`` with the output directory's lock held: jobs, then the
+    stored notes and statistics; the run is ``finished`` only once they are written (the report
+    is written from the store afterwards)."""
     if store_path.exists() and not allow_config_change:
         hashes = set(ResultsStore(store_path, read_only=True).frame("runs")["config_hash"])
         if hashes and hashes != {config_hash}:
@@ -111,19 +148,23 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
     ctx = RunContext(cfg, stimuli, targets, cache, store, run_id, finished, device, summary,
                      progress, console, on_job_done)
     try:  # the executor runs _run_model per model; only this process writes the store
-        executor.run(_run_model, ctx)
-        run_partitions(ctx, widths)  # after the per-layer jobs: their features are cached
-        run_second_order(ctx)  # patterns / discriminability of the config, on the same cache
+        try:
+            executor.run(_run_model, ctx)
+            run_partitions(ctx, widths)  # after the per-layer jobs: their features are cached
+            run_second_order(ctx)  # patterns / discriminability of the config, on the same cache
+        finally:
+            executor.close()
+        # the run ends at the store: what the report shows beyond the scores is stored too
+        store.add_notes(run_id, "citation", _citations(cfg))
+        record_statistics(store, run_id)
     except KeyboardInterrupt:
         store.finish_run(run_id, "interrupted")
         raise
-    finally:
-        executor.close()
-    store.add_notes(run_id, "citation", _citations(cfg))
-    record_statistics(store, run_id)
+    except BaseException:
+        store.finish_run(run_id, "failed")
+        raise
     store.finish_run(run_id, "finished" if summary.ok else "failed")
     summary.files["results"] = store_path  # the command line writes the report from the store
-    summary.seconds = time.perf_counter() - t0
     return summary
 
 

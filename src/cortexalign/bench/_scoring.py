@@ -266,6 +266,8 @@ def score_job(job, adapter, values: np.ndarray | CachedLayer, groups: list[Targe
             p = p_fn(x, target.data, n_permutations=n_permutations, seed=seed,
                      **job.metric.options)
             result = dataclasses.replace(result, p_value=p)
+        if target.ceiling is not None:  # the dataset's own, shown as published
+            result = result.with_published_ceiling(*target.ceiling)
         record = ScoreRecord.from_score(result, model=job.model.display,
                                         model_id=adapter.model_id, layer=job.layer,
                                         target=target.label, metric=name)

@@ -136,13 +136,12 @@ def _pattern_target(cfg: ExperimentConfig, spec: PatternSpec, stimuli) -> xr.Dat
     return data
 
 
-def _run_patterns(ctx: RunContext, spec: PatternSpec) -> list:
+def _run_patterns(ctx: RunContext, spec: PatternSpec, all_models: dict[str, dict]) -> list:
     data = _pattern_target(ctx.config, spec, ctx.stimuli)
-    models, errors = _features(ctx.config, spec.models, ctx.stimuli, ctx.cache, ctx.device,
-                               ctx.progress)
-    for (label, layer), msg in errors.items():
-        ctx.summary.failures.append({"job": f"patterns {spec.target} {label}/{layer}",
-                                     "error": msg})
+    models = {k: v for k, v in all_models.items() if spec.models is None or k in spec.models}
+    if not models:
+        raise InputError("patterns.models", f"labels of activations models among "
+                         f"{list(all_models)}", repr(spec.models), "name models of the config")
     rows = []
     for k, (label, layers) in enumerate(models.items()):
         res = alignment_patterns(
@@ -157,17 +156,22 @@ def _run_patterns(ctx: RunContext, spec: PatternSpec) -> list:
 
 
 def run_second_order(ctx: RunContext) -> None:
-    """The config's ``patterns:`` and ``discriminability:``, after the per-layer jobs; a failure
-    is recorded in the run summary (the run's scores stand)."""
+    """The config's ``patterns:`` and ``discriminability:``, after the per-layer jobs, on every
+    activations model's layers (read once from the cache); a failure is recorded in the run
+    summary (the run's scores stand)."""
     cfg = ctx.config
+    if not cfg.patterns and cfg.discriminability is None:
+        return
+    models, errors = _features(cfg, None, ctx.stimuli, ctx.cache, ctx.device, ctx.progress)
+    for (label, layer), msg in errors.items():
+        ctx.summary.failures.append({"job": f"second-order {label}/{layer}", "error": msg})
     for spec in cfg.patterns:
         try:
-            ctx.store.record_second_order(ctx.run_id, _run_patterns(ctx, spec))
+            ctx.store.record_second_order(ctx.run_id, _run_patterns(ctx, spec, models))
         except CortexAlignError as err:
             ctx.summary.failures.append({"job": f"patterns {spec.target}", "error": str(err)})
     if cfg.discriminability is not None:
         try:
-            models, _ = _features(cfg, None, ctx.stimuli, ctx.cache, ctx.device, ctx.progress)
             _store_discriminability(ctx.store, ctx.run_id, discriminability_of(
                 cfg, cfg.discriminability, ctx.targets, models, cfg.seed))
         except CortexAlignError as err:

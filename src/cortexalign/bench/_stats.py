@@ -25,7 +25,7 @@ import pandas as pd
 
 from cortexalign.errors import InputError
 from cortexalign.metrics import METRICS
-from cortexalign.results import ResultsStore, ScoreRecord, best_layers
+from cortexalign.results import ResultsStore, ScoreRecord, best_rows
 from cortexalign.stats import adjust_p_values, paired_comparison
 
 __all__ = ["add_fdr", "grid_fdr", "paired_model_comparison", "PER_NEUROID_KEYS", "FDR_METHOD",
@@ -131,10 +131,26 @@ def paired_model_comparison(frame: pd.DataFrame, model_a: str, model_b: str, met
     return out
 
 
+def _per_unit(extra: dict) -> tuple[np.ndarray, str]:
+    """A score's per-RDM values averaged within each subject (``rdm_groups``: the noise
+    ceiling's unit, so sessions of one subject are one unit), and the unit's name."""
+    v = np.asarray(extra.get("per_rdm", []), dtype=float)
+    groups = extra.get("rdm_groups")
+    if groups is None or len(groups) != len(v):
+        return v, "RDMs (no subject labels: each RDM one unit)"
+    labels = list(dict.fromkeys(groups))
+    g = np.asarray(groups)
+    by = extra.get("ceiling_by", "subject")
+    return (np.array([v[g == lab].mean() for lab in labels]),
+            f"{by}s" + (f" ({len(v)} RDMs, averaged within {by})" if len(labels) < len(v)
+                        else ""))
+
+
 def _paired_rows(scores: pd.DataFrame, extra: list[dict]) -> list[dict]:
     """Paired tests between models at their best layers: given in ``extra['paired_comparisons']``
-    (list of {vs, difference, p_value, method}), or sign flips over the target's RDMs
-    (``extra['per_rdm']``: subjects / sessions) when two models have them."""
+    (list of {vs, difference, p_value, method}), or sign flips over the target's subjects
+    (``extra['per_rdm']`` averaged within ``extra['rdm_groups']``: the unit of the noise
+    ceiling) when two models have them; exact (every pattern) when there are few enough."""
     rows = []
     for r, e in zip(scores.itertuples(), extra, strict=True):
         for c in e.get("paired_comparisons", []) or []:
@@ -144,24 +160,26 @@ def _paired_rows(scores: pd.DataFrame, extra: list[dict]) -> list[dict]:
                          "method": str(c.get("method", "stored"))})
     if rows:
         return rows
-    per_rdm = {tuple(k): e.get("per_rdm", [])
-               for k, e in zip(scores[_KEYS].itertuples(index=False), extra, strict=True)}
-    best = best_layers(scores) if len(scores) else pd.DataFrame()
+    extras = {tuple(k): e for k, e in zip(scores[_KEYS].itertuples(index=False), extra,
+                                           strict=True)}
+    best = best_rows(scores) if len(scores) else pd.DataFrame()
     for (target, metric), g in (best.groupby(["target", "metric"], sort=False)
                                 if len(best) else []):
-        per = {}
+        per, unit = {}, ""
         for b in g.itertuples():
-            v = np.asarray(per_rdm[(b.model, b.layer, target, metric)], dtype=float)
+            v, unit = _per_unit(extras[(b.model, b.layer, target, metric)])
             if len(v) >= 2 and np.isfinite(v).all():
                 per[f"{b.model} · {b.layer}"] = v
         names = list(per)
         for i, a in enumerate(names):
             for b in names[i + 1:]:
                 if len(per[a]) == len(per[b]):
-                    res = paired_comparison(per[a], per[b], method="sign_flip", n_perm=2000, seed=0)
+                    res = paired_comparison(per[a], per[b], method="sign_flip", n_perm=10000,
+                                            seed=0)
                     rows.append({"model_a": a, "model_b": b, "target": target, "metric": metric,
                                  "difference": res.observed, "p_value": res.p_value,
-                                 "method": f"sign flips over {len(per[a])} RDMs"})
+                                 "method": f"sign flips over {len(per[a])} {unit}; "
+                                           f"{res.description}"})
     return rows
 
 

@@ -8,6 +8,7 @@ layer x area and layer x Cre-line matrices. Cre lines are grouped by driver gene
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,12 +39,14 @@ class Target:
     data : ``RDMSet`` or responses (stimulus, neuroid[, repetition]) in the stimuli's order.
     group : split coordinate -> value (empty when not split).
     source : the spec's label (all groups of one spec share it).
+    ceiling : the spec's published ceiling ``(low, high, source)``, or None (computed).
     """
 
     label: str
     data: RDMSet | xr.DataArray
     group: dict[str, str] = field(default_factory=dict)
     source: str = ""
+    ceiling: tuple[float, float, str] | None = None
 
     def extra(self) -> dict[str, Any]:
         """What every score of this target records about it."""
@@ -111,11 +114,17 @@ def load_targets(spec: NeuralSpec, stimuli: StimulusSet) -> list[Target]:
                              "targets have no neuroids)", "an RDM target with select/split_by",
                              "remove select and split_by from this target")
         align_ids(stimuli.ids, data.stimulus_ids, what=what)
-        return [Target(spec.display, data, {}, spec.display)]
+        return [Target(spec.display, data, {}, spec.display, _ceiling(spec))]
     neural_ids = [str(s) for s in data["stimulus"].values]
     align_ids(stimuli.ids, neural_ids, what=what)  # the same ids on both sides, or the error
     row = {s: i for i, s in enumerate(neural_ids)}
     data = data.isel(stimulus=[row[s] for s in stimuli.ids])  # in the stimulus set's order
     if spec.select is not None:
         data = select_neuroids(data, **spec.select.model_dump(exclude_none=True))
-    return split_targets(data, list(spec.split_by), spec.display, spec.min_neuroids)
+    targets = split_targets(data, list(spec.split_by), spec.display, spec.min_neuroids)
+    return [dataclasses.replace(t, ceiling=_ceiling(spec)) for t in targets]
+
+
+def _ceiling(spec: NeuralSpec) -> tuple[float, float, str] | None:
+    c = spec.ceiling
+    return None if c is None else (c.low, c.high, c.source)

@@ -19,7 +19,8 @@ from typing import Any
 from cortexalign.bench._config import CONFIG_HELP, ExperimentConfig
 from cortexalign.errors import CortexAlignError, InputError, Problems, UnknownNameError
 
-__all__ = ["validate_request", "check_model_entry", "check_metric_targets", "check_metric_folds"]
+__all__ = ["validate_request", "check_model_entry", "check_metric_targets", "check_metric_folds",
+           "check_metric_stimuli", "check_resample_counts"]
 
 
 def _try(problems: Problems, where: str, check: Callable[[], Any]) -> Any:
@@ -30,14 +31,17 @@ def check_model_entry(spec, problems: Problems, where: str) -> None:
     """Name, options, weights file, pooling and layers of one ``models`` entry (problems are
     appended). The layers are checked on the architecture alone (``load_architecture``)."""
     from cortexalign.features import POOLINGS
+    from cortexalign.fetch import is_weights_entry, weights_file
     from cortexalign.models import MODELS, load_architecture
 
     if _try(problems, f"{where}.name", lambda: MODELS.resolve(spec.name)) is None:
         return
-    if spec.weights is not None and not Path(spec.weights).expanduser().is_file():
+    weights = weights_file(spec.weights)  # a weights entry ('sam-vit-b'): its fetched file
+    if weights is not None and not Path(weights).expanduser().is_file():
         _try(problems, where, _raiser(InputError(
-            "weights", "a checkpoint file", f"{spec.weights!r}, which does not exist",
-            "check the path")))
+            "weights", "a checkpoint file or a weights entry of `cortexalign fetch --list`",
+            f"{spec.weights!r}, which does not exist", f"run `cortexalign fetch {spec.weights}`"
+            if is_weights_entry(spec.weights) else "check the path")))
     if spec.features == "activations" and spec.pooling not in POOLINGS:
         _try(problems, f"{where}.pooling", _raiser(UnknownNameError("pooling", spec.pooling,
                                                                     POOLINGS)))
@@ -78,6 +82,30 @@ def check_metric_targets(config: ExperimentConfig, targets: dict) -> None:
                 raise InputError(f"metrics ({spec.name})", f"a target with {kind}",
                                  f"target {label!r} holds {have}",
                                  "use 'rsa' for RDM targets, or give responses for this metric")
+
+
+def check_metric_stimuli(config: ExperimentConfig, n_stimuli: int) -> None:
+    """Metrics that need more stimuli than the set has (``min_stimuli`` metadata: RSA and CKA
+    need 4, ``rdm.MIN_STIMULI`` says why)."""
+    from cortexalign.metrics import METRICS
+
+    for i, spec in enumerate(config.metrics):
+        need = METRICS.entry(spec.name).meta.get("min_stimuli")
+        if need is not None and n_stimuli < need[0]:
+            raise InputError(f"metrics[{i}] ({spec.name})", f"at least {need[0]} stimuli: "
+                             f"{need[1]}", f"a stimulus set of {n_stimuli}",
+                             "score on more stimuli (a meaningful RDM or Gram comparison "
+                             "needs dozens)")
+
+
+def check_resample_counts(config: ExperimentConfig, n_stimuli: int) -> None:
+    """``n_bootstrap`` and ``n_permutations`` within ``stats.MAX_RESAMPLES`` and this machine's
+    memory (``stats._budget``: the refusal states the memory and time they would take)."""
+    from cortexalign.stats import check_resamples
+
+    for name in ("n_bootstrap", "n_permutations"):
+        if getattr(config, name):
+            check_resamples(getattr(config, name), n_stimuli, parameter=name)
 
 
 def check_metric_folds(config: ExperimentConfig, n_stimuli: int) -> None:
@@ -158,7 +186,9 @@ def validate_request(config: ExperimentConfig, source: str = "config") -> tuple[
                 targets[spec.display] = got
         if metrics_ok and len(targets) == len(config.neural):
             _try(problems, "", lambda: check_metric_targets(config, targets))
+            _try(problems, "", lambda: check_metric_stimuli(config, len(stimuli)))
             _try(problems, "", lambda: check_metric_folds(config, len(stimuli)))
             _try(problems, "", lambda: check_partition_targets(config, targets, len(stimuli)))
+        _try(problems, "", lambda: check_resample_counts(config, len(stimuli)))
     problems.raise_if_any(source, CONFIG_HELP)
     return stimuli, targets

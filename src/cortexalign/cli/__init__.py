@@ -19,7 +19,7 @@ __all__ = ["app", "main", "COMMAND_MODULES"]
 
 #: Command modules, in the order ``cortexalign --help`` lists their commands.
 COMMAND_MODULES = ("run", "config", "catalog", "extract", "compare", "results", "sae", "spiking",
-                   "study", "train_aligned", "fetch")
+                   "study", "train_aligned", "fetch", "doctor")
 
 
 def _load_app() -> Any:

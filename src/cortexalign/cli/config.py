@@ -66,7 +66,8 @@ def check(
     from cortexalign.errors import CortexAlignError
 
     try:
-        cfg = load_config(file)
+        cfg = load_config(file, report=lambda line: console.print(line, markup=False,
+                                                                  highlight=False))
         stimuli, targets = validate_request(cfg, str(file))
     except CortexAlignError as err:
         fail(err)

@@ -124,10 +124,13 @@ def status(
     """Runs of a results directory: status (a crashed run shows 'interrupted (no live
     process)'), jobs finished / failed / running, and the failed jobs with their errors."""
     from cortexalign.bench import run_status
-    from cortexalign.errors import CortexAlignError
+    from cortexalign.errors import CortexAlignError, StoreError
 
     try:
         runs = run_status(out)
+    except StoreError as err:  # the store's state first ("damaged (truncated)"...), then why
+        console.print(f"store {err.path}: [red]{err.kind}[/]", highlight=False)
+        fail(err)
     except CortexAlignError as err:
         fail(err)
     if not runs:

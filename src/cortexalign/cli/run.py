@@ -99,7 +99,8 @@ def quickstart(
 
     best = best_layers(ResultsStore(summary.files["results"], read_only=True).scores_frame())
     rows = [{**r, "ci": interval_text(r["ci_low"], r["ci_high"]),
-             "ceiling": interval_text(r["ceiling_low"], r["ceiling_high"])}
+             "ceiling": interval_text(r["ceiling_low"], r["ceiling_high"])
+             if r["ceiling_low"] == r["ceiling_low"] else r["ceiling"]}  # "no ceiling (one RDM)"
             for r in best.to_dict("records")]
     render(console, BEST_COLUMNS, rows, title="Best layer per model (RSA, Spearman)")
     if not summary.ok:

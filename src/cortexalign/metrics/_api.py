@@ -11,7 +11,7 @@ from cortexalign.compute import gram_work, sized_by
 from cortexalign.errors import InputError
 from cortexalign.metrics._registry import METRICS
 from cortexalign.metrics._ridge import check_alphas
-from cortexalign.metrics._score import Score
+from cortexalign.metrics._score import Score, check_published_ceiling
 from cortexalign.neural import RDMSet
 
 __all__ = ["score", "list_metrics", "check_options"]
@@ -22,7 +22,8 @@ _TARGET_WORDS = {"rdm": "an RDMSet", "responses": "a responses DataArray (stimul
 
 
 @sized_by(lambda metric_name, features_sd, target, **_: gram_work(features_sd))
-def score(metric_name: str, features_sd, target, **options) -> Score:
+def score(metric_name: str, features_sd, target, *,
+          ceiling: tuple[float, float] | None = None, **options) -> Score:
     """Score one layer's features against a neural target with a registered metric.
 
     Parameters
@@ -31,6 +32,9 @@ def score(metric_name: str, features_sd, target, **options) -> Score:
         close matches.
     features_sd : (s, d) features, rows in the target's stimulus order.
     target : ``RDMSet`` or responses ``DataArray``, as the metric's ``target`` metadata says.
+    ceiling : the target's own published ceiling ``(low, high)`` (e.g. from the dataset's
+        paper), used instead of the computed one and shown as published
+        (``Score.with_published_ceiling``).
     options : passed to the metric (``n_bootstrap``, ``seed``, ``device``, ``compare``...).
 
     Returns
@@ -46,7 +50,20 @@ def score(metric_name: str, features_sd, target, **options) -> Score:
                          type(target).__name__, "load it with cortexalign.neural.load_neural or "
                          f"wrap an array with make_responses / RDMSet.{hint}")
     check_options(metric_name, options)
-    return entry.obj(features_sd, target, **options)
+    if ceiling is not None:
+        check_published_ceiling(*_pair(ceiling))
+    result = entry.obj(features_sd, target, **options)
+    return result if ceiling is None else result.with_published_ceiling(*_pair(ceiling))
+
+
+def _pair(ceiling) -> tuple:
+    if isinstance(ceiling, dict):
+        return ceiling.get("low"), ceiling.get("high")
+    try:
+        low, high = ceiling
+    except (TypeError, ValueError):
+        return ceiling, None
+    return low, high
 
 
 def check_options(metric_name: str, options) -> None:

@@ -208,7 +208,7 @@ def cka(x_sd, y_sd, kind: str = "linear", device: str | torch.device | None = No
     x_sd : (s, dx) features; y_sd : (s, dy) features or responses, rows in the same stimulus order.
     kind : a key of ``CKA_KINDS``: ``linear``, ``linear_debiased`` or ``rbf``.
     device : where to compute (``None``: CUDA when available).
-    sigma_frac : for ``rbf``, the bandwidth as a fraction of the median pairwise distance.
+    **options : ``sigma_frac``, for ``rbf`` the bandwidth as a fraction of the median pairwise distance.
 
     Returns
     -------

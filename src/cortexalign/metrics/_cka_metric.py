@@ -23,6 +23,7 @@ from cortexalign.metrics._responses import responses_tensor
 from cortexalign.metrics._score import Score
 from cortexalign.neural import RDMSet
 from cortexalign.rdm import (
+    MIN_STIMULI,
     as_tensor,
     check_features,
     check_n_stimuli,
@@ -83,9 +84,11 @@ def _score(stat, s: int, dev: torch.device, *, kind: str, n_bootstrap: int, seed
     if n_bootstrap > 0:
         samples = stats.bootstrap_statistic(stat, s, n_bootstrap, seed, dev)
         ci_low, ci_high = stats.percentile_interval(samples, ci_level)
+    interval = {"interval": f"{ci_level:.0%} percentile bootstrap over stimuli "
+                            f"({int(n_bootstrap)} resamples)"} if n_bootstrap > 0 else {}
     return Score(value=value, ci_low=ci_low, ci_high=ci_high, n_stimuli=int(s),
                  extra={"kind": kind, "n_bootstrap": int(n_bootstrap), "ci_level": ci_level,
-                        **options})
+                        **interval, **options})
 
 
 def cka_metric(features_sd, target, *, kind: str, n_bootstrap: int = 0, seed: int = 0,
@@ -110,9 +113,9 @@ def cka_metric(features_sd, target, *, kind: str, n_bootstrap: int = 0, seed: in
     x = as_tensor(features_sd, "features_sd", dev, ndim=(2,))
     y = responses_tensor(target, dev)
     check_n_stimuli(x.shape[0], y.shape[0])
-    need = 4 if kind == "linear_debiased" else 3
-    check_features(x, "features_sd", min_stimuli=need)
-    check_features(y, "target", min_stimuli=need)
+    need, why = MIN_STIMULI["cka"]
+    check_features(x, "features_sd", need, why)
+    check_features(y, "target", need, why)
 
     grams: list[torch.Tensor] = []  # X X^T, Y Y^T: made at the first resample (s x s each)
 
@@ -172,11 +175,11 @@ def cka_from_gram(gram_ss, target, *, kind: str = "linear", n_bootstrap: int = 0
     """
     _check_target_and_options(target, kind, options)
     dev = resolve_device(device)
-    need = 4 if kind == "linear_debiased" else 3
+    need, why = MIN_STIMULI["cka"]
     k = _gram_tensor(gram_ss, dev, need)
     y = responses_tensor(target, dev)
     check_n_stimuli(k.shape[0], y.shape[0], "gram_ss")
-    check_features(y, "target", min_stimuli=need)
+    check_features(y, "target", need, why)
     l_ = mm_nt(y, y)
 
     def stat(idx_s: torch.Tensor | None) -> float:
@@ -191,12 +194,12 @@ def cka_from_gram(gram_ss, target, *, kind: str = "linear", n_bootstrap: int = 0
 METRICS.add("cka_linear", with_protocol("cka_linear")(partial(cka_metric, kind="linear")),
             citation=KORNBLITH_2019,
             target="responses", description="Linear centered kernel alignment (biased HSIC)",
-            check_options=_check_metric_options)
+            check_options=_check_metric_options, min_stimuli=MIN_STIMULI["cka"])
 METRICS.add("cka_linear_debiased", partial(cka_metric, kind="linear_debiased"), citation=DEBIASED,
             target="responses", description="Linear CKA with the unbiased HSIC estimator "
                                             "(Song et al. 2012), less biased for few stimuli",
-            check_options=_check_metric_options)
+            check_options=_check_metric_options, min_stimuli=MIN_STIMULI["cka"])
 METRICS.add("cka_rbf", partial(cka_metric, kind="rbf"), citation=KORNBLITH_2019,
             target="responses", description="RBF-kernel CKA, bandwidth sigma_frac x median "
                                             "distance (default 1.0)",
-            check_options=_check_metric_options)
+            check_options=_check_metric_options, min_stimuli=MIN_STIMULI["cka"])

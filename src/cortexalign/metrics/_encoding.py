@@ -169,8 +169,11 @@ def _check_ceiling_transform(ceiling_transform: str) -> None:
 
 
 def _encode(encoder, features_sd, target, *, n_bootstrap, seed, device, n_folds, normalize,
-            ceiling_transform, n_splits, **options) -> Score:
+            ceiling_transform, n_splits, ci_level=0.95, **options) -> Score:
     _check_ceiling_transform(ceiling_transform)
+    from cortexalign.stats import check_ci_level  # stats builds on metrics: imported here
+
+    check_ci_level(ci_level)
     x, y, reps = _check_inputs(features_sd, target)
     pred, params = cross_validated_predictions(x, y, encoder, n_folds=n_folds, seed=seed,
                                                device=device, **options)
@@ -194,8 +197,12 @@ def _encode(encoder, features_sd, target, *, n_bootstrap, seed, device, n_folds,
         rng = np.random.default_rng(seed)
         ok = per_neuroid[np.isfinite(per_neuroid)]
         boots = np.median(ok[rng.integers(0, len(ok), (int(n_bootstrap), len(ok)))], axis=1)
-        lo, hi = (float(v) for v in np.percentile(boots, [2.5, 97.5]))
+        tail = 50.0 * (1.0 - float(ci_level))
+        lo, hi = (float(v) for v in np.percentile(boots, [tail, 100.0 - tail]))
         extra["ci_over"] = "neuroids"
+        extra["ci_level"] = float(ci_level)
+        extra["interval"] = (f"{ci_level:.0%} percentile bootstrap over neuroids "
+                             f"({int(n_bootstrap)} resamples)")
     return Score(value, lo, hi, c_low, c_low, n_stimuli=int(x.shape[0]), extra=extra)
 
 
@@ -222,7 +229,7 @@ def ridge(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=No
           alphas=DEFAULT_ALPHAS, n_folds: int = 5, inner_folds: int = 5, normalize: bool = False,
           ceiling_transform: str = "attenuation", n_splits: int = 100,
           solver: str = "eigh", dtype: str | torch.dtype | None = None,
-          target_chunk: int | None = None) -> Score:
+          target_chunk: int | None = None, ci_level: float = 0.95) -> Score:
     """Cross-validated ridge encoding of every neuroid.
 
     Parameters
@@ -232,7 +239,8 @@ def ridge(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=No
     alphas : penalty grid searched per neuroid by ``inner_folds``-fold CV on the training stimuli.
     n_folds : outer folds over stimuli (shuffled with ``seed``).
     normalize : divide each neuroid's r by its ceiling (``ceiling_transform``) before the median.
-    n_bootstrap : percentile 95% interval of the median over neuroid resamples (0: none).
+    n_bootstrap, ci_level : percentile interval (level ``ci_level``) of the median over neuroid
+        resamples (0: none); the interval says what it resamples in ``extra["interval"]``.
     solver : a ``RIDGE_SOLVERS`` name: "eigh" (ours, default) or "himalaya".
     dtype : "eigh" only: precision of the products with the targets, "float32" or "float64" (or
         a torch/numpy dtype); None: float64. Features, Grams and eigendecompositions stay
@@ -251,6 +259,7 @@ def ridge(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=No
     """
     solver_options = _solver_options(solver, dtype, target_chunk)
     return _encode("ridge", features_sd, target, n_bootstrap=n_bootstrap, seed=seed,
+                   ci_level=ci_level,
                    device=device, n_folds=n_folds, normalize=normalize,
                    ceiling_transform=ceiling_transform, n_splits=n_splits, alphas=alphas,
                    inner_folds=inner_folds, solver=solver, **solver_options)
@@ -263,8 +272,10 @@ def ridge(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=No
 @with_protocol("pls")
 def pls(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=None,
         n_components: int = 25, n_folds: int = 5, normalize: bool = False,
-        ceiling_transform: str = "attenuation", n_splits: int = 100) -> Score:
+        ceiling_transform: str = "attenuation", n_splits: int = 100,
+        ci_level: float = 0.95) -> Score:
     """Cross-validated PLS encoding of every neuroid (see ``ridge`` for the parameters)."""
     return _encode("pls", features_sd, target, n_bootstrap=n_bootstrap, seed=seed, device=device,
+                   ci_level=ci_level,
                    n_folds=n_folds, normalize=normalize, ceiling_transform=ceiling_transform,
                    n_splits=n_splits, n_components=n_components)

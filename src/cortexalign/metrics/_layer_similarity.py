@@ -326,9 +326,10 @@ def layer_similarity(feats_a: Mapping, feats_b: Mapping | None = None, metric: s
     metric : a key of ``LAYER_SIMILARITIES``: ``cka_linear``, ``cka_linear_debiased``,
         ``cka_rbf`` or ``rsa``.
     device : where to compute (``None``: CUDA when available); float64 throughout.
-    sigma_frac : ``cka_rbf`` bandwidth as a fraction of the root median squared distance (1.0).
-    rdm_method, compare : ``rsa``'s RDM method (``correlation``) and comparison (``spearman``),
-        names of ``RDM_METHODS`` and ``RDM_COMPARISONS``.
+    **options : ``sigma_frac``, the ``cka_rbf`` bandwidth as a fraction of the root median
+        squared distance (1.0); ``rdm_method`` and ``compare``, ``rsa``'s RDM method
+        (``correlation``) and comparison (``spearman``), names of ``RDM_METHODS`` and
+        ``RDM_COMPARISONS``.
     n_bootstrap, seed, ci_level : CKA measures: percentile intervals over stimulus resamples
         (``_layer_bootstrap``), as coordinates ``ci_low`` / ``ci_high`` (layer_a, layer_b);
         0 (default): none.

@@ -187,6 +187,7 @@ def _map_metric(measure, features, target, *, stimuli, pad_square, n_bootstrap, 
         boots = np.array([np.median(m_bn[:, i]) for i in idx])
         lo, hi = (float(v) for v in np.percentile(boots, [2.5, 97.5]))
         extra["ci_over"] = "neuroids"
+        extra["interval"] = f"95% percentile bootstrap over neurons ({int(n_bootstrap)} resamples)"
     return Score(base.value, lo, hi, c, c, p, n_stimuli=int(maps.shape[0]), extra=extra)
 
 

@@ -21,6 +21,7 @@ from cortexalign.metrics._responses import responses_tensor
 from cortexalign.metrics._score import Score
 from cortexalign.neural import RDMSet
 from cortexalign.rdm import (
+    MIN_STIMULI,
     RDM_COMPARISONS,
     RDM_METHODS,
     as_tensor,
@@ -34,7 +35,10 @@ from cortexalign.rdm import (
     upper_tri,
 )
 
-__all__ = ["rsa", "rsa_from_rdm"]
+__all__ = ["rsa", "rsa_from_rdm", "NO_CEILING_ONE_RDM"]
+
+#: What a target of one RDM reports instead of a noise ceiling (score, table and report).
+NO_CEILING_ONE_RDM = "no ceiling (one RDM)"
 
 RSA_CITATION = ("Kriegeskorte, Mur & Bandettini (2008). Representational similarity analysis - "
                 "connecting the branches of systems neuroscience. Front. Syst. Neurosci. 2:4; "
@@ -104,8 +108,9 @@ def _model_rdm_tensor(rdm_ss, device: torch.device, name: str = "model_rdm_ss",
                       tol: float = 1e-5) -> torch.Tensor:
     """A model RDM as a float64 (s, s) tensor on ``device``: square, finite, symmetric and with
     a zero diagonal to ``tol`` times its largest magnitude (float32 rounding passes, a
-    similarity matrix or a transposed mistake does not), at least 3 stimuli."""
-    r = stimulus_matrix(rdm_ss, name, device, what="RDM", min_stimuli=3, bound=tol,
+    similarity matrix or a transposed mistake does not), at least 4 stimuli (``MIN_STIMULI``)."""
+    r = stimulus_matrix(rdm_ss, name, device, what="RDM", min_stimuli=MIN_STIMULI["rsa"][0],
+                        bound=tol,
                         square_fix="pass the full matrix (scipy.spatial.distance.squareform "
                                    "turns a condensed vector into one)",
                         symmetric_fix="pass a dissimilarity matrix, e.g. (R + R.T) / 2 if the "
@@ -122,7 +127,7 @@ def _model_rdm_tensor(rdm_ss, device: torch.device, name: str = "model_rdm_ss",
 @METRICS.register("rsa", citation=RSA_CITATION, target="any",
                   description="Representational similarity analysis: model RDM vs neural RDMs "
                               "(Spearman by default), leave-one-subject-out noise ceiling",
-                  check_options=_check_metric_options)
+                  check_options=_check_metric_options, min_stimuli=MIN_STIMULI["rsa"])
 @with_protocol("rsa")
 def rsa(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=None,
         rdm_method: str = "correlation", compare: str = "spearman",
@@ -154,7 +159,7 @@ def rsa(features_sd, target, *, n_bootstrap: int = 0, seed: int = 0, device=None
     neural_rdm_method = _check_options(rdm_method, compare, neural_rdm_method)
     dev = _tensor_device(features_sd, device)
     x = as_tensor(features_sd, "features_sd", dev, ndim=(2,))
-    check_features(x, "features_sd")
+    check_features(x, "features_sd", *MIN_STIMULI["rsa"])
     target_kp, source = _neural_vectors(target, x.shape[0], neural_rdm_method, dev)
     model_p = upper_tri(rdm_tensor(x, rdm_method))
     check_varies(model_p[None], "features_sd")
@@ -202,18 +207,27 @@ def ceiling_groups(source, ceiling_by: str | None, n_rdms: int) -> tuple[np.ndar
     """Per-RDM group labels for the noise ceiling and the weighting of RDMs, and what they are.
 
     ``ceiling_by`` names an RDMSet descriptor (e.g. ``subject``: each subject's RDMs count
-    once). Without it (``None``, responses rather than RDMs, or the default ``subject`` on a set
-    that has no such descriptor) every RDM is its own group (``"rdm"``). Any other name the set
-    lacks is an error: a misspelt descriptor must not silently mean "each RDM alone".
+    once). ``None`` (the user's word that every RDM is its own subject), responses rather than
+    RDMs, or a single RDM: every RDM is its own group (``"rdm"``). Several RDMs with the default
+    ``subject`` but no such descriptor are refused: they may be areas or conditions rather than
+    subjects, and a "ceiling" between areas measures their agreement, not noise. Any other name
+    the set lacks is an error too: a misspelt descriptor must not silently mean "each RDM alone".
     """
-    if isinstance(source, RDMSet) and ceiling_by is not None:
+    if isinstance(source, RDMSet) and ceiling_by is not None and n_rdms > 1:
         if ceiling_by in source.descriptors:
             return source.groups(ceiling_by), ceiling_by
-        if ceiling_by != "subject":
-            names = sorted(source.descriptors)
-            raise UnknownNameError("RDM descriptor (ceiling_by)", ceiling_by, names, fix=(
-                f"use one of the target's descriptors ({', '.join(names) or 'it has none'}), "
-                "or ceiling_by=None to treat each RDM alone"))
+        names = sorted(source.descriptors)
+        if ceiling_by == "subject":
+            raise InputError("ceiling_by", f"a 'subject' descriptor on the {n_rdms} RDMs of "
+                             f"{source.name!r} (the noise ceiling treats subjects as repeated "
+                             "measurements of one brain)", "RDMs without one (descriptors: "
+                             f"{', '.join(names) or 'none'})", "give the RDMSet "
+                             "descriptors={'subject': [...]} (one label per RDM); pass "
+                             "ceiling_by=None (options: {ceiling_by: null}) if each RDM really "
+                             "is one subject; or make one target per area or condition")
+        raise UnknownNameError("RDM descriptor (ceiling_by)", ceiling_by, names, fix=(
+            f"use one of the target's descriptors ({', '.join(names) or 'it has none'}), "
+            "or ceiling_by=None to treat each RDM alone"))
     return np.arange(n_rdms), "rdm"
 
 
@@ -230,9 +244,16 @@ def _score_model_vector(model_p: torch.Tensor, target_kp: torch.Tensor, source,
     per_rdm = compare_vectors(model_p[None], target_kp, compare)[0]
     value = float(per_rdm @ weights_k)
 
-    if isinstance(source, RDMSet):
+    if isinstance(source, RDMSet) and target_kp.shape[0] == 1:
+        c_low = c_high = math.nan  # one RDM: nothing to estimate noise from
+        extra_ceiling: dict = {"ceiling": NO_CEILING_ONE_RDM}
+    elif isinstance(source, RDMSet):
         c_low, c_high = stats.noise_ceiling_vectors(target_kp, groups, compare)
-        extra_ceiling: dict = {"ceiling_by": by}
+        n_units = len(np.unique(groups))
+        unit = by if by != "rdm" else "RDM (ceiling_by=None: each RDM a subject)"
+        extra_ceiling = {"ceiling_by": by, "rdm_groups": [str(g) for g in groups],
+                         "ceiling": f"noise ceiling, leave one {unit} out ({n_units} "
+                                    f"{by if by != 'rdm' else 'RDM'}s)"}
     elif source.ndim == 3:
         r_half, c_low = stats.split_half_ceiling(source, neural_rdm_method, compare, n_splits, seed)
         c_high = c_low
@@ -242,12 +263,16 @@ def _score_model_vector(model_p: torch.Tensor, target_kp: torch.Tensor, source,
         extra_ceiling = {"ceiling": "none (no repetitions)"}
 
     ci_low = ci_high = math.nan
+    interval = {}
     if n_bootstrap > 0:
         samples_bk = stats.bootstrap_rdm_comparison(model_p, target_kp, compare, n_bootstrap, seed)
         ci_low, ci_high = stats.percentile_interval(samples_bk @ weights_k, ci_level)
+        interval = {"interval": f"{ci_level:.0%} percentile bootstrap over stimuli "
+                                f"({n_bootstrap} resamples)"}
 
     return Score(value=value, ci_low=ci_low, ci_high=ci_high, ceiling_low=c_low,
                  ceiling_high=c_high, n_stimuli=int(n_stimuli),
                  extra={"rdm_method": rdm_method, "neural_rdm_method": neural_rdm_method,
                         "compare": compare, "per_rdm": per_rdm.cpu().tolist(),
-                        "n_bootstrap": int(n_bootstrap), "ci_level": ci_level, **extra_ceiling})
+                        "n_bootstrap": int(n_bootstrap), "ci_level": ci_level, **interval,
+                        **extra_ceiling})

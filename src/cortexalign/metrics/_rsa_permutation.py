@@ -9,6 +9,7 @@ features (the streamed path).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -16,7 +17,14 @@ import torch
 
 from cortexalign.metrics._rsa_metric import _model_rdm_tensor, _neural_vectors, ceiling_groups
 from cortexalign.rdm import compare_vectors, rdm_tensor, upper_tri
-from cortexalign.stats import exact_p_value, group_weights
+from cortexalign.stats import (
+    EXACT_MAX,
+    all_permutations,
+    check_resamples,
+    enumerated_p_value,
+    exact_p_value,
+    group_weights,
+)
 
 __all__ = ["PERMUTATION_TESTS", "rsa_permutation_p", "rsa_permutation_p_from_rdm"]
 
@@ -27,8 +35,9 @@ def rsa_permutation_p(features_sd, target, *, n_permutations: int, seed: int = 0
                       chunk: int = 128, **_other) -> float:
     """Permutation p-value of the ``rsa`` score: the model RDM's stimuli (rows and columns
     together) are relabelled ``n_permutations`` times (Mantel 1967; Nili et al. 2014) and the
-    subject-weighted comparison recomputed; one-sided (greater), ``(1 + #null >= obs) / (1 + P)``.
-    Other ``rsa`` options (``ci_level``, ``n_splits``) do not change the statistic.
+    subject-weighted comparison recomputed; one-sided (greater), ``(1 + #null >= obs) / (1 + P)``;
+    with few stimuli (``s!`` at most ``max(P, stats.EXACT_MAX)``) every relabelling is used and
+    the p-value is exact, ``#{null >= obs} / s!``. Other ``rsa`` options (``ci_level``, ``n_splits``) do not change the statistic.
     """
     x = torch.as_tensor(np.asarray(features_sd, dtype=np.float64))
     return _permutation_p(rdm_tensor(x, rdm_method), target, n_permutations=n_permutations,
@@ -59,19 +68,26 @@ def _permutation_p(rdm_ss: torch.Tensor, target, *, n_permutations: int, seed: i
                    compare: str, neural_rdm_method: str, ceiling_by: str | None,
                    chunk: int) -> float:
     dev = rdm_ss.device
+    check_resamples(n_permutations, rdm_ss.shape[0], parameter="n_permutations")
     target_kp, source = _neural_vectors(target, rdm_ss.shape[0], neural_rdm_method, dev)
     groups, _ = ceiling_groups(source, ceiling_by, target_kp.shape[0])
     w_k = torch.as_tensor(group_weights(groups), device=dev)
     observed = float(compare_vectors(upper_tri(rdm_ss)[None], target_kp, compare)[0] @ w_k)
     gen = torch.Generator().manual_seed(int(seed))
     s = rdm_ss.shape[0]
+    # few stimuli: every relabelling (identity included) and the exact p; else Monte-Carlo
+    exact = s <= 12 and math.factorial(s) <= max(int(n_permutations), EXACT_MAX)
+    every = torch.as_tensor(all_permutations(s)) if exact else None
+    total = len(every) if exact else int(n_permutations)
     null = []
-    for start in range(0, int(n_permutations), chunk):
-        c = min(chunk, int(n_permutations) - start)
-        perm_cs = torch.argsort(torch.rand(c, s, generator=gen), dim=1).to(dev)
+    for start in range(0, total, chunk):
+        c = min(chunk, total - start)
+        perm_cs = (every[start:start + c] if exact else
+                   torch.argsort(torch.rand(c, s, generator=gen), dim=1)).to(dev)
         rdm_css = rdm_ss[perm_cs[:, :, None], perm_cs[:, None, :]]
         null.append(compare_vectors(upper_tri(rdm_css), target_kp, compare) @ w_k)
-    return exact_p_value(observed, torch.cat(null).cpu().numpy(), "greater")
+    null_n = torch.cat(null).cpu().numpy()
+    return (enumerated_p_value if exact else exact_p_value)(observed, null_n, "greater")
 
 
 PERMUTATION_TESTS: dict[str, Callable[..., float]] = {"rsa": rsa_permutation_p}

@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-__all__ = ["Score"]
+from cortexalign.errors import InputError
+
+__all__ = ["Score", "check_published_ceiling"]
+
+
+def check_published_ceiling(low: Any, high: Any, parameter: str = "ceiling") -> tuple[float, float]:
+    """A published ceiling ``(low, high)``: two finite numbers with ``low <= high``."""
+    try:
+        lo, hi = float(low), float(high)
+    except (TypeError, ValueError):
+        lo = hi = math.nan
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+        raise InputError(parameter, "a published ceiling {low, high}: two finite numbers, "
+                         "low <= high", f"low={low!r}, high={high!r}",
+                         "copy both bounds from the dataset's paper (equal when it gives one "
+                         "number)")
+    return lo, hi
 
 
 @dataclass(frozen=True)
@@ -37,6 +53,21 @@ class Score:
         """``value`` divided by the lower ceiling bound (NaN when there is no ceiling)."""
         c = self.ceiling_low
         return self.value / c if c and not math.isnan(c) else math.nan
+
+    def with_published_ceiling(self, low: float, high: float, source: str = "") -> Score:
+        """This score with a dataset's own published ceiling in place of the computed one.
+
+        The computed bounds (when there were any) move to ``extra["computed_ceiling"]``;
+        ``extra["ceiling"]`` says the ceiling is published (and by whom), so tables and reports
+        show it as such. ``low``/``high`` are checked by :func:`check_published_ceiling`.
+        """
+        low, high = check_published_ceiling(low, high)
+        extra = dict(self.extra)
+        if math.isfinite(self.ceiling_low) or math.isfinite(self.ceiling_high):
+            extra["computed_ceiling"] = [self.ceiling_low, self.ceiling_high,
+                                         extra.get("ceiling", "computed")]
+        extra["ceiling"] = "published" + (f" ({source})" if source else "")
+        return replace(self, ceiling_low=low, ceiling_high=high, extra=extra)
 
     def to_dict(self) -> dict[str, Any]:
         """The score's fields as a plain dict."""

@@ -13,6 +13,7 @@ import socket
 from urllib.parse import urlparse
 
 from cortexalign.errors import InputError
+from cortexalign.fetch import offline_reason
 
 __all__ = ["cached_hub_file", "hub_reachable", "timm_hub_overlay", "HUB_PROBE_TIMEOUT_S"]
 
@@ -23,8 +24,8 @@ _WEIGHT_FILES = ("model.safetensors",)
 
 def hub_reachable(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> bool:
     """Whether a TCP connection to the Hugging Face endpoint (``HF_ENDPOINT``) opens in time;
-    False at once under ``HF_HUB_OFFLINE=1``."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+    False at once under ``HF_HUB_OFFLINE=1`` or ``CORTEXALIGN_OFFLINE=1``."""
+    if offline_reason() is not None:
         return False
     url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     port = url.port or (443 if url.scheme == "https" else 80)
@@ -71,6 +72,7 @@ def timm_hub_overlay(arch: str) -> dict[str, str]:
         return {"file": cached}
     raise InputError("pretrained", f"timm hub weights for {arch!r} (Hugging Face {repo!r}), "
                      "cached or downloadable", "no cached copy and no connection to the hub",
-                     "pass weights=PATH (a local .safetensors or torch state_dict file, e.g. "
-                     "downloaded on a machine with network), or untrained=True for the untrained "
-                     "control")
+                     f"run `cortexalign fetch timm:{arch}` where the network is reachable (it "
+                     "fills the hub cache timm reads), or pass weights=PATH (a local "
+                     ".safetensors or torch state_dict file), or untrained=True for the "
+                     "untrained control")

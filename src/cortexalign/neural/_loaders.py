@@ -11,6 +11,7 @@ import xarray as xr
 from cortexalign.errors import InputError
 from cortexalign.neural._brainio import is_brainio_assembly, load_brainio_assembly
 from cortexalign.neural._data import RDMSet, make_responses, validate_responses
+from cortexalign.npz import npz_array
 from cortexalign.registry import Registry
 
 __all__ = ["NEURAL", "load_neural", "load_rdms_npz", "load_responses_csv",
@@ -62,8 +63,11 @@ def load_rdms_npz(path: str | Path, rdms_key: str = "rdms", ids_key: str = "stim
             if key not in d.files:
                 raise InputError("rdms file", f"an npz with arrays {rdms_key!r} and {ids_key!r}",
                                  f"arrays {d.files} in {path.name}", "save both arrays in the file")
-        desc = {k[len("descriptor_"):]: d[k] for k in d.files if k.startswith("descriptor_")}
-        return RDMSet(d[rdms_key], tuple(str(s) for s in d[ids_key]), desc, name=name or path.stem)
+        desc = {k[len("descriptor_"):]: npz_array(d, k, path, "descriptor")
+                for k in d.files if k.startswith("descriptor_")}
+        return RDMSet(npz_array(d, rdms_key, path, "RDM array"),
+                      tuple(str(s) for s in npz_array(d, ids_key, path, "id array")), desc,
+                      name=name or path.stem)
 
 
 def load_responses_npz(path: str | Path, values_key: str = "responses",
@@ -76,9 +80,12 @@ def load_responses_npz(path: str | Path, values_key: str = "responses",
             if key not in d.files:
                 raise InputError("responses file", f"an npz with arrays {values_key!r} and "
                                  f"{ids_key!r}", f"arrays {d.files}", "save both arrays")
-        coords = {k[len("coord_"):]: d[k] for k in d.files if k.startswith("coord_")}
-        nids = d["neuroid_ids"] if "neuroid_ids" in d.files else None
-        return make_responses(d[values_key], d[ids_key], nids, coords, name=name or path.stem)
+        coords = {k[len("coord_"):]: npz_array(d, k, path, "coordinate")
+                  for k in d.files if k.startswith("coord_")}
+        nids = npz_array(d, "neuroid_ids", path, "id array") if "neuroid_ids" in d.files else None
+        return make_responses(npz_array(d, values_key, path, "neural response array"),
+                              npz_array(d, ids_key, path, "id array"), nids, coords,
+                              name=name or path.stem)
 
 
 def load_responses_csv(path: str | Path, stimulus_column: str = "stimulus_id",

@@ -47,6 +47,7 @@ from cortexalign.rdm._compute import (
 )
 from cortexalign.rdm._softrank import isotonic_decreasing_blocks, soft_rank
 from cortexalign.rdm._validate import (
+    MIN_STIMULI,
     as_tensor,
     check_features,
     check_n_stimuli,
@@ -62,4 +63,4 @@ __all__ += ["RDM_COMPARISONS", "compare_rdms", "compare_vectors", "rdm_vectors",
             "resampled_cosine_cov", "compare_pearson", "compare_cosine", "compare_spearman",
             "compare_kendall_tau_a", "compare_rho_a", "compare_cosine_cov", "compare_corr_cov"]
 __all__ += ["soft_rank", "isotonic_decreasing_blocks"]
-__all__ += ["as_tensor", "check_features", "check_n_stimuli", "check_varies", "stimulus_matrix"]
+__all__ += ["MIN_STIMULI", "as_tensor", "check_features", "check_n_stimuli", "check_varies", "stimulus_matrix"]

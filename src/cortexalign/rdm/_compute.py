@@ -289,7 +289,8 @@ def compute_rdm(x_sd, method: str = "correlation", device: str | torch.device | 
     chunk_size : rows per block (default 4096); lower it if memory is short.
     return_tensor : return the float64 torch tensor on ``device`` instead of a numpy array, so
         that ``compare_rdms`` can take it with no host round trip.
-    noise_precision : (n, n) noise precision for ``crossnobis`` (default identity).
+    **options : ``noise_precision``, the (n, n) noise precision for ``crossnobis`` (default
+        identity).
 
     Returns
     -------

@@ -11,7 +11,7 @@ import xarray as xr
 
 from cortexalign.errors import InputError
 
-__all__ = ["as_tensor", "check_features", "stimulus_matrix", "check_n_stimuli", "check_varies"]
+__all__ = ["MIN_STIMULI", "as_tensor", "check_features", "stimulus_matrix", "check_n_stimuli", "check_varies"]
 
 
 def as_tensor(x, name: str, device: torch.device, ndim: tuple[int, ...]) -> torch.Tensor:
@@ -49,18 +49,42 @@ def as_tensor(x, name: str, device: torch.device, ndim: tuple[int, ...]) -> torc
     return t
 
 
-def check_features(x_sd: torch.Tensor, name: str, min_stimuli: int = 3) -> None:
-    """Enough stimuli, and a feature set that varies across stimuli."""
+#: The fewest stimuli the stimulus x stimulus measures accept, and why (checked by the metrics
+#: and, before any work, by ``cortexalign run``). Three stimuli gave RSA -1.000 with the
+#: interval [-1, -1] and CKA 0.63 with [0.63, 1.0]: numbers without meaning.
+MIN_STIMULI = {
+    "rsa": (4, "an RDM over s stimuli holds s(s-1)/2 dissimilarities: 3 stimuli give 3, whose "
+               "rank correlation can only be -1, -0.5, 0.5 or 1, and every bootstrap resample "
+               "of 3 stimuli repeats them"),
+    "cka": (4, "the centred s x s Gram matrices have rank at most s - 1: with 3 stimuli linear "
+               "CKA of unrelated features is already far above 0 and its resamples pile up at 1"),
+}
+
+
+def check_features(x_sd: torch.Tensor, name: str, min_stimuli: int = 3, why: str = "") -> None:
+    """Enough stimuli, and a feature set that varies across stimuli.
+
+    ``name`` starting with ``target`` means neural data: the messages then speak of neuroids and
+    responses, not features and layers. ``why`` explains ``min_stimuli`` in the message.
+    """
+    neural = name.startswith("target")
     s = x_sd.shape[0]
     if s < min_stimuli:
-        raise InputError(name, f"at least {min_stimuli} stimuli (rows)", f"{s}",
+        raise InputError(name, f"at least {min_stimuli} stimuli (rows)" + (f": {why}" if why
+                                                                           else ""), f"{s}",
                          "score on more stimuli")
     if x_sd.shape[1] == 0:
-        raise InputError(name, "at least one feature (column)", "0 columns",
-                         "check the layer selection")
+        raise InputError(name, f"at least one {'neuroid' if neural else 'feature'} (column)",
+                         "0 columns", "check the neuroid selection (area, Cre line, reliability "
+                         "threshold)" if neural else "check the layer selection")
     if s >= 2 and bool((x_sd[1] != x_sd[0]).any()):  # the usual case, decided by two rows
         return
     if bool((x_sd == x_sd[:1]).all()):
+        if neural:
+            raise InputError(name, "neural responses that vary across stimuli", "every stimulus "
+                             "has the same response in every neuroid (zero variance)",
+                             "check the neural data: a fill value or all-zero file, responses "
+                             "averaged over stimuli, or a selection keeping only silent neuroids")
         raise InputError(name, "features that vary across stimuli", "every stimulus has the same "
                          "feature vector (zero variance)", "check the layer (dead units, a constant "
                          "input, an unnormalised image set) or pick another layer")

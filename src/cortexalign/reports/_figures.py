@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import matplotlib
@@ -11,7 +12,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-__all__ = ["layerwise_figure", "draw_layerwise", "layer_positions", "measure_label"]
+from cortexalign.results import best_rows  # noqa: E402
+
+__all__ = ["layerwise_figure", "draw_layerwise", "layer_positions", "best_layers", "normalized_scores",
+           "measure_label", "interval_kind", "ceiling_kind"]
 
 
 def layer_positions(frame: pd.DataFrame) -> pd.Series:
@@ -155,3 +159,59 @@ def draw_layerwise(frame: pd.DataFrame, metric: str | None = None, title: str | 
     rows = -(-len(handles) // 3)
     fig.tight_layout(rect=(0, 0.012 + 0.045 * rows, 1, 1))
     return fig
+
+
+def normalized_scores(frame: pd.DataFrame) -> pd.Series:
+    """Each score as a fraction of the lower bound of its noise ceiling (NaN without a ceiling):
+    the ``normalized`` column of the report's best-layer table and of ``cortexalign results``."""
+    ceiling = frame["ceiling_low"].astype(float)
+    return (frame["value"].astype(float) / ceiling.where(ceiling != 0)).rename("normalized")
+
+
+def interval_kind(extra: dict) -> str:
+    """What a score's interval resamples and at which level, from its ``extra`` ("" when the
+    score has no interval)."""
+    if extra.get("interval"):
+        return str(extra["interval"])
+    if not extra.get("n_bootstrap") and not extra.get("ci_over"):
+        return ""
+    over = extra.get("ci_over", "stimuli")
+    level = extra.get("ci_level", 0.95)
+    return f"{float(level):.0%} percentile bootstrap over {over}"
+
+
+def ceiling_kind(extra: dict, ceiling_low: float) -> str:
+    """What a score's ceiling is (computed noise ceiling, published, or why there is none)."""
+    if extra.get("ceiling"):
+        return str(extra["ceiling"])
+    if ceiling_low is not None and not (isinstance(ceiling_low, float) and math.isnan(ceiling_low)):
+        return "noise ceiling" + (f" (by {extra['ceiling_by']})" if extra.get("ceiling_by")
+                                  else "")
+    return "no ceiling"
+
+
+def _extra_of(row: pd.Series) -> dict:
+    e = row.get("extra_d", row.get("extra"))
+    if isinstance(e, str):
+        try:
+            e = json.loads(e)
+        except ValueError:
+            e = {}
+    return e if isinstance(e, dict) else {}
+
+
+def best_layers(frame: pd.DataFrame) -> pd.DataFrame:
+    """The best layer of each (model, target, metric), with its interval and ceiling and what
+    each is (``interval``: what it resamples and its level; ``ceiling``: computed, published,
+    or e.g. "no ceiling (one RDM)")."""
+    rows = []
+    for _, best in best_rows(frame).iterrows():
+        extra = _extra_of(best)
+        rows.append({"model": best["model"], "target": best["target"], "metric": best["metric"],
+                     "layer": best["layer"],
+                     "value": best["value"], "ci_low": best["ci_low"], "ci_high": best["ci_high"],
+                     "interval": interval_kind(extra),
+                     "ceiling_low": best["ceiling_low"], "ceiling_high": best["ceiling_high"],
+                     "ceiling": ceiling_kind(extra, best["ceiling_low"]),
+                     "normalized": normalized_scores(best.to_frame().T).iloc[0]})
+    return pd.DataFrame(rows)

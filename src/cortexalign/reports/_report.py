@@ -96,7 +96,8 @@ def _as_of(runs: pd.DataFrame) -> str:
 
 def write_report(results_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
                  *, maps: Sequence[MapPanel] = (), failures: Sequence[dict[str, str]] = (),
-                 citations: Sequence[str] = (), title: str | None = None) -> Path:
+                 citations: Sequence[str] = (), title: str | None = None,
+                 closing: tuple[str, str] | None = None) -> Path:
     """Read ``results_dir`` and write its report (default ``results_dir/report.html``).
 
     Parameters
@@ -108,6 +109,8 @@ def write_report(results_dir: str | os.PathLike[str], out: str | os.PathLike[str
     failures : failures known outside the jobs table (the runner's model-load errors).
     citations : references to add to those derived from the stored configs.
     title : the page title (default: the configs' names).
+    closing : ``(run_id, status)`` of the run this report completes: the store still says
+        ``running`` (a run is finished only once its report exists), the report shows ``status``.
 
     Returns
     -------
@@ -119,6 +122,10 @@ def write_report(results_dir: str | os.PathLike[str], out: str | os.PathLike[str
     """
     panels = [m.checked() if isinstance(m, MapPanel) else _bad_map(m) for m in maps]
     data = load_report_data(results_dir, failures=list(failures))
+    if closing is not None:
+        mine = data.runs["run_id"] == closing[0]
+        data.runs.loc[mine, "status"] = closing[1]
+        data.runs.loc[mine, "finished"] = pd.Timestamp(datetime.now(UTC).replace(tzinfo=None))
     data.maps = panels
     data.citations = [str(c) for c in citations]
     html = render_report(data, title)

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cortexalign.reports._figures import best_layers
 from cortexalign.reports._load import ReportData, finite
 from cortexalign.reports._scores import ALPHA, FDR_METHOD, cell, fmt, table
 from cortexalign.reports._svg import Series, line_svg
-from cortexalign.results import best_layers
 
 __all__ = ["summary_section", "curves_section", "heatmap_section", "comparison_section",
            "expected_missing"]
@@ -203,20 +203,33 @@ def _spans(values: list[str]) -> list[tuple[str, int]]:
     return out
 
 
-def _interval(lo: Any, hi: Any) -> dict[str, Any]:
-    return cell(lo, f"{fmt(lo)} – {fmt(hi)}" if finite(lo) or finite(hi) else None)
+def _interval(lo: Any, hi: Any, kind: str = "", none: str | None = None) -> dict[str, Any]:
+    """An interval cell that says what it is (``kind``), or ``none`` when there is none."""
+    if not (finite(lo) or finite(hi)):
+        return cell(lo, none)
+    text = f"{fmt(lo)} – {fmt(hi)}" + (f" ({kind})" if kind else "")
+    return cell(lo, text, title=kind)
 
 
 def comparison_section(data: ReportData, scores: pd.DataFrame) -> dict[str, Any] | None:
-    """Best layer of each model per target and metric, with intervals, and paired tests."""
+    """Best layer of each model per target and metric, with intervals, and paired tests. Each
+    interval and ceiling cell says what it is (what the interval resamples and its level; a
+    computed, published or absent ceiling), so kinds are never mixed in a column unsaid."""
     best = best_layers(scores) if len(scores) else pd.DataFrame()
     if best.empty:
         return None
-    rows = [[b.model, b.target, b.metric, b.layer, b.value, _interval(b.ci_low, b.ci_high),
-             _interval(b.ceiling_low, b.ceiling_high), b.normalized] for b in best.itertuples()]
+    rows = [[b.model, b.target, b.metric, b.layer, b.value,
+             _interval(b.ci_low, b.ci_high, b.interval),
+             _interval(b.ceiling_low, b.ceiling_high,
+                       "" if b.ceiling.startswith("noise ceiling") else b.ceiling, b.ceiling),
+             b.normalized] for b in best.itertuples()]
     pair_rows = [[p.model_a, p.model_b, p.target, p.metric, p.difference, p.p_value,
                   p.q_value, p.method] for p in data.comparisons.itertuples()]  # stored by the run
-    return {"best": table(["model", "target", "metric", "best layer", "score", "95% CI",
-                           "noise ceiling", "score / lower ceiling"], rows),
+    kinds = {k for k in best["interval"] if k}
+    ci_head = (f"interval ({next(iter(kinds))})" if len(kinds) == 1 else
+               "interval (kinds differ: each cell says what it resamples)" if kinds else
+               "interval")
+    return {"best": table(["model", "target", "metric", "best layer", "score", ci_head,
+                           "ceiling", "score / lower ceiling"], rows),
             "pairs": table(["model A", "model B", "target", "metric", "A − B", "p", "q (FDR)",
                             "test"], pair_rows) if pair_rows else None}

@@ -3,13 +3,15 @@ HTML report of the whole results directory, all from the results store."""
 
 from __future__ import annotations
 
+import os
+import uuid
 from pathlib import Path
 
 import pandas as pd
 
-from cortexalign.reports._figures import layerwise_figure
+from cortexalign.reports._figures import best_layers, layerwise_figure
 from cortexalign.reports._report import write_report
-from cortexalign.results import RESULTS_FILE, ResultsStore, best_layers
+from cortexalign.results import RESULTS_FILE, ResultsStore
 
 __all__ = ["write_summary"]
 
@@ -35,7 +37,17 @@ def write_summary(out_dir: str | Path, frame: pd.DataFrame | None = None,
     files: dict[str, Path] = {}
     if len(frame):
         files["figure"] = layerwise_figure(frame, out / "figure.png", title=name)
-        best_layers(frame).to_csv(out / "best_layers.csv", index=False)
-        files["best_layers"] = out / "best_layers.csv"
+        files["best_layers"] = _write_csv(best_layers(frame), out / "best_layers.csv")
     files["report"] = write_report(out)
     return files
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    """``frame.to_csv(path)`` through a temp file renamed into place: never half a file."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        frame.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

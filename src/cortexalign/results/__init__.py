@@ -1,6 +1,6 @@
 """Results: the DuckDB store of runs, jobs, scores and model cards, and the run manifest."""
 
-from cortexalign.results._derived import NOTE_KINDS, best_layers, normalized_scores
+from cortexalign.results._derived import NOTE_KINDS, best_rows
 from cortexalign.results._export import EXPORT_FORMATS, export_frame
 from cortexalign.results._manifest import TRACKED_PACKAGES, git_revision, hardware, package_versions
 from cortexalign.results._partitions import PartitionRecord
@@ -11,6 +11,5 @@ from cortexalign.results._store import RUN_STATUSES, ResultsStore
 
 __all__ = ["ResultsStore", "ScoreRecord", "ModelCard", "SCHEMA_VERSION", "TABLES", "RUN_STATUSES",
            "EXPORT_FORMATS", "export_frame", "package_versions", "git_revision", "hardware", "TRACKED_PACKAGES"]
-__all__ += ["PartitionRecord", "RESULTS_FILE", "results_path", "NOTE_KINDS", "best_layers",
-            "normalized_scores"]
+__all__ += ["PartitionRecord", "RESULTS_FILE", "results_path", "NOTE_KINDS", "best_rows"]
 __all__ += ["SecondOrderRecord"]

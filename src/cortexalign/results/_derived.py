@@ -12,18 +12,24 @@ and nothing else.
 ``comparisons`` (model_a, model_b, target, metric, difference, p_value, q_value, method, run_id)
     Paired tests between models at their best layers. Rewritten whole by each run.
 
-``best_layers`` picks each (model, target, metric)'s best layer from a scores frame: the rows
+``best_rows`` picks each (model, target, metric)'s best layer from a scores frame: the rows
 the comparisons and the report's summary table are about.
 
-The tables arrived with schema version 4; an older file gains them when a writer opens it
+The tables arrived with schema version 5; an older file gains them when a writer opens it
 (``_schema.MIGRATIONS``) and reads them as empty tables until then.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
 import pandas as pd
 
-__all__ = ["DERIVED_DDL", "DERIVED_COLUMNS", "NOTE_KINDS", "best_layers", "normalized_scores"]
+from cortexalign.errors import InputError
+
+__all__ = ["DERIVED_DDL", "DERIVED_COLUMNS", "NOTE_KINDS", "DerivedTables", "best_rows"]
 
 DERIVED_DDL = (
     """CREATE TABLE notes (
@@ -51,24 +57,50 @@ NOTE_KINDS = ("citation", "failure")
 """What a note can be: a reference the run relies on, or a failure outside the jobs table."""
 
 
-def normalized_scores(frame: pd.DataFrame) -> pd.Series:
-    """Each score as a fraction of the lower bound of its noise ceiling (NaN without a ceiling):
-    the ``normalized`` column of the report's best-layer table and of ``cortexalign results``."""
-    ceiling = frame["ceiling_low"].astype(float)
-    return (frame["value"].astype(float) / ceiling.where(ceiling != 0)).rename("normalized")
+def best_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The row of each (model, target, metric) of a scores frame with the highest value (NaN
+    values skipped), groups in order of appearance: the best layers that the report's summary
+    table and the stored paired comparisons are about."""
+    idx = []
+    for _, grp in frame.groupby(["model", "target", "metric"], sort=False):
+        values = grp["value"].dropna()
+        if len(values):
+            idx.append(values.idxmax())
+    return frame.loc[idx]
 
 
-def best_layers(frame: pd.DataFrame) -> pd.DataFrame:
-    """The best layer of each (model, target, metric) of a scores frame (the highest value),
-    with its interval, its ceiling and the score over the lower ceiling (``normalized``)."""
-    rows = []
-    for (model, target, metric), grp in frame.groupby(["model", "target", "metric"], sort=False):
-        g = grp.dropna(subset=["value"])
-        if g.empty:
-            continue
-        best = g.loc[g["value"].idxmax()]
-        rows.append({"model": model, "target": target, "metric": metric, "layer": best["layer"],
-                     "value": best["value"], "ci_low": best["ci_low"], "ci_high": best["ci_high"],
-                     "ceiling_low": best["ceiling_low"], "ceiling_high": best["ceiling_high"],
-                     "normalized": normalized_scores(best.to_frame().T).iloc[0]})
-    return pd.DataFrame(rows)
+def _null(v):
+    """NaN as NULL; everything else as it is."""
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
+class DerivedTables:
+    """The writes of the derived tables, a part of ``ResultsStore`` (which supplies
+    ``_transaction`` and ``_require_run``)."""
+
+    def add_notes(self, run_id: str, kind: str, items: Sequence[tuple[str, str]]) -> None:
+        """Append ``(subject, text)`` notes of ``kind`` (``NOTE_KINDS``) to run ``run_id``."""
+        if kind not in NOTE_KINDS:
+            raise InputError("kind", f"one of {NOTE_KINDS}", repr(kind), "pick one of those kinds")
+        now = datetime.now(UTC).replace(tzinfo=None)
+        rows = [(run_id, kind, str(s), str(t), now) for s, t in items]
+        if not rows:
+            return
+        with self._transaction() as con:
+            self._require_run(con, run_id)
+            con.executemany("INSERT INTO notes VALUES (?, ?, ?, ?, ?)", rows)
+
+    def replace_statistics(self, run_id: str, q_values: pd.DataFrame,
+                           comparisons: pd.DataFrame) -> None:
+        """Replace the ``q_values`` and ``comparisons`` tables (one transaction) with the frames'
+        rows (their columns as ``results._derived.DERIVED_COLUMNS``, ``run_id`` set here)."""
+        with self._transaction() as con:
+            self._require_run(con, run_id)
+            for table, frame in (("q_values", q_values), ("comparisons", comparisons)):
+                cols = DERIVED_COLUMNS[table]
+                con.execute(f"DELETE FROM {table}")
+                rows = [tuple(_null(v) for v in r) + (run_id,)
+                        for r in frame[list(cols[:-1])].itertuples(index=False)]
+                if rows:
+                    con.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(cols))})",
+                                    rows)

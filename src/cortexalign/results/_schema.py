@@ -8,8 +8,12 @@ Tables (times are UTC, ``TIMESTAMP`` without zone; JSON columns hold objects):
 package_versions JSON, git_revision, hardware JSON)
     One row per ``cortexalign run``; status ``running`` -> ``finished`` | ``failed`` | ``interrupted``.
 ``jobs`` (job_key, run_id, status, error, started, finished)
-    One row per attempt of a job in a run; status ``running`` -> ``finished`` | ``failed``.
-    A job is done when any row with its key is ``finished``: reruns skip it.
+    One row per attempt of a job in a run; status ``running`` -> ``finished`` | ``failed`` |
+    ``duplicate`` (finished, but another run had already recorded it: its scores were not
+    written). A job is done when any row with its key is ``finished``: reruns skip it.
+``done_jobs`` (job_key PRIMARY KEY, run_id, finished) (since version 4)
+    One row per finished job, written in the transaction that writes its scores: the primary key
+    makes recording a job idempotent (a second recording of the same key writes nothing).
 ``scores`` (run_id, job_key, model, model_id, layer, target, metric, value, ci_low, ci_high,
 ceiling_low, ceiling_high, p_value, n_stimuli, extra JSON, config_hash, created)
     Append-only. Rows of one job are written in the same transaction that marks it finished.
@@ -20,7 +24,7 @@ ceiling_low, ceiling_high, p_value, n_stimuli, extra JSON, config_hash, created)
     Variance partitioning and banded ridge results, one row per quantity (``_partitions``).
 ``second_order`` (since version 3)
     Alignment patterns and benchmark discriminability (``_second_order``).
-``notes``, ``q_values``, ``comparisons`` (since version 4)
+``notes``, ``q_values``, ``comparisons`` (since version 5)
     What a run derives and stores for its report: citations and failures, FDR q-values, paired
     tests (``_derived``).
 
@@ -45,7 +49,19 @@ __all__ = ["SCHEMA_VERSION", "DDL", "TABLES", "SCORE_COLUMNS", "ScoreRecord", "M
 
 #: Bump on any change to the tables below, with a ``MIGRATIONS`` step from the previous version
 #: (older files without a path to this version are refused with a clear message).
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+
+#: The primary key that makes recording a job idempotent (version 4); the migration keeps the
+#: first finished attempt of each key of an older file.
+DONE_JOBS_DDL = (
+    """CREATE TABLE IF NOT EXISTS done_jobs (job_key VARCHAR PRIMARY KEY, run_id VARCHAR NOT NULL,
+        finished TIMESTAMP NOT NULL)""",
+)
+_DONE_JOBS_MIGRATION = DONE_JOBS_DDL + (
+    """INSERT INTO done_jobs SELECT job_key, arg_min(run_id, coalesce(finished, started)),
+        min(coalesce(finished, started)) FROM jobs WHERE status = 'finished' GROUP BY job_key
+        ON CONFLICT DO NOTHING""",
+)
 
 DDL = (
     """CREATE TABLE schema_version (version INTEGER NOT NULL, created TIMESTAMP NOT NULL)""",
@@ -71,12 +87,23 @@ DDL = (
     """CREATE INDEX jobs_key ON jobs (job_key)""",
     *PARTITIONS_DDL,
     *SECOND_ORDER_DDL,
+    *DONE_JOBS_DDL,
     *DERIVED_DDL,
 )
 
 #: version -> the statements that bring a file of that version to the next one (additive only:
 #: an older cortexalign can no longer open the file, but nothing it wrote changes).
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: PARTITIONS_DDL, 2: SECOND_ORDER_DDL, 3: DERIVED_DDL}
+def _if_absent(ddl: tuple[str, ...]) -> tuple[str, ...]:
+    """``CREATE TABLE IF NOT EXISTS``: a step must not fail on a table a file already has (a
+    file of version 1 may hold a later table, e.g. one written by a newer version and
+    downgraded)."""
+    return tuple(s.replace("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ", 1) for s in ddl)
+
+
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _if_absent(PARTITIONS_DDL),
+                                          2: _if_absent(SECOND_ORDER_DDL),
+                                          3: _DONE_JOBS_MIGRATION,
+                                          4: _if_absent(DERIVED_DDL)}
 
 TABLES = ("schema_version", "runs", "jobs", "scores", "model_cards", "partitions", "second_order",
           "notes", "q_values", "comparisons")

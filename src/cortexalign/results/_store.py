@@ -25,8 +25,9 @@ import duckdb
 import pandas as pd
 
 from cortexalign import __version__
-from cortexalign.errors import InputError
-from cortexalign.results._derived import DERIVED_COLUMNS, NOTE_KINDS
+from cortexalign.errors import InputError, NotAStoreError, StoreLockedError, StoreVersionError
+from cortexalign.results._damage import check_header, classify
+from cortexalign.results._derived import DERIVED_COLUMNS, DerivedTables
 from cortexalign.results._export import EXPORT_FORMATS, copy_atomic, export_frame
 from cortexalign.results._manifest import git_revision, hardware, package_versions
 from cortexalign.results._partitions import PARTITION_COLUMNS, PARTITION_FILTERS, PartitionRecord
@@ -56,6 +57,7 @@ from cortexalign.results._second_order import (
 __all__ = ["ResultsStore", "RUN_STATUSES", "EXPORT_FORMATS"]
 
 RUN_STATUSES = ("running", "finished", "failed", "interrupted")
+JOB_STATUSES = ("running", "finished", "failed", "duplicate")
 _FILTERS = ("run_id", "job_key", "model", "model_id", "layer", "target", "metric", "config_hash")
 
 
@@ -63,7 +65,7 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-class ResultsStore:
+class ResultsStore(DerivedTables):
     """Append-only results of cortexalign runs in one DuckDB file (schema in ``_schema``).
 
     Parameters
@@ -103,23 +105,37 @@ class ResultsStore:
     # -- connections ----------------------------------------------------------------------------
     @contextlib.contextmanager
     def _connect(self, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection to the file; a lock held elsewhere is waited on up to ``lock_timeout_s``
+        (``StoreLockedError`` after), any damage raised at once as its own ``StoreError``
+        (``results._damage``), also when a query reads a damaged block."""
         if write and self.read_only:
             raise InputError("read_only", "a store opened for writing", "read_only=True",
                              "open ResultsStore(path) without read_only in the writing process")
+        if self.path.exists():  # absent: the writer's first connection creates it
+            check_header(self.path)
         deadline = time.monotonic() + self.lock_timeout_s
         while True:
             try:
                 con = duckdb.connect(str(self.path), read_only=self.read_only)
                 break
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise InputError("path", "a results database no other process is writing",
-                                     f"{self.path} locked for {self.lock_timeout_s:g} s ({exc})",
-                                     "wait for the writing run to finish, or raise "
-                                     "lock_timeout_s; DuckDB allows one writer process") from None
+            except duckdb.Error as exc:
+                err = classify(exc, self.path)
+                if err is None:
+                    raise
+                if not isinstance(err, StoreLockedError):
+                    raise err from None
+                if time.monotonic() > deadline:
+                    raise StoreLockedError(self.path, f"{err.problem}, for {self.lock_timeout_s:g}"
+                                           " s", f"{err.fix}; or raise lock_timeout_s. DuckDB "
+                                           "allows one writer process") from None
                 time.sleep(0.05)
         try:
             yield con
+        except duckdb.Error as exc:
+            err = classify(exc, self.path)
+            if err is None:
+                raise
+            raise err from None
         finally:
             con.close()
 
@@ -147,20 +163,18 @@ class ResultsStore:
                 rows = con.execute("SELECT version FROM schema_version").fetchall()
         except duckdb.CatalogException:
             rows = None
-        except duckdb.Error as exc:
-            raise InputError("path", "a cortexalign results database (DuckDB)", f"{self.path}: {exc}",
-                             "point at the results.duckdb a run wrote, or a new path") from None
         if not rows:
-            raise InputError("path", "a cortexalign results database (with a schema_version table)",
-                             f"{self.path}, a DuckDB file without one",
-                             "point at the results.duckdb a run wrote, or a new path")
+            raise NotAStoreError(self.path, "a DuckDB file without a schema_version table (not "
+                                 "written by cortexalign)", "point at the results.duckdb a run "
+                                 "wrote, or a new path")
         found = rows[0][0]
         if found != SCHEMA_VERSION and not self._migrate(found):
-            raise InputError("path", f"results schema version {SCHEMA_VERSION} (this cortexalign "
-                             f"{__version__})", f"schema version {found} in {self.path}",
-                             f"export the old results with the cortexalign version that wrote "
-                             f"them (schema {found}) and start a new results file, or move "
-                             f"{self.path.name} aside; this version cannot read schema {found}")
+            raise StoreVersionError(self.path, f"schema version {found}; this cortexalign "
+                                    f"{__version__} reads schema version {SCHEMA_VERSION}",
+                                    f"export the old results with the cortexalign version that "
+                                    f"wrote them (schema {found}) and start a new results file, "
+                                    f"or move {self.path.name} aside; this version cannot read "
+                                    f"schema {found}")
 
     def _migrate(self, found: int) -> bool:
         """Bring a file of an older version with a ``MIGRATIONS`` path up to ``SCHEMA_VERSION``
@@ -227,23 +241,42 @@ class ResultsStore:
             con.execute("INSERT INTO jobs VALUES (?, ?, 'running', NULL, ?, NULL)",
                         [job_key, run_id, _now()])
 
-    def record_job(self, job_key: str, run_id: str, scores: Sequence[ScoreRecord]) -> int:
+    def record_job(self, job_key: str, run_id: str, scores: Sequence[ScoreRecord], *,
+                   replace: bool = False) -> int:
         """Append a finished job's scores and mark it finished, in one transaction.
 
         Every record is validated before anything is written; if any write fails the transaction
-        rolls back and neither the scores nor the finished mark exist. Returns the rows written.
+        rolls back and neither the scores nor the finished mark exist. Returns the rows written:
+        0 when ``job_key`` was already recorded (by this or another run), which writes nothing.
+        With ``replace`` (a forced recomputation) the job's earlier scores are deleted in the same
+        transaction and these take their place.
         """
         check_key(job_key)
         return self._record_rows("scores", SCORE_COLUMNS, job_key, run_id,
-                                 [score_row(r, k) for k, r in enumerate(scores)])
+                                 [score_row(r, k) for k, r in enumerate(scores)], replace)
 
     def _record_rows(self, table: str, columns: Sequence[str], job_key: str, run_id: str,
-                     rows: list[list]) -> int:
+                     rows: list[list], replace: bool = False) -> int:
         """Insert a job's validated ``rows`` (run, job key, config hash and time added) into
-        ``table`` and mark the job finished, in one transaction; returns the rows written."""
+        ``table`` and mark the job finished, in one transaction; returns the rows written.
+
+        Idempotent: a job key already in ``done_jobs`` (recorded by any run) writes no rows; the
+        attempt is closed as ``duplicate`` and 0 is returned."""
         with self._transaction() as con:
             config_hash = self._require_run(con, run_id)
             now = _now()
+            if replace:
+                con.execute(f"DELETE FROM {table} WHERE job_key = ?", [job_key])
+                con.execute("DELETE FROM done_jobs WHERE job_key = ?", [job_key])
+            first = con.execute("INSERT INTO done_jobs VALUES (?, ?, ?) ON CONFLICT DO NOTHING "
+                                "RETURNING run_id", [job_key, run_id, now]).fetchone()
+            if first is None:  # another run recorded it: write nothing, say so in jobs
+                holder = con.execute("SELECT run_id FROM done_jobs WHERE job_key = ?",
+                                     [job_key]).fetchone()[0]
+                self._close_job(con, job_key, run_id, "duplicate",
+                                f"already recorded by run {holder}; these rows were not written",
+                                now)
+                return 0
             if rows:
                 con.executemany(
                     f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
@@ -332,33 +365,6 @@ class ResultsStore:
         with self._transaction() as con:
             con.execute("DELETE FROM model_cards WHERE model_id = ? AND device = ?", values[:2])
             con.execute("INSERT INTO model_cards VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
-
-    # -- what a run derives (results._derived) --------------------------------------------------
-    def add_notes(self, run_id: str, kind: str, items: Sequence[tuple[str, str]]) -> None:
-        """Append ``(subject, text)`` notes of ``kind`` (``NOTE_KINDS``) to run ``run_id``."""
-        if kind not in NOTE_KINDS:
-            raise InputError("kind", f"one of {NOTE_KINDS}", repr(kind), "pick one of those kinds")
-        rows = [(run_id, kind, str(s), str(t), _now()) for s, t in items]
-        if not rows:
-            return
-        with self._transaction() as con:
-            self._require_run(con, run_id)
-            con.executemany("INSERT INTO notes VALUES (?, ?, ?, ?, ?)", rows)
-
-    def replace_statistics(self, run_id: str, q_values: pd.DataFrame,
-                           comparisons: pd.DataFrame) -> None:
-        """Replace the ``q_values`` and ``comparisons`` tables (one transaction) with the frames'
-        rows (their columns as ``results._derived.DERIVED_COLUMNS``, ``run_id`` set here)."""
-        with self._transaction() as con:
-            self._require_run(con, run_id)
-            for table, frame in (("q_values", q_values), ("comparisons", comparisons)):
-                cols = DERIVED_COLUMNS[table]
-                con.execute(f"DELETE FROM {table}")
-                rows = [tuple(nullable(v) if isinstance(v, float) else v for v in r) + (run_id,)
-                        for r in frame[list(cols[:-1])].itertuples(index=False)]
-                if rows:
-                    con.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(cols))})",
-                                    rows)
 
     # -- reading --------------------------------------------------------------------------------
     def frame(self, table: str) -> pd.DataFrame:

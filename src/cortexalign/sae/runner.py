@@ -217,7 +217,7 @@ def run_brainmap(config: BrainMapConfig | str | Path, out_dir: str | Path, *,
         res = run_sae_brainmap(tokens, n_prefix, list(stimuli.ids), voxels, cfg, labels=labels,
                                token_sources=sources, device=str(dev))
         records = brainmap_scores(res, voxels, model=cfg.model, model_id=adapter.model_id)
-        store.record_job(key, run_id, records)
+        store.record_job(key, run_id, records, replace=force)  # --force recomputes
     except BaseException as err:
         store.fail_job(key, run_id, f"{type(err).__name__}: {err}")
         store.finish_run(run_id, "failed" if isinstance(err, Exception) else "interrupted")

@@ -10,6 +10,12 @@ Estimators, in nats, gathered in ``MI_ESTIMATORS`` (each ``f(a_sn, b_sn) -> floa
 ``gaussian`` MI of jointly Gaussian vectors from the sample covariances,
              ``0.5 (log det S_a + log det S_b - log det S_ab)``, in float64 with a small
              ridge on the diagonal; for one unit each this is ``-0.5 log(1 - rho^2)``.
+             With ``n_a + n_b >= s`` (dimensions at least the samples) the joint sample
+             covariance is singular and the estimate is the ridge's artefact (about 40
+             nats whatever the data): refused, unless ``shrinkage="ledoit_wolf"``, which
+             uses the Ledoit & Wolf (2004) shrunk covariance (towards a scaled identity)
+             for every determinant; that is a different, stated estimator, biased towards
+             0 nats, not the plug-in one.
 
 ``time_step_mi`` applies one to every pair of time steps of (T, s, n) features.
 """
@@ -23,7 +29,8 @@ import torch
 
 from cortexalign.errors import InputError, UnknownNameError
 
-__all__ = ["MI_ESTIMATORS", "mi_binned", "mi_gaussian", "time_step_mi", "mutual_information"]
+__all__ = ["MI_ESTIMATORS", "mi_binned", "mi_gaussian", "time_step_mi", "mutual_information",
+           "ledoit_wolf_cov"]
 
 
 def _as_2d(x, name: str) -> np.ndarray:
@@ -68,14 +75,57 @@ def mi_binned(a_sn, b_sn, bins: int = 8) -> float:
                           for u in range(a.shape[1])]))
 
 
-def mi_gaussian(a_sn, b_sn, ridge: float = 1e-6) -> float:
-    """Gaussian MI ``0.5 (logdet S_a + logdet S_b - logdet S_ab)`` of (s, n_a) and (s, n_b)."""
+def ledoit_wolf_cov(x_sp: np.ndarray) -> tuple[np.ndarray, float]:
+    """Ledoit & Wolf (2004) shrunk covariance of (s, p) samples and its shrinkage intensity.
+
+    ``(1 - d) S + d mu I`` with ``S`` the maximum-likelihood covariance (divided by s), ``mu =
+    tr(S) / p`` and ``d = min(b2, d2) / d2`` from the paper's Lemma 3.2 estimates (the same
+    formula as ``sklearn.covariance.ledoit_wolf``).
+    """
+    x = x_sp - x_sp.mean(axis=0)
+    s, p = x.shape
+    cov = x.T @ x / s
+    mu = np.trace(cov) / p
+    d2 = float(((cov - mu * np.eye(p)) ** 2).sum())
+    if d2 <= 0:
+        return cov, 0.0
+    x2 = x ** 2
+    b2 = float(((x2.T @ x2) / s - cov ** 2).sum() / s)
+    shrink = min(b2, d2) / d2
+    return (1.0 - shrink) * cov + shrink * mu * np.eye(p), shrink
+
+
+def mi_gaussian(a_sn, b_sn, ridge: float = 1e-6, shrinkage: str | None = None) -> float:
+    """Gaussian MI ``0.5 (logdet S_a + logdet S_b - logdet S_ab)`` of (s, n_a) and (s, n_b).
+
+    Parameters
+    ----------
+    ridge : relative ridge on the sample covariance's diagonal (numerical safety only).
+    shrinkage : None (the sample covariance; refused when ``n_a + n_b >= s``, where it is
+        singular) or ``"ledoit_wolf"`` (the shrunk covariance, ``ledoit_wolf_cov``, at any size).
+    """
     a, b = _as_2d(a_sn, "a_sn"), _as_2d(b_sn, "b_sn")
     if a.shape[0] != b.shape[0]:
         raise InputError("b_sn", f"{a.shape[0]} samples (as a_sn)", f"{b.shape[0]}",
                          "pair the same samples")
+    if shrinkage not in (None, "ledoit_wolf"):
+        raise InputError("shrinkage", "None or 'ledoit_wolf'", repr(shrinkage),
+                         "pass shrinkage='ledoit_wolf' or leave it None")
     ab = np.concatenate([a, b], axis=1)
-    cov = np.cov(ab, rowvar=False).reshape(ab.shape[1], ab.shape[1])
+    s, dims = ab.shape
+    if shrinkage is None and dims >= s:
+        raise InputError("a_sn, b_sn", f"fewer dimensions than samples for the Gaussian MI "
+                         f"(n_a + n_b < s; here s = {s})", f"n_a + n_b = {a.shape[1]} + "
+                         f"{b.shape[1]} = {dims} dimensions for {s} samples: the joint "
+                         "covariance is singular and the estimate would be the ridge's "
+                         "artefact (tens of nats whatever the data)",
+                         "pass shrinkage='ledoit_wolf' (a stated shrinkage estimate, biased "
+                         "towards 0), reduce the units (e.g. PCA to well under s/2 each), add "
+                         "samples, or use estimator='binned'")
+    if shrinkage == "ledoit_wolf":
+        cov = ledoit_wolf_cov(ab)[0]
+    else:
+        cov = np.cov(ab, rowvar=False).reshape(dims, dims)
     cov = cov + ridge * np.eye(len(cov)) * max(np.trace(cov) / len(cov), 1e-12)
     na = a.shape[1]
 

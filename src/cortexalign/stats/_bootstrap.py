@@ -28,6 +28,7 @@ from cortexalign.rdm import (
     resampled_cosine_cov,
     weighted_ranks,
 )
+from cortexalign.stats._budget import check_resamples
 
 __all__ = ["bootstrap_indices", "pair_weights", "percentile_interval", "bootstrap_rdm_comparison",
            "bootstrap_statistic", "BOOTSTRAP_COMPARISONS"]
@@ -39,6 +40,7 @@ def bootstrap_indices(n: int, n_bootstrap: int, seed: int = 0,
     if int(n_bootstrap) < 1:
         raise InputError("n_bootstrap", "a positive number of bootstrap samples",
                          repr(n_bootstrap), "use e.g. n_bootstrap=1000 (0 switches bootstrap off)")
+    check_resamples(n_bootstrap, n, parameter="n_bootstrap")  # before the (B, n) allocation
     gen = torch.Generator().manual_seed(int(seed))
     return torch.randint(0, n, (int(n_bootstrap), n), generator=gen).to(device)
 

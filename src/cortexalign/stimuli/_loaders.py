@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from cortexalign.errors import InputError
+from cortexalign.npz import npz_array
 from cortexalign.registry import Registry
 from cortexalign.stimuli._stimulus_set import StimulusSet
 
@@ -87,9 +88,10 @@ def load_npz(path: str | Path, images_key: str = "images", ids_key: str | None =
         if images_key not in data.files:
             raise InputError("images_key", f"one of the arrays in {path.name}: {data.files}",
                              repr(images_key), "pass the key that holds the images")
-        images = data[images_key]
-        ids = [str(s) for s in data[ids_key]] if ids_key and ids_key in data.files else None
-        meta = {k: data[k] for k in metadata_keys}
+        images = npz_array(data, images_key, path, "image array")
+        ids = ([str(s) for s in npz_array(data, ids_key, path, "id array")]
+               if ids_key and ids_key in data.files else None)
+        meta = {k: npz_array(data, k, path, "metadata array") for k in metadata_keys}
     stim = StimulusSet.from_arrays(images, ids=ids, name=name or path.stem, metadata=meta)
     return StimulusSet(stim.name, stim.ids, stim.loader, stim.metadata,
                        fingerprint=_file_digest(path) + images_key)

@@ -20,6 +20,7 @@ from torch import nn
 from cortexalign.errors import InputError
 from cortexalign.fetch import checkpoint_entry, fetched_checkpoint, offline_reason
 from cortexalign.models._hooks import seeded
+from cortexalign.models._hub import hub_reachable
 from cortexalign.models._registry import MODELS, LoadSpec, options_tag
 from cortexalign.models._weights import load_state_dict_checked, read_state_dict
 from cortexalign.models.sam._adapter import SamAdapter, sam_preprocess
@@ -77,8 +78,8 @@ def _default_weights(cfg: SamConfig) -> Path | None:
     if not cfg.hub:
         raise InputError("weights", f"a local or fetched checkpoint for {cfg.name!r} (no hub "
                          "weights)", "no weights", fix)
-    reason = offline_reason("https://huggingface.co")
-    if reason is not None:  # timm's hub would retry five times per file before failing
+    if not hub_reachable():  # timm's hub would retry five times per file before failing
+        reason = offline_reason() or "the hub cannot be reached"
         raise InputError("pretrained", f"timm hub weights for {cfg.arch!r} or a fetched "
                          "checkpoint", f"neither: offline ({reason})", fix)
     return None
