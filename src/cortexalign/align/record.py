@@ -26,7 +26,7 @@ __all__ = ["CurveRecorder", "training_target", "circularity"]
 def training_target(cfg: AlignConfig, target: BrainTarget) -> dict:
     """The provenance a trained model carries: what it was aligned to, on which stimuli."""
     return {"target": target.name, "objective": cfg.objective,
-            "objective_options": dict(cfg.objective_options), "lam": cfg.lam,
+            "objective_options": cfg.options(), "lam": cfg.lam,
             "layers": list(cfg.layers), "train_stimuli": list(target.split.train),
             "heldout_stimuli": list(target.split.heldout),
             "note": (f"trained with lam={cfg.lam} on {target.name}: scoring this model on "

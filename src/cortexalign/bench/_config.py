@@ -75,6 +75,11 @@ class ModelSpec(_Strict):
                                              "stimulus: mean, cls, flatten, max or none.")
     kwargs: dict[str, Any] = Field(default_factory=dict,
                                    description="Extra keyword arguments for the model constructor.")
+    preprocess: dict[str, Any] = Field(
+        default_factory=dict, description="Settings replacing the model's own preprocessing "
+        "(cortexalign.models.with_options): size, resize (shorter_side_center_crop | "
+        "longest_side_pad | stretch), crop_pct, interpolation, mean and std on the [0, 1] scale "
+        "or a preset (mean: imagenet | clip | none). Grey images are always repeated to RGB.")
     features: Literal["activations", "attention", "conv_map"] = Field(
         "activations", description="What a layer contributes: 'activations' (pooled with "
         "'pooling'), 'attention' (one (gh, gw) attention map per stimulus from each attention "
@@ -272,7 +277,11 @@ class ExperimentConfig(_Strict):
         skip = EXECUTION_FIELDS | (set() if self.partitions else {"partitions"}) | \
             (set() if self.patterns else {"patterns"}) | \
             (set() if self.discriminability else {"discriminability"})
-        blob = json.dumps(self.model_dump(mode="json", exclude=skip), sort_keys=True).encode()
+        dump = self.model_dump(mode="json", exclude=skip)
+        for m in dump["models"]:  # an entry without preprocess hashes as before the key existed
+            if not m.get("preprocess"):
+                m.pop("preprocess", None)
+        blob = json.dumps(dump, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def to_yaml(self) -> str:

@@ -187,6 +187,7 @@ def _run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, devi
     try:
         adapter = load_model(spec.name, pretrained=spec.pretrained, weights=spec.weights,
                              untrained=spec.untrained, seed=spec.seed, device=device,
+                             preprocess=spec.preprocess or None,
                              **spec.kwargs)
         bad_layers: dict[str, str] = {}
         if spec.features == "activations":

@@ -94,13 +94,12 @@ def quickstart(
         fail(err)
     _write_summary(summary)
     _print_run(summary)
-    from cortexalign.reports import best_layers
+    from cortexalign.reports import best_layers, ceiling_text
     from cortexalign.results import ResultsStore
 
     best = best_layers(ResultsStore(summary.files["results"], read_only=True).scores_frame())
     rows = [{**r, "ci": interval_text(r["ci_low"], r["ci_high"]),
-             "ceiling": interval_text(r["ceiling_low"], r["ceiling_high"])
-             if r["ceiling_low"] == r["ceiling_low"] else r["ceiling"]}  # "no ceiling (one RDM)"
+             "ceiling": ceiling_text(r, interval_text(r["ceiling_low"], r["ceiling_high"]))}
             for r in best.to_dict("records")]
     render(console, BEST_COLUMNS, rows, title="Best layer per model (RSA, Spearman)")
     if not summary.ok:

@@ -17,7 +17,7 @@ import shutil
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
@@ -310,10 +310,6 @@ class Fetcher:
         with open(part, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(part, final)
-
-    def progress_context(self):
-        """The progress display as a context manager (a no-op without one)."""
-        return self.progress if self.progress is not None else nullcontext()
 
 
 def _digests(path: Path, size: int, kinds: list[str]) -> dict[str, str]:

@@ -103,16 +103,19 @@ def spiking_section(data: ReportData, scores: pd.DataFrame) -> dict[str, Any] | 
         return None
     charts = []
     if logs is not None and not logs.empty:
+        names = {"train_loss": "train", "train_acc": "train", "test_acc": "test (dashed)"}
         for what, cols in (("loss", ["train_loss"]), ("accuracy", ["train_acc", "test_acc"])):
             series = []
             for model, g in logs.groupby("model", sort=False):
                 g = g.sort_values("epoch")
                 for c in cols:
-                    if c in g:
+                    if c in g:  # one colour per model; its held-out curve dashed
                         y = pd.to_numeric(g[c], errors="coerce").tolist()
-                        series.append(Series(f"{model} {c}", g["epoch"].tolist(), y, tips=[
-                            f"{model} epoch {e}: {c} {fmt(v)}" for e, v in zip(g["epoch"], y,
-                                                                              strict=True)]))
+                        series.append(Series(
+                            f"{model}: {names[c]}", g["epoch"].tolist(), y, tips=[
+                                f"{model} epoch {e}: {names[c]} {fmt(v)}"
+                                for e, v in zip(g["epoch"], y, strict=True)],
+                            group=str(model), dashed=c == "test_acc"))
             if series:
                 charts.append(line_svg(series, title=f"training {what}", x_label="epoch",
                                        y_label=what))
@@ -121,13 +124,15 @@ def spiking_section(data: ReportData, scores: pd.DataFrame) -> dict[str, Any] | 
         fr = rec.get("firing_rates") or {}
         vals = [float(v) for v in fr.values() if finite(v)]
         e_rows.append([str(rec.get("model")), rec.get("energy_mj", np.nan), rec.get("macs", np.nan),
-                       rec.get("sops", np.nan), float(np.mean(vals)) if vals else np.nan])
+                       rec.get("sops", np.nan), float(np.mean(vals)) if vals else np.nan,
+                       str(rec.get("first_layer", "not stated"))])
         rates.append({"model": str(rec.get("model")),
                       "layers": [(str(k), float(v) if finite(v) else np.nan,
                                   fmt(float(v)) if finite(v) else "—") for k, v in fr.items()]})
     return {"charts": charts,
             "energy": table(["model", "energy per image (mJ)", "MACs", "SOPs",
-                             "mean firing rate"], e_rows) if e_rows else None,
+                             "mean firing rate", "first real-valued layer counted"],
+                            e_rows) if e_rows else None,
             "rates": rates}
 
 

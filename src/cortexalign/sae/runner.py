@@ -179,21 +179,29 @@ def run_brainmap(config: BrainMapConfig | str | Path, out_dir: str | Path, *,
         raise InputError("out_dir", "a directory", f"the file {str(out)!r}", "choose another --out")
     cfg = cfg.model_copy(update={"output_dir": str(out), "device": device or cfg.device})
     from cortexalign.device import resolve_device
+    from cortexalign.errors import Problems
     from cortexalign.features import FeatureCache, feature_keys
-    from cortexalign.models import load_model
+    from cortexalign.models import load_architecture, load_model
     from cortexalign.results import ResultsStore
 
     dev = resolve_device(cfg.device)
-    # 1. load and check everything before writing anything
-    voxels = load_brainmap_voxels(cfg.neural)
-    ids = [str(s) for s in voxels["stimulus"].values]
-    stimuli = load_brainmap_stimuli(cfg.stimuli, ids)
-    labels = read_labels(cfg.labels, ids) if cfg.labels else None
+    # 1. load and check everything before writing anything, every problem at once; the model's
+    # name, options and layers on its architecture alone, before any weights load
+    problems = Problems()
+    arch = problems.check("model", lambda: load_architecture(cfg.model, **cfg.model_kwargs))
+    if arch is not None:
+        known = arch.layers()
+        for layer in cfg.layers:
+            if layer not in known:
+                problems.add("layers", UnknownNameError(f"layer of {cfg.model}", layer, known))
+    voxels = problems.check("neural", lambda: load_brainmap_voxels(cfg.neural))
+    if voxels is not None:
+        ids = [str(s) for s in voxels["stimulus"].values]
+        stimuli = problems.check("", lambda: load_brainmap_stimuli(cfg.stimuli, ids))
+        labels = problems.check("", lambda: read_labels(cfg.labels, ids) if cfg.labels
+                                else None)
+    problems.raise_if_any("sae-brainmap config")
     adapter = load_model(cfg.model, device=dev, **cfg.model_kwargs)
-    known = adapter.layers()
-    unknown = [k for k in cfg.layers if k not in known]
-    if unknown:
-        raise UnknownNameError(f"layer of {cfg.model}", unknown[0], known)
     stored = cfg.model_dump(exclude={"output_dir", "device", "cache_dir", "batch_size",
                                      "layers_per_pass"})
     key = "sae_brainmap:" + _digest(stored, adapter.model_id, adapter.weights_digest,

@@ -156,6 +156,8 @@ class StimulusSet:
             ids=tuple(ids),
             loader=lambda i, _p=tuple(pos), _l=self.loader: _l(_p[i]),
             metadata={k: v[pos] for k, v in self.metadata.items()},
+            # the parent's digest covers these pixels (the ids enter the hash apart)
+            fingerprint=None if self.fingerprint is None else f"subset of {self.content_hash}",
         )
 
     # -- identity ---------------------------------------------------------------------------
