@@ -399,3 +399,16 @@ def test_readme_counts_the_examples_and_gives_the_cpu_route():
     assert f"{words[n]} short worked analyses" in readme
     assert "download.pytorch.org/whl/cpu" in readme and "6.5 GB" in readme
     assert "cortexalign quickstart --show-config > my.yaml" in readme
+
+
+def test_study_command_line_problems_come_together(tmp_path):
+    afile = tmp_path / "out.txt"
+    afile.write_text("")
+    res = runner.invoke(app, ["study", "alignment_training", "--out", str(afile), "--data",
+                              str(tmp_path / "missing"), "--subset", "gpu", "--device", "tpu"])
+    assert res.exit_code == 2, res.output
+    text = " ".join(res.output.split())
+    assert "4 problems" in text
+    for fragment in ("subset of study 'alignment_training'", "--data", "--out", "--device"):
+        assert fragment in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
