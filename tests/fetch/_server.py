@@ -26,6 +26,7 @@ class Served:
     corrupt: bool = False
     hub: bool = False
     delay_s: float = 0.0
+    no_range: bool = False
 
 
 @dataclass
@@ -84,7 +85,7 @@ class FileServer:
                     body = bytes(b ^ 0xFF for b in body[:16]) + body[16:]
                 start = 0
                 rng = self.headers.get("Range")
-                if rng and rng.startswith("bytes="):
+                if rng and rng.startswith("bytes=") and not served.no_range:
                     start = int(rng[6:].split("-")[0])
                     if start >= len(body):
                         self._error(416)

@@ -21,29 +21,56 @@ CONFIG = {
 }
 
 
+def _serve_tiny_sam(srv, home, monkeypatch):
+    """A tiny encoder saved in segment-anything's key layout, served as sam_vit_b_01ec64.pth
+    (the entry's md5 set to the fixture's); returns the model it was saved from."""
+    import torch
+
+    import cortexalign.fetch._weights as weights_mod
+    from cortexalign.models import load_model
+
+    tiny = load_model("sam_vit_b", untrained=True, tiny=True, seed=3, device="cpu")
+    official = {"image_encoder." + k.replace(".mlp.fc1.", ".mlp.lin1.").replace(
+        ".mlp.fc2.", ".mlp.lin2."): v for k, v in tiny.module.state_dict().items()}
+    ckpt = home.parent / "sam_vit_b_tiny.pth"
+    torch.save(official, ckpt)
+    body = ckpt.read_bytes()
+    rf = weights_mod.WEIGHT_FILES["sam-vit-b"]
+    monkeypatch.setitem(weights_mod.WEIGHT_FILES, "sam-vit-b",
+                        rf.__class__(**{**rf.__dict__, "md5": hashlib.md5(body).hexdigest()}))
+    srv.add("/segment_anything/sam_vit_b_01ec64.pth", body)
+    return tiny
+
+
 def test_a_config_naming_a_source_fetches_it_then_runs(server, home, tmp_path, monkeypatch):
     from cortexalign.bench._run import run_experiment
 
     srv, base = server
     for path, body in _layouts.allen_ophys(tmp_path).items():
         srv.add(path, body)
+    _serve_tiny_sam(srv, home, monkeypatch)
     monkeypatch.setenv("CORTEXALIGN_MIRROR", base)
-    summary = run_experiment(CONFIG, tmp_path / "run", progress=False)
-    assert summary.ok and summary.n_done == 1
+    cfg = dict(CONFIG, models=CONFIG["models"] + [
+        {"name": "sam_vit_b", "weights": "sam-vit-b", "kwargs": {"tiny": True},
+         "layers": ["blocks.3"]}])
+    summary = run_experiment(cfg, tmp_path / "run", progress=False)
+    assert summary.ok and summary.n_done == 2
+    assert (home / "sam-vit-b/sam_vit_b_01ec64.pth").is_file()
     fetched = sorted(p.name for p in (home / "allen-ophys/ophys_experiment_data").glob("*.nwb"))
     assert fetched == ["501021421.nwb"]  # the VISal experiment only
     assert len(srv.gets("/visual-coding-2p/ophys_experiment_data/501021421.nwb")) == 1
     from cortexalign.results import ResultsStore
 
     scores = ResultsStore(tmp_path / "run/results.duckdb", read_only=True).scores_frame()
-    assert len(scores) == 1 and scores["target"].iloc[0] == "allen-ophys"
+    assert len(scores) == 2 and set(scores["target"]) == {"allen-ophys"}
+    assert any(m.endswith("@file:sam_vit_b_01ec64.pth") for m in scores["model_id"])
     # a rerun finds everything fetched: no new request at all
     from cortexalign.bench import load_config
     from cortexalign.fetch.sources import fetch_config_sources
 
     n_requests = len(srv.log)
-    assert [r.files[0].status for r in fetch_config_sources(load_config(CONFIG))] == \
-        ["present", "present"]
+    assert [r.files[0].status for r in fetch_config_sources(load_config(cfg))] == \
+        ["present", "present", "present"]
     assert len(srv.log) == n_requests
 
 
@@ -64,26 +91,14 @@ def test_offline_a_config_naming_a_missing_source_fails_at_once(home, tmp_path, 
 
 
 def test_weights_naming_an_entry_load_the_fetched_checkpoint(server, home, monkeypatch):
-    """``weights: mobile-sam`` fetches the official file and converts it on load; the default
+    """``weights="sam-vit-b"`` fetches the official file and converts it on load; the default
     weights of a SAM-family entry are the fetched checkpoint once it is there."""
     import torch
 
-    import cortexalign.fetch._weights as weights_mod
     from cortexalign.models import load_model
-    from cortexalign.models.sam._convert import convert_sam
 
     srv, base = server
-    tiny = load_model("sam_vit_b", untrained=True, tiny=True, seed=3, device="cpu")
-    official = {"image_encoder." + k.replace(".mlp.fc1.", ".mlp.lin1.").replace(
-        ".mlp.fc2.", ".mlp.lin2."): v for k, v in tiny.module.state_dict().items()}
-    assert set(convert_sam(official, tiny.module)) == set(tiny.module.state_dict())
-    ckpt = home.parent / "sam_vit_b_tiny.pth"
-    torch.save(official, ckpt)
-    body = ckpt.read_bytes()
-    rf = weights_mod.WEIGHT_FILES["sam-vit-b"]
-    monkeypatch.setitem(weights_mod.WEIGHT_FILES, "sam-vit-b",
-                        rf.__class__(**{**rf.__dict__, "md5": hashlib.md5(body).hexdigest()}))
-    srv.add("/segment_anything/sam_vit_b_01ec64.pth", body)
+    tiny = _serve_tiny_sam(srv, home, monkeypatch)
     monkeypatch.setenv("CORTEXALIGN_MIRROR", base)
     by_name = load_model("sam_vit_b", weights="sam-vit-b", tiny=True, device="cpu")
     assert by_name.model_id.endswith("@file:sam_vit_b_01ec64.pth")

@@ -72,6 +72,15 @@ def test_resume_by_a_later_command_after_repeated_cuts(server, home):
     assert srv.gets("w/big.bin")[-1].range == "bytes=100000-"
 
 
+def test_a_server_ignoring_ranges_restarts_the_file(server, home):
+    srv, base = server
+    srv.add("w/big.bin", BODY, cut=100_000, cut_times=1, no_range=True)
+    rf = RemoteFile("big.bin", f"{base}/w/big.bin", md5=hashlib.md5(BODY).hexdigest())
+    got = _fetcher(home).fetch([rf])[0]
+    assert got.path.read_bytes() == BODY  # the 200 answer replaced the partial file
+    assert [g.range for g in srv.gets("w/big.bin")] == [None, "bytes=100000-"]
+
+
 @pytest.mark.parametrize("kind", ["md5", "s3-etag", "size"])
 def test_a_corrupted_file_is_refused_and_never_visible(server, home, kind):
     srv, base = server
@@ -108,7 +117,7 @@ def test_a_refusing_server_names_the_url_and_the_fix(server, home, code, words):
 def test_a_silent_server_times_out_with_the_fix(server, home):
     srv, base = server
     srv.add("w/slow.bin", BODY, delay_s=1.0)
-    with pytest.raises(FetchError, match="timeout|broke"):
+    with pytest.raises(FetchError, match=r"stopped sending \(timeout\) 1 times.*--timeout"):
         _fetcher(home, timeout=0.2, retries=0).fetch([RemoteFile("s.bin", f"{base}/w/slow.bin")])
     assert not (home / "s.bin").exists()
 

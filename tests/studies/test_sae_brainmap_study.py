@@ -61,3 +61,25 @@ def test_catalogue_entry_and_bad_inputs(tmp_path, sim):
         simulate(sim, size="tiny")
     with pytest.raises(InputError, match="size"):
         simulate(tmp_path / "x", size="huge")
+
+
+def test_surface_vertices_without_a_value_are_left_blank(tmp_path):
+    from matplotlib.image import imread
+
+    from cortexalign.neural.fmri.surface import blank_missing, plot_surface_values
+
+    vals = np.array([np.nan, 0.2, 0.5, 0.8, np.nan])
+    got = blank_missing(vals, 0.2, 0.8)
+    np.testing.assert_allclose(got, [0.0, 1.0, 1.5, 2.0, 0.0])  # 0 is below the 0.5 threshold
+    pytest.importorskip("nilearn")
+    empty = {h: np.full(10242, np.nan) for h in ("left", "right")}
+    some = {h: v.copy() for h, v in empty.items()}
+    some["left"][:50] = np.linspace(0, 1, 50)
+    a = imread(plot_surface_values(some, tmp_path / "a.png", vmin=0.0, vmax=1.0))
+    empty["left"][:50] = np.nan
+    empty["left"][0] = 0.5  # one vertex: nearly the whole mesh has no value
+    b = imread(plot_surface_values(empty, tmp_path / "b.png", vmin=0.0, vmax=1.0))
+    # the lowest colour of viridis (dark purple) must not paint the vertices without a value
+    purple = np.array([0.267, 0.005, 0.329])
+    share = lambda im: (np.abs(im[..., :3] - purple).sum(-1) < 0.08).mean()  # noqa: E731
+    assert share(b) < 0.01 and share(a) < 0.05

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from cortexalign.bench._model_sets import expand_model_sets
 from cortexalign.bench._partition_spec import PartitionSpec, check_partitions
 from cortexalign.bench._second_order_spec import DiscriminabilitySpec, PatternSpec
 from cortexalign.errors import CortexAlignError, close_matches
@@ -73,6 +75,11 @@ class ModelSpec(_Strict):
                                              "stimulus: mean, cls, flatten, max or none.")
     kwargs: dict[str, Any] = Field(default_factory=dict,
                                    description="Extra keyword arguments for the model constructor.")
+    preprocess: dict[str, Any] = Field(
+        default_factory=dict, description="Settings replacing the model's own preprocessing "
+        "(cortexalign.models.with_options): size, resize (shorter_side_center_crop | "
+        "longest_side_pad | stretch), crop_pct, interpolation, mean and std on the [0, 1] scale "
+        "or a preset (mean: imagenet | clip | none). Grey images are always repeated to RGB.")
     features: Literal["activations", "attention", "conv_map"] = Field(
         "activations", description="What a layer contributes: 'activations' (pooled with "
         "'pooling'), 'attention' (one (gh, gw) attention map per stimulus from each attention "
@@ -86,6 +93,7 @@ class ModelSpec(_Strict):
 
     @property
     def display(self) -> str:
+        """The model's name in tables and figures: its label, else its registry name."""
         return self.label or (self.name + (" (untrained)" if self.untrained else ""))
 
 
@@ -153,6 +161,7 @@ class NeuralSpec(_Strict):
 
     @property
     def display(self) -> str:
+        """The target's name in tables and figures: its label, else its source."""
         return self.label or self.source
 
 
@@ -268,10 +277,15 @@ class ExperimentConfig(_Strict):
         skip = EXECUTION_FIELDS | (set() if self.partitions else {"partitions"}) | \
             (set() if self.patterns else {"patterns"}) | \
             (set() if self.discriminability else {"discriminability"})
-        blob = json.dumps(self.model_dump(mode="json", exclude=skip), sort_keys=True).encode()
+        dump = self.model_dump(mode="json", exclude=skip)
+        for m in dump["models"]:  # an entry without preprocess hashes as before the key existed
+            if not m.get("preprocess"):
+                m.pop("preprocess", None)
+        blob = json.dumps(dump, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def to_yaml(self) -> str:
+        """The config as YAML (what the results store keeps with each run)."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
@@ -314,8 +328,14 @@ def quickstart_config_path() -> Path:
     return Path(str(resources.files("cortexalign").joinpath("configs", "quickstart.yaml")))
 
 
-def load_config(source: str | Path | dict) -> ExperimentConfig:
-    """Validate a YAML file (path), a YAML string, or a dict into an ``ExperimentConfig``."""
+def load_config(source: str | Path | dict,
+                report: Callable[[str], None] | None = None) -> ExperimentConfig:
+    """Validate a YAML file (path), a YAML string, or a dict into an ``ExperimentConfig``.
+
+    ``models:`` entries with ``select:`` (model sets for sweeps, ``bench._model_sets``) are
+    expanded first; ``report`` receives one line per expanded set (what it matched and what its
+    filters dropped), so a sweep's size is printed before anything runs.
+    """
     if isinstance(source, dict):
         data, where = source, "config"
     else:
@@ -338,6 +358,13 @@ def load_config(source: str | Path | dict) -> ExperimentConfig:
             raise ConfigError(f"{where}: expected a mapping of keys (stimuli, models, neural, "
                               f"metrics), received {type(data).__name__}. Fix: see "
                               "`cortexalign quickstart --show-config` for an example.")
+    if isinstance(data.get("models"), list) and any(
+            isinstance(m, dict) and "select" in m for m in data["models"]):
+        models, notes = expand_model_sets(data["models"])
+        data = {**data, "models": models}
+        for note in notes:
+            if report is not None:
+                report(f"model set {note.describe()}")
     try:
         cfg = ExperimentConfig.model_validate(data)
     except ValidationError as err:

@@ -31,14 +31,17 @@ def check_model_entry(spec, problems: Problems, where: str) -> None:
     """Name, options, weights file, pooling and layers of one ``models`` entry (problems are
     appended). The layers are checked on the architecture alone (``load_architecture``)."""
     from cortexalign.features import POOLINGS
+    from cortexalign.fetch import is_weights_entry, weights_file
     from cortexalign.models import MODELS, load_architecture
 
     if _try(problems, f"{where}.name", lambda: MODELS.resolve(spec.name)) is None:
         return
-    if spec.weights is not None and not Path(spec.weights).expanduser().is_file():
+    weights = weights_file(spec.weights)  # a weights entry ('sam-vit-b'): its fetched file
+    if weights is not None and not Path(weights).expanduser().is_file():
         _try(problems, where, _raiser(InputError(
-            "weights", "a checkpoint file", f"{spec.weights!r}, which does not exist",
-            "check the path")))
+            "weights", "a checkpoint file or a weights entry of `cortexalign fetch --list`",
+            f"{spec.weights!r}, which does not exist", f"run `cortexalign fetch {spec.weights}`"
+            if is_weights_entry(spec.weights) else "check the path")))
     if spec.features == "activations" and spec.pooling not in POOLINGS:
         _try(problems, f"{where}.pooling", _raiser(UnknownNameError("pooling", spec.pooling,
                                                                     POOLINGS)))

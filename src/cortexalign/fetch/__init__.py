@@ -26,8 +26,10 @@ from cortexalign.fetch._api import (
     fetch,
     fetch_command,
     get_source,
+    is_weights_entry,
     list_sources,
     plan,
+    weights_file,
     weights_path,
 )
 from cortexalign.fetch._catalogue import SOURCES, RemoteFile, Source
@@ -43,7 +45,7 @@ __all__ = ["SOURCES", "Source", "RemoteFile", "FetchPlan", "FetchResult", "Fetch
            "fetch_command", "get_source", "list_sources", "cortexalign_home", "source_dir",
            "offline_reason", "MODEL_CHECKPOINTS", "WEIGHT_FILES", "checkpoint_entry",
            "fetched_checkpoint", "weights_path", "parse_filters", "fetch_config_sources",
-           "prefetch_config_file"]
+           "prefetch_config_file", "weights_file", "is_weights_entry"]
 
 
 def fetched_checkpoint(model_name: str):

@@ -21,7 +21,7 @@ from cortexalign.fetch._filters import check_filters
 from cortexalign.fetch._weights import WEIGHT_FILES
 
 __all__ = ["FetchPlan", "FetchResult", "plan", "fetch", "fetch_command", "get_source",
-           "list_sources", "weights_path"]
+           "list_sources", "weights_path", "weights_file", "is_weights_entry"]
 
 
 @dataclass
@@ -59,6 +59,7 @@ class FetchResult:
 
     @property
     def transferred(self) -> int:
+        """Bytes transferred for every file of the fetch."""
         return sum(f.transferred for f in self.files)
 
 
@@ -184,9 +185,23 @@ def _timm_fetch(name: str, mirror, t0: float) -> FetchResult:
                        fetch_command(name))
 
 
+def is_weights_entry(weights: str | Path | None) -> bool:
+    """Whether ``weights`` names a weights entry (``"sam-vit-b"``) rather than a file."""
+    return weights is not None and str(weights) in WEIGHT_FILES and \
+        not Path(weights).expanduser().exists()
+
+
+def weights_file(weights: str | Path | None) -> str | Path | None:
+    """Where a weights entry's file is once fetched (it may not be there yet); paths and
+    ``None`` pass through. Nothing is downloaded."""
+    if not is_weights_entry(weights):
+        return weights
+    return source_dir(str(weights)) / WEIGHT_FILES[str(weights)].path
+
+
 def weights_path(weights: str | Path | None) -> str | Path | None:
     """A weights entry name (``"sam-vit-b"``) -> its fetched file, fetched now if missing
     (offline: ``OfflineError`` naming the command); paths and ``None`` pass through."""
-    if weights is None or str(weights) not in WEIGHT_FILES or Path(weights).expanduser().exists():
+    if not is_weights_entry(weights):
         return weights
     return fetch(str(weights)).files[0].path

@@ -8,11 +8,10 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from cortexalign.fetch._api import FetchResult, fetch, get_source
+from cortexalign.fetch._api import FetchResult, fetch, get_source, is_weights_entry
 from cortexalign.fetch._env import source_dir
 from cortexalign.fetch._filters import as_str_list
 from cortexalign.fetch._http import OfflineError
-from cortexalign.fetch._weights import WEIGHT_FILES
 
 __all__ = ["CONFIG_KINDS", "split_options", "stimuli_filters", "fetch_source", "config_needs",
            "fetch_config_sources", "prefetch_config_file"]
@@ -81,7 +80,7 @@ def config_needs(cfg: Any) -> list[tuple[str, dict, dict, str]]:
         out.append((src, stimuli_filters(src, f), s, "stimuli"))
     for i, m in enumerate(_get(cfg, "models") or []):
         w = _get(m, "weights")
-        if isinstance(w, str) and w in WEIGHT_FILES and not Path(w).exists():
+        if isinstance(w, str) and is_weights_entry(w):
             out.append((w, {}, {}, f"models[{i}].weights"))
     return out
 

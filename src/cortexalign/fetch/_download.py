@@ -17,7 +17,7 @@ import shutil
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
@@ -50,6 +50,11 @@ _PART_SIZES = tuple(m << 20 for m in (8, 16, 5, 10, 15, 32, 50, 64, 100))
 
 class _Interrupted(Exception):
     """The connection broke mid-file; what arrived is kept in the partial file."""
+
+    def __init__(self, received: int, cause: BaseException | None = None):
+        super().__init__(received)
+        self.received = received
+        self.timed_out = isinstance(cause, TimeoutError) or "timed out" in str(cause or "")
 
 
 @dataclass(frozen=True)
@@ -184,13 +189,15 @@ class Fetcher:
                     received += n
                     break
                 except _Interrupted as cut:
-                    received += int(str(cut) or 0)
+                    received += cut.received
                     cuts += 1
                     if attempt == self.retries:
                         have = part.stat().st_size if part.exists() else 0
-                        raise FetchError(url, f"the connection broke {self.retries + 1} times "
+                        how = "stopped sending (timeout)" if cut.timed_out else "broke"
+                        raise FetchError(url, f"the connection {how} {self.retries + 1} times "
                                          f"({have} bytes kept in {part})", "rerun the same "
-                                         "command: it resumes from the partial file") from None
+                                         "command: it resumes from the partial file (or raise "
+                                         "--timeout, or use --mirror)") from None
             checked = self._verify(rf, url, part, info, hub_sha256)
             self._publish(rf, part, final)
         done = FetchedFile(rf, final, "resumed" if resumed_from or cuts else "downloaded",
@@ -217,7 +224,7 @@ class Fetcher:
             try:
                 first = resp.read(_CHUNK)
             except (HTTPException, OSError) as err:
-                raise _Interrupted(0) from err
+                raise _Interrupted(0, err) from err
             if looks_like_html(first if not start else b"", info.content_type, rf.path):
                 raise FetchError(url, f"the server sent a web page ({info.content_type or 'HTML'})"
                                  " instead of the file (an error, login or quota page)",
@@ -225,15 +232,20 @@ class Fetcher:
                                  "or --mirror, or retry later")
             with open(part, "ab" if start else "wb") as out:
                 chunk = first
-                try:
-                    while chunk:
+                while chunk:
+                    try:
                         out.write(chunk)
-                        received += len(chunk)
-                        if bar is not None:
-                            self.progress.advance(bar, len(chunk))
+                    except OSError as err:  # disk full, quota, permissions: not the network
+                        raise FetchError(url, f"cannot write {part} ({err.strerror or err})",
+                                         "free disk space, or fetch elsewhere with --to DIR or "
+                                         "CORTEXALIGN_HOME (the partial file resumes)") from err
+                    received += len(chunk)
+                    if bar is not None:
+                        self.progress.advance(bar, len(chunk))
+                    try:
                         chunk = resp.read(_CHUNK)
-                except (HTTPException, OSError) as err:
-                    raise _Interrupted(received) from err
+                    except (HTTPException, OSError) as err:
+                        raise _Interrupted(received, err) from err
         if info.size is not None and part.stat().st_size < info.size:
             raise _Interrupted(received)
         return info, received
@@ -298,10 +310,6 @@ class Fetcher:
         with open(part, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(part, final)
-
-    def progress_context(self):
-        """The progress display as a context manager (a no-op without one)."""
-        return self.progress if self.progress is not None else nullcontext()
 
 
 def _digests(path: Path, size: int, kinds: list[str]) -> dict[str, str]:

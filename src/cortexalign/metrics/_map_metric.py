@@ -28,7 +28,7 @@ import numpy as np
 import xarray as xr
 
 from cortexalign.errors import InputError, UnknownNameError
-from cortexalign.metrics._maps import MAP_MEASURES, MAP_SCALINGS, map_score
+from cortexalign.metrics._maps import MAP_MEASURES, MAP_MEASURES_AGAINST, MAP_SCALINGS, map_score
 from cortexalign.metrics._registry import METRICS
 from cortexalign.metrics._score import Score
 from cortexalign.neural import (
@@ -106,11 +106,18 @@ def map_permutation_null(maps_sgg, responses_sn, images_sp, *, measure: str, sca
     """
     model_bp = np.asarray(maps_sgg, dtype=np.float64).reshape(len(maps_sgg), -1)
     w_ns = WEIGHTINGS[weighting](np.asarray(responses_sn, dtype=np.float64).T)
+    against = MAP_MEASURES_AGAINST[measure](model_bp, scaling)  # the model side, scaled once
     rng = np.random.default_rng(seed)
-    null = np.empty(int(n_permutations))
-    for k in range(int(n_permutations)):
-        neuron_np = w_ns @ images_sp[rng.permutation(len(images_sp))]
-        null[k] = _median(measure, scaling, model_bp, neuron_np)
+    n_perm, (n, s), p = int(n_permutations), w_ns.shape, images_sp.shape[1]
+    # permutations in chunks: one product for the chunk's neuron maps, one against the model
+    chunk = max(1, min(n_perm, 2**24 // (max(n, s) * max(p, len(model_bp)))))  # <= 128 MB
+    null = np.empty(n_perm)
+    for start in range(0, n_perm, chunk):
+        c = min(chunk, n_perm - start)
+        perms_cs = np.stack([rng.permutation(s) for _ in range(c)])
+        neuron_cnp = np.matmul(w_ns[None], images_sp[perms_cs])
+        vals_bcn = against(neuron_cnp.reshape(c * n, p)).reshape(len(model_bp), c, n)
+        null[start:start + c] = np.median(vals_bcn.transpose(1, 0, 2).reshape(c, -1), axis=1)
     return null
 
 
