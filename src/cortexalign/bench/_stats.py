@@ -103,7 +103,8 @@ def paired_model_comparison(frame: pd.DataFrame, model_a: str, model_b: str, met
     Returns
     -------
     One row per target: layer_a, layer_b, mean_a, mean_b, mean_diff (a - b in the metric's
-    units; for RMSE lower is better), n_neuroids, p_value, p_fdr (BH across the targets).
+    units; for RMSE lower is better), n_neuroids, p_value, test (exact enumeration or
+    Monte-Carlo, and over what), p_fdr (BH across the targets).
     """
     higher = METRICS.entry(metric).meta.get("higher_is_better", True)
     df = frame[frame["metric"] == metric]
@@ -122,7 +123,8 @@ def paired_model_comparison(frame: pd.DataFrame, model_a: str, model_b: str, met
         rows.append({"target": target, "layer_a": ra["layer"], "layer_b": rb["layer"],
                      "mean_a": float(va[ok].mean()), "mean_b": float(vb[ok].mean()),
                      "mean_diff": res.observed, "n_neuroids": int(ok.sum()),
-                     "p_value": res.p_value})
+                     "p_value": res.p_value, "test": f"sign flips over {int(ok.sum())} "
+                                                     f"neuroids; {res.description}"})
     if not rows:
         raise InputError("frame", f"scores of both {model_a!r} and {model_b!r} for {metric!r}",
                          "no shared target", "check the model labels and the metric")
