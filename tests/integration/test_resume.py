@@ -2,8 +2,9 @@
 anything, and ends with the table of an uninterrupted run.
 
 Kill points (each in a real subprocess): after 4 of 6 jobs were written, during
-extraction (the cache entry written to its temp directory, not yet renamed into place), and
-inside a store write (the job's score rows inserted, the transaction not yet committed).
+extraction (the cache entry written to its temp directory, not yet renamed into place),
+inside a store write (the job's score rows inserted, the transaction not yet committed), and
+while the report is written (every job done: the run is not finished until the report is).
 """
 
 from __future__ import annotations
@@ -58,6 +59,15 @@ KILL_POINTS = {
             return close(con, job_key, run_id, status, error, now)
         ResultsStore._close_job = staticmethod(close_then_die)
         """, 2, 1),
+    # issue 20 case 3: a kill while the report is written left the run 'finished' without a
+    # report; the report is part of the run now, so the run reads interrupted and a rerun
+    # (every job skipped) writes it
+    "during_report": (f"""
+        import cortexalign.reports._summary as summary_module
+        def die(*args, **kwargs):
+            {_KILL}
+        summary_module.write_report = die
+        """, 6, 0),
 }
 
 
@@ -101,6 +111,8 @@ def test_sigkill_then_resume_equals_uninterrupted(reference, tmp_path, point):
     assert run.state == INTERRUPTED and run.n_running == running
     if point == "during_extraction":
         assert [p.name[:5] for p in (out / "cache").iterdir()] == [".tmp-"]  # never read
+    if point == "during_report":
+        assert not (out / "report.html").exists() and run.status == "running"
 
     summary = run_experiment(cfg, out, progress=False)
     assert summary.n_skipped == kept and summary.n_done == 6 - kept and summary.ok
@@ -111,3 +123,4 @@ def test_sigkill_then_resume_equals_uninterrupted(reference, tmp_path, point):
     assert not [p for p in (out / "cache").iterdir() if p.name.startswith(".tmp-")]
     runs = run_status(out)
     assert [r.state for r in runs] == [INTERRUPTED, "finished"]
+    assert (out / "report.html").is_file() and (out / "best_layers.csv").is_file()

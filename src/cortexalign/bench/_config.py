@@ -93,6 +93,7 @@ class ModelSpec(_Strict):
 
     @property
     def display(self) -> str:
+        """The model's name in tables and figures: its label, else its registry name."""
         return self.label or (self.name + (" (untrained)" if self.untrained else ""))
 
 
@@ -169,6 +170,7 @@ class NeuralSpec(_Strict):
 
     @property
     def display(self) -> str:
+        """The target's name in tables and figures: its label, else its source."""
         return self.label or self.source
 
 
@@ -296,6 +298,7 @@ class ExperimentConfig(_Strict):
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def to_yaml(self) -> str:
+        """The config as YAML (what the results store keeps with each run)."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 

@@ -159,10 +159,14 @@ def reject_kwargs(name: str, kwargs: dict[str, Any]) -> None:
 def load_architecture(name: str, **kwargs: Any):
     """``name``'s architecture on PyTorch's meta device: no weights, no memory, no download.
 
-    Its ``layers()`` and submodules are the real model's, so a request (name, constructor
-    options, layer names) can be checked in well under a second before anything is loaded or
+    ``kwargs`` are ``load_model``'s (its weight options are ignored). Its ``layers()`` and
+    submodules are the real model's, so a request (name, constructor options, layer names) can
+    be checked in well under a second before anything is loaded or
     written. It cannot run a forward pass.
     """
+    # the weight options of load_model do not change the architecture
+    options = {k: v for k, v in kwargs.items()
+               if k not in ("untrained", "pretrained", "weights", "seed", "device")}
     meta = torch.device("meta")
     with meta:
-        return load_model(name, untrained=True, device=meta, **kwargs)
+        return load_model(name, untrained=True, device=meta, **options)
