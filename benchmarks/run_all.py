@@ -85,6 +85,10 @@ BENCHMARKS: dict[str, dict[str, list[list[str]]]] = {
                  ["bench_searchlight.py", "--device", "cuda", "--threads", "16",
                   "--shape", "81", "104", "83", "--peer-max-centres", "8000"]],
     },
+    "startup": {  # issue 25: --help and models under a second on 2 cores
+        "quick": [["bench_startup.py", "--repeats", "3"]],
+        "full": [["bench_startup.py", "--repeats", "7"]],
+    },
     "rsa_cpu2": {  # issue 9's CPU target: 2 cores, 2,500 stimuli x 10,000 features
         "quick": [],
         "full": [["bench_rsa.py", "--device", "cpu", "--threads", "2", "--repeats", "1",

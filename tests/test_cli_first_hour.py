@@ -279,7 +279,7 @@ def test_results_at_80_columns_truncate_nothing_and_print_dashes(store_dir):
     assert max(map(len, res.output.splitlines())) <= 80
     assert "EfficientNet-Lite0 (untrained)" in res.output  # in the legend
     assert "M1" in res.output and " - " in res.output
-    for col in ("95% CI", "ceiling", "normalized"):
+    for col in ("interval", "ceiling", "normalized"):  # intervals differ in level and unit
         assert col in res.output
 
 
@@ -399,3 +399,16 @@ def test_readme_counts_the_examples_and_gives_the_cpu_route():
     assert f"{words[n]} short worked analyses" in readme
     assert "download.pytorch.org/whl/cpu" in readme and "6.5 GB" in readme
     assert "cortexalign quickstart --show-config > my.yaml" in readme
+
+
+def test_study_command_line_problems_come_together(tmp_path):
+    afile = tmp_path / "out.txt"
+    afile.write_text("")
+    res = runner.invoke(app, ["study", "alignment_training", "--out", str(afile), "--data",
+                              str(tmp_path / "missing"), "--subset", "gpu", "--device", "tpu"])
+    assert res.exit_code == 2, res.output
+    text = " ".join(res.output.split())
+    assert "4 problems" in text
+    for fragment in ("subset of study 'alignment_training'", "--data", "--out", "--device"):
+        assert fragment in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]

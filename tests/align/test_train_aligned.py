@@ -129,7 +129,7 @@ def test_tiny_snn_trains_and_its_checkpoint_loads(tmp_path):
 
 def test_snn_alignment_gradient_reaches_the_weights():
     adapter = load_model("snn:hst_tiny", untrained=True, num_classes=10, img_size=16,
-                         device="cpu")
+                         device="cpu", bn_calibration="none")
     adapter.module.train()
     feats = adapter.forward_layers(torch.randn(6, 3, 16, 16), ["stage2.block0"], grad=True)
     feats["stage2.block0"].double().sum().backward()
@@ -171,6 +171,11 @@ def test_cli_trains_and_refuses_a_bad_config(tmp_path):
     res = CliRunner().invoke(app, ["train-aligned", str(cfg), "--quiet"])
     assert res.exit_code == 0, res.output
     assert "held-out alignment stages.1" in res.output
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(yaml.safe_dump({"out": str(tmp_path / "y"), "objective": "cka",
+                                     "objective_options": {"compare": "spearman"}}))
+    res = CliRunner().invoke(app, ["train-aligned", str(wrong)])
+    assert res.exit_code != 0 and "not options of the cka objective" in res.output
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"out": str(tmp_path / "x"), "heldout_fraction": 1.5}))
     res = CliRunner().invoke(app, ["train-aligned", str(bad)])

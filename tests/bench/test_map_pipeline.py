@@ -45,7 +45,8 @@ def test_shipped_config_validates_and_names_exist():
     assert all(m.name in METRICS for m in cfg.metrics)
     assert all(n.source in NEURAL for n in cfg.neural)
     assert {m.features for m in cfg.models} == {"attention", "conv_map"}
-    assert cfg.n_permutations > 0 and ["area", "cre_line"] in [n.split_by for n in cfg.neural]
+    assert cfg.n_permutations > 0
+    assert ["area", "cre_line", "cortical_layer"] in [n.split_by for n in cfg.neural]
 
 
 def test_old_style_job_keys_do_not_change():
@@ -54,7 +55,8 @@ def test_old_style_job_keys_do_not_change():
                        "metrics": [{"name": "rsa"}]})
     m, t, x = cfg.models[0], cfg.neural[0], cfg.metrics[0]
     old = {"v": JOB_VERSION, "model": m.model_dump(mode="json", exclude={
-        "label", "layers", "features", "feature_options"}), "layer": "simple", "stimuli": "h",
+        "label", "layers", "features", "feature_options", "preprocess"}), "layer": "simple",
+        "stimuli": "h",
         "target": t.source, "metric": x.model_dump(mode="json"), "n_bootstrap": 1000, "seed": 0}
     ref = hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:24]
     assert job_key(cfg, m, "simple", t, x, "h") == ref

@@ -18,6 +18,7 @@ import time
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -50,6 +51,8 @@ def hook(job):
         while not pathlib.Path(flag + ".go").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
 run_experiment(cfg, out, progress=False, on_job_done=hook)
+from cortexalign.reports import write_summary
+write_summary(out)  # what `cortexalign run` writes after the runner, from the store
 """
 
 
@@ -92,6 +95,11 @@ def test_a_second_run_on_the_same_out_is_refused_and_each_job_is_stored_once(tmp
     assert runs == [("finished",)] and done == N_JOBS  # the refused run wrote nothing
     assert (out / "report.html").is_file() and (out / "best_layers.csv").is_file()
     assert (out / LOCK_FILE).read_text() == ""  # released cleanly
+    # issue 20 case 7: monkey IT is one RDM: "no ceiling (one RDM)" in the table and the report
+    best = pd.read_csv(out / "best_layers.csv")
+    assert best.loc[best["target"] == "kriegeskorte92.monkey_IT", "ceiling"].tolist() == [
+        "no ceiling (one RDM)"]
+    assert "no ceiling (one RDM)" in (out / "report.html").read_text()
 
 
 KILLED_HOLDER = """

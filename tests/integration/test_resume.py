@@ -2,8 +2,9 @@
 anything, and ends with the table of an uninterrupted run.
 
 Kill points (each in a real subprocess): after 4 of 6 jobs were reported finished, during
-extraction (the cache entry written to its temp directory, not yet renamed into place), and
-inside a store write (the job's score rows inserted, the transaction not yet committed).
+extraction (the cache entry written to its temp directory, not yet renamed into place),
+inside a store write (the job's score rows inserted, the transaction not yet committed), and
+while the report is written (every job done: the run is not finished until the report is).
 
 The run commits the writes of fast jobs in batches (``results.BatchedWrites``) and reports a job
 finished (``on_job_done``) only once committed: after a kill the store holds every reported job
@@ -64,6 +65,15 @@ KILL_POINTS = {
             return finish(con, job_key, run_id, status, error, now, started)
         ResultsStore._finish_job = staticmethod(finish_then_die)
         """, None),
+    # issue 20 case 3: a kill while the report is written left the run 'finished' without a
+    # report; the report is part of the run now, so the run reads interrupted and a rerun
+    # (every job skipped) writes it
+    "during_report": (f"""
+        import cortexalign.reports._summary as summary_module
+        def die(*args, **kwargs):
+            {_KILL}
+        summary_module.write_report = die
+        """, 6),
 }
 
 
@@ -123,6 +133,8 @@ def test_sigkill_then_resume_equals_uninterrupted(reference, tmp_path, point):
 
     if point == "during_extraction":
         assert [p.name[:5] for p in (out / "cache").iterdir()] == [".tmp-"]  # never read
+    if point == "during_report":
+        assert not (out / "report.html").exists() and run.status == "running"
 
     summary = run_experiment(cfg, out, progress=False)
     assert summary.n_skipped == len(kept) and summary.n_done == 6 - len(kept) and summary.ok
@@ -133,3 +145,4 @@ def test_sigkill_then_resume_equals_uninterrupted(reference, tmp_path, point):
     assert not [p for p in (out / "cache").iterdir() if p.name.startswith(".tmp-")]
     runs = run_status(out)
     assert [r.state for r in runs] == [INTERRUPTED, "finished"]
+    assert (out / "report.html").is_file() and (out / "best_layers.csv").is_file()

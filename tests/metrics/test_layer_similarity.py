@@ -180,7 +180,11 @@ def test_plot_draws_a_labelled_heatmap():
     assert [t.get_text() for t in ax.get_xticklabels()] == list(FEATS_B)
     assert [t.get_text() for t in ax.get_yticklabels()] == list(FEATS_A)
     colorbar_ax = ax.figure.axes[-1]
-    assert colorbar_ax.get_ylabel() == "cka_linear"
+    assert colorbar_ax.get_ylabel() == "linear CKA"  # the measure as a reader names it
+    assert ax.get_xlabel().startswith("layers of ")
+    rsa = plot_layer_similarity(layer_similarity(FEATS_A, FEATS_B, "rsa", device="cpu"))
+    assert rsa.figure.axes[-1].get_ylabel() == \
+        "RSA: Spearman \u03c1 of correlation-distance RDMs"
     np.testing.assert_array_equal(ax.images[0].get_array(), da.values)
     with pytest.raises(InputError):
         plot_layer_similarity(xr.DataArray(np.eye(2), dims=("x", "y")))

@@ -134,7 +134,7 @@ def test_trade_off_sae_spiking_and_maps_sections(tmp_path, make_results):
         {"model": "spikformer", "epoch": e, "step": 10 * e, "train_loss": 2.0 / e,
          "train_acc": 0.1 * e, "test_acc": 0.08 * e}) + "\n" for e in (1, 2, 3)) + '{"cut')
     (snn / "energy.json").write_text(json.dumps({"model": "spikformer", "energy_mj": 0.5,
-                                                 "macs": 1e6, "sops": 2e6,
+                                                 "macs": 1e6, "sops": 2e6, "first_layer": "once",
                                                  "firing_rates": {"l1": 0.1, "l2": 0.3}}))
     rgb = np.random.default_rng(1).random((32, 32, 3))
     panel = MapPanel("A · blocks.1 · image 0", rgb, np.random.default_rng(2).random((4, 4)),
@@ -154,6 +154,7 @@ def test_trade_off_sae_spiking_and_maps_sections(tmp_path, make_results):
     spiking = html[html.index('<section id="spiking"'):html.index('<section id="citations"')]
     assert spiking.count("<svg") == 2 and len(re.findall(r'class="pt"', spiking)) == 3 * 3
     assert "Horowitz" in html and "SAE-BrainMap" in html and "Firing rates: spikformer" in html
+    assert "first real-valued layer counted" in spiking and ">once<" in spiking
 
 
 def test_map_panels_validate_their_arrays():

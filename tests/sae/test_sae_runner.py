@@ -130,6 +130,25 @@ def test_bad_inputs_write_nothing(nsd, tmp_path, update, error, match):
     assert not out.exists()
 
 
+def test_every_bad_input_is_reported_at_once(nsd, tmp_path):
+    """Two unknown layers, a missing labels file and a missing stimulus file: one error naming
+    all four, before any weights load or anything is written."""
+    from cortexalign.errors import RequestError
+
+    root, _ = nsd
+    out = tmp_path / "out"
+    cfg = _config(root, layers=["blocks.0", "block.1", "blocks.99"],
+                  labels=str(root / "none.csv"),
+                  stimuli={"source": str(root / "missing.hdf5")})
+    with pytest.raises(RequestError) as err:
+        run_brainmap(_write_config(tmp_path / "c.yaml", cfg), out)
+    assert len(err.value.problems) == 4
+    text = str(err.value)
+    for name in ("block.1", "blocks.99", "missing.hdf5", "none.csv"):
+        assert name in text
+    assert not out.exists()
+
+
 def test_stimuli_missing_a_subject_image_are_refused(nsd, tmp_path):
     root, _ = nsd
     import h5py

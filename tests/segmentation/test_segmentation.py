@@ -95,8 +95,30 @@ def test_rle_decoding_matches_pycocotools():
 
 
 def test_polygon_of_a_rectangle():
-    mask = polygons_to_mask([[5, 10, 44, 10, 44, 29, 5, 29]], (H, W))
+    # COCO polygons run along pixel edges: pixels 5..44 x 10..29 lie inside (5, 10)-(45, 30)
+    mask = polygons_to_mask([[5, 10, 45, 10, 45, 30, 5, 30]], (H, W))
     np.testing.assert_array_equal(mask, shapes()[1][0])
+
+
+def test_polygons_match_the_coco_api(tmp_path):
+    from pycocotools.coco import COCO
+
+    rng = np.random.default_rng(0)
+    anns = []
+    for k in range(12):
+        n = int(rng.integers(3, 9))
+        polys = [rng.uniform(0, [W, H], (n, 2)).ravel().round(1).tolist()
+                 for _ in range(1 + k % 2)]  # one or two polygons per instance
+        anns.append({"id": k + 1, "image_id": 1, "category_id": 1, "segmentation": polys,
+                     "iscrowd": 0, "area": 1.0, "bbox": [0, 0, 1, 1]})
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.png", "height": H,
+                                            "width": W}], "annotations": anns,
+                                "categories": [{"id": 1, "name": "x"}]}))
+    coco = COCO(str(path))
+    for ann in anns:
+        np.testing.assert_array_equal(polygons_to_mask(ann["segmentation"], (H, W)),
+                                      coco.annToMask(coco.anns[ann["id"]]).astype(bool))
 
 
 def _write_coco(tmp_path) -> None:
@@ -105,7 +127,7 @@ def _write_coco(tmp_path) -> None:
     disk_rle = {"counts": [int(c) for c in _runs(masks[1])], "size": [H, W]}
     data = {"images": [{"id": 7, "file_name": "a.png", "height": H, "width": W}],
             "annotations": [
-                {"id": 1, "image_id": 7, "segmentation": [[5, 10, 44, 10, 44, 29, 5, 29]]},
+                {"id": 1, "image_id": 7, "segmentation": [[5, 10, 45, 10, 45, 30, 5, 30]]},
                 {"id": 2, "image_id": 7, "segmentation": disk_rle},
                 {"id": 3, "image_id": 7, "iscrowd": 1, "segmentation": disk_rle}]}
     (tmp_path / "ann.json").write_text(json.dumps(data))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 __all__ = ["AlignConfig", "OBJECTIVE_NAMES"]
 
@@ -39,8 +39,9 @@ class AlignConfig(BaseModel):
     """The target's stimuli (``load_stimuli``); None: the set registered with the target."""
     objective: Literal["rsa", "cka", "ridge"] = "rsa"
     """``rsa`` (RDMs or responses), ``cka`` or ``ridge`` (responses)."""
-    objective_options: dict = {"compare": "spearman", "strength": 1.0}
-    """Options of the objective (``cortexalign.metrics.rsa_objective`` and co.)."""
+    objective_options: dict | None = None
+    """Options of the objective (``cortexalign.metrics.rsa_objective`` and co.); None: rsa's
+    soft Spearman (``compare: spearman, strength: 1.0``), the defaults of cka and ridge."""
     lam: float = 1.0
     """Weight of the alignment loss (0: task loss alone, the control)."""
     task_data: Path | None = None
@@ -110,6 +111,26 @@ class AlignConfig(BaseModel):
         if not v >= 0.0:
             raise ValueError("must be >= 0")
         return v
+
+    @model_validator(mode="after")
+    def _options_fit_the_objective(self) -> AlignConfig:
+        import inspect
+
+        from cortexalign.metrics import OBJECTIVES
+
+        params = inspect.signature(OBJECTIVES[self.objective]).parameters
+        takes = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY]
+        unknown = sorted(set(self.options()) - set(takes))
+        if unknown:
+            raise ValueError(f"{unknown} are not options of the {self.objective} objective "
+                             f"(it takes {', '.join(takes)})")
+        return self
+
+    def options(self) -> dict:
+        """The objective's options, with the defaults filled in."""
+        if self.objective_options is not None:
+            return dict(self.objective_options)
+        return {"compare": "spearman", "strength": 1.0} if self.objective == "rsa" else {}
 
     @field_validator("layers")
     @classmethod

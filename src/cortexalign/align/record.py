@@ -18,7 +18,7 @@ import numpy as np
 
 from cortexalign.align.config import AlignConfig
 from cortexalign.align.target import BrainTarget
-from cortexalign.results import ResultsStore, ScoreRecord
+from cortexalign.results import RESULTS_FILE, ResultsStore, ScoreRecord
 
 __all__ = ["CurveRecorder", "training_target", "circularity"]
 
@@ -26,7 +26,7 @@ __all__ = ["CurveRecorder", "training_target", "circularity"]
 def training_target(cfg: AlignConfig, target: BrainTarget) -> dict:
     """The provenance a trained model carries: what it was aligned to, on which stimuli."""
     return {"target": target.name, "objective": cfg.objective,
-            "objective_options": dict(cfg.objective_options), "lam": cfg.lam,
+            "objective_options": cfg.options(), "lam": cfg.lam,
             "layers": list(cfg.layers), "train_stimuli": list(target.split.train),
             "heldout_stimuli": list(target.split.heldout),
             "note": (f"trained with lam={cfg.lam} on {target.name}: scoring this model on "
@@ -62,7 +62,7 @@ class CurveRecorder:
                  task_source: str, metric: str):
         self.cfg, self.model_id, self.target = cfg, model_id, target
         self.task_source, self.metric = task_source, metric
-        self.store = ResultsStore(out / "results.duckdb")
+        self.store = ResultsStore(out / RESULTS_FILE)
         self.run_id = self.store.start_run(cfg.model_dump_json(indent=1))
         self.provenance = training_target(cfg, target)
 

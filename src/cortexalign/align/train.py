@@ -108,13 +108,16 @@ class _Run:
         target = BrainTarget.load(cfg.target, cfg.stimuli, cfg.heldout_fraction, cfg.split_seed,
                                   cfg.category_key)
         self.target = _split(target, self.out, cfg.resume)
-        self.loss = self.target.loss(cfg.objective, cfg.objective_options)
-        self.metric, self.metric_options = metric_of(cfg.objective, cfg.objective_options)
+        self.loss = self.target.loss(cfg.objective, cfg.options())
+        self.metric, self.metric_options = metric_of(cfg.objective, cfg.options())
         task = load_task_data(cfg.task_data, cfg.max_task_train, cfg.max_task_test,
                               cfg.image_size)
         self.task_source = task.source
+        options = dict(cfg.model_options)
+        if cfg.model.startswith("snn:"):  # training sets the batch-norm statistics itself
+            options.setdefault("bn_calibration", "none")
         self.adapter = load_model(cfg.model, untrained=True, seed=cfg.seed, device=self.device,
-                                  num_classes=task.num_classes, **cfg.model_options)
+                                  num_classes=task.num_classes, **options)
         self.layers = self.adapter.check_layers(cfg.layers)
         p = self.adapter.preprocess
         prep = Preprocess(size=(cfg.image_size, cfg.image_size), mean=p.mean, std=p.std,

@@ -75,6 +75,11 @@ class ModelSpec(_Strict):
                                              "stimulus: mean, cls, flatten, max or none.")
     kwargs: dict[str, Any] = Field(default_factory=dict,
                                    description="Extra keyword arguments for the model constructor.")
+    preprocess: dict[str, Any] = Field(
+        default_factory=dict, description="Settings replacing the model's own preprocessing "
+        "(cortexalign.models.with_options): size, resize (shorter_side_center_crop | "
+        "longest_side_pad | stretch), crop_pct, interpolation, mean and std on the [0, 1] scale "
+        "or a preset (mean: imagenet | clip | none). Grey images are always repeated to RGB.")
     features: Literal["activations", "attention", "conv_map"] = Field(
         "activations", description="What a layer contributes: 'activations' (pooled with "
         "'pooling'), 'attention' (one (gh, gw) attention map per stimulus from each attention "
@@ -88,6 +93,7 @@ class ModelSpec(_Strict):
 
     @property
     def display(self) -> str:
+        """The model's name in tables and figures: its label, else its registry name."""
         return self.label or (self.name + (" (untrained)" if self.untrained else ""))
 
 
@@ -102,6 +108,15 @@ class NeuralSelect(_Strict):
     depth: tuple[float, float] | None = Field(None, description="(min, max) imaging depth, um.")
     min_reliability: float | None = Field(None, description="Keep neuroids whose split-half "
                                           "(Spearman-Brown) reliability is at least this.")
+    cluster_centres: int | None = Field(None, description="The seed paper's selection, after "
+                                        "the criteria above: this many neurons, half excitatory "
+                                        "and half inhibitory, each nearest a k-means centre of "
+                                        "an embedding of the response profiles "
+                                        "(cortexalign.neural.select_cluster_centres).")
+    embedding: Literal["umap", "pca"] | None = Field(None, description="The embedding of "
+                                                     "cluster_centres: umap (default, the "
+                                                     "paper's; pip install umap-learn) or pca "
+                                                     "(no extra package).")
 
 
 class PublishedCeiling(_Strict):
@@ -155,6 +170,7 @@ class NeuralSpec(_Strict):
 
     @property
     def display(self) -> str:
+        """The target's name in tables and figures: its label, else its source."""
         return self.label or self.source
 
 
@@ -270,10 +286,19 @@ class ExperimentConfig(_Strict):
         skip = EXECUTION_FIELDS | (set() if self.partitions else {"partitions"}) | \
             (set() if self.patterns else {"patterns"}) | \
             (set() if self.discriminability else {"discriminability"})
-        blob = json.dumps(self.model_dump(mode="json", exclude=skip), sort_keys=True).encode()
+        dump = self.model_dump(mode="json", exclude=skip)
+        for m in dump["models"]:  # an entry without preprocess hashes as before the key existed
+            if not m.get("preprocess"):
+                m.pop("preprocess", None)
+        for n in dump["neural"]:  # so does a select without the cluster-centre selection
+            for key in ("cluster_centres", "embedding"):
+                if (n.get("select") or {}).get(key, 0) is None:
+                    n["select"].pop(key)
+        blob = json.dumps(dump, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def to_yaml(self) -> str:
+        """The config as YAML (what the results store keeps with each run)."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 

@@ -44,7 +44,8 @@ def model_payload(model: ModelSpec) -> dict:
     """What of a model spec determines its features (not its label or layer list)."""
     # fields added later enter the payload only when set, so older configs keep their keys
     new_model_fields = ({"features"} if model.features == "activations" else set()) | (
-        set() if model.feature_options else {"feature_options"})
+        set() if model.feature_options else {"feature_options"}) | (
+        set() if model.preprocess else {"preprocess"})
     return model.model_dump(mode="json", exclude={"label", "layers"} | new_model_fields)
 
 

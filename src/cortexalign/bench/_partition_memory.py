@@ -57,6 +57,7 @@ def set_widths(config: ExperimentConfig, sets: dict[str, list[str]], stimuli,
         try:
             adapter = load_model(spec.name, pretrained=spec.pretrained, weights=spec.weights,
                                  untrained=spec.untrained, seed=spec.seed, device=device,
+                             preprocess=spec.preprocess or None,
                                  **spec.kwargs)
         except CortexAlignError:
             continue

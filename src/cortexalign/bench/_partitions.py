@@ -174,6 +174,7 @@ def _model_sets(cfg, spec: ModelSpec, layers: list[str], stimuli, cache, device,
     try:
         adapter = load_model(spec.name, pretrained=spec.pretrained, weights=spec.weights,
                              untrained=spec.untrained, seed=spec.seed, device=device,
+                             preprocess=spec.preprocess or None,
                              **spec.kwargs)
     except CortexAlignError as err:
         return fail(layers, err)

@@ -120,6 +120,9 @@ def profile(
                                                  "do not, and nothing is downloaded. "
                                                  "--no-untrained loads the default "
                                                  "weights.")] = True,
+    weights: Annotated[Path | None, typer.Option(help="A checkpoint to profile with (an "
+                                                 "official one is converted on load); implies "
+                                                 "--no-untrained.")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 1,
     repeats: Annotated[int, typer.Option(help="Timed forward passes (median reported).")] = 10,
     device: Annotated[str, typer.Option(help="'auto', 'cpu' or 'cuda:N'.")] = "auto",
@@ -135,8 +138,10 @@ def profile(
 
     kwargs = parse_kwargs(kwarg)
     try:
+        if weights is not None:
+            kwargs["weights"] = str(weights)
         card = profile_model(model, device=device, batch_size=batch_size, n_repeat=repeats,
-                             untrained=untrained, **kwargs)
+                             untrained=untrained and weights is None, **kwargs)
     except CortexAlignError as err:
         fail(err)
     table = Table(title=f"{card.model_id} on {card.device}")
@@ -148,8 +153,8 @@ def profile(
     table.add_row("peak memory", f"{card.peak_mem_mb:,.1f} MB")
     console.print(table)
     if out is not None:
-        from cortexalign.results import ModelCard, ResultsStore
+        from cortexalign.results import RESULTS_FILE, ModelCard, ResultsStore
 
         out.mkdir(parents=True, exist_ok=True)
-        ResultsStore(out / "results.duckdb").put_model_card(ModelCard.from_profile(card))
-        console.print(f"stored in {out / 'results.duckdb'} (model_cards)")
+        ResultsStore(out / RESULTS_FILE).put_model_card(ModelCard.from_profile(card))
+        console.print(f"stored in {out / RESULTS_FILE} (model_cards)")

@@ -26,7 +26,7 @@ SCORE_COLUMNS = (
 SCORE_TABLE_COLUMNS = (
     Column("model", identifier=True), Column("layer", identifier=True),
     Column("target", identifier=True), Column("metric", identifier=True), Column("value"),
-    Column("ci", "95% CI", priority=2), Column("ceiling", priority=3),
+    Column("ci", "interval", priority=2), Column("ceiling", priority=3),
     Column("normalized", priority=1),
 )
 PARTITION_COLUMNS = (
@@ -65,8 +65,9 @@ def results(
 ) -> None:
     """Show (or export) the scores stored in a results directory.
 
-    Missing values (no ceiling, no interval) print as '-'. 'normalized' is the score as a
-    fraction of the lower bound of the noise ceiling, as in the report.
+    Missing values print as '-', except a missing ceiling, which says why ("no ceiling (one
+    RDM)"); a published ceiling says "published". 'normalized' is the score as a fraction of
+    the lower bound of the ceiling, as in the report.
     """
     if discriminability:
         from cortexalign.cli._second_order import show_discriminability
@@ -109,9 +110,11 @@ def results(
         return
     rows = frame.to_dict("records")
     if fmt == "table" and not partitions:  # intervals as one column each
+        from cortexalign.reports import ceiling_text
+
         for r in rows:
             r["ci"] = interval_text(r["ci_low"], r["ci_high"])
-            r["ceiling"] = interval_text(r["ceiling_low"], r["ceiling_high"])
+            r["ceiling"] = ceiling_text(r, interval_text(r["ceiling_low"], r["ceiling_high"]))
         columns = SCORE_TABLE_COLUMNS
     render(console, columns, rows, fmt)
 

@@ -26,6 +26,36 @@ def studies() -> None:
     console.print(table)
 
 
+def _check_study_request(name: str, out: Path, data: Path | None, subset: str | None,
+                         device: str):
+    """The study's entry, after every problem of the command line is reported at once: the
+    name, the subset, the data folder, the output path and the device (the study then checks
+    its data's contents itself)."""
+    from cortexalign.errors import InputError, Problems, UnknownNameError
+    from cortexalign.studies import get_study
+
+    problems = Problems()
+    entry = problems.check("", lambda: get_study(name))
+    if entry is not None and subset is not None and subset not in entry.subsets:
+        problems.add("--subset", UnknownNameError(f"subset of study {name!r}", subset,
+                                                  entry.subsets))
+    if entry is not None and entry.needs_data and data is None:
+        problems.add("", InputError("--data", f"the data folder of study {name!r}", "none",
+                                    f"pass --data DIR (fetched data, or `cortexalign simulate "
+                                    f"{name} --out DIR`)"))
+    if data is not None and not data.is_dir():
+        problems.add("", InputError("--data", "a folder", f"{str(data)!r}, which is not one",
+                                    "check the path"))
+    if out.exists() and not out.is_dir():
+        problems.add("", InputError("--out", "a results folder", f"the file {str(out)!r}",
+                                    "choose another --out"))
+    if device not in ("auto", "cpu") and not device.startswith("cuda"):
+        problems.add("", InputError("--device", "'auto', 'cpu' or 'cuda:N'", repr(device),
+                                    "e.g. --device cpu"))
+    problems.raise_if_any(f"study {name}")
+    return entry
+
+
 @app.command()
 def study(
     name: Annotated[str, typer.Argument(help="A study from `cortexalign studies`.")],
@@ -39,10 +69,9 @@ def study(
 ) -> None:
     """Run a whole study: every model, the alignment grid, statistics and the report."""
     from cortexalign.errors import CortexAlignError
-    from cortexalign.studies import get_study
 
     try:
-        entry = get_study(name)
+        entry = _check_study_request(name, out, data, subset, device)
         result = entry.run_fn()(data, out, subset=subset, device=device, progress=not quiet)
     except CortexAlignError as err:
         fail(err)

@@ -19,7 +19,7 @@ from scipy.stats import rankdata
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.metrics._score import Score
 
-__all__ = ["MAP_MEASURES", "MAP_SCALINGS", "compare_maps", "map_score"]
+__all__ = ["MAP_MEASURES", "MAP_MEASURES_AGAINST", "MAP_SCALINGS", "compare_maps", "map_score"]
 
 
 def _minmax(m_kp: np.ndarray) -> np.ndarray:
@@ -34,22 +34,41 @@ def _zscore(m_kp: np.ndarray) -> np.ndarray:
 MAP_SCALINGS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"minmax": _minmax, "zscore": _zscore}
 
 
-def _rmse(a_bp, b_np, scaling):
-    a, b = MAP_SCALINGS[scaling](a_bp), MAP_SCALINGS[scaling](b_np)
-    sq = (a**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2.0 * a @ b.T
-    return np.sqrt(np.clip(sq, 0.0, None) / a.shape[1])
+def _rmse_against(a_bp, scaling):
+    a = MAP_SCALINGS[scaling](a_bp)
+    a2 = (a**2).sum(1)[:, None]
+
+    def against(b_np):
+        b = MAP_SCALINGS[scaling](b_np)
+        sq = a2 + (b**2).sum(1)[None, :] - 2.0 * a @ b.T
+        return np.sqrt(np.clip(sq, 0.0, None) / a.shape[1])
+    return against
 
 
-def _pearson(a_bp, b_np, scaling=None):
-    a, b = _zscore(a_bp), _zscore(b_np)
-    return a @ b.T / a.shape[1]
+def _pearson_against(a_bp, scaling=None):
+    a = _zscore(a_bp)
+    return lambda b_np: a @ _zscore(b_np).T / a.shape[1]
 
 
-def _spearman(a_bp, b_np, scaling=None):
-    return _pearson(rankdata(a_bp, axis=1), rankdata(b_np, axis=1))
+def _spearman_against(a_bp, scaling=None):
+    pearson = _pearson_against(rankdata(a_bp, axis=1))
+    return lambda b_np: pearson(rankdata(b_np, axis=1))
 
 
-MAP_MEASURES: dict[str, Callable] = {"rmse": _rmse, "pearson": _pearson, "spearman": _spearman}
+MAP_MEASURES_AGAINST: dict[str, Callable] = {"rmse": _rmse_against, "pearson": _pearson_against,
+                                             "spearman": _spearman_against}
+"""``f(model_bp, scaling) -> g`` with ``g(neuron_np) -> (b, n)``: the model maps' scaling (or
+ranks) done once, for many sets of neuron maps (the permutation null)."""
+
+
+def _measure(name: str) -> Callable:
+    def measure(a_bp, b_np, scaling=None):
+        return MAP_MEASURES_AGAINST[name](a_bp, scaling)(b_np)
+    measure.__name__ = f"_{name}"
+    return measure
+
+
+MAP_MEASURES: dict[str, Callable] = {name: _measure(name) for name in MAP_MEASURES_AGAINST}
 """``f(model_bp, neuron_np, scaling) -> (b, n)``; maps flattened to p = gh * gw pixels."""
 
 

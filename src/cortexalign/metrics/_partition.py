@@ -127,12 +127,28 @@ class VariancePartition:
         from matplotlib.figure import Figure
 
         med = self.median_components
-        fig = Figure(figsize=(1.0 + 0.8 * len(med), 3.0), layout="constrained")
+        full = self.median_r2.get("+".join(self.set_names), float("nan"))
+        fig = Figure(figsize=(2.6 + 1.0 * len(med), 3.6), layout="constrained")
         ax = fig.subplots()
-        ax.bar(range(len(med)), list(med.values()), color="0.4")
-        ax.set_xticks(range(len(med)), list(med), rotation=45, ha="right")
+        names = [k.replace("unique:", "unique to ").replace("shared:", "shared by ")
+                 .replace("&", " & ") for k in med]
+        colours = ["C0" if k.startswith("unique:") else "C1" for k in med]
+        ax.bar(range(len(med)), list(med.values()), color=colours)
+        ax.set_xticks(range(len(med)), names, rotation=30, ha="right", fontsize=8)
         ax.axhline(0.0, color="k", linewidth=0.8)
-        ax.set_ylabel("median held-out R$^2$")
+        if np.isfinite(full):
+            ax.axhline(full, color="0.3", linestyle="--", linewidth=1,
+                       label=f"all sets together: {full:.3f}")
+            top = max(full, *med.values())
+            ax.set_ylim(top=top + 0.3 * abs(top) + 1e-3)  # room for the legend above the line
+            ax.legend(fontsize=7, loc="upper right", frameon=False)
+        ax.set_ylabel("median held-out R$^2$ over neuroids", fontsize=8)
+        ax.set_title(f"variance partitioning: {len(self.neuroid_ids)} neuroids, "
+                     f"{self.n_stimuli} stimuli, {self.n_folds}-fold CV", fontsize=9)
+        if any(v < 0 for v in med.values()):
+            ax.set_xlabel("below 0: the sets suppress each other's prediction (or noise).\n"
+                          "Medians are per component: the bars need not add up to the line.",
+                          fontsize=6.5, color="0.3")
         return fig
 
 

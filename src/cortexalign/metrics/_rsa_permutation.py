@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from cortexalign.metrics._rsa_metric import _model_rdm_tensor, _neural_vectors, ceiling_groups
-from cortexalign.rdm import compare_vectors, rdm_tensor, upper_tri
+from cortexalign.rdm import average_ranks, compare_vectors, rdm_tensor, upper_tri
 from cortexalign.stats import (
     EXACT_MAX,
     all_permutations,
@@ -26,7 +26,7 @@ from cortexalign.stats import (
     group_weights,
 )
 
-__all__ = ["PERMUTATION_TESTS", "rsa_permutation_p", "rsa_permutation_p_from_rdm"]
+__all__ = ["PERMUTATION_TESTS", "rsa_permutation_p", "rsa_permutation_p_from_rdm", "rank_matrix"]
 
 
 def rsa_permutation_p(features_sd, target, *, n_permutations: int, seed: int = 0,
@@ -73,6 +73,8 @@ def _permutation_p(rdm_ss: torch.Tensor, target, *, n_permutations: int, seed: i
     groups, _ = ceiling_groups(source, ceiling_by, target_kp.shape[0])
     w_k = torch.as_tensor(group_weights(groups), device=dev)
     observed = float(compare_vectors(upper_tri(rdm_ss)[None], target_kp, compare)[0] @ w_k)
+    if compare == "spearman":  # relabelling permutes the ranks: rank once, then Pearson
+        rdm_ss, target_kp, compare = rank_matrix(rdm_ss), average_ranks(target_kp), "pearson"
     gen = torch.Generator().manual_seed(int(seed))
     s = rdm_ss.shape[0]
     # few stimuli: every relabelling (identity included) and the exact p; else Monte-Carlo
@@ -88,6 +90,15 @@ def _permutation_p(rdm_ss: torch.Tensor, target, *, n_permutations: int, seed: i
         null.append(compare_vectors(upper_tri(rdm_css), target_kp, compare) @ w_k)
     null_n = torch.cat(null).cpu().numpy()
     return (enumerated_p_value if exact else exact_p_value)(observed, null_n, "greater")
+
+
+def rank_matrix(rdm_ss: torch.Tensor) -> torch.Tensor:
+    """(s, s) symmetric matrix of the average ranks of the upper triangle (zero diagonal)."""
+    s = rdm_ss.shape[0]
+    iu = torch.triu_indices(s, s, 1, device=rdm_ss.device)
+    ranks = torch.zeros_like(rdm_ss)
+    ranks[iu[0], iu[1]] = average_ranks(upper_tri(rdm_ss)[None])[0].to(rdm_ss.device)
+    return ranks + ranks.T
 
 
 PERMUTATION_TESTS: dict[str, Callable[..., float]] = {"rsa": rsa_permutation_p}

@@ -7,12 +7,20 @@
 """
 
 # imported for their registrations (sam: the Segment Anything family)
-from cortexalign.models import _efficientnet_lite0, _gabor, _spiking, _timm, _torchvision, sam  # noqa: F401
+from cortexalign.models import (  # noqa: F401
+    _efficientnet_lite0,
+    _gabor,
+    _pixels,
+    _spiking,
+    _timm,
+    _torchvision,
+    sam,
+)
 from cortexalign.models._base import ModelAdapter, default_layer_paths
 from cortexalign.models._efficientnet_lite0 import convert_lite0_state_dict
 from cortexalign.models._gabor import GaborConfig, GaborV1, gabor_kernel
 from cortexalign.models._hooks import capture_outputs, eval_mode, seeded
-from cortexalign.models._preprocess import Preprocess
+from cortexalign.models._preprocess import MEAN_STD_PRESETS, Preprocess, with_options
 from cortexalign.models._registry import (
     MODELS,
     LoadSpec,
@@ -30,7 +38,8 @@ from cortexalign.models._weights import (
 
 __all__ = [
     "MODELS", "load_model", "load_architecture", "list_models", "ModelInfo", "LoadSpec",
-    "ModelAdapter", "TimmAdapter", "Preprocess", "default_layer_paths",
+    "ModelAdapter", "TimmAdapter", "Preprocess", "with_options", "MEAN_STD_PRESETS",
+    "default_layer_paths",
     "GaborV1", "GaborConfig", "gabor_kernel", "convert_lite0_state_dict",
     "capture_outputs", "eval_mode", "seeded",
     "read_state_dict", "load_state_dict_checked", "state_dict_digest",

@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from cortexalign.errors import InputError
 from cortexalign.stimuli import check_image
 
-__all__ = ["Preprocess", "RESIZE_MODES", "INTERPOLATIONS"]
+__all__ = ["Preprocess", "RESIZE_MODES", "INTERPOLATIONS", "MEAN_STD_PRESETS", "PREPROCESS_OPTIONS",
+           "with_options"]
 
 RESIZE_MODES = ("shorter_side_center_crop", "longest_side_pad", "stretch")
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
@@ -254,3 +255,52 @@ class Preprocess:
     def _normalise(self, x_n3hw: torch.Tensor) -> torch.Tensor:
         mean, std = _channel_constants(self.mean, self.std, x_n3hw.device)
         return (x_n3hw - mean) / std
+
+
+#: Named per-channel (mean, std) for ``with_options(..., mean="imagenet")``: ImageNet's (timm,
+#: torchvision; Conwell et al. use it for every model), CLIP's, and none (0, 1).
+MEAN_STD_PRESETS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "clip": ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
+    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+}
+
+PREPROCESS_OPTIONS = ("size", "resize", "crop_pct", "interpolation", "mean", "std")
+"""Keys of a ``preprocess:`` mapping (config model entries, ``load_model(preprocess=...)``)."""
+
+
+def with_options(pre: Preprocess, options: dict[str, Any] | Preprocess) -> Preprocess:
+    """``pre`` with some settings replaced (the class, e.g. SAM's size check, is kept).
+
+    Parameters
+    ----------
+    pre : the model's own preprocessing.
+    options : a ``Preprocess`` (used as is) or a mapping with keys from ``PREPROCESS_OPTIONS``:
+        ``size`` (an int or [h, w]), ``resize`` (``RESIZE_MODES``), ``crop_pct``,
+        ``interpolation``, ``mean`` / ``std`` (three numbers on the [0, 1] pixel scale, or a
+        name of ``MEAN_STD_PRESETS`` given as ``mean`` alone, e.g. ``mean: imagenet``).
+        Grey images are always repeated to RGB (every model takes three channels).
+    """
+    import dataclasses
+
+    if isinstance(options, Preprocess):
+        return options
+    if not isinstance(options, dict):
+        raise InputError("preprocess", f"a mapping with keys from {PREPROCESS_OPTIONS}",
+                         type(options).__name__, "e.g. preprocess: {resize: stretch}")
+    unknown = sorted(set(options) - set(PREPROCESS_OPTIONS))
+    if unknown:
+        raise InputError("preprocess", f"keys from {PREPROCESS_OPTIONS}", repr(unknown),
+                         "remove or rename them")
+    opts = dict(options)
+    if isinstance(opts.get("mean"), str):
+        name = opts["mean"]
+        if name not in MEAN_STD_PRESETS or "std" in opts:
+            raise InputError("preprocess.mean", f"three numbers, or one of "
+                             f"{sorted(MEAN_STD_PRESETS)} without std", repr(name),
+                             "e.g. mean: imagenet")
+        opts["mean"], opts["std"] = MEAN_STD_PRESETS[name]
+    if "size" in opts:
+        size = opts["size"]
+        opts["size"] = (int(size), int(size)) if isinstance(size, int | float) else tuple(size)
+    return dataclasses.replace(pre, **opts)

@@ -25,6 +25,7 @@ import torch
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError
 from cortexalign.fetch import weights_path
+from cortexalign.models._preprocess import Preprocess, with_options
 from cortexalign.registry import Registry
 
 __all__ = ["MODELS", "LoadSpec", "ModelInfo", "load_model", "list_models", "options_tag",
@@ -81,7 +82,7 @@ class ModelInfo(TypedDict):
 
 def load_model(name: str, *, pretrained: bool | None = None, weights: str | Path | None = None,
                untrained: bool = False, seed: int = 0, device: str | torch.device | None = None,
-               **kwargs: Any):
+               preprocess: dict[str, Any] | Preprocess | None = None, **kwargs: Any):
     """Load a registered model as a ``ModelAdapter``.
 
     Parameters
@@ -95,6 +96,9 @@ def load_model(name: str, *, pretrained: bool | None = None, weights: str | Path
     untrained : build the architecture with its own initialisation under ``seed`` (a control).
     seed : seed of the untrained initialisation; the same seed gives identical weights.
     device : ``"cpu"``, ``"cuda"``, ``"auto"``/``None`` (CUDA when present).
+    preprocess : settings replacing the model's own preprocessing (``with_options``: size,
+        resize, crop_pct, interpolation, mean/std or a preset such as ``mean: imagenet``); the
+        model id then ends in ``+pre(...)`` so cached features and cards keep them apart.
     **kwargs : passed to the builder (e.g. timm's ``img_size=32``, ``num_classes=10``).
 
     Returns
@@ -126,7 +130,11 @@ def load_model(name: str, *, pretrained: bool | None = None, weights: str | Path
     spec = LoadSpec(name=name, arch=arch, source=source,
                     weights=Path(weights).expanduser() if weights is not None else None,
                     seed=seed, device=resolve_device(device))
-    return entry.obj(spec, **kwargs)
+    adapter = entry.obj(spec, **kwargs)
+    if preprocess:
+        adapter.preprocess = with_options(adapter.preprocess, preprocess)
+        adapter.model_id = f"{adapter.model_id}+pre({adapter.preprocess.key()})"
+    return adapter
 
 
 def list_models() -> list[ModelInfo]:
@@ -151,10 +159,14 @@ def reject_kwargs(name: str, kwargs: dict[str, Any]) -> None:
 def load_architecture(name: str, **kwargs: Any):
     """``name``'s architecture on PyTorch's meta device: no weights, no memory, no download.
 
-    Its ``layers()`` and submodules are the real model's, so a request (name, constructor
-    options, layer names) can be checked in well under a second before anything is loaded or
+    ``kwargs`` are ``load_model``'s (its weight options are ignored). Its ``layers()`` and
+    submodules are the real model's, so a request (name, constructor options, layer names) can
+    be checked in well under a second before anything is loaded or
     written. It cannot run a forward pass.
     """
+    # the weight options of load_model do not change the architecture
+    options = {k: v for k, v in kwargs.items()
+               if k not in ("untrained", "pretrained", "weights", "seed", "device")}
     meta = torch.device("meta")
     with meta:
-        return load_model(name, untrained=True, device=meta, **kwargs)
+        return load_model(name, untrained=True, device=meta, **options)

@@ -14,6 +14,7 @@ linear, so the order does not change the result). Weights per neuron (``WEIGHTIN
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 
 import numpy as np
@@ -59,14 +60,29 @@ def stimuli_on_grid(images: StimulusSet | np.ndarray, grid: tuple[int, int],
     if gh < 1 or gw < 1:
         raise InputError("grid", "(gh, gw) positive integers", repr(grid), "e.g. grid=(64, 64)")
     if isinstance(images, StimulusSet):
-        arrs = [im.astype(np.float64).mean(-1) / 255.0 for im in images.images()]
-    else:
-        a = np.asarray(images)
-        if a.ndim not in (3, 4):
-            raise InputError("images", "(s, H, W) or (s, H, W, C) pixels", f"shape {a.shape}",
-                             "stack the images along axis 0")
-        a = a.astype(np.float64) / (255.0 if a.dtype == np.uint8 else 1.0)
-        arrs = list(a.mean(-1) if a.ndim == 4 else a)
+        # every map job of a run asks again for the same grid: decoding and resizing 118 Allen
+        # scenes each time cost more than scoring (a few MB of grids kept instead)
+        key = (images.content_hash, gh, gw, bool(pad_square))
+        if key not in _GRID_CACHE:
+            arrs = [im.astype(np.float64).mean(-1) / 255.0 for im in images.images()]
+            _GRID_CACHE[key] = _on_grid(arrs, gh, gw, pad_square)
+            while len(_GRID_CACHE) > _GRID_CACHE_SIZE:
+                _GRID_CACHE.popitem(last=False)
+        _GRID_CACHE.move_to_end(key)
+        return _GRID_CACHE[key].copy()
+    a = np.asarray(images)
+    if a.ndim not in (3, 4):
+        raise InputError("images", "(s, H, W) or (s, H, W, C) pixels", f"shape {a.shape}",
+                         "stack the images along axis 0")
+    a = a.astype(np.float64) / (255.0 if a.dtype == np.uint8 else 1.0)
+    return _on_grid(list(a.mean(-1) if a.ndim == 4 else a), gh, gw, pad_square)
+
+
+_GRID_CACHE: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_GRID_CACHE_SIZE = 32
+
+
+def _on_grid(arrs: list[np.ndarray], gh: int, gw: int, pad_square: bool) -> np.ndarray:
     out = np.empty((len(arrs), gh, gw))
     for k, im in enumerate(arrs):  # images may differ in size: resize one at a time
         if pad_square:

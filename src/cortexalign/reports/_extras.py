@@ -103,16 +103,19 @@ def spiking_section(data: ReportData, scores: pd.DataFrame) -> dict[str, Any] | 
         return None
     charts = []
     if logs is not None and not logs.empty:
+        names = {"train_loss": "train", "train_acc": "train", "test_acc": "test (dashed)"}
         for what, cols in (("loss", ["train_loss"]), ("accuracy", ["train_acc", "test_acc"])):
             series = []
             for model, g in logs.groupby("model", sort=False):
                 g = g.sort_values("epoch")
                 for c in cols:
-                    if c in g:
+                    if c in g:  # one colour per model; its held-out curve dashed
                         y = pd.to_numeric(g[c], errors="coerce").tolist()
-                        series.append(Series(f"{model} {c}", g["epoch"].tolist(), y, tips=[
-                            f"{model} epoch {e}: {c} {fmt(v)}" for e, v in zip(g["epoch"], y,
-                                                                              strict=True)]))
+                        series.append(Series(
+                            f"{model}: {names[c]}", g["epoch"].tolist(), y, tips=[
+                                f"{model} epoch {e}: {names[c]} {fmt(v)}"
+                                for e, v in zip(g["epoch"], y, strict=True)],
+                            group=str(model), dashed=c == "test_acc"))
             if series:
                 charts.append(line_svg(series, title=f"training {what}", x_label="epoch",
                                        y_label=what))
@@ -121,13 +124,15 @@ def spiking_section(data: ReportData, scores: pd.DataFrame) -> dict[str, Any] | 
         fr = rec.get("firing_rates") or {}
         vals = [float(v) for v in fr.values() if finite(v)]
         e_rows.append([str(rec.get("model")), rec.get("energy_mj", np.nan), rec.get("macs", np.nan),
-                       rec.get("sops", np.nan), float(np.mean(vals)) if vals else np.nan])
+                       rec.get("sops", np.nan), float(np.mean(vals)) if vals else np.nan,
+                       str(rec.get("first_layer", "not stated"))])
         rates.append({"model": str(rec.get("model")),
                       "layers": [(str(k), float(v) if finite(v) else np.nan,
                                   fmt(float(v)) if finite(v) else "—") for k, v in fr.items()]})
     return {"charts": charts,
             "energy": table(["model", "energy per image (mJ)", "MACs", "SOPs",
-                             "mean firing rate"], e_rows) if e_rows else None,
+                             "mean firing rate", "first real-valued layer counted"],
+                            e_rows) if e_rows else None,
             "rates": rates}
 
 
@@ -142,25 +147,9 @@ _STATS_CITATIONS = {
 
 
 def citations_section(data: ReportData, scores: pd.DataFrame) -> dict[str, Any] | None:
-    """Where every measure, dataset and statistic shown comes from."""
-    from cortexalign.metrics import METRICS
-    from cortexalign.neural import NEURAL
-    from cortexalign.stimuli import BUNDLED
-
-    items: list[tuple[str, str]] = []
-    for metric in dict.fromkeys(scores["metric"]) if len(scores) else []:
-        if metric in METRICS:
-            items.append((f"measure: {metric}", METRICS.entry(metric).meta.get("citation", "")))
-    for cfg in data.configs():
-        stim = cfg.get("stimuli") or {}
-        src = stim.get("source", "") if isinstance(stim, dict) else ""
-        if src in BUNDLED:
-            items.append((f"stimuli: {src}", BUNDLED.entry(src).meta.get("citation", "")))
-        neural = cfg.get("neural") or []  # a list of sources (experiments), one mapping (SAE-BrainMap)
-        for n in [neural] if isinstance(neural, dict) else neural:
-            if isinstance(n, dict) and n.get("source") in NEURAL:
-                items.append((f"neural data: {n['source']}",
-                              NEURAL.entry(n["source"]).meta.get("citation", "")))
+    """Where every measure, dataset and statistic shown comes from: the references the runs
+    stored (``citation`` notes: measures, stimuli, neural data), then the statistics shown."""
+    items: list[tuple[str, str]] = list(data.noted("citation"))
     if len(scores) and scores["ci_low"].notna().any():
         items.append(("confidence intervals: bootstrap over stimuli", _STATS_CITATIONS["bootstrap"]))
     if len(scores) and scores["ceiling_low"].notna().any():

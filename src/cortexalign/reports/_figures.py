@@ -12,8 +12,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from cortexalign.results import best_rows  # noqa: E402
+
 __all__ = ["layerwise_figure", "draw_layerwise", "layer_positions", "best_layers", "normalized_scores",
-           "measure_label", "interval_kind", "ceiling_kind"]
+           "measure_label", "interval_kind", "ceiling_kind", "ceiling_text"]
 
 
 def layer_positions(frame: pd.DataFrame) -> pd.Series:
@@ -56,7 +58,11 @@ def measure_label(frame: pd.DataFrame, metric: str) -> str:
 
 
 def _ceiling_label(frame: pd.DataFrame) -> str:
-    by = {e.get("ceiling_by") for e in _extras(frame[frame["ceiling_low"].notna()])} - {None}
+    extras = _extras(frame[frame["ceiling_low"].notna()])
+    published = {e["ceiling"] for e in extras if str(e.get("ceiling", "")).startswith("published")}
+    if published:  # a dataset's own ceiling, not one computed here
+        return f"{' / '.join(sorted(published))} ceiling (lower to upper bound)"
+    by = {e.get("ceiling_by") for e in extras} - {None}
     how = _CEILING_BY.get(by.pop(), "") if len(by) == 1 else ""
     return f"noise ceiling ({how + ', ' if how else ''}lower to upper bound)"
 
@@ -118,6 +124,7 @@ def draw_layerwise(frame: pd.DataFrame, metric: str | None = None, title: str | 
         else:
             ax.text(0.02, 0.97, "no noise ceiling for this target\n(one RDM: nothing to "
                     "leave out)" if {e.get("ceiling_by") for e in _extras(sub)} == {"rdm"}
+                    or {e.get("ceiling") for e in _extras(sub)} == {"no ceiling (one RDM)"}
                     else "no noise ceiling for this target", transform=ax.transAxes,
                     va="top", ha="left", fontsize=8, color="0.35")
         ref, ticks, names = _layer_ticks(sub)
@@ -188,7 +195,18 @@ def ceiling_kind(extra: dict, ceiling_low: float) -> str:
     return "no ceiling"
 
 
-def _extra_of(row: pd.Series) -> dict:
+def ceiling_text(row: dict, bounds: str) -> str:
+    """A table cell for a score row's ceiling: ``bounds`` (its low-high text) for a computed
+    noise ceiling, ``bounds (published ...)`` for a published one, or why there is none."""
+    kind = row.get("ceiling")  # a best_layers row says it already
+    if not isinstance(kind, str) or not kind:
+        kind = ceiling_kind(_extra_of(row), row.get("ceiling_low"))
+    if kind.startswith("noise ceiling") or kind == "no ceiling":  # nothing more to say
+        return bounds
+    return f"{bounds} ({kind})" if kind.startswith("published") else kind
+
+
+def _extra_of(row: pd.Series | dict) -> dict:
     e = row.get("extra_d", row.get("extra"))
     if isinstance(e, str):
         try:
@@ -203,13 +221,10 @@ def best_layers(frame: pd.DataFrame) -> pd.DataFrame:
     each is (``interval``: what it resamples and its level; ``ceiling``: computed, published,
     or e.g. "no ceiling (one RDM)")."""
     rows = []
-    for (model, target, metric), grp in frame.groupby(["model", "target", "metric"], sort=False):
-        g = grp.dropna(subset=["value"])
-        if g.empty:
-            continue
-        best = g.loc[g["value"].idxmax()]
+    for _, best in best_rows(frame).iterrows():
         extra = _extra_of(best)
-        rows.append({"model": model, "target": target, "metric": metric, "layer": best["layer"],
+        rows.append({"model": best["model"], "target": best["target"], "metric": best["metric"],
+                     "layer": best["layer"],
                      "value": best["value"], "ci_low": best["ci_low"], "ci_high": best["ci_high"],
                      "interval": interval_kind(extra),
                      "ceiling_low": best["ceiling_low"], "ceiling_high": best["ceiling_high"],

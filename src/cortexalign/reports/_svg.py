@@ -23,7 +23,11 @@ _W, _H, _L, _R, _T, _B = 440, 290, 58, 12, 26, 46  # size and margins in px
 
 @dataclass
 class Series:
-    """One line (or point set): x, y, optional interval lo/hi, and a hover text per point."""
+    """One line (or point set): x, y, optional interval lo/hi, and a hover text per point.
+
+    ``group``: series of one group share a colour (a model's train and test curves);
+    ``dashed``: a dashed line (the held-out one of such a pair).
+    """
 
     label: str
     x: Sequence[float]
@@ -31,6 +35,8 @@ class Series:
     lo: Sequence[float] | None = None
     hi: Sequence[float] | None = None
     tips: Sequence[str] = field(default_factory=list)
+    group: str | None = None
+    dashed: bool = False
 
 
 def _ok(*v: float | None) -> bool:
@@ -153,9 +159,12 @@ def line_svg(series: Sequence[Series], *, title: str, x_label: str, y_label: str
                        f'data-high="{band[1]!r}"><title>{escape(band[2])}: {_fmt(band[0])} – '
                        f'{_fmt(band[1])}</title></rect>')
         legend.append((band[2], "#ddd"))
+    groups = list(dict.fromkeys(s.group if s.group is not None else f"#{k}"
+                                for k, s in enumerate(series)))
     for k, s in enumerate(series):
-        color = PALETTE[k % len(PALETTE)]
+        color = PALETTE[groups.index(s.group if s.group is not None else f"#{k}") % len(PALETTE)]
         legend.append((s.label, color))
+        dash = ' stroke-dasharray="5 3"' if s.dashed else ""
         tips = list(s.tips) or [""] * len(s.x)
         if s.lo is not None and s.hi is not None:
             pts = [(x, lo, hi) for x, lo, hi in zip(s.x, s.lo, s.hi, strict=True) if _ok(x, lo, hi)]
@@ -171,7 +180,7 @@ def line_svg(series: Sequence[Series], *, title: str, x_label: str, y_label: str
                 continue
             if len(segment) > 1:
                 body.append(f'<polyline points="{" ".join(segment)}" fill="none" stroke="{color}" '
-                            f'stroke-width="1.8"/>')
+                            f'stroke-width="1.8"{dash}/>')
             segment = []
         for x, y, tip in zip(s.x, s.y, tips, strict=True):
             if _ok(x, y):

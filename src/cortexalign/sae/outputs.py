@@ -29,6 +29,17 @@ def _maps(res: Any) -> tuple[tuple[str, np.ndarray, str], ...]:
             ("best_layer", res.best_layer_n.astype(np.float64) + 1, "turbo"))
 
 
+def _surface_labels(res: Any, name: str) -> dict[str, Any]:
+    """Title, colour-bar label and (for layers) tick names of a map's surface figure."""
+    if name == "best_r":
+        return {"title": "how well the best SAE unit predicts each voxel",
+                "label": "Pearson r of the best-matching unit (held out)"}
+    layers = list(res.match.layers)
+    return {"title": "layer of each voxel's best-matching SAE unit", "label": "layer",
+            "tick_labels": {float(i + 1): str(x) for i, x in enumerate(layers)},
+            "vmin": 1.0, "vmax": float(max(len(layers), 2))}
+
+
 def write_outputs(res: Any, voxels: xr.DataArray, out: Path, surface: bool = True,
                   mesh: str = "fsaverage5") -> dict[str, Path]:
     """Write the tables and maps of a ``BrainMapResult`` into ``out``; return name -> path."""
@@ -57,7 +68,8 @@ def write_outputs(res: Any, voxels: xr.DataArray, out: Path, surface: bool = Tru
             surf = vertex_values_to_mesh(vals, voxels["hemi"].values, voxels["vertex"].values,
                                          mesh)
             files[f"surface_{name}"] = plot_surface_values(surf, out / f"surface_{name}.png",
-                                                           mesh, title=name, cmap=cmap)
+                                                           mesh, cmap=cmap,
+                                                           **_surface_labels(res, name))
     return files
 
 
@@ -77,6 +89,6 @@ def _volume_maps(res: Any, voxels: xr.DataArray, out: Path, surface: bool, mesh:
             from cortexalign.neural.fmri.surface import plot_voxel_values
 
             files[f"surface_{name}"] = plot_voxel_values(
-                vals, ijk_n3, affine, shape, out / f"surface_{name}.png", mesh, title=name,
-                cmap=cmap)
+                vals, ijk_n3, affine, shape, out / f"surface_{name}.png", mesh, cmap=cmap,
+                **_surface_labels(res, name))
     return files

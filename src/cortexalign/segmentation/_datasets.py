@@ -13,12 +13,13 @@ are instance ids (0 = background; 8- or 16-bit PNG).
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from cortexalign.errors import InputError
 from cortexalign.stimuli import check_image
@@ -86,17 +87,27 @@ def _rle_from_string(s: str | bytes) -> list[int]:
 
 
 def polygons_to_mask(polygons: Sequence[Sequence[float]], size: Sequence[int]) -> np.ndarray:
-    """Fill COCO polygons (each ``[x0, y0, x1, y1, ...]``) into an (h, w) bool mask."""
+    """Fill COCO polygons (each ``[x0, y0, x1, y1, ...]``) into an (h, w) bool mask.
+
+    Rasterised by pycocotools (``frPyObjects``, ``merge``, ``decode``), so the mask is the one
+    the COCO tools and evaluations use (PIL's fill added a pixel all round).
+    """
+    from pycocotools import mask as mask_utils
+
     h, w = (int(s) for s in size)
-    canvas = Image.new("L", (w, h), 0)
-    draw = ImageDraw.Draw(canvas)
+    polys = []
     for poly in polygons:
         xy = [float(v) for v in poly]
         if len(xy) < 6 or len(xy) % 2:
             raise InputError("segmentation", "polygons of at least 3 (x, y) points",
                              f"a list of {len(xy)} numbers", "fix or drop the annotation")
-        draw.polygon(list(zip(xy[::2], xy[1::2], strict=True)), fill=1, outline=1)
-    return np.asarray(canvas, dtype=bool)
+        polys.append(xy)
+    if not polys:
+        return np.zeros((h, w), dtype=bool)
+    rle = mask_utils.merge(mask_utils.frPyObjects(polys, h, w))
+    with warnings.catch_warnings():  # pycocotools' own NumPy 2 copy= deprecation
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return mask_utils.decode(rle).astype(bool)
 
 
 def _annotation_mask(seg: object, h: int, w: int, ann_id: int) -> np.ndarray:

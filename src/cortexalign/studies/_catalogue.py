@@ -26,4 +26,10 @@ register_study(Study(
 # register_study(Study(name="jalil2026", title="...", citation="...",
 #                      run="cortexalign.studies.jalil2026:run",
 #                      simulate="cortexalign.studies.jalil2026:simulate"))
-_ = (Study, register_study)
+register_study(Study(
+    name="jalil2026",
+    title="Attention maps of Segment Anything models vs mouse visual cortex: map metrics, RSA "
+          "and encoding per area x Cre line x cortical layer, efficiency and mIoU trade-off",
+    citation="Jalil, Qazi & Iqbal, PMLR 308, 2026",
+    run="cortexalign.studies.jalil2026:run",
+    simulate="cortexalign.studies.jalil2026:simulate"))

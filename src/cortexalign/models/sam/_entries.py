@@ -6,10 +6,18 @@ timm's hub where it has the encoder (SAM ViT, SAM 2 Hiera; needs network; offlin
 once with the fetch command instead of retrying); ``weights=PATH`` loads an official checkpoint through ``CONVERTERS`` (or our own
 layout); ``untrained=True`` gives the seeded random initialisation. ``tiny=True`` builds the small
 test config of ``SAM_CONFIGS``; other keyword arguments override architecture options.
+
+Preprocessing: the image encoders see what they saw in training. SAM, MobileSAM, EfficientSAM
+and the RepViT variant scale the longest side to ``img_size`` and pad (``longest_side_pad``);
+SAM 2 (Hiera) resizes the whole image to an ``img_size`` square (``SAM2_RESIZE = "stretch"``,
+as sam2's ``SAM2Transforms`` do), so its maps cover the image without padding. Both take SAM's
+pixel mean/std. ``load_model(..., preprocess={"resize": "longest_side_pad"})`` (or
+``preprocess:`` in a config entry) gives a SAM 2 encoder SAM 1's input instead.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,7 +41,10 @@ from cortexalign.models.sam._encoders import (
     build_tiny_vit_sam,
 )
 
-__all__ = ["BUILDERS", "build_sam_family", "sam_layer_paths"]
+__all__ = ["BUILDERS", "build_sam_family", "sam_layer_paths", "SAM2_RESIZE"]
+
+SAM2_RESIZE = "stretch"
+"""SAM 2's default input geometry: the image resized to a square (see the module docstring)."""
 
 #: family -> encoder builder(arch, **kwargs) -> nn.Module
 BUILDERS: dict[str, Callable[..., nn.Module]] = {
@@ -128,7 +139,10 @@ def build_sam_family(cfg: SamConfig, spec: LoadSpec, *, tiny: bool = False,
     module, variant = _build_module(cfg, spec, arch_kwargs)
     paths, channels_last = sam_layer_paths(module)
     opts = options_tag(kwargs) + ("[tiny]" if tiny else "")
-    return SamAdapter(spec.name, f"{cfg.name}{opts}{variant}", module, sam_preprocess(img_size),
+    preprocess = sam_preprocess(img_size)
+    if cfg.family == "sam2":  # SAM 2's transforms resize to a square, unlike SAM's pad
+        preprocess = dataclasses.replace(preprocess, resize=SAM2_RESIZE)
+    return SamAdapter(spec.name, f"{cfg.name}{opts}{variant}", module, preprocess,
                       torch.device(spec.device), paths, channels_last, cfg.family)
 
 

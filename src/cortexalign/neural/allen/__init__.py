@@ -32,7 +32,9 @@ from cortexalign.neural.allen._meta import (
     AREAS,
     BLANK_ID,
     CRE_CLASS,
+    CRE_LAYER,
     cell_class,
+    cortical_layer,
     cre_gene,
     natural_scene_id,
     natural_scene_ids,
@@ -45,4 +47,5 @@ from cortexalign.neural.allen._templates import BLANK_LEVEL, load_natural_scenes
 __all__ = ["AREAS", "BLANK_ID", "BLANK_LEVEL", "CRE_CLASS", "ALLEN_UNIT_FILTER",
            "RESPONSE_STATISTICS", "cell_class", "natural_scene_id", "natural_scene_ids",
            "parse_genotype", "load_ophys_natural_scenes", "load_ecephys_natural_scenes",
-           "load_natural_scenes_stimuli", "load_response_table", "cre_gene"]
+           "load_natural_scenes_stimuli", "load_response_table", "cre_gene", "CRE_LAYER",
+           "cortical_layer"]

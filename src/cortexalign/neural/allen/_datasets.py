@@ -90,11 +90,22 @@ def find_nwb_files(path: str | Path, kind: str = "ophys") -> list[Path]:
                  stimuli="allen.natural_scenes",
                  description="Allen Brain Observatory two-photon natural-scene responses (NWB "
                              "file, folder or AllenSDK cache in options.path)")
-def ophys_natural_scenes(path: str, **options) -> xr.DataArray:
+def ophys_natural_scenes(path: str, ids: list[str] | None = None, **options) -> xr.DataArray:
     """Trial responses (stimulus, neuroid, repetition) of every cell in the natural-scenes
     experiments under ``path``; ``options`` go to ``load_ophys_natural_scenes`` (window,
-    baseline, statistic, include_blank)."""
-    return load_ophys_natural_scenes(find_nwb_files(path, "ophys"), **options)
+    baseline, statistic, include_blank). ``ids`` keeps only those images, in that order (give
+    the stimuli the same ``ids``)."""
+    data = load_ophys_natural_scenes(find_nwb_files(path, "ophys"), **options)
+    return data if ids is None else _keep_ids(data, ids)
+
+
+def _keep_ids(data: xr.DataArray, ids: list[str]) -> xr.DataArray:
+    have = set(data["stimulus"].values.astype(str).tolist())
+    missing = [str(i) for i in ids if str(i) not in have]
+    if missing:
+        raise InputError("ids", "stimulus ids of the data (ns000..)", f"{missing[:5]} absent",
+                         "pick ids the template holds")
+    return data.sel(stimulus=[str(i) for i in ids])
 
 
 @NEURAL.register("allen.ecephys_natural_scenes", citation=ALLEN_CITATION_ECEPHYS,
@@ -125,8 +136,10 @@ def response_table(path: str, **options) -> xr.DataArray:
 @BUNDLED.register("allen.natural_scenes", citation=ALLEN_CITATION_OPHYS,
                   description="Allen natural-scenes template (118 images, ids ns000..ns117) from "
                               "options.path: an ophys NWB file/cache or a folder of templates")
-def natural_scenes(path: str, include_blank: bool = False) -> StimulusSet:
-    """The template as a ``StimulusSet`` whose ids match the responses' (see module docstring)."""
+def natural_scenes(path: str, include_blank: bool = False,
+                   ids: list[str] | None = None) -> StimulusSet:
+    """The template as a ``StimulusSet`` whose ids match the responses' (see module docstring);
+    ``ids`` keeps only those images, in that order (e.g. a subset for a quick run)."""
     p = Path(path)
     if p.is_dir() and (p / _TEMPLATE_DIR).is_dir():
         p = p / _TEMPLATE_DIR
@@ -136,4 +149,5 @@ def natural_scenes(path: str, include_blank: bool = False) -> StimulusSet:
             raise InputError("path", "an ophys NWB file holding the natural-scenes template",
                              f"no such file under {str(p)!r}", "point at a three_session_B file")
         p = holders[0]
-    return load_natural_scenes_stimuli(p, include_blank=include_blank)
+    stimuli = load_natural_scenes_stimuli(p, include_blank=include_blank)
+    return stimuli if ids is None else stimuli.subset([str(i) for i in ids])

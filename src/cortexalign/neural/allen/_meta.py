@@ -11,7 +11,7 @@ import re
 
 __all__ = ["AREAS", "CRE_CLASS", "BLANK_ID", "N_NATURAL_SCENES", "cell_class", "cre_gene",
            "natural_scene_id", "natural_scene_ids", "parse_genotype", "parse_area",
-           "parse_depth"]
+           "parse_depth", "CRE_LAYER", "LAYER_DEPTHS", "cortical_layer"]
 
 AREAS: tuple[str, ...] = ("VISp", "VISl", "VISal", "VISpm", "VISrl", "VISam")
 """The six visual areas of the Visual Coding two-photon survey."""
@@ -79,3 +79,34 @@ def parse_depth(depth: str | float | int) -> float:
     """Imaging depth in micrometres from "175 microns", "175" or a number (NaN when absent)."""
     m = re.search(r"-?\d+(\.\d+)?", str(depth))
     return float(m.group(0)) if m else float("nan")
+
+
+CRE_LAYER: dict[str, str] = {
+    "Rorb": "L4", "Scnn1a": "L4", "Nr5a1": "L4",
+    "Rbp4": "L5", "Fezf2": "L5", "Tlx3": "L5",
+    "Ntsr1": "L6",
+}
+"""Driver genes whose expression is confined to one layer: their cells take that layer whatever
+the imaging depth (the Allen Brain Observatory's convention, de Vries et al. 2020, Fig. 1)."""
+
+LAYER_DEPTHS: tuple[tuple[float, str], ...] = ((250.0, "L2/3"), (350.0, "L4"), (500.0, "L5"),
+                                               (float("inf"), "L6"))
+"""(upper depth bound in um, layer): the Brain Observatory's targeted depths 150-250 um are
+layer 2/3, 265-350 layer 4, 350-500 layer 5 and deeper layer 6."""
+
+
+def cortical_layer(cre_line: str, depth: float) -> str:
+    """The cortical layer ("L2/3", "L4", "L5", "L6") of a cell, from its Cre line and depth.
+
+    Layer-specific drivers (``CRE_LAYER``: Rorb, Scnn1a, Nr5a1 -> L4; Rbp4, Fezf2, Tlx3 -> L5;
+    Ntsr1 -> L6) set the layer; every other line (Cux2, Emx1, Slc17a7, Pvalb, Sst, Vip...) is
+    placed by its imaging depth with ``LAYER_DEPTHS`` (the Allen convention: a Cux2 plane at
+    175 um is L2/3, at 275 um L4; an Sst plane at 375 um L5). An unknown depth gives "unknown".
+    """
+    layer = CRE_LAYER.get(cre_gene(cre_line))
+    if layer is not None:
+        return layer
+    d = float(depth)
+    if d != d:  # NaN
+        return "unknown"
+    return next(name for bound, name in LAYER_DEPTHS if d < bound)

@@ -47,6 +47,7 @@ from cortexalign.neural._data import make_responses
 from cortexalign.neural.allen._meta import (
     BLANK_ID,
     cell_class,
+    cortical_layer,
     natural_scene_ids,
     parse_area,
     parse_depth,
@@ -228,7 +229,8 @@ def load_ophys_natural_scenes(paths: str | Path | Sequence[str | Path], *,
     -------
     (stimulus, neuroid, repetition) DataArray, stimulus ids ``ns000``..``ns117`` [+ ``blank``],
     NaN where a stimulus has fewer repetitions. Neuroid coords: ``cell_specimen_id``, ``area``,
-    ``cre_line``, ``reporter``, ``cell_class``, ``depth`` (um), ``experiment_container``,
+    ``cre_line``, ``reporter``, ``cell_class``, ``depth`` (um), ``cortical_layer`` (L2/3, L4, L5,
+    L6 from the Cre line and depth: ``cortical_layer``), ``experiment_container``,
     ``ophys_experiment_id``, ``subject``. Cells whose dF/F is all NaN are dropped, with a warning;
     ``attrs["n_dropped_all_nan"]`` and ``attrs["dropped_cell_specimen_ids"]`` record them.
     """
@@ -263,7 +265,8 @@ def load_ophys_natural_scenes(paths: str | Path | Sequence[str | Path], *,
         blocks.append(_by_stimulus(resp_nt, exp.frames, np.asarray(stim_frames)))
         n = int(keep.sum())
         cols = dict(exp.meta, cell_specimen_id=exp.cell_ids.astype(str),
-                    cell_class=cell_class(exp.meta["cre_line"]))
+                    cell_class=cell_class(exp.meta["cre_line"]),
+                    cortical_layer=cortical_layer(exp.meta["cre_line"], exp.meta["depth"]))
         for key, val in cols.items():
             coords.setdefault(key, []).extend(np.broadcast_to(np.asarray(val), (n,)).tolist())
     if dropped:

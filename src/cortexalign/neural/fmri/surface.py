@@ -10,6 +10,7 @@ works offline; a nilearn without them raises a clear error.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -100,12 +101,22 @@ def vertex_values_to_mesh(values_n: np.ndarray, hemi_n: np.ndarray, vertex_n: np
 def plot_surface_values(surf: dict[str, np.ndarray], path: str | Path, mesh: str = "fsaverage5",
                         title: str | None = None, cmap: str = "viridis",
                         vmin: float | None = None, vmax: float | None = None,
-                        views: tuple[str, ...] = ("lateral", "ventral")) -> Path:
-    """Save a PNG of both hemispheres of fsaverage vertex values, one row per view."""
+                        views: tuple[str, ...] = ("lateral", "ventral"),
+                        label: str | None = None,
+                        tick_labels: dict[float, str] | None = None) -> Path:
+    """Save a PNG of both hemispheres of fsaverage vertex values, one row per view.
+
+    Each panel names its hemisphere and view; the colour bar carries ``label`` (what the values
+    are) and, for categories such as layers, ``tick_labels`` (value -> name). Vertices without
+    a value (NaN) show the bare cortex (sulcal depth in grey), not the lowest colour, and a
+    note under the panels says so.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
     from nilearn import plotting
 
     fs, sulc = _fsaverage(mesh)
@@ -115,8 +126,9 @@ def plot_surface_values(surf: dict[str, np.ndarray], path: str | Path, mesh: str
                          "check that the volume is in MNI space and overlaps the cortex")
     vmin = float(finite.min()) if vmin is None else vmin
     vmax = float(finite.max()) if vmax is None else vmax
+    n_missing = sum(int(np.sum(~np.isfinite(np.asarray(v)))) for v in surf.values())
     fig, axes = plt.subplots(len(views), 2, subplot_kw={"projection": "3d"},
-                             figsize=(8, 3.5 * len(views)), squeeze=False)
+                             figsize=(8, 0.6 + 2.9 * len(views)), squeeze=False)
     try:
         for col, hemi in enumerate(_HEMIS):
             data = blank_missing(surf[hemi], vmin, vmax)
@@ -125,10 +137,18 @@ def plot_surface_values(surf: dict[str, np.ndarray], path: str | Path, mesh: str
                     fs.inflated.parts[hemi], data, bg_map=sulc.data.parts[hemi], hemi=hemi,
                     view=view, cmap=cmap, vmin=1.0, vmax=2.0, threshold=0.5, colorbar=False,
                     axes=axes[row, col], figure=fig, symmetric_cbar=False)
-        mappable = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(vmin, vmax), cmap)
-        fig.colorbar(mappable, ax=axes[:, -1].tolist(), shrink=0.6)
+                axes[row, col].set_title(f"{hemi} hemisphere, {view}", fontsize=8, pad=0)
+        bar = fig.colorbar(ScalarMappable(Normalize(vmin, vmax), cmap), ax=axes.ravel().tolist(),
+                           shrink=0.6, pad=0.02)
+        if label:
+            bar.set_label(label, fontsize=8)
+        if tick_labels:
+            bar.set_ticks(list(tick_labels), labels=list(tick_labels.values()), fontsize=7)
         if title:
-            fig.suptitle(title)
+            fig.suptitle(title, fontsize=10)
+        if n_missing:
+            fig.text(0.5, 0.01, "grey: no value at that vertex (outside the mapped voxels)",
+                     ha="center", fontsize=7, color="0.3")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=100)
@@ -151,7 +171,8 @@ def plot_voxel_values(values_n: np.ndarray, ijk_n3: np.ndarray, affine: np.ndarr
                       shape: tuple[int, int, int], path: str | Path, mesh: str = "fsaverage5",
                       title: str | None = None, cmap: str = "viridis",
                       interpolation: str = "nearest_most_frequent",
-                      views: tuple[str, ...] = ("lateral", "ventral")) -> Path:
-    """Project per-voxel values (MNI volume) to fsaverage and save the PNG; returns its path."""
+                      views: tuple[str, ...] = ("lateral", "ventral"), **labels: Any) -> Path:
+    """Project per-voxel values (MNI volume) to fsaverage and save the PNG; returns its path.
+    ``labels``: ``vmin``, ``vmax``, ``label``, ``tick_labels`` of ``plot_surface_values``."""
     surf = volume_to_fsaverage(values_n, ijk_n3, affine, shape, mesh, interpolation)
-    return plot_surface_values(surf, path, mesh, title, cmap, views=views)
+    return plot_surface_values(surf, path, mesh, title, cmap, views=views, **labels)
