@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cortexalign.cli._app import app, console, err_console, fail
+from cortexalign.cli._app import CONFIG_SPELLING, app, console, err_console, fail
 from cortexalign.cli._table import Column, interval_text, render
 
 #: The quickstart's closing table (long model names get codes and a legend on narrow terminals).
@@ -48,7 +48,7 @@ def run(
 
         summary = run_experiment(config, out, progress=not quiet, allow_config_change=update)
     except CortexAlignError as err:
-        fail(err)
+        fail(err, CONFIG_SPELLING)
     _print_run(summary)
     if not summary.ok:
         raise typer.Exit(1)
