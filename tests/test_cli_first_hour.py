@@ -201,7 +201,8 @@ def test_compare_layers_reports_both_models_problems_at_once(tmp_path):
 
 # 4. start-up ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("argv", [["--help"], ["models"], ["run", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["models"], ["run", "--help"],
+                                  ["quickstart", "--show-config"]])
 def test_startup_commands_do_not_import_torch(argv):
     res = _python(f"""
         import sys

@@ -69,13 +69,15 @@ def quickstart(
     EfficientNet-Lite0 (ImageNet weights), the same network untrained and a Gabor V1 model,
     scored by RSA with leave-one-subject-out noise ceilings and bootstrap intervals.
     """
-    from cortexalign.bench import quickstart_config_path, run_experiment
-    from cortexalign.errors import CortexAlignError
+    from importlib import resources
 
-    path = quickstart_config_path()
+    # the file bench.quickstart_config_path() names, found without importing bench (torch)
+    path = Path(str(resources.files("cortexalign").joinpath("configs", "quickstart.yaml")))
     if show_config:
         typer.echo(path.read_text(), nl=False)  # verbatim: rich would wrap it at 80 columns
         return
+    from cortexalign.bench import run_experiment
+    from cortexalign.errors import CortexAlignError
     try:
         summary = run_experiment(path, out, progress=not quiet)
     except CortexAlignError as err:
