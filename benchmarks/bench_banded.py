@@ -36,7 +36,7 @@ from sklearn.model_selection import KFold
 
 from cortexalign.device import resolve_device
 from cortexalign.metrics._banded import banded_gammas, solve_banded_ridge_cv
-from cortexalign.metrics._ridge import himalaya_backend
+from cortexalign.metrics._ridge_solvers import himalaya_backend
 
 REFERENCE = "himalaya_BandedRidgeCV"
 QUICK = dict(stimuli=200, spaces=[100, 200, 300], targets=300, n_iter=10)

@@ -212,21 +212,13 @@ def test_no_underscore_name_imported_across_packages():
     assert not bad, "private names imported from another package:\n" + "\n".join(bad)
 
 
-# Still open in issue 16 (the store as the single source of truth): the runner writes the report
-# and the report computes FDR, paired tests and citations itself. Strict: passing fails the suite.
-_OPEN = pytest.mark.xfail(strict=True, reason="issue 16: bench writes the report; reports compute "
-                          "FDR/paired tests and read citations from the registries")
-
-
-@pytest.mark.parametrize("low", [pytest.param(n, marks=_OPEN) if n == "bench" else n
-                                 for n in sorted(FORBIDDEN)])
+@pytest.mark.parametrize("low", sorted(FORBIDDEN))
 def test_layer_rules(low):
     bad = [str(e) for e in edges()
            if package(e.source) == low and package(e.target) in FORBIDDEN[low]]
     assert not bad, f"{low} must not import {sorted(FORBIDDEN[low])}:\n" + "\n".join(bad)
 
 
-@_OPEN
 def test_reports_read_the_store_only():
     bad = [str(e) for e in edges()
            if package(e.source) == "reports" and package(e.target) not in REPORTS_MAY_IMPORT]
@@ -242,3 +234,14 @@ def test_the_checks_catch_what_they_claim(tmp_path):
     assert _resolve("cortexalign.neural.fmri", True, "_data", 2) == "cortexalign.neural._data"
     assert _DOTTED.match("cortexalign.studies.jalil2026:run")
     assert not _DOTTED.match("see cortexalign.bench._partition_spec.")
+
+
+def test_the_results_file_name_is_defined_once():
+    # results/ owns the name of a results directory's store: everyone else uses RESULTS_FILE
+    owner = SRC / ROOT / "results" / "_paths.py"
+    bad = []
+    for path in modules().values():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value == "results.duckdb" and path != owner:
+                bad.append(f"{path.relative_to(SRC)}:{node.lineno}")
+    assert not bad, "write cortexalign.results.RESULTS_FILE, not the literal:\n" + "\n".join(bad)

@@ -153,6 +153,7 @@ class Problems:
         return len(self.errors)
 
     def check(self, where: str, fn):
+        """``fn()``, or None with its ``CortexAlignError`` recorded under ``where``."""
         try:
             return fn()
         except CortexAlignError as err:
@@ -166,6 +167,7 @@ class Problems:
         self.errors.append(err)
 
     def raise_if_any(self, source: str, footer: str = "") -> None:
+        """Raise the one error recorded, or a ``RequestError`` listing them all (from ``source``)."""
         if len(self.errors) == 1:
             raise self.errors[0]
         if self.errors:

@@ -31,6 +31,7 @@ class Entry(Generic[T]):
 
     @property
     def description(self) -> str:
+        """One line: the ``description`` metadata, else the first line of the object's docstring."""
         doc = self.meta.get("description") or (getattr(self.obj, "__doc__", None) or "")
         return doc.strip().splitlines()[0] if doc.strip() else ""
 
@@ -58,6 +59,7 @@ class Registry(Generic[T]):
         return deco
 
     def add(self, name: str, obj: T, **meta: Any) -> None:
+        """Register ``obj`` under ``name`` with metadata ``meta``; a second registration of a name raises."""
         if name in self._entries:
             raise ValueError(f"{self.kind} {name!r} is registered twice")
         self._entries[name] = Entry(name, obj, dict(meta))
@@ -82,18 +84,23 @@ class Registry(Generic[T]):
         raise UnknownNameError(self.kind, name, self.names())
 
     def get(self, name: str) -> T:
+        """The object registered as ``name`` (or made by a prefix entry); unknown names raise with close matches."""
         return self.resolve(name)[0].obj
 
     def entry(self, name: str) -> Entry[T]:
+        """The ``Entry`` (object and metadata) of ``name``; unknown names raise with close matches."""
         return self.resolve(name)[0]
 
     def names(self) -> list[str]:
+        """Every registered name, sorted, then the prefixes as ``prefix:<name>``."""
         return sorted(self._entries) + sorted(p + ":<name>" for p in self._prefixes)
 
     def entries(self) -> list[Entry[T]]:
+        """Every registered entry, by name."""
         return [self._entries[k] for k in sorted(self._entries)]
 
     def prefix_entries(self) -> list[Entry[T]]:
+        """The prefix entries (``prefix:<name>`` families), by prefix."""
         return [self._prefixes[k] for k in sorted(self._prefixes)]
 
     def __contains__(self, name: object) -> bool:

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from cortexalign.analyses import save_regions, simulate_regions
 from cortexalign.bench import load_config, run_experiment
 from cortexalign.cli import app
+from cortexalign.reports import write_summary
 from cortexalign.results import ResultsStore
 
 N_IMAGES = 30
@@ -48,6 +49,7 @@ def finished_run(tmp_path_factory):
         "discriminability": {"rules": ["best", "cv"], "n_bootstrap": 20, "n_folds": 3},
         "n_bootstrap": 0, "batch_size": 30, "device": "cpu"})
     summary = run_experiment(cfg, root / "out", progress=False)
+    write_summary(root / "out")  # what `cortexalign run` writes after the runner
     return root / "out", summary
 
 

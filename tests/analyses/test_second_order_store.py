@@ -77,7 +77,8 @@ def test_an_older_file_gains_the_table(tmp_path):
     path = tmp_path / "results.duckdb"
     ResultsStore(path).start_run("name: t\n", "cfg")
     con = duckdb.connect(str(path))
-    con.execute("DROP TABLE second_order")
+    for table in ("second_order", "notes", "q_values", "comparisons"):  # versions 3 and 4
+        con.execute(f"DROP TABLE {table}")
     con.execute("UPDATE schema_version SET version = 2")
     con.close()
     assert ResultsStore(path, read_only=True).second_order_frame().empty  # read as it is

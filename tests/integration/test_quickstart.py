@@ -8,6 +8,7 @@ import pytest
 from cortexalign.bench import load_config, quickstart_config_path
 from cortexalign.bench._run import run_experiment
 from cortexalign.errors import InputError
+from cortexalign.reports import write_summary
 from cortexalign.results import ResultsStore
 
 
@@ -16,6 +17,7 @@ def quick_run(tmp_path_factory):
     cfg = load_config(quickstart_config_path()).model_copy(update={"n_bootstrap": 100})
     out = tmp_path_factory.mktemp("quickstart")
     summary = run_experiment(cfg, out, progress=False)
+    write_summary(out, name=cfg.name)  # what `cortexalign quickstart` does after the runner
     store = ResultsStore(out / "results.duckdb", read_only=True)
     frame = store.scores_frame()
     return cfg, out, summary, frame

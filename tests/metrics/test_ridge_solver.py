@@ -13,7 +13,8 @@ from sklearn.model_selection import KFold
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.metrics import METRICS, score
 from cortexalign.metrics._encoding import cross_validated_predictions
-from cortexalign.metrics._ridge import RIDGE_ROUTES, RIDGE_SOLVERS, solve_ridge_cv
+from cortexalign.metrics._ridge import RIDGE_ROUTES, solve_ridge_cv
+from cortexalign.metrics._ridge_solvers import RIDGE_SOLVERS
 from cortexalign.neural import make_responses
 
 

@@ -72,8 +72,8 @@ def browser(tmp_path_factory) -> Browser:
 def real_run(tmp_path_factory) -> Path:
     """A real run: the Gabor V1 model (small config) against human and monkey IT on the 92
     bundled images, 20 bootstrap resamples; about 4 s on 2 cores."""
-    from cortexalign.bench._config import load_config
-    from cortexalign.bench._run import run_experiment
+    from cortexalign.bench import load_config, run_experiment
+    from cortexalign.reports import write_summary
 
     out = tmp_path_factory.mktemp("run") / "out"
     cfg = load_config({
@@ -87,6 +87,7 @@ def real_run(tmp_path_factory) -> Path:
         "metrics": [{"name": "rsa"}], "n_bootstrap": 20, "batch_size": 46})
     summary = run_experiment(cfg, out, progress=False)
     assert summary.ok and summary.n_done == 4, summary.failures
+    write_summary(out, name=cfg.name)  # what `cortexalign run` does after the runner
     return out
 
 
@@ -103,9 +104,11 @@ def _record(model: str, layer: str, target: str, value: float, index: int, n_lay
 @pytest.fixture
 def make_results():
     """Write a results store by hand: ``make_results(dir, config, rows, finish=True)`` where
-    rows are ``(job_key, [ScoreRecord kwargs...] | "FAILED: msg" | "RUNNING")``."""
+    rows are ``(job_key, [ScoreRecord kwargs...] | "FAILED: msg" | "RUNNING")``; the run's
+    statistics (q-values, paired tests) are stored as the runner stores them."""
     import yaml
 
+    from cortexalign.bench import record_statistics
     from cortexalign.results import ResultsStore
 
     def make(out: Path, config: dict, rows: list, finish: bool = True) -> ResultsStore:
@@ -118,6 +121,7 @@ def make_results():
                 store.fail_job(key, run, what.removeprefix("FAILED: "))
             else:
                 store.record_job(key, run, [_record(**kw) for kw in what])
+        record_statistics(store, run)
         if finish:
             store.finish_run(run, "finished")
         return store

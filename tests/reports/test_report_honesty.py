@@ -12,8 +12,9 @@ import itertools
 import numpy as np
 import pytest
 
+from cortexalign.bench import record_statistics
+from cortexalign.bench._stats import _per_unit  # the paired tests are the runner's, stored
 from cortexalign.reports import write_report
-from cortexalign.reports._sections import _per_unit
 from cortexalign.results import ResultsStore, ScoreRecord
 
 GROUPS = ["1", "1", "2", "2", "3", "3", "4", "4"]  # 4 subjects x 2 sessions
@@ -48,6 +49,7 @@ def report(tmp_path_factory):
         extra={"ceiling": "published (a paper)", "ci_over": "neuroids", "layer_index": 0,
                "n_layers": 1,
                "interval": "95% percentile bootstrap over neuroids (100 resamples)"})])
+    record_statistics(store, run)  # as the runner does: the report shows the stored tests
     store.finish_run(run)
     return html.unescape(write_report(out).read_text()), a, b
 

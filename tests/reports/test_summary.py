@@ -33,8 +33,8 @@ def test_best_layer_skips_nan_scores():
     assert best.loc["human IT", "layer"] == "layer1" and best.loc["monkey IT", "layer"] == "layer2"
 
 
-def test_runner_entry_point_writes_figure_table_and_report(real_run):
-    # the runner called write_summary at the end of the real run
+def test_summary_writes_figure_table_and_report(real_run):
+    # write_summary after the real run (as the command line calls it)
     for name in ("figure.png", "best_layers.csv", "report.html"):
         assert (real_run / name).is_file()
     img = mpimg.imread(real_run / "figure.png")
@@ -44,11 +44,31 @@ def test_runner_entry_point_writes_figure_table_and_report(real_run):
 def test_write_summary_without_scores_still_writes_the_report(real_run, tmp_path):
     import shutil
 
+    from cortexalign.results import ResultsStore
+
     out = tmp_path / "copy"
     shutil.copytree(real_run, out, ignore=shutil.ignore_patterns("cache", "*.html"))
-    files = write_summary(_frame().iloc[:0], out, "empty", "hash", ["<i>cite</i>"],
-                          [{"job": "<b>m</b>", "error": "did not load"}])
+    store = ResultsStore(out / "results.duckdb")
+    run_id = store.frame("runs")["run_id"].iloc[0]
+    store.add_notes(run_id, "citation", [("measure: x", "<i>cite</i>")])
+    store.add_notes(run_id, "failure", [("<b>m</b>", "did not load")])
+    files = write_summary(out, _frame().iloc[:0], "empty")
     assert set(files) == {"report"}
     html = files["report"].read_text()
     assert "&lt;i&gt;cite&lt;/i&gt;" in html and "&lt;b&gt;m&lt;/b&gt;" in html
     assert "<b>m</b>" not in html
+
+
+def test_report_command_writes_the_end_of_run_report_byte_for_byte(real_run, tmp_path):
+    # the report reads the store only: `cortexalign report DIR` equals the end-of-run report
+    from typer.testing import CliRunner
+
+    from cortexalign.cli import app
+
+    again = tmp_path / "again.html"
+    done = CliRunner().invoke(app, ["report", str(real_run), "--out", str(again)])
+    assert done.exit_code == 0, done.output
+    end_of_run = (real_run / "report.html").read_bytes()
+    assert again.read_bytes() == end_of_run
+    html = end_of_run.decode()
+    assert "Kriegeskorte" in html and "measure: rsa" in html  # stored citations are shown

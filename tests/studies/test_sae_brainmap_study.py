@@ -83,3 +83,14 @@ def test_surface_vertices_without_a_value_are_left_blank(tmp_path):
     purple = np.array([0.267, 0.005, 0.329])
     share = lambda im: (np.abs(im[..., :3] - purple).sum(-1) < 0.08).mean()  # noqa: E731
     assert share(b) < 0.01 and share(a) < 0.05
+
+
+def test_full_size_checks_the_disk_before_writing(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**12, 0, 10**9))
+    with pytest.raises(InputError, match="GB free"):
+        simulate(tmp_path / "full", size="full")
+    assert not (tmp_path / "full").exists()

@@ -35,6 +35,7 @@ class TaskData:
 
     @property
     def num_classes(self) -> int:
+        """Number of classes (largest label + 1)."""
         return int(max(self.train_y.max(), self.test_y.max()) + 1)
 
 

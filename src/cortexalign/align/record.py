@@ -18,7 +18,7 @@ import numpy as np
 
 from cortexalign.align.config import AlignConfig
 from cortexalign.align.target import BrainTarget
-from cortexalign.results import ResultsStore, ScoreRecord
+from cortexalign.results import RESULTS_FILE, ResultsStore, ScoreRecord
 
 __all__ = ["CurveRecorder", "training_target", "circularity"]
 
@@ -62,7 +62,7 @@ class CurveRecorder:
                  task_source: str, metric: str):
         self.cfg, self.model_id, self.target = cfg, model_id, target
         self.task_source, self.metric = task_source, metric
-        self.store = ResultsStore(out / "results.duckdb")
+        self.store = ResultsStore(out / RESULTS_FILE)
         self.run_id = self.store.start_run(cfg.model_dump_json(indent=1))
         self.provenance = training_target(cfg, target)
 

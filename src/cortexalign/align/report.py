@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from cortexalign.results import ResultsStore
+from cortexalign.results import RESULTS_FILE, ResultsStore
 
 __all__ = ["write_run_report", "run_frame"]
 
 
 def run_frame(folder: Path) -> pd.DataFrame:
     """The run folder's score rows with ``step``, ``split``, ``final`` and ``circular`` columns."""
-    df = ResultsStore(Path(folder) / "results.duckdb", read_only=True).scores_frame()
+    df = ResultsStore(Path(folder) / RESULTS_FILE, read_only=True).scores_frame()
     extra = df["extra"].map(lambda e: e if isinstance(e, dict) else json.loads(e))
     for key in ("step", "split", "final", "circular", "lam", "seed", "training_target"):
         df[key] = extra.map(lambda e, k=key: e.get(k))
@@ -61,7 +61,7 @@ def write_run_report(folder: Path) -> Path:
     """Write ``report.md`` and ``curve.png`` of the run in ``folder``; returns the report path."""
     folder = Path(folder)
     df = run_frame(folder)
-    store = ResultsStore(folder / "results.duckdb", read_only=True)
+    store = ResultsStore(folder / RESULTS_FILE, read_only=True)
     cfg = json.loads(store.frame("runs").sort_values("started").config_yaml.iloc[-1])
     ckpts = sorted((folder / "checkpoints").glob("ckpt_*.json"))
     provenance = json.loads(ckpts[-1].read_text())["training_target"] if ckpts else {}

@@ -31,11 +31,13 @@ class StimulusSplit:
                              "split by stimulus with split_stimuli")
 
     def to_json(self) -> dict:
+        """The split as a JSON-able dict (``split.json``)."""
         return {"train": list(self.train), "heldout": list(self.heldout),
                 "stratified_by": self.stratified_by, "seed": self.seed}
 
     @classmethod
     def from_json(cls, d: dict) -> StimulusSplit:
+        """The split read back from ``to_json``'s dict."""
         return cls(tuple(d["train"]), tuple(d["heldout"]), d.get("stratified_by"), int(d["seed"]))
 
     def write(self, path: Path) -> None:

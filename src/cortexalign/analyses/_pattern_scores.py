@@ -83,6 +83,24 @@ def _scores_of(m_blr: np.ndarray, a_brr: np.ndarray, regions, assignment, fn,
     return out
 
 
+def _unit_vectors(model_lss, target_kss, compare: str):
+    """Upper triangles as unit vectors (centred; ranked first for Spearman) whose dot products
+    are the ``compare`` comparison, or None for comparisons without that form."""
+    if compare not in ("pearson", "spearman", "cosine"):
+        return None
+    from scipy.stats import rankdata
+
+    out = []
+    for rdms in (model_lss, target_kss):
+        v = upper_kp(rdms).numpy()
+        if compare == "spearman":
+            v = rankdata(v, axis=1)
+        if compare != "cosine":
+            v = v - v.mean(axis=1, keepdims=True)
+        out.append(v / np.linalg.norm(v, axis=1, keepdims=True))
+    return tuple(out)
+
+
 def _permutation_null(model_lss, parts, brain, assignment, fn, null, n_perm, seed,
                       chunk: int = 32) -> np.ndarray:
     rng = np.random.default_rng(seed)
@@ -102,11 +120,20 @@ def _permutation_null(model_lss, parts, brain, assignment, fn, null, n_perm, see
             out[:, j] = _similarity(prof, brain.matrix_rr[r][None], r, fn)
         return out
     s, n_layers = model_lss.shape[1], model_lss.shape[0]
+    fast = _unit_vectors(model_lss, parts["rdms_kss"], brain.compare)
+    iu = np.triu_indices(s, 1)
+    pair = np.zeros((s, s), dtype=np.int64)
+    pair[iu] = pair.T[iu] = np.arange(len(iu[0]))
     parts_null = []
     for start in range(0, n_perm, chunk):
         perms = [rng.permutation(s) for _ in range(min(chunk, n_perm - start))]
-        stack = np.concatenate([model_lss[:, p][:, :, p] for p in perms])
-        cm = comparisons(stack, parts["rdms_kss"], brain.compare)
+        if fast is not None:  # a permuted RDM's entries are its entries permuted: no re-ranking
+            model_lp, target_kp = fast
+            cm = np.concatenate([model_lp[:, pair[p[iu[0]], p[iu[1]]]] @ target_kp.T
+                                 for p in perms])
+        else:
+            stack = np.concatenate([model_lss[:, p][:, :, p] for p in perms])
+            cm = comparisons(stack, parts["rdms_kss"], brain.compare)
         m_blr = _profiles(cm.reshape(len(perms), n_layers, -1), *args,
                           np.ones((len(perms), parts["n_subjects"])))
         a_brr = np.broadcast_to(brain.matrix_rr, (len(perms), *brain.matrix_rr.shape))

@@ -140,11 +140,10 @@ def _matrix(c_bkk: np.ndarray, subjects_k, regions_k, n_regions, c_bS) -> np.nda
     """(b, r, r) between-subject alignment matrix of comparisons ``c_bkk`` for subject counts
     ``c_bS``: pairs of one subject, or of two copies of one subject, get weight 0."""
     ck = c_bS[:, subjects_k]  # (b, k)
-    other = (subjects_k[:, None] != subjects_k[None, :]).astype(float)
+    w_bkk = ck[:, :, None] * ck[:, None, :] * (subjects_k[:, None] != subjects_k[None, :])
     onehot = np.eye(n_regions)[regions_k]  # (k, r)
-    num = np.einsum("bk,bl,kl,bkl,kr,lq->brq", ck, ck, other, np.nan_to_num(c_bkk), onehot,
-                    onehot, optimize=True)
-    den = np.einsum("bk,bl,kl,kr,lq->brq", ck, ck, other, onehot, onehot, optimize=True)
+    num = onehot.T @ (w_bkk * np.nan_to_num(c_bkk)) @ onehot
+    den = onehot.T @ w_bkk @ onehot
     with np.errstate(invalid="ignore", divide="ignore"):
         return num / den
 
@@ -168,22 +167,20 @@ def _similarity(model_nr: np.ndarray, brain_nr: np.ndarray, r: int, fn,
 
 
 def _ceiling(c_kk, subjects_k, regions_k, n_regions, fn) -> tuple[np.ndarray, np.ndarray]:
-    subjects = np.unique(subjects_k)
-    full = _matrix(c_kk[None], subjects_k, regions_k, n_regions, np.ones((1, len(subjects))))[0]
+    n_subj = subjects_k.max() + 1
+    args = (subjects_k, regions_k, n_regions)
+    full = _matrix(c_kk[None], *args, np.ones((1, n_subj)))[0]
+    leave_out = 1.0 - np.eye(n_subj)  # row i: every subject but i
+    others_irr = _matrix(np.broadcast_to(c_kk, (n_subj, *c_kk.shape)), *args, leave_out)
+    own_ikr = _profiles(np.broadcast_to(c_kk, (n_subj, *c_kk.shape)), *args, leave_out)
     low, high = np.full(n_regions, np.nan), np.full(n_regions, np.nan)
     for r in range(n_regions):
         lo, hi = [], []
-        for i, subject in enumerate(subjects):
-            mine = np.flatnonzero((subjects_k == subject) & (regions_k == r))
-            if not len(mine):
-                continue
-            c_i = np.ones((1, len(subjects)))
-            c_i[0, i] = 0.0
-            others = _matrix(c_kk[None], subjects_k, regions_k, n_regions, c_i)[0, r]
-            own = _profiles(c_kk[None, mine], subjects_k, regions_k, n_regions, c_i)[0, 0]
-            if np.isfinite(others).sum() > 3:
-                lo.append(_similarity(own, others, r, fn))
-                hi.append(_similarity(own, full[r], r, fn))
+        for k in np.flatnonzero(regions_k == r):  # subject i's RDM of region r
+            i = subjects_k[k]
+            if np.isfinite(others_irr[i, r]).sum() > 3:
+                lo.append(_similarity(own_ikr[i, k], others_irr[i, r], r, fn))
+                hi.append(_similarity(own_ikr[i, k], full[r], r, fn))
         if lo:
             low[r], high[r] = np.nanmean(lo), np.nanmean(hi)
     return low, high

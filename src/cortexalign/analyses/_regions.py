@@ -47,6 +47,7 @@ class RegionRDMs:
 
     @property
     def subjects(self) -> tuple[str, ...]:
+        """The distinct subjects, in the order their RDMs appear."""
         return tuple(dict.fromkeys(self.subjects_k))
 
     def upper_kp(self) -> np.ndarray:

@@ -15,12 +15,25 @@ __all__ = ["ConfigError", "ExperimentConfig", "MetricSpec", "ModelSpec", "Neural
            "StimuliSpec", "load_config", "quickstart_config_path"]
 from cortexalign.bench._config import NeuralSelect  # noqa: E402
 from cortexalign.bench._run import RunSummary, run_experiment  # noqa: E402
-from cortexalign.bench._stats import grid_fdr, paired_model_comparison  # noqa: E402
+from cortexalign.bench._stats import (  # noqa: E402
+    grid_fdr,
+    paired_model_comparison,
+    record_statistics,
+    run_statistics,
+)
 from cortexalign.bench._status import RunStatus, export_frame, results_path, run_status  # noqa: E402
 
 __all__ += ["NeuralSelect", "grid_fdr", "paired_model_comparison", "run_experiment", "RunSummary",
-            "RunStatus", "run_status", "results_path", "export_frame"]
+            "RunStatus", "run_status", "results_path", "export_frame", "run_statistics",
+            "record_statistics"]
 from cortexalign.bench._second_order import GridDiscriminability, grid_discriminability  # noqa: E402
 from cortexalign.bench._second_order_spec import DiscriminabilitySpec, PatternSpec  # noqa: E402
 
 __all__ += ["GridDiscriminability", "grid_discriminability", "DiscriminabilitySpec", "PatternSpec"]
+from cortexalign.bench._config_docs import ConfigKey, config_keys, config_template  # noqa: E402
+from cortexalign.bench._validate import validate_request  # noqa: E402
+
+__all__ += ["ConfigKey", "config_keys", "config_template", "validate_request"]
+from cortexalign.bench._doctor import Diagnosis, Finding, diagnose  # noqa: E402
+
+__all__ += ["Diagnosis", "Finding", "diagnose"]

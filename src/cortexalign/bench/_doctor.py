@@ -26,7 +26,7 @@ import zarr
 
 from cortexalign.bench._lock import LOCK_FILE
 from cortexalign.errors import StoreError
-from cortexalign.features._cache_writer import ARRAY_NAME, META_FILE, sha256_of
+from cortexalign.features import ARRAY_NAME, META_FILE, sha256_of
 
 __all__ = ["Finding", "Diagnosis", "diagnose"]
 
@@ -52,9 +52,11 @@ class Diagnosis:
 
     @property
     def ok(self) -> bool:
+        """Whether every finding is fine."""
         return all(f.ok for f in self.findings)
 
     def add(self, check: str, ok: bool, detail: str, rerun: str = "") -> None:
+        """Record a finding: ``check`` passed (``ok``) or not, with ``detail`` and what a rerun does."""
         self.findings.append(Finding(check, ok, detail, rerun))
 
 
@@ -82,9 +84,9 @@ def _check_lock(out: Path, dx: Diagnosis) -> None:
 
 def _check_store(out: Path, dx: Diagnosis) -> None:
     from cortexalign.bench._status import run_status
-    from cortexalign.results import ResultsStore
+    from cortexalign.results import RESULTS_FILE, ResultsStore
 
-    path = out / "results.duckdb"
+    path = out / RESULTS_FILE
     if not path.exists():
         dx.add("store", False, f"{path} is absent", "a rerun starts a new store and runs every "
                "job (features come from the cache when present)")

@@ -18,7 +18,7 @@ function for that (``_run_model``) and a :class:`RunContext`; the executor decid
 Events (plain tuples, cheap to pickle)::
 
     ("store", method, args, kwargs)   a write the worker made: start_job, record_job, fail_job,
-                                      put_model_card
+                                      put_model_card, add_notes
     ("done", job)                     a ScoreJob finished (written or failed): progress, hooks
     ("end", counts)                   the model's RunSummary counts (n_jobs, n_skipped, ...)
 """
@@ -43,7 +43,7 @@ __all__ = ["RunSummary", "RunContext", "Executor", "LocalExecutor", "EXECUTORS",
            "StoreProxy", "EventWriter", "model_events", "STORE_WRITES"]
 
 #: Store methods a worker may call; each becomes a ``("store", ...)`` event for the driver.
-STORE_WRITES = ("start_job", "record_job", "fail_job", "put_model_card")
+STORE_WRITES = ("start_job", "record_job", "fail_job", "put_model_card", "add_notes")
 
 PROGRESS_COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn())
@@ -62,9 +62,11 @@ class RunSummary:
     files: dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
     job_keys: set[str] = field(default_factory=set)
+    config_name: str = ""
 
     @property
     def ok(self) -> bool:
+        """Whether nothing failed."""
         return not self.failures
 
 
@@ -130,11 +132,14 @@ class Executor(Protocol):
 
     name: str
 
-    def open(self) -> None: ...
+    def open(self) -> None:
+        """Connect to where the work runs (a Ray cluster); write nothing."""
 
-    def run(self, run_model: ModelWork, ctx: RunContext) -> None: ...
+    def run(self, run_model: ModelWork, ctx: RunContext) -> None:
+        """Call ``run_model`` for every model of ``ctx.config``; only the driver writes the store."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release what ``open`` took (a Ray started for the run is shut down)."""
 
 
 class LocalExecutor:

@@ -1,4 +1,4 @@
-"""Run an experiment: validate everything, extract (cached), score, store, report.
+"""Run an experiment: validate everything, extract (cached), score, store.
 
 Order of work
 -------------
@@ -9,6 +9,10 @@ Order of work
    every (layer x target x metric) job on those features.
 3. Each job's rows are written in one transaction; a failing job is recorded with its error and
    the others go on. A killed run loses at most the job in flight.
+4. The run ends at the store: a model that did not load and the references the run relies on
+   are stored notes, the FDR q-values and paired tests are computed once (``_stats``) and
+   stored. The command line then writes the report from the store (``reports.write_summary``),
+   so ``cortexalign report DIR`` writes the same report.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from cortexalign.bench._partition_spec import PARTITION_METHODS
 from cortexalign.bench._partitions import driver_device, run_partitions
 from cortexalign.bench._scoring import CachedLayer, score_job, uses_maps
 from cortexalign.bench._second_order import run_second_order
+from cortexalign.bench._stats import record_statistics
 from cortexalign.bench._validate import validate_request
 from cortexalign.device import resolve_device
 from cortexalign.errors import CortexAlignError, InputError
@@ -50,19 +55,18 @@ from cortexalign.fetch.sources import fetch_config_sources
 from cortexalign.metrics import METRICS
 from cortexalign.models import load_model
 from cortexalign.neural import NEURAL
-from cortexalign.results import ResultsStore
-from cortexalign.stimuli import StimulusSet
+from cortexalign.results import RESULTS_FILE, ResultsStore
+from cortexalign.stimuli import BUNDLED, StimulusSet
 
 __all__ = ["run_experiment", "RunSummary"]
-
-RESULTS_FILE = "results.duckdb"
 
 
 def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *,
                    progress: bool = True, allow_config_change: bool = False,
                    console: Console | None = None,
                    on_job_done: Callable[[ScoreJob], None] | None = None) -> RunSummary:
-    """Run every job of ``config`` and write ``results.duckdb``, ``figure.png``, ``report.html``.
+    """Run every job of ``config`` into ``out_dir/results.duckdb`` (the report is written from
+    it afterwards: ``reports.write_summary(out_dir)``).
 
     Parameters
     ----------
@@ -122,7 +126,8 @@ def _run_locked(cfg: ExperimentConfig, out: Path, store_path: Path, config_hash:
                 allow_config_change: bool, console: Console,
                 on_job_done: Callable[[ScoreJob], None] | None) -> RunSummary:
     """Steps 2-4 of ``run_experiment`` with the output directory's lock held: jobs, then the
-    report and CSVs; the run is ``finished`` only once they are written."""
+    stored notes and statistics; the run is ``finished`` only once they are written (the report
+    is written from the store afterwards)."""
     if store_path.exists() and not allow_config_change:
         hashes = set(ResultsStore(store_path, read_only=True).frame("runs")["config_hash"])
         if hashes and hashes != {config_hash}:
@@ -135,7 +140,7 @@ def _run_locked(cfg: ExperimentConfig, out: Path, store_path: Path, config_hash:
     executor.open()  # connects to Ray (a dead address fails within ray.timeout_s); writes nothing
     out.mkdir(parents=True, exist_ok=True)
     cache = FeatureCache(Path(cfg.cache_dir) if cfg.cache_dir else out / "cache")
-    summary = RunSummary(run_id="", out_dir=out)
+    summary = RunSummary(run_id="", out_dir=out, config_name=cfg.name)
     store = ResultsStore(store_path)
     run_id = store.start_run(cfg.to_yaml(), config_hash)
     summary.run_id = run_id
@@ -149,8 +154,9 @@ def _run_locked(cfg: ExperimentConfig, out: Path, store_path: Path, config_hash:
             run_second_order(ctx)  # patterns / discriminability of the config, on the same cache
         finally:
             executor.close()
-        # the report and CSVs are part of the run: it is 'finished' only once they exist
-        summary.files = _write_outputs(cfg, out, store, config_hash, summary)
+        # the run ends at the store: what the report shows beyond the scores is stored too
+        store.add_notes(run_id, "citation", _citations(cfg))
+        record_statistics(store, run_id)
     except KeyboardInterrupt:
         store.finish_run(run_id, "interrupted")
         raise
@@ -158,24 +164,22 @@ def _run_locked(cfg: ExperimentConfig, out: Path, store_path: Path, config_hash:
         store.finish_run(run_id, "failed")
         raise
     store.finish_run(run_id, "finished" if summary.ok else "failed")
+    summary.files["results"] = store_path  # the command line writes the report from the store
     return summary
 
 
-def _write_outputs(cfg: ExperimentConfig, out: Path, store: ResultsStore, config_hash: str,
-                   summary: RunSummary) -> dict[str, Path]:
-    """figure.png, best_layers.csv and report.html of the run (each written atomically)."""
-    from cortexalign.reports import write_summary
-
-    frame = store.scores_frame(job_key=sorted(summary.job_keys))
-    citations = sorted({METRICS.entry(m.name).meta.get("citation", "") for m in cfg.metrics}
-                       | {PARTITION_METHODS[p.method].citation for p in cfg.partitions}
-                       | {NEURAL.entry(n.source).meta.get("citation", "") for n in cfg.neural
-                          if n.source in NEURAL} - {""})
-    files = write_summary(frame, out, cfg.name, config_hash, citations,  # report always
-                          summary.failures,
-                          closing=(summary.run_id, "finished" if summary.ok else "failed"))
-    files["results"] = store.path
-    return files
+def _citations(cfg: ExperimentConfig) -> list[tuple[str, str]]:
+    """What the run relies on, as ``(subject, reference)`` notes for the store."""
+    items = [(f"measure: {m.name}", METRICS.entry(m.name).meta.get("citation", ""))
+             for m in cfg.metrics]
+    if cfg.stimuli.source in BUNDLED:
+        items.append((f"stimuli: {cfg.stimuli.source}",
+                      BUNDLED.entry(cfg.stimuli.source).meta.get("citation", "")))
+    items += [(f"neural data: {n.source}", NEURAL.entry(n.source).meta.get("citation", ""))
+              for n in cfg.neural if n.source in NEURAL]
+    items += [(f"partition: {p.method}", PARTITION_METHODS[p.method].citation)
+              for p in cfg.partitions]
+    return [(s, c) for s, c in dict.fromkeys(items) if c]
 
 
 def _run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, device, summary,
@@ -190,8 +194,9 @@ def _run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, devi
             layers, bad_layers = _check_layers(adapter, spec)
         else:  # attention blocks or spatial layers (bench._map_features)
             layers = map_layers(adapter, spec.features, spec.layers, spec.feature_options, stimuli)
-    except CortexAlignError as err:
+    except CortexAlignError as err:  # stored: the report lists it from the store
         summary.failures.append({"job": spec.display, "error": str(err)})
+        store.add_notes(run_id, "failure", [(spec.display, str(err))])
         return
     _fail_bad_layers(cfg, spec, bad_layers, stimuli, store, run_id, summary)
     jobs = [j for j in plan_model_jobs(cfg, spec, layers, stimuli.content_hash)

@@ -7,6 +7,10 @@
   ``grid_fdr`` recomputes them over any family of a scores frame (e.g. every layer and model).
 - ``paired_model_comparison``: two models' per-neuroid scores on each target, compared by
   random sign flips of the paired differences (``stats.paired_comparison``), BH across targets.
+- ``run_statistics`` / ``record_statistics``: what the report shows beside the scores, computed
+  once at the end of a run over everything in the store and stored (``q_values``: BH over every
+  score of a metric; ``comparisons``: paired tests between models at their best layers). The
+  report reads them; it computes no statistic.
 """
 
 from __future__ import annotations
@@ -21,10 +25,15 @@ import pandas as pd
 
 from cortexalign.errors import InputError
 from cortexalign.metrics import METRICS
-from cortexalign.results import ScoreRecord
+from cortexalign.results import ResultsStore, ScoreRecord, best_rows
 from cortexalign.stats import adjust_p_values, paired_comparison
 
-__all__ = ["add_fdr", "grid_fdr", "paired_model_comparison", "PER_NEUROID_KEYS"]
+__all__ = ["add_fdr", "grid_fdr", "paired_model_comparison", "PER_NEUROID_KEYS", "FDR_METHOD",
+           "run_statistics", "record_statistics"]
+
+FDR_METHOD = "fdr_bh"
+"""The correction of the stored ``q_values`` and ``comparisons`` (Benjamini-Hochberg 1995)."""
+_KEYS = ["model", "layer", "target", "metric"]
 
 PER_NEUROID_KEYS = ("per_neuroid", "r_normalized", "r")
 """Keys of ``extra`` holding per-neuroid scores, in order of preference."""
@@ -94,7 +103,8 @@ def paired_model_comparison(frame: pd.DataFrame, model_a: str, model_b: str, met
     Returns
     -------
     One row per target: layer_a, layer_b, mean_a, mean_b, mean_diff (a - b in the metric's
-    units; for RMSE lower is better), n_neuroids, p_value, p_fdr (BH across the targets).
+    units; for RMSE lower is better), n_neuroids, p_value, test (exact enumeration or
+    Monte-Carlo, and over what), p_fdr (BH across the targets).
     """
     higher = METRICS.entry(metric).meta.get("higher_is_better", True)
     df = frame[frame["metric"] == metric]
@@ -113,10 +123,107 @@ def paired_model_comparison(frame: pd.DataFrame, model_a: str, model_b: str, met
         rows.append({"target": target, "layer_a": ra["layer"], "layer_b": rb["layer"],
                      "mean_a": float(va[ok].mean()), "mean_b": float(vb[ok].mean()),
                      "mean_diff": res.observed, "n_neuroids": int(ok.sum()),
-                     "p_value": res.p_value})
+                     "p_value": res.p_value, "test": f"sign flips over {int(ok.sum())} "
+                                                     f"neuroids; {res.description}"})
     if not rows:
         raise InputError("frame", f"scores of both {model_a!r} and {model_b!r} for {metric!r}",
                          "no shared target", "check the model labels and the metric")
     out = pd.DataFrame(rows)
     out["p_fdr"] = adjust_p_values(out["p_value"].to_numpy())
     return out
+
+
+def _per_unit(extra: dict) -> tuple[np.ndarray, str]:
+    """A score's per-RDM values averaged within each subject (``rdm_groups``: the noise
+    ceiling's unit, so sessions of one subject are one unit), and the unit's name."""
+    v = np.asarray(extra.get("per_rdm", []), dtype=float)
+    groups = extra.get("rdm_groups")
+    if groups is None or len(groups) != len(v):
+        return v, "RDMs (no subject labels: each RDM one unit)"
+    labels = list(dict.fromkeys(groups))
+    g = np.asarray(groups)
+    by = extra.get("ceiling_by", "subject")
+    return (np.array([v[g == lab].mean() for lab in labels]),
+            f"{by}s" + (f" ({len(v)} RDMs, averaged within {by})" if len(labels) < len(v)
+                        else ""))
+
+
+def _paired_rows(scores: pd.DataFrame, extra: list[dict]) -> list[dict]:
+    """Paired tests between models at their best layers: given in ``extra['paired_comparisons']``
+    (list of {vs, difference, p_value, method}), or sign flips over the target's subjects
+    (``extra['per_rdm']`` averaged within ``extra['rdm_groups']``: the unit of the noise
+    ceiling) when two models have them; exact (every pattern) when there are few enough."""
+    rows = []
+    for r, e in zip(scores.itertuples(), extra, strict=True):
+        for c in e.get("paired_comparisons", []) or []:
+            rows.append({"model_a": f"{r.model} · {r.layer}", "model_b": str(c.get("vs", "?")),
+                         "target": r.target, "metric": r.metric,
+                         "difference": c.get("difference"), "p_value": c.get("p_value"),
+                         "method": str(c.get("method", "stored"))})
+    if rows:
+        return rows
+    extras = {tuple(k): e for k, e in zip(scores[_KEYS].itertuples(index=False), extra,
+                                           strict=True)}
+    best = best_rows(scores) if len(scores) else pd.DataFrame()
+    for (target, metric), g in (best.groupby(["target", "metric"], sort=False)
+                                if len(best) else []):
+        per, unit = {}, ""
+        for b in g.itertuples():
+            v, unit = _per_unit(extras[(b.model, b.layer, target, metric)])
+            if len(v) >= 2 and np.isfinite(v).all():
+                per[f"{b.model} · {b.layer}"] = v
+        names = list(per)
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                if len(per[a]) == len(per[b]):
+                    res = paired_comparison(per[a], per[b], method="sign_flip", n_perm=10000,
+                                            seed=0)
+                    rows.append({"model_a": a, "model_b": b, "target": target, "metric": metric,
+                                 "difference": res.observed, "p_value": res.p_value,
+                                 "method": f"sign flips over {len(per[a])} {unit}; "
+                                           f"{res.description}"})
+    return rows
+
+
+def _p(x) -> float:
+    try:
+        return float(x) if x is not None and math.isfinite(float(x)) else math.nan
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def run_statistics(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The stored statistics of a scores frame (every score of a results store).
+
+    Returns
+    -------
+    q_values : one row per (model, layer, target, metric) (the newest score if repeated) with
+        a p-value: ``q_value`` by ``FDR_METHOD`` over all such scores of the same metric, and
+        ``family`` naming that family.
+    comparisons : paired tests between models at their best layers (``_paired_rows``), with
+        ``q_value`` by ``FDR_METHOD`` across all of them.
+    """
+    df = frame.drop_duplicates(_KEYS, keep="last").reset_index(drop=True)
+    df["p_value"] = pd.to_numeric(df["p_value"], errors="coerce")
+    q = pd.Series(np.nan, index=df.index)
+    for _, idx in df.groupby("metric", sort=False).groups.items():
+        q[idx] = adjust_p_values(df.loc[idx, "p_value"].to_numpy(), FDR_METHOD)
+    q_values = df[_KEYS].assign(q_value=q, family=[f"{FDR_METHOD} over every {m} score"
+                                                   for m in df["metric"]])
+    q_values = q_values[q_values["q_value"].notna()].reset_index(drop=True)
+    pairs = pd.DataFrame(_paired_rows(df, _extra(df)) if len(df) else [],
+                         columns=["model_a", "model_b", "target", "metric", "difference",
+                                  "p_value", "method"])
+    pairs["difference"] = [_p(x) for x in pairs["difference"]]
+    pairs["p_value"] = [_p(x) for x in pairs["p_value"]]
+    pairs["q_value"] = adjust_p_values(pairs["p_value"].to_numpy(), FDR_METHOD) if len(pairs) \
+        else []
+    return q_values, pairs[["model_a", "model_b", "target", "metric", "difference", "p_value",
+                            "q_value", "method"]]
+
+
+def record_statistics(store: ResultsStore, run_id: str) -> None:
+    """Compute ``run_statistics`` over every score in ``store`` and store them (the runner's
+    last write, so ``cortexalign report`` shows them without computing anything)."""
+    q_values, comparisons = run_statistics(store.scores_frame())
+    store.replace_statistics(run_id, q_values, comparisons)

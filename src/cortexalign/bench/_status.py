@@ -17,13 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from cortexalign.errors import InputError
-from cortexalign.results import ResultsStore
+from cortexalign.results import ResultsStore, results_path
 
 __all__ = ["RunStatus", "run_status", "results_path", "export_frame", "INTERRUPTED"]
 
 INTERRUPTED = "interrupted (no live process)"
-RESULTS_FILE = "results.duckdb"
 
 
 @dataclass(frozen=True)
@@ -50,16 +48,6 @@ class RunStatus:
     n_failed: int = 0
     n_running: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
-
-
-def results_path(out: str | os.PathLike[str]) -> Path:
-    """The ``results.duckdb`` of a results directory (or the file itself)."""
-    p = Path(out)
-    path = p / RESULTS_FILE if p.is_dir() else p
-    if not path.is_file():
-        raise InputError("out", f"a results directory holding {RESULTS_FILE}, or that file",
-                         repr(str(out)), "pass the --out of a `cortexalign run`")
-    return path
 
 
 def _proc_start(pid: int) -> tuple[float | None, str | None]:

@@ -101,14 +101,15 @@ def check_metric_stimuli(config: ExperimentConfig, n_stimuli: int) -> None:
                              "needs dozens)")
 
 
-def check_resample_counts(config: ExperimentConfig, n_stimuli: int) -> None:
+def check_resample_counts(config: ExperimentConfig, n_stimuli: int, k: int = 1) -> None:
     """``n_bootstrap`` and ``n_permutations`` within ``stats.MAX_RESAMPLES`` and this machine's
-    memory (``stats._budget``: the refusal states the memory and time they would take)."""
+    memory (``stats._budget``: the refusal states the memory and time they would take for ``k``
+    target RDMs per job)."""
     from cortexalign.stats import check_resamples
 
     for name in ("n_bootstrap", "n_permutations"):
         if getattr(config, name):
-            check_resamples(getattr(config, name), n_stimuli, parameter=name)
+            check_resamples(getattr(config, name), n_stimuli, parameter=name, k=k)
 
 
 def check_metric_folds(config: ExperimentConfig, n_stimuli: int) -> None:
@@ -192,6 +193,8 @@ def validate_request(config: ExperimentConfig, source: str = "config") -> tuple[
             _try(problems, "", lambda: check_metric_stimuli(config, len(stimuli)))
             _try(problems, "", lambda: check_metric_folds(config, len(stimuli)))
             _try(problems, "", lambda: check_partition_targets(config, targets, len(stimuli)))
-        _try(problems, "", lambda: check_resample_counts(config, len(stimuli)))
+        k = max([getattr(g.data, "n_rdms", 1) for groups in targets.values() for g in groups],
+                default=1)
+        _try(problems, "", lambda: check_resample_counts(config, len(stimuli), k))
     problems.raise_if_any(source, CONFIG_HELP)
     return stimuli, targets

@@ -153,8 +153,8 @@ def profile(
     table.add_row("peak memory", f"{card.peak_mem_mb:,.1f} MB")
     console.print(table)
     if out is not None:
-        from cortexalign.results import ModelCard, ResultsStore
+        from cortexalign.results import RESULTS_FILE, ModelCard, ResultsStore
 
         out.mkdir(parents=True, exist_ok=True)
-        ResultsStore(out / "results.duckdb").put_model_card(ModelCard.from_profile(card))
-        console.print(f"stored in {out / 'results.duckdb'} (model_cards)")
+        ResultsStore(out / RESULTS_FILE).put_model_card(ModelCard.from_profile(card))
+        console.print(f"stored in {out / RESULTS_FILE} (model_cards)")

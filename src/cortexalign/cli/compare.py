@@ -48,8 +48,7 @@ def _write_csv(da: xr.DataArray, tmp: Path) -> None:
 
 
 def _write_png(da: xr.DataArray, tmp: Path) -> None:
-    from cortexalign.metrics import plot_layer_similarity
-    from cortexalign.metrics._layer_plot import similarity_label
+    from cortexalign.metrics import plot_layer_similarity, similarity_label
 
     ax = plot_layer_similarity(da)
     ax.set_title(f"{similarity_label(da)} over {da.attrs['n_stimuli']} stimuli", fontsize=9)

@@ -27,7 +27,7 @@ def template() -> None:
     (EfficientNet-Lite0 vs human IT by RSA): cortexalign config template > my.yaml, edit it,
     then cortexalign run my.yaml --out my-run.
     """
-    from cortexalign.bench._config_docs import config_template
+    from cortexalign.bench import config_template
 
     typer.echo(config_template(), nl=False)  # verbatim: rich would wrap long lines
 
@@ -42,7 +42,7 @@ def keys(
     Read from the config's own schema. 'models[].layers' is a key of each item of 'models';
     '<label>' is a name of your choosing.
     """
-    from cortexalign.bench._config_docs import config_keys
+    from cortexalign.bench import config_keys
     from cortexalign.errors import InputError
 
     if fmt not in FORMATS:
@@ -62,8 +62,7 @@ def check(
     and their options, stimuli, neural targets and their stimulus ids, folds, partitions.
     Writes nothing; exit status 0 when valid.
     """
-    from cortexalign.bench import load_config
-    from cortexalign.bench._validate import validate_request
+    from cortexalign.bench import load_config, validate_request
     from cortexalign.errors import CortexAlignError
 
     try:

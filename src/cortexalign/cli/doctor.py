@@ -20,7 +20,7 @@ def doctor(
     """Check a results directory without changing it: is a run writing it, does the store open
     (or how is it damaged), which jobs a rerun would redo, are the report and CSVs there, do the
     cached features match their checksums. Exit status 1 when something needs attention."""
-    from cortexalign.bench._doctor import diagnose
+    from cortexalign.bench import diagnose
 
     dx = diagnose(out, cache)
     for f in dx.findings:

@@ -28,6 +28,17 @@ def _print_run(summary) -> None:
             console.print(f"  - {f['job']}: {f['error'].splitlines()[0]}", markup=False)
 
 
+def _write_summary(summary) -> None:
+    """The runner ends at the store; the figure, the best-layer table and the report are
+    written from it here (``cortexalign report DIR`` writes the same report)."""
+    from cortexalign.reports import write_summary
+    from cortexalign.results import ResultsStore
+
+    frame = ResultsStore(summary.files["results"], read_only=True).scores_frame(
+        job_key=sorted(summary.job_keys))
+    summary.files.update(write_summary(summary.out_dir, frame, summary.config_name))
+
+
 @app.command()
 def run(
     config: Annotated[Path, typer.Argument(help="Experiment YAML: stimuli, models, neural, "
@@ -49,6 +60,7 @@ def run(
         summary = run_experiment(config, out, progress=not quiet, allow_config_change=update)
     except CortexAlignError as err:
         fail(err, CONFIG_SPELLING)
+    _write_summary(summary)
     _print_run(summary)
     if not summary.ok:
         raise typer.Exit(1)
@@ -82,6 +94,7 @@ def quickstart(
         summary = run_experiment(path, out, progress=not quiet)
     except CortexAlignError as err:
         fail(err)
+    _write_summary(summary)
     _print_run(summary)
     from cortexalign.reports import best_layers, ceiling_text
     from cortexalign.results import ResultsStore

@@ -30,6 +30,7 @@ def sae_brainmap(
 ) -> None:
     """SAE-BrainMap: one SAE per layer, units matched to voxels, ROI and hierarchy maps."""
     from cortexalign.errors import CortexAlignError
+    from cortexalign.results import RESULTS_FILE
     from cortexalign.sae.runner import run_brainmap
 
     try:
@@ -37,7 +38,7 @@ def sae_brainmap(
     except CortexAlignError as err:
         fail(err)
     if run.skipped:
-        console.print(f"Already in {out / 'results.duckdb'} (job {run.job_key}); pass --force to "
+        console.print(f"Already in {out / RESULTS_FILE} (job {run.job_key}); pass --force to "
                       "rerun.", markup=False)
     else:
         console.print(f"Done in {run.seconds:.1f} s.")

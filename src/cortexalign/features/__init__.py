@@ -2,7 +2,7 @@
 
 from cortexalign.features._cache import EXTRACTION_VERSION, CacheSummary, FeatureCache, feature_key
 from cortexalign.features._cache_view import CachedArray, CacheIntegrityError
-from cortexalign.features._cache_writer import CacheWriter
+from cortexalign.features._cache_writer import ARRAY_NAME, META_FILE, CacheWriter, sha256_of
 from cortexalign.features._export import (
     FEATURE_FORMATS,
     check_destination,
@@ -38,3 +38,4 @@ __all__ += ["save_features", "load_features", "FEATURE_FORMATS", "check_destinat
             "link_new"]
 __all__ += ["MAP_FEATURES", "MapFeature", "map_layers", "map_entries", "extract_maps",
             "extract_map_features", "extract_maps_to_cache", "map_options"]
+__all__ += ["ARRAY_NAME", "META_FILE", "sha256_of"]

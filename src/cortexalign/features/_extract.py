@@ -78,6 +78,7 @@ class Features:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """Shape of ``values`` ((stimuli, features) or (stimuli, ...))."""
         return tuple(self.values.shape)
 
 

@@ -59,6 +59,7 @@ class FetchResult:
 
     @property
     def transferred(self) -> int:
+        """Bytes transferred for every file of the fetch."""
         return sum(f.transferred for f in self.files)
 
 

@@ -20,8 +20,9 @@ from cortexalign.metrics._api import check_options, list_metrics, score
 from cortexalign.metrics._banded import BandedRidgeScore, banded_ridge, solve_banded_ridge_cv
 from cortexalign.metrics._cka import CKA_KINDS, cka
 from cortexalign.metrics._cka_metric import cka_from_gram
+from cortexalign.metrics._estimators import PLSEncoder, RidgeEncoder
 from cortexalign.metrics._layer_bootstrap import check_bootstrap
-from cortexalign.metrics._layer_plot import plot_layer_similarity
+from cortexalign.metrics._layer_plot import plot_layer_similarity, similarity_label
 from cortexalign.metrics._layer_similarity import (
     LAYER_SIMILARITIES,
     check_layer_metric,
@@ -82,4 +83,6 @@ __all__ += ["Searchlights", "SearchlightResult", "searchlight_centers", "searchl
 __all__ += ["PERMUTATION_TESTS", "rsa_permutation_p", "rsa_permutation_p_from_rdm"]
 __all__ += ["PARTITION_RESERVED", "check_options"]
 __all__ += ["check_bootstrap", "check_layer_metric"]
+__all__ += ["RidgeEncoder", "PLSEncoder"]
 __all__ += ["time_resolved_score", "plot_time_resolved"]
+__all__ += ["similarity_label"]

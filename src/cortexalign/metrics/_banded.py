@@ -267,6 +267,7 @@ class BandedRidgeScore:
 
     @property
     def median_r(self) -> float:
+        """Median over neuroids of the held-out Pearson r (NaNs ignored)."""
         return float(np.nanmedian(self.r))
 
     @property

@@ -37,8 +37,9 @@ from cortexalign.compute import gram_work, sized_by
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.metrics._brainscore import neuron_to_neuron_fit, with_protocol
+from cortexalign.metrics._estimators import DEFAULT_ALPHAS, PLSEncoder
 from cortexalign.metrics._registry import METRICS
-from cortexalign.metrics._ridge import RIDGE_SOLVERS, check_solver_options, himalaya_backend
+from cortexalign.metrics._ridge_solvers import RIDGE_SOLVERS, check_solver_options, himalaya_backend
 from cortexalign.metrics._score import Score
 from cortexalign.neural import split_half_reliability, validate_responses
 from cortexalign.rdm import check_features
@@ -46,7 +47,6 @@ from cortexalign.rdm import check_features
 __all__ = ["ENCODERS", "CEILING_TRANSFORMS", "DEFAULT_ALPHAS", "cross_validated_predictions",
            "encoding_scores", "himalaya_backend", "ridge", "pls"]
 
-DEFAULT_ALPHAS = np.logspace(-3, 7, 21)
 RIDGE_CITATION = ("Dupre la Tour, Eickenberg, Nunez-Elizalde & Gallant (2022). Feature-space "
                   "selection with banded ridge regression. NeuroImage 264:119728 (himalaya)")
 PLS_CITATION = ("Schrimpf et al. (2018). Brain-Score: which artificial neural network for object "
@@ -62,11 +62,9 @@ def _ridge_fold(x_tr, y_tr, x_te, *, device, seed, alphas=DEFAULT_ALPHAS, inner_
 
 
 def _pls_fold(x_tr, y_tr, x_te, *, device, seed, n_components=25):
-    from sklearn.cross_decomposition import PLSRegression
-
-    k = int(min(n_components, x_tr.shape[0] - 1, x_tr.shape[1]))
-    model = PLSRegression(n_components=k, scale=False).fit(x_tr, y_tr)
-    return model.predict(x_te).reshape(len(x_te), -1), np.full(y_tr.shape[1], float(k))
+    """Held-out predictions and the components used (per neuroid) of one outer fold."""
+    enc = PLSEncoder(n_components=n_components).fit(x_tr, y_tr)
+    return enc.predict(x_te), np.full(y_tr.shape[1], float(enc.n_components_))
 
 
 def _neuron_to_neuron_fold(x_tr, y_tr, x_te, *, device, seed):

@@ -21,6 +21,7 @@ from cortexalign.metrics._brainscore import (
 from cortexalign.metrics._encoding import _check_inputs, _encode, cross_validated_predictions
 from cortexalign.metrics._registry import METRICS
 from cortexalign.metrics._score import Score
+from cortexalign.rdm import MIN_STIMULI
 
 __all__ = ["rsa_cv", "cka_cv", "neuron_to_neuron", "reverse_ridge"]
 
@@ -63,7 +64,7 @@ def _responses_only(target, name: str) -> None:
 
 
 @METRICS.register("rsa_cv", citation=BRAINSCORE_CITATION, target="responses",
-                  higher_is_better=True,
+                  higher_is_better=True, min_stimuli=MIN_STIMULI["rsa"],
                   description="Cross-validated RSA (Brain-Score's rdm_cv): Spearman of 1 - "
                               "Pearson RDMs on the test part of 10 splits, mean and SE")
 @sized_by(lambda features_sd, target, **_: 10 * gram_work(features_sd))
@@ -81,7 +82,7 @@ def rsa_cv(features_sd, target, *, n_bootstrap: int = 0, seed: int = 1, device=N
 
 
 @METRICS.register("cka_cv", citation=BRAINSCORE_CITATION, target="responses",
-                  higher_is_better=True,
+                  higher_is_better=True, min_stimuli=MIN_STIMULI["cka"],
                   description="Cross-validated linear CKA (Brain-Score's cka_cv): on the test "
                               "part of 10 splits, mean and SE")
 @sized_by(lambda features_sd, target, **_: 10 * gram_work(features_sd))

@@ -24,9 +24,7 @@ float64 by default. The validation errors are always summed in float64.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,8 +33,8 @@ from sklearn.model_selection import KFold
 
 from cortexalign.errors import InputError, UnknownNameError
 
-__all__ = ["RIDGE_SOLVERS", "RIDGE_ROUTES", "RIDGE_DTYPES", "RidgeCVFit", "check_alphas", "check_solver_options",
-           "himalaya_backend", "ridge_dtype", "solve_ridge_cv"]
+__all__ = ["RIDGE_ROUTES", "RIDGE_DTYPES", "RidgeCVFit", "check_alphas", "ridge_dtype",
+           "solve_ridge_cv"]
 
 TIE_SLOPE = 1e-10  # himalaya's tie-break: score + 1e-10 * log(alpha)
 CHUNK_ELEMENTS = 2**25  # default bound on the (alphas, validation rows, targets) block per chunk
@@ -74,14 +72,17 @@ def _target_chunk(target_chunk) -> int | None:
 class RidgeCVFit:
     """Result of ``solve_ridge_cv``; tensors on the input's device.
 
-    pred_td : (t, n) float64 predictions of the test rows.
+    pred_td : (t, n) float64 predictions of the test rows; without test rows (``x_td=None``) the
+        (d, n) float64 coefficients of the refit on all training rows.
     alpha_n : (n,) float64 penalty chosen for each target.
     cv_mse_n : (n,) float64 mean inner validation MSE at the chosen penalty.
+    intercept_n : (n,) float64 intercepts of the refit (``x_td=None`` only, else None).
     """
 
     pred_td: torch.Tensor
     alpha_n: torch.Tensor
     cv_mse_n: torch.Tensor
+    intercept_n: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,8 @@ def _inner_kernel_bases(g_ss: torch.Tensor, splits, dtype) -> list[_Basis]:
 def _kernel_bases(x_sd, x_td, splits, dtype) -> tuple[list[_Basis], _Basis]:
     """Kernel route (s < d): Grams of the centred training rows, inner centring done on them."""
     g_ss = x_sd @ x_sd.T
-    return _inner_kernel_bases(g_ss, splits, dtype), _eigh_basis(g_ss, x_td @ x_sd.T, None, dtype)
+    a_vs = x_sd.T if x_td is None else x_td @ x_sd.T  # None: the coefficients, w = X^T (K + a)^-1 y
+    return _inner_kernel_bases(g_ss, splits, dtype), _eigh_basis(g_ss, a_vs, None, dtype)
 
 
 def _primal_bases(x_sd, x_td, splits, dtype) -> tuple[list[_Basis], _Basis]:
@@ -127,11 +129,13 @@ def _primal_bases(x_sd, x_td, splits, dtype) -> tuple[list[_Basis], _Basis]:
         mean_d = x_sd[tr].mean(0)
         xtr, xva = x_sd[tr] - mean_d, x_sd[va] - mean_d
         inner.append(_eigh_basis(xtr.T @ xtr, xva, xtr.T, dtype))
-    return inner, _eigh_basis(x_sd.T @ x_sd, x_td, x_sd.T, dtype)
+    a_vd = torch.eye(x_sd.shape[1], dtype=x_sd.dtype, device=x_sd.device) if x_td is None else x_td
+    return inner, _eigh_basis(x_sd.T @ x_sd, a_vd, x_sd.T, dtype)  # None: the coefficients
 
 
 RIDGE_ROUTES: dict[str, Callable] = {"kernel": _kernel_bases, "primal": _primal_bases}
-"""``f(x_sd, x_td, inner splits, dtype) -> (inner bases, refit basis)``; inputs centred, float64."""
+"""``f(x_sd, x_td, inner splits, dtype) -> (inner bases, refit basis)``; inputs centred, float64;
+``x_td`` None: the refit basis gives the coefficients instead of test predictions."""
 
 
 def _fold_predictors(inner: list[_Basis], alpha_a: torch.Tensor, dtype) -> list[torch.Tensor]:
@@ -169,6 +173,7 @@ def check_alphas(alphas) -> np.ndarray:
 
 
 def _check(x_sd, y_sn, x_td, alphas, inner_folds, target_chunk, route) -> torch.Tensor:
+    x_td = x_sd[:0] if x_td is None else x_td
     if x_sd.ndim != 2 or y_sn.ndim != 2 or x_td.ndim != 2:
         raise InputError("x_sd, y_sn, x_td", "2-D (stimuli, features/targets) tensors",
                          f"shapes {tuple(x_sd.shape)}, {tuple(y_sn.shape)}, {tuple(x_td.shape)}",
@@ -188,14 +193,15 @@ def _check(x_sd, y_sn, x_td, alphas, inner_folds, target_chunk, route) -> torch.
     return alpha_a
 
 
-def solve_ridge_cv(x_sd: torch.Tensor, y_sn: torch.Tensor, x_td: torch.Tensor, alphas, *,
+def solve_ridge_cv(x_sd: torch.Tensor, y_sn: torch.Tensor, x_td: torch.Tensor | None, alphas, *,
                    inner_folds: int = 5, seed: int = 0, dtype: torch.dtype | str = torch.float64,
                    target_chunk: int | None = None, route: str = "auto") -> RidgeCVFit:
     """Ridge with an intercept and a penalty per target chosen by inner K-fold CV.
 
     Parameters
     ----------
-    x_sd : (s, d) training features. y_sn : (s, n) training targets. x_td : (t, d) test features.
+    x_sd : (s, d) training features. y_sn : (s, n) training targets. x_td : (t, d) test features,
+        or None for the coefficients and intercepts of the refit instead (``RidgeEncoder``).
         All on one device; the work stays there.
     alphas : (a,) penalty grid, every value finite and > 0.
     inner_folds, seed : inner ``KFold(inner_folds, shuffle=True, random_state=seed)`` on the s rows.
@@ -214,16 +220,18 @@ def solve_ridge_cv(x_sd: torch.Tensor, y_sn: torch.Tensor, x_td: torch.Tensor, a
     alpha_a = alpha_a.to(dev)
     x64 = x_sd.to(torch.float64)
     mean_d = x64.mean(0)
-    x64, xt64 = x64 - mean_d, x_td.to(device=dev, dtype=torch.float64) - mean_d
+    x64 = x64 - mean_d
+    xt64 = None if x_td is None else x_td.to(device=dev, dtype=torch.float64) - mean_d
     splits = [(torch.as_tensor(tr, device=dev), torch.as_tensor(va, device=dev)) for tr, va in
               KFold(int(inner_folds), shuffle=True, random_state=seed).split(np.arange(len(x64)))]
     route = route if route != "auto" else ("kernel" if x64.shape[0] < x64.shape[1] else "primal")
     inner, full = RIDGE_ROUTES[route](x64, xt64, splits, dtype)
     n_val = max(len(va) for _, va in splits)
-    chunk = int(target_chunk or max(1, CHUNK_ELEMENTS // (len(alpha_a) * max(n_val, len(xt64)))))
+    n_out = len(full.a_vr)  # test rows, or features for the coefficients
+    chunk = int(target_chunk or max(1, CHUNK_ELEMENTS // (len(alpha_a) * max(n_val, n_out))))
     tie_a1 = TIE_SLOPE * torch.log(alpha_a)[:, None]
     w_f_avr = _fold_predictors(inner, alpha_a, dtype)
-    pred, best, mse = [], [], []
+    pred, best, mse, icpt = [], [], [], []
     for start in range(0, y_sn.shape[1], chunk):
         y64 = y_sn[:, start:start + chunk].to(device=dev, dtype=torch.float64)
         mse_an = _inner_mse(inner, w_f_avr, splits, y64, dtype)
@@ -232,83 +240,13 @@ def solve_ridge_cv(x_sd: torch.Tensor, y_sn: torch.Tensor, x_td: torch.Tensor, a
         mu_n = y64.mean(0)
         z_rn = full.b_rs @ (y64 - mu_n).to(dtype)
         z_rn = z_rn / (full.lam_r[:, None] + alpha_n[None]).to(dtype)
-        pred.append((full.a_vr @ z_rn).to(torch.float64) + mu_n)
+        out_vn = (full.a_vr @ z_rn).to(torch.float64)
+        if xt64 is None:  # coefficients of centred features; the intercept restores the means
+            pred.append(out_vn)
+            icpt.append(mu_n - mean_d @ out_vn)
+        else:
+            pred.append(out_vn + mu_n)
         best.append(alpha_n)
         mse.append(mse_an.gather(0, idx_n[None])[0])
-    return RidgeCVFit(torch.cat(pred, 1), torch.cat(best), torch.cat(mse))
-
-
-@contextmanager
-def himalaya_backend(device: torch.device) -> Iterator[object]:
-    """Switch himalaya to ``torch`` (CPU) or ``torch_cuda`` and restore the previous backend."""
-    from himalaya.backend import get_backend, set_backend
-
-    previous = get_backend().name
-    backend = set_backend("torch_cuda" if device.type == "cuda" else "torch")
-    try:
-        yield backend
-    finally:
-        set_backend(previous)
-
-
-def _fold_eigh(x_tr, y_tr, x_te, *, device, seed, alphas, inner_folds, dtype=torch.float64,
-               target_chunk=None):
-    """One outer fold with ``solve_ridge_cv``: numpy in, (pred (t, n), alphas (n,)) numpy out."""
-    fit = solve_ridge_cv(torch.as_tensor(x_tr, device=device), torch.as_tensor(y_tr, device=device),
-                         torch.as_tensor(x_te, device=device), alphas, inner_folds=inner_folds,
-                         seed=seed, dtype=dtype, target_chunk=target_chunk)
-    return fit.pred_td.cpu().numpy(), fit.alpha_n.cpu().numpy()
-
-
-def _fold_himalaya(x_tr, y_tr, x_te, *, device, seed, alphas, inner_folds):
-    """One outer fold with himalaya's ``solve_ridge_cv_svd`` in float64 (SVD per inner fold)."""
-    from himalaya.ridge import solve_ridge_cv_svd
-
-    _check(torch.as_tensor(x_tr), torch.as_tensor(y_tr), torch.as_tensor(x_te), alphas,
-           inner_folds, None, "auto")
-    with himalaya_backend(device) as bk:
-        X = torch.as_tensor(x_tr, dtype=torch.float64, device=device)
-        Y = torch.as_tensor(y_tr, dtype=torch.float64, device=device)
-        a = torch.as_tensor(np.asarray(alphas, dtype=np.float64).reshape(-1), device=device)
-        cv = KFold(int(inner_folds), shuffle=True, random_state=seed)
-        best, coefs, _, intercept = solve_ridge_cv_svd(X, Y, alphas=a, fit_intercept=True, cv=cv,
-                                                       local_alpha=True, warn=False)
-        Xte = torch.as_tensor(x_te, dtype=torch.float64, device=device)
-        # himalaya returns the intercept on the CPU (to_cpu): bring it to the predictions' device
-        pred = Xte @ bk.to_gpu(coefs, device=device) + bk.to_gpu(intercept, device=device)
-        return bk.to_numpy(pred), bk.to_numpy(best)
-
-
-RIDGE_SOLVERS: dict[str, Callable] = {"eigh": _fold_eigh, "himalaya": _fold_himalaya}
-"""``f(x_tr, y_tr, x_te, *, device, seed, alphas, inner_folds, **own options) -> (pred (t, n),
-alphas (n,))``; the keyword-only parameters after ``device`` and ``seed`` are the options the
-solver takes (``check_solver_options``)."""
-
-_CONTEXT = ("device", "seed")  # every solver gets them from the encoder; not user options
-_OPTION_VALUES: dict[str, Callable] = {"dtype": ridge_dtype, "target_chunk": _target_chunk}
-
-
-def _takes(fn: Callable) -> list[str]:
-    return [n for n, p in inspect.signature(fn).parameters.items()
-            if p.kind is p.KEYWORD_ONLY and n not in _CONTEXT]
-
-
-def check_solver_options(solver: str, options: dict) -> dict:
-    """``options`` for ``RIDGE_SOLVERS[solver]``, with ``dtype``/``target_chunk`` checked and
-    normalised; an option the solver does not take (``dtype`` with "himalaya", which always
-    computes in float64) raises an ``InputError`` naming it, the solver, what the solver takes
-    and which solver takes the option."""
-    if solver not in RIDGE_SOLVERS:
-        raise UnknownNameError("ridge solver", solver, RIDGE_SOLVERS)
-    takes = _takes(RIDGE_SOLVERS[solver])
-    unknown = sorted(set(options) - set(takes))
-    if unknown:
-        name = unknown[0]
-        others = [s for s, fn in RIDGE_SOLVERS.items() if name in _takes(fn)]
-        raise InputError(name, f"an option of ridge solver {solver!r}: {', '.join(takes)}",
-                         f"{name}={options[name]!r} with solver={solver!r}",
-                         f"leave {name} unset with solver={solver!r}" + (
-                             f", or use solver={' or '.join(map(repr, others))}, which takes it"
-                             if others else f" (no ridge solver takes it: "
-                                            f"{', '.join(RIDGE_SOLVERS)})"))
-    return {k: _OPTION_VALUES[k](v) if k in _OPTION_VALUES else v for k, v in options.items()}
+    return RidgeCVFit(torch.cat(pred, 1), torch.cat(best), torch.cat(mse),
+                      torch.cat(icpt) if icpt else None)

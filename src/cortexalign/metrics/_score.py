@@ -70,4 +70,5 @@ class Score:
         return replace(self, ceiling_low=low, ceiling_high=high, extra=extra)
 
     def to_dict(self) -> dict[str, Any]:
+        """The score's fields as a plain dict."""
         return asdict(self)

@@ -67,6 +67,7 @@ class Searchlights:
 
     @property
     def n_centers(self) -> int:
+        """Number of searchlight centres."""
         return len(self.sizes_c)
 
     @property

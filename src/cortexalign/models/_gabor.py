@@ -197,6 +197,7 @@ class GaborV1(nn.Module):
         return torch.cat([conv_same(gray_b1hw, conv.weight) for conv in self.banks], dim=1)
 
     def forward(self, x_b3hw: torch.Tensor) -> torch.Tensor:
+        """Complex-cell responses pooled on the output grid (the ``simple`` layer runs for its hook)."""
         lin_bchw = self.linear(x_b3hw)
         self.simple(lin_bchw)  # run for its hook: the layer "simple"
         return self.pooled(self.complex(lin_bchw))

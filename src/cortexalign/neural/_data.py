@@ -167,10 +167,12 @@ class RDMSet:
 
     @property
     def n_rdms(self) -> int:
+        """Number of RDMs (subjects x sessions)."""
         return self.rdms.shape[0]
 
     @property
     def n_stimuli(self) -> int:
+        """Number of stimuli (rows of each RDM)."""
         return self.rdms.shape[1]
 
     def mean(self) -> np.ndarray:

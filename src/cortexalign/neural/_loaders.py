@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from cortexalign._npz import npz_array
 from cortexalign.errors import InputError
 from cortexalign.neural._brainio import is_brainio_assembly, load_brainio_assembly
 from cortexalign.neural._data import RDMSet, make_responses, validate_responses
+from cortexalign.npz import npz_array
 from cortexalign.registry import Registry
 
 __all__ = ["NEURAL", "load_neural", "load_rdms_npz", "load_responses_csv",

@@ -147,25 +147,9 @@ _STATS_CITATIONS = {
 
 
 def citations_section(data: ReportData, scores: pd.DataFrame) -> dict[str, Any] | None:
-    """Where every measure, dataset and statistic shown comes from."""
-    from cortexalign.metrics import METRICS
-    from cortexalign.neural import NEURAL
-    from cortexalign.stimuli import BUNDLED
-
-    items: list[tuple[str, str]] = []
-    for metric in dict.fromkeys(scores["metric"]) if len(scores) else []:
-        if metric in METRICS:
-            items.append((f"measure: {metric}", METRICS.entry(metric).meta.get("citation", "")))
-    for cfg in data.configs():
-        stim = cfg.get("stimuli") or {}
-        src = stim.get("source", "") if isinstance(stim, dict) else ""
-        if src in BUNDLED:
-            items.append((f"stimuli: {src}", BUNDLED.entry(src).meta.get("citation", "")))
-        neural = cfg.get("neural") or []  # a list of sources (experiments), one mapping (SAE-BrainMap)
-        for n in [neural] if isinstance(neural, dict) else neural:
-            if isinstance(n, dict) and n.get("source") in NEURAL:
-                items.append((f"neural data: {n['source']}",
-                              NEURAL.entry(n["source"]).meta.get("citation", "")))
+    """Where every measure, dataset and statistic shown comes from: the references the runs
+    stored (``citation`` notes: measures, stimuli, neural data), then the statistics shown."""
+    items: list[tuple[str, str]] = list(data.noted("citation"))
     if len(scores) and scores["ci_low"].notna().any():
         items.append(("confidence intervals: bootstrap over stimuli", _STATS_CITATIONS["bootstrap"]))
     if len(scores) and scores["ceiling_low"].notna().any():

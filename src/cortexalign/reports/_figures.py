@@ -12,6 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from cortexalign.results import best_rows  # noqa: E402
+
 __all__ = ["layerwise_figure", "draw_layerwise", "layer_positions", "best_layers", "normalized_scores",
            "measure_label", "interval_kind", "ceiling_kind", "ceiling_text"]
 
@@ -219,13 +221,10 @@ def best_layers(frame: pd.DataFrame) -> pd.DataFrame:
     each is (``interval``: what it resamples and its level; ``ceiling``: computed, published,
     or e.g. "no ceiling (one RDM)")."""
     rows = []
-    for (model, target, metric), grp in frame.groupby(["model", "target", "metric"], sort=False):
-        g = grp.dropna(subset=["value"])
-        if g.empty:
-            continue
-        best = g.loc[g["value"].idxmax()]
+    for _, best in best_rows(frame).iterrows():
         extra = _extra_of(best)
-        rows.append({"model": model, "target": target, "metric": metric, "layer": best["layer"],
+        rows.append({"model": best["model"], "target": best["target"], "metric": best["metric"],
+                     "layer": best["layer"],
                      "value": best["value"], "ci_low": best["ci_low"], "ci_high": best["ci_high"],
                      "interval": interval_kind(extra),
                      "ceiling_low": best["ceiling_low"], "ceiling_high": best["ceiling_high"],

@@ -25,10 +25,11 @@ import pandas as pd
 import yaml
 
 from cortexalign.errors import InputError
+from cortexalign.results import RESULTS_FILE
 
 __all__ = ["ReportData", "SAEArtefacts", "load_report_data", "RESULTS_FILE", "parse_extra"]
 
-RESULTS_FILE = "results.duckdb"
+
 _SEARCH_DEPTH = 3  # artefacts are looked for this many folders below the results directory
 _SKIP_DIRS = {"cache", ".git", "__pycache__"}
 
@@ -62,7 +63,10 @@ class ReportData:
     second_order : the ``second_order`` table (alignment patterns, discriminability; may be
         empty).
     failures : failures known outside the jobs table (e.g. a model that did not load),
-        each ``{"job": ..., "error": ...}``.
+        each ``{"job": ..., "error": ...}`` (the store's ``failure`` notes, then any given).
+    notes : the ``notes`` table (``citation`` and ``failure`` notes of the runs).
+    q_values, comparisons : the statistics the runner stored (FDR q-values of the scores;
+        paired tests between models): a report shows them and computes none.
     """
 
     scores: pd.DataFrame
@@ -78,6 +82,17 @@ class ReportData:
     citations: list[str] = field(default_factory=list)
     partitions: pd.DataFrame = field(default_factory=pd.DataFrame)
     second_order: pd.DataFrame = field(default_factory=pd.DataFrame)
+    notes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    q_values: pd.DataFrame = field(default_factory=pd.DataFrame)
+    comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def noted(self, kind: str) -> list[tuple[str, str]]:
+        """The ``(subject, text)`` notes of ``kind`` (``citation``, ``failure``), in write order,
+        each once."""
+        if self.notes.empty:
+            return []
+        rows = self.notes[self.notes["kind"] == kind]
+        return list(dict.fromkeys(zip(rows["subject"], rows["text"], strict=True)))
 
     def configs(self) -> list[dict[str, Any]]:
         """The parsed config of every run (YAML mappings; unreadable ones skipped)."""
@@ -187,11 +202,15 @@ def load_report_data(results_dir: str | Path,
                          f"{str(store_path)!r} with no runs recorded", fix)
     sae = _find_sae(root)
     logs, energy = _find_spiking(root)
-    return ReportData(scores=store.scores_frame(), runs=runs, jobs=store.frame("jobs"),
+    notes = store.frame("notes")
+    data = ReportData(scores=store.scores_frame(), runs=runs, jobs=store.frame("jobs"),
                       model_cards=store.frame("model_cards"), source=str(root), sae=sae,
-                      spiking_logs=logs, energy=energy, failures=list(failures or []),
-                      partitions=store.partitions_frame(),
-                      second_order=store.second_order_frame())
+                      spiking_logs=logs, energy=energy, partitions=store.partitions_frame(),
+                      second_order=store.second_order_frame(), notes=notes,
+                      q_values=store.frame("q_values"), comparisons=store.frame("comparisons"))
+    data.failures = [{"job": s, "error": t} for s, t in data.noted("failure")]
+    data.failures += list(failures or [])
+    return data
 
 
 def finite(x: Any) -> bool:

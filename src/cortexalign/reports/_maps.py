@@ -38,6 +38,7 @@ class MapPanel:
     neuron_maps: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def checked(self) -> MapPanel:
+        """The panel with its images validated and normalised; ``InputError`` on a bad image."""
         img = np.asarray(self.image_hw3)
         if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (3, 4))):
             raise InputError("image_hw3", "an (h, w, 3) RGB or (h, w) grey image",

@@ -70,7 +70,7 @@ def render_report(data: ReportData, title: str | None = None) -> str:
     if not isinstance(data, ReportData):
         raise InputError("data", "a ReportData (from load_report_data)", type(data).__name__,
                          "call load_report_data(results_dir) or build a ReportData")
-    scores = prepare_scores(data.scores)
+    scores = prepare_scores(data.scores, data.q_values)
     sections = []
     for name, (heading, build) in SECTIONS.items():
         ctx = build(data, scores)
@@ -81,7 +81,17 @@ def render_report(data: ReportData, title: str | None = None) -> str:
         title = ", ".join(dict.fromkeys(names)) or Path(data.source).name or "results"
     return _ENV.get_template("report.html.j2").render(
         title=title, sections=sections, version=__version__, source=data.source,
-        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
+        generated=_as_of(data.runs))
+
+
+def _as_of(runs: pd.DataFrame) -> str:
+    """When the store last changed (its latest run's end, or start): a report of the same store
+    is the same file, whenever and by whichever command it is written."""
+    times = pd.concat([pd.to_datetime(runs.get(c, pd.Series(dtype=object)), errors="coerce")
+                       for c in ("started", "finished")]).dropna()
+    if times.empty:
+        return f"generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}"
+    return f"results as of {times.max().strftime('%Y-%m-%d %H:%M UTC')}"
 
 
 def write_report(results_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,

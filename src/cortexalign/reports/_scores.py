@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 
 from cortexalign.reports._load import finite, parse_extra
-from cortexalign.stats import adjust_p_values
 
 __all__ = ["prepare_scores", "table", "cell", "target_labels", "FDR_METHOD", "ALPHA"]
 
@@ -41,10 +40,11 @@ def target_labels(target: str, extra: dict[str, Any]) -> tuple[str, str, str]:
     return area, group, kind
 
 
-def prepare_scores(scores: pd.DataFrame) -> pd.DataFrame:
+def prepare_scores(scores: pd.DataFrame, q_values: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per (model, layer, target, metric) (the newest if repeated), with ``extra_d``,
     ``layer_index``/``n_layers``/``depth`` (relative depth in [0, 1]), ``area``/``group``/
-    ``group_kind`` and ``q_value`` (Benjamini-Hochberg over all p-values of the same metric)."""
+    ``group_kind`` and ``q_value``: the stored one (the store's ``q_values``, which the runner
+    computed by Benjamini-Hochberg over all p-values of the same metric), NaN where none."""
     if scores is None or scores.empty:
         return pd.DataFrame(columns=[*_KEYS, "value", "depth", "q_value"])
     df = scores.copy()
@@ -64,9 +64,9 @@ def prepare_scores(scores: pd.DataFrame) -> pd.DataFrame:
     df["depth"] = df["layer_index"] / (df["n_layers"] - 1).clip(lower=1)
     labels = [target_labels(t, e) for t, e in zip(df["target"], df["extra_d"], strict=True)]
     df["area"], df["group"], df["group_kind"] = (list(c) for c in zip(*labels, strict=True))
-    df["q_value"] = np.nan
-    for _, idx in df.groupby("metric", sort=False).groups.items():
-        df.loc[idx, "q_value"] = adjust_p_values(df.loc[idx, "p_value"].to_numpy(), FDR_METHOD)
+    q = {} if q_values is None or q_values.empty else dict(zip(
+        q_values[_KEYS].itertuples(index=False, name=None), q_values["q_value"], strict=True))
+    df["q_value"] = [float(q.get(k, np.nan)) for k in df[_KEYS].itertuples(index=False, name=None)]
     return df
 
 

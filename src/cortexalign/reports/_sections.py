@@ -203,57 +203,6 @@ def _spans(values: list[str]) -> list[tuple[str, int]]:
     return out
 
 
-def _paired_rows(scores: pd.DataFrame, best: pd.DataFrame) -> list[dict[str, Any]]:
-    """Paired tests between models at their best layers: given in ``extra['paired_comparisons']``
-    (list of {vs, difference, p_value, method}) or computed here by sign flips over the target's
-    subjects (``extra['per_rdm']`` averaged within ``extra['rdm_groups']``: the unit of the noise
-    ceiling) when two models have them; exact (every pattern) when there are few enough."""
-    from cortexalign.stats import paired_comparison
-
-    rows = []
-    for r in scores.itertuples():
-        for c in r.extra_d.get("paired_comparisons", []) or []:
-            rows.append({"a": f"{r.model} · {r.layer}", "b": str(c.get("vs", "?")),
-                         "target": r.target, "metric": r.metric, "diff": c.get("difference"),
-                         "p": c.get("p_value"), "method": str(c.get("method", "stored"))})
-    if rows:
-        return rows
-    for (target, metric), g in best.groupby(["target", "metric"], sort=False):
-        per, unit = {}, ""
-        for b in g.itertuples():
-            hit = scores[(scores["model"] == b.model) & (scores["layer"] == b.layer)
-                         & (scores["target"] == target) & (scores["metric"] == metric)]
-            v, unit = _per_unit(hit.iloc[0]["extra_d"])
-            if len(v) >= 2 and np.isfinite(v).all():
-                per[f"{b.model} · {b.layer}"] = v
-        names = list(per)
-        for i, a in enumerate(names):
-            for b in names[i + 1:]:
-                if len(per[a]) == len(per[b]):
-                    res = paired_comparison(per[a], per[b], method="sign_flip", n_perm=10000,
-                                            seed=0)
-                    rows.append({"a": a, "b": b, "target": target, "metric": metric,
-                                 "diff": res.observed, "p": res.p_value,
-                                 "method": f"sign flips over {len(per[a])} {unit}; "
-                                           f"{res.description}"})
-    return rows
-
-
-def _per_unit(extra: dict) -> tuple[np.ndarray, str]:
-    """A score's per-RDM values averaged within each subject (``rdm_groups``: the noise
-    ceiling's unit, so sessions of one subject are one unit), and the unit's name."""
-    v = np.asarray(extra.get("per_rdm", []), dtype=float)
-    groups = extra.get("rdm_groups")
-    if groups is None or len(groups) != len(v):
-        return v, "RDMs (no subject labels: each RDM one unit)"
-    labels = list(dict.fromkeys(groups))
-    g = np.asarray(groups)
-    by = extra.get("ceiling_by", "subject")
-    return (np.array([v[g == lab].mean() for lab in labels]),
-            f"{by}s" + (f" ({len(v)} RDMs, averaged within {by})" if len(labels) < len(v)
-                        else ""))
-
-
 def _interval(lo: Any, hi: Any, kind: str = "", none: str | None = None) -> dict[str, Any]:
     """An interval cell that says what it is (``kind``), or ``none`` when there is none."""
     if not (finite(lo) or finite(hi)):
@@ -274,13 +223,8 @@ def comparison_section(data: ReportData, scores: pd.DataFrame) -> dict[str, Any]
              _interval(b.ceiling_low, b.ceiling_high,
                        "" if b.ceiling.startswith("noise ceiling") else b.ceiling, b.ceiling),
              b.normalized] for b in best.itertuples()]
-    pairs = _paired_rows(scores, best)
-    from cortexalign.stats import adjust_p_values
-
-    q = adjust_p_values([p["p"] if finite(p["p"]) else np.nan for p in pairs], FDR_METHOD) \
-        if pairs else []
-    pair_rows = [[p["a"], p["b"], p["target"], p["metric"], p["diff"], p["p"], float(qv),
-                  p["method"]] for p, qv in zip(pairs, q, strict=True)]
+    pair_rows = [[p.model_a, p.model_b, p.target, p.metric, p.difference, p.p_value,
+                  p.q_value, p.method] for p in data.comparisons.itertuples()]  # stored by the run
     kinds = {k for k in best["interval"] if k}
     ci_head = (f"interval ({next(iter(kinds))})" if len(kinds) == 1 else
                "interval (kinds differ: each cell says what it resamples)" if kinds else

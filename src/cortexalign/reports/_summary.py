@@ -1,5 +1,5 @@
-"""What the runner writes at the end of a run: the layer-wise PNG, the best-layer table and the
-HTML report of the whole results directory."""
+"""What the command line writes after a run: the layer-wise PNG, the best-layer table and the
+HTML report of the whole results directory, all from the results store."""
 
 from __future__ import annotations
 
@@ -11,35 +11,34 @@ import pandas as pd
 
 from cortexalign.reports._figures import best_layers, layerwise_figure
 from cortexalign.reports._report import write_report
+from cortexalign.results import RESULTS_FILE, ResultsStore
 
 __all__ = ["write_summary"]
 
 
-def write_summary(frame: pd.DataFrame, out_dir: str | Path, name: str, config_hash: str,
-                  citations: list[str], failures: list[dict] | None = None,
-                  closing: tuple[str, str] | None = None) -> dict[str, Path]:
-    """Write ``figure.png`` and ``best_layers.csv`` (when ``frame`` has scores) and
-    ``report.html`` (always, from the results store in ``out_dir``) into ``out_dir``.
+def write_summary(out_dir: str | Path, frame: pd.DataFrame | None = None,
+                  name: str | None = None) -> dict[str, Path]:
+    """Write ``figure.png`` and ``best_layers.csv`` (when there are scores) and ``report.html``
+    (always) into the results directory ``out_dir``, reading its ``results.duckdb``.
+
+    ``report.html`` is exactly what ``cortexalign report out_dir`` writes: the report reads the
+    store only (scores, stored failures, citations and statistics).
 
     Parameters
     ----------
-    frame : this run's scores (``ResultsStore.scores_frame`` rows).
     out_dir : the results directory (holding ``results.duckdb``).
-    name, config_hash : the run's config name and hash (the figure title; the hash is in the
-        report's run table).
-    citations : references of the measures and data used, listed in the report.
-    failures : the runner's failures ``{"job", "error"}`` (model-load errors are not in the
-        jobs table).
-    closing : ``(run_id, status)`` of the run these files complete (``write_report``).
+    frame : the scores to draw and tabulate (e.g. one run's: ``ResultsStore.scores_frame(
+        job_key=...)``); default every score in the store.
+    name : the figure's title (e.g. the config's name).
     """
-    del config_hash  # the report reads it from the runs table
     out = Path(out_dir)
+    if frame is None:
+        frame = ResultsStore(out / RESULTS_FILE, read_only=True).scores_frame()
     files: dict[str, Path] = {}
     if len(frame):
         files["figure"] = layerwise_figure(frame, out / "figure.png", title=name)
         files["best_layers"] = _write_csv(best_layers(frame), out / "best_layers.csv")
-    files["report"] = write_report(out, failures=failures or [], citations=citations, title=name,
-                                   closing=closing)
+    files["report"] = write_report(out)
     return files
 
 

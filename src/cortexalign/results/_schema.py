@@ -24,6 +24,9 @@ ceiling_low, ceiling_high, p_value, n_stimuli, extra JSON, config_hash, created)
     Variance partitioning and banded ridge results, one row per quantity (``_partitions``).
 ``second_order`` (since version 3)
     Alignment patterns and benchmark discriminability (``_second_order``).
+``notes``, ``q_values``, ``comparisons`` (since version 5)
+    What a run derives and stores for its report: citations and failures, FDR q-values, paired
+    tests (``_derived``).
 
 Versions: a file of an older version with a path in ``MIGRATIONS`` is brought up to date when a
 writer opens it (additive steps only, in one transaction); read-only it is read as it is, with
@@ -37,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cortexalign.errors import InputError
+from cortexalign.results._derived import DERIVED_DDL
 from cortexalign.results._partitions import PARTITIONS_DDL, require_strings
 from cortexalign.results._second_order import SECOND_ORDER_DDL
 
@@ -45,7 +49,7 @@ __all__ = ["SCHEMA_VERSION", "DDL", "TABLES", "SCORE_COLUMNS", "ScoreRecord", "M
 
 #: Bump on any change to the tables below, with a ``MIGRATIONS`` step from the previous version
 #: (older files without a path to this version are refused with a clear message).
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: The primary key that makes recording a job idempotent (version 4); the migration keeps the
 #: first finished attempt of each key of an older file.
@@ -84,6 +88,7 @@ DDL = (
     *PARTITIONS_DDL,
     *SECOND_ORDER_DDL,
     *DONE_JOBS_DDL,
+    *DERIVED_DDL,
 )
 
 #: version -> the statements that bring a file of that version to the next one (additive only:
@@ -97,9 +102,11 @@ def _if_absent(ddl: tuple[str, ...]) -> tuple[str, ...]:
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {1: _if_absent(PARTITIONS_DDL),
                                           2: _if_absent(SECOND_ORDER_DDL),
-                                          3: _DONE_JOBS_MIGRATION}
+                                          3: _DONE_JOBS_MIGRATION,
+                                          4: _if_absent(DERIVED_DDL)}
 
-TABLES = ("schema_version", "runs", "jobs", "scores", "model_cards", "partitions", "second_order")
+TABLES = ("schema_version", "runs", "jobs", "scores", "model_cards", "partitions", "second_order",
+          "notes", "q_values", "comparisons")
 SCORE_COLUMNS = ("run_id", "job_key", "model", "model_id", "layer", "target", "metric", "value",
                  "ci_low", "ci_high", "ceiling_low", "ceiling_high", "p_value", "n_stimuli",
                  "extra", "config_hash", "created")

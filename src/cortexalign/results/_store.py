@@ -27,6 +27,7 @@ import pandas as pd
 from cortexalign import __version__
 from cortexalign.errors import InputError, NotAStoreError, StoreLockedError, StoreVersionError
 from cortexalign.results._damage import check_header, classify
+from cortexalign.results._derived import DERIVED_COLUMNS, DerivedTables
 from cortexalign.results._export import EXPORT_FORMATS, copy_atomic, export_frame
 from cortexalign.results._manifest import git_revision, hardware, package_versions
 from cortexalign.results._partitions import PARTITION_COLUMNS, PARTITION_FILTERS, PartitionRecord
@@ -56,7 +57,6 @@ from cortexalign.results._second_order import (
 __all__ = ["ResultsStore", "RUN_STATUSES", "EXPORT_FORMATS"]
 
 RUN_STATUSES = ("running", "finished", "failed", "interrupted")
-JOB_STATUSES = ("running", "finished", "failed", "duplicate")
 _FILTERS = ("run_id", "job_key", "model", "model_id", "layer", "target", "metric", "config_hash")
 
 
@@ -64,7 +64,7 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-class ResultsStore:
+class ResultsStore(DerivedTables):
     """Append-only results of cortexalign runs in one DuckDB file (schema in ``_schema``).
 
     Parameters
@@ -374,7 +374,12 @@ class ResultsStore:
         if table == "second_order":  # absent from older files opened read-only
             return self.second_order_frame()
         with self._connect() as con:
-            return con.execute(f"SELECT * FROM {table}").df()
+            if table in DERIVED_COLUMNS and not con.execute(  # absent from older files read-only
+                    "SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
+                    [table]).fetchone()[0]:
+                return pd.DataFrame(columns=list(DERIVED_COLUMNS[table]))
+            order = " ORDER BY rowid" if table in DERIVED_COLUMNS else ""
+            return con.execute(f"SELECT * FROM {table}{order}").df()
 
     def partitions_frame(self, **filters: str | Sequence[str] | None) -> pd.DataFrame:
         """Variance-partitioning / banded-ridge rows (``partitions``) in write order, filtered

@@ -258,6 +258,7 @@ class VoxelDictionary:
     rule: str
 
     def layer_names(self) -> list[str]:
+        """The best unit's layer name per voxel ('' where none)."""
         return [self.layers[i] if i >= 0 else "" for i in self.layer_n]
 
 

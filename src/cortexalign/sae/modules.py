@@ -50,9 +50,11 @@ class SparseAutoencoder(nn.Module):
         self.b_pre = nn.Parameter(torch.zeros(config.d_in))
 
     def encode(self, x_bd: torch.Tensor) -> torch.Tensor:
+        """Latent activations (b, k) of inputs (b, d)."""
         raise NotImplementedError  # every registered subclass overrides it
 
     def decode(self, z_bk: torch.Tensor) -> torch.Tensor:
+        """Reconstructions (b, d) of latents (b, k): ``z @ W_dec + b_pre``."""
         return z_bk @ self.decoder_kd() + self.b_pre
 
     def decoder_kd(self) -> torch.Tensor:
@@ -64,6 +66,7 @@ class SparseAutoencoder(nn.Module):
         raise NotImplementedError
 
     def forward(self, x_bd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(reconstruction (b, d), latents (b, k))`` of inputs (b, d)."""
         z_bk = self.encode(x_bd)
         return self.decode(z_bk), z_bk
 
@@ -100,20 +103,25 @@ class ReLUTiedSAE(SparseAutoencoder):
         self.b_lat = nn.Parameter(torch.zeros(self.d_sae))
 
     def encode(self, x_bd: torch.Tensor) -> torch.Tensor:
+        """``relu((x - b_pre) @ W.T + b_lat)``."""
         return torch.relu((x_bd - self.b_pre) @ self.W.T + self.b_lat)
 
     def decoder_kd(self) -> torch.Tensor:
+        """The (k, d) decoder: the tied weights ``W``."""
         return self.W
 
     def encoder_kd(self) -> torch.Tensor:
+        """The (k, d) encoder: the tied weights ``W``."""
         return self.W
 
     @torch.no_grad()
     def reinit_latents(self, idx: torch.Tensor, dirs_nd: torch.Tensor, enc_scale: float) -> None:
+        """Restart dead latents ``idx`` on directions ``dirs_nd`` scaled by ``enc_scale``."""
         self.W[idx] = dirs_nd.to(self.W) * enc_scale
         self.b_lat[idx] = 0.0
 
     def parameter_groups(self) -> dict[str, list[str]]:
+        """Parameter name -> the dims indexed by latent (for optimiser state resets)."""
         return {"W": ["k"], "b_lat": ["k"]}
 
 
@@ -158,6 +166,7 @@ class TopKSAE(_UntiedSAE):
     """TopK SAE: z = TopK_k(ReLU(W_enc (x - b_pre) + b_enc)), x_hat = W_dec^T z + b_pre."""
 
     def encode(self, x_bd: torch.Tensor) -> torch.Tensor:
+        """The ``k`` largest pre-activations of each input, the others zero."""
         pre_bk = self.pre_acts(x_bd)
         k = min(self.config.k, self.d_sae)
         vals, idx = pre_bk.topk(k, dim=-1)
@@ -182,6 +191,7 @@ class BatchTopKSAE(_UntiedSAE):
         self.register_buffer("threshold_seen", torch.zeros((), dtype=torch.bool))
 
     def encode(self, x_bd: torch.Tensor) -> torch.Tensor:
+        """Training: the ``k x batch`` largest pre-activations of the batch; eval: those above the learned threshold."""
         pre_bk = self.pre_acts(x_bd)
         if not self.training:
             return pre_bk * (pre_bk > self.threshold)

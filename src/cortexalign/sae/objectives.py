@@ -99,6 +99,7 @@ class MetricAccumulator:
 
     @torch.no_grad()
     def update(self, x_bd: torch.Tensor, xhat_bd: torch.Tensor, z_bk: torch.Tensor) -> None:
+        """Add a batch: inputs, reconstructions and latents."""
         x, xhat = x_bd.double(), xhat_bd.double()
         self.n += x.shape[0]
         nz_bk = z_bk != 0
@@ -109,6 +110,7 @@ class MetricAccumulator:
         self.fired_k += nz_bk.sum(0)
 
     def result(self) -> SAEMetrics:
+        """The metrics over every batch added so far."""
         n = max(self.n, 1)
         nmse_sum, err_sum, sq_sum, l0_sum = self.sums_4.tolist()
         # sum ||x - mean||^2 = sum ||x||^2 - n ||mean||^2

@@ -110,6 +110,7 @@ class BrainMapConfig(BaseModel):
     """Where checkpoints, tables and figures go (None: nothing is written)."""
 
     def sae_config(self, d_in: int) -> SAEConfig:
+        """The ``SAEConfig`` of a layer with ``d_in`` features."""
         return SAEConfig.from_dict({**self.sae, "d_in": d_in})
 
 
@@ -142,6 +143,7 @@ class BrainMapResult:
     files: dict[str, Path] = field(default_factory=dict)
 
     def dictionary_table(self) -> pd.DataFrame:
+        """The voxel dictionary as a table: voxel, layer, unit, r, best layer (and p-values when tested)."""
         d = self.dictionary
         t = pd.DataFrame({"voxel": d.voxel_ids, "layer": d.layer_names(), "unit": d.unit_n,
                           "r": d.r_n, "best_layer": [self.match.layers[i] for i in self.best_layer_n]})

@@ -32,8 +32,10 @@ import pandas as pd
 import xarray as xr
 import yaml
 
+from cortexalign.bench import record_statistics
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.neural.fmri import load_nifti_responses, load_nsd, load_voxel_table
+from cortexalign.results import RESULTS_FILE
 from cortexalign.sae.pipeline import (
     BrainMapConfig,
     BrainMapResult,
@@ -45,7 +47,7 @@ from cortexalign.sae.pipeline import (
 __all__ = ["VOXEL_SOURCES", "BrainMapRun", "run_brainmap", "load_brainmap_voxels",
            "load_brainmap_stimuli", "read_labels", "brainmap_scores", "CITATIONS"]
 
-RESULTS_FILE = "results.duckdb"
+
 HDF5_SUFFIXES = (".hdf5", ".h5")
 CITATIONS = [
     "SAE-BrainMap: sparse autoencoders on CLIP ViT-B/16 layers matched to human fMRI voxels "
@@ -228,23 +230,23 @@ def run_brainmap(config: BrainMapConfig | str | Path, out_dir: str | Path, *,
         store.fail_job(key, run_id, f"{type(err).__name__}: {err}")
         store.finish_run(run_id, "failed" if isinstance(err, Exception) else "interrupted")
         raise
+    store.add_notes(run_id, "citation", [("cited by the run", c) for c in CITATIONS])
+    record_statistics(store, run_id)  # the report reads them from the store
     store.finish_run(run_id)
     frame = store.scores_frame(job_key=key)
     files = dict(res.files)
     files["results"] = store_path
-    files.update(_write_report(frame[frame["metric"] == "sae_best_r"], out, cfg.name,
-                               _digest(stored)[:16]))
+    files.update(_write_report(frame[frame["metric"] == "sae_best_r"], out, cfg.name))
     return BrainMapRun(out, key, False, res, frame, files, time.perf_counter() - t0)
 
 
-def _write_report(headline: pd.DataFrame, out: Path, name: str, config_hash: str
-                  ) -> dict[str, Path]:
+def _write_report(headline: pd.DataFrame, out: Path, name: str) -> dict[str, Path]:
     """The layer-wise figure and the HTML report; the scores are already stored, so a report
     that fails is a warning (``cortexalign report DIR`` can write it later), not a lost run."""
     from cortexalign.reports import write_summary
 
     try:
-        return write_summary(headline, out, name, config_hash, CITATIONS)
+        return write_summary(out, headline, name)
     except Exception as err:  # noqa: BLE001 - the analysis itself succeeded
         warnings.warn(f"SAE-BrainMap: the report was not written ({type(err).__name__}: {err}); "
                       f"the scores are in {out / RESULTS_FILE}", RuntimeWarning, stacklevel=3)

@@ -21,10 +21,14 @@ __all__ = ["Predictor", "SegmentationResult", "evaluate_segmentation"]
 
 
 class Predictor(Protocol):
-    def set_image(self, image_hwc: np.ndarray) -> None: ...
+    """What ``evaluate_segmentation`` needs of a promptable segmenter (SAM's ``SamPredictor``)."""
+
+    def set_image(self, image_hwc: np.ndarray) -> None:
+        """Embed an (h, w, 3) uint8 image for the prompts that follow."""
 
     def predict(self, point: np.ndarray | None = None,
-                box: np.ndarray | None = None) -> np.ndarray: ...
+                box: np.ndarray | None = None) -> np.ndarray:
+        """An (h, w) boolean mask for a point (x, y) or a box (x0, y0, x1, y1) prompt."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class SegmentationResult:
 
     @property
     def n_instances(self) -> int:
+        """Number of instances scored."""
         return int(self.ious.size)
 
 

@@ -69,6 +69,7 @@ class HieraTrunk(nn.Module):
         self.channel_list = [int(hiera.blocks[i].dim_out) for i in hiera.stage_ends[::-1]]
 
     def forward(self, x_bchw: torch.Tensor) -> list[torch.Tensor]:
+        """The trunk's intermediate feature maps, one per stage."""
         return self.hiera.forward_intermediates(x_bchw, intermediates_only=True)
 
 

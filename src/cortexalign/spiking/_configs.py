@@ -107,11 +107,13 @@ class HSTConfig:
 
     @property
     def stage_dims(self) -> tuple[int, int, int]:
+        """Channel widths of the three stages (d/4, d/2, d)."""
         d = self.embed_dim
         return (d // 4, d // 2, d)
 
     @property
     def lif(self) -> dict:
+        """The LIF neuron options (surrogate, backend)."""
         return {"surrogate": self.surrogate, "backend": self.backend}
 
 

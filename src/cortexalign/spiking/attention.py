@@ -252,5 +252,6 @@ class ProcessingModule(nn.Module):
         self.lif = MultiStepLIF(**lif)
 
     def forward(self, x_TBCN: torch.Tensor) -> torch.Tensor:
+        """Spikes of the input gated by the clamped processing signal."""
         m = self.gate(x_TBCN).clamp(*self.bounds)
         return self.lif(x_TBCN * m)

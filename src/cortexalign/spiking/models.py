@@ -173,6 +173,7 @@ class SpikingTransformer(nn.Module):
         return self.head(x_TBDN.mean(-1)).mean(0)
 
     def loss_weights(self, n_heads: int) -> list[float]:
+        """Weights of the ``n_heads`` outputs' losses (per family: passes or time-step sub-networks)."""
         cfg = self.config
         if cfg.family == "spiliformer":
             return [cfg.pass1_weight, 1.0 - cfg.pass1_weight]

@@ -283,6 +283,7 @@ class MultiStepLIF(nn.Module):
         return s_T
 
     def extra_repr(self) -> str:
+        """The neuron's parameters in ``repr``."""
         return (f"tau={self.tau}, v_threshold={self.v_threshold}, v_reset={self.v_reset}, "
                 f"surrogate={self.surrogate!r}, backend={self.backend!r}")
 

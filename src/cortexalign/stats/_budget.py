@@ -61,7 +61,9 @@ def check_resamples(n: int, n_stimuli: int, *, parameter: str, k: int = 1,
     nbytes, seconds = resample_cost(n, n_stimuli, k)
     seconds *= max(1, int(n_jobs))
     mem = physical_memory()
-    estimate = (f"{n:,} resamples of {n_stimuli} stimuli: about {nbytes / 1e9:.2f} GB and "
+    estimate = (f"{n:,} resamples of {n_stimuli} stimuli" + (f" against {k} RDMs" if k > 1
+                                                             else "") +
+                f": about {nbytes / 1e9:.2f} GB and "
                 f"{_human(seconds)} of CPU time" + (f" over {n_jobs} jobs" if n_jobs > 1 else ""))
     if n > MAX_RESAMPLES:
         raise InputError(parameter, f"at most {MAX_RESAMPLES:,} resamples (beyond that the "

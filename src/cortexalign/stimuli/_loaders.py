@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cortexalign._npz import npz_array
 from cortexalign.errors import InputError
+from cortexalign.npz import npz_array
 from cortexalign.registry import Registry
 from cortexalign.stimuli._stimulus_set import StimulusSet
 
@@ -29,6 +29,8 @@ def _file_digest(path: Path) -> str:
 
 
 def read_image(path: Path) -> np.ndarray:
+    """An image file as a uint8 array, (h, w, 3) RGB or (h, w) for a greyscale file;
+    ``InputError`` for an unreadable one."""
     from PIL import Image, UnidentifiedImageError
 
     try:

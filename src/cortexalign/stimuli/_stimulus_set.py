@@ -127,6 +127,7 @@ class StimulusSet:
         return iter(self.ids)
 
     def index(self, stimulus_id: str) -> int:
+        """The position of ``stimulus_id`` in the set; ``InputError`` for an unknown id."""
         try:
             return self._positions[stimulus_id]
         except KeyError:
@@ -143,6 +144,7 @@ class StimulusSet:
         return check_image(self.loader(idx), f"image {self.ids[idx]!r} of stimulus set {self.name!r}")
 
     def images(self, indices: Sequence[int] | None = None) -> Iterator[np.ndarray]:
+        """The images (``image(i)``) of ``indices`` (default: every stimulus), one at a time."""
         for i in range(len(self)) if indices is None else indices:
             yield self.image(i)
 

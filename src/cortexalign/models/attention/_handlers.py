@@ -42,10 +42,12 @@ class CallContext:
 
     @property
     def parent_name(self) -> str:
+        """Dotted name of the attention module's parent ('' at the root)."""
         return self.name.rsplit(".", 1)[0] if "." in self.name else ""
 
     @property
     def parent(self) -> torch.nn.Module:
+        """The attention module's parent module."""
         return self.root.get_submodule(self.parent_name)
 
     def grid(self) -> tuple[int, int]:

@@ -63,6 +63,7 @@ class QK:
 
     @property
     def windowed(self) -> bool:
+        """Whether the keys are windowed (several windows, or padded key tokens)."""
         return self.key_tok_wk.shape[0] > 1 or bool((self.key_tok_wk < 0).any())
 
     @property
@@ -71,6 +72,7 @@ class QK:
         return self.num_prefix + self.grid_hw[0] * self.grid_hw[1]
 
     def check(self, batch: int) -> None:
+        """Assert the query/key shapes agree with each other and with ``batch`` x windows."""
         g, h, tq, d = self.q_ghqd.shape
         w = self.key_tok_wk.shape[0]
         assert self.k_ghkd.shape[:2] == (g, h) and self.k_ghkd.shape[3] == d, (

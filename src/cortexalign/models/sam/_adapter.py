@@ -97,6 +97,7 @@ class SamAdapter(ModelAdapter):
 
     @property
     def img_size(self) -> int:
+        """The encoder's input size (pixels, square)."""
         return int(self.preprocess.size[0])
 
     def encode(self, x_bchw: torch.Tensor) -> torch.Tensor:

@@ -110,6 +110,7 @@ class SamFusedAttention(SamAttention):
     maps_capture = False
 
     def forward(self, x_bhwc: torch.Tensor) -> torch.Tensor:
+        """SAM attention with relative positions through fused scaled-dot-product attention."""
         if not self.fused_attn:
             return super().forward(x_bhwc)
         b, gh, gw, _ = x_bhwc.shape

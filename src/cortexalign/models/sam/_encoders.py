@@ -74,9 +74,11 @@ class TinyVitSam(TinyVit):
         self.neck = sam_neck(self.num_features, neck_chans)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The image embedding: patch embedding, stages, neck."""
         return self.neck(self.stages(self.patch_embed(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward_features`` (the image encoder has no head)."""
         return self.forward_features(x)
 
 
@@ -91,6 +93,7 @@ class RepVitSam(RepVit):
         self.neck = sam_neck(neck_chans, neck_chans)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The image embedding from the last two stages' features (fused, then the neck)."""
         x = self.stem(x)
         for stage in self.stages[:-1]:
             x = stage(x)
@@ -101,6 +104,7 @@ class RepVitSam(RepVit):
         return self.neck(self.fuse_stage2(s2_bchw) + up_bchw)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward_features`` (the image encoder has no head)."""
         return self.forward_features(x)
 
 

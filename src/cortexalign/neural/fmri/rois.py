@@ -58,6 +58,7 @@ class RoiSelection:
 
     @property
     def mask(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The (i, j, k) index arrays of the selected voxels, for indexing a volume."""
         return self.ijk_n3[:, 0], self.ijk_n3[:, 1], self.ijk_n3[:, 2]
 
 

@@ -48,6 +48,7 @@ def run_plan(plan, task: Path | None, out: Path, device: str = "auto", progress:
              subset: str | None = None) -> StudyResult:
     """``run`` for an explicit ``_plan.StudyPlan`` (tests use a tiny one)."""
     from cortexalign.align import AlignConfig, BrainTarget, subset_target, train_aligned
+    from cortexalign.results import RESULTS_FILE
     from cortexalign.studies.alignment_training._analysis import (
         lam_rows,
         paired_rows,
@@ -72,7 +73,7 @@ def run_plan(plan, task: Path | None, out: Path, device: str = "auto", progress:
             task_source = str(task) if task is not None else "scikit-learn's digits"
     config_text = json.dumps({"study": "alignment_training", "subset": subset,
                               "plan": repr(plan), "task": task_source}, indent=1)
-    store_rows(out / "results.duckdb", plan, outcomes, lam_rows(outcomes),
+    store_rows(out / RESULTS_FILE, plan, outcomes, lam_rows(outcomes),
                paired_rows(outcomes), config_text)
     files = write_report(out, len(split.heldout), task_source, plan)
     summary = "\n".join(line[2:] for line in files["report"].read_text().splitlines()

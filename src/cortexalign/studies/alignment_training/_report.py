@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cortexalign.results import ResultsStore, ScoreRecord
+from cortexalign.results import RESULTS_FILE, ResultsStore, ScoreRecord
 
 __all__ = ["store_rows", "write_report"]
 
@@ -166,7 +166,7 @@ def _verdict(g, a) -> str:
 def write_report(out: Path, n_heldout: int, task_source: str, plan) -> dict[str, Path]:
     """``report.md`` with the lambda table, the paired tests and a plain verdict, from the
     study's store; the figures beside it."""
-    df = _frame(out / "results.duckdb")
+    df = _frame(out / RESULTS_FILE)
     files = _figures(df, out)
     lam = df[df.kind == "lambda"].sort_values("lam")
     gain = df[df.metric == "paired_alignment_gain"].sort_values("lam")
@@ -207,4 +207,4 @@ def write_report(out: Path, n_heldout: int, task_source: str, plan) -> dict[str,
     tmp = path.with_name("report.md.tmp")
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, path)
-    return {"report": path, **files, "results": out / "results.duckdb"}
+    return {"report": path, **files, "results": out / RESULTS_FILE}

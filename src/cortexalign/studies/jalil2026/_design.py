@@ -87,6 +87,7 @@ class SimSpec:
 
     @property
     def n_experiments(self) -> int:
+        """Number of simulated experiments: every area times every experiment per area."""
         return len(self.areas) * len(self.experiments)
 
 

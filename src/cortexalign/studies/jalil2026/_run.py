@@ -58,12 +58,12 @@ def model_cards(config, data: Path, out: Path, plan: StudyPlan, device: str = "a
     from cortexalign.device import resolve_device
     from cortexalign.models import load_model
     from cortexalign.models.profile import device_string, profile_model
-    from cortexalign.results import ModelCard, ResultsStore
+    from cortexalign.results import RESULTS_FILE, ModelCard, ResultsStore
     from cortexalign.segmentation import evaluate_segmentation, sam_predictor
 
     console = Console(stderr=True, quiet=not progress)
     dev = resolve_device(device)
-    store = ResultsStore(out / "results.duckdb")
+    store = ResultsStore(out / RESULTS_FILE)
     have = store.frame("model_cards")
     done = set(zip(have["model_id"], have["device"], strict=True)) if len(have) else set()
     samples = _segmentation_samples(data, plan.seg_images)
@@ -103,7 +103,7 @@ def run_plan(data: str | Path, out: str | Path, plan: StudyPlan, device: str = "
     """Run the study as ``plan`` says (see the module docstring); ``run`` picks the plan."""
     from cortexalign.bench import load_config, run_experiment
     from cortexalign.reports import write_report
-    from cortexalign.results import ResultsStore
+    from cortexalign.results import RESULTS_FILE, ResultsStore
     from cortexalign.studies.jalil2026._compare import paper_comparisons, planted_recovery
 
     data, out = _check_data(data), Path(out)
@@ -111,7 +111,7 @@ def run_plan(data: str | Path, out: str | Path, plan: StudyPlan, device: str = "
     config = load_config(dict(study_config(data, plan), device=device))
     summary = run_experiment(config, out, progress=progress)
     model_cards(config, data, out, plan, device, progress)
-    frame = ResultsStore(out / "results.duckdb", read_only=True).scores_frame()
+    frame = ResultsStore(out / RESULTS_FILE, read_only=True).scores_frame()
     files = dict(summary.files)
     files["comparisons"] = paper_comparisons(frame, out / "comparisons.md")
     planted = data / "planted.json"

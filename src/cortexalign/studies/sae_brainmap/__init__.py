@@ -14,7 +14,7 @@ dictionary entry is the planted unit and its best layer the planted layer.
 
 Sizes: ``tiny`` (tests), ``cpu`` (minutes on 2 cores), ``full`` (NSD's real sizes: 81 x 104 x 83
 voxels, 10,000 images of 425 px out of 73,000, 40 sessions, 163,842 vertices per hemisphere;
-about 85 GB on disk, and the ViT-B/16 analysis needs a GPU).
+about 100 GB on disk, checked before anything is written; the ViT-B/16 analysis needs a GPU).
 """
 
 from __future__ import annotations
@@ -157,6 +157,12 @@ def simulate(out: str | Path, size: str = "cpu", seed: int = 0, progress: bool =
     if (root / SIM_FILE).is_file():
         raise InputError("out", "a new or empty directory", f"{str(root)!r}, which already holds "
                          "a simulation", "choose another --out or delete it")
+    need = _bytes_needed(sz)
+    free = shutil.disk_usage(_existing_parent(root)).free
+    if need > free:
+        raise InputError("out", f"a disk with {need / 1e9:.1f} GB free for --size {size}",
+                         f"{free / 1e9:.1f} GB free under {str(root)!r}",
+                         "free space, choose another --out, or use --size cpu")
     rng = np.random.default_rng(seed)
     seen = np.sort(rng.choice(sz.n_73k, sz.n_images, replace=False))
     lay.write_stimuli(root, _images(sz.n_73k, sz.side, seed), sz.n_73k, sz.side)
@@ -190,6 +196,20 @@ def simulate(out: str | Path, size: str = "cpu", seed: int = 0, progress: bool =
     (root / PLANT_FILE).write_text(json.dumps(planted, indent=1))
     (root / SIM_FILE).write_text(json.dumps({**sim, "trials": n_t}, indent=1))
     return root
+
+
+def _bytes_needed(sz: SimSize) -> int:
+    """Disk use of a simulation: stimuli, int16 subject-space and float32 fsaverage betas."""
+    from cortexalign.studies.sae_brainmap._nsd_layout import TRIALS
+
+    per_session = int(np.prod(sz.grid)) * TRIALS * 2 + 2 * sz.vertices * TRIALS * 4
+    return sz.n_73k * sz.side ** 2 * 3 + (sz.sessions + 1) * per_session  # + one temporary file
+
+
+def _existing_parent(path: Path) -> Path:
+    while not path.exists():
+        path = path.parent
+    return path
 
 
 def _plant(units: dict, sz: SimSize, roi_voxels: dict, rng) -> list[dict]:
