@@ -188,3 +188,14 @@ def test_gaussian_mi_unchanged_when_samples_suffice():
     a = rng.normal(size=(5000, 1))
     b = 0.6 * a + 0.8 * rng.normal(size=(5000, 1))  # rho = 0.6: MI = -0.5 log(1 - 0.36)
     assert mi_gaussian(a, b) == pytest.approx(-0.5 * np.log(1 - 0.36), abs=0.02)
+
+
+def test_the_ceiling_function_refuses_rdms_without_subjects_unless_told():
+    from cortexalign.stats import rdm_noise_ceiling
+
+    human = load_neural("kriegeskorte92.human_IT")
+    bare = RDMSet(human.rdms, human.stimulus_ids, name="bare")
+    with pytest.raises(InputError, match="by=None"):
+        rdm_noise_ceiling(bare, device="cpu")
+    low, high = rdm_noise_ceiling(bare, by=None, device="cpu")  # the user's word
+    assert 0 < low < high

@@ -68,6 +68,7 @@ class RunLock:
 
     @property
     def path(self) -> Path:
+        """The lock file, ``OUT/.cortexalign.lock``."""
         return Path(self.out) / LOCK_FILE
 
     def acquire(self, run: str = "") -> RunLock:

@@ -57,7 +57,6 @@ from cortexalign.results._second_order import (
 __all__ = ["ResultsStore", "RUN_STATUSES", "EXPORT_FORMATS"]
 
 RUN_STATUSES = ("running", "finished", "failed", "interrupted")
-JOB_STATUSES = ("running", "finished", "failed", "duplicate")
 _FILTERS = ("run_id", "job_key", "model", "model_id", "layer", "target", "metric", "config_hash")
 
 

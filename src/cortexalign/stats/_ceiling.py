@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from cortexalign.device import resolve_device
-from cortexalign.errors import UnknownNameError
+from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.neural import RDMSet
 from cortexalign.rdm import (
     RDM_COMPARISONS,
@@ -107,7 +107,9 @@ def rdm_noise_ceiling(rdms, method: str = "spearman", by: str | None = "subject"
     rdms : ``RDMSet`` or (r, s, s) array of target RDMs.
     method : a key of ``RDM_COMPARISONS``, the comparison the models will be scored with.
     by : descriptor grouping RDMs (``"subject"``: sessions of a subject are left out together).
-        ``None``, or a descriptor the set lacks, makes every RDM its own group.
+        ``None`` (the caller's word that every RDM is one subject) makes every RDM its own group;
+        a descriptor an RDMSet of several RDMs lacks is refused (they may be areas or
+        conditions, whose agreement is not a noise ceiling).
     device : where to compute.
 
     Returns
@@ -118,6 +120,12 @@ def rdm_noise_ceiling(rdms, method: str = "spearman", by: str | None = "subject"
         raise UnknownNameError("RDM comparison", str(method), RDM_COMPARISONS)
     vec = rdm_vectors(rdms, "rdms", resolve_device(device))
     if isinstance(rdms, RDMSet) and by is not None:
+        if by not in rdms.descriptors and rdms.n_rdms > 1:
+            raise InputError("by", f"a descriptor of the {rdms.n_rdms} RDMs of {rdms.name!r} "
+                             f"naming their {by}s", f"{by!r}; the set has "
+                             f"{sorted(rdms.descriptors) or 'no descriptors'}",
+                             f"give the RDMSet descriptors={{'{by}': [...]}}, or pass by=None "
+                             "if each RDM really is one subject")
         groups = rdms.groups(by)
     else:
         groups = np.arange(vec.shape[0])
