@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from cortexalign.cli._app import app, console, err_console, fail
-from cortexalign.cli._table import FORMATS, Column, interval_text, render
+from cortexalign.cli._table import FORMATS, Column, ceiling_cells, interval_text, render
 
 #: The columns of ``cortexalign results --format csv | json | markdown``: every one, in full.
 SCORE_COLUMNS = (
@@ -57,7 +57,8 @@ def results(
         "(target, rsa entry) and layer rule, P(one model ranks above another) under paired "
         "resampling of stimuli (and subjects), pairs separated after FDR, rank intervals, the "
         "number of models told apart. Reads the run's feature cache; stores the result for the "
-        "report.")] = False,
+        "report. Run it from the directory the run was started in: relative paths in the "
+        "stored config resolve from there.")] = False,
     n_bootstrap: Annotated[int, typer.Option(help="Resamples for --discriminability.")] = 200,
     alpha: Annotated[float, typer.Option(help="FDR level for --discriminability.")] = 0.05,
     rule: Annotated[list[str] | None, typer.Option(help="Layer rule(s) for --discriminability: "
@@ -65,9 +66,9 @@ def results(
 ) -> None:
     """Show (or export) the scores stored in a results directory.
 
-    Missing values print as '-', except a missing ceiling, which says why ("no ceiling (one
-    RDM)"); a published ceiling says "published". 'normalized' is the score as a fraction of
-    the lower bound of the ceiling, as in the report.
+    Missing values print as '-'; a note under the table says why a target has no ceiling ("no
+    ceiling (one RDM)"), and which ceilings (marked *) are published ones. 'normalized' is the
+    score as a fraction of the lower bound of the ceiling, as in the report.
     """
     if discriminability:
         from cortexalign.cli._second_order import show_discriminability
@@ -108,15 +109,15 @@ def results(
     if frame.empty:
         err_console.print(f"no rows in {out} match", markup=False, highlight=False)
         return
-    rows = frame.to_dict("records")
+    rows, notes = frame.to_dict("records"), []
     if fmt == "table" and not partitions:  # intervals as one column each
         from cortexalign.reports import ceiling_text
 
         for r in rows:
             r["ci"] = interval_text(r["ci_low"], r["ci_high"])
-            r["ceiling"] = ceiling_text(r, interval_text(r["ceiling_low"], r["ceiling_high"]))
+        notes = ceiling_cells(rows, ceiling_text)
         columns = SCORE_TABLE_COLUMNS
-    render(console, columns, rows, fmt)
+    render(console, columns, rows, fmt, notes=notes)
 
 
 @app.command()
