@@ -20,6 +20,7 @@ import yaml
 
 from cortexalign.bench._run import run_experiment
 from cortexalign.bench._status import INTERRUPTED, run_status
+from cortexalign.reports import write_run_outputs
 from cortexalign.results import ResultsStore
 
 CONFIG = {
@@ -84,7 +85,9 @@ def reference(tmp_path_factory):
 def _run_killed(cfg_path, out, setup):
     script = "import os, signal\ndone = []\nhook = None\n" + textwrap.dedent(setup) + (
         "from cortexalign.bench._run import run_experiment\n"
-        f"run_experiment({str(cfg_path)!r}, {str(out)!r}, progress=False, on_job_done=hook)\n")
+        "from cortexalign.reports import write_run_outputs\n"
+        f"run_experiment({str(cfg_path)!r}, {str(out)!r}, progress=False, on_job_done=hook,"
+        " outputs=write_run_outputs)\n")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=600)
     return proc.returncode, proc.stderr
@@ -114,7 +117,7 @@ def test_sigkill_then_resume_equals_uninterrupted(reference, tmp_path, point):
     if point == "during_report":
         assert not (out / "report.html").exists() and run.status == "running"
 
-    summary = run_experiment(cfg, out, progress=False)
+    summary = run_experiment(cfg, out, progress=False, outputs=write_run_outputs)
     assert summary.n_skipped == kept and summary.n_done == 6 - kept and summary.ok
     got = _table(out)
     assert got[["layer", "target"]].equals(ref[["layer", "target"]])

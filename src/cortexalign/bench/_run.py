@@ -64,9 +64,9 @@ __all__ = ["run_experiment", "RunSummary"]
 def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *,
                    progress: bool = True, allow_config_change: bool = False,
                    console: Console | None = None,
-                   on_job_done: Callable[[ScoreJob], None] | None = None) -> RunSummary:
-    """Run every job of ``config`` into ``out_dir/results.duckdb`` (the report is written from
-    it afterwards: ``reports.write_summary(out_dir)``).
+                   on_job_done: Callable[[ScoreJob], None] | None = None,
+                   outputs: Callable[[RunSummary], dict[str, Path]] | None = None) -> RunSummary:
+    """Run every job of ``config`` into ``out_dir/results.duckdb``.
 
     Parameters
     ----------
@@ -74,6 +74,10 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
     out_dir : the results directory (created). If it already holds results of a *different*
         config the run stops, unless ``allow_config_change`` (then only new jobs run).
     progress : show rich progress bars.
+    outputs : writes the run's files from the store (``reports.write_run_outputs``: figure,
+        best-layer table, report), called with the directory's lock held and before the run is
+        marked ``finished``: a run killed while they are written reads interrupted, and a rerun
+        writes them. The command line passes it; None writes none (the store alone).
     """
     t0 = time.perf_counter()
     console = console or Console(stderr=True, quiet=not progress)
@@ -103,7 +107,7 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
                           "which ended without releasing it")
         summary = _run_locked(cfg, out, store_path, config_hash, stimuli, targets, device,
                               widths, progress=progress, allow_config_change=allow_config_change,
-                              console=console, on_job_done=on_job_done)
+                              console=console, on_job_done=on_job_done, outputs=outputs)
     summary.seconds = time.perf_counter() - t0
     return summary
 
@@ -124,10 +128,11 @@ def _print_resample_estimate(config: ExperimentConfig, n_stimuli: int, console: 
 def _run_locked(cfg: ExperimentConfig, out: Path, store_path: Path, config_hash: str,
                 stimuli: StimulusSet, targets: dict, device, widths, *, progress: bool,
                 allow_config_change: bool, console: Console,
-                on_job_done: Callable[[ScoreJob], None] | None) -> RunSummary:
-    """Steps 2-4 of ``run_experiment`` with the output directory's lock held: jobs, then the
-    stored notes and statistics; the run is ``finished`` only once they are written (the report
-    is written from the store afterwards)."""
+                on_job_done: Callable[[ScoreJob], None] | None,
+                outputs: Callable[[RunSummary], dict[str, Path]] | None = None) -> RunSummary:
+    """Steps 2-4 of ``run_experiment`` with the output directory's lock held: jobs, the stored
+    notes and statistics, then ``outputs`` (the report and CSVs, from the store); the run is
+    ``finished`` only once they are written."""
     if store_path.exists() and not allow_config_change:
         hashes = set(ResultsStore(store_path, read_only=True).frame("runs")["config_hash"])
         if hashes and hashes != {config_hash}:
@@ -157,6 +162,9 @@ def _run_locked(cfg: ExperimentConfig, out: Path, store_path: Path, config_hash:
         # the run ends at the store: what the report shows beyond the scores is stored too
         store.add_notes(run_id, "citation", _citations(cfg))
         record_statistics(store, run_id)
+        summary.files["results"] = store_path
+        if outputs is not None:  # part of the run: 'finished' only once they exist
+            summary.files.update(outputs(summary))
     except KeyboardInterrupt:
         store.finish_run(run_id, "interrupted")
         raise
@@ -164,7 +172,6 @@ def _run_locked(cfg: ExperimentConfig, out: Path, store_path: Path, config_hash:
         store.finish_run(run_id, "failed")
         raise
     store.finish_run(run_id, "finished" if summary.ok else "failed")
-    summary.files["results"] = store_path  # the command line writes the report from the store
     return summary
 
 
