@@ -10,7 +10,7 @@ Sizes (simulated data with the shapes of the real sets; there is no peer library
   1,000 stimulus permutations, 200 stimulus + subject resamples. Split into the brain matrix and
   ceiling, the permutation test and the bootstrap.
 - ``discriminability``: ``bootstrap_model_scores`` of 10 models x 8 layers against 4 subject
-  RDMs over 118 stimuli, 1,000 paired resamples, both layer rules (``cv`` with 5 folds
+  RDMs over 118 stimuli, 200 paired resamples, both layer rules (``cv`` with 5 folds
   evaluates 11 weightings per resample).
 
 Times are wall clock on this machine, one process, after one warm-up call at small size.
@@ -54,7 +54,7 @@ def patterns(n_regions: int, n_subjects: int, n_stimuli: int = 118) -> dict[str,
 
 
 def discriminability(n_models: int = 10, n_layers: int = 8, n_stimuli: int = 118,
-                     n_bootstrap: int = 1000) -> dict[str, float]:
+                     n_bootstrap: int = 200) -> dict[str, float]:
     rng = np.random.default_rng(2)
     z = rng.standard_normal((n_stimuli, 10))
     rdms = np.stack([1 - np.corrcoef(z @ rng.standard_normal((10, 40))
@@ -79,7 +79,7 @@ def main() -> None:
         print(f"patterns, {r} regions x {args.subjects} subjects, 118 stimuli, 8 layers: "
               + ", ".join(f"{k} {v:.2f} s" for k, v in res.items()), flush=True)
     results["discriminability"] = res = discriminability()
-    print("discriminability, 10 models x 8 layers, 4 subjects, 118 stimuli, 1,000 resamples: "
+    print("discriminability, 10 models x 8 layers, 4 subjects, 118 stimuli, 200 resamples: "
           + ", ".join(f"{k} {v:.2f} s" for k, v in res.items()), flush=True)
     if args.json:
         with open(args.json, "w") as f:

@@ -201,7 +201,8 @@ def test_compare_layers_reports_both_models_problems_at_once(tmp_path):
 
 # 4. start-up ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("argv", [["--help"], ["models"], ["run", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["models"], ["run", "--help"],
+                                  ["quickstart", "--show-config"]])
 def test_startup_commands_do_not_import_torch(argv):
     res = _python(f"""
         import sys
@@ -412,3 +413,21 @@ def test_study_command_line_problems_come_together(tmp_path):
     for fragment in ("subset of study 'alignment_training'", "--data", "--out", "--device"):
         assert fragment in text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_run_without_cached_hub_weights_fails_before_writing_in_config_spelling(tmp_path,
+                                                                              monkeypatch):
+    import cortexalign.models._hub as hub
+
+    monkeypatch.setattr(hub, "hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(hub, "cached_hub_file", lambda repo: None)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("stimuli: {source: kriegeskorte92}\n"
+                   "models: [{name: 'timm:resnet10t', layers: [layer1]}]\n"
+                   "neural: [{source: kriegeskorte92.human_IT}]\nmetrics: [{name: rsa}]\n")
+    res = runner.invoke(app, ["run", str(cfg), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2, res.output
+    text = " ".join(res.output.split())
+    assert "models[0] (timm:resnet10t)" in text and "untrained: true" in text
+    assert "weights: PATH" in text and "weights=PATH" not in text
+    assert not (tmp_path / "out").exists()

@@ -43,7 +43,7 @@ def finished_run(tmp_path_factory):
         "neural": [{"source": str(root / "regions.npz"), "label": "regions"},
                    {"source": str(root / "regions.npz"), "label": "areas",
                     "split_by": ["area"]}],
-        "metrics": [{"name": "rsa"}],
+        "metrics": [{"name": "rsa"}, {"name": "rsa", "options": {"rdm_method": "euclidean"}}],
         "patterns": [{"target": "regions", "region_by": ["area"], "n_permutations": 19,
                       "n_bootstrap": 10}],
         "discriminability": {"rules": ["best", "cv"], "n_bootstrap": 20, "n_folds": 3},
@@ -63,9 +63,10 @@ def test_config_run_stores_patterns_and_discriminability(finished_run):
     assert set(pats["model"]) == {"gabor grid", "gabor mean"} and len(pats) == 8
     assert pats["p_value"].between(0.05, 1).all()  # 1 / 20 is the smallest possible
     summ = rows[rows["kind"] == "summary"]
-    assert set(zip(summ["target"], summ["rule"], strict=True)) == {
-        (t, r) for t in ("regions", "areas/VISp", "areas/VISl", "areas/VISal", "areas/VISam")
-        for r in ("best", "cv")}
+    assert set(zip(summ["target"], summ["metric"], summ["rule"], strict=True)) == {
+        (t, f"rsa:{m}:spearman", r)
+        for t in ("regions", "areas/VISp", "areas/VISl", "areas/VISal", "areas/VISam")
+        for m in ("correlation", "euclidean") for r in ("best", "cv")}
     html = (out / "report.html").read_text()
     assert "Alignment patterns across regions" in html and "layer rule: cv" in html
 
@@ -75,7 +76,7 @@ def test_results_discriminability_command(finished_run):
     res = CliRunner().invoke(app, ["results", str(out), "--discriminability", "--n-bootstrap",
                                    "15", "--rule", "best", "--target", "areas/VISl"])
     assert res.exit_code == 0, res.output
-    assert "areas/VISl | rsa:spearman | layer rule: best" in res.output
+    assert "areas/VISl | rsa:correlation:spearman | layer rule: best" in res.output
     assert "models told apart" in res.output and "regions |" not in res.output
     rows = ResultsStore(out / "results.duckdb", read_only=True).second_order_frame(
         analysis="discriminability", kind="summary")

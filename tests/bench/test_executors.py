@@ -136,7 +136,17 @@ def _scores(out: Path):
     return f.sort_values(["layer", "metric", "value"])[["layer", "value", "ci_low", "ci_high"]]
 
 
+def _unbuildable(name, **kwargs):
+    """A model whose architecture cannot be built ahead on the meta device: its layers are then
+    checked where it runs, and a bad one fails its own jobs (the run's validation pass checks
+    them first otherwise, tests/test_cli_first_hour.py)."""
+    raise NotImplementedError("no meta-device build")
+
+
 def test_event_path_gives_the_local_table_and_records_the_bad_layer(tmp_path, monkeypatch):
+    import cortexalign.models
+
+    monkeypatch.setattr(cortexalign.models, "load_architecture", _unbuildable)
     cfg = load_config(SMALL)
     local = run_experiment(cfg, tmp_path / "local", progress=False)
     monkeypatch.setitem(ex.EXECUTORS, "local", _EventsInProcess)
@@ -172,7 +182,8 @@ def test_probe_fails_on_a_refused_port_and_on_a_silent_listener():
 
 
 def test_a_dead_ray_address_stops_the_run_before_anything_is_written(tmp_path):
-    cfg = load_config(dict(SMALL, executor="ray",
+    models = [dict(SMALL["models"][0], layers=["simple", "complex"])]
+    cfg = load_config(dict(SMALL, models=models, executor="ray",
                            ray={"address": f"127.0.0.1:{_closed_port()}", "timeout_s": 2}))
     with pytest.raises(InputError, match="ray.address"):
         run_experiment(cfg, tmp_path / "out", progress=False)

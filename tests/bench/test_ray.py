@@ -60,7 +60,13 @@ def _table(out):
 
 
 @pytest.mark.slow
-def test_ray_and_local_give_identical_tables_and_share_resume(local_ray, tmp_path):
+def test_ray_and_local_give_identical_tables_and_share_resume(local_ray, tmp_path, monkeypatch):
+    import cortexalign.models
+
+    def unbuildable(name, **kwargs):  # layers checked on the workers: the bad one fails there
+        raise NotImplementedError("no meta-device build")
+
+    monkeypatch.setattr(cortexalign.models, "load_architecture", unbuildable)
     local_cfg = load_config(SMALL)
     ray_cfg = load_config(dict(SMALL, executor="ray", ray={"num_workers": 2}))
     local = run_experiment(local_cfg, tmp_path / "local", progress=False)

@@ -108,6 +108,15 @@ class NeuralSelect(_Strict):
     depth: tuple[float, float] | None = Field(None, description="(min, max) imaging depth, um.")
     min_reliability: float | None = Field(None, description="Keep neuroids whose split-half "
                                           "(Spearman-Brown) reliability is at least this.")
+    cluster_centres: int | None = Field(None, description="The seed paper's selection, after "
+                                        "the criteria above: this many neurons, half excitatory "
+                                        "and half inhibitory, each nearest a k-means centre of "
+                                        "an embedding of the response profiles "
+                                        "(cortexalign.neural.select_cluster_centres).")
+    embedding: Literal["umap", "pca"] | None = Field(None, description="The embedding of "
+                                                     "cluster_centres: umap (default, the "
+                                                     "paper's; pip install umap-learn) or pca "
+                                                     "(no extra package).")
 
 
 class PublishedCeiling(_Strict):
@@ -281,6 +290,10 @@ class ExperimentConfig(_Strict):
         for m in dump["models"]:  # an entry without preprocess hashes as before the key existed
             if not m.get("preprocess"):
                 m.pop("preprocess", None)
+        for n in dump["neural"]:  # so does a select without the cluster-centre selection
+            for key in ("cluster_centres", "embedding"):
+                if (n.get("select") or {}).get(key, 0) is None:
+                    n["select"].pop(key)
         blob = json.dumps(dump, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -38,9 +38,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cortexalign.bench._config import ExperimentConfig, ModelSpec
 from cortexalign.errors import CortexAlignError, InputError
+from cortexalign.results import BatchedWrites
 
 __all__ = ["RunSummary", "RunContext", "Executor", "LocalExecutor", "EXECUTORS", "make_executor",
-           "StoreProxy", "EventWriter", "model_events", "STORE_WRITES"]
+           "StoreProxy", "EventWriter", "model_events", "STORE_WRITES", "after_commit"]
 
 #: Store methods a worker may call; each becomes a ``("store", ...)`` event for the driver.
 STORE_WRITES = ("start_job", "record_job", "fail_job", "put_model_card", "add_notes")
@@ -118,6 +119,16 @@ def failure_message(err: BaseException) -> str:
     if not isinstance(err, CortexAlignError):
         msg += "\n" + "".join(traceback.format_exception(err, limit=3))[-2000:]
     return msg
+
+
+def after_commit(store: Any, report: Callable[[], None]) -> None:
+    """Call ``report`` (a job is done: progress, hooks) once ``store`` holds every write made so
+    far: when a ``results.BatchedWrites`` commits its batch, at once for a store that commits
+    each write itself (``ResultsStore``) or forwards it (``StoreProxy``: the driver reports)."""
+    if isinstance(store, BatchedWrites):
+        store.when_committed(report)
+    else:
+        report()
 
 
 def record_failure(store, run_id: str, summary, job_key: str, label: str, msg: str) -> None:
@@ -262,10 +273,7 @@ class EventWriter:
         if kind == "store":
             self._write(*event[1:])
         elif kind == "done":
-            if self.advance is not None:
-                self.advance()
-            if self.ctx.on_job_done is not None:
-                self.ctx.on_job_done(event[1])
+            after_commit(self.ctx.store, lambda job=event[1]: self._report(job))
         elif kind == "end":
             counts, s = event[1], self.ctx.summary
             s.n_jobs += counts["n_jobs"]
@@ -275,6 +283,12 @@ class EventWriter:
             s.job_keys.update(counts["job_keys"])
         else:
             raise AssertionError(f"unknown event {kind!r} from the work of {self.spec.display}")
+
+    def _report(self, job: Any) -> None:
+        if self.advance is not None:
+            self.advance()
+        if self.ctx.on_job_done is not None:
+            self.ctx.on_job_done(job)
 
     def _write(self, method: str, args: tuple, kwargs: dict) -> None:
         ctx = self.ctx

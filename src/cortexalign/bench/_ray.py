@@ -180,7 +180,7 @@ class RayExecutor:
                     writer.apply(ray.get(next(gen)))
                 except StopIteration:
                     del live[gen]
-                    done = bar.tasks[bars[gen]].completed
+                    done = next(t.completed for t in bar.tasks if t.id == bars[gen])
                     bar.update(bars.pop(gen), total=done, completed=done)
                 except (ray.exceptions.RayError, OSError) as err:
                     writer.lost(getattr(err, "cause", None) or err)

@@ -8,7 +8,10 @@ Order of work
    otherwise load it once, extract the needed layers once (content-addressed cache), and run
    every (layer x target x metric) job on those features.
 3. Each job's rows are written in one transaction; a failing job is recorded with its error and
-   the others go on. A killed run loses at most the job in flight.
+   the others go on. The run holds one store connection and commits the writes of fast jobs in
+   batches (``results.BatchedWrites``); a job is reported finished (progress, ``on_job_done``)
+   only once committed, so a killed run loses only jobs it never reported: those in flight or
+   in the last uncommitted batch (at most ``max_delay_s`` = 1 s of work, or 1,000 jobs).
 4. The run ends at the store: a model that did not load and the references the run relies on
    are stored notes, the FDR q-values and paired tests are computed once (``_stats``) and
    stored. The command line then writes the report from the store (``reports.write_summary``),
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console
@@ -28,6 +32,7 @@ from cortexalign.bench._config import ExperimentConfig, load_config
 from cortexalign.bench._executors import (
     RunContext,
     RunSummary,
+    after_commit,
     failure_message,
     make_executor,
     record_failure,
@@ -55,7 +60,7 @@ from cortexalign.fetch.sources import fetch_config_sources
 from cortexalign.metrics import METRICS
 from cortexalign.models import load_model
 from cortexalign.neural import NEURAL
-from cortexalign.results import RESULTS_FILE, ResultsStore
+from cortexalign.results import RESULTS_FILE, BatchedWrites, ResultsStore
 from cortexalign.stimuli import BUNDLED, StimulusSet
 
 __all__ = ["run_experiment", "RunSummary"]
@@ -146,9 +151,22 @@ def _run_locked(cfg: ExperimentConfig, out: Path, store_path: Path, config_hash:
     out.mkdir(parents=True, exist_ok=True)
     cache = FeatureCache(Path(cfg.cache_dir) if cfg.cache_dir else out / "cache")
     summary = RunSummary(run_id="", out_dir=out, config_name=cfg.name)
-    store = ResultsStore(store_path)
-    run_id = store.start_run(cfg.to_yaml(), config_hash)
-    summary.run_id = run_id
+    results = ResultsStore(store_path)
+    summary.run_id = results.start_run(cfg.to_yaml(), config_hash)
+    # one connection for the run; job writes committed in batches, and a job reported finished
+    # (progress, on_job_done) only once committed (results._batch)
+    with results.batched() as store:
+        return _run_jobs(cfg, store, stimuli, targets, cache, device, widths, executor, summary,
+                         progress=progress, console=console, on_job_done=on_job_done)
+
+
+def _run_jobs(cfg: ExperimentConfig, store: BatchedWrites, stimuli: StimulusSet, targets: dict,
+              cache: FeatureCache, device, widths, executor, summary: RunSummary, *,
+              progress: bool, console: Console,
+              on_job_done: Callable[[ScoreJob], None] | None) -> RunSummary:
+    """Every job of a started run, its notes and statistics, written through ``store``; the run
+    is closed ``finished``/``failed``/``interrupted``."""
+    run_id = summary.run_id
     finished = set(store.finished_jobs())
     ctx = RunContext(cfg, stimuli, targets, cache, store, run_id, finished, device, summary,
                      progress, console, on_job_done)
@@ -244,9 +262,17 @@ def _run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, devi
         store.start_job(job.key, run_id)  # a crash leaves it 'running' (cortexalign status)
         _run_job(cfg, job, adapter, values[job.layer], targets, store, run_id, summary,
                  stimuli=stimuli)
-        bar.advance(task)
-        if on_job_done is not None:
-            on_job_done(job)
+        after_commit(store, partial(_report_done, bar, task, on_job_done, job))
+    if isinstance(store, BatchedWrites):  # the model's last batch: report it now
+        store.flush()
+
+
+def _report_done(bar, task, on_job_done: Callable[[ScoreJob], None] | None,
+                 job: ScoreJob) -> None:
+    """A job's writes are in the store: advance the progress bar and call the hook."""
+    bar.advance(task)
+    if on_job_done is not None:
+        on_job_done(job)
 
 
 def _pooled_bytes(adapter, stimuli: StimulusSet, layers: list[str], pooling: str) -> int:

@@ -256,8 +256,8 @@ def score_job(job, adapter, values: np.ndarray | CachedLayer, groups: list[Targe
         pads = getattr(adapter.preprocess, "resize", "") == "longest_side_pad"
         opts.update(stimuli=stimuli, pad_square=pads)
     own_p = _takes(name, "n_permutations")
-    if n_permutations and own_p:
-        opts["n_permutations"] = n_permutations
+    if n_permutations and own_p:  # a metric's own n_permutations option wins (cheaper nulls)
+        opts.setdefault("n_permutations", n_permutations)
     records = []
     for target in groups:
         started = time.time()

@@ -77,7 +77,8 @@ def _features(cfg: ExperimentConfig, labels: list[str] | None, stimuli, cache, d
 
 
 def _metric_label(options: dict) -> str:
-    return f"rsa:{options.get('compare', 'spearman')}"
+    """``rsa:<rdm_method>:<compare>``: two RSA entries of a config differ in one of them."""
+    return f"rsa:{options.get('rdm_method', 'correlation')}:{options.get('compare', 'spearman')}"
 
 
 def _rsa_options(options: dict) -> dict:
@@ -151,7 +152,8 @@ def _run_patterns(ctx: RunContext, spec: PatternSpec, all_models: dict[str, dict
             seed=ctx.config.seed, subject_by=spec.subject_by, region_by=spec.region_by,
             min_neuroids=spec.min_neuroids)
         rows += pattern_records(res, model=label, target=spec.target,
-                                metric=f"rsa:{spec.compare}", with_brain=k == 0)
+                                metric=f"rsa:{spec.rdm_method}:{spec.compare}",
+                                with_brain=k == 0)
     return rows
 
 

@@ -18,7 +18,13 @@ import xarray as xr
 
 from cortexalign.bench._config import NeuralSpec
 from cortexalign.errors import InputError
-from cortexalign.neural import RDMSet, align_ids, load_neural, select_neuroids
+from cortexalign.neural import (
+    RDMSet,
+    align_ids,
+    load_neural,
+    select_cluster_centres,
+    select_neuroids,
+)
 from cortexalign.neural.allen import AREAS, cre_gene
 from cortexalign.stimuli import StimulusSet
 
@@ -120,7 +126,12 @@ def load_targets(spec: NeuralSpec, stimuli: StimulusSet) -> list[Target]:
     row = {s: i for i, s in enumerate(neural_ids)}
     data = data.isel(stimulus=[row[s] for s in stimuli.ids])  # in the stimulus set's order
     if spec.select is not None:
-        data = select_neuroids(data, **spec.select.model_dump(exclude_none=True))
+        criteria = spec.select.model_dump(exclude_none=True, exclude={"cluster_centres",
+                                                                      "embedding"})
+        data = select_neuroids(data, **criteria)
+        if spec.select.cluster_centres is not None:
+            data = select_cluster_centres(data, spec.select.cluster_centres,
+                                          embedding=spec.select.embedding or "umap")
     targets = split_targets(data, list(spec.split_by), spec.display, spec.min_neuroids)
     return [dataclasses.replace(t, ceiling=_ceiling(spec)) for t in targets]
 

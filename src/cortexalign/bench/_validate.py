@@ -32,7 +32,7 @@ def check_model_entry(spec, problems: Problems, where: str) -> None:
     appended). The layers are checked on the architecture alone (``load_architecture``)."""
     from cortexalign.features import POOLINGS
     from cortexalign.fetch import is_weights_entry, weights_file
-    from cortexalign.models import MODELS, load_architecture
+    from cortexalign.models import MODELS, load_architecture, timm_hub_overlay
 
     if _try(problems, f"{where}.name", lambda: MODELS.resolve(spec.name)) is None:
         return
@@ -51,6 +51,9 @@ def check_model_entry(spec, problems: Problems, where: str) -> None:
         return
     if arch is None:
         return
+    if spec.name.startswith("timm:") and spec.weights is None and not spec.untrained and \
+            spec.pretrained is not False:  # hub weights: cached or reachable, or fail at once
+        _try(problems, where, lambda: timm_hub_overlay(spec.name.split(":", 1)[1]))
     if spec.features == "activations" and spec.layers != "all":
         for layer in spec.layers:
             _try(problems, f"{where}.layers", lambda layer=layer: arch.check_layers([layer]))

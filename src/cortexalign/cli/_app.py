@@ -15,7 +15,7 @@ from rich.console import Console
 from typer.core import TyperCommand, TyperGroup
 
 __all__ = ["app", "console", "err_console", "fail", "parse_kwargs", "FlagCommand", "FlagGroup",
-           "FlagTyper", "CLI_SPELLING"]
+           "FlagTyper", "CLI_SPELLING", "CONFIG_SPELLING"]
 
 
 def _blank_flag_metavars(params: list[Any]) -> list[Any]:
@@ -83,6 +83,9 @@ err_console = Console(stderr=True)
 #: The Python spellings of the model-loading fixes, as the command line spells them.
 CLI_SPELLING = {"weights=PATH": "--weights PATH", "untrained=True": "--untrained",
                 "pretrained=True": "(the default weights)"}
+#: The same fixes as a config file spells them (the model's entry in ``models``).
+CONFIG_SPELLING = {"weights=PATH": "weights: PATH in the model's entry",
+                   "untrained=True": "untrained: true"}
 
 
 def fail(err: Exception, spelling: dict[str, str] | None = None) -> NoReturn:
@@ -94,7 +97,9 @@ def fail(err: Exception, spelling: dict[str, str] | None = None) -> NoReturn:
     message = str(err)
     for api, cli in (spelling or {}).items():
         message = message.replace(api, cli)
-    err_console.print(f"error: {message}", style="red", highlight=False, markup=False)
+    # soft_wrap: one line per message line (a terminal wraps it; a pipe keeps paths whole)
+    err_console.print(f"error: {message}", style="red", highlight=False, markup=False,
+                      soft_wrap=True)
     raise typer.Exit(2)
 
 

@@ -25,13 +25,14 @@ def show_discriminability(console: Console, out: Path, *, n_bootstrap: int, alph
             continue
         head = f"{r.target} | {r.metric} | layer rule: {r.rule}"
         if r.result is None:
-            console.print(f"{head}: skipped ({r.skipped})", markup=False, highlight=False)
+            console.print(f"{head}: skipped ({r.skipped})", markup=False, highlight=False,
+                          soft_wrap=True)
             continue
         samples, d = r.result
         console.print(f"[bold]{head}[/]: {d.n_distinguishable} of {len(d.names)} models told "
                       f"apart; {d.fraction_separated:.0%} of pairs separated at FDR "
                       f"{d.alpha:g} ({d.n_bootstrap} resamples of stimuli"
-                      f"{' and subjects' if samples.subjects_resampled else ''})")
+                      f"{' and subjects' if samples.subjects_resampled else ''})", soft_wrap=True)
         table = Table("model", "layer(s)", "score", "rank", f"rank {d.ci_level:.0%} interval",
                       "P(above next)")
         order = sorted(range(len(d.names)), key=lambda j: d.rank_m[j])
@@ -44,4 +45,4 @@ def show_discriminability(console: Console, out: Path, *, n_bootstrap: int, alph
                           f"{d.rank_low_m[j]:g}-{d.rank_high_m[j]:g}", p_next)
         console.print(table)
     console.print(f"stored in {out} (table second_order; `cortexalign report {out}` shows it); "
-                  f"{time.perf_counter() - t0:.1f} s", markup=False, highlight=False)
+                  f"{time.perf_counter() - t0:.1f} s", markup=False, highlight=False, soft_wrap=True)

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from cortexalign.cli._app import FlagGroup, FlagTyper, app, console, fail
+from cortexalign.cli._app import CONFIG_SPELLING, FlagGroup, FlagTyper, app, console, fail
 from cortexalign.cli._table import FORMATS, Column, render
 
 config_app = FlagTyper(
@@ -70,7 +70,7 @@ def check(
                                                                   highlight=False))
         stimuli, targets = validate_request(cfg, str(file))
     except CortexAlignError as err:
-        fail(err)
+        fail(err, CONFIG_SPELLING)
     n_targets = sum(len(groups) for groups in targets.values())
     console.print(f"{file}: valid ({len(cfg.models)} models, {len(stimuli)} stimuli, "
                   f"{n_targets} neural targets, {len(cfg.metrics)} metrics); nothing was run.",

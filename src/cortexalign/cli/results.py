@@ -57,7 +57,8 @@ def results(
         "(target, rsa entry) and layer rule, P(one model ranks above another) under paired "
         "resampling of stimuli (and subjects), pairs separated after FDR, rank intervals, the "
         "number of models told apart. Reads the run's feature cache; stores the result for the "
-        "report.")] = False,
+        "report. Run it from the directory the run was started in: relative paths in the "
+        "stored config resolve from there.")] = False,
     n_bootstrap: Annotated[int, typer.Option(help="Resamples for --discriminability.")] = 200,
     alpha: Annotated[float, typer.Option(help="FDR level for --discriminability.")] = 0.05,
     rule: Annotated[list[str] | None, typer.Option(help="Layer rule(s) for --discriminability: "

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cortexalign.cli._app import app, console, err_console, fail
+from cortexalign.cli._app import CONFIG_SPELLING, app, console, err_console, fail
 from cortexalign.cli._table import Column, interval_text, render
 
 #: The quickstart's closing table (long model names get codes and a legend on narrow terminals).
@@ -58,7 +58,7 @@ def run(
         summary = run_experiment(config, out, progress=not quiet, allow_config_change=update,
                                  outputs=_outputs)
     except CortexAlignError as err:
-        fail(err)
+        fail(err, CONFIG_SPELLING)
     _print_run(summary)
     if not summary.ok:
         raise typer.Exit(1)
@@ -79,13 +79,15 @@ def quickstart(
     EfficientNet-Lite0 (ImageNet weights), the same network untrained and a Gabor V1 model,
     scored by RSA with leave-one-subject-out noise ceilings and bootstrap intervals.
     """
-    from cortexalign.bench import quickstart_config_path, run_experiment
-    from cortexalign.errors import CortexAlignError
+    from importlib import resources
 
-    path = quickstart_config_path()
+    # the file bench.quickstart_config_path() names, found without importing bench (torch)
+    path = Path(str(resources.files("cortexalign").joinpath("configs", "quickstart.yaml")))
     if show_config:
         typer.echo(path.read_text(), nl=False)  # verbatim: rich would wrap it at 80 columns
         return
+    from cortexalign.bench import run_experiment
+    from cortexalign.errors import CortexAlignError
     try:
         summary = run_experiment(path, out, progress=not quiet, outputs=_outputs)
     except CortexAlignError as err:

@@ -20,6 +20,7 @@ from cortexalign.models._base import ModelAdapter, default_layer_paths
 from cortexalign.models._efficientnet_lite0 import convert_lite0_state_dict
 from cortexalign.models._gabor import GaborConfig, GaborV1, gabor_kernel
 from cortexalign.models._hooks import capture_outputs, eval_mode, seeded
+from cortexalign.models._hub import timm_hub_overlay
 from cortexalign.models._preprocess import MEAN_STD_PRESETS, Preprocess, with_options
 from cortexalign.models._registry import (
     MODELS,
@@ -37,7 +38,7 @@ from cortexalign.models._weights import (
 )
 
 __all__ = [
-    "MODELS", "load_model", "load_architecture", "list_models", "ModelInfo", "LoadSpec",
+    "MODELS", "load_model", "load_architecture", "list_models", "timm_hub_overlay", "ModelInfo", "LoadSpec",
     "ModelAdapter", "TimmAdapter", "Preprocess", "with_options", "MEAN_STD_PRESETS",
     "default_layer_paths",
     "GaborV1", "GaborConfig", "gabor_kernel", "convert_lite0_state_dict",

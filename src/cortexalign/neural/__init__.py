@@ -1,6 +1,7 @@
 """Neural data: responses as labelled ``xarray.DataArray`` and RDM sets, with their loaders."""
 
 from cortexalign.neural._brainio import is_brainio_assembly, load_brainio_assembly
+from cortexalign.neural._cluster_selection import select_cluster_centres
 from cortexalign.neural._data import (
     RDMSet,
     align_ids,
@@ -28,3 +29,5 @@ __all__ += ["neuron_maps", "stimuli_on_grid", "WEIGHTINGS", "split_half_reliabil
 __all__ += ["load_nsd", "load_nifti_responses", "load_voxel_table"]
 __all__ += ["load_brainio_assembly", "is_brainio_assembly"]
 from cortexalign.neural.allen import _datasets  # noqa: E402,F401  registers the allen.* datasets
+
+__all__ += ["select_cluster_centres"]

@@ -13,3 +13,6 @@ __all__ = ["ResultsStore", "ScoreRecord", "ModelCard", "SCHEMA_VERSION", "TABLES
            "EXPORT_FORMATS", "export_frame", "package_versions", "git_revision", "hardware", "TRACKED_PACKAGES"]
 __all__ += ["PartitionRecord", "RESULTS_FILE", "results_path", "NOTE_KINDS", "best_rows"]
 __all__ += ["SecondOrderRecord"]
+from cortexalign.results._batch import BatchedWrites  # noqa: E402
+
+__all__ += ["BatchedWrites"]

@@ -16,7 +16,7 @@ ci_high, p_value, extra JSON, config_hash, created)
       ``pair`` (model above name; value: P(model ranks above name); p_value: the corrected
       p-value; extra: the raw p-value, ``separated``).
 
-    ``metric`` names the measure (``rsa:spearman``), ``rule`` the layer rule (``best``, ``cv``,
+    ``metric`` names the measure (``rsa:correlation:spearman``: RDM method and comparison), ``rule`` the layer rule (``best``, ``cv``,
     or ``user``/``best_score`` for patterns). The rows of one (run, analysis, target, metric) are
     rewritten together (``ResultsStore.record_second_order``): recomputing replaces them.
 

@@ -26,6 +26,7 @@ import pandas as pd
 
 from cortexalign import __version__
 from cortexalign.errors import InputError, NotAStoreError, StoreLockedError, StoreVersionError
+from cortexalign.results._batch import BatchedWrites
 from cortexalign.results._damage import check_header, classify
 from cortexalign.results._derived import DERIVED_COLUMNS, DerivedTables
 from cortexalign.results._export import EXPORT_FORMATS, copy_atomic, export_frame
@@ -262,27 +263,49 @@ class ResultsStore(DerivedTables):
         Idempotent: a job key already in ``done_jobs`` (recorded by any run) writes no rows; the
         attempt is closed as ``duplicate`` and 0 is returned."""
         with self._transaction() as con:
-            config_hash = self._require_run(con, run_id)
-            now = _now()
-            if replace:
-                con.execute(f"DELETE FROM {table} WHERE job_key = ?", [job_key])
-                con.execute("DELETE FROM done_jobs WHERE job_key = ?", [job_key])
-            first = con.execute("INSERT INTO done_jobs VALUES (?, ?, ?) ON CONFLICT DO NOTHING "
-                                "RETURNING run_id", [job_key, run_id, now]).fetchone()
-            if first is None:  # another run recorded it: write nothing, say so in jobs
-                holder = con.execute("SELECT run_id FROM done_jobs WHERE job_key = ?",
-                                     [job_key]).fetchone()[0]
-                self._close_job(con, job_key, run_id, "duplicate",
-                                f"already recorded by run {holder}; these rows were not written",
-                                now)
-                return 0
-            if rows:
-                con.executemany(
-                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
-                    f"({', '.join('?' * len(columns))})",
-                    [[run_id, job_key, *row, config_hash, now] for row in rows])
-            self._close_job(con, job_key, run_id, "finished", None, now)
+            written = self._write_rows(con, table, columns, job_key, run_id, rows, replace,
+                                       self._require_run(con, run_id), _now())
+        return written
+
+    @classmethod
+    def _write_rows(cls, con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str],
+                    job_key: str, run_id: str, rows: list[list], replace: bool,
+                    config_hash: str, now: datetime, started: datetime | None = None) -> int:
+        """The body of ``_record_rows`` inside the caller's transaction (``results._batch``
+        runs many in one). ``started``: the attempt's start time when its ``running`` row was
+        never written (started and finished within one batch): the ``jobs`` row is inserted
+        closed."""
+        if replace:
+            con.execute(f"DELETE FROM {table} WHERE job_key = ?", [job_key])
+            con.execute("DELETE FROM done_jobs WHERE job_key = ?", [job_key])
+        first = con.execute("INSERT INTO done_jobs VALUES (?, ?, ?) ON CONFLICT DO NOTHING "
+                            "RETURNING run_id", [job_key, run_id, now]).fetchone()
+        if first is None:  # another run recorded it: write nothing, say so in jobs
+            holder = con.execute("SELECT run_id FROM done_jobs WHERE job_key = ?",
+                                 [job_key]).fetchone()[0]
+            cls._finish_job(con, job_key, run_id, "duplicate",
+                            f"already recorded by run {holder}; these rows were not written",
+                            now, started)
+            return 0
+        if rows:
+            con.executemany(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+                f"({', '.join('?' * len(columns))})",
+                [[run_id, job_key, *row, config_hash, now] for row in rows])
+        cls._finish_job(con, job_key, run_id, "finished", None, now, started)
         return len(rows)
+
+    @classmethod
+    def _finish_job(cls, con: duckdb.DuckDBPyConnection, job_key: str, run_id: str,
+                    status: str, error: str | None, now: datetime,
+                    started: datetime | None) -> None:
+        """Close an attempt: its ``running`` row (``_close_job``), or, when that row was never
+        written (``started`` given), a closed row at once."""
+        if started is None:
+            cls._close_job(con, job_key, run_id, status, error, now)
+        else:
+            con.execute("INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?)",
+                        [job_key, run_id, status, error, started, now])
 
     def fail_job(self, job_key: str, run_id: str, error: str) -> None:
         """Mark an attempt failed with its error message (a rerun will try the job again)."""
@@ -350,6 +373,11 @@ class ResultsStore(DerivedTables):
                     f"({', '.join('?' * len(SECOND_ORDER_COLUMNS))})",
                     [[run_id, *row, config_hash, now] for row in rows])
         return len(rows)
+
+    def batched(self, max_jobs: int = 1000, max_delay_s: float = 1.0) -> BatchedWrites:
+        """A writer holding one connection for a whole run, committing job writes in batches
+        (``results._batch.BatchedWrites``; close it, or use it as a context manager)."""
+        return BatchedWrites(self, max_jobs=max_jobs, max_delay_s=max_delay_s)
 
     # -- model cards ----------------------------------------------------------------------------
     def put_model_card(self, card: ModelCard) -> None:

@@ -4,7 +4,8 @@
 (``cortexalign.bench``) executes; ``configs/attention_vs_mouse_cortex.yaml`` is the same study
 written out for ``cortexalign run``. ``PLANS`` holds the named subsets: ``"full"`` (every
 SAM-family model, all 118 scenes, every block, 1,000 permutations) and ``"cpu"`` (the light
-models at 512 px, 32 scenes, four blocks each, 999 permutations: a 2-core laptop in minutes).
+models at 512 px, 32 scenes, four blocks each, 999 permutations (199 for map RMSE, whose null
+needs every permuted map: Pearson's null is computed without them): a 2-core laptop in minutes).
 
 Weights: an official checkpoint found in ``DATA/checkpoints`` under its released file name
 (``CHECKPOINTS``) is loaded (converted on load, native input size); without one the entry runs
@@ -92,7 +93,7 @@ PLANS: dict[str, StudyPlan] = {
                 "edge_sam_repvit_m1": {"conv_map": ["stages.2.blocks.13", "fuse_stage3",
                                                     "neck"]}},
         kwargs={"img_size": 512}, n_scenes=32, n_bootstrap=0, n_permutations=999,
-        metrics=({"name": "map_rmse", "options": {"scaling": "minmax"}},
+        metrics=({"name": "map_rmse", "options": {"scaling": "minmax", "n_permutations": 199}},
                  {"name": "map_pearson"},
                  {"name": "rsa", "options": {"rdm_method": "correlation", "compare": "spearman",
                                              "n_splits": 5}},
