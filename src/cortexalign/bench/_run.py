@@ -156,16 +156,31 @@ def _run_locked(cfg: ExperimentConfig, out: Path, store_path: Path, config_hash:
     # one connection for the run; job writes committed in batches, and a job reported finished
     # (progress, on_job_done) only once committed (results._batch)
     with results.batched() as store:
-        return _run_jobs(cfg, store, stimuli, targets, cache, device, widths, executor, summary,
-                         progress=progress, console=console, on_job_done=on_job_done)
+        _run_jobs(cfg, store, stimuli, targets, cache, device, widths, executor, summary,
+                  progress=progress, console=console, on_job_done=on_job_done)
+    # every job committed and the batch connection closed: the outputs read the store, and are
+    # part of the run ('finished' only once they exist; a kill here leaves it interrupted)
+    summary.files["results"] = store_path
+    try:
+        if outputs is not None:
+            summary.files.update(outputs(summary))
+    except KeyboardInterrupt:
+        results.finish_run(summary.run_id, "interrupted")
+        raise
+    except BaseException:
+        results.finish_run(summary.run_id, "failed")
+        raise
+    results.finish_run(summary.run_id, "finished" if summary.ok else "failed")
+    return summary
 
 
 def _run_jobs(cfg: ExperimentConfig, store: BatchedWrites, stimuli: StimulusSet, targets: dict,
               cache: FeatureCache, device, widths, executor, summary: RunSummary, *,
               progress: bool, console: Console,
               on_job_done: Callable[[ScoreJob], None] | None) -> RunSummary:
-    """Every job of a started run, its notes and statistics, written through ``store``; the run
-    is closed ``finished``/``failed``/``interrupted``."""
+    """Every job of a started run, its notes and statistics, written through ``store``; a run
+    that stops here is closed ``failed``/``interrupted`` (the caller closes a complete one once
+    its outputs are written)."""
     run_id = summary.run_id
     finished = set(store.finished_jobs())
     ctx = RunContext(cfg, stimuli, targets, cache, store, run_id, finished, device, summary,
@@ -180,16 +195,12 @@ def _run_jobs(cfg: ExperimentConfig, store: BatchedWrites, stimuli: StimulusSet,
         # the run ends at the store: what the report shows beyond the scores is stored too
         store.add_notes(run_id, "citation", _citations(cfg))
         record_statistics(store, run_id)
-        summary.files["results"] = store_path
-        if outputs is not None:  # part of the run: 'finished' only once they exist
-            summary.files.update(outputs(summary))
     except KeyboardInterrupt:
         store.finish_run(run_id, "interrupted")
         raise
     except BaseException:
         store.finish_run(run_id, "failed")
         raise
-    store.finish_run(run_id, "finished" if summary.ok else "failed")
     return summary
 
 
