@@ -58,13 +58,13 @@ KILL_POINTS = {
         """, 0),
     "during_store_write": (f"""
         from cortexalign.results._store import ResultsStore
-        finish = ResultsStore._finish_job
-        def finish_then_die(con, job_key, run_id, status, error, now, started):
-            done.append(job_key)
-            if status == "finished" and len(done) == 3:  # rows of job 3 inserted, not committed
+        insert = ResultsStore._insert_rows
+        def insert_then_die(con, table, columns, rows, chunk=256):
+            insert(con, table, columns, rows, chunk)
+            done.extend(rows if table == "scores" else [])
+            if len(done) >= 3:  # rows of job 3 inserted, not committed
                 {_KILL}
-            return finish(con, job_key, run_id, status, error, now, started)
-        ResultsStore._finish_job = staticmethod(finish_then_die)
+        ResultsStore._insert_rows = staticmethod(insert_then_die)
         """, None),
     # issue 20 case 3: a kill while the report is written left the run 'finished' without a
     # report; the report is part of the run now, so the run reads interrupted and a rerun

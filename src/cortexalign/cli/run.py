@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from cortexalign.cli._app import CONFIG_SPELLING, app, console, err_console, fail
-from cortexalign.cli._table import Column, interval_text, render
+from cortexalign.cli._table import Column, ceiling_cells, interval_text, render
 
 #: The quickstart's closing table (long model names get codes and a legend on narrow terminals).
 BEST_COLUMNS = (Column("model", identifier=True), Column("target", identifier=True),
@@ -97,10 +97,11 @@ def quickstart(
     from cortexalign.results import ResultsStore
 
     best = best_layers(ResultsStore(summary.files["results"], read_only=True).scores_frame())
-    rows = [{**r, "ci": interval_text(r["ci_low"], r["ci_high"]),
-             "ceiling": ceiling_text(r, interval_text(r["ceiling_low"], r["ceiling_high"]))}
+    rows = [{**r, "ci": interval_text(r["ci_low"], r["ci_high"])}
             for r in best.to_dict("records")]
-    render(console, BEST_COLUMNS, rows, title="Best layer per model (RSA, Spearman)")
+    notes = ceiling_cells(rows, ceiling_text)
+    render(console, BEST_COLUMNS, rows, title="Best layer per model (RSA, Spearman)",
+           notes=notes)
     if not summary.ok:
         raise typer.Exit(1)
 

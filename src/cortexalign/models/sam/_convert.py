@@ -29,10 +29,11 @@ Supported layouts
     with a CLS slot, is resized once here exactly as EfficientSAM does at every call (CLS dropped,
     bicubic, ``align_corners=False``) to the encoder's token grid, stored (1, g, g, d).
 Testing: ``sam`` and ``sam2`` are tested against the official packages (segment-anything 1.0,
-sam2 1.1.0) built with random weights. MobileSAM and EfficientSAM have no package on PyPI; their
-converters are tested on the documented key layout, and were checked once against the official
-sources (MobileSAM ``tiny_vit_sam.py``, EfficientSAM ``efficient_sam_encoder.py``) at 1024 px with
-random weights: encoder outputs agreed to 4.3e-6 and 3.9e-6 (max abs).
+sam2 1.1.0) built with random weights. MobileSAM is tested against the official TinyViT of
+``mobilesam-mirror`` (the MobileSAM repository's package, dev extra;
+tests/models/test_mobile_sam_official.py) and EfficientSAM against its official encoder written
+in the test from ``efficient_sam_encoder.py`` (tests/models/test_efficient_sam_official.py), both
+with random weights in the official layout.
 ``edge_sam``: no official converter (EdgeSAM's RepViT lists its layers flat as ``features.N``);
     our own layout only.
 Which generation a full checkpoint comes from is told by its keys (``checkpoint_generation``):
