@@ -268,7 +268,9 @@ def store_dir(tmp_path_factory):
                 store.record_job(key, run, [ScoreRecord(
                     model=model, model_id=model, layer=layer, target=target, metric="rsa",
                     value=0.2, ci_low=0.1, ci_high=0.3, ceiling_low=ceiling[0],
-                    ceiling_high=ceiling[1], n_stimuli=92)])
+                    ceiling_high=ceiling[1], n_stimuli=92,
+                    extra={} if ceiling[0] == ceiling[0] else {"ceiling": "no ceiling (one RDM)"}
+                    )])
     store.finish_run(run, "finished")
     return out
 
@@ -431,3 +433,11 @@ def test_run_without_cached_hub_weights_fails_before_writing_in_config_spelling(
     assert "models[0] (timm:resnet10t)" in text and "untrained: true" in text
     assert "weights: PATH" in text and "weights=PATH" not in text
     assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_ceiling_is_a_dash_with_its_reason_below(store_dir):
+    res = runner.invoke(app, ["results", str(store_dir)], env={"COLUMNS": "80"})
+    lines = res.output.splitlines()
+    monkey = [ln for ln in lines if "monkey IT" in ln and "M" in ln[:3]]
+    assert monkey and all(ln.split()[-2:] == ["-", "-"] for ln in monkey)  # ceiling, normalized
+    assert "ceiling - for monkey IT: no ceiling (one RDM)" in lines

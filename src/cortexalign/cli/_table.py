@@ -20,7 +20,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["Column", "FORMATS", "render", "cell_text", "interval_text", "MISSING"]
+__all__ = ["Column", "FORMATS", "render", "cell_text", "interval_text", "MISSING",
+           "ceiling_cells"]
 
 FORMATS = ("table", "csv", "json", "markdown")
 MISSING = "-"
@@ -70,6 +71,29 @@ def interval_text(low: object, high: object, digits: int = 3) -> str:
     missing."""
     lo, hi = cell_text(low, digits), cell_text(high, digits)
     return MISSING if MISSING in (lo, hi) else f"{lo}\u2013{hi}"
+
+
+def ceiling_cells(rows: list[dict], describe) -> list[str]:
+    """Fill each score row's ``ceiling`` cell and return the notes that explain them.
+
+    A computed ceiling shows its bounds; a missing one ``-`` like every missing value; a
+    published one its bounds marked ``*``. ``describe(row, bounds)`` (``reports.ceiling_text``)
+    says what each is ("no ceiling (one RDM)", "... (published ...)"); those texts go into one
+    note per target below the table instead of widening the column.
+    """
+    notes: dict[str, str] = {}
+    for r in rows:
+        bounds = interval_text(r.get("ceiling_low"), r.get("ceiling_high"))
+        text = describe(r, bounds)
+        if text == bounds:
+            r["ceiling"] = bounds
+        elif bounds == MISSING:
+            r["ceiling"] = MISSING
+            notes.setdefault(f"ceiling - for {r['target']}", text)
+        else:
+            r["ceiling"] = f"{bounds}*"
+            notes.setdefault(f"ceiling * for {r['target']}", text.replace(bounds, "").strip())
+    return [f"{k}: {v}" for k, v in notes.items()]
 
 
 def _json_value(value: object) -> object:
@@ -129,9 +153,9 @@ def _layout(columns: Sequence[Column], texts: dict[str, list[str]], width: int) 
 
 
 def render(console: Console, columns: Sequence[Column], rows: Sequence[dict], fmt: str = "table",
-           title: str | None = None) -> None:
+           title: str | None = None, notes: Sequence[str] = ()) -> None:
     """Print ``rows`` (dicts keyed by ``Column.key``) as a fitted table or in full as CSV, JSON
-    or markdown (see the module docstring)."""
+    or markdown (see the module docstring); ``notes`` are printed under a table."""
     if fmt == "json":
         data = [{c.key: _json_value(r.get(c.key)) for c in columns} for r in rows]
         console.file.write(json.dumps(data, indent=1) + "\n")
@@ -181,6 +205,8 @@ def render(console: Console, columns: Sequence[Column], rows: Sequence[dict], fm
         console.print(f"{title_of}s:", markup=False, highlight=False)
         for value, code in codes.items():
             console.print(f"  {code:4s} {value}", markup=False, highlight=False)
+    for note in notes:
+        console.print(note, markup=False, highlight=False)
     if layout.dropped:
         console.print(f"not shown at {console.width} columns: {', '.join(layout.dropped)} "
                       "(widen the terminal, or --format csv | json | markdown for every column)",

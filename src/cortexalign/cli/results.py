@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from cortexalign.cli._app import app, console, err_console, fail
-from cortexalign.cli._table import FORMATS, Column, interval_text, render
+from cortexalign.cli._table import FORMATS, Column, ceiling_cells, interval_text, render
 
 #: The columns of ``cortexalign results --format csv | json | markdown``: every one, in full.
 SCORE_COLUMNS = (
@@ -66,9 +66,9 @@ def results(
 ) -> None:
     """Show (or export) the scores stored in a results directory.
 
-    Missing values print as '-', except a missing ceiling, which says why ("no ceiling (one
-    RDM)"); a published ceiling says "published". 'normalized' is the score as a fraction of
-    the lower bound of the ceiling, as in the report.
+    Missing values print as '-'; a note under the table says why a target has no ceiling ("no
+    ceiling (one RDM)"), and which ceilings (marked *) are published ones. 'normalized' is the
+    score as a fraction of the lower bound of the ceiling, as in the report.
     """
     if discriminability:
         from cortexalign.cli._second_order import show_discriminability
@@ -109,15 +109,15 @@ def results(
     if frame.empty:
         err_console.print(f"no rows in {out} match", markup=False, highlight=False)
         return
-    rows = frame.to_dict("records")
+    rows, notes = frame.to_dict("records"), []
     if fmt == "table" and not partitions:  # intervals as one column each
         from cortexalign.reports import ceiling_text
 
         for r in rows:
             r["ci"] = interval_text(r["ci_low"], r["ci_high"])
-            r["ceiling"] = ceiling_text(r, interval_text(r["ceiling_low"], r["ceiling_high"]))
+        notes = ceiling_cells(rows, ceiling_text)
         columns = SCORE_TABLE_COLUMNS
-    render(console, columns, rows, fmt)
+    render(console, columns, rows, fmt, notes=notes)
 
 
 @app.command()

@@ -29,10 +29,11 @@ Supported layouts
     with a CLS slot, is resized once here exactly as EfficientSAM does at every call (CLS dropped,
     bicubic, ``align_corners=False``) to the encoder's token grid, stored (1, g, g, d).
 Testing: ``sam`` and ``sam2`` are tested against the official packages (segment-anything 1.0,
-sam2 1.1.0) built with random weights. MobileSAM and EfficientSAM have no package on PyPI; their
-converters are tested on the documented key layout, and were checked once against the official
-sources (MobileSAM ``tiny_vit_sam.py``, EfficientSAM ``efficient_sam_encoder.py``) at 1024 px with
-random weights: encoder outputs agreed to 4.3e-6 and 3.9e-6 (max abs).
+sam2 1.1.0) built with random weights. MobileSAM is tested against the official TinyViT of
+``mobilesam-mirror`` (the MobileSAM repository's package, dev extra;
+tests/models/test_mobile_sam_official.py) and EfficientSAM against its official encoder written
+in the test from ``efficient_sam_encoder.py`` (tests/models/test_efficient_sam_official.py), both
+with random weights in the official layout.
 ``edge_sam``: no official converter (EdgeSAM's RepViT lists its layers flat as ``features.N``);
     our own layout only.
 Which generation a full checkpoint comes from is told by its keys (``checkpoint_generation``):
@@ -53,7 +54,7 @@ from torch import nn
 from cortexalign.errors import InputError
 
 __all__ = ["CONVERTERS", "convert_state_dict", "convert_sam", "convert_sam2",
-           "convert_mobile_sam", "convert_efficient_sam", "checkpoint_generation",
+           "convert_mobile_sam", "convert_efficient_sam", "resize_positions", "checkpoint_generation",
            "check_generation"]
 
 StateDict = dict[str, torch.Tensor]
@@ -67,11 +68,36 @@ def _strip(sd: Mapping[str, torch.Tensor], prefix: str) -> StateDict | None:
 
 
 def convert_sam(sd: Mapping[str, torch.Tensor], module: nn.Module) -> StateDict:
-    """segment-anything ``image_encoder.*`` -> timm ``samvit``."""
+    """segment-anything ``image_encoder.*`` -> timm ``samvit``; at another input size than the
+    checkpoint's, the position embedding and relative-position tables are resized
+    (``resize_positions``)."""
     enc = _strip(sd, "image_encoder.")
     enc = dict(sd) if enc is None else enc
-    return {k.replace(".mlp.lin1.", ".mlp.fc1.").replace(".mlp.lin2.", ".mlp.fc2."): v
-            for k, v in enc.items()}
+    out = {k.replace(".mlp.lin1.", ".mlp.fc1.").replace(".mlp.lin2.", ".mlp.fc2."): v
+           for k, v in enc.items()}
+    return resize_positions(out, module)
+
+
+def resize_positions(sd: StateDict, module: nn.Module) -> StateDict:
+    """Resize ``pos_embed`` (1, g, g, d) and ``*.rel_pos_{h,w}`` (2g - 1, c) to the module's
+    shapes, as timm does for position embeddings (``resample_abs_pos_embed_nhwc``, its
+    defaults: bicubic, antialiased when shrinking) and as segment-anything's ``get_rel_pos``
+    does for the tables (linear), so an official 1024-px checkpoint loads at another
+    ``img_size``. Same shapes: unchanged."""
+    from timm.layers import resample_abs_pos_embed_nhwc
+
+    target = module.state_dict()
+    out = dict(sd)
+    for key, v in sd.items():
+        want = target.get(key)
+        if want is None or tuple(v.shape) == tuple(want.shape):
+            continue
+        if key == "pos_embed" and v.ndim == 4:
+            out[key] = resample_abs_pos_embed_nhwc(v.float(), list(want.shape[1:3])).to(v.dtype)
+        elif key.endswith((".rel_pos_h", ".rel_pos_w")) and v.ndim == 2:
+            table = F.interpolate(v.float().T[None], size=want.shape[0], mode="linear")
+            out[key] = table[0].T.to(v.dtype)
+    return out
 
 
 def convert_sam2(sd: Mapping[str, torch.Tensor], module: nn.Module) -> StateDict:
