@@ -1,6 +1,6 @@
 """Both analyses from a config, end to end: run, store, report, and `results --discriminability`
 on the run's feature cache (30 random images in an .npz, simulated regions, Gabor models: no
-weights; the bundled images and human IT are exercised in test_second_order_bundled)."""
+weights; examples/08_alignment_patterns.py runs the bundled images and human IT)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from cortexalign.analyses import save_regions, simulate_regions
 from cortexalign.bench import load_config, run_experiment
 from cortexalign.cli import app
 from cortexalign.reports import write_summary
-from cortexalign.reports import write_report
 from cortexalign.results import ResultsStore
 
 N_IMAGES = 30
@@ -68,7 +67,7 @@ def test_config_run_stores_patterns_and_discriminability(finished_run):
         (t, f"rsa:{m}:spearman", r)
         for t in ("regions", "areas/VISp", "areas/VISl", "areas/VISal", "areas/VISam")
         for m in ("correlation", "euclidean") for r in ("best", "cv")}
-    html = write_report(out).read_text()  # the report reads the store only
+    html = (out / "report.html").read_text()
     assert "Alignment patterns across regions" in html and "layer rule: cv" in html
 
 
