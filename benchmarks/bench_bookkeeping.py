@@ -85,6 +85,7 @@ def write_targets(root: Path, n: int) -> list[str]:
 def config(models: int, layers: int, targets: list[str]) -> dict:
     return {"name": "bench-bookkeeping", "stimuli": {"source": "kriegeskorte92"},
             "models": [{"name": "bench_trivial", "untrained": True, "seed": s,
+                        "label": f"trivial-{s}",
                         "kwargs": {"n_layers": layers}} for s in range(models)],
             "neural": [{"source": t} for t in targets], "metrics": METRICS,
             "n_bootstrap": 0, "batch_size": 92}

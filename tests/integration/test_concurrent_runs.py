@@ -50,9 +50,8 @@ def hook(job):
         deadline = time.monotonic() + 120
         while not pathlib.Path(flag + ".go").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-run_experiment(cfg, out, progress=False, on_job_done=hook)
-from cortexalign.reports import write_summary
-write_summary(out)  # what `cortexalign run` writes after the runner, from the store
+from cortexalign.reports import write_run_outputs  # what `cortexalign run` passes
+run_experiment(cfg, out, progress=False, on_job_done=hook, outputs=write_run_outputs)
 """
 
 

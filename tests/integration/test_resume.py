@@ -25,6 +25,7 @@ import yaml
 
 from cortexalign.bench._run import run_experiment
 from cortexalign.bench._status import INTERRUPTED, run_status
+from cortexalign.reports import write_run_outputs
 from cortexalign.results import ResultsStore
 
 CONFIG = {
@@ -57,13 +58,13 @@ KILL_POINTS = {
         """, 0),
     "during_store_write": (f"""
         from cortexalign.results._store import ResultsStore
-        finish = ResultsStore._finish_job
-        def finish_then_die(con, job_key, run_id, status, error, now, started):
-            done.append(job_key)
-            if status == "finished" and len(done) == 3:  # rows of job 3 inserted, not committed
+        insert = ResultsStore._insert_rows
+        def insert_then_die(con, table, columns, rows, chunk=256):
+            insert(con, table, columns, rows, chunk)
+            done.extend(rows if table == "scores" else [])
+            if len(done) >= 3:  # rows of job 3 inserted, not committed
                 {_KILL}
-            return finish(con, job_key, run_id, status, error, now, started)
-        ResultsStore._finish_job = staticmethod(finish_then_die)
+        ResultsStore._insert_rows = staticmethod(insert_then_die)
         """, None),
     # issue 20 case 3: a kill while the report is written left the run 'finished' without a
     # report; the report is part of the run now, so the run reads interrupted and a rerun
@@ -93,12 +94,14 @@ def _run_killed(cfg_path, out, setup):
     log = out.parent / f"{out.name}-reported.txt"
     script = "import os, signal\ndone = []\nhook = None\n" + textwrap.dedent(setup) + (
         "from cortexalign.bench._run import run_experiment\n"
+        "from cortexalign.reports import write_run_outputs\n"
         f"log = open({str(log)!r}, 'a')\n"
         "def report(job):\n"
         "    log.write(job.key + '\\n'); log.flush(); os.fsync(log.fileno())\n"
         "    if hook is not None:\n"
         "        hook(job)\n"
-        f"run_experiment({str(cfg_path)!r}, {str(out)!r}, progress=False, on_job_done=report)\n")
+        f"run_experiment({str(cfg_path)!r}, {str(out)!r}, progress=False, on_job_done=report,"
+        " outputs=write_run_outputs)\n")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=600)
     reported = set(log.read_text().split()) if log.exists() else set()
@@ -136,7 +139,7 @@ def test_sigkill_then_resume_equals_uninterrupted(reference, tmp_path, point):
     if point == "during_report":
         assert not (out / "report.html").exists() and run.status == "running"
 
-    summary = run_experiment(cfg, out, progress=False)
+    summary = run_experiment(cfg, out, progress=False, outputs=write_run_outputs)
     assert summary.n_skipped == len(kept) and summary.n_done == 6 - len(kept) and summary.ok
     got = _table(out)
     assert got[["layer", "target"]].equals(ref[["layer", "target"]])

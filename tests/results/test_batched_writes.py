@@ -15,7 +15,7 @@ import textwrap
 import pytest
 
 from cortexalign.errors import InputError
-from cortexalign.results import ResultsStore, ScoreRecord
+from cortexalign.results import BatchedWrites, ResultsStore, ScoreRecord
 
 CONFIG = "models: [timm:resnet18]\nmetrics: [rsa]\n"
 
@@ -57,6 +57,36 @@ def test_batched_writes_store_what_direct_writes_store(tmp_path, max_jobs):
         _writes(writes, run)
     assert _tables(store, run) == _tables(direct, direct_run)
     assert "running" not in set(store.frame("jobs")["status"])
+
+
+def _finished_only(store, run: str, other: str) -> None:
+    """Finished jobs only (the set-wise path): one already recorded by another run, one whose
+    running mark was written before, two groups in one job."""
+    store.record_job("taken", other, [record("t")])
+    store.start_job("marked", run)
+    if isinstance(store, BatchedWrites):
+        store.flush()  # the mark on disk, "taken" recorded; the rest is one batch
+    for k in range(6):
+        store.start_job(f"j{k}", run)
+        store.record_job(f"j{k}", run, [record(f"l{k}", value=k / 8), record("g2", value=-k)])
+    store.record_job("taken", run, [record("again")])
+    store.record_job("marked", run, [record("m")])
+
+
+def test_a_batch_of_finished_jobs_stores_what_direct_writes_store(tmp_path):
+    direct = ResultsStore(tmp_path / "direct.duckdb")
+    runs = [direct.start_run(CONFIG) for _ in range(2)]
+    _finished_only(direct, *runs)
+    store = ResultsStore(tmp_path / "batched.duckdb")
+    other, run = store.start_run(CONFIG), store.start_run(CONFIG)
+    with store.batched(max_jobs=1000, max_delay_s=1e9) as writes:
+        _finished_only(writes, run, other)
+        assert writes.n_commits == 1  # the rest: one batch, committed on close
+    got, want = _tables(store, other), _tables(direct, runs[1])
+    assert got == want and ["taken", "duplicate"] in [r[:2] for r in got[1]]
+    frame = store.scores_frame()
+    assert frame["layer"].tolist() == direct.scores_frame()["layer"].tolist()  # write order
+    assert set(frame["config_hash"]) == set(direct.scores_frame()["config_hash"])
 
 
 def test_reads_and_other_calls_see_the_queued_writes(tmp_path):
@@ -129,7 +159,7 @@ def test_slow_jobs_are_written_through(tmp_path):
 
 _CHILD = """
     import os, signal, sys
-    from cortexalign.results import ResultsStore, ScoreRecord
+    from cortexalign.results import BatchedWrites, ResultsStore, ScoreRecord
     store = ResultsStore(sys.argv[1])
     run = store.start_run("x: 1\\n")
     log = open(sys.argv[2], "a")

@@ -69,9 +69,9 @@ __all__ = ["run_experiment", "RunSummary"]
 def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *,
                    progress: bool = True, allow_config_change: bool = False,
                    console: Console | None = None,
-                   on_job_done: Callable[[ScoreJob], None] | None = None) -> RunSummary:
-    """Run every job of ``config`` into ``out_dir/results.duckdb`` (the report is written from
-    it afterwards: ``reports.write_summary(out_dir)``).
+                   on_job_done: Callable[[ScoreJob], None] | None = None,
+                   outputs: Callable[[RunSummary], dict[str, Path]] | None = None) -> RunSummary:
+    """Run every job of ``config`` into ``out_dir/results.duckdb``.
 
     Parameters
     ----------
@@ -79,6 +79,10 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
     out_dir : the results directory (created). If it already holds results of a *different*
         config the run stops, unless ``allow_config_change`` (then only new jobs run).
     progress : show rich progress bars.
+    outputs : writes the run's files from the store (``reports.write_run_outputs``: figure,
+        best-layer table, report), called with the directory's lock held and before the run is
+        marked ``finished``: a run killed while they are written reads interrupted, and a rerun
+        writes them. The command line passes it; None writes none (the store alone).
     """
     t0 = time.perf_counter()
     console = console or Console(stderr=True, quiet=not progress)
@@ -108,7 +112,7 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
                           "which ended without releasing it")
         summary = _run_locked(cfg, out, store_path, config_hash, stimuli, targets, device,
                               widths, progress=progress, allow_config_change=allow_config_change,
-                              console=console, on_job_done=on_job_done)
+                              console=console, on_job_done=on_job_done, outputs=outputs)
     summary.seconds = time.perf_counter() - t0
     return summary
 
@@ -129,10 +133,11 @@ def _print_resample_estimate(config: ExperimentConfig, n_stimuli: int, console: 
 def _run_locked(cfg: ExperimentConfig, out: Path, store_path: Path, config_hash: str,
                 stimuli: StimulusSet, targets: dict, device, widths, *, progress: bool,
                 allow_config_change: bool, console: Console,
-                on_job_done: Callable[[ScoreJob], None] | None) -> RunSummary:
-    """Steps 2-4 of ``run_experiment`` with the output directory's lock held: jobs, then the
-    stored notes and statistics; the run is ``finished`` only once they are written (the report
-    is written from the store afterwards)."""
+                on_job_done: Callable[[ScoreJob], None] | None,
+                outputs: Callable[[RunSummary], dict[str, Path]] | None = None) -> RunSummary:
+    """Steps 2-4 of ``run_experiment`` with the output directory's lock held: jobs, the stored
+    notes and statistics, then ``outputs`` (the report and CSVs, from the store); the run is
+    ``finished`` only once they are written."""
     if store_path.exists() and not allow_config_change:
         hashes = set(ResultsStore(store_path, read_only=True).frame("runs")["config_hash"])
         if hashes and hashes != {config_hash}:
@@ -151,16 +156,31 @@ def _run_locked(cfg: ExperimentConfig, out: Path, store_path: Path, config_hash:
     # one connection for the run; job writes committed in batches, and a job reported finished
     # (progress, on_job_done) only once committed (results._batch)
     with results.batched() as store:
-        return _run_jobs(cfg, store, stimuli, targets, cache, device, widths, executor, summary,
-                         progress=progress, console=console, on_job_done=on_job_done)
+        _run_jobs(cfg, store, stimuli, targets, cache, device, widths, executor, summary,
+                  progress=progress, console=console, on_job_done=on_job_done)
+    # every job committed and the batch connection closed: the outputs read the store, and are
+    # part of the run ('finished' only once they exist; a kill here leaves it interrupted)
+    summary.files["results"] = store_path
+    try:
+        if outputs is not None:
+            summary.files.update(outputs(summary))
+    except KeyboardInterrupt:
+        results.finish_run(summary.run_id, "interrupted")
+        raise
+    except BaseException:
+        results.finish_run(summary.run_id, "failed")
+        raise
+    results.finish_run(summary.run_id, "finished" if summary.ok else "failed")
+    return summary
 
 
 def _run_jobs(cfg: ExperimentConfig, store: BatchedWrites, stimuli: StimulusSet, targets: dict,
               cache: FeatureCache, device, widths, executor, summary: RunSummary, *,
               progress: bool, console: Console,
               on_job_done: Callable[[ScoreJob], None] | None) -> RunSummary:
-    """Every job of a started run, its notes and statistics, written through ``store``; the run
-    is closed ``finished``/``failed``/``interrupted``."""
+    """Every job of a started run, its notes and statistics, written through ``store``; a run
+    that stops here is closed ``failed``/``interrupted`` (the caller closes a complete one once
+    its outputs are written)."""
     run_id = summary.run_id
     finished = set(store.finished_jobs())
     ctx = RunContext(cfg, stimuli, targets, cache, store, run_id, finished, device, summary,
@@ -181,8 +201,6 @@ def _run_jobs(cfg: ExperimentConfig, store: BatchedWrites, stimuli: StimulusSet,
     except BaseException:
         store.finish_run(run_id, "failed")
         raise
-    store.finish_run(run_id, "finished" if summary.ok else "failed")
-    summary.files["results"] = store.path  # the command line writes the report from the store
     return summary
 
 

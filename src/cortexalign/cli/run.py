@@ -28,15 +28,13 @@ def _print_run(summary) -> None:
             console.print(f"  - {f['job']}: {f['error'].splitlines()[0]}", markup=False)
 
 
-def _write_summary(summary) -> None:
-    """The runner ends at the store; the figure, the best-layer table and the report are
-    written from it here (``cortexalign report DIR`` writes the same report)."""
-    from cortexalign.reports import write_summary
-    from cortexalign.results import ResultsStore
+def _outputs(summary) -> dict:
+    """The figure, the best-layer table and the report, written from the store while the run
+    still holds its directory (``cortexalign report DIR`` writes the same report): the run is
+    finished only once they exist."""
+    from cortexalign.reports import write_run_outputs
 
-    frame = ResultsStore(summary.files["results"], read_only=True).scores_frame(
-        job_key=sorted(summary.job_keys))
-    summary.files.update(write_summary(summary.out_dir, frame, summary.config_name))
+    return write_run_outputs(summary)
 
 
 @app.command()
@@ -57,10 +55,10 @@ def run(
         prefetch_config_file(config, None if quiet else err_console)
         from cortexalign.bench import run_experiment
 
-        summary = run_experiment(config, out, progress=not quiet, allow_config_change=update)
+        summary = run_experiment(config, out, progress=not quiet, allow_config_change=update,
+                                 outputs=_outputs)
     except CortexAlignError as err:
         fail(err, CONFIG_SPELLING)
-    _write_summary(summary)
     _print_run(summary)
     if not summary.ok:
         raise typer.Exit(1)
@@ -91,10 +89,9 @@ def quickstart(
     from cortexalign.bench import run_experiment
     from cortexalign.errors import CortexAlignError
     try:
-        summary = run_experiment(path, out, progress=not quiet)
+        summary = run_experiment(path, out, progress=not quiet, outputs=_outputs)
     except CortexAlignError as err:
         fail(err)
-    _write_summary(summary)
     _print_run(summary)
     from cortexalign.reports import best_layers, ceiling_text
     from cortexalign.results import ResultsStore

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -13,11 +14,22 @@ from cortexalign.reports._figures import best_layers, layerwise_figure
 from cortexalign.reports._report import write_report
 from cortexalign.results import RESULTS_FILE, ResultsStore
 
-__all__ = ["write_summary"]
+__all__ = ["write_summary", "write_run_outputs"]
+
+
+def write_run_outputs(summary: Any) -> dict[str, Path]:
+    """The files of one finished ``cortexalign run`` (``bench.RunSummary``: its store, job
+    keys, config name, run id): ``write_summary`` of its scores, the report showing the run with
+    the status it gets once they exist. Pass it as ``run_experiment(..., outputs=...)``."""
+    frame = ResultsStore(summary.files["results"], read_only=True).scores_frame(
+        job_key=sorted(summary.job_keys))
+    return write_summary(summary.out_dir, frame, summary.config_name,
+                         closing=(summary.run_id, "finished" if summary.ok else "failed"))
 
 
 def write_summary(out_dir: str | Path, frame: pd.DataFrame | None = None,
-                  name: str | None = None) -> dict[str, Path]:
+                  name: str | None = None,
+                  closing: tuple[str, str] | None = None) -> dict[str, Path]:
     """Write ``figure.png`` and ``best_layers.csv`` (when there are scores) and ``report.html``
     (always) into the results directory ``out_dir``, reading its ``results.duckdb``.
 
@@ -30,6 +42,7 @@ def write_summary(out_dir: str | Path, frame: pd.DataFrame | None = None,
     frame : the scores to draw and tabulate (e.g. one run's: ``ResultsStore.scores_frame(
         job_key=...)``); default every score in the store.
     name : the figure's title (e.g. the config's name).
+    closing : ``(run_id, status)`` of the run these files complete (``write_report``).
     """
     out = Path(out_dir)
     if frame is None:
@@ -38,7 +51,7 @@ def write_summary(out_dir: str | Path, frame: pd.DataFrame | None = None,
     if len(frame):
         files["figure"] = layerwise_figure(frame, out / "figure.png", title=name)
         files["best_layers"] = _write_csv(best_layers(frame), out / "best_layers.csv")
-    files["report"] = write_report(out)
+    files["report"] = write_report(out, closing=closing)
     return files
 
 

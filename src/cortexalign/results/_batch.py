@@ -39,6 +39,7 @@ __all__ = ["BatchedWrites", "BATCHED_WRITES"]
 
 #: Store methods ``BatchedWrites`` queues; every other attribute is the store's, after a flush.
 BATCHED_WRITES = ("start_job", "record_job", "record_partition_job", "fail_job")
+JOB_COLUMNS = ("job_key", "run_id", "status", "error", "started", "finished")
 
 
 def _now() -> datetime:
@@ -174,6 +175,10 @@ class BatchedWrites:
         """Every queued write, in order, inside the caller's transaction. An attempt started
         and closed in this batch gets one closed ``jobs`` row; one still running its mark."""
         store = type(self.store)
+        keys = [op[3] for op in ops if op[0] == "rows"]
+        if len(keys) == len(ops) == len(set(keys)) and not any(op[6] for op in ops):
+            self._apply_finished(con, ops, started)
+            return
         for op in ops:
             if op[0] == "rows":
                 _, table, columns, key, run_id, rows, replace, now = op
@@ -185,10 +190,46 @@ class BatchedWrites:
                 self._config_hash(con, run_id)
                 store._finish_job(con, key, run_id, "failed", error, now,
                                   started.pop((key, run_id), None))
-        for (key, run_id), t in started.items():  # still running: its mark
+        self._mark_running(con, started)
+
+    def _mark_running(self, con: Any, started: dict[tuple[str, str], datetime]) -> None:
+        for run_id in {run_id for _, run_id in started}:
             self._config_hash(con, run_id)
-            con.execute("INSERT INTO jobs VALUES (?, ?, 'running', NULL, ?, NULL)",
-                        [key, run_id, t])
+        type(self.store)._insert_rows(con, "jobs", JOB_COLUMNS, [
+            [key, run_id, "running", None, t, None] for (key, run_id), t in started.items()])
+
+    def _apply_finished(self, con: Any, ops: list[tuple],
+                        started: dict[tuple[str, str], datetime]) -> None:
+        """``_apply`` of a batch of finished jobs only (distinct keys, no ``replace``: the usual
+        one), set-wise: each table gets a few multi-row statements, not a few per job. The
+        same rows as ``_write_rows`` job by job."""
+        store = type(self.store)
+        for run_id in {op[4] for op in ops}:
+            self._config_hash(con, run_id)
+        new: set[str] = set()
+        for start in range(0, len(ops), 256):
+            part = ops[start:start + 256]
+            new |= {r[0] for r in con.execute(
+                "INSERT INTO done_jobs VALUES " + ", ".join(["(?, ?, ?)"] * len(part))
+                + " ON CONFLICT DO NOTHING RETURNING job_key",
+                [v for op in part for v in (op[3], op[4], op[7])]).fetchall()}
+        closed = []
+        for _, table, columns, key, run_id, rows, _, now in ops:
+            if key not in new:  # recorded by another run meanwhile: job by job, as a duplicate
+                store._write_rows(con, table, columns, key, run_id, rows, False,
+                                  self._hashes[run_id], now, started.pop((key, run_id), None))
+            elif (key, run_id) in started:
+                closed.append([key, run_id, "finished", None, started.pop((key, run_id)), now])
+            else:  # its running mark is on disk
+                store._finish_job(con, key, run_id, "finished", None, now, None)
+        for table in dict.fromkeys(op[1] for op in ops):
+            batch = [op for op in ops if op[1] == table and op[3] in new]
+            if batch:
+                store._insert_rows(con, table, batch[0][2], [
+                    [run_id, key, *row, self._hashes[run_id], now]
+                    for _, _, _, key, run_id, rows, _, now in batch for row in rows])
+        store._insert_rows(con, "jobs", JOB_COLUMNS, closed)
+        self._mark_running(con, started)
 
     def _config_hash(self, con: Any, run_id: str) -> str:
         if run_id not in self._hashes:  # a run's hash never changes: looked up once

@@ -287,13 +287,21 @@ class ResultsStore(DerivedTables):
                             f"already recorded by run {holder}; these rows were not written",
                             now, started)
             return 0
-        if rows:
-            con.executemany(
-                f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
-                f"({', '.join('?' * len(columns))})",
-                [[run_id, job_key, *row, config_hash, now] for row in rows])
+        cls._insert_rows(con, table, columns,
+                         [[run_id, job_key, *row, config_hash, now] for row in rows])
         cls._finish_job(con, job_key, run_id, "finished", None, now, started)
         return len(rows)
+
+    @staticmethod
+    def _insert_rows(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str],
+                     rows: list[list], chunk: int = 256) -> None:
+        """Insert complete ``rows`` into ``columns`` of ``table``, many per statement (each
+        statement costs DuckDB far more than a row)."""
+        for start in range(0, len(rows), chunk):
+            part = rows[start:start + chunk]
+            one = f"({', '.join('?' * len(part[0]))})"
+            con.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+                        + ", ".join([one] * len(part)), [v for row in part for v in row])
 
     @classmethod
     def _finish_job(cls, con: duckdb.DuckDBPyConnection, job_key: str, run_id: str,
