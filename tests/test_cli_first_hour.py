@@ -441,3 +441,38 @@ def test_a_missing_ceiling_is_a_dash_with_its_reason_below(store_dir):
     monkey = [ln for ln in lines if "monkey IT" in ln and "M" in ln[:3]]
     assert monkey and all(ln.split()[-2:] == ["-", "-"] for ln in monkey)  # ceiling, normalized
     assert "ceiling - for monkey IT: no ceiling (one RDM)" in lines
+
+
+def test_the_readmes_commands_parse(tmp_path, monkeypatch):
+    """Every `cortexalign ...` command the README shows in backticks or a code block gets past
+    argument parsing (a command that lacked a required flag failed as written)."""
+    import shlex
+
+    import typer
+
+    readme = (ROOT / "README.md").read_text()
+    commands = {" ".join(c.split()) for c in re.findall(r"`(cortexalign [^`]+)`", readme)}
+    commands |= {ln.split("#")[0].strip() for ln in readme.splitlines()
+                 if ln.startswith("cortexalign ")}
+    group = typer.main.get_command(app)
+    checked, failures = 0, []
+    for command in sorted(commands):
+        argv = shlex.split(command.replace(">", " > ").split(" > ")[0])[1:]
+        if not argv or argv[0] not in group.commands or "MODEL" in argv or "OUT" in argv:
+            continue
+        cmd = group.commands[argv[0]]
+        sub = argv[1:]
+        if hasattr(cmd, "commands") and sub:  # a group: config keys / template / check
+            cmd, sub = cmd.commands[sub[0]], sub[1:]
+        if not sub or (len(sub) == 1 and sub[0].startswith("--")) or "[" in command:
+            continue  # prose naming a command or an option, or [optional] notation
+        try:
+            ctx = cmd.make_context(argv[0], list(sub), resilient_parsing=False)
+        except Exception as err:  # noqa: BLE001 - the parser's error, reported with the command
+            failures.append(f"{command}: {err}")
+            continue
+        if argv[0] == "compare-layers" and not (ctx.params["all_layers"] or ctx.params["layers"]):
+            failures.append(f"{command}: no layers")
+        checked += 1
+    assert not failures, failures
+    assert checked >= 8

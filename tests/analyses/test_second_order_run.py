@@ -1,6 +1,6 @@
 """Both analyses from a config, end to end: run, store, report, and `results --discriminability`
 on the run's feature cache (30 random images in an .npz, simulated regions, Gabor models: no
-weights; the bundled images and human IT are exercised in test_second_order_bundled)."""
+weights; examples/08_alignment_patterns.py runs the bundled images and human IT)."""
 
 from __future__ import annotations
 

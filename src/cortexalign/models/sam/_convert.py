@@ -54,7 +54,7 @@ from torch import nn
 from cortexalign.errors import InputError
 
 __all__ = ["CONVERTERS", "convert_state_dict", "convert_sam", "convert_sam2",
-           "convert_mobile_sam", "convert_efficient_sam", "checkpoint_generation",
+           "convert_mobile_sam", "convert_efficient_sam", "resize_positions", "checkpoint_generation",
            "check_generation"]
 
 StateDict = dict[str, torch.Tensor]
@@ -68,11 +68,36 @@ def _strip(sd: Mapping[str, torch.Tensor], prefix: str) -> StateDict | None:
 
 
 def convert_sam(sd: Mapping[str, torch.Tensor], module: nn.Module) -> StateDict:
-    """segment-anything ``image_encoder.*`` -> timm ``samvit``."""
+    """segment-anything ``image_encoder.*`` -> timm ``samvit``; at another input size than the
+    checkpoint's, the position embedding and relative-position tables are resized
+    (``resize_positions``)."""
     enc = _strip(sd, "image_encoder.")
     enc = dict(sd) if enc is None else enc
-    return {k.replace(".mlp.lin1.", ".mlp.fc1.").replace(".mlp.lin2.", ".mlp.fc2."): v
-            for k, v in enc.items()}
+    out = {k.replace(".mlp.lin1.", ".mlp.fc1.").replace(".mlp.lin2.", ".mlp.fc2."): v
+           for k, v in enc.items()}
+    return resize_positions(out, module)
+
+
+def resize_positions(sd: StateDict, module: nn.Module) -> StateDict:
+    """Resize ``pos_embed`` (1, g, g, d) and ``*.rel_pos_{h,w}`` (2g - 1, c) to the module's
+    shapes, as timm does for position embeddings (``resample_abs_pos_embed_nhwc``, its
+    defaults: bicubic, antialiased when shrinking) and as segment-anything's ``get_rel_pos``
+    does for the tables (linear), so an official 1024-px checkpoint loads at another
+    ``img_size``. Same shapes: unchanged."""
+    from timm.layers import resample_abs_pos_embed_nhwc
+
+    target = module.state_dict()
+    out = dict(sd)
+    for key, v in sd.items():
+        want = target.get(key)
+        if want is None or tuple(v.shape) == tuple(want.shape):
+            continue
+        if key == "pos_embed" and v.ndim == 4:
+            out[key] = resample_abs_pos_embed_nhwc(v.float(), list(want.shape[1:3])).to(v.dtype)
+        elif key.endswith((".rel_pos_h", ".rel_pos_w")) and v.ndim == 2:
+            table = F.interpolate(v.float().T[None], size=want.shape[0], mode="linear")
+            out[key] = table[0].T.to(v.dtype)
+    return out
 
 
 def convert_sam2(sd: Mapping[str, torch.Tensor], module: nn.Module) -> StateDict:
