@@ -187,7 +187,7 @@ def _studies_page() -> None:
              "| study | reproduces | commands | guide |", "|---|---|---|---|"]
     for st in list_studies():
         guide = DOCS / "studies" / f"{st.name}.md"
-        link = f"[guide](../../studies/{st.name}.md)" if guide.exists() else "-"
+        link = f"[guide](../studies/{st.name}.md)" if guide.exists() else "-"
         sim = f"`cortexalign simulate {st.name} --out sim --size cpu`<br>" if st.simulate else ""
         data = " --data sim" if st.simulate else ""
         lines.append(f"| `{st.name}` | {st.title} ({st.citation}) | {sim}`cortexalign study "

@@ -52,6 +52,7 @@ class Edge:
     name: str | None
     where: str
     by_name: bool = False  # a string naming the module, resolved when called (not an import)
+    typing_only: bool = False  # under ``if TYPE_CHECKING:``: never executed, no runtime cycle
 
     def __str__(self) -> str:
         what = f"{self.target}.{self.name}" if self.name else self.target
@@ -98,23 +99,28 @@ def edges() -> tuple[Edge, ...]:
         tree = ast.parse(path.read_text(), filename=str(path))
         is_package = path.name == "__init__.py"
         rel = path.relative_to(SRC)
+        typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                       and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING"
+                       for stmt in block.body for n in ast.walk(stmt)}
         for node in ast.walk(tree):
             where = f"{rel}:{getattr(node, 'lineno', 0)}"
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     if alias.name.split(".")[0] == ROOT:
                         target, name = _split_target(alias.name)
-                        found.append(Edge(source, target, name, where))
+                        found.append(Edge(source, target, name, where,
+                                          typing_only=id(node) in typing_only))
             elif isinstance(node, ast.ImportFrom):
                 base = _resolve(source, is_package, node.module, node.level)
                 if base.split(".")[0] != ROOT:
                     continue
                 for alias in node.names:
                     full = f"{base}.{alias.name}"
+                    hint = id(node) in typing_only
                     if full in modules():
-                        found.append(Edge(source, full, None, where))
+                        found.append(Edge(source, full, None, where, typing_only=hint))
                     else:
-                        found.append(Edge(source, base, alias.name, where))
+                        found.append(Edge(source, base, alias.name, where, typing_only=hint))
             elif isinstance(node, ast.Constant) and isinstance(node.value, str):
                 if _DOTTED.match(node.value):
                     dotted, _, attr = node.value.partition(":")
@@ -188,7 +194,7 @@ def test_no_cycle_between_top_level_packages():
     graph: dict[str, set[str]] = {}
     for e in edges():
         a, b = package(e.source), package(e.target)
-        if a and b and a != b and not e.by_name:
+        if a and b and a != b and not e.by_name and not e.typing_only:
             graph.setdefault(a, set()).add(b)
     components = _cycles(graph)
     assert not components, "import cycles between packages:\n" + _explain(components, package)
@@ -199,7 +205,8 @@ def test_no_cycle_between_modules_of_a_package():
     # is the cycle this test forbids, as is any loop among the modules themselves.
     graph: dict[str, set[str]] = {}
     for e in edges():
-        if package(e.source) == package(e.target) and package(e.source) and not e.by_name:
+        if package(e.source) == package(e.target) and package(e.source) and not e.by_name \
+                and not e.typing_only:
             graph.setdefault(e.source, set()).add(e.target)
     components = _cycles(graph)
     assert not components, "import cycles between modules:\n" + _explain(components, str)

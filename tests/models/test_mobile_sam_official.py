@@ -4,13 +4,36 @@ encoder and give the official encoder's output."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 from cortexalign.models import load_model
 
-tiny_vit_sam = pytest.importorskip(
-    "mobile_sam.modeling.tiny_vit_sam", reason="mobilesam-mirror (dev extra) is not installed")
+
+def _import_keeping_timms_registry(name: str):
+    """Import ``name`` and undo what it does to timm's model registry: ``mobile_sam`` registers
+    its own ``tiny_vit_*`` under timm's names (overwriting timm's TinyViT), which would change
+    every later ``timm.create_model("tiny_vit_...")`` in the same test process."""
+    import warnings
+
+    import timm.models._registry as registry
+
+    saved = {k: copy.deepcopy(v) for k, v in vars(registry).items()
+             if k.startswith("_model") and isinstance(v, dict | set)}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pytest.importorskip(name, reason="mobilesam-mirror (dev extra) is not installed")
+    finally:
+        for key, value in saved.items():
+            current = getattr(registry, key)
+            current.clear()
+            current.update(value)
+
+
+tiny_vit_sam = _import_keeping_timms_registry("mobile_sam.modeling.tiny_vit_sam")
 
 # MobileSAM's TinyViT reshapes its last stage to a 64 x 64 grid and keeps stride 1 in the last
 # patch merging only for a last width of 320 (or 448, 576): the official code runs at 1024 px with

@@ -95,10 +95,26 @@ def test_pretrained_download_failure_says_pass_weights(monkeypatch):
             raise OSError("We couldn't connect to 'https://huggingface.co'")
         raise AssertionError("only the pretrained path is exercised here")
 
+    import cortexalign.models._hub as hub
+
     monkeypatch.setattr(timm, "create_model", offline)
+    # the hub answers the probe (so timm is asked), then the download itself fails
+    monkeypatch.setattr(hub, "hub_reachable", lambda *a, **k: True)
     with pytest.raises(InputError) as err:
         load_model("timm:resnet10t")
     assert "weights=PATH" in str(err.value) and "OSError" in str(err.value)
+
+
+def test_offline_without_cached_weights_fails_at_once_with_the_fixes(monkeypatch):
+    import cortexalign.models._hub as hub
+
+    monkeypatch.setenv("CORTEXALIGN_OFFLINE", "1")
+    monkeypatch.setattr(hub, "cached_hub_file", lambda repo: None)
+    monkeypatch.setattr(timm, "create_model", lambda *a, **k: pytest.fail("timm was asked"))
+    with pytest.raises(InputError) as err:
+        load_model("timm:resnet10t")
+    assert "cortexalign fetch timm:resnet10t" in str(err.value)
+    assert "weights=PATH" in str(err.value)
 
 
 @pytest.mark.parametrize("kwargs", [

@@ -294,6 +294,8 @@ class ExperimentConfig(_Strict):
             for key in ("cluster_centres", "embedding"):
                 if (n.get("select") or {}).get(key, 0) is None:
                     n["select"].pop(key)
+            if n.get("ceiling", 0) is None:  # and a target without a published ceiling
+                n.pop("ceiling")
         blob = json.dumps(dump, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -56,6 +56,8 @@ class BatchedWrites:
     max_delay_s : commit when the oldest queued write is this old (checked at each write), and
         write through at once while jobs take this long or longer.
 
+    Notes
+    -----
     Every other method (``finish_run``, ``scores_frame``, ``has_job``...) is the store's own,
     called after the queued writes are committed.
     """

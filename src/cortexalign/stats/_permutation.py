@@ -136,6 +136,8 @@ def permutation_test(statistic: Callable, x, y, *, n_perm: int = 1000, seed: int
         permuted ``y`` of shape (P, s, ...).
     x, y : arrays whose axis 0 is the stimulus (s rows each).
 
+    Notes
+    -----
     With ``s!`` at most ``max(n_perm, EXACT_MAX)`` every ordering is used and the p-value is
     exact (``result.exact``); otherwise ``n_perm`` random orderings (Monte-Carlo).
     """
@@ -174,6 +176,8 @@ def rdm_permutation_test(rdm_a_ss, rdm_b_ss, *, compare: str = "spearman", n_per
     rdm_a_ss, rdm_b_ss : (s, s) symmetric RDMs over the same stimuli, same order.
     compare : ``"spearman"`` or ``"pearson"``.
 
+    Notes
+    -----
     Exact (every relabelling) when ``s!`` is at most ``max(n_perm, EXACT_MAX)``.
     """
     n_perm = _check_n(n_perm)
