@@ -8,6 +8,7 @@ typer and rich only at module level, and everything else inside the command, so 
 from __future__ import annotations
 
 import inspect
+import os
 from typing import Any, NoReturn
 
 import typer
@@ -76,8 +77,40 @@ app = FlagTyper(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+
+
+class _LiveConsole:
+    """A rich ``Console`` that follows ``COLUMNS`` as it is when a command prints.
+
+    rich fixes a console's width from ``COLUMNS`` when the console is built; a module-level
+    console built under one value would keep it for the whole process (a long-lived Python
+    session, a test process running many commands). This one builds a new ``Console`` whenever
+    ``COLUMNS`` has changed since the last one, and otherwise behaves as that console.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._columns: str | None = None
+        self._console: Console | None = None
+
+    def _current(self) -> Console:
+        columns = os.environ.get("COLUMNS")
+        if self._console is None or columns != self._columns:
+            self._console, self._columns = Console(**self._options), columns
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._current(), name)
+
+    def __enter__(self) -> Console:
+        return self._current().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._current().__exit__(*exc)
+
+
+console: Console = _LiveConsole()  # type: ignore[assignment]
+err_console: Console = _LiveConsole(stderr=True)  # type: ignore[assignment]
 
 
 #: The Python spellings of the model-loading fixes, as the command line spells them.
