@@ -69,3 +69,22 @@ def test_vertex_values_need_one_coordinate_per_value():
 
     with pytest.raises(InputError, match="one per value"):
         vertex_values_to_mesh(np.ones(3), ["lh"] * 2, [0, 1, 2])
+
+
+def test_outputs_are_written_atomically_and_a_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    ijk = np.array([[0, 0, 0], [1, 2, 0], [2, 1, 1], [0, 2, 1], [2, 2, 0]])
+    res, vox = _result({"x": ijk[:, 0], "y": ijk[:, 1], "z": ijk[:, 2], "roi": ["V1"] * 5},
+                       {"affine": np.eye(4).tolist(), "shape": [3, 3, 2], "space": "func1pt8mm"})
+    files = write_outputs(res, vox, tmp_path / "ok")
+    assert sorted(p.name for p in (tmp_path / "ok").iterdir()) == sorted(
+        p.name for p in files.values())  # no temporary file left beside them
+    real = pd.DataFrame.to_csv
+
+    def half_then_fail(self, path, *args, **kwargs):  # a write killed half way
+        real(self.head(1), path, *args, **kwargs)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        write_outputs(res, vox, tmp_path / "failed")
+    assert list((tmp_path / "failed").iterdir()) == []  # neither half a table nor a temp file

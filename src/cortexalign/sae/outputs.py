@@ -11,6 +11,9 @@
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,23 +43,41 @@ def _surface_labels(res: Any, name: str) -> dict[str, Any]:
             "vmin": 1.0, "vmax": float(max(len(layers), 2))}
 
 
+def _atomic(path: Path, write: Callable[[Path], Any]) -> Path:
+    """``write(tmp)`` into a temporary file beside ``path`` (same suffixes, so pandas and nibabel
+    pick the same format), then rename it into place: a reader never sees half a file, and a
+    failed or killed write leaves none."""
+    tmp = path.with_name(f".{path.stem.split('.')[0]}.{uuid.uuid4().hex[:8]}"
+                         f"{''.join(path.suffixes)}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _csv(frame: pd.DataFrame, path: Path) -> Path:
+    return _atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
 def write_outputs(res: Any, voxels: xr.DataArray, out: Path, surface: bool = True,
                   mesh: str = "fsaverage5") -> dict[str, Path]:
     """Write the tables and maps of a ``BrainMapResult`` into ``out``; return name -> path."""
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
     files["dictionary"] = out / "dictionary.csv"
-    res.dictionary_table().to_csv(files["dictionary"], index=False)
+    _csv(res.dictionary_table(), files["dictionary"])
     rows = [{"layer": k, **vars(m)} for k, m in res.sae_metrics.items()]
     files["sae_metrics"] = out / "sae_metrics.csv"
-    pd.DataFrame(rows).to_csv(files["sae_metrics"], index=False)
+    _csv(pd.DataFrame(rows), files["sae_metrics"])
     if res.consistency is not None:
         files["consistency"] = out / "roi_consistency.csv"
-        res.consistency.to_csv(files["consistency"], index=False)
+        _csv(res.consistency, files["consistency"])
     if res.roi_rsa:
         files["roi_rsa"] = out / "roi_rsa.csv"
-        pd.DataFrame({"roi": list(res.roi_rsa), "spearman_rho": list(res.roi_rsa.values())}
-                     ).to_csv(files["roi_rsa"], index=False)
+        _csv(pd.DataFrame({"roi": list(res.roi_rsa),
+                           "spearman_rho": list(res.roi_rsa.values())}), files["roi_rsa"])
     coords, attrs = set(voxels.coords), voxels.attrs
     if {"x", "y", "z"} <= coords and {"affine", "shape"} <= set(attrs):
         files.update(_volume_maps(res, voxels, out,
@@ -84,7 +105,8 @@ def _volume_maps(res: Any, voxels: xr.DataArray, out: Path, surface: bool, mesh:
         vol = np.zeros(shape, np.float32)
         vol[tuple(ijk_n3.T)] = np.nan_to_num(vals)
         files[f"volume_{name}"] = out / f"{name}.nii.gz"
-        nibabel.save(nibabel.Nifti1Image(vol, affine), files[f"volume_{name}"])
+        image = nibabel.Nifti1Image(vol, affine)
+        _atomic(files[f"volume_{name}"], lambda tmp, image=image: nibabel.save(image, tmp))
         if surface:
             from cortexalign.neural.fmri.surface import plot_voxel_values
 
