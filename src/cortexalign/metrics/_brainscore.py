@@ -169,25 +169,31 @@ def brainscore_regression(x_sd: np.ndarray, y_sn: np.ndarray, regression: str = 
     return np.stack(out)
 
 
-def brainscore_internal_consistency(reps_snr: np.ndarray, *, n_splits: int = N_SPLITS,
-                                    per_neuroid: bool = False) -> float | np.ndarray:
-    """Brain-Score's ``InternalConsistency`` of (s, n, r) trial responses: the mean over
-    repetition halvings of the median over neuroids of the Spearman-Brown corrected split-half r
-    (``per_neuroid``: the (halvings, n) corrected values instead)."""
+def _halves_consistencies(measure, reps_snr: np.ndarray, n_splits: int) -> list:
+    """Spearman-Brown corrected ``measure(half1, half2)`` for each of Brain-Score's repetition
+    halvings (``ShuffleSplit(n_splits, train_size=0.5, random_state=1)`` over repetitions)."""
     from sklearn.model_selection import ShuffleSplit
 
     r = reps_snr.shape[2]
     if r < 2:
         raise InputError("target", "responses with at least 2 repetitions for the ceiling",
                          f"{r} repetition", "load trial-resolved responses")
-    raw = []
+    out = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         for a, b in ShuffleSplit(n_splits=n_splits, train_size=0.5,
                                  random_state=RANDOM_STATE).split(np.zeros(r)):
-            c = pearson_per_column(np.nanmean(reps_snr[:, :, a], 2), np.nanmean(reps_snr[:, :, b], 2))
-            raw.append(2 * c / (1 + c))
-    raw_hn = np.stack(raw)
+            c = measure(np.nanmean(reps_snr[:, :, a], 2), np.nanmean(reps_snr[:, :, b], 2))
+            out.append(2 * c / (1 + c))
+    return out
+
+
+def brainscore_internal_consistency(reps_snr: np.ndarray, *, n_splits: int = N_SPLITS,
+                                    per_neuroid: bool = False) -> float | np.ndarray:
+    """Brain-Score's ``InternalConsistency`` of (s, n, r) trial responses: the mean over
+    repetition halvings of the median over neuroids of the Spearman-Brown corrected split-half r
+    (``per_neuroid``: the (halvings, n) corrected values instead)."""
+    raw_hn = np.stack(_halves_consistencies(pearson_per_column, reps_snr, n_splits))
     if per_neuroid:
         return raw_hn
     return float(np.mean(np.nanmedian(raw_hn, axis=1)))
@@ -282,19 +288,9 @@ def brainscore_linear_cka(x_sd: np.ndarray, y_sn: np.ndarray) -> float:
 
 
 def _halves_consistency(measure, reps_snr: np.ndarray, n_splits: int = N_SPLITS) -> float:
-    """Brain-Score's ``InternalConsistency`` with a whole-population ``measure`` between the two
-    half-averages of the repetitions, Spearman-Brown corrected, averaged over halvings."""
-    from sklearn.model_selection import ShuffleSplit
-
-    r = reps_snr.shape[2]
-    vals = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for a, b in ShuffleSplit(n_splits=n_splits, train_size=0.5,
-                                 random_state=RANDOM_STATE).split(np.zeros(r)):
-            c = measure(np.nanmean(reps_snr[:, :, a], 2), np.nanmean(reps_snr[:, :, b], 2))
-            vals.append(2 * c / (1 + c))
-    return float(np.mean(vals))
+    """Brain-Score's ``InternalConsistency`` with a whole-population ``measure``: the mean over
+    repetition halvings of the Spearman-Brown corrected measure between the half-averages."""
+    return float(np.mean(_halves_consistencies(measure, reps_snr, n_splits)))
 
 
 def _population_score(measure, x_sd, target: xr.DataArray, name: str) -> Score:
