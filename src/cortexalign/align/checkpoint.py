@@ -10,21 +10,15 @@ JSON last: a checkpoint counts once its JSON exists.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from cortexalign.atomic import write_atomic as _atomic
 from cortexalign.errors import InputError
 
 __all__ = ["save_checkpoint", "list_checkpoints", "load_checkpoint", "read_checkpoint_meta"]
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def save_checkpoint(directory: Path, step: int, module: torch.nn.Module,

@@ -11,15 +11,14 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
+
+from cortexalign.atomic import write_atomic as _atomic
 
 __all__ = ["write_outputs", "SUBJECT_SPACES"]
 
@@ -41,20 +40,6 @@ def _surface_labels(res: Any, name: str) -> dict[str, Any]:
     return {"title": "layer of each voxel's best-matching SAE unit", "label": "layer",
             "tick_labels": {float(i + 1): str(x) for i, x in enumerate(layers)},
             "vmin": 1.0, "vmax": float(max(len(layers), 2))}
-
-
-def _atomic(path: Path, write: Callable[[Path], Any]) -> Path:
-    """``write(tmp)`` into a temporary file beside ``path`` (same suffixes, so pandas and nibabel
-    pick the same format), then rename it into place: a reader never sees half a file, and a
-    failed or killed write leaves none."""
-    tmp = path.with_name(f".{path.stem.split('.')[0]}.{uuid.uuid4().hex[:8]}"
-                         f"{''.join(path.suffixes)}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def _csv(frame: pd.DataFrame, path: Path) -> Path:

@@ -9,24 +9,18 @@ so a checkpoint counts only once its JSON exists.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from cortexalign.atomic import write_atomic as _atomic
 from cortexalign.errors import InputError
 from cortexalign.spiking._configs import HSTConfig
 from cortexalign.spiking.models import SpikingTransformer
 
 __all__ = ["save_checkpoint", "list_checkpoints", "read_meta", "load_weights", "model_from_checkpoint"]
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def save_checkpoint(directory: Path, step: int, model: SpikingTransformer,

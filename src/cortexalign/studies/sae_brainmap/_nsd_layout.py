@@ -17,11 +17,12 @@ format) and is renamed when complete.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from cortexalign.atomic import write_atomic as _atomic
 
 __all__ = ["TRIALS", "BETAS", "write_stimuli", "write_design", "write_volume_rois",
            "write_volume_betas", "write_surface_rois", "write_surface_betas", "ROI_TABLES"]
@@ -33,14 +34,6 @@ AFFINE = np.diag([1.8, 1.8, 1.8, 1.0])
 ROI_TABLES = {"prf-visualrois": {1: "V1v", 2: "V1d", 3: "V2v", 4: "V2d", 5: "V3v", 6: "V3d",
                                  7: "hV4"},
               "floc-faces": {1: "OFA", 2: "FFA-1", 3: "FFA-2", 4: "mTL-faces", 5: "aTL-faces"}}
-
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".tmp-" + path.name)
-    write(tmp)
-    os.replace(tmp, path)
-    return path
 
 
 def write_stimuli(root: Path, images: Callable[[int], np.ndarray], n_73k: int, side: int) -> Path:
