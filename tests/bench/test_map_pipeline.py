@@ -22,6 +22,7 @@ from cortexalign.errors import InputError
 from cortexalign.features import FeatureCache
 from cortexalign.features._maps import (
     extract_map_features,
+    extract_map_kinds,
     extract_maps,
     map_entries,
     map_layers,
@@ -209,6 +210,29 @@ def test_extract_maps_equal_direct_extraction_and_hit_the_cache(tmp_path, rng):
     assert mixed["blocks.1"].pooling == "conv:mean_abs"
     with pytest.raises(InputError, match="feature_options"):
         extract_maps(model, stim, layers, "attention", {"reductoin": "cls"})
+
+
+def test_map_kinds_share_one_forward_and_equal_each_kind_alone(tmp_path, rng):
+    """Attention and conv maps of one model from the same passes: the same maps and cache
+    entries as each kind alone, also when the conv layer comes before the last attention
+    block (the forward must not stop early) and with rollout's cross-block state."""
+    model = load_model("sam_vit_b", tiny=True, untrained=True)
+    imgs = rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    stim = StimulusSet.from_arrays(imgs, ids=["a", "b", "c"])
+    blocks = ["blocks.1.attn", "blocks.3.attn"]
+    for attn_opts in ({}, {"reduction": "rollout"}):
+        cache = FeatureCache(tmp_path / f"cache{len(attn_opts)}")
+        both = extract_map_kinds(model, stim, {"attention": (blocks, attn_opts),
+                                               "conv_map": (["blocks.0"], {})},
+                                 batch_size=2, cache=cache)
+        assert len(cache) == 3
+        alone_a = extract_maps(model, stim, blocks, "attention", attn_opts, batch_size=2)
+        alone_c = extract_maps(model, stim, ["blocks.0"], "conv_map", {}, batch_size=2)
+        for n in blocks:
+            np.testing.assert_array_equal(both["attention"][n], alone_a[n])
+        np.testing.assert_array_equal(both["conv_map"]["blocks.0"], alone_c["blocks.0"])
+        hits = extract_map_features(model, stim, blocks, "attention", attn_opts, cache=cache)
+        assert all(f.from_cache for f in hits.values())
 
 
 def _rec(p, target="t", model="m", layer="l", per=None):

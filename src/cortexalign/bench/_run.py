@@ -6,7 +6,9 @@ Order of work
    and check their stimulus ids — before anything is written to the output directory.
 2. For each model, skip it entirely if all its score jobs are already in the results store;
    otherwise load it once, extract the needed layers once (content-addressed cache), and run
-   every (layer x target x metric) job on those features.
+   every (layer x target x metric) job on those features. Attention and conv maps of the same
+   model (two entries that differ only in ``features``/``layers``) come from one forward pass:
+   the first entry's extraction puts the other's maps in the cache.
 3. Each job's rows are written in one transaction; a failing job is recorded with its error and
    the others go on. The run holds one store connection and commits the writes of fast jobs in
    batches (``results.BatchedWrites``); a job is reported finished (progress, ``on_job_done``)
@@ -51,6 +53,7 @@ from cortexalign.errors import CortexAlignError, InputError
 from cortexalign.features import (
     FeatureCache,
     extract_features,
+    extract_map_kinds,
     extract_maps,
     extract_maps_to_cache,
     extract_to_cache,
@@ -262,9 +265,12 @@ def _run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, devi
         feats = extract_features(adapter, stimuli, needed, pooling=spec.pooling,
                                  batch_size=cfg.batch_size, cache=cache, progress=progress)
         values = {layer: f.values for layer, f in feats.items()}
-    else:
-        values = extract_maps(adapter, stimuli, needed, spec.features, spec.feature_options,
-                              batch_size=cfg.batch_size, cache=cache, progress=progress)
+    else:  # with the other map kinds of this model in the config: one forward for all
+        requests = {spec.features: (needed, spec.feature_options)}
+        if budget is None:  # under a memory budget each kind is extracted on its own turn
+            requests.update(_sibling_maps(cfg, spec, adapter, stimuli, finished))
+        values = extract_map_kinds(adapter, stimuli, requests, batch_size=cfg.batch_size,
+                                   cache=cache, progress=progress)[spec.features]
     task = bar.add_task(f"scoring {spec.display}", total=len(todo))
     for k, job in enumerate(todo):
         if k and todo[k - 1].layer != job.layer and isinstance(values[todo[k - 1].layer],
@@ -276,6 +282,32 @@ def _run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, devi
         after_commit(store, partial(_report_done, bar, task, on_job_done, job))
     if isinstance(store, BatchedWrites):  # the model's last batch: report it now
         store.flush()
+
+
+_SAME_MODEL = ("name", "pretrained", "weights", "untrained", "seed", "kwargs", "preprocess")
+
+
+def _sibling_maps(cfg, spec, adapter, stimuli, finished) -> dict[str, tuple[list[str], dict]]:
+    """The other map kinds the config asks of the same model (same weights, options and
+    preprocessing; e.g. ``sam_vit_b attention`` and ``sam_vit_b conv``): kind -> (layers with
+    jobs still to run, options). Extracted with ``spec``'s maps, they reach the cache from the
+    same forward passes, and the sibling's own turn reads them there. A sibling whose layers
+    do not resolve is left to its own turn (which reports the error)."""
+    out: dict[str, tuple[list[str], dict]] = {}
+    for other in cfg.models:
+        if other.features in ("activations", spec.features) or other.features in out or \
+                any(getattr(other, f) != getattr(spec, f) for f in _SAME_MODEL):
+            continue
+        try:
+            layers = map_layers(adapter, other.features, other.layers, other.feature_options,
+                                stimuli)
+        except CortexAlignError:
+            continue
+        jobs = plan_model_jobs(cfg, other, layers, stimuli.content_hash)
+        todo = list(dict.fromkeys(j.layer for j in jobs if j.key not in finished))
+        if todo:
+            out[other.features] = (todo, other.feature_options)
+    return out
 
 
 def _report_done(bar, task, on_job_done: Callable[[ScoreJob], None] | None,

@@ -23,6 +23,7 @@ from cortexalign.features._maps import (
     MAP_FEATURES,
     MapFeature,
     extract_map_features,
+    extract_map_kinds,
     extract_maps,
     extract_maps_to_cache,
     map_entries,
@@ -37,5 +38,5 @@ __all__ += ["CachedArray", "CacheIntegrityError", "CacheWriter", "extract_to_cac
 __all__ += ["save_features", "load_features", "FEATURE_FORMATS", "check_destination", "check_new_file",
             "link_new"]
 __all__ += ["MAP_FEATURES", "MapFeature", "map_layers", "map_entries", "extract_maps",
-            "extract_map_features", "extract_maps_to_cache", "map_options"]
+            "extract_map_kinds", "extract_map_features", "extract_maps_to_cache", "map_options"]
 __all__ += ["ARRAY_NAME", "META_FILE", "sha256_of"]

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from cortexalign.compute import compute_threads
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.features._cache import EXTRACTION_VERSION, FeatureCache, feature_key
 from cortexalign.features._pipeline import (
@@ -218,8 +219,10 @@ def _run_batches(adapter: Any, stimuli: StimulusSet, layers: list[str], pooling:
     batches = iter_batches(stimuli, batch_size, prepare)
     in_flight: _InFlight | None = None
 
+    # on the CPU the forward runs with compute_threads' count: one thread when other processes
+    # keep the cores busy (a second torch thread that is not scheduled stalls every operation)
     with (_progress(progress) as bar, contextlib.closing(batches), _eval_mode(adapter.module),
-          torch.inference_mode()):
+          torch.inference_mode(), compute_threads(math.inf)):
         task = bar.add_task(f"{adapter.model_id} ({len(layers)} layers)", total=len(stimuli))
         for start, prepared in zip(range(0, len(stimuli), batch_size), batches, strict=True):
             x_bchw = finish(prepared)

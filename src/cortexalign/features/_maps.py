@@ -33,11 +33,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from cortexalign.compute import compute_threads
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.features._cache import FeatureCache, feature_key
 from cortexalign.features._extract import Features, _ArrayRows, _eval_mode, _progress
 from cortexalign.models.attention import (
     attention_maps,
+    capture_attention_maps,
     conv_maps,
     list_attention_blocks,
     resolve_attention_blocks,
@@ -45,7 +47,7 @@ from cortexalign.models.attention import (
 from cortexalign.stimuli import StimulusSet
 
 __all__ = ["MAP_FEATURES", "MapFeature", "map_layers", "map_entries", "extract_maps",
-           "extract_map_features", "extract_maps_to_cache", "map_options"]
+           "extract_map_kinds", "extract_map_features", "extract_maps_to_cache", "map_options"]
 
 
 def _attention_layers(adapter, requested, options, stimuli) -> list[str]:
@@ -79,7 +81,8 @@ def _conv_layers(adapter, requested, options, stimuli) -> list[str]:
     """The spatial layers, found by one forward pass of the first stimulus."""
     names = adapter.layers() if requested == "all" else list(requested)
     probe = adapter.preprocess([stimuli.image(0)]).to(adapter.device)
-    acts = adapter.forward_layers(probe, names)
+    with compute_threads(math.inf):
+        acts = adapter.forward_layers(probe, names)
     spatial = [n for n in names if _spatial(acts[n], adapter.num_prefix_tokens) is not None]
     if requested != "all" and len(spatial) < len(names):
         bad = [n for n in names if n not in spatial]
@@ -191,8 +194,28 @@ def extract_maps(adapter, stimuli: StimulusSet, layers: list[str], kind: str,
     ------
     InputError if a map is NaN/Inf (naming the layer); nothing is cached then.
     """
-    return _extract_maps(adapter, stimuli, layers, kind, options, batch_size, cache,
-                         progress)[0]
+    return _extract_kinds(adapter, stimuli, {kind: (layers, options)}, batch_size, cache,
+                          progress)[kind][0]
+
+
+def extract_map_kinds(adapter, stimuli: StimulusSet,
+                      requests: dict[str, tuple[list[str], dict[str, Any]]], *,
+                      batch_size: int = 32, cache: FeatureCache | None = None,
+                      progress: bool = False) -> dict[str, dict[str, np.ndarray]]:
+    """:func:`extract_maps` of several kinds of one model from the same forward passes.
+
+    ``requests``: kind -> (layers, options), e.g. ``{"attention": (blocks, {}), "conv_map":
+    (layers, {})}``. Each kind's maps, cache entries and keys are those :func:`extract_maps`
+    gives for it alone; the attention hooks ride on the conv maps' forward, so the model runs
+    once per batch instead of once per kind (the runner extracts the attention and conv
+    entries of one model in a config this way, ``bench``).
+
+    Returns
+    -------
+    dict kind -> layer -> (s, gh, gw) float32 maps.
+    """
+    out = _extract_kinds(adapter, stimuli, requests, batch_size, cache, progress)
+    return {kind: maps for kind, (maps, _, _) in out.items()}
 
 
 def extract_map_features(adapter, stimuli: StimulusSet, layers: list[str], kind: str,
@@ -207,40 +230,49 @@ def extract_map_features(adapter, stimuli: StimulusSet, layers: list[str], kind:
 
     Parameters and Raises as in :func:`extract_maps`.
     """
-    maps, entries, hits = _extract_maps(adapter, stimuli, layers, kind, options, batch_size,
-                                        cache, progress)
+    maps, entries, hits = _extract_kinds(adapter, stimuli, {kind: (layers, options)},
+                                         batch_size, cache, progress)[kind]
     return {n: Features(maps[n], stimuli.ids, adapter.model_id, n, entries[n][1]["pooling"],
                         entries[n][0], from_cache=n in hits) for n in layers}
 
 
-def _extract_maps(adapter, stimuli, layers, kind, options, batch_size, cache, progress
-                  ) -> tuple[dict[str, np.ndarray], dict[str, tuple[str, dict]], set[str]]:
-    """(maps per layer in the order of ``layers``, their ``map_entries``, the layers read
-    from ``cache``)."""
-    opts = map_options(kind, options)
-    entries = map_entries(adapter, stimuli, layers, kind, opts)
-    out: dict[str, np.ndarray] = {}
-    for n, (key, _) in entries.items():
-        hit = cache.get(key) if cache is not None else None
-        if hit is not None and hit[1].get("stimulus_ids") == list(stimuli.ids):
-            out[n] = hit[0]
-    hits = set(out)
-    todo = [n for n in layers if n not in out]
-    if not todo:
-        return out, entries, hits
-    arrays: dict[str, _ArrayRows] = {}
+def _extract_kinds(adapter, stimuli, requests, batch_size, cache, progress
+                   ) -> dict[str, tuple[dict[str, np.ndarray], dict[str, tuple[str, dict]],
+                                        set[str]]]:
+    """Per kind: (maps per layer in the order asked, their ``map_entries``, the layers read
+    from ``cache``). The layers not in the cache are computed in one pass for all kinds."""
+    found: dict[str, tuple[dict[str, np.ndarray], dict, set[str]]] = {}
+    todo: dict[str, tuple[list[str], dict[str, Any]]] = {}
+    for kind, (layers, options) in requests.items():
+        opts = map_options(kind, options)
+        entries = map_entries(adapter, stimuli, layers, kind, opts)
+        got: dict[str, np.ndarray] = {}
+        for n, (key, _) in entries.items():
+            hit = cache.get(key) if cache is not None else None
+            if hit is not None and hit[1].get("stimulus_ids") == list(stimuli.ids):
+                got[n] = hit[0]
+        found[kind] = (got, entries, set(got))
+        missing = [n for n in layers if n not in got]
+        if missing:
+            todo[kind] = (missing, opts)
+    arrays: dict[tuple[str, str], _ArrayRows] = {}
 
-    def open_array(layer: str, map_shape: tuple[int, ...]) -> _ArrayRows:
-        if layer not in arrays:
-            arrays[layer] = _ArrayRows((len(stimuli), *map_shape), "float32")
-        return arrays[layer]
+    def open_array(kind: str, layer: str, map_shape: tuple[int, ...]) -> _ArrayRows:
+        if (kind, layer) not in arrays:
+            arrays[kind, layer] = _ArrayRows((len(stimuli), *map_shape), "float32")
+        return arrays[kind, layer]
 
-    _run(adapter, stimuli, todo, kind, opts, batch_size, progress, open_array)
-    for n in todo:
-        if cache is not None:
-            cache.put(entries[n][0], arrays[n].values, entries[n][1])
-        out[n] = arrays[n].values
-    return {n: out[n] for n in layers}, entries, hits
+    if todo:
+        _run(adapter, stimuli, todo, batch_size, progress, open_array)
+    out = {}
+    for kind, (layers, _) in requests.items():
+        got, entries, hits = found[kind]
+        for n in todo[kind][0] if kind in todo else []:
+            if cache is not None:
+                cache.put(entries[n][0], arrays[kind, n].values, entries[n][1])
+            got[n] = arrays[kind, n].values
+        out[kind] = ({n: got[n] for n in layers}, entries, hits)
+    return out
 
 
 def extract_maps_to_cache(adapter, stimuli: StimulusSet, layers: list[str], kind: str,
@@ -280,34 +312,61 @@ def extract_maps_to_cache(adapter, stimuli: StimulusSet, layers: list[str], kind
         with contextlib.ExitStack() as writers:  # any error: every writer discards its store
             opened: dict[str, Any] = {}
 
-            def open_writer(layer: str, map_shape: tuple[int, ...]) -> Any:
+            def open_writer(_kind: str, layer: str, map_shape: tuple[int, ...]) -> Any:
                 if layer not in opened:
                     key, meta = entries[layer]
                     opened[layer] = writers.enter_context(
                         cache.writer(key, (len(stimuli), *map_shape), "float32", meta))
                 return opened[layer]
 
-            _run(adapter, stimuli, todo, kind, opts, batch_size, progress, open_writer)
+            _run(adapter, stimuli, {kind: (todo, opts)}, batch_size, progress, open_writer)
     return {n: entries[n][0] for n in layers}
 
 
-def _run(adapter, stimuli, layers, kind, opts, batch_size, progress, open_layer) -> None:
-    """One forward pass per batch for all ``layers``; each layer's (b, gh, gw) maps, checked
-    finite, go to its sink ``open_layer(layer, (gh, gw)).write(start, maps_bhw)`` in order."""
-    feat = MAP_FEATURES[kind]
-    with _progress(progress) as bar, _eval_mode(adapter.module), torch.inference_mode():
-        task = bar.add_task(f"{adapter.model_id} maps ({len(layers)} layers)", total=len(stimuli))
+def _batch(adapter, x_bchw, todo: dict[str, tuple[list[str], dict[str, Any]]]
+           ) -> dict[str, dict[str, torch.Tensor]]:
+    """kind -> layer -> (b, gh, gw) maps of one batch, from one forward pass for every kind."""
+    if len(todo) == 1:
+        ((kind, (layers, opts)),) = todo.items()
+        return {kind: MAP_FEATURES[kind].batch(adapter, x_bchw, layers, opts)}
+    if set(todo) != {"attention", "conv_map"}:  # pragma: no cover - MAP_FEATURES has these two
+        raise AssertionError(f"no shared forward pass for map kinds {sorted(todo)}")
+    blocks, attn_opts = todo["attention"]
+    conv_layers, conv_opts = todo["conv_map"]
+    # the conv layers' forward carries the attention hooks; the parent of each attention module
+    # is asked for too, so that the forward does not stop before the last block has run
+    modules = resolve_attention_blocks(adapter.module, list(blocks), attn_opts["reduction"])
+    parents = [m.rsplit(".", 1)[0] if "." in m else m for m in modules.values()]
+    with capture_attention_maps(adapter.module, tuple(x_bchw.shape), list(blocks),
+                                attn_opts["reduction"], attn_opts["chunk_size"]) as attn:
+        acts = adapter.forward_layers(x_bchw, list(dict.fromkeys([*conv_layers, *parents])))
+    conv = {n: conv_maps(_spatial(acts[n], adapter.num_prefix_tokens), conv_opts["kind"],
+                         conv_opts["k"]) for n in conv_layers}
+    return {"attention": dict(attn), "conv_map": conv}
+
+
+def _run(adapter, stimuli, todo, batch_size, progress, open_layer) -> None:
+    """One forward pass per batch for all layers of every kind in ``todo`` (kind -> (layers,
+    options)); each layer's (b, gh, gw) maps, checked finite, go to its sink
+    ``open_layer(kind, layer, (gh, gw)).write(start, maps_bhw)`` in order. On the CPU the
+    forward runs with ``compute_threads``' count (one thread when other processes keep the
+    cores busy: a second torch thread that is not scheduled stalls every operation)."""
+    n_layers = sum(len(layers) for layers, _ in todo.values())
+    with (_progress(progress) as bar, _eval_mode(adapter.module), torch.inference_mode(),
+          compute_threads(math.inf)):
+        task = bar.add_task(f"{adapter.model_id} maps ({n_layers} layers)", total=len(stimuli))
         for start in range(0, len(stimuli), batch_size):
             idx = range(start, min(start + batch_size, len(stimuli)))
             x_bchw = adapter.preprocess([stimuli.image(i) for i in idx]).to(adapter.device)
-            maps = feat.batch(adapter, x_bchw, layers, opts)
-            for n in layers:
-                maps_bhw = maps[n].float().cpu().numpy()
-                assert maps_bhw.ndim == 3 and maps_bhw.shape[0] == len(idx), (
-                    f"{n}: maps of shape {maps_bhw.shape}")
-                if not np.isfinite(maps_bhw).all():
-                    raise InputError("features", f"finite {kind} maps", f"NaN/Inf in layer "
-                                     f"{n!r} of {adapter.model_id}",
-                                     "check the weights; nothing was cached")
-                open_layer(n, maps_bhw.shape[1:]).write(start, maps_bhw)
+            maps = _batch(adapter, x_bchw, todo)
+            for kind, (layers, _) in todo.items():
+                for n in layers:
+                    maps_bhw = maps[kind][n].float().cpu().numpy()
+                    assert maps_bhw.ndim == 3 and maps_bhw.shape[0] == len(idx), (
+                        f"{n}: maps of shape {maps_bhw.shape}")
+                    if not np.isfinite(maps_bhw).all():
+                        raise InputError("features", f"finite {kind} maps", f"NaN/Inf in layer "
+                                         f"{n!r} of {adapter.model_id}",
+                                         "check the weights; nothing was cached")
+                    open_layer(kind, n, maps_bhw.shape[1:]).write(start, maps_bhw)
             bar.advance(task, len(idx))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ def model_cards(config, data: Path, out: Path, plan: StudyPlan, device: str = "a
     one card per model; models whose card is already stored are skipped (resume)."""
     from rich.console import Console
 
+    from cortexalign.compute import compute_threads
     from cortexalign.device import resolve_device
     from cortexalign.models import load_model
     from cortexalign.models.profile import device_string, profile_model
@@ -83,7 +85,8 @@ def model_cards(config, data: Path, out: Path, plan: StudyPlan, device: str = "a
         if samples is not None and getattr(adapter, "family", None):  # SAM-family encoders
             try:
                 predictor = sam_predictor(adapter, spec.weights)
-                miou = evaluate_segmentation(samples, predictor, prompt=plan.seg_prompt).miou
+                with compute_threads(math.inf):  # one thread when other processes load the CPU
+                    miou = evaluate_segmentation(samples, predictor, prompt=plan.seg_prompt).miou
             except ImportError as err:  # segment-anything / sam2 not installed
                 note = f"mIoU not measured: {err} (pip install 'cortexalign[sam]')"
         card = profile_model(adapter, device=dev, n_warmup=1, n_repeat=plan.profile_repeats)
