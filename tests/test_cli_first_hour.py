@@ -310,7 +310,7 @@ def test_results_formats_for_pipes(store_dir, fmt):
 def test_models_lists_without_truncating_and_names_lite0s_layers():
     res = runner.invoke(app, ["models"], env={"COLUMNS": "80"})
     assert res.exit_code == 0 and "\u2026" not in res.output
-    for name in ("torchvision:<name>", "efficientnet_lite0", "edge_sam_repvit_m1"):
+    for name in ("torchvision:<name>", "efficientnet_lite0", "edge_sam"):
         assert name in res.output
     rows = {r["name"]: r for r in json.loads(runner.invoke(app, ["models", "-f", "json"]).output)}
     assert {"blocks.3", "blocks.5", "bn2"} <= set(rows["efficientnet_lite0"]["layers"].split(", "))
