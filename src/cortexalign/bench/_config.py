@@ -237,7 +237,11 @@ class ExperimentConfig(_Strict):
                                 "of RSA and map metrics (0: none); Benjamini-Hochberg across "
                                 "the groups of each split target is stored as extra.p_fdr.")
     seed: int = Field(0, description="Seed of every random step (bootstrap, permutations).")
-    batch_size: int = Field(32, ge=1, description="Images per forward pass.")
+    batch_size: int | None = Field(
+        None, ge=1, description="Images per forward pass. Unset: chosen from the free GPU "
+        "memory and the memory of a probe batch (32 on the CPU); either way an out-of-memory "
+        "error halves it, the extraction resumes where it stopped, and the run stores a note "
+        "(cortexalign.features._batching).")
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu' or 'cuda:N'.")
     cache_dir: str | None = Field(None, description="Feature cache folder (default: OUT/cache).")
     executor: Literal["local", "ray"] = Field(
@@ -287,6 +291,8 @@ class ExperimentConfig(_Strict):
             (set() if self.patterns else {"patterns"}) | \
             (set() if self.discriminability else {"discriminability"})
         dump = self.model_dump(mode="json", exclude=skip)
+        if dump["batch_size"] is None:  # unset hashes as the old default did (same features)
+            dump["batch_size"] = 32
         for m in dump["models"]:  # an entry without preprocess hashes as before the key existed
             if not m.get("preprocess"):
                 m.pop("preprocess", None)

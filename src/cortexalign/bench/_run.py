@@ -49,6 +49,7 @@ from cortexalign.bench._validate import validate_request
 from cortexalign.device import resolve_device
 from cortexalign.errors import CortexAlignError, InputError
 from cortexalign.features import (
+    BatchShrink,
     FeatureCache,
     extract_features,
     extract_maps,
@@ -245,26 +246,33 @@ def _run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, devi
         return
     needed = list(dict.fromkeys(j.layer for j in todo))
     budget = cfg.max_feature_memory_gb
+
+    def shrunk(event: BatchShrink) -> None:  # the extraction printed it; the report keeps it
+        store.add_notes(run_id, "execution", [(spec.display, event.message)])
+
     if spec.features == "activations" and budget is not None and \
             _pooled_bytes(adapter, stimuli, needed, spec.pooling) > budget * 1e9:
         keys = extract_to_cache(adapter, stimuli, needed, cache, pooling=spec.pooling,
-                                batch_size=cfg.batch_size, progress=progress)
+                                batch_size=cfg.batch_size, progress=progress,
+                                on_shrink=shrunk)
         values = {layer: CachedLayer(cache, keys[layer], layer, int(budget * 1e9))
                   for layer in needed}
     elif spec.features != "activations" and budget is not None and \
             _map_bytes(adapter, stimuli, needed, spec) > budget * 1e9:
         keys = extract_maps_to_cache(adapter, stimuli, needed, spec.features,
                                      spec.feature_options, cache, batch_size=cfg.batch_size,
-                                     progress=progress)
+                                     progress=progress, on_shrink=shrunk)
         values = {layer: CachedLayer(cache, keys[layer], layer, int(budget * 1e9), maps=True)
                   for layer in needed}
     elif spec.features == "activations":
         feats = extract_features(adapter, stimuli, needed, pooling=spec.pooling,
-                                 batch_size=cfg.batch_size, cache=cache, progress=progress)
+                                 batch_size=cfg.batch_size, cache=cache, progress=progress,
+                                 on_shrink=shrunk)
         values = {layer: f.values for layer, f in feats.items()}
     else:
         values = extract_maps(adapter, stimuli, needed, spec.features, spec.feature_options,
-                              batch_size=cfg.batch_size, cache=cache, progress=progress)
+                              batch_size=cfg.batch_size, cache=cache, progress=progress,
+                              on_shrink=shrunk)
     task = bar.add_task(f"scoring {spec.display}", total=len(todo))
     for k, job in enumerate(todo):
         if k and todo[k - 1].layer != job.layer and isinstance(values[todo[k - 1].layer],
