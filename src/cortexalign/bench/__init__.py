@@ -37,3 +37,13 @@ __all__ += ["ConfigKey", "config_keys", "config_template", "validate_request"]
 from cortexalign.bench._doctor import Diagnosis, Finding, diagnose  # noqa: E402
 
 __all__ += ["Diagnosis", "Finding", "diagnose"]
+from cortexalign.bench._cards import (  # noqa: E402
+    model_card,
+    segmenter_name,
+    store_card,
+    write_model_cards,
+)
+from cortexalign.bench._cards_spec import SegmentationSpec  # noqa: E402
+
+__all__ += ["SegmentationSpec", "model_card", "segmenter_name", "store_card",
+            "write_model_cards"]

@@ -28,6 +28,7 @@ from pathlib import Path
 from rich.console import Console
 
 from cortexalign.bench import _ray  # noqa: F401  registers the "ray" executor
+from cortexalign.bench._cards import write_model_cards
 from cortexalign.bench._config import ExperimentConfig, load_config
 from cortexalign.bench._executors import (
     RunContext,
@@ -163,6 +164,9 @@ def _run_locked(cfg: ExperimentConfig, out: Path, store_path: Path, config_hash:
     # part of the run ('finished' only once they exist; a kill here leaves it interrupted)
     summary.files["results"] = store_path
     try:
+        if cfg.segmentation is not None:  # model cards: efficiency and mIoU (bench._cards)
+            write_model_cards(cfg, results, resolve_device(cfg.device), progress=progress,
+                              console=console)
         if outputs is not None:
             summary.files.update(outputs(summary))
     except KeyboardInterrupt:

@@ -49,7 +49,9 @@ class StudyPlan:
     ``models``: registry names; ``layers``: per name, the blocks scored for ``attention`` and
     ``conv_map`` (``"all"`` when absent); ``kwargs``: constructor options of every untrained
     entry (e.g. a smaller ``img_size``); ``n_scenes``: the first scenes of the template (None:
-    all); ``statistic``: ``peak`` (the paper's) or ``mean`` dF/F; ``split_by``: the neural grid.
+    all); ``statistic``: ``peak`` (the paper's) or ``mean`` dF/F; ``split_by``: the neural grid;
+    ``seg_images``, ``seg_prompt``, ``profile_repeats``: the config's ``segmentation:`` entry
+    (the model cards: mIoU on ``DATA/coco`` and the profile, ``cortexalign.bench._cards``).
     """
 
     models: tuple[str, ...]
@@ -139,8 +141,13 @@ def study_config(data: str | Path, plan: StudyPlan, name: str = "jalil2026") -> 
     if plan.min_reliability is not None:
         neural["select"] = {"min_reliability": plan.min_reliability}
     models = [e for m in plan.models for e in model_entries(m, plan, Path(data))]
+    coco = Path(data) / "coco"
+    segmentation = {"coco": str(coco / "annotations" / "instances.json"),
+                    "images": str(coco / "images"), "prompt": plan.seg_prompt,
+                    "limit": plan.seg_images, "profile_repeats": plan.profile_repeats}
     return {"name": name, "stimuli": {"source": "allen.natural_scenes", "options": stim_opts},
             "models": models, "neural": [neural], "metrics": [dict(m) for m in plan.metrics],
+            "segmentation": segmentation,
             "n_bootstrap": plan.n_bootstrap, "n_permutations": plan.n_permutations, "seed": 0,
             "batch_size": plan.batch_size, "device": "auto"}
 
