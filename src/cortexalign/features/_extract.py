@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cortexalign.errors import InputError, UnknownNameError
@@ -271,7 +272,7 @@ def _run_batches(adapter: Any, stimuli: StimulusSet, layers: list[str], pooling:
     prepare, finish = _batch_functions(adapter, device)
 
     with _progress(progress) as bar, _eval_mode(adapter.module), torch.inference_mode():
-        task = bar.add_task(f"{adapter.model_id} ({len(layers)} layers)", total=len(stimuli))
+        task = bar.add_task(f"{escape(adapter.model_id)} ({len(layers)} layers)", total=len(stimuli))
 
         def store(batch: _InFlight) -> int:
             b = _store(batch, open_layer, layers, adapter, stimuli, dtype)

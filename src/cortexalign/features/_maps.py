@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.markup import escape
 
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.features._batching import (
@@ -321,7 +322,7 @@ def _run(adapter, stimuli, layers, kind, opts, batch_size, progress, open_layer,
     with _progress(progress) as bar, _eval_mode(adapter.module), torch.inference_mode():
         if batch_size is None:
             batch_size = auto_batch_size(device, lambda b: maps_of(range(b)), len(stimuli)).size
-        task = bar.add_task(f"{adapter.model_id} maps ({len(layers)} layers)", total=len(stimuli))
+        task = bar.add_task(f"{escape(adapter.model_id)} maps ({len(layers)} layers)", total=len(stimuli))
 
         def run(first: int, size: int) -> Iterator[int]:
             for start in range(first, len(stimuli), size):
