@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from cortexalign.bench._cards_spec import SegmentationSpec
 from cortexalign.bench._model_sets import expand_model_sets
 from cortexalign.bench._partition_spec import PartitionSpec, check_partitions
 from cortexalign.bench._second_order_spec import DiscriminabilitySpec, PatternSpec
@@ -89,12 +90,20 @@ class ModelSpec(_Strict):
     feature_options: dict[str, Any] = Field(
         default_factory=dict, description="Options of the map features: attention "
         "{reduction: received | cls | rollout, chunk_size}; conv_map {kind: mean_abs | topk, "
-        "k}. See cortexalign.features._maps.")
+        "k}. See cortexalign.features.FEATURE_KINDS.")
 
     @property
     def display(self) -> str:
         """The model's name in tables and figures: its label, else its registry name."""
         return self.label or (self.name + (" (untrained)" if self.untrained else ""))
+
+    @property
+    def kind_options(self) -> dict[str, Any]:
+        """The options of its feature kind (``features.extract``): ``pooling`` for activations,
+        ``feature_options`` for the maps."""
+        if self.features == "activations":
+            return {"pooling": self.pooling}
+        return dict(self.feature_options)
 
 
 class NeuralSelect(_Strict):
@@ -231,6 +240,12 @@ class ExperimentConfig(_Strict):
         None, description="How well each (target, rsa entry) separates the models: rank "
         "probabilities, FDR-separated pairs, rank intervals, under the best-layer and "
         "cross-validated layer rules (also `cortexalign results OUT --discriminability`).")
+    segmentation: SegmentationSpec | None = Field(
+        None, description="Model cards at the end of the run: one per distinct model entry, "
+        "with its parameters, FLOPs, latency and memory, and for Segment Anything family "
+        "entries the prompted mIoU on this COCO set (heads from the entry's official "
+        "checkpoint). The report's trade-off section reads them. See "
+        "cortexalign.bench._cards_spec.")
     n_bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples over stimuli for "
                                                      "confidence intervals (0: none).")
     n_permutations: int = Field(0, ge=0, description="Stimulus-label permutations for p-values "
@@ -289,7 +304,8 @@ class ExperimentConfig(_Strict):
         # key existed
         skip = EXECUTION_FIELDS | (set() if self.partitions else {"partitions"}) | \
             (set() if self.patterns else {"patterns"}) | \
-            (set() if self.discriminability else {"discriminability"})
+            (set() if self.discriminability else {"discriminability"}) | \
+            (set() if self.segmentation else {"segmentation"})
         dump = self.model_dump(mode="json", exclude=skip)
         if dump["batch_size"] is None:  # unset hashes as the old default did (same features)
             dump["batch_size"] = 32
