@@ -90,12 +90,20 @@ class ModelSpec(_Strict):
     feature_options: dict[str, Any] = Field(
         default_factory=dict, description="Options of the map features: attention "
         "{reduction: received | cls | rollout, chunk_size}; conv_map {kind: mean_abs | topk, "
-        "k}. See cortexalign.features._maps.")
+        "k}. See cortexalign.features.FEATURE_KINDS.")
 
     @property
     def display(self) -> str:
         """The model's name in tables and figures: its label, else its registry name."""
         return self.label or (self.name + (" (untrained)" if self.untrained else ""))
+
+    @property
+    def kind_options(self) -> dict[str, Any]:
+        """The options of its feature kind (``features.extract``): ``pooling`` for activations,
+        ``feature_options`` for the maps."""
+        if self.features == "activations":
+            return {"pooling": self.pooling}
+        return dict(self.feature_options)
 
 
 class NeuralSelect(_Strict):
