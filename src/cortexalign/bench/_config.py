@@ -237,7 +237,7 @@ class ExperimentConfig(_Strict):
         "region matrix and each model layer's profile put in a region's place. Stored in "
         "'second_order'; a report section. See cortexalign.bench._second_order_spec.")
     discriminability: DiscriminabilitySpec | None = Field(
-        None, description="How well each (target, rsa entry) separates the models: rank "
+        None, description="How well each (target, metric entry) separates the models: rank "
         "probabilities, FDR-separated pairs, rank intervals, under the best-layer and "
         "cross-validated layer rules (also `cortexalign results OUT --discriminability`).")
     segmentation: SegmentationSpec | None = Field(
