@@ -13,8 +13,9 @@ from _streamed_helpers import (  # on sys.path (pytest)
     write_random_responses,
 )
 
-from cortexalign.bench import _run, load_config
-from cortexalign.bench._run import _map_bytes, run_experiment
+from cortexalign.bench import _scores, load_config
+from cortexalign.bench._run import run_experiment
+from cortexalign.bench._scores import _map_bytes
 from cortexalign.errors import InputError
 from cortexalign.features import FeatureCache
 from cortexalign.features import _maps as _map_features
@@ -149,13 +150,13 @@ def _config(responses: str, **extra) -> dict:
 @pytest.fixture
 def streamed_calls(monkeypatch) -> list:
     """The layers each extract_maps_to_cache call of the runner wrote."""
-    calls, real = [], _run.extract_maps_to_cache
+    calls, real = [], _scores.extract_maps_to_cache
 
     def recording(adapter, stimuli, layers, *args, **kwargs):
         calls.append(list(layers))
         return real(adapter, stimuli, layers, *args, **kwargs)
 
-    monkeypatch.setattr(_run, "extract_maps_to_cache", recording)
+    monkeypatch.setattr(_scores, "extract_maps_to_cache", recording)
     return calls
 
 

@@ -14,9 +14,10 @@ from _streamed_helpers import (  # on sys.path (pytest)
     write_random_responses,
 )
 
-from cortexalign.bench import ConfigError, _run, load_config
+from cortexalign.bench import ConfigError, _scores, load_config
 from cortexalign.bench._config import MetricSpec
-from cortexalign.bench._run import _pooled_bytes, run_experiment
+from cortexalign.bench._run import run_experiment
+from cortexalign.bench._scores import _pooled_bytes
 from cortexalign.bench._scoring import STREAMED_METRICS, CachedLayer, score_job
 from cortexalign.bench._validate import check_metric_folds
 from cortexalign.errors import InputError, UnknownNameError
@@ -58,13 +59,13 @@ def test_budget_must_be_positive(responses_file):
 @pytest.fixture
 def streamed_calls(monkeypatch) -> list:
     """The layers each extract_to_cache call of the runner wrote (proof the path was taken)."""
-    calls, real = [], _run.extract_to_cache
+    calls, real = [], _scores.extract_to_cache
 
     def recording(adapter, stimuli, layers, cache, **kwargs):
         calls.append(list(layers))
         return real(adapter, stimuli, layers, cache, **kwargs)
 
-    monkeypatch.setattr(_run, "extract_to_cache", recording)
+    monkeypatch.setattr(_scores, "extract_to_cache", recording)
     return calls
 
 
