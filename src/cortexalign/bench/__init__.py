@@ -50,3 +50,13 @@ from cortexalign.bench._context import RunContext, RunRequest  # noqa: E402
 
 __all__ += ["ANALYSES", "AnalysisKind", "Plan", "Unit", "analysis_kind", "run_unit", "RunContext",
             "RunRequest"]
+from cortexalign.bench._cards import (  # noqa: E402
+    model_card,
+    segmenter_name,
+    store_card,
+    write_model_cards,
+)
+from cortexalign.bench._cards_spec import SegmentationSpec  # noqa: E402
+
+__all__ += ["SegmentationSpec", "model_card", "segmenter_name", "store_card",
+            "write_model_cards"]

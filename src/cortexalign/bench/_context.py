@@ -21,6 +21,7 @@ from __future__ import annotations
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,8 @@ class RunSummary:
     job_keys : keys of every planned job. config_name : the config's ``name``.
     products : what a job made in memory for the caller, by name (SAE-BrainMap: its
         ``BrainMapResult``); empty for jobs that were skipped.
+    finished : when the run closes (UTC, set before its files are written; the store records
+        the same time).
     """
 
     run_id: str
@@ -63,6 +66,7 @@ class RunSummary:
     job_keys: set[str] = field(default_factory=set)
     config_name: str = ""
     products: dict[str, Any] = field(default_factory=dict)
+    finished: datetime | None = None
 
     @property
     def ok(self) -> bool:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from rich.console import Console
 
 from cortexalign.bench import _partitions, _ray, _scores, _second_order  # noqa: F401  register
 from cortexalign.bench._analysis import analysis_kind, run_unit
+from cortexalign.bench._cards import write_model_cards
 from cortexalign.bench._config import ExperimentConfig, load_config
 from cortexalign.bench._context import RunContext, RunRequest, RunSummary
 from cortexalign.bench._executors import LocalExecutor, make_executor
@@ -85,9 +87,18 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
     request = RunRequest(cfg, EXPERIMENT_KINDS, cfg.to_yaml(), cfg.config_hash(), stimuli,
                          targets, device, Path(cfg.cache_dir) if cfg.cache_dir else None)
     _print_resample_estimate(cfg, len(stimuli), console)
+
+    def cards_then_outputs(summary: RunSummary) -> dict[str, Path]:
+        # model cards: efficiency and mIoU (bench._cards), after the jobs, before the files
+        write_model_cards(cfg, ResultsStore(summary.files["results"]),
+                          resolve_device(cfg.device), progress=progress, console=console)
+        return outputs(summary) if outputs is not None else {}
+
     summary = run_analyses(request, out_dir, progress=progress,
                            allow_config_change=allow_config_change, console=console,
-                           on_job_done=on_job_done, outputs=outputs)
+                           on_job_done=on_job_done,
+                           outputs=cards_then_outputs if cfg.segmentation is not None
+                           else outputs)
     summary.seconds = time.perf_counter() - t0
     return summary
 
@@ -190,6 +201,9 @@ def _run_locked(request: RunRequest, out: Path, inputs: dict, *, progress: bool,
     # every job committed and the batch connection closed: the outputs read the store, and are
     # part of the run ('finished' only once they exist; a kill here leaves it interrupted)
     summary.files["results"] = store_path
+    # the time the run closes, decided before its files are written: the end-of-run report
+    # shows it, and the store records it (so `cortexalign report DIR` writes the same report)
+    summary.finished = datetime.now(UTC).replace(tzinfo=None)
     try:
         if outputs is not None:
             summary.files.update(outputs(summary))
@@ -199,7 +213,8 @@ def _run_locked(request: RunRequest, out: Path, inputs: dict, *, progress: bool,
     except BaseException:
         results.finish_run(summary.run_id, "failed")
         raise
-    results.finish_run(summary.run_id, "finished" if summary.ok else "failed")
+    results.finish_run(summary.run_id, "finished" if summary.ok else "failed",
+                       finished=summary.finished)
     return summary
 
 

@@ -19,6 +19,7 @@ from cortexalign.bench._jobs import ScoreJob, plan_model_jobs
 from cortexalign.bench._scoring import CachedLayer, score_job, uses_maps
 from cortexalign.errors import CortexAlignError
 from cortexalign.features import (
+    BatchShrink,
     extract_features,
     extract_maps,
     extract_maps_to_cache,
@@ -125,26 +126,33 @@ def _feature_values(ctx: RunContext, spec, adapter, needed: list[str]) -> dict[s
     cache (``CachedLayer``) when they exceed ``max_feature_memory_gb``."""
     cfg, stimuli, cache, progress = ctx.config, ctx.stimuli, ctx.cache, ctx.progress
     budget = cfg.max_feature_memory_gb
+
+    def shrunk(event: BatchShrink) -> None:  # the extraction printed it; the report keeps it
+        ctx.store.add_notes(ctx.run_id, "execution", [(spec.display, event.message)])
+
     if spec.features == "activations" and budget is not None and \
             _pooled_bytes(adapter, stimuli, needed, spec.pooling) > budget * 1e9:
         keys = extract_to_cache(adapter, stimuli, needed, cache, pooling=spec.pooling,
-                                batch_size=cfg.batch_size, progress=progress)
+                                batch_size=cfg.batch_size, progress=progress,
+                                on_shrink=shrunk)
         values = {layer: CachedLayer(cache, keys[layer], layer, int(budget * 1e9))
                   for layer in needed}
     elif spec.features != "activations" and budget is not None and \
             _map_bytes(adapter, stimuli, needed, spec) > budget * 1e9:
         keys = extract_maps_to_cache(adapter, stimuli, needed, spec.features,
                                      spec.feature_options, cache, batch_size=cfg.batch_size,
-                                     progress=progress)
+                                     progress=progress, on_shrink=shrunk)
         values = {layer: CachedLayer(cache, keys[layer], layer, int(budget * 1e9), maps=True)
                   for layer in needed}
     elif spec.features == "activations":
         feats = extract_features(adapter, stimuli, needed, pooling=spec.pooling,
-                                 batch_size=cfg.batch_size, cache=cache, progress=progress)
+                                 batch_size=cfg.batch_size, cache=cache, progress=progress,
+                                 on_shrink=shrunk)
         values = {layer: f.values for layer, f in feats.items()}
     else:
         values = extract_maps(adapter, stimuli, needed, spec.features, spec.feature_options,
-                              batch_size=cfg.batch_size, cache=cache, progress=progress)
+                              batch_size=cfg.batch_size, cache=cache, progress=progress,
+                              on_shrink=shrunk)
     return values
 
 

@@ -93,7 +93,7 @@ def _check_out(out: str | os.PathLike[str], overwrite: bool) -> Path:
 
 def _check_request(layers: Sequence[str] | None, layers_b: Sequence[str] | None,
                    all_layers: bool, model_b: str | None, pooling: str, precision: str,
-                   batch_size: int) -> None:
+                   batch_size: int | None) -> None:
     from cortexalign.features import POOLINGS, PRECISIONS
 
     if pooling not in POOLINGS:
@@ -103,8 +103,10 @@ def _check_request(layers: Sequence[str] | None, layers_b: Sequence[str] | None,
                          "grid4, flatten)", "'none'", "pass --pooling mean (or flatten)")
     if precision not in PRECISIONS:
         raise UnknownNameError("precision", str(precision), PRECISIONS)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError("batch_size", "a positive integer", repr(batch_size), "pass e.g. 32")
+    if batch_size is not None and (isinstance(batch_size, bool)
+                                   or not isinstance(batch_size, int) or batch_size < 1):
+        raise InputError("batch_size", "a positive integer, or None (chosen from free memory)",
+                         repr(batch_size), "pass e.g. 32")
     if all_layers and (layers or layers_b):
         raise InputError("layers", "either layer names or all_layers, not both",
                          f"{list(layers or layers_b)[:3]} and all_layers=True",
@@ -149,7 +151,8 @@ def compare_layers_to_file(model_a: str, stimuli: str | os.PathLike[str],
                            layers: Sequence[str] | None = None,
                            layers_b: Sequence[str] | None = None, all_layers: bool = False,
                            metric: str = "cka_linear", options: Mapping[str, Any] | None = None,
-                           pooling: str = "mean", untrained: bool = False, batch_size: int = 32,
+                           pooling: str = "mean", untrained: bool = False,
+                           batch_size: int | None = None,
                            device: str = "auto", precision: str = "auto",
                            cache: str | os.PathLike[str] | None = None, overwrite: bool = False,
                            progress: bool = True, model_kwargs: Mapping[str, Any] | None = None,
@@ -273,7 +276,9 @@ def compare_layers(
                      "KEY=VALUE (YAML value), repeatable.")] = None,
     kwarg_b: Annotated[list[str] | None, typer.Option("--kwarg-b", help="MODEL_B constructor "
                        "option KEY=VALUE, repeatable.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Images per forward pass (default: chosen from free GPU memory, 32 on the CPU; "
+        "halved on out-of-memory either way).")] = None,
     device: Annotated[str, typer.Option(help="'auto', 'cpu' or 'cuda:N'.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
     cache: Annotated[Path | None, typer.Option(help="Feature-cache folder (shared with "

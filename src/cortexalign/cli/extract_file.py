@@ -57,11 +57,13 @@ class ExtractSummary:
 
 
 def _check_request(model: str, layers: Sequence[str] | None, all_layers: bool, kind: str,
-                   pooling: str | None, precision: str, batch_size: int) -> None:
+                   pooling: str | None, precision: str, batch_size: int | None) -> None:
     if kind not in FEATURE_KINDS:
         raise UnknownNameError("features", kind, FEATURE_KINDS)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError("batch_size", "a positive integer", repr(batch_size), "pass e.g. 32")
+    if batch_size is not None and (isinstance(batch_size, bool)
+                                   or not isinstance(batch_size, int) or batch_size < 1):
+        raise InputError("batch_size", "a positive integer, or None (chosen from free memory)",
+                         repr(batch_size), "pass e.g. 32")
     if layers and all_layers:
         raise InputError("layers", "either layer names or all_layers, not both",
                          f"{list(layers)[:3]} and all_layers=True",
@@ -124,7 +126,8 @@ def extract_to_file(model: str, stimuli: str | os.PathLike[str], out: str | os.P
                     layers: Sequence[str] | None = None, all_layers: bool = False,
                     pooling: str | None = None, features: str = "activations",
                     weights: str | os.PathLike[str] | None = None, untrained: bool = False,
-                    batch_size: int = 32, device: str = "auto", precision: str = "auto",
+                    batch_size: int | None = None, device: str = "auto",
+                    precision: str = "auto",
                     cache: str | os.PathLike[str] | None = None, overwrite: bool = False,
                     progress: bool = True, model_kwargs: Mapping[str, Any] | None = None,
                     map_options: Mapping[str, Any] | None = None) -> ExtractSummary:
@@ -215,7 +218,7 @@ def _map_opts(features: str, options: Mapping[str, Any] | None) -> dict[str, Any
 
 
 def _extract_map_features(adapter: Any, stim: Any, layers: Sequence[str] | None,
-                          all_layers: bool, kind: str, opts: dict[str, Any], batch_size: int,
+                          all_layers: bool, kind: str, opts: dict[str, Any], batch_size: int | None,
                           store: FeatureCache | None, progress: bool) -> dict[str, Features]:
     """Maps through ``bench.extract_map_features``: Features whose pooling names the map and
     whose ``from_cache`` says which layers the cache served."""

@@ -1,5 +1,6 @@
 """Features: batched extraction with pooling, and the content-addressed zarr feature cache."""
 
+from cortexalign.features._batching import BatchShrink
 from cortexalign.features._cache import EXTRACTION_VERSION, CacheSummary, FeatureCache, feature_key
 from cortexalign.features._cache_view import CachedArray, CacheIntegrityError
 from cortexalign.features._cache_writer import ARRAY_NAME, META_FILE, CacheWriter, sha256_of
@@ -38,4 +39,4 @@ __all__ += ["save_features", "load_features", "FEATURE_FORMATS", "check_destinat
             "link_new"]
 __all__ += ["MAP_FEATURES", "MapFeature", "map_layers", "map_entries", "extract_maps",
             "extract_map_features", "extract_maps_to_cache", "map_options"]
-__all__ += ["ARRAY_NAME", "META_FILE", "sha256_of"]
+__all__ += ["ARRAY_NAME", "META_FILE", "sha256_of", "BatchShrink"]

@@ -25,9 +25,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cortexalign.errors import InputError, UnknownNameError
+from cortexalign.features._batching import (
+    BatchShrink,
+    auto_batch_size,
+    device_memory,
+    run_shrinking,
+)
 from cortexalign.features._cache import EXTRACTION_VERSION, FeatureCache, feature_key
 from cortexalign.features._pipeline import (
     _batch_functions,
@@ -83,7 +91,7 @@ class Features:
 
 
 def _check_inputs(adapter: Any, stimuli: Any, layers: str | Sequence[str], pooling: str,
-                  batch_size: int, precision: str, dtype: str) -> list[str]:
+                  batch_size: int | None, precision: str, dtype: str) -> list[str]:
     missing = [a for a in _ADAPTER_ATTRS if not hasattr(adapter, a)]
     if missing:
         raise InputError("adapter", "a ModelAdapter (cortexalign.models.load_model)",
@@ -98,8 +106,10 @@ def _check_inputs(adapter: Any, stimuli: Any, layers: str | Sequence[str], pooli
         raise UnknownNameError("precision", precision, PRECISIONS)
     if dtype not in DTYPES:
         raise UnknownNameError("dtype", dtype, DTYPES)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError("batch_size", "a positive integer", repr(batch_size), "pass e.g. 32")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                   or batch_size < 1):
+        raise InputError("batch_size", "a positive integer, or None (chosen from free memory)",
+                         repr(batch_size), "pass e.g. 32, or None")
     names = [layers] if isinstance(layers, str) else list(layers)
     if not names:
         raise InputError("layers", "at least one layer name", "an empty list",
@@ -199,50 +209,113 @@ def _store(batch: _InFlight, open_layer: OpenLayer, layers: list[str], adapter: 
     return b
 
 
+#: ``on_shrink(event)``: told when an out-of-memory error halved the batch size.
+OnShrink = Callable[[BatchShrink], None]
+
+
+def _console() -> Console:
+    return Console(stderr=True)
+
+
+def _forward_pooled(adapter: Any, x_bchw: torch.Tensor, layers: list[str], pooling: str,
+                    precision: str) -> tuple[torch.Tensor, list[tuple[int, ...]]]:
+    """One forward pass for all ``layers``: the (b, sum of pooled sizes) values on the device,
+    and each layer's pooled shape."""
+    device = torch.device(adapter.device)
+    with _autocast(precision, device):
+        acts = adapter.forward_layers(x_bchw, layers)
+    absent = [layer for layer in layers if layer not in acts]
+    assert not absent, f"{adapter.model_id}: forward_layers returned no {absent}"
+    pooled = [POOLINGS[pooling](acts[layer], adapter.num_prefix_tokens) for layer in layers]
+    del acts
+    b = x_bchw.shape[0]
+    return torch.cat([p.reshape(b, -1) for p in pooled], dim=1), [tuple(p.shape[1:])
+                                                                   for p in pooled]
+
+
+def _batch_size(adapter: Any, stimuli: StimulusSet, layers: list[str], pooling: str,
+                precision: str, batch_size: int | None, progress: bool) -> int:
+    """``batch_size``, or when None one chosen from the device's free memory and a probe batch
+    (``features._batching.auto_batch_size``; the CPU default on the CPU)."""
+    if batch_size is not None:
+        return batch_size
+    device = torch.device(adapter.device)
+    prepare, finish = _batch_functions(adapter, device)
+
+    def probe(b: int) -> None:
+        with _eval_mode(adapter.module), torch.inference_mode():
+            _forward_pooled(adapter, finish(prepare([stimuli.image(i) for i in range(b)])),
+                            layers, pooling, precision)
+
+    choice = auto_batch_size(device, probe, len(stimuli))
+    if progress and choice.per_image_bytes is not None:
+        _console().print(f"{adapter.model_id}: {choice.message}", highlight=False)
+    return choice.size
+
+
 def _run_batches(adapter: Any, stimuli: StimulusSet, layers: list[str], pooling: str,
                  batch_size: int, precision: str, dtype: str, progress: bool,
-                 open_layer: OpenLayer) -> None:
+                 open_layer: OpenLayer, on_shrink: OnShrink | None = None) -> None:
     """Forward every batch once for all ``layers``; write each layer's pooled rows, batch by
     batch in stimulus order, to its sink ``open_layer(layer, row_shape)``.
 
     The host handles each batch's pooled values only after the next batch's work is queued, so
     that on an accelerator the forward passes run back to back: the one wait per batch is for
-    the previous batch's copy, while the device already computes the current one.
+    the previous batch's copy, while the device already computes the current one. An
+    out-of-memory error halves the batch size and resumes at the first row not yet stored
+    (``features._batching.run_shrinking``; a line on the console, then ``on_shrink``).
     """
     device = torch.device(adapter.device)
-    pool_fn = POOLINGS[pooling]
     calibrate = getattr(adapter, "calibrate", None)  # e.g. BN statistics of untrained SNNs
     if calibrate is not None:
         calibrate(stimuli, batch_size)
     prepare, finish = _batch_functions(adapter, device)
-    batches = iter_batches(stimuli, batch_size, prepare)
-    in_flight: _InFlight | None = None
 
-    with (_progress(progress) as bar, contextlib.closing(batches), _eval_mode(adapter.module),
-          torch.inference_mode()):
-        task = bar.add_task(f"{adapter.model_id} ({len(layers)} layers)", total=len(stimuli))
-        for start, prepared in zip(range(0, len(stimuli), batch_size), batches, strict=True):
-            x_bchw = finish(prepared)
-            with _autocast(precision, device):
-                acts = adapter.forward_layers(x_bchw, layers)
-            absent = [layer for layer in layers if layer not in acts]
-            assert not absent, f"{adapter.model_id}: forward_layers returned no {absent}"
-            pooled = [pool_fn(acts[layer], adapter.num_prefix_tokens) for layer in layers]
-            del acts
-            b = x_bchw.shape[0]
-            flat_bn = torch.cat([p.reshape(b, -1) for p in pooled], dim=1)
-            queued = _to_host(flat_bn, start, [tuple(p.shape[1:]) for p in pooled])
-            if in_flight is not None:
-                bar.advance(task, _store(in_flight, open_layer, layers, adapter, stimuli, dtype))
-            in_flight = queued
-        if in_flight is not None:
-            bar.advance(task, _store(in_flight, open_layer, layers, adapter, stimuli, dtype))
+    with _progress(progress) as bar, _eval_mode(adapter.module), torch.inference_mode():
+        task = bar.add_task(f"{escape(adapter.model_id)} ({len(layers)} layers)", total=len(stimuli))
+
+        def store(batch: _InFlight) -> int:
+            b = _store(batch, open_layer, layers, adapter, stimuli, dtype)
+            bar.advance(task, b)
+            return batch.start + b
+
+        def run(first: int, size: int) -> Iterator[int]:
+            """Batches of ``size`` from stimulus ``first``; yields the end of each stored one."""
+            batches = iter_batches(stimuli, size, prepare, first=first)
+            in_flight: _InFlight | None = None
+            with contextlib.closing(batches):
+                for start, prepared in zip(range(first, len(stimuli), size), batches,
+                                           strict=True):
+                    try:
+                        flat_bn, shapes = _forward_pooled(adapter, finish(prepared), layers,
+                                                          pooling, precision)
+                        queued = _to_host(flat_bn, start, shapes)
+                    except Exception:
+                        if in_flight is not None:  # the last finished batch is kept, then
+                            yield store(in_flight)  # the error (out of memory: retried)
+                        raise
+                    if in_flight is not None:
+                        yield store(in_flight)
+                    in_flight = queued
+                if in_flight is not None:
+                    yield store(in_flight)
+
+        def shrunk(event: BatchShrink) -> None:
+            console = bar.console if progress else _console()
+            console.print(f"{adapter.model_id}: {event.message}", highlight=False, markup=False,
+                          soft_wrap=True)
+            if on_shrink is not None:
+                on_shrink(event)
+
+        run_shrinking(run, len(stimuli), batch_size, memory=device_memory(device),
+                      on_shrink=shrunk)
 
 
 def extract_features(adapter: Any, stimuli: StimulusSet, layers: str | Sequence[str],
-                     pooling: str = "mean", batch_size: int = 32,
+                     pooling: str = "mean", batch_size: int | None = None,
                      cache: FeatureCache | None = None, progress: bool = True,
-                     precision: str = "auto", dtype: str = "float32") -> dict[str, Features]:
+                     precision: str = "auto", dtype: str = "float32",
+                     on_shrink: OnShrink | None = None) -> dict[str, Features]:
     """Extract pooled activations of ``layers`` for every stimulus.
 
     Parameters
@@ -251,13 +324,18 @@ def extract_features(adapter: Any, stimuli: StimulusSet, layers: str | Sequence[
     stimuli : the s stimuli, in the row order of the result.
     layers : one layer name or several, from ``adapter.layers()``.
     pooling : a name in ``POOLINGS`` (``mean``, ``max``, ``cls``, ``flatten``, ``none``).
-    batch_size : stimuli per forward pass; each pass serves all layers.
+    batch_size : stimuli per forward pass; each pass serves all layers. None: chosen from the
+        device's free memory and the memory of a probe batch on CUDA/MPS, 32 on the CPU
+        (``features._batching``). Whatever it is, an out-of-memory error halves it and the
+        extraction resumes at the first stimulus not yet stored.
     cache : when given, layers already cached are read (the model does not run for them) and new
         ones are written atomically after the whole set succeeded.
     progress : show a rich progress bar.
     precision : ``auto`` (bf16 autocast on CUDA, fp32 elsewhere), ``fp32`` or ``bf16``; pooling
         always reduces in float32. Part of the cache key.
     dtype : storage dtype of the values, ``float32`` or ``float16``. Part of the cache key.
+    on_shrink : called with a ``BatchShrink`` each time an out-of-memory error halved the batch
+        size (a line is printed on the console in any case).
 
     Returns
     -------
@@ -287,8 +365,9 @@ def extract_features(adapter: Any, stimuli: StimulusSet, layers: str | Sequence[
                 arrays[layer] = _ArrayRows((len(stimuli), *row_shape), dtype)
             return arrays[layer]
 
+        batch_size = _batch_size(adapter, stimuli, todo, pooling, resolved, batch_size, progress)
         _run_batches(adapter, stimuli, todo, pooling, batch_size, resolved, dtype, progress,
-                     open_array)
+                     open_array, on_shrink)
         for layer in todo:
             values = arrays[layer].values
             if cache is not None:
@@ -300,9 +379,10 @@ def extract_features(adapter: Any, stimuli: StimulusSet, layers: str | Sequence[
 
 
 def extract_to_cache(adapter: Any, stimuli: StimulusSet, layers: str | Sequence[str],
-                     cache: FeatureCache, pooling: str = "mean", batch_size: int = 32,
+                     cache: FeatureCache, pooling: str = "mean", batch_size: int | None = None,
                      progress: bool = True, precision: str = "auto",
-                     dtype: str = "float32") -> dict[str, str]:
+                     dtype: str = "float32", on_shrink: OnShrink | None = None
+                     ) -> dict[str, str]:
     """Extract ``layers`` straight into ``cache``, batch by batch; return their cache keys.
 
     The same forward passes, pooling, checks, keys and stored entries as
@@ -314,8 +394,8 @@ def extract_to_cache(adapter: Any, stimuli: StimulusSet, layers: str | Sequence[
 
     Parameters
     ----------
-    adapter, stimuli, layers, pooling, batch_size, progress, precision, dtype : as in
-        :func:`extract_features`.
+    adapter, stimuli, layers, pooling, batch_size, progress, precision, dtype, on_shrink : as
+        in :func:`extract_features`.
     cache : where the (s, d) entries go ((s, ...) raw with pooling ``none``). Layers already
         cached for these stimuli (complete metadata, same stimulus ids) are skipped; their values
         are verified when read.
@@ -338,6 +418,7 @@ def extract_to_cache(adapter: Any, stimuli: StimulusSet, layers: str | Sequence[
     todo = [layer for layer in names
             if (cache.metadata(keys[layer]) or {}).get("stimulus_ids") != list(stimuli.ids)]
     if todo:
+        batch_size = _batch_size(adapter, stimuli, todo, pooling, resolved, batch_size, progress)
         with contextlib.ExitStack() as writers:  # any error: every writer discards its store
             opened: dict[str, Any] = {}
 
@@ -349,7 +430,7 @@ def extract_to_cache(adapter: Any, stimuli: StimulusSet, layers: str | Sequence[
                 return opened[layer]
 
             _run_batches(adapter, stimuli, todo, pooling, batch_size, resolved, dtype, progress,
-                         open_writer)
+                         open_writer, on_shrink)
     return {layer: keys[layer] for layer in names}
 
 

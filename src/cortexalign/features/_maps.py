@@ -26,16 +26,23 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from rich.markup import escape
 
 from cortexalign.errors import InputError, UnknownNameError
+from cortexalign.features._batching import (
+    BatchShrink,
+    auto_batch_size,
+    device_memory,
+    run_shrinking,
+)
 from cortexalign.features._cache import FeatureCache, feature_key
-from cortexalign.features._extract import Features, _ArrayRows, _eval_mode, _progress
+from cortexalign.features._extract import Features, _ArrayRows, _console, _eval_mode, _progress
 from cortexalign.models.attention import (
     attention_maps,
     conv_maps,
@@ -173,8 +180,9 @@ def map_entries(adapter, stimuli: StimulusSet, layers: list[str], kind: str,
 
 
 def extract_maps(adapter, stimuli: StimulusSet, layers: list[str], kind: str,
-                 options: dict[str, Any], *, batch_size: int = 32,
-                 cache: FeatureCache | None = None, progress: bool = False
+                 options: dict[str, Any], *, batch_size: int | None = None,
+                 cache: FeatureCache | None = None, progress: bool = False,
+                 on_shrink: Callable[[BatchShrink], None] | None = None
                  ) -> dict[str, np.ndarray]:
     """(s, gh, gw) float32 maps per layer, read from ``cache`` when there, else computed.
 
@@ -186,18 +194,21 @@ def extract_maps(adapter, stimuli: StimulusSet, layers: list[str], kind: str,
     ----------
     adapter : a ``ModelAdapter``; layers : from ``map_layers``; kind : a key of ``MAP_FEATURES``;
     options : its options (``map_options``); cache : a ``FeatureCache`` (None: no caching).
+    batch_size, on_shrink : as in ``extract_features`` (None: chosen from free device memory;
+        halved on out-of-memory).
 
     Raises
     ------
     InputError if a map is NaN/Inf (naming the layer); nothing is cached then.
     """
     return _extract_maps(adapter, stimuli, layers, kind, options, batch_size, cache,
-                         progress)[0]
+                         progress, on_shrink)[0]
 
 
 def extract_map_features(adapter, stimuli: StimulusSet, layers: list[str], kind: str,
-                         options: dict[str, Any], *, batch_size: int = 32,
-                         cache: FeatureCache | None = None, progress: bool = False
+                         options: dict[str, Any], *, batch_size: int | None = None,
+                         cache: FeatureCache | None = None, progress: bool = False,
+                         on_shrink: Callable[[BatchShrink], None] | None = None
                          ) -> dict[str, Features]:
     """The maps of :func:`extract_maps` as ``Features``, in the order of ``layers``.
 
@@ -208,13 +219,13 @@ def extract_map_features(adapter, stimuli: StimulusSet, layers: list[str], kind:
     Parameters and Raises as in :func:`extract_maps`.
     """
     maps, entries, hits = _extract_maps(adapter, stimuli, layers, kind, options, batch_size,
-                                        cache, progress)
+                                        cache, progress, on_shrink)
     return {n: Features(maps[n], stimuli.ids, adapter.model_id, n, entries[n][1]["pooling"],
                         entries[n][0], from_cache=n in hits) for n in layers}
 
 
-def _extract_maps(adapter, stimuli, layers, kind, options, batch_size, cache, progress
-                  ) -> tuple[dict[str, np.ndarray], dict[str, tuple[str, dict]], set[str]]:
+def _extract_maps(adapter, stimuli, layers, kind, options, batch_size, cache, progress,
+                  on_shrink=None) -> tuple[dict[str, np.ndarray], dict[str, tuple[str, dict]], set[str]]:
     """(maps per layer in the order of ``layers``, their ``map_entries``, the layers read
     from ``cache``)."""
     opts = map_options(kind, options)
@@ -235,7 +246,7 @@ def _extract_maps(adapter, stimuli, layers, kind, options, batch_size, cache, pr
             arrays[layer] = _ArrayRows((len(stimuli), *map_shape), "float32")
         return arrays[layer]
 
-    _run(adapter, stimuli, todo, kind, opts, batch_size, progress, open_array)
+    _run(adapter, stimuli, todo, kind, opts, batch_size, progress, open_array, on_shrink)
     for n in todo:
         if cache is not None:
             cache.put(entries[n][0], arrays[n].values, entries[n][1])
@@ -245,7 +256,9 @@ def _extract_maps(adapter, stimuli, layers, kind, options, batch_size, cache, pr
 
 def extract_maps_to_cache(adapter, stimuli: StimulusSet, layers: list[str], kind: str,
                           options: dict[str, Any], cache: FeatureCache, *,
-                          batch_size: int = 32, progress: bool = False) -> dict[str, str]:
+                          batch_size: int | None = None, progress: bool = False,
+                          on_shrink: Callable[[BatchShrink], None] | None = None
+                          ) -> dict[str, str]:
     """Write each layer's (s, gh, gw) float32 maps into ``cache`` batch by batch; return the keys.
 
     The same forward passes, checks, keys and stored entries as :func:`extract_maps` with a
@@ -256,7 +269,8 @@ def extract_maps_to_cache(adapter, stimuli: StimulusSet, layers: list[str], kind
 
     Parameters
     ----------
-    adapter, stimuli, layers, kind, options, batch_size, progress : as in :func:`extract_maps`.
+    adapter, stimuli, layers, kind, options, batch_size, progress, on_shrink : as in
+        :func:`extract_maps`.
     cache : where the entries go. Layers already cached for these stimuli (complete metadata,
         same stimulus ids) are skipped; their values are verified when read.
 
@@ -287,27 +301,51 @@ def extract_maps_to_cache(adapter, stimuli: StimulusSet, layers: list[str], kind
                         cache.writer(key, (len(stimuli), *map_shape), "float32", meta))
                 return opened[layer]
 
-            _run(adapter, stimuli, todo, kind, opts, batch_size, progress, open_writer)
+            _run(adapter, stimuli, todo, kind, opts, batch_size, progress, open_writer,
+                 on_shrink)
     return {n: entries[n][0] for n in layers}
 
 
-def _run(adapter, stimuli, layers, kind, opts, batch_size, progress, open_layer) -> None:
+def _run(adapter, stimuli, layers, kind, opts, batch_size, progress, open_layer,
+         on_shrink=None) -> None:
     """One forward pass per batch for all ``layers``; each layer's (b, gh, gw) maps, checked
-    finite, go to its sink ``open_layer(layer, (gh, gw)).write(start, maps_bhw)`` in order."""
+    finite, go to its sink ``open_layer(layer, (gh, gw)).write(start, maps_bhw)`` in order.
+    ``batch_size`` None is chosen, and an out-of-memory error halved, by ``features._batching``."""
     feat = MAP_FEATURES[kind]
+    device = torch.device(adapter.device)
+
+    def maps_of(idx: range) -> dict[str, np.ndarray]:
+        x_bchw = adapter.preprocess([stimuli.image(i) for i in idx]).to(device)
+        maps = feat.batch(adapter, x_bchw, layers, opts)
+        return {n: maps[n].float().cpu().numpy() for n in layers}
+
     with _progress(progress) as bar, _eval_mode(adapter.module), torch.inference_mode():
-        task = bar.add_task(f"{adapter.model_id} maps ({len(layers)} layers)", total=len(stimuli))
-        for start in range(0, len(stimuli), batch_size):
-            idx = range(start, min(start + batch_size, len(stimuli)))
-            x_bchw = adapter.preprocess([stimuli.image(i) for i in idx]).to(adapter.device)
-            maps = feat.batch(adapter, x_bchw, layers, opts)
-            for n in layers:
-                maps_bhw = maps[n].float().cpu().numpy()
-                assert maps_bhw.ndim == 3 and maps_bhw.shape[0] == len(idx), (
-                    f"{n}: maps of shape {maps_bhw.shape}")
-                if not np.isfinite(maps_bhw).all():
-                    raise InputError("features", f"finite {kind} maps", f"NaN/Inf in layer "
-                                     f"{n!r} of {adapter.model_id}",
-                                     "check the weights; nothing was cached")
-                open_layer(n, maps_bhw.shape[1:]).write(start, maps_bhw)
-            bar.advance(task, len(idx))
+        if batch_size is None:
+            batch_size = auto_batch_size(device, lambda b: maps_of(range(b)), len(stimuli)).size
+        task = bar.add_task(f"{escape(adapter.model_id)} maps ({len(layers)} layers)", total=len(stimuli))
+
+        def run(first: int, size: int) -> Iterator[int]:
+            for start in range(first, len(stimuli), size):
+                idx = range(start, min(start + size, len(stimuli)))
+                maps = maps_of(idx)  # every layer on the host before any is written
+                for n in layers:
+                    maps_bhw = maps[n]
+                    assert maps_bhw.ndim == 3 and maps_bhw.shape[0] == len(idx), (
+                        f"{n}: maps of shape {maps_bhw.shape}")
+                    if not np.isfinite(maps_bhw).all():
+                        raise InputError("features", f"finite {kind} maps", f"NaN/Inf in layer "
+                                         f"{n!r} of {adapter.model_id}",
+                                         "check the weights; nothing was cached")
+                    open_layer(n, maps_bhw.shape[1:]).write(start, maps_bhw)
+                bar.advance(task, len(idx))
+                yield idx.stop
+
+        def shrunk(event: BatchShrink) -> None:
+            console = bar.console if progress else _console()
+            console.print(f"{adapter.model_id}: {event.message}", highlight=False, markup=False,
+                          soft_wrap=True)
+            if on_shrink is not None:
+                on_shrink(event)
+
+        run_shrinking(run, len(stimuli), batch_size, memory=device_memory(device),
+                      on_shrink=shrunk)

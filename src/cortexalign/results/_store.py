@@ -220,15 +220,17 @@ class ResultsStore(DerivedTables, TrainingTables):
                          to_json(hardware(), "hardware")])
         return run_id
 
-    def finish_run(self, run_id: str, status: str = "finished") -> None:
-        """Close a run with ``status`` (``finished``, ``failed`` or ``interrupted``)."""
+    def finish_run(self, run_id: str, status: str = "finished",
+                   finished: datetime | None = None) -> None:
+        """Close a run with ``status`` (``finished``, ``failed`` or ``interrupted``) at
+        ``finished`` (UTC; default now: the runner passes the time its report shows)."""
         if status not in RUN_STATUSES[1:]:
             raise InputError("status", f"one of {RUN_STATUSES[1:]}", repr(status),
                              "pass 'finished', 'failed' or 'interrupted'")
         with self._transaction() as con:
             self._require_run(con, run_id)
             con.execute("UPDATE runs SET status = ?, finished = ? WHERE run_id = ?",
-                        [status, _now(), run_id])
+                        [status, finished or _now(), run_id])
 
     @staticmethod
     def _require_run(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
