@@ -12,7 +12,7 @@ import pytest
 import torch
 from _features_standin import TinyAdapter, make_stimuli
 
-from cortexalign.features import FeatureCache, extract_features, extract_to_cache
+from cortexalign.features import FeatureCache, extract, extract_features
 from cortexalign.features._batching import (
     CPU_BATCH_SIZE,
     MEMORY_FRACTION,
@@ -24,6 +24,12 @@ from cortexalign.features._batching import (
 )
 
 LAYERS = ["conv1", "tokens", "head"]
+
+
+def extract_to_cache(adapter, stimuli, layers, cache, **kwargs) -> dict[str, str]:
+    """The streamed path of ``extract`` (a memory budget of 0 bytes): layer -> cache key."""
+    feats = extract(adapter, stimuli, layers, cache=cache, memory_budget=0, **kwargs)
+    return {layer: f.key for layer, f in feats.items()}
 
 
 class OomAdapter(TinyAdapter):
@@ -207,28 +213,26 @@ def test_cpu_uses_the_documented_default_without_probing():
 
 
 def test_map_extraction_halves_on_oom_and_gives_the_batch_size_1_maps(monkeypatch):
-    import dataclasses
-
-    from cortexalign.features import _maps
+    from cortexalign.features import _kinds, kind_layers
     from cortexalign.models import load_model
 
     model = load_model("sam_vit_b", untrained=True, device="cpu", tiny=True, img_size=64)
     stimuli = make_stimuli(n=7, size=48)
-    layers = _maps.map_layers(model, "attention", "all", {}, stimuli)[:2]
-    want = _maps.extract_maps(model, stimuli, layers, "attention", {}, batch_size=1)
-    real = _maps.MAP_FEATURES["attention"]
+    layers = kind_layers(model, "attention", "all", {}, stimuli)[:2]
+    want = extract(model, stimuli, layers, "attention", batch_size=1, progress=False)
+    real = _kinds.attention_maps
     sizes: list[int] = []
 
-    def batch(adapter, x_bchw, names, options):
+    def maps(module, x_bchw, **kwargs):
         if len(x_bchw) > 2:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (maps)")
         sizes.append(len(x_bchw))
-        return real.batch(adapter, x_bchw, names, options)
+        return real(module, x_bchw, **kwargs)
 
-    monkeypatch.setitem(_maps.MAP_FEATURES, "attention", dataclasses.replace(real, batch=batch))
+    monkeypatch.setattr(_kinds, "attention_maps", maps)
     events: list[BatchShrink] = []
-    got = _maps.extract_maps(model, stimuli, layers, "attention", {}, batch_size=8,
-                             on_shrink=events.append)
+    got = extract(model, stimuli, layers, "attention", batch_size=8, progress=False,
+                  on_shrink=events.append)
     for layer in layers:
-        np.testing.assert_allclose(got[layer], want[layer], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got[layer].values, want[layer].values, rtol=1e-5, atol=1e-6)
     assert [(e.old, e.new) for e in events] == [(8, 4), (4, 2)] and sum(sizes) == len(stimuli)

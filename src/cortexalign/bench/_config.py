@@ -90,12 +90,20 @@ class ModelSpec(_Strict):
     feature_options: dict[str, Any] = Field(
         default_factory=dict, description="Options of the map features: attention "
         "{reduction: received | cls | rollout, chunk_size}; conv_map {kind: mean_abs | topk, "
-        "k}. See cortexalign.features._maps.")
+        "k}. See cortexalign.features.FEATURE_KINDS.")
 
     @property
     def display(self) -> str:
         """The model's name in tables and figures: its label, else its registry name."""
         return self.label or (self.name + (" (untrained)" if self.untrained else ""))
+
+    @property
+    def kind_options(self) -> dict[str, Any]:
+        """The options of its feature kind (``features.extract``): ``pooling`` for activations,
+        ``feature_options`` for the maps."""
+        if self.features == "activations":
+            return {"pooling": self.pooling}
+        return dict(self.feature_options)
 
 
 class NeuralSelect(_Strict):
@@ -229,7 +237,7 @@ class ExperimentConfig(_Strict):
         "region matrix and each model layer's profile put in a region's place. Stored in "
         "'second_order'; a report section. See cortexalign.bench._second_order_spec.")
     discriminability: DiscriminabilitySpec | None = Field(
-        None, description="How well each (target, rsa entry) separates the models: rank "
+        None, description="How well each (target, metric entry) separates the models: rank "
         "probabilities, FDR-separated pairs, rank intervals, under the best-layer and "
         "cross-validated layer rules (also `cortexalign results OUT --discriminability`).")
     segmentation: SegmentationSpec | None = Field(

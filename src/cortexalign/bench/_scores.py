@@ -18,18 +18,11 @@ from cortexalign.bench._context import RunContext
 from cortexalign.bench._jobs import ScoreJob, plan_model_jobs
 from cortexalign.bench._scoring import CachedLayer, score_job, uses_maps
 from cortexalign.errors import CortexAlignError
-from cortexalign.features import (
-    BatchShrink,
-    extract_features,
-    extract_maps,
-    extract_maps_to_cache,
-    extract_to_cache,
-    map_layers,
-)
+from cortexalign.features import FEATURE_KINDS, BatchShrink, extract, kind_layers
 from cortexalign.metrics import METRICS
 from cortexalign.models import load_model
 from cortexalign.neural import NEURAL
-from cortexalign.stimuli import BUNDLED, StimulusSet
+from cortexalign.stimuli import BUNDLED
 
 __all__ = ["ScoresKind"]
 
@@ -76,8 +69,9 @@ class ScoresKind(AnalysisKind):
         bad_layers: dict[str, str] = {}
         if spec.features == "activations":
             layers, bad_layers = _check_layers(adapter, spec)
-        else:  # attention blocks or spatial layers (bench._map_features)
-            layers = map_layers(adapter, spec.features, spec.layers, spec.feature_options, stimuli)
+        else:  # attention blocks or spatial layers (features.FEATURE_KINDS)
+            layers = kind_layers(adapter, spec.features, spec.layers, spec.feature_options,
+                                 stimuli)
         # a layer the model does not have fails its jobs; the others go on
         failed = [(job, bad_layers[job.layer])
                   for job in plan_model_jobs(cfg, spec, list(bad_layers), stimuli.content_hash)
@@ -122,56 +116,20 @@ ANALYSES.add("scores", ScoresKind(),
 
 
 def _feature_values(ctx: RunContext, spec, adapter, needed: list[str]) -> dict[str, Any]:
-    """Layer -> the features of ``needed`` for every stimulus: in memory, or streamed into the
-    cache (``CachedLayer``) when they exceed ``max_feature_memory_gb``."""
-    cfg, stimuli, cache, progress = ctx.config, ctx.stimuli, ctx.cache, ctx.progress
-    budget = cfg.max_feature_memory_gb
+    """Layer -> the features of ``needed`` for every stimulus, through ``features.extract``:
+    in memory, or streamed into the cache (a ``CachedLayer`` view) when they exceed
+    ``max_feature_memory_gb`` (features decides)."""
+    cfg, budget = ctx.config, ctx.config.max_feature_memory_gb
 
     def shrunk(event: BatchShrink) -> None:  # the extraction printed it; the report keeps it
         ctx.store.add_notes(ctx.run_id, "execution", [(spec.display, event.message)])
 
-    if spec.features == "activations" and budget is not None and \
-            _pooled_bytes(adapter, stimuli, needed, spec.pooling) > budget * 1e9:
-        keys = extract_to_cache(adapter, stimuli, needed, cache, pooling=spec.pooling,
-                                batch_size=cfg.batch_size, progress=progress,
-                                on_shrink=shrunk)
-        values = {layer: CachedLayer(cache, keys[layer], layer, int(budget * 1e9))
-                  for layer in needed}
-    elif spec.features != "activations" and budget is not None and \
-            _map_bytes(adapter, stimuli, needed, spec) > budget * 1e9:
-        keys = extract_maps_to_cache(adapter, stimuli, needed, spec.features,
-                                     spec.feature_options, cache, batch_size=cfg.batch_size,
-                                     progress=progress, on_shrink=shrunk)
-        values = {layer: CachedLayer(cache, keys[layer], layer, int(budget * 1e9), maps=True)
-                  for layer in needed}
-    elif spec.features == "activations":
-        feats = extract_features(adapter, stimuli, needed, pooling=spec.pooling,
-                                 batch_size=cfg.batch_size, cache=cache, progress=progress,
-                                 on_shrink=shrunk)
-        values = {layer: f.values for layer, f in feats.items()}
-    else:
-        values = extract_maps(adapter, stimuli, needed, spec.features, spec.feature_options,
-                              batch_size=cfg.batch_size, cache=cache, progress=progress,
-                              on_shrink=shrunk)
-    return values
-
-
-def _pooled_bytes(adapter, stimuli: StimulusSet, layers: list[str], pooling: str) -> int:
-    """Bytes of the pooled float32 features of ``layers`` for every stimulus: s x the size of
-    one stimulus's pooled output, measured on the first image (one forward pass, not cached)."""
-    probe = stimuli.subset(stimuli.ids[:1], name=f"{stimuli.name}[probe]")
-    feats = extract_features(adapter, probe, layers, pooling=pooling, batch_size=1,
-                             progress=False)
-    return len(stimuli) * sum(f.values.nbytes for f in feats.values())
-
-
-def _map_bytes(adapter, stimuli: StimulusSet, layers: list[str], spec) -> int:
-    """Bytes of the float32 (s, gh, gw) maps of ``layers``: s x one stimulus's maps, measured
-    on the first image (one forward pass, not cached)."""
-    probe = stimuli.subset(stimuli.ids[:1], name=f"{stimuli.name}[probe]")
-    maps = extract_maps(adapter, probe, layers, spec.features, spec.feature_options,
-                        batch_size=1)
-    return len(stimuli) * sum(m.nbytes for m in maps.values())
+    feats = extract(adapter, ctx.stimuli, needed, spec.features, spec.kind_options,
+                    batch_size=cfg.batch_size, cache=ctx.cache, progress=ctx.progress,
+                    memory_budget=None if budget is None else budget * 1e9, on_shrink=shrunk)
+    return {layer: CachedLayer(ctx.cache, f.key, layer, int(budget * 1e9),
+                               maps=FEATURE_KINDS.get(spec.features).maps)
+            if f.streamed else f.values for layer, f in feats.items()}
 
 
 def _check_layers(adapter, spec) -> tuple[list[str], dict[str, str]]:

@@ -10,8 +10,10 @@ and ``discriminability:`` at the end of ``run_experiment``, one keyed job each (
 same config skips them; the report shows the newest run's rows of each analysis).
 ``grid_discriminability`` does the latter for any finished results directory (the config is
 read from the store), for ``cortexalign results OUT --discriminability``.
-Discriminability covers the ``rsa`` entries of a config (their stimulus resampling is exact, with
-pair weights); the other measures are listed as skipped with the reason.
+Discriminability covers every metric entry of a config (``analyses.bootstrap_model_scores``:
+rsa and CKA exactly, encoding by resampling held-out predictions, others with few generic
+resamples); an entry that cannot be resampled (map measures, a responses measure on an RDM
+target, a generic run above ``max_seconds``) is listed as skipped with the reason.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from cortexalign.bench._jobs import model_payload, target_payload
 from cortexalign.bench._partitions import _model_sets
 from cortexalign.bench._second_order_spec import DiscriminabilitySpec, PatternSpec
 from cortexalign.bench._targets import load_targets
-from cortexalign.errors import InputError
+from cortexalign.errors import CortexAlignError, InputError
 from cortexalign.features import FeatureCache
 from cortexalign.results import ResultsStore
 from cortexalign.stimuli import load_stimuli
@@ -99,26 +101,55 @@ def _rsa_options(options: dict) -> dict:
     return keep
 
 
+def _entry_label(m, cfg: ExperimentConfig) -> str:
+    """``rsa:<rdm_method>:<compare>`` for rsa; else the metric name (with ``#k``, its place
+    among the config's entries of that name, when there are several)."""
+    if m.name == "rsa":
+        return _metric_label(m.options)
+    same = [e for e in cfg.metrics if e.name == m.name]
+    return m.name if len(same) == 1 else f"{m.name}#{same.index(m) + 1}"
+
+
+def _skip_reason(m, data) -> str:
+    if m.name.startswith("map_"):
+        return ("map measures score maps models (features: maps); discriminability resamples "
+                "the activations models' layers")
+    if m.name != "rsa" and not isinstance(data, xr.DataArray):
+        return f"{m.name} needs responses; this target holds RDMs"
+    return ""
+
+
 def discriminability_of(cfg: ExperimentConfig, spec: DiscriminabilitySpec, targets, models,
                         seed: int) -> list[GridDiscriminability]:
-    """Every (target group, metric entry, rule) of the grid."""
+    """Every (target group, metric entry, rule) of the grid: rsa and CKA exactly (pair
+    weights), encoding measures by resampling their held-out predictions, any other measure
+    with ``metrics.score`` on resampled stimuli (``spec.generic_n_bootstrap`` resamples); an
+    entry that cannot be resampled is listed as skipped with the reason."""
     out = []
     for groups in targets.values():
         for group in groups:
             for m in cfg.metrics:
-                if m.name != "rsa":
-                    for rule in spec.rules:
-                        out.append(GridDiscriminability(
-                            group.label, m.name, rule, None, "only rsa entries are resampled "
-                            "exactly (pairs of copies of a stimulus left out); resample others "
-                            "with analyses.layer_choice on subsets"))
+                label = _entry_label(m, cfg)
+                reason = _skip_reason(m, group.data)
+                if not reason:
+                    try:
+                        opts = (_rsa_options(m.options) if m.name == "rsa" else
+                                {"metric": m.name, "metric_options": dict(m.options),
+                                 "generic_n_bootstrap": spec.generic_n_bootstrap,
+                                 "max_seconds": spec.max_seconds})
+                        res = benchmark_discriminability(
+                            models, group.data, rules=tuple(spec.rules), alpha=spec.alpha,
+                            n_bootstrap=spec.n_bootstrap, n_folds=spec.n_folds,
+                            bootstrap_subjects=spec.bootstrap_subjects, seed=seed, **opts)
+                    except CortexAlignError as err:
+                        reason = str(err)
+                if reason:
+                    log.warning("discriminability of %s on %s skipped: %s", label, group.label,
+                                reason)
+                    out += [GridDiscriminability(group.label, label, rule, None, reason)
+                            for rule in spec.rules]
                     continue
-                res = benchmark_discriminability(
-                    models, group.data, rules=tuple(spec.rules), alpha=spec.alpha,
-                    n_bootstrap=spec.n_bootstrap, n_folds=spec.n_folds,
-                    bootstrap_subjects=spec.bootstrap_subjects, seed=seed,
-                    **_rsa_options(m.options))
-                out += [GridDiscriminability(group.label, _metric_label(m.options), rule, pair)
+                out += [GridDiscriminability(group.label, label, rule, pair)
                         for rule, pair in res.items()]
     return out
 
@@ -253,7 +284,7 @@ def grid_discriminability(out: str | Path, spec: DiscriminabilitySpec | None = N
                           seed: int | None = None, device: str = "cpu",
                           progress: bool = False) -> list[GridDiscriminability]:
     """Discriminability of a finished results directory: the newest run's config and feature
-    cache (features a run extracted are read, not recomputed), every (target, rsa entry, rule).
+    cache (features a run extracted are read, not recomputed), every (target, metric entry, rule).
     The rows are written to the store under that run, replacing earlier ones."""
     from cortexalign.bench._status import results_path
 

@@ -3,7 +3,7 @@ of itself), by CKA or RSA, saved as a NetCDF / CSV matrix or a PNG heatmap.
 
 :func:`compare_layers_to_file` does the work and is importable; :func:`compare_layers` is the
 typer command. Features come from the same extraction and feature cache as
-``cortexalign extract`` (``extract_features``, ``FeatureCache``); the similarity matrix from
+``cortexalign extract`` (``features.extract``, ``FeatureCache``); the similarity matrix from
 ``metrics.layer_similarity``. Everything a caller can get wrong (output name, metric and its
 options, pooling, layer names) is checked before any extraction, and the output is written
 atomically: a temporary file in the destination folder, renamed (or hard-linked, without
@@ -191,7 +191,7 @@ def compare_layers_to_file(model_a: str, stimuli: str | os.PathLike[str],
     from cortexalign.cli.extract_file import check_model_request
     from cortexalign.device import resolve_device
     from cortexalign.errors import Problems
-    from cortexalign.features import FeatureCache, extract_features
+    from cortexalign.features import FeatureCache, extract
     from cortexalign.metrics import check_bootstrap, check_layer_metric, layer_similarity
     from cortexalign.stimuli import load_stimuli
 
@@ -210,15 +210,16 @@ def compare_layers_to_file(model_a: str, stimuli: str | os.PathLike[str],
     stim = problems.check("", lambda: load_stimuli(stimuli))
     problems.raise_if_any("compare-layers")
     store = FeatureCache(cache) if cache is not None else None
-    common = {"pooling": pooling, "batch_size": batch_size, "precision": precision,
-              "cache": store, "progress": progress}
+    common = {"batch_size": batch_size, "precision": precision, "cache": store,
+              "progress": progress}
     load = {"untrained": untrained, "device": dev}
     # both models and their layer names are checked before either runs a forward pass
     models = [_load(model_a, layers, all_layers, {**load, **dict(model_kwargs or {})})]
     if model_b is not None:
         models.append(_load(model_b, layers_b or layers, all_layers,
                             {**load, **dict(model_kwargs_b or {})}))
-    feats = [extract_features(adapter, stim, names, **common) for adapter, names in models]
+    feats = [extract(adapter, stim, names, "activations", {"pooling": pooling}, **common)
+             for adapter, names in models]
     id_a, feats_a = models[0][0].model_id, feats[0]
     id_b, feats_b = (id_a, None) if model_b is None else (models[1][0].model_id, feats[1])
     da = layer_similarity({k: f.values for k, f in feats_a.items()},
