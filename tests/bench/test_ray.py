@@ -210,8 +210,10 @@ def test_partitions_on_ray_read_the_workers_cache_and_resume(local_ray, partitio
             run_experiment(cfg, tmp_path, progress=False, on_job_done=kill_after_first_partition)
         assert killed == ["vpa"]
         again = run_experiment(cfg, tmp_path, progress=False)
-    # 2 rsa score jobs + vpa were done by the killed run; band alone runs now
-    assert again.ok and (again.n_jobs, again.n_done, again.n_skipped) == (4, 1, 3)
+    # 2 rsa score jobs + vpa were done by the killed run (a job is reported once committed:
+    # band too when its batch was committed with vpa's); the rest runs now
+    assert again.ok and again.n_jobs == 4 and again.n_done in (0, 1)
+    assert again.n_skipped == 4 - again.n_done
     _assert_same_rows(_partition_rows(tmp_path), want)
     # the workers wrote both sets; the driver read them: no forward pass here, nothing logged
     assert len(FeatureCache(tmp_path / "cache").keys()) == 2
