@@ -50,6 +50,15 @@ from cortexalign.bench._context import RunContext, RunRequest  # noqa: E402
 
 __all__ += ["ANALYSES", "AnalysisKind", "Plan", "Unit", "analysis_kind", "run_unit", "RunContext",
             "RunRequest"]
+from cortexalign.bench._estimate import (  # noqa: E402
+    ArchSizes,
+    RunEstimate,
+    architecture_sizes,
+    estimate_config,
+    estimate_table,
+)
+
+__all__ += ["ArchSizes", "RunEstimate", "architecture_sizes", "estimate_config", "estimate_table"]
 from cortexalign.bench._cards import (  # noqa: E402
     model_card,
     segmenter_name,

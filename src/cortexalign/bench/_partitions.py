@@ -160,9 +160,14 @@ def check_partition_targets(config: ExperimentConfig, targets: dict[str, list[Ta
 
 @dataclass(frozen=True)
 class _SetFeatures:
+    """One layer's features flattened to (s, d); ``shape``: the per-stimulus shape of maps
+    ((gh, gw); () for activations); ``pad_square``: the model pads images to a square."""
+
     values_sd: np.ndarray
     model_id: str
     from_cache: bool
+    shape: tuple[int, ...] = ()
+    pad_square: bool = False
 
 
 def _model_sets(cfg, spec: ModelSpec, layers: list[str], stimuli, cache, device, progress,
@@ -200,10 +205,13 @@ def _model_sets(cfg, spec: ModelSpec, layers: list[str], stimuli, cache, device,
                                  precision=precision))
     except CortexAlignError as err:
         return fail(good, err)
+    maps = spec.features != "activations"
+    pads = getattr(getattr(adapter, "preprocess", None), "resize", "") == "longest_side_pad"
     for layer in good:
+        values = np.asarray(feats[layer].values)
         out[(spec.display, layer)] = _SetFeatures(
-            np.asarray(feats[layer].values).reshape(len(stimuli), -1), adapter.model_id,
-            feats[layer].from_cache)
+            values.reshape(len(stimuli), -1), adapter.model_id, feats[layer].from_cache,
+            tuple(values.shape[1:]) if maps else (), pads)
     return None
 
 

@@ -6,7 +6,7 @@ memory budget whether the values are held in memory or streamed into the ``Featu
 ``extract_features`` is ``extract`` for pooled activations.
 """
 
-from cortexalign.features._batching import BatchShrink
+from cortexalign.features._batching import CPU_BATCH_SIZE, BatchShrink
 from cortexalign.features._cache import EXTRACTION_VERSION, CacheSummary, FeatureCache, feature_key
 from cortexalign.features._cache_view import CachedArray, CacheIntegrityError
 from cortexalign.features._cache_writer import ARRAY_NAME, META_FILE, CacheWriter, sha256_of
@@ -44,4 +44,4 @@ __all__ += ["FEATURE_KINDS", "FeatureKind", "kind_layers", "kind_options", "reso
 __all__ += ["CachedArray", "CacheIntegrityError", "CacheWriter"]
 __all__ += ["save_features", "load_features", "FEATURE_FORMATS", "check_destination", "check_new_file",
             "link_new"]
-__all__ += ["ARRAY_NAME", "META_FILE", "sha256_of", "BatchShrink"]
+__all__ += ["ARRAY_NAME", "META_FILE", "sha256_of", "BatchShrink", "CPU_BATCH_SIZE"]

@@ -88,7 +88,7 @@ def after_training_records(model: Any, images_nhwc: np.ndarray, device: Any, res
     model.eval()
     try:
         x = to_input(torch.from_numpy(images_nhwc).to(device))
-        report = measure_energy(model, x)
+        report = measure_energy(model, x, n_samples=len(images_nhwc))  # any module (ANNs)
     finally:
         model.train(was)
     extra = {"n_images": int(len(images_nhwc)), "first_layer": report.first_layer,
