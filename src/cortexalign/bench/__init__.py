@@ -63,9 +63,7 @@ from cortexalign.bench._cards import (  # noqa: E402
     model_card,
     segmenter_name,
     store_card,
-    write_model_cards,
 )
 from cortexalign.bench._cards_spec import SegmentationSpec  # noqa: E402
 
-__all__ += ["SegmentationSpec", "model_card", "segmenter_name", "store_card",
-            "write_model_cards"]
+__all__ += ["SegmentationSpec", "model_card", "segmenter_name", "store_card"]
