@@ -26,7 +26,7 @@ from cortexalign.results import ResultsStore
 from cortexalign.spiking import load_image_data, to_input
 from cortexalign.studies.spiking import PLANS, run_plan
 
-PLAN = replace(PLANS["cpu"], epochs=5)
+PLAN = replace(PLANS["cpu"], epochs=5, n_bootstrap=0)
 
 
 @pytest.fixture(scope="module")

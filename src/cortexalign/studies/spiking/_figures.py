@@ -54,17 +54,22 @@ def alignment_figure(align: pd.DataFrame, path: Path) -> Path:
     plt = _pyplot()
     targets = list(dict.fromkeys(align.target)) or ["(none)"]
     models = list(dict.fromkeys(align.model))
-    fig, ax = plt.subplots(figsize=(max(6.4, 0.9 * len(targets) * max(1, len(models)) / 3), 4))
+    fig, ax = plt.subplots(figsize=(min(12.0, 2.5 + 1.1 * len(targets)), 4))
     width = 0.8 / max(1, len(models))
     xs = np.arange(len(targets))
     for k, model in enumerate(models):
         rows = align[align.model == model].set_index("target")
-        ys = [float(rows.value.get(t, np.nan)) for t in targets]
-        ax.bar(xs + (k - (len(models) - 1) / 2) * width, ys, width, color=f"C{k // 2}",
+        ys = np.array([float(rows.value.get(t, np.nan)) for t in targets])
+        lo = np.array([float(rows.ci_low.get(t, np.nan)) for t in targets])
+        hi = np.array([float(rows.ci_high.get(t, np.nan)) for t in targets])
+        err = np.vstack([ys - lo, hi - ys]) if np.isfinite(lo).any() else None
+        ax.bar(xs + (k - (len(models) - 1) / 2) * width, ys, width, yerr=err,
+               error_kw={"lw": 0.6, "capsize": 1.5}, color=f"C{k // 2}",
                alpha=1.0 if "untrained" not in model else 0.45, label=model)
     ax.axhline(0, color="0.4", lw=0.8)
     ax.set_xticks(xs, targets, rotation=30, ha="right", fontsize=7)
-    ax.set(ylabel="best-layer RSA (Spearman)", title="Alignment (faded: untrained controls)")
+    ax.set(ylabel="best-layer RSA (Spearman)",
+           title="Alignment (faded: untrained controls; bars: 95% bootstrap interval)")
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     _save(fig, path)

@@ -68,6 +68,12 @@ class StudyPlan:
         """Every trained model, spiking families first, then the ANN."""
         return [self.snn_name(f) for f in self.families] + [self.ann]
 
+    def label(self, name: str, trained: bool) -> str:
+        """The model's label in the scores: ``hst_tiny (trained)``, ``ANN vit_tiny
+        (untrained)``..."""
+        short = f"ANN {name.removeprefix('timm:').split('_patch')[0]}" if name == self.ann else name
+        return f"{short} ({'trained' if trained else 'untrained'})"
+
     def options(self, name: str, num_classes: int) -> dict[str, Any]:
         """Constructor options of ``name`` as trained (also what scoring rebuilds it with)."""
         base = self.ann_options if name == self.ann else self.snn_options
@@ -83,7 +89,8 @@ PLANS: dict[str, StudyPlan] = {
                      "num_heads": 2},
         ann_layers=("blocks.0", "blocks.1", "blocks.2"),
         epochs=10, batch_size=32, lr=3e-3, augment=False,
-        classes=("airplane", "automobile", "frog", "horse"), n_train=150, n_test=50),
+        classes=("airplane", "automobile", "frog", "horse"), n_train=150, n_test=50,
+        n_bootstrap=200),
     "full": StudyPlan(
         size="4_384", snn_options={"time_steps": 4},
         ann="timm:vit_tiny_patch16_224",
@@ -95,7 +102,7 @@ PLANS: dict[str, StudyPlan] = {
 }
 """``cpu``: about 35,000-parameter spiking models (D = 32, 1+1+1 blocks, 2 heads, T = 4, stem
 stride 2) and a 42,000-parameter ViT (3 blocks of width 32, patch 4), 4 classes x (150 + 50)
-images, 10 epochs of batch 32 at lr 3e-3. ``full``: HST-4-384 (6.7M parameters, T = 4) of each
+images, 10 epochs of batch 32 at lr 3e-3, 200 bootstrap resamples of the stimuli. ``full``: HST-4-384 (6.7M parameters, T = 4) of each
 family and ViT-Tiny at 32 px with patch 4 (5.4M), QKFormer's optimizer (AdamW lr 1e-3, wd 0.06,
 batch 64, cosine) with crop-and-flip augmentation, 100 epochs (QKFormer trains 400) on every
 image of the data given."""
@@ -119,11 +126,10 @@ def model_entries(plan: StudyPlan, checkpoints: dict[str, Path],
                                   "std": list(std)}
         else:
             kwargs["img_size"] = 32
-        short = name.removeprefix("timm:").split("_")[0] if ann else name
-        entries.append({**base, "label": f"{short} (trained)", "weights": str(checkpoints[name]),
-                        "kwargs": dict(kwargs)})
+        entries.append({**base, "label": plan.label(name, True),
+                        "weights": str(checkpoints[name]), "kwargs": dict(kwargs)})
         if plan.untrained_controls:
-            entries.append({**base, "label": f"{short} (untrained)", "untrained": True,
+            entries.append({**base, "label": plan.label(name, False), "untrained": True,
                             "seed": plan.seed, "kwargs": dict(kwargs)})
     return entries
 

@@ -55,8 +55,9 @@ def store_rows(out: Path, plan: StudyPlan, task: TaskData, trained, information:
         info = information.get(t.name)
         if info is not None:
             rows.append(TrainingRecord(t.name, "time_step_mi", "adjacent", info.adjacent, extra={
-                "matrix": info.matrix, "estimator": info.estimator, "layer": info.layer,
-                "n_images": info.n_images, "unit": "nats"}))
+                "shuffled_floor": info.floor, "matrix": info.matrix,
+                "estimator": info.estimator, "layer": info.layer, "n_images": info.n_images,
+                "unit": "nats"}))
     store.record_training_job(key, run_id, rows, replace=True)
     store.finish_run(run_id)
     return key
@@ -77,11 +78,12 @@ def _learning(store: ResultsStore, key: str) -> pd.DataFrame:
     for col in ("n_correct", "n_test", "chance", "p_value", "params", "train_job",
                 "train_seconds"):
         tests[col] = extra.map(lambda e, c=col: e.get(c))
-    mi = rows[rows.kind == "time_step_mi"].set_index("model")
-    tests["mi"] = tests.model.map(mi["value"]) if len(mi) else np.nan
-    tests["mi_estimator"] = (tests.model.map(_extra(mi.reset_index()).set_axis(mi.index))
-                             .map(lambda e: e.get("estimator", "") if isinstance(e, dict)
-                                  else "") if len(mi) else "")
+    mi = rows[rows.kind == "time_step_mi"]
+    mi_extra = dict(zip(mi.model, _extra(mi), strict=True))
+    tests["mi"] = tests.model.map(dict(zip(mi.model, mi.value, strict=True)))
+    tests["mi_floor"] = pd.to_numeric(tests.model.map(
+        lambda m: mi_extra.get(m, {}).get("shuffled_floor")), errors="coerce")
+    tests["mi_estimator"] = tests.model.map(lambda m: mi_extra.get(m, {}).get("estimator", ""))
     return tests.reset_index(drop=True)
 
 
@@ -89,14 +91,20 @@ def _per_training(store: ResultsStore, jobs: list[str]) -> pd.DataFrame:
     return store.training_frame(job_key=jobs) if jobs else pd.DataFrame()
 
 
-def _alignment(store: ResultsStore) -> pd.DataFrame:
+def _alignment(store: ResultsStore, plan: StudyPlan) -> pd.DataFrame:
     """Best-layer RSA per (model label, target), the newest score of each (model id, layer,
-    target), with the target's ceiling."""
+    target), with the target's ceiling; models in the plan's order, IT targets first."""
     s = store.scores_frame()
     s = s[s.metric == "rsa"].sort_values("created").drop_duplicates(
         ["model_id", "layer", "target"], keep="last")
     best = s.sort_values("value").groupby(["model", "target"], sort=False).tail(1)
-    return best[["model", "target", "layer", "value", "ceiling_low", "ceiling_high"]]
+    labels = [plan.label(n, trained) for n in plan.names() for trained in (True, False)]
+    rank = {m: k for k, m in enumerate(labels)}
+    best = best.assign(_m=best.model.map(lambda m: rank.get(m, len(rank))),
+                       _t=best.target.map(lambda t: ("1" if t.startswith("allen") else "0") + t))
+    best = best.sort_values(["_m", "_t"])
+    return best[["model", "target", "layer", "value", "ci_low", "ci_high", "ceiling_low",
+                 "ceiling_high"]]
 
 
 def write_study_report(out: Path, plan: StudyPlan, key: str, simulated: bool,
@@ -108,7 +116,7 @@ def write_study_report(out: Path, plan: StudyPlan, key: str, simulated: bool,
     tests = _learning(store, key)
     trainings = _per_training(store, [j for j in tests.train_job if j])
     epochs = trainings[trainings.kind == "epoch"] if len(trainings) else trainings
-    align = _alignment(store)
+    align = _alignment(store, plan)
     curves_figure(epochs, tests, out / "learning_curves.png")
     alignment_figure(align, out / "alignment.png")
     lines = _head(plan, tests, simulated, seconds) + _learning_lines(tests)
@@ -132,8 +140,10 @@ def _head(plan: StudyPlan, tests: pd.DataFrame, simulated: bool,
         f"{first.get('task', '?')}, classes {', '.join(first.get('classes', []))}, "
         f"{first.get('n_train', '?')} training images; every model is tested on the same "
         f"{int(tests.n_test.iloc[0]) if len(tests) else '?'} held-out images.", "",
-        f"The study took {seconds[0]:.0f} s wall and {seconds[1]:.0f} s of CPU in its process "
-        "(training, measures, scoring, reports).", ""]
+        f"This invocation of the study took {seconds[0]:.0f} s wall and {seconds[1]:.0f} s of "
+        "CPU in its process (training, measures, scoring, reports; a rerun on the same output "
+        "folder skips the finished trainings and scores, and each training's own time is in "
+        "the table below).", ""]
 
 
 def _learning_lines(tests: pd.DataFrame) -> list[str]:
@@ -155,7 +165,7 @@ def _learning_lines(tests: pd.DataFrame) -> list[str]:
 def _cost_lines(trainings: pd.DataFrame, tests: pd.DataFrame) -> list[str]:
     lines = ["## Energy, firing rates and time-step information", "",
              "| model | energy (mJ / image) | MACs | SOPs | mean firing rate | adjacent-step MI "
-             "(nats) |", "|---|---|---|---|---|---|"]
+             "(nats) | shuffled floor | above floor |", "|---|---|---|---|---|---|---|---|"]
     convention = ""
     for _, r in tests.iterrows():
         mine = trainings[trainings.job_key == r.train_job] if len(trainings) else trainings
@@ -167,7 +177,7 @@ def _cost_lines(trainings: pd.DataFrame, tests: pd.DataFrame) -> list[str]:
                      f"{_fmt(energy.get('macs', np.nan), '.3g')} | "
                      f"{_fmt(energy.get('sops', np.nan), '.3g')} | "
                      f"{_fmt(float(np.mean(rates)) if len(rates) else np.nan)} | "
-                     f"{_fmt(r.mi)} |")
+                     f"{_fmt(r.mi)} | {_fmt(r.mi_floor)} | {_fmt(r.mi - r.mi_floor)} |")
     estimators = sorted({e for e in tests.mi_estimator if e})
     lines += ["", f"Energy convention: {convention or 'not stated'}. The ANN's layers all see "
               "real values: its energy is 4.6 pJ x the MACs of its convolutions and linear "
@@ -176,8 +186,10 @@ def _cost_lines(trainings: pd.DataFrame, tests: pd.DataFrame) -> list[str]:
               "images.", "",
               "Time-step MI (TDFormer's analysis: information shared between the "
               "representations of successive time steps): the mean over adjacent pairs of "
-              f"steps; estimator: {'; '.join(estimators) or 'n/a'}. The ANN has no time "
-              "steps.", ""]
+              f"steps; estimator: {'; '.join(estimators) or 'n/a'}. The plug-in estimate is "
+              "biased upwards at these sizes; the shuffled floor is the same estimate with the "
+              "later step's images shuffled (independent representations of the same sizes), "
+              "and the MI above it is what the steps share. The ANN has no time steps.", ""]
     return lines
 
 
@@ -186,11 +198,17 @@ def _alignment_lines(align: pd.DataFrame, simulated: bool) -> list[str]:
     if align.empty:
         return lines + ["No alignment score was stored (see report.html for failures).", ""]
     targets = list(dict.fromkeys(align.target))
-    table = align.pivot_table(index="model", columns="target", values="value", sort=False)
+    cells = {(r.model, r.target): _fmt(r.value) + (
+        f" [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]" if pd.notna(r.ci_low) else "")
+        for r in align.itertuples()}
     lines += ["| model | " + " | ".join(targets) + " |", "|---|" + "---|" * len(targets)]
-    for model, row in table.iterrows():
-        lines.append(f"| {model} | " + " | ".join(_fmt(row.get(t, np.nan)) for t in targets)
+    for model in dict.fromkeys(align.model):
+        lines.append(f"| {model} | " + " | ".join(cells.get((model, t), "n/a") for t in targets)
                      + " |")
+    if align.ci_low.notna().any():
+        lines += ["", "Brackets: 95% bootstrap interval over stimuli of the best layer's score "
+                  "(the best layer is chosen on the same stimuli: optimistic, for every model "
+                  "alike)."]
     ceil = align.drop_duplicates("target").set_index("target")
     lines += ["", "Noise ceilings: " + "; ".join(
         f"{t} [{_fmt(ceil.ceiling_low.get(t))}, {_fmt(ceil.ceiling_high.get(t))}]"

@@ -18,6 +18,7 @@ def run_plan(plan: StudyPlan, data: str | Path | None, out: str | Path, device: 
     from cortexalign.bench import load_config, run_experiment
     from cortexalign.device import resolve_device
     from cortexalign.reports import write_report
+    from cortexalign.results import RESULTS_FILE
     from cortexalign.spiking import load_image_data
     from cortexalign.studies.spiking._data import allen_source, select_task, task_source
     from cortexalign.studies.spiking._measures import time_step_information
@@ -47,7 +48,7 @@ def run_plan(plan: StudyPlan, data: str | Path | None, out: str | Path, device: 
         failures += summary.failures
     seconds = (time.perf_counter() - t0, time.process_time() - c0)
     files = {"report": write_study_report(out, plan, key, simulated, seconds),
-             "report_html": write_report(out), "results": out / "results.duckdb"}
+             "report_html": write_report(out), "results": out / RESULTS_FILE}
     lines = [f"spiking study ({subset or 'full'}): {len(trained)} models trained on "
              f"{task.source} ({task.num_classes} classes, {task.n_train} training / "
              f"{task.n_test} test images); Allen-layout target "
