@@ -43,7 +43,10 @@ def finished_run(tmp_path_factory):
         "neural": [{"source": str(root / "regions.npz"), "label": "regions"},
                    {"source": str(root / "regions.npz"), "label": "areas",
                     "split_by": ["area"]}],
-        "metrics": [{"name": "rsa"}, {"name": "rsa", "options": {"rdm_method": "euclidean"}}],
+        "metrics": [{"name": "rsa"}, {"name": "rsa", "options": {"rdm_method": "euclidean"}},
+                    {"name": "cka_linear"},
+                    {"name": "ridge", "options": {"alphas": [1.0, 100.0], "inner_folds": 3,
+                                                  "n_folds": 3}}],
         "patterns": [{"target": "regions", "region_by": ["area"], "n_permutations": 19,
                       "n_bootstrap": 10}],
         "discriminability": {"rules": ["best", "cv"], "n_bootstrap": 20, "n_folds": 3},
@@ -64,9 +67,10 @@ def test_config_run_stores_patterns_and_discriminability(finished_run):
     assert pats["p_value"].between(0.05, 1).all()  # 1 / 20 is the smallest possible
     summ = rows[rows["kind"] == "summary"]
     assert set(zip(summ["target"], summ["metric"], summ["rule"], strict=True)) == {
-        (t, f"rsa:{m}:spearman", r)
+        (t, m, r)
         for t in ("regions", "areas/VISp", "areas/VISl", "areas/VISal", "areas/VISam")
-        for m in ("correlation", "euclidean") for r in ("best", "cv")}
+        for m in ("rsa:correlation:spearman", "rsa:euclidean:spearman", "cka_linear", "ridge")
+        for r in ("best", "cv")}
     html = (out / "report.html").read_text()
     assert "Alignment patterns across regions" in html and "layer rule: cv" in html
 

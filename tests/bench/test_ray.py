@@ -183,13 +183,13 @@ def _assert_same_rows(got: dict, want: dict) -> None:
 def driver_passes(monkeypatch) -> list[int]:
     """Batches forwarded in this process (the driver): the workers' are in theirs."""
     calls: list[int] = []
-    real = _extract._run_batches
+    real = _extract.run_batches
 
     def counted(adapter, stimuli, *args, **kwargs):
         calls.append(len(stimuli))
         return real(adapter, stimuli, *args, **kwargs)
 
-    monkeypatch.setattr(_extract, "_run_batches", counted)
+    monkeypatch.setattr(_extract, "run_batches", counted)
     return calls
 
 

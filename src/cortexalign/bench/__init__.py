@@ -37,3 +37,22 @@ __all__ += ["ConfigKey", "config_keys", "config_template", "validate_request"]
 from cortexalign.bench._doctor import Diagnosis, Finding, diagnose  # noqa: E402
 
 __all__ += ["Diagnosis", "Finding", "diagnose"]
+from cortexalign.bench._estimate import (  # noqa: E402
+    ArchSizes,
+    RunEstimate,
+    architecture_sizes,
+    estimate_config,
+    estimate_table,
+)
+
+__all__ += ["ArchSizes", "RunEstimate", "architecture_sizes", "estimate_config", "estimate_table"]
+from cortexalign.bench._cards import (  # noqa: E402
+    model_card,
+    segmenter_name,
+    store_card,
+    write_model_cards,
+)
+from cortexalign.bench._cards_spec import SegmentationSpec  # noqa: E402
+
+__all__ += ["SegmentationSpec", "model_card", "segmenter_name", "store_card",
+            "write_model_cards"]

@@ -2,8 +2,8 @@
 
 After the per-layer jobs, ``run_partitions`` runs one job per (partition, neural target) of the
 config's ``partitions:`` (``_partition_spec``). Each set's (s, d) features come through the
-feature cache with the same keys as the per-layer jobs (``extract_features`` / ``extract_maps``
-with the run's pooling, batch size and cache), so a layer those jobs extracted is read, not
+feature cache with the same keys as the per-layer jobs (``features.extract`` with the run's
+feature kind, pooling, batch size and cache), so a layer those jobs extracted is read, not
 computed again; a layer they did not need (its jobs finished in an earlier run and the cache was
 cleared, or ``layers: all``) is extracted once. The models of the unfinished partition jobs are
 loaded one at a time, only to read or compute their sets; the sets' features are held in memory
@@ -55,7 +55,7 @@ from cortexalign.bench._scoring import jsonable
 from cortexalign.bench._targets import Target
 from cortexalign.device import resolve_device
 from cortexalign.errors import CortexAlignError, InputError
-from cortexalign.features import extract_features, extract_map_features, feature_keys
+from cortexalign.features import extract, feature_keys
 from cortexalign.models import load_model
 from cortexalign.neural import RDMSet
 from cortexalign.results import PartitionRecord
@@ -159,9 +159,14 @@ def check_partition_targets(config: ExperimentConfig, targets: dict[str, list[Ta
 
 @dataclass(frozen=True)
 class _SetFeatures:
+    """One layer's features flattened to (s, d); ``shape``: the per-stimulus shape of maps
+    ((gh, gw); () for activations); ``pad_square``: the model pads images to a square."""
+
     values_sd: np.ndarray
     model_id: str
     from_cache: bool
+    shape: tuple[int, ...] = ()
+    pad_square: bool = False
 
 
 def _model_sets(cfg, spec: ModelSpec, layers: list[str], stimuli, cache, device, progress,
@@ -189,23 +194,23 @@ def _model_sets(cfg, spec: ModelSpec, layers: list[str], stimuli, cache, device,
     if not good:
         return None
     try:
-        if spec.features == "activations":
-            feats = {}
-            for precision, layers_p in _by_cached_precision(adapter, stimuli, good, spec.pooling,
-                                                            cache).items():
-                feats.update(extract_features(adapter, stimuli, layers_p, pooling=spec.pooling,
-                                              batch_size=cfg.batch_size, cache=cache,
-                                              progress=progress, precision=precision))
-        else:  # attention / conv maps, flattened as the per-layer encoding jobs flatten them
-            feats = extract_map_features(adapter, stimuli, good, spec.features,
-                                         spec.feature_options, batch_size=cfg.batch_size,
-                                         cache=cache, progress=progress)
+        # maps are flattened as the per-layer encoding jobs flatten them
+        groups = (_by_cached_precision(adapter, stimuli, good, spec.pooling, cache)
+                  if spec.features == "activations" else {"auto": good})
+        feats = {}
+        for precision, layers_p in groups.items():
+            feats.update(extract(adapter, stimuli, layers_p, spec.features, spec.kind_options,
+                                 batch_size=cfg.batch_size, cache=cache, progress=progress,
+                                 precision=precision))
     except CortexAlignError as err:
         return fail(good, err)
+    maps = spec.features != "activations"
+    pads = getattr(getattr(adapter, "preprocess", None), "resize", "") == "longest_side_pad"
     for layer in good:
+        values = np.asarray(feats[layer].values)
         out[(spec.display, layer)] = _SetFeatures(
-            np.asarray(feats[layer].values).reshape(len(stimuli), -1), adapter.model_id,
-            feats[layer].from_cache)
+            values.reshape(len(stimuli), -1), adapter.model_id, feats[layer].from_cache,
+            tuple(values.shape[1:]) if maps else (), pads)
     return None
 
 

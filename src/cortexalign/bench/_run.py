@@ -28,6 +28,7 @@ from pathlib import Path
 from rich.console import Console
 
 from cortexalign.bench import _ray  # noqa: F401  registers the "ray" executor
+from cortexalign.bench._cards import write_model_cards
 from cortexalign.bench._config import ExperimentConfig, load_config
 from cortexalign.bench._executors import (
     RunContext,
@@ -48,14 +49,7 @@ from cortexalign.bench._stats import record_statistics
 from cortexalign.bench._validate import validate_request
 from cortexalign.device import resolve_device
 from cortexalign.errors import CortexAlignError, InputError
-from cortexalign.features import (
-    FeatureCache,
-    extract_features,
-    extract_maps,
-    extract_maps_to_cache,
-    extract_to_cache,
-    map_layers,
-)
+from cortexalign.features import FEATURE_KINDS, BatchShrink, FeatureCache, extract, kind_layers
 from cortexalign.fetch.sources import fetch_config_sources
 from cortexalign.metrics import METRICS
 from cortexalign.models import load_model
@@ -162,6 +156,9 @@ def _run_locked(cfg: ExperimentConfig, out: Path, store_path: Path, config_hash:
     # part of the run ('finished' only once they exist; a kill here leaves it interrupted)
     summary.files["results"] = store_path
     try:
+        if cfg.segmentation is not None:  # model cards: efficiency and mIoU (bench._cards)
+            write_model_cards(cfg, results, resolve_device(cfg.device), progress=progress,
+                              console=console)
         if outputs is not None:
             summary.files.update(outputs(summary))
     except KeyboardInterrupt:
@@ -228,8 +225,9 @@ def _run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, devi
         bad_layers: dict[str, str] = {}
         if spec.features == "activations":
             layers, bad_layers = _check_layers(adapter, spec)
-        else:  # attention blocks or spatial layers (bench._map_features)
-            layers = map_layers(adapter, spec.features, spec.layers, spec.feature_options, stimuli)
+        else:  # attention blocks or spatial layers (features.FEATURE_KINDS)
+            layers = kind_layers(adapter, spec.features, spec.layers, spec.feature_options,
+                                 stimuli)
     except CortexAlignError as err:  # stored: the report lists it from the store
         summary.failures.append({"job": spec.display, "error": str(err)})
         store.add_notes(run_id, "failure", [(spec.display, str(err))])
@@ -244,27 +242,17 @@ def _run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, devi
     if not todo:
         return
     needed = list(dict.fromkeys(j.layer for j in todo))
-    budget = cfg.max_feature_memory_gb
-    if spec.features == "activations" and budget is not None and \
-            _pooled_bytes(adapter, stimuli, needed, spec.pooling) > budget * 1e9:
-        keys = extract_to_cache(adapter, stimuli, needed, cache, pooling=spec.pooling,
-                                batch_size=cfg.batch_size, progress=progress)
-        values = {layer: CachedLayer(cache, keys[layer], layer, int(budget * 1e9))
-                  for layer in needed}
-    elif spec.features != "activations" and budget is not None and \
-            _map_bytes(adapter, stimuli, needed, spec) > budget * 1e9:
-        keys = extract_maps_to_cache(adapter, stimuli, needed, spec.features,
-                                     spec.feature_options, cache, batch_size=cfg.batch_size,
-                                     progress=progress)
-        values = {layer: CachedLayer(cache, keys[layer], layer, int(budget * 1e9), maps=True)
-                  for layer in needed}
-    elif spec.features == "activations":
-        feats = extract_features(adapter, stimuli, needed, pooling=spec.pooling,
-                                 batch_size=cfg.batch_size, cache=cache, progress=progress)
-        values = {layer: f.values for layer, f in feats.items()}
-    else:
-        values = extract_maps(adapter, stimuli, needed, spec.features, spec.feature_options,
-                              batch_size=cfg.batch_size, cache=cache, progress=progress)
+    budget = cfg.max_feature_memory_gb  # over it, features streams them into the cache
+
+    def shrunk(event: BatchShrink) -> None:  # the extraction printed it; the report keeps it
+        store.add_notes(run_id, "execution", [(spec.display, event.message)])
+
+    feats = extract(adapter, stimuli, needed, spec.features, spec.kind_options,
+                    batch_size=cfg.batch_size, cache=cache, progress=progress,
+                    memory_budget=None if budget is None else budget * 1e9, on_shrink=shrunk)
+    values = {layer: CachedLayer(cache, f.key, layer, int(budget * 1e9),
+                                 maps=FEATURE_KINDS.get(spec.features).maps)
+              if f.streamed else f.values for layer, f in feats.items()}
     task = bar.add_task(f"scoring {spec.display}", total=len(todo))
     for k, job in enumerate(todo):
         if k and todo[k - 1].layer != job.layer and isinstance(values[todo[k - 1].layer],
@@ -284,24 +272,6 @@ def _report_done(bar, task, on_job_done: Callable[[ScoreJob], None] | None,
     bar.advance(task)
     if on_job_done is not None:
         on_job_done(job)
-
-
-def _pooled_bytes(adapter, stimuli: StimulusSet, layers: list[str], pooling: str) -> int:
-    """Bytes of the pooled float32 features of ``layers`` for every stimulus: s x the size of
-    one stimulus's pooled output, measured on the first image (one forward pass, not cached)."""
-    probe = stimuli.subset(stimuli.ids[:1], name=f"{stimuli.name}[probe]")
-    feats = extract_features(adapter, probe, layers, pooling=pooling, batch_size=1,
-                             progress=False)
-    return len(stimuli) * sum(f.values.nbytes for f in feats.values())
-
-
-def _map_bytes(adapter, stimuli: StimulusSet, layers: list[str], spec) -> int:
-    """Bytes of the float32 (s, gh, gw) maps of ``layers``: s x one stimulus's maps, measured
-    on the first image (one forward pass, not cached)."""
-    probe = stimuli.subset(stimuli.ids[:1], name=f"{stimuli.name}[probe]")
-    maps = extract_maps(adapter, probe, layers, spec.features, spec.feature_options,
-                        batch_size=1)
-    return len(stimuli) * sum(m.nbytes for m in maps.values())
 
 
 def _check_layers(adapter, spec) -> tuple[list[str], dict[str, str]]:

@@ -8,8 +8,14 @@ the jobs extracted is read, not computed again; a missing one is extracted once)
 ``run_second_order`` runs the config's ``patterns:`` and ``discriminability:`` at the end of
 ``run_experiment``; ``grid_discriminability`` does the latter for any finished results directory
 (the config is read from the store), for ``cortexalign results OUT --discriminability``.
-Discriminability covers the ``rsa`` entries of a config (their stimulus resampling is exact, with
-pair weights); the other measures are listed as skipped with the reason.
+Discriminability covers every metric entry of a config (``analyses.bootstrap_model_scores``:
+rsa and CKA exactly, encoding by resampling held-out predictions, map measures by
+re-weighting neuron maps on each resample, others with few generic resamples), each on the
+models it scores in the run: a map metric on the maps models (``features: attention`` or
+``conv_map``, their (s, gh, gw) maps and ``pad_square``), any other on every model (maps
+flattened, as their jobs flatten them). An entry that cannot be resampled (a responses measure
+on an RDM target, fewer than two models for it, a generic run above ``max_seconds``) is listed
+as skipped with the reason.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 import yaml
 
@@ -30,10 +37,11 @@ from cortexalign.analyses import (
 from cortexalign.bench._config import ExperimentConfig, NeuralSpec, load_config
 from cortexalign.bench._executors import RunContext
 from cortexalign.bench._partitions import _model_sets
+from cortexalign.bench._scoring import uses_maps
 from cortexalign.bench._second_order_spec import DiscriminabilitySpec, PatternSpec
 from cortexalign.bench._targets import load_targets
 from cortexalign.errors import CortexAlignError, InputError
-from cortexalign.features import FeatureCache
+from cortexalign.features import FeatureCache, kind_layers
 from cortexalign.results import ResultsStore
 from cortexalign.stimuli import load_stimuli
 
@@ -54,26 +62,58 @@ class GridDiscriminability:
     skipped: str = ""
 
 
+@dataclass(frozen=True)
+class _GridModels:
+    """Every model's layers read from the run's cache: ``feats`` label -> layer -> (s, d)
+    activations or (s, gh, gw) maps; ``maps``: the labels of maps models (``features:
+    attention``/``conv_map``); ``pad_square``: label -> the model pads images to a square."""
+
+    feats: dict[str, dict[str, np.ndarray]]
+    maps: frozenset[str]
+    pad_square: dict[str, bool]
+
+    def activations(self) -> dict[str, dict[str, np.ndarray]]:
+        """The activations models' layers (alignment patterns use these)."""
+        return {k: v for k, v in self.feats.items() if k not in self.maps}
+
+    def for_metric(self, name: str) -> dict[str, dict[str, np.ndarray]]:
+        """The models a metric scores in the run: maps models' (s, gh, gw) maps for a map
+        metric; for any other, every model, maps flattened to (s, gh * gw) as its jobs do."""
+        if uses_maps(name):
+            return {k: v for k, v in self.feats.items() if k in self.maps}
+        return {k: {layer: x.reshape(len(x), -1) for layer, x in v.items()}
+                for k, v in self.feats.items()}
+
+
 def _features(cfg: ExperimentConfig, labels: list[str] | None, stimuli, cache, device,
-              progress: bool) -> tuple[dict[str, dict], dict]:
-    """Model label -> layer -> (s, d) features of the activations models (all their layers)."""
+              progress: bool) -> tuple[_GridModels, dict]:
+    """Every model's layers (all of them; attention blocks or spatial layers for maps models)
+    from the cache (extracted once where missing), and the errors per (label, layer)."""
     out, errors = {}, {}
     for spec in cfg.models:
-        if spec.features != "activations" or (labels is not None and spec.display not in labels):
+        if labels is not None and spec.display not in labels:
             continue
-        if spec.layers == "all":
+        if spec.layers == "all" or spec.features != "activations":
             from cortexalign.models import load_model
 
-            layers = load_model(spec.name, pretrained=spec.pretrained, weights=spec.weights,
-                                untrained=spec.untrained, seed=spec.seed, device=device,
-                                **spec.kwargs).layers()
+            adapter = load_model(spec.name, pretrained=spec.pretrained, weights=spec.weights,
+                                 untrained=spec.untrained, seed=spec.seed, device=device,
+                                 preprocess=spec.preprocess or None, **spec.kwargs)
+            layers = (adapter.layers() if spec.features == "activations" else
+                      kind_layers(adapter, spec.features, spec.layers, spec.feature_options,
+                                  stimuli))
         else:
             layers = list(spec.layers)
         _model_sets(cfg, spec, layers, stimuli, cache, device, progress, out, errors)
-    models: dict[str, dict] = {}
-    for (label, layer), feats in out.items():
-        models.setdefault(label, {})[layer] = feats.values_sd
-    return models, errors
+    feats: dict[str, dict] = {}
+    maps, pads = set(), {}
+    for (label, layer), f in out.items():
+        feats.setdefault(label, {})[layer] = (f.values_sd.reshape(-1, *f.shape) if f.shape
+                                              else f.values_sd)
+        pads[label] = f.pad_square
+        if f.shape:
+            maps.add(label)
+    return _GridModels(feats, frozenset(maps), pads), errors
 
 
 def _metric_label(options: dict) -> str:
@@ -90,26 +130,62 @@ def _rsa_options(options: dict) -> dict:
     return keep
 
 
-def discriminability_of(cfg: ExperimentConfig, spec: DiscriminabilitySpec, targets, models,
-                        seed: int) -> list[GridDiscriminability]:
-    """Every (target group, metric entry, rule) of the grid."""
+def _entry_label(m, cfg: ExperimentConfig) -> str:
+    """``rsa:<rdm_method>:<compare>`` for rsa; else the metric name (with ``#k``, its place
+    among the config's entries of that name, when there are several)."""
+    if m.name == "rsa":
+        return _metric_label(m.options)
+    same = [e for e in cfg.metrics if e.name == m.name]
+    return m.name if len(same) == 1 else f"{m.name}#{same.index(m) + 1}"
+
+
+def _skip_reason(m, data) -> str:
+    if m.name != "rsa" and not isinstance(data, xr.DataArray):
+        return f"{m.name} needs responses; this target holds RDMs"
+    return ""
+
+
+def _options(m, spec: DiscriminabilitySpec, models: _GridModels, stimuli) -> dict:
+    if m.name == "rsa":
+        return _rsa_options(m.options)
+    options = dict(m.options)
+    if uses_maps(m.name):
+        options.update(stimuli=stimuli, pad_square=dict(models.pad_square))
+    return {"metric": m.name, "metric_options": options,
+            "generic_n_bootstrap": spec.generic_n_bootstrap, "max_seconds": spec.max_seconds}
+
+
+def discriminability_of(cfg: ExperimentConfig, spec: DiscriminabilitySpec, targets,
+                        models: _GridModels, seed: int, stimuli) -> list[GridDiscriminability]:
+    """Every (target group, metric entry, rule) of the grid, on the models the entry scores in
+    the run (map metrics: the maps models; others: every model, maps flattened): rsa and CKA
+    exactly (pair weights), encoding measures by resampling their held-out predictions, map
+    measures by re-weighting the neuron maps on each resample, any other measure
+    with ``metrics.score`` on resampled stimuli (``spec.generic_n_bootstrap`` resamples); an
+    entry that cannot be resampled is listed as skipped with the reason."""
     out = []
     for groups in targets.values():
         for group in groups:
             for m in cfg.metrics:
-                if m.name != "rsa":
-                    for rule in spec.rules:
-                        out.append(GridDiscriminability(
-                            group.label, m.name, rule, None, "only rsa entries are resampled "
-                            "exactly (pairs of copies of a stimulus left out); resample others "
-                            "with analyses.layer_choice on subsets"))
+                label = _entry_label(m, cfg)
+                reason = _skip_reason(m, group.data)
+                if not reason:
+                    try:
+                        res = benchmark_discriminability(
+                            models.for_metric(m.name), group.data, rules=tuple(spec.rules),
+                            alpha=spec.alpha,
+                            n_bootstrap=spec.n_bootstrap, n_folds=spec.n_folds,
+                            bootstrap_subjects=spec.bootstrap_subjects, seed=seed,
+                            **_options(m, spec, models, stimuli))
+                    except CortexAlignError as err:
+                        reason = str(err)
+                if reason:
+                    log.warning("discriminability of %s on %s skipped: %s", label, group.label,
+                                reason)
+                    out += [GridDiscriminability(group.label, label, rule, None, reason)
+                            for rule in spec.rules]
                     continue
-                res = benchmark_discriminability(
-                    models, group.data, rules=tuple(spec.rules), alpha=spec.alpha,
-                    n_bootstrap=spec.n_bootstrap, n_folds=spec.n_folds,
-                    bootstrap_subjects=spec.bootstrap_subjects, seed=seed,
-                    **_rsa_options(m.options))
-                out += [GridDiscriminability(group.label, _metric_label(m.options), rule, pair)
+                out += [GridDiscriminability(group.label, label, rule, pair)
                         for rule, pair in res.items()]
     return out
 
@@ -137,8 +213,9 @@ def _pattern_target(cfg: ExperimentConfig, spec: PatternSpec, stimuli) -> xr.Dat
     return data
 
 
-def _run_patterns(ctx: RunContext, spec: PatternSpec, all_models: dict[str, dict]) -> list:
+def _run_patterns(ctx: RunContext, spec: PatternSpec, all_models: _GridModels) -> list:
     data = _pattern_target(ctx.config, spec, ctx.stimuli)
+    all_models = all_models.activations()
     models = {k: v for k, v in all_models.items() if spec.models is None or k in spec.models}
     if not models:
         raise InputError("patterns.models", f"labels of activations models among "
@@ -175,7 +252,7 @@ def run_second_order(ctx: RunContext) -> None:
     if cfg.discriminability is not None:
         try:
             _store_discriminability(ctx.store, ctx.run_id, discriminability_of(
-                cfg, cfg.discriminability, ctx.targets, models, cfg.seed))
+                cfg, cfg.discriminability, ctx.targets, models, cfg.seed, ctx.stimuli))
         except CortexAlignError as err:
             ctx.summary.failures.append({"job": "discriminability", "error": str(err)})
 
@@ -184,7 +261,7 @@ def grid_discriminability(out: str | Path, spec: DiscriminabilitySpec | None = N
                           seed: int | None = None, device: str = "cpu",
                           progress: bool = False) -> list[GridDiscriminability]:
     """Discriminability of a finished results directory: the newest run's config and feature
-    cache (features a run extracted are read, not recomputed), every (target, rsa entry, rule).
+    cache (features a run extracted are read, not recomputed), every (target, metric entry, rule).
     The rows are written to the store under that run, replacing earlier ones."""
     from cortexalign.bench._status import results_path
 
@@ -202,6 +279,7 @@ def grid_discriminability(out: str | Path, spec: DiscriminabilitySpec | None = N
     models, errors = _features(cfg, None, stimuli, cache, device, progress)
     for (label, layer), msg in errors.items():
         log.warning("discriminability: %s/%s left out: %s", label, layer, msg)
-    results = discriminability_of(cfg, spec, targets, models, cfg.seed if seed is None else seed)
+    results = discriminability_of(cfg, spec, targets, models, cfg.seed if seed is None else seed,
+                                  stimuli)
     _store_discriminability(ResultsStore(path), str(run["run_id"]), results)
     return results

@@ -14,7 +14,7 @@ __all__ = ["show_discriminability"]
 
 def show_discriminability(console: Console, out: Path, *, n_bootstrap: int, alpha: float,
                           rules: list[str], target: str | None, device: str) -> None:
-    """Compute, store and print the discriminability of every (target, rsa entry, rule)."""
+    """Compute, store and print the discriminability of every (target, metric entry, rule)."""
     from cortexalign.bench import DiscriminabilitySpec, grid_discriminability
 
     t0 = time.perf_counter()

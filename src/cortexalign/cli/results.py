@@ -54,7 +54,7 @@ def results(
                                              "scores.")] = False,
     discriminability: Annotated[bool, typer.Option(
         "--discriminability", help="How well the benchmark separates the models: for each "
-        "(target, rsa entry) and layer rule, P(one model ranks above another) under paired "
+        "(target, metric entry) and layer rule, P(one model ranks above another) under paired "
         "resampling of stimuli (and subjects), pairs separated after FDR, rank intervals, the "
         "number of models told apart. Reads the run's feature cache; stores the result for the "
         "report. Run it from the directory the run was started in: relative paths in the "
