@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cortexalign.errors import InputError
 from cortexalign.neural import align_ids
@@ -119,6 +119,17 @@ class BrainMapConfig(BaseModel):
     """The analysis name shown in the report."""
     output_dir: str | None = None
     """Where checkpoints, tables and figures go (None: nothing is written)."""
+
+    @field_validator("subject_surfaces")
+    @classmethod
+    def _surfaces_exist(cls, v: str | None) -> str | None:
+        if v is not None:
+            missing = [f"{h}.{k}" for h in ("lh", "rh") for k in ("white", "pial", "inflated")
+                       if not (Path(v) / "surf" / f"{h}.{k}").is_file()]
+            if missing:
+                raise ValueError(f"{v!r} lacks surf/{', surf/'.join(missing)}: point it at a "
+                                 "FreeSurfer subject directory (NSD: nsddata/freesurfer/subjXX)")
+        return v
 
     def sae_config(self, d_in: int) -> SAEConfig:
         """The ``SAEConfig`` of a layer with ``d_in`` features."""

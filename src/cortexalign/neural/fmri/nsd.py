@@ -131,7 +131,8 @@ def _volume_source(root: Path, subj: str, space: str, betas_dir: Path, file_form
     attrs = {"affine": (np.asarray(ref.affine) if ref is not None else affine).tolist(),
              "shape": list(grid)}
     fs_dir = root / "nsddata" / "freesurfer" / subj
-    if (fs_dir / "surf" / "lh.white").is_file():  # the subject's own surfaces, for figures
+    if all((fs_dir / "surf" / f"{h}.{k}").is_file() for h in ("lh", "rh")
+           for k in ("white", "pial", "inflated")):  # the subject's own surfaces, for figures
         attrs["freesurfer"] = str(fs_dir)
     return ids, coords, read, ncsnr, attrs
 
