@@ -108,7 +108,7 @@ class _Store:
 def test_a_worker_that_dies_is_recorded_and_the_others_finish(local_ray, tmp_path):
     cfg = load_config(dict(SMALL, executor="ray"))
     store, summary = _Store(), RunSummary("run", tmp_path)
-    ctx = ex.RunContext(cfg, None, {}, type("C", (), {"root": tmp_path})(), store, "run", set(),
+    ctx = ex.RunContext(cfg, None, {}, type("C", (), {"url": str(tmp_path)})(), store, "run", set(),
                         "cpu", summary, False, None)
     executor = RayExecutor(cfg)
     executor.open()

@@ -25,6 +25,7 @@ Events (plain tuples, cheap to pickle)::
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import traceback
@@ -42,6 +43,8 @@ from cortexalign.results import BatchedWrites
 
 __all__ = ["RunSummary", "RunContext", "Executor", "LocalExecutor", "EXECUTORS", "make_executor",
            "StoreProxy", "EventWriter", "model_events", "STORE_WRITES", "after_commit"]
+
+log = logging.getLogger("cortexalign.bench")
 
 #: Store methods a worker may call; each becomes a ``("store", ...)`` event for the driver.
 STORE_WRITES = ("start_job", "record_job", "fail_job", "put_model_card", "add_notes")
@@ -236,7 +239,9 @@ def model_events(run_model: ModelWork, ctx: RunContext, spec: ModelSpec, cache_r
     def work() -> None:
         try:
             with Progress(disable=True) as bar:
-                call_model(run_model, ctx, spec, cache=FeatureCache(cache_root),
+                cache = FeatureCache(cache_root,
+                                     storage_options=ctx.config.cache_storage_options)
+                call_model(run_model, ctx, spec, cache=cache,
                            store=StoreProxy(q.put), device=device, summary=summary, bar=bar,
                            progress=False, on_job_done=lambda job: q.put(("done", job)))
         except BaseException as err:  # re-raised in the generator, below
@@ -267,6 +272,8 @@ class EventWriter:
         self.ctx, self.spec, self.advance = ctx, spec, advance
         self.in_flight: set[str] = set()
         self.n_write_failures = 0
+        self.n_recorded = 0  # jobs written from this model's events (all attempts)
+        self.n_carried = 0  # of those, written by attempts whose worker died
 
     def apply(self, event: tuple) -> None:
         kind = event[0]
@@ -277,8 +284,9 @@ class EventWriter:
         elif kind == "end":
             counts, s = event[1], self.ctx.summary
             s.n_jobs += counts["n_jobs"]
-            s.n_skipped += counts["n_skipped"]
-            s.n_done += counts["n_done"] - self.n_write_failures
+            # jobs a lost attempt wrote are skipped by the resubmitted one: count them done
+            s.n_skipped += counts["n_skipped"] - self.n_carried
+            s.n_done += counts["n_done"] - self.n_write_failures + self.n_carried
             s.failures.extend(counts["failures"])
             s.job_keys.update(counts["job_keys"])
         else:
@@ -313,6 +321,14 @@ class EventWriter:
             self.in_flight.discard(key)
             if method == "record_job":
                 ctx.finished.add(key)
+                self.n_recorded += 1
+
+    def retried(self, err: BaseException) -> None:
+        """The worker of this model died and the model is submitted again: the jobs written so
+        far are finished for the new attempt; those in flight stay open until it ends."""
+        self.n_carried = self.n_recorded
+        log.warning("the worker of %s died (%s); submitting it again without its %d finished "
+                    "jobs", self.spec.display, type(err).__name__, self.n_carried)
 
     def lost(self, err: BaseException) -> None:
         """The work of this model died (worker killed, out of memory): record what it left."""

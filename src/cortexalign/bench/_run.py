@@ -143,7 +143,8 @@ def _run_locked(cfg: ExperimentConfig, out: Path, store_path: Path, config_hash:
     executor = make_executor(cfg)
     executor.open()  # connects to Ray (a dead address fails within ray.timeout_s); writes nothing
     out.mkdir(parents=True, exist_ok=True)
-    cache = FeatureCache(Path(cfg.cache_dir) if cfg.cache_dir else out / "cache")
+    cache = (FeatureCache(cfg.cache_dir, storage_options=cfg.cache_storage_options)
+             if cfg.cache_dir else FeatureCache(out / "cache"))
     summary = RunSummary(run_id="", out_dir=out, config_name=cfg.name)
     results = ResultsStore(store_path)
     summary.run_id = results.start_run(cfg.to_yaml(), config_hash)

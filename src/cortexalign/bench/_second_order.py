@@ -229,7 +229,8 @@ def grid_discriminability(out: str | Path, spec: DiscriminabilitySpec | None = N
     spec = spec or cfg.discriminability or DiscriminabilitySpec()
     stimuli = load_stimuli(cfg.stimuli.source, **cfg.stimuli.options)
     targets = {n.display: load_targets(n, stimuli) for n in cfg.neural}
-    cache = FeatureCache(Path(cfg.cache_dir) if cfg.cache_dir else path.parent / "cache")
+    cache = (FeatureCache(cfg.cache_dir, storage_options=cfg.cache_storage_options)
+             if cfg.cache_dir else FeatureCache(path.parent / "cache"))
     models, errors = _features(cfg, None, stimuli, cache, device, progress)
     for (label, layer), msg in errors.items():
         log.warning("discriminability: %s/%s left out: %s", label, layer, msg)
