@@ -134,6 +134,11 @@ class CacheSummary:
                 + (f" ({self.n_partial} partial writes pending cleanup)" if self.n_partial else ""))
 
 
+#: The ``FeatureCache`` subclass of URL roots, registered by ``features._cache_remote`` when the
+#: package is imported (so this module does not import it).
+URL_CACHES: dict[str, type] = {}
+
+
 def is_url(root: Any) -> bool:
     """Whether a cache root names an fsspec URL (``s3://``, ``gs://``, ``memory://``...) rather
     than a local folder (a path, or a ``file://`` URL)."""
@@ -159,9 +164,7 @@ class FeatureCache:
 
     def __new__(cls, root: Any = None, *args: Any, **kwargs: Any) -> FeatureCache:
         if cls is FeatureCache and is_url(root):  # an object store: same API, other layout
-            from cortexalign.features._cache_remote import RemoteFeatureCache
-
-            return super().__new__(RemoteFeatureCache)
+            return super().__new__(URL_CACHES["fsspec"])
         return super().__new__(cls)
 
     def __init__(self, root: str | os.PathLike[str], stale_after_s: float = 24 * 3600,

@@ -33,7 +33,14 @@ from typing import Any
 import zarr
 
 from cortexalign.errors import InputError
-from cortexalign.features._cache import _HEX, CacheSummary, FeatureCache, _check_key, _pid_alive
+from cortexalign.features._cache import (
+    _HEX,
+    URL_CACHES,
+    CacheSummary,
+    FeatureCache,
+    _check_key,
+    _pid_alive,
+)
 from cortexalign.features._cache_writer import ARRAY_NAME, META_FILE, CacheWriter, writer_layout
 
 __all__ = ["RemoteFeatureCache"]
@@ -248,3 +255,6 @@ class RemoteFeatureCache(FeatureCache):
         n_partial = sum(1 for k in self._key_dirs() for c in self._children(f"{self._path}/{k}")
                         if c.startswith(_DATA)) - len(keys)
         return CacheSummary(self.root, len(keys), n_bytes, max(n_partial, 0))
+
+
+URL_CACHES["fsspec"] = RemoteFeatureCache
