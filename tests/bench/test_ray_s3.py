@@ -67,7 +67,7 @@ def s3():
             server.stop()
 
 
-def _dies_once_while_publishing(run_model, ctx, spec, cache_root):
+def _dies_once_while_publishing(work, ctx, unit, cache_root):
     """The workers' body; model 'coarse' kills its worker the first time it would publish a
     cache entry: its data are written, its manifest not."""
     from cortexalign.features import _cache_remote
@@ -75,14 +75,14 @@ def _dies_once_while_publishing(run_model, ctx, spec, cache_root):
     real = _cache_remote.RemoteFeatureCache._publish
 
     def publish(self, tmp, dest):
-        if spec.display == "coarse" and not os.path.exists(KILL_MARKER):
+        if unit.label == "coarse" and not os.path.exists(KILL_MARKER):
             open(KILL_MARKER, "w").close()
             os._exit(1)  # the worker process dies (think: a node lost, killed for memory)
         return real(self, tmp, dest)
 
     _cache_remote.RemoteFeatureCache._publish = publish
     try:
-        yield from _MODEL_TASK(run_model, ctx, spec, cache_root)
+        yield from _MODEL_TASK(work, ctx, unit, cache_root)
     finally:
         _cache_remote.RemoteFeatureCache._publish = real
 

@@ -16,6 +16,13 @@ cheapest exact form of its metric (``LAYER_SAMPLERS``):
   the metric's. Under the ``cv`` layer rule the layer is chosen on the held-out predictions of
   the other folds' stimuli; those predictions come from encoders whose training stimuli may
   include the scored fold (the choice sees the scored responses only through those fits).
+- ``maps`` (``map_rmse``, ``map_pearson``, ``map_spearman``: registry metadata
+  ``features="maps"``; features are (s, gh, gw) maps): ``metrics.resampled_map_scores``, the
+  metric's value on the drawn stimuli (neuron maps re-weighted from the drawn responses) with
+  the images put on the grid once; with every count 1 it is the metric's value. Options carry
+  the ``stimuli`` and ``pad_square`` (one bool, or one per layer: models may differ).
+  ``map_rmse`` is lower-is-better: its samples are -RMSE, so that the layer rules and the
+  ranks read "higher is better" for every measure.
 - ``generic`` (any other registered metric, and any metric with ``protocol: brainscore``):
   ``metrics.score`` on each resample's stimuli (a stimulus drawn twice appears twice), one call
   per layer and resample. Costly: callers use few resamples, and ``max_seconds`` refuses a run
@@ -35,7 +42,14 @@ import xarray as xr
 from cortexalign.analyses._layer_choice import subset_target
 from cortexalign.compute import compute_threads, total_gram_work
 from cortexalign.errors import CortexAlignError, InputError
-from cortexalign.metrics import ENCODERS, encoding_fit, resampled_cka_pairs, score
+from cortexalign.metrics import (
+    ENCODERS,
+    METRICS,
+    encoding_fit,
+    resampled_cka_pairs,
+    resampled_map_scores,
+    score,
+)
 
 __all__ = ["LAYER_SAMPLERS", "measure_family", "layer_scores"]
 
@@ -47,12 +61,14 @@ _DROP = ("n_bootstrap", "ci_level", "device", "seed")
 
 
 def measure_family(metric: str, options: dict) -> str:
-    """``rsa``, ``cka``, ``encoding`` or ``generic``: how ``metric`` with ``options`` is
-    resampled (a Brain-Score protocol is always ``generic``: its splits are its own)."""
+    """``rsa``, ``cka``, ``encoding``, ``maps`` or ``generic``: how ``metric`` with ``options``
+    is resampled (a Brain-Score protocol is always ``generic``: its splits are its own)."""
     if options.get("protocol", "cortexalign") != "cortexalign":
         return "generic"
     if metric == "rsa":
         return "rsa"
+    if metric in METRICS and METRICS.entry(metric).meta.get("features") == "maps":
+        return "maps"
     if metric in CKA_KINDS_OF:
         return "cka"
     return "encoding" if metric in ENCODERS else "generic"
@@ -158,7 +174,28 @@ def _generic(metric, feats, target, counts_ns, *, seed, options,
     return out
 
 
-LAYER_SAMPLERS: dict[str, Callable] = {"cka": _cka, "encoding": _encoding, "generic": _generic}
+def _maps(metric, feats, target, counts_ns, *, seed, options) -> np.ndarray:
+    """(N, l) map-metric value of every layer's (s, gh, gw) maps on each count vector."""
+    opts = {k: v for k, v in options.items()
+            if k in ("scaling", "weighting", "subtract_mean_image")}
+    if options.get("stimuli") is None:
+        raise InputError("metric_options.stimuli", f"the StimulusSet {metric!r} needs",
+                         "no stimuli", "pass metric_options={'stimuli': stimuli, ...}")
+    pads = options.get("pad_square", False)
+    pads = [bool(pads)] * len(feats) if isinstance(pads, bool) else list(pads)
+    if len(pads) != len(feats):
+        raise InputError("metric_options.pad_square", f"a bool or {len(feats)} bools (one per "
+                         "layer)", f"{len(pads)} values", "give one per layer, or one bool")
+    out = np.empty((len(counts_ns), len(feats)))
+    for j, x in enumerate(feats):
+        out[:, j] = resampled_map_scores(x, target, options["stimuli"], counts_ns,
+                                         measure=metric.removeprefix("map_"),
+                                         pad_square=pads[j], **opts)
+    return -out if metric == "map_rmse" else out  # higher is better for the rules and ranks
+
+
+LAYER_SAMPLERS: dict[str, Callable] = {"cka": _cka, "encoding": _encoding, "maps": _maps,
+                                       "generic": _generic}
 """Family -> ``f(metric, feats, target, counts_ns, *, seed, options) -> (N, l)`` scores."""
 
 

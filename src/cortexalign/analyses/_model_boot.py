@@ -71,8 +71,10 @@ def _target_rdms(target, neural_rdm_method: str, subject_by: str) -> tuple[np.nd
                      "load it with cortexalign.neural.load_neural")
 
 
-def _layer_features(models, n: int) -> tuple[list[tuple[str, str]], list[np.ndarray]]:
-    """(model, layer) of every layer and its (s, d) float64 features, checked."""
+def _layer_features(models, n: int, ndim: int = 2
+                    ) -> tuple[list[tuple[str, str]], list[np.ndarray]]:
+    """(model, layer) of every layer and its (s, d) float64 features (``ndim=3``: (s, gh, gw)
+    maps), checked."""
     if not isinstance(models, Mapping) or len(models) < 2:
         raise InputError("models", ">= 2 models: a mapping model -> {layer: (s, d) features}",
                          repr(type(models).__name__), "pass e.g. {'a': {'l1': x}, 'b': ...}")
@@ -83,8 +85,10 @@ def _layer_features(models, n: int) -> tuple[list[tuple[str, str]], list[np.ndar
                              type(layers).__name__, "give each model its layers' features")
         for layer, x in layers.items():
             x = np.asarray(x, dtype=np.float64)
-            if x.ndim != 2 or x.shape[0] != n:
-                raise InputError(f"models[{model!r}][{layer!r}]", f"(s, d) features, s = {n}",
+            if x.ndim != ndim or x.shape[0] != n:
+                raise InputError(f"models[{model!r}][{layer!r}]",
+                                 f"{'(s, d) features' if ndim == 2 else '(s, gh, gw) maps'}, "
+                                 f"s = {n}",
                                  f"shape {x.shape}", "align the rows to the target's stimuli")
             index.append((str(model), str(layer)))
             feats.append(x)
@@ -147,7 +151,9 @@ def bootstrap_model_scores(models: Mapping[str, Mapping[str, np.ndarray]], targe
 
     Parameters
     ----------
-    models : model -> layer -> (s, d) features, rows in the target's stimulus order.
+    models : model -> layer -> (s, d) features, rows in the target's stimulus order ((s, gh, gw)
+        maps for the ``map_*`` metrics, whose ``metric_options`` hold ``stimuli`` and
+        ``pad_square``: a bool or a mapping model -> bool).
     target : ``RDMSet`` (per-subject RDMs; ``subject_by`` descriptor) or responses.
     rule : ``best`` or ``cv`` (``LAYER_RULES``); ``n_folds`` and ``seed`` set the folds.
     rdm_method, compare, neural_rdm_method : as for the ``rsa`` metric.
@@ -155,7 +161,7 @@ def bootstrap_model_scores(models: Mapping[str, Mapping[str, np.ndarray]], targe
     bootstrap_subjects : resample subjects too, when the target has >= 3.
     metric, metric_options : the measure (a key of ``metrics.METRICS``) and its options; ``rsa``
         takes the arguments above instead. Other measures are resampled by their family
-        (``_measure_boot``: CKA and encoding exactly; others with ``metrics.score`` on each
+        (``_measure_boot``: CKA, encoding and map measures exactly; others with ``metrics.score`` on each
         resample, at most ``generic_n_bootstrap`` resamples, refused when estimated above
         ``max_seconds``); responses have no subjects to resample.
     """
@@ -213,9 +219,13 @@ def _measure_scores(models, target, metric: str, options: dict, *, rule: str, n_
     if metric not in METRICS:
         raise UnknownNameError("metric", metric, METRICS)
     s = _n_stimuli(target)
-    index, feats = _layer_features(models, s)
+    family = measure_family(metric, options)
+    index, feats = _layer_features(models, s, 3 if family == "maps" else 2)
     names = list(dict.fromkeys(m for m, _ in index))
-    if measure_family(metric, options) == "generic":
+    if isinstance(options.get("pad_square"), Mapping):  # per model -> per layer
+        options = {**options, "pad_square": [bool(options["pad_square"].get(m, False))
+                                             for m, _ in index]}
+    if family == "generic":
         n_bootstrap = max(2, min(n_bootstrap, int(generic_n_bootstrap)))
     folds = stimulus_folds(s, n_folds, seed) if rule == "cv" else None
     counts = np.concatenate([np.ones((1, s)), stimulus_resamples(s, n_bootstrap, seed)])

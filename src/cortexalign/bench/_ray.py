@@ -9,17 +9,19 @@ Where the cluster comes from (``ray.address`` in the config)
     not answer fails within ``ray.timeout_s`` instead of hanging inside ``ray.init``.
 
 Scheduling
-    A task per model loads it once, extracts the layers its unfinished jobs need once (feature
-    cache under ``cache_dir``: a shared filesystem, or an object store URL such as
-    ``s3://bucket/cache``, so that workers on other nodes reuse each other's entries without a
-    shared disk) and scores them. The package itself travels to the workers (the job's runtime_env
-    ``py_modules``, set when the run starts or connects to Ray; unless ``ray.ship_package`` is
-    off): the nodes need its dependencies only. A Ray the caller initialised is used as it is. Each task asks for ``ray.num_cpus_per_worker`` CPUs
+    A task per unit of work (``bench._analysis``: a model of the score grid) loads it once,
+    extracts the layers its unfinished jobs need once (feature cache under ``cache_dir``: a
+    shared filesystem, or an object store URL such as ``s3://bucket/cache``, so that workers on
+    other nodes reuse each other's entries without a shared disk) and scores them. The package
+    itself travels to the workers (the job's runtime_env ``py_modules``, set when the run starts
+    or connects to Ray, unless ``ray.ship_package`` is off): the nodes need its dependencies
+    only; a Ray the caller initialised is used as it is. Each task asks for
+    ``ray.num_cpus_per_worker`` CPUs
     and ``ray.num_gpus_per_extraction`` GPUs (default: 1 when the cluster has GPUs and the
     config's device is not ``cpu``, else 0), so Ray places models on free GPUs; the worker picks
     its device from ``device`` as a local run would (Ray sets ``CUDA_VISIBLE_DEVICES``). At most
     ``ray.num_workers`` tasks are in flight when it is set. Ray itself does not retry a task
-    (``max_retries=0``): a model whose worker dies (killed, out of memory, node lost) is submitted
+    (``max_retries=0``): a unit whose worker dies (killed, out of memory, node lost) is submitted
     again by the driver, up to ``ray.max_retries`` times, with the jobs the driver wrote meanwhile
     among the finished ones (they are not redone); after that its unfinished jobs are recorded as
     failed and a rerun retries them. An error raised by the work itself is not retried.
@@ -43,13 +45,14 @@ from urllib.parse import urlsplit
 
 from rich.progress import Progress
 
-from cortexalign.bench._config import ExperimentConfig, ModelSpec
+from cortexalign.bench._analysis import Unit
+from cortexalign.bench._config import ExperimentConfig
 from cortexalign.bench._executors import (
     EXECUTORS,
     PROGRESS_COLUMNS,
     EventWriter,
-    ModelWork,
     RunContext,
+    UnitWork,
     model_events,
 )
 from cortexalign.errors import InputError
@@ -103,11 +106,11 @@ def probe_address(address: str, timeout_s: float) -> None:
                          f"{address!r}, where something answered that is not gRPC", fix)
 
 
-def _model_task(run_model: ModelWork, ctx: RunContext, spec: ModelSpec, cache_root: str):
-    """The body of the Ray task: resolve the device here, then stream the model's events."""
+def _model_task(work: UnitWork, ctx: RunContext, unit: Unit, cache_root: str):
+    """The body of the Ray task: resolve the device here, then stream the unit's events."""
     from cortexalign.device import resolve_device
 
-    yield from model_events(run_model, ctx, spec, cache_root, resolve_device(ctx.config.device))
+    yield from model_events(work, ctx, unit, cache_root, resolve_device(ctx.config.device))
 
 
 class RayExecutor:
@@ -179,12 +182,12 @@ class RayExecutor:
 
     def _shared(self, ctx: RunContext) -> Any:
         """What a worker needs, in Ray's object store; the store, console and hooks stay in the
-        driver. ``finished`` as of now (a resubmitted model skips what was written since)."""
+        driver. ``finished`` as of now (a resubmitted unit skips what was written since)."""
         return self._ray.put(dataclasses.replace(ctx, store=None, cache=None, summary=None,
                                                  console=None, on_job_done=None, device=None,
-                                                 finished=set(ctx.finished)))
+                                                 bar=None, finished=set(ctx.finished)))
 
-    def run(self, run_model: ModelWork, ctx: RunContext) -> None:
+    def run(self, work: UnitWork, ctx: RunContext, units: list[Unit]) -> None:
         ray = self._ray
         task = ray.remote(_model_task).options(
             num_returns="streaming", max_retries=0, num_cpus=self.spec.num_cpus_per_worker,
@@ -194,8 +197,7 @@ class RayExecutor:
         # machine, a shared filesystem or an object store the driver then reads the workers'
         # entries for the partitions
         cache_root = ctx.cache.url
-        todo: list[tuple[EventWriter, int]] = [(EventWriter(ctx, spec), 0)
-                                               for spec in ctx.config.models]
+        todo: list[tuple[EventWriter, int]] = [(EventWriter(ctx, unit), 0) for unit in units]
         limit = self.spec.num_workers
         live: dict[Any, tuple[EventWriter, int]] = {}
         bars: dict[Any, Any] = {}
@@ -203,13 +205,13 @@ class RayExecutor:
             while todo or live:
                 while todo and (limit is None or len(live) < limit):
                     writer, attempt = todo.pop(0)
-                    spec = writer.spec
-                    bar_id = bar.add_task(f"scoring {spec.display} (ray"
+                    unit = writer.unit
+                    bar_id = bar.add_task(f"{unit.title or unit.label} (ray"
                                           + (f", retry {attempt})" if attempt else ")"),
                                           total=None)
                     writer.advance = lambda b=bar_id: bar.advance(b)
-                    gen = task.remote(run_model, shared if attempt == 0 else self._shared(ctx),
-                                      spec, cache_root)
+                    gen = task.remote(work, shared if attempt == 0 else self._shared(ctx),
+                                      unit, cache_root)
                     live[gen], bars[gen] = (writer, attempt), bar_id
                 ready, _ = ray.wait(list(live), num_returns=1)
                 gen = ready[0]

@@ -30,6 +30,7 @@ from cortexalign.metrics._layer_similarity import (
     check_layer_metric,
     layer_similarity,
 )
+from cortexalign.metrics._map_metric import resampled_map_scores
 from cortexalign.metrics._maps import MAP_MEASURES, MAP_SCALINGS, compare_maps, map_score
 from cortexalign.metrics._objectives import (
     OBJECTIVES,
@@ -74,7 +75,7 @@ from cortexalign.rdm import (
 __all__ = ["METRICS", "Score", "score", "list_metrics", "compute_rdm", "compute_rdms",
            "compare_rdms", "cka", "RDM_METHODS", "RDM_COMPARISONS", "CKA_KINDS",
            "ConstantFeaturesWarning"]
-__all__ += ["MAP_MEASURES", "MAP_SCALINGS", "compare_maps", "map_score"]
+__all__ += ["MAP_MEASURES", "MAP_SCALINGS", "compare_maps", "map_score", "resampled_map_scores"]
 __all__ += ["streaming_rdm", "streaming_cka", "streaming_gram", "rsa_from_rdm", "cka_from_gram"]
 __all__ += ["resampled_cka_pairs", "ENCODERS", "EncodingFit", "encoding_fit", "encoding_scores"]
 __all__ += ["variance_partitioning", "VariancePartition"]
