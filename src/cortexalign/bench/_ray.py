@@ -9,9 +9,10 @@ Where the cluster comes from (``ray.address`` in the config)
     not answer fails within ``ray.timeout_s`` instead of hanging inside ``ray.init``.
 
 Scheduling
-    A task per model loads it once, extracts the layers its unfinished jobs need once (feature
-    cache under ``cache_dir``: put it on a shared filesystem so that workers on other nodes reuse
-    each other's entries) and scores them. Each task asks for ``ray.num_cpus_per_worker`` CPUs
+    A task per unit of work (``bench._analysis``: a model of the score grid) loads it once,
+    extracts the layers its unfinished jobs need once (feature cache under ``cache_dir``: put it
+    on a shared filesystem so that workers on other nodes reuse each other's entries) and scores
+    them. Each task asks for ``ray.num_cpus_per_worker`` CPUs
     and ``ray.num_gpus_per_extraction`` GPUs (default: 1 when the cluster has GPUs and the
     config's device is not ``cpu``, else 0), so Ray places models on free GPUs; the worker picks
     its device from ``device`` as a local run would (Ray sets ``CUDA_VISIBLE_DEVICES``). At most
@@ -36,13 +37,14 @@ from urllib.parse import urlsplit
 
 from rich.progress import Progress
 
-from cortexalign.bench._config import ExperimentConfig, ModelSpec
+from cortexalign.bench._analysis import Unit
+from cortexalign.bench._config import ExperimentConfig
 from cortexalign.bench._executors import (
     EXECUTORS,
     PROGRESS_COLUMNS,
     EventWriter,
-    ModelWork,
     RunContext,
+    UnitWork,
     model_events,
 )
 from cortexalign.errors import InputError
@@ -94,11 +96,11 @@ def probe_address(address: str, timeout_s: float) -> None:
                          f"{address!r}, where something answered that is not gRPC", fix)
 
 
-def _model_task(run_model: ModelWork, ctx: RunContext, spec: ModelSpec, cache_root: str):
-    """The body of the Ray task: resolve the device here, then stream the model's events."""
+def _model_task(work: UnitWork, ctx: RunContext, unit: Unit, cache_root: str):
+    """The body of the Ray task: resolve the device here, then stream the unit's events."""
     from cortexalign.device import resolve_device
 
-    yield from model_events(run_model, ctx, spec, cache_root, resolve_device(ctx.config.device))
+    yield from model_events(work, ctx, unit, cache_root, resolve_device(ctx.config.device))
 
 
 class RayExecutor:
@@ -149,7 +151,7 @@ class RayExecutor:
         has_gpu = self._ray.cluster_resources().get("GPU", 0) > 0
         return 1.0 if has_gpu and self.config.device != "cpu" else 0.0
 
-    def run(self, run_model: ModelWork, ctx: RunContext) -> None:
+    def run(self, work: UnitWork, ctx: RunContext, units: list[Unit]) -> None:
         ray = self._ray
         task = ray.remote(_model_task).options(
             num_returns="streaming", max_retries=0, num_cpus=self.spec.num_cpus_per_worker,
@@ -157,21 +159,21 @@ class RayExecutor:
         # what a worker needs, once per run; the store, console and hooks stay in the driver
         shared = ray.put(dataclasses.replace(ctx, store=None, cache=None, summary=None,
                                              console=None, on_job_done=None, device=None,
-                                             finished=set(ctx.finished)))
+                                             bar=None, finished=set(ctx.finished)))
         # absolute: a worker's working directory is not the driver's; on one machine (or a
         # shared filesystem) the driver then reads the workers' entries for the partitions
         cache_root = str(Path(ctx.cache.root).resolve())
-        todo = list(ctx.config.models)
+        todo = list(units)
         limit = self.spec.num_workers
         live: dict[Any, EventWriter] = {}
         bars: dict[Any, Any] = {}
         with Progress(*PROGRESS_COLUMNS, console=ctx.console, disable=not ctx.progress) as bar:
             while todo or live:
                 while todo and (limit is None or len(live) < limit):
-                    spec = todo.pop(0)
-                    bar_id = bar.add_task(f"scoring {spec.display} (ray)", total=None)
-                    gen = task.remote(run_model, shared, spec, cache_root)
-                    live[gen] = EventWriter(ctx, spec, advance=lambda b=bar_id: bar.advance(b))
+                    unit = todo.pop(0)
+                    bar_id = bar.add_task(f"{unit.title or unit.label} (ray)", total=None)
+                    gen = task.remote(work, shared, unit, cache_root)
+                    live[gen] = EventWriter(ctx, unit, advance=lambda b=bar_id: bar.advance(b))
                     bars[gen] = bar_id
                 ready, _ = ray.wait(list(live), num_returns=1)
                 gen = ready[0]

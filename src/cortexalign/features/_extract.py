@@ -28,11 +28,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from cortexalign.compute import compute_threads
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.features._cache import EXTRACTION_VERSION, FeatureCache, feature_key
 from cortexalign.features._cache_view import CachedArray, CacheIntegrityError
 from cortexalign.features._kinds import FEATURE_KINDS, FeatureKind, kind_options, resolve_kind
-from cortexalign.features._loop import ArrayRows, OnShrink, choose_batch_size, run_batches
+from cortexalign.features._loop import (
+    ArrayRows,
+    OnShrink,
+    choose_batch_size,
+    forward_work,
+    run_batches,
+)
 from cortexalign.features._pooling import POOLINGS
 from cortexalign.stimuli import StimulusSet
 
@@ -273,10 +280,13 @@ def extract(adapter: Any, stimuli: StimulusSet, layers: str | Sequence[str],
                         from_cache=from_cache)
 
     def run(todo: list[str], open_layer: Any) -> None:
-        chosen[0] = choose_batch_size(adapter, stimuli, todo, feat, opts, resolved, batch_size,
-                                      progress)
-        run_batches(adapter, stimuli, todo, feat, opts, chosen[0], resolved, dtype, progress,
-                    open_layer, on_shrink)
+        # the CPU thread policy: one thread for small models (torch's default pool stalls on a
+        # busy machine: an untrained spiking control's calibration took 99 s instead of ~5)
+        with compute_threads(forward_work(adapter, len(stimuli))):
+            chosen[0] = choose_batch_size(adapter, stimuli, todo, feat, opts, resolved,
+                                          batch_size, progress)
+            run_batches(adapter, stimuli, todo, feat, opts, chosen[0], resolved, dtype,
+                        progress, open_layer, on_shrink)
 
     if plan.streamed:
         return _streamed(cache, names, keys, meta, stimuli, dtype, run, features)

@@ -39,7 +39,7 @@ from cortexalign.features._kinds import FeatureKind
 from cortexalign.features._pipeline import _batch_functions, _InFlight, _to_host, iter_batches
 from cortexalign.stimuli import StimulusSet
 
-__all__ = ["run_batches", "choose_batch_size", "ArrayRows", "OpenLayer", "OnShrink"]
+__all__ = ["run_batches", "choose_batch_size", "forward_work", "ArrayRows", "OpenLayer", "OnShrink"]
 
 #: ``open_layer(layer, row_shape) -> sink``: the sink (``write(start, block)``) of a layer's rows,
 #: made on the layer's first batch, when the shape of its values is known.
@@ -154,6 +154,20 @@ def choose_batch_size(adapter: Any, stimuli: StimulusSet, layers: list[str], kin
     if progress and choice.per_image_bytes is not None:
         _console().print(f"{adapter.model_id}: {choice.message}", highlight=False, markup=False)
     return choice.size
+
+
+def forward_work(adapter: Any, n_images: int) -> float:
+    """A rough multiply-add count of running ``adapter`` over ``n_images`` images, for the CPU
+    thread policy (``cortexalign.compute``): parameters x images x positions of a stride-8 map
+    of the input x time steps (spiking models; 1 otherwise). Tiny models stay below
+    ``SMALL_WORK`` (one thread); a ViT-B on 92 images is far above it."""
+    module = adapter.module
+    n_params = sum(p.numel() for p in module.parameters())
+    size = getattr(getattr(adapter, "preprocess", None), "size", (224, 224))
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    steps = getattr(getattr(module, "config", None), "time_steps", 1)
+    steps = steps if isinstance(steps, int) and steps > 0 else 1
+    return float(n_params) * n_images * max(1, size[0] // 8) * max(1, size[1] // 8) * steps
 
 
 def run_batches(adapter: Any, stimuli: StimulusSet, layers: list[str], kind: FeatureKind,
