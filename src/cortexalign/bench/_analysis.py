@@ -25,8 +25,9 @@ local, or one Ray task per unit) or ``driver`` (this process, after the executor
 partitions read the features those wrote to the cache).
 
 Kinds: ``scores`` (``bench._scores``), ``partitions`` (``bench._partitions``),
-``second_order`` (``bench._second_order``) and ``sae_brainmap`` (``cortexalign.sae.runner``,
-which registers itself when imported; ``analysis_kind`` imports it by name).
+``second_order`` (``bench._second_order``), ``model_cards`` (``bench._cards_kind``) and
+``sae_brainmap`` (``cortexalign.sae.runner``, which registers itself when imported;
+``analysis_kind`` imports it by name).
 """
 
 from __future__ import annotations

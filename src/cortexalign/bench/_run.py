@@ -33,9 +33,14 @@ from typing import Any
 
 from rich.console import Console
 
-from cortexalign.bench import _partitions, _ray, _scores, _second_order  # noqa: F401  register
+from cortexalign.bench import (  # noqa: F401  register the kinds and the ray executor
+    _cards_kind,
+    _partitions,
+    _ray,
+    _scores,
+    _second_order,
+)
 from cortexalign.bench._analysis import analysis_kind, run_unit
-from cortexalign.bench._cards import write_model_cards
 from cortexalign.bench._config import ExperimentConfig, load_config
 from cortexalign.bench._context import RunContext, RunRequest, RunSummary
 from cortexalign.bench._executors import LocalExecutor, make_executor
@@ -51,8 +56,9 @@ from cortexalign.results import RESULTS_FILE, ResultsStore
 __all__ = ["run_experiment", "run_analyses", "RunSummary", "EXPERIMENT_KINDS"]
 
 #: The analysis kinds an experiment config runs, in order: the per-layer scores first (the
-#: partitions and the second-order analyses read the features they cached).
-EXPERIMENT_KINDS = ("scores", "partitions", "second_order")
+#: partitions and the second-order analyses read the features they cached), then the model
+#: cards of ``segmentation:``.
+EXPERIMENT_KINDS = ("scores", "partitions", "second_order", "model_cards")
 
 
 def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *,
@@ -87,18 +93,9 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
     request = RunRequest(cfg, EXPERIMENT_KINDS, cfg.to_yaml(), cfg.config_hash(), stimuli,
                          targets, device, cfg.cache_dir)  # a folder or a URL (s3://...)
     _print_resample_estimate(cfg, len(stimuli), console)
-
-    def cards_then_outputs(summary: RunSummary) -> dict[str, Path]:
-        # model cards: efficiency and mIoU (bench._cards), after the jobs, before the files
-        write_model_cards(cfg, ResultsStore(summary.files["results"]),
-                          resolve_device(cfg.device), progress=progress, console=console)
-        return outputs(summary) if outputs is not None else {}
-
     summary = run_analyses(request, out_dir, progress=progress,
                            allow_config_change=allow_config_change, console=console,
-                           on_job_done=on_job_done,
-                           outputs=cards_then_outputs if cfg.segmentation is not None
-                           else outputs)
+                           on_job_done=on_job_done, outputs=outputs)
     summary.seconds = time.perf_counter() - t0
     return summary
 
