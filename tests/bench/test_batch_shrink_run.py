@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cortexalign.bench import _run, load_config
+from cortexalign.bench import _scores, load_config
 from cortexalign.bench._run import run_experiment
 from cortexalign.results import ResultsStore
 
@@ -25,7 +25,7 @@ CONFIG = {
 def test_a_run_that_runs_out_of_memory_halves_the_batch_and_notes_it(tmp_path, monkeypatch):
     plain = run_experiment(load_config(dict(CONFIG, batch_size=16)), tmp_path / "plain",
                            progress=False)
-    real_load = _run.load_model
+    real_load = _scores.load_model
 
     def load_small_memory(*args, **kwargs):  # a "GPU" that holds 20 images at most
         adapter = real_load(*args, **kwargs)
@@ -39,7 +39,7 @@ def test_a_run_that_runs_out_of_memory_halves_the_batch_and_notes_it(tmp_path, m
         adapter.forward_layers = forward_layers
         return adapter
 
-    monkeypatch.setattr(_run, "load_model", load_small_memory)
+    monkeypatch.setattr(_scores, "load_model", load_small_memory)
     shrunk = run_experiment(load_config(CONFIG), tmp_path / "shrunk", progress=False)
     assert plain.ok and shrunk.ok and shrunk.n_done == plain.n_done == 2
     scores = [ResultsStore(d / "results.duckdb", read_only=True).scores_frame()

@@ -1,7 +1,7 @@
 """Model cards: efficiency with an entry's own weights and prompted-segmentation mIoU.
 
-One path for every caller: a run whose config has ``segmentation:`` (``write_model_cards``,
-after the scores), ``cortexalign miou`` (``model_card`` and ``store_card``) and the studies
+One path for every caller: a run whose config has ``segmentation:`` (the ``model_cards``
+analysis kind of the runner, ``bench._cards_kind``, after the scores), ``cortexalign miou`` (``model_card`` and ``store_card``) and the studies
 (through their configs). mIoU needs the full Segment Anything model: the entry's encoder, and
 the prompt encoder and mask decoder from the same official checkpoint (``head_checkpoint``);
 without one they are random and the card says so.
@@ -25,10 +25,10 @@ from rich.progress import Progress
 
 from cortexalign.bench._cards_spec import SegmentationSpec
 from cortexalign.bench._executors import PROGRESS_COLUMNS
-from cortexalign.errors import CortexAlignError, InputError
+from cortexalign.errors import InputError
 
 __all__ = ["head_checkpoint", "is_segmenter", "segmenter_name", "model_miou", "model_card", "store_card",
-           "write_model_cards", "check_segmentation"]
+           "check_segmentation"]
 
 
 def head_checkpoint(name: str, weights: str | Path | None, untrained: bool) -> Path | None:
@@ -171,39 +171,6 @@ def model_card(spec, seg: SegmentationSpec, device, *, adapter=None, progress: b
     else:
         card = ModelCard(adapter.model_id, device_string(adapter.device), miou=miou)
     return dataclasses.replace(card, extra={**card.extra, **extra})
-
-
-def write_model_cards(config, store, device, *, progress: bool = True,
-                      console: Console | None = None) -> list:
-    """One card per distinct model entry of ``config`` (``segmentation:`` set): efficiency and,
-    for Segment Anything entries, mIoU. Entries whose card already holds this set's result are
-    skipped. Returns the cards written."""
-    from cortexalign.models.profile import device_string
-
-    seg = config.segmentation
-    console = console or Console(stderr=True, quiet=not progress)
-    done, seen, cards = _done(store, seg), set(), []
-    for spec in config.models:
-        key = json.dumps([spec.name, spec.pretrained, spec.weights, spec.untrained, spec.seed,
-                          spec.kwargs, spec.preprocess], sort_keys=True, default=str)
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            adapter = _load(spec, device)
-            if (adapter.model_id, device_string(adapter.device)) in done:
-                continue
-            card = store_card(store, model_card(spec, seg, device, adapter=adapter,
-                                                progress=progress, console=console))
-        except CortexAlignError as err:  # its jobs failed too; the run's failures name it
-            console.print(f"model card {spec.display}: not written ({err})", markup=False,
-                          highlight=False)
-            continue
-        cards.append(card)
-        miou = "-" if card.miou is None else f"{card.miou:.3f}"
-        console.print(f"model card {card.model_id} ({card.device}): mIoU {miou}",
-                      markup=False, highlight=False)
-    return cards
 
 
 def check_segmentation(config) -> None:

@@ -12,7 +12,7 @@ with each d_i measured on one probe image, the way the runner's own size probes 
 (``features.extract`` of the model's feature kind, as ``features.plan_extraction`` probes): one
 forward pass per model for all its layers, not cached. A partition over the budget fails with an ``InputError`` that names it, the estimate,
 the budget and the fixes: ``check_partition_memory`` when a run is validated (before anything
-is written), and ``over_budget`` for each job before its sets are read (``run_partitions``).
+is written), and ``over_budget`` for each job before its sets are read (``_partitions.PartitionsKind``).
 """
 
 from __future__ import annotations

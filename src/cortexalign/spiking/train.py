@@ -2,11 +2,15 @@
 
 ``train_snn(config)`` trains the registered model ``config.model`` on an npz file or an
 image folder (or, with ``model: timm:<arch>``, a timm network built untrained: the ANN control of
-the spiking studies, trained by the same recipe, data order and augmentation), writes safetensors checkpoints with a JSON description beside, resumes
-from the last complete checkpoint in ``checkpoint_dir``, appends per-epoch metrics to
-``checkpoint_dir/metrics.jsonl`` and stops on a non-finite loss, keeping the last good
-checkpoint. Data order and augmentation are drawn from generators seeded by
-``(seed, epoch)`` and ``(seed, step)``, so a resumed run repeats an uninterrupted one.
+the spiking studies, trained by the same recipe, data order and augmentation), writes
+safetensors checkpoints with a JSON description beside, resumes from the last complete
+checkpoint in ``checkpoint_dir``, appends per-epoch metrics to ``checkpoint_dir/metrics.jsonl``
+and stops on a non-finite loss, keeping the last good checkpoint. The training is also one job
+of the results store (``results_dir``, default ``checkpoint_dir``: ``results.duckdb``, table
+``training``, ``spiking._record``): its learning curves as each epoch ends, then the firing
+rates and the energy estimate on test images. Data order and augmentation are drawn from
+generators seeded by ``(seed, epoch)`` and ``(seed, step)``, so a resumed run repeats an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,6 +36,7 @@ from cortexalign.spiking._checkpoint import (
     save_checkpoint,
 )
 from cortexalign.spiking._data import augment_batch, load_image_data, to_input
+from cortexalign.spiking._record import TrainingLog, after_training_records
 from cortexalign.spiking.models import SNN_MODELS, create_snn
 from cortexalign.spiking.step import TrainStep, snn_optimizer
 
@@ -90,6 +96,12 @@ class TrainConfig(BaseModel):
     """Continue from the last complete checkpoint in checkpoint_dir if there is one."""
     device: str = "auto"
     """'auto', 'cpu' or 'cuda[:i]'."""
+    results_dir: Path | None = None
+    """The results directory whose store (results.duckdb, table ``training``) records the
+    training: per-epoch curves, then firing rates and energy (None: checkpoint_dir)."""
+    energy_images: int = 32
+    """Test images the firing rates and the energy estimate are measured on after training
+    (0: none)."""
     progress: bool = True
     """Show a rich progress bar."""
 
@@ -112,6 +124,13 @@ class TrainConfig(BaseModel):
             raise ValueError("must be >= 1")
         return v
 
+    @field_validator("energy_images")
+    @classmethod
+    def _non_negative(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError("must be >= 0")
+        return v
+
     @field_validator("time_steps", "max_steps", "max_train_samples", "checkpoint_every")
     @classmethod
     def _positive_or_none(cls, v: int | None) -> int | None:
@@ -122,7 +141,12 @@ class TrainConfig(BaseModel):
 
 @dataclass
 class TrainResult:
-    """What a training run did: steps, per-epoch metrics, checkpoints, why it stopped."""
+    """What a training run did: steps, per-epoch metrics, checkpoints, why it stopped.
+
+    ``job_key`` is the training's job in the results store; ``records`` its rows after training
+    (``results.TrainingRecord``: firing rates, energy, result), already stored unless the caller
+    passed its own store.
+    """
 
     steps: int
     epochs: list[dict] = field(default_factory=list)
@@ -131,6 +155,8 @@ class TrainResult:
     final_loss: float | None = None
     stopped_at_step: int | None = None
     stop_reason: str = "finished"
+    job_key: str = ""
+    records: list = field(default_factory=list)
 
 
 def _batches(n: int, bs: int, seed: int, epoch: int) -> list[np.ndarray]:
@@ -207,8 +233,17 @@ def build_classifier(model: str, num_classes: int, in_chans: int, options: dict 
                          repr(options), f"remove or fix the option ({err})") from err
 
 
-def train_snn(config: TrainConfig) -> TrainResult:
-    """Train ``config.model``; see the module docstring. Returns a ``TrainResult``."""
+def train_snn(config: TrainConfig, *, store: Any = None, run_id: str | None = None
+              ) -> TrainResult:
+    """Train ``config.model``; see the module docstring. Returns a ``TrainResult``.
+
+    Parameters
+    ----------
+    config : the training.
+    store, run_id : a results store and run to write the epoch rows to (a runner's job: the
+        caller stores ``TrainResult.records`` and marks the job); None records the training in
+        a run of its own in ``results_dir`` (default ``checkpoint_dir``).
+    """
     device = resolve_device(config.device)
     if config.cuda_graph and device.type != "cuda":
         raise InputError("cuda_graph", "a CUDA device (CUDA graphs are CUDA-only)",
@@ -231,6 +266,29 @@ def train_snn(config: TrainConfig) -> TrainResult:
         return config.lr * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
 
     ckdir = Path(config.checkpoint_dir)
+    log = TrainingLog(config, store, run_id)
+    try:
+        result = _train(config, device, data, train_x, train_y, model, opt, per_epoch, total,
+                        lr_at, ckdir, log)
+    except KeyboardInterrupt:
+        log.fail("interrupted", "interrupted")
+        raise
+    except BaseException as err:
+        log.fail(f"{type(err).__name__}: {err}")
+        raise
+    result.job_key = log.key
+    if result.stopped_at_step is not None:
+        log.fail(result.stop_reason)
+        return result
+    n = min(config.energy_images, len(data.test_x))
+    result.records = after_training_records(model, data.test_x[:n], device, result, config.model)
+    log.finish(result.records, replace=not config.resume)
+    return result
+
+
+def _train(config: TrainConfig, device, data, train_x, train_y, model, opt, per_epoch: int,
+           total: int, lr_at, ckdir: Path, log: TrainingLog) -> TrainResult:
+    """The training loop of ``train_snn`` (resume, steps, per-epoch rows, checkpoints)."""
     step, result = 0, TrainResult(steps=0)
     done = list_checkpoints(ckdir) if config.resume else []
     if done:
@@ -291,6 +349,7 @@ def train_snn(config: TrainConfig) -> TrainResult:
             ckdir.mkdir(parents=True, exist_ok=True)
             with open(ckdir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps({"model": config.model, **row}) + "\n")
+            log.epoch(row)
             checkpoint(epoch + 1)
     result.steps = step
     result.final_loss = float(np.mean(recent)) if recent else None
