@@ -97,3 +97,15 @@ def test_per_model_pad_square_and_missing_stimuli():
 
     with pytest.raises(InputError, match="stimuli"):
         bootstrap_model_scores(models, target, metric="map_pearson", n_bootstrap=2)
+
+
+def test_layer_choice_of_map_measures_cuts_the_stimuli_and_follows_the_direction():
+    from cortexalign.analyses import layer_choice
+
+    models, target, stimuli = _planted(30, noise=(0.3, 5.0))
+    layers = {"good": models["m0"]["l0"], "bad": models["m1"]["l0"]}
+    for metric in ("map_pearson", "map_rmse"):  # rmse: lower is better
+        best = layer_choice(layers, target, metric, rule="best", stimuli=stimuli)
+        assert best.layers == ("good",)
+        cv = layer_choice(layers, target, metric, rule="cv", n_folds=3, stimuli=stimuli)
+        assert cv.layers == ("good",) * 3 and np.isfinite(cv.value)

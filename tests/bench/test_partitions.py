@@ -244,7 +244,7 @@ def test_a_config_without_partitions_keeps_its_hash(planted):
     plain = load_config(cfg)
     # the formula before the key existed: every field but the execution ones
     dump = plain.model_dump(mode="json", exclude=EXECUTION_FIELDS | {
-        "partitions", "patterns", "discriminability"})  # keys added since, unset here
+        "partitions", "patterns", "discriminability", "segmentation"})  # added since, unset
     for m in dump["models"]:
         m.pop("preprocess")
     for n in dump["neural"]:

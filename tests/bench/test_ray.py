@@ -108,7 +108,7 @@ class _Store:
 def test_a_worker_that_dies_is_recorded_and_the_others_finish(local_ray, tmp_path):
     cfg = load_config(dict(SMALL, executor="ray"))
     store, summary = _Store(), RunSummary("run", tmp_path)
-    ctx = ex.RunContext(cfg, store, "run", summary, cache=type("C", (), {"root": tmp_path})(),
+    ctx = ex.RunContext(cfg, store, "run", summary, cache=type("C", (), {"url": str(tmp_path)})(),
                         device="cpu")
     executor = RayExecutor(cfg)
     executor.open()

@@ -31,6 +31,9 @@ from cortexalign.bench._second_order import GridDiscriminability, grid_discrimin
 from cortexalign.bench._second_order_spec import DiscriminabilitySpec, PatternSpec  # noqa: E402
 
 __all__ += ["GridDiscriminability", "grid_discriminability", "DiscriminabilitySpec", "PatternSpec"]
+from cortexalign.bench._layer_table import LAYER_TABLE_COLUMNS, grid_best_layers  # noqa: E402
+
+__all__ += ["grid_best_layers", "LAYER_TABLE_COLUMNS"]
 from cortexalign.bench._config_docs import ConfigKey, config_keys, config_template  # noqa: E402
 from cortexalign.bench._validate import validate_request  # noqa: E402
 

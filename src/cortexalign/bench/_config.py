@@ -211,10 +211,18 @@ class RaySpec(_Strict):
                                                   "'cpu', else 0.")
     timeout_s: float = Field(10.0, gt=0, description="Seconds to wait for a Ray address to "
                              "answer before the run stops with an error.")
+    ship_package: bool = Field(True, description="Send this cortexalign package to the workers "
+                               "(the job's runtime_env py_modules, set when the run starts or "
+                               "connects to Ray), so nodes need only its dependencies installed, "
+                               "not cortexalign itself.")
+    max_retries: int = Field(1, ge=0, description="Times a model whose worker died (killed, out "
+                             "of memory, node lost) is submitted again, without the jobs the "
+                             "driver already wrote; then its unfinished jobs are failed.")
 
 
 #: Fields that say where or how jobs run, not what they compute: outside the config hash.
-EXECUTION_FIELDS = frozenset({"executor", "ray", "max_feature_memory_gb"})
+EXECUTION_FIELDS = frozenset({"executor", "ray", "max_feature_memory_gb",
+                              "cache_storage_options"})
 
 
 class ExperimentConfig(_Strict):
@@ -258,7 +266,14 @@ class ExperimentConfig(_Strict):
         "error halves it, the extraction resumes where it stopped, and the run stores a note "
         "(cortexalign.features._batching).")
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu' or 'cuda:N'.")
-    cache_dir: str | None = Field(None, description="Feature cache folder (default: OUT/cache).")
+    cache_dir: str | None = Field(None, description="Feature cache folder (default: OUT/cache), "
+                                  "or an fsspec URL (s3://bucket/cache, gs://...) that Ray "
+                                  "workers on other machines share without a shared disk "
+                                  "(cortexalign.features._cache_remote; needs s3fs / gcsfs).")
+    cache_storage_options: dict[str, Any] | None = Field(
+        None, description="fsspec options of a URL cache_dir (e.g. endpoint_url); credentials "
+        "are better left to the environment (AWS_ACCESS_KEY_ID...). Not part of the config "
+        "hash.")
     executor: Literal["local", "ray"] = Field(
         "local", description="Where jobs run: 'local' (this process, progress bars) or 'ray' "
         "(one Ray task per model on a Ray cluster; see 'ray'). Not part of the config hash: a "

@@ -86,7 +86,7 @@ class RunRequest:
         another hash is refused unless the caller allows config changes.
     stimuli : the ``StimulusSet``. targets : neural targets by label (in the stimuli's order).
     device : where work runs in this process (``config.device`` for Ray workers to resolve).
-    cache_dir : the feature cache (None: ``<out>/cache``).
+    cache_dir : the feature cache, a folder or an fsspec URL (None: ``<out>/cache``).
     inputs : anything else the kinds loaded or measured while validating, by name.
     """
 
@@ -97,7 +97,7 @@ class RunRequest:
     stimuli: Any = None
     targets: Mapping[str, Any] = field(default_factory=dict)
     device: Any = "cpu"
-    cache_dir: Path | None = None
+    cache_dir: str | Path | None = None
     inputs: Mapping[str, Any] = field(default_factory=dict)
 
 

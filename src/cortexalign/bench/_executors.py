@@ -29,6 +29,7 @@ Events (plain tuples, cheap to pickle)::
 from __future__ import annotations
 
 import dataclasses
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -51,6 +52,8 @@ from cortexalign.errors import CortexAlignError, InputError
 __all__ = ["RunSummary", "RunContext", "Executor", "LocalExecutor", "EXECUTORS", "make_executor",
            "StoreProxy", "EventWriter", "model_events", "STORE_WRITES", "after_commit",
            "failure_message", "record_failure", "UnitWork", "PROGRESS_COLUMNS"]
+
+log = logging.getLogger("cortexalign.bench")
 
 #: Store methods a worker may call; each becomes a ``("store", ...)`` event for the driver.
 STORE_WRITES = ("start_job", "record_job", "fail_job", "put_model_card", "add_notes")
@@ -153,7 +156,9 @@ def model_events(work: UnitWork, ctx: RunContext, unit: Unit, cache_root: str,
 
     q: queue.Queue = queue.Queue()
     summary = RunSummary(run_id=ctx.run_id, out_dir=Path(cache_root))
-    here = dataclasses.replace(ctx, cache=FeatureCache(cache_root), store=StoreProxy(q.put),
+    cache = FeatureCache(cache_root, storage_options=getattr(ctx.config, "cache_storage_options",
+                                                             None))
+    here = dataclasses.replace(ctx, cache=cache, store=StoreProxy(q.put),
                                device=device, summary=summary, bar=None, progress=False,
                                console=None, on_job_done=lambda job: q.put(("done", job)))
     crash: list[BaseException] = []
@@ -189,6 +194,8 @@ class EventWriter:
         self.ctx, self.unit, self.advance = ctx, unit, advance
         self.in_flight: set[str] = set()
         self.n_write_failures = 0
+        self.n_recorded = 0  # jobs written from this unit's events (all attempts)
+        self.n_carried = 0  # of those, written by attempts whose worker died
 
     def apply(self, event: tuple) -> None:
         """Apply one event of the unit's stream: a write, a finished job or the final counts."""
@@ -200,8 +207,9 @@ class EventWriter:
         elif kind == "end":
             counts, s = event[1], self.ctx.summary
             s.n_jobs += counts["n_jobs"]
-            s.n_skipped += counts["n_skipped"]
-            s.n_done += counts["n_done"] - self.n_write_failures
+            # jobs a lost attempt wrote are skipped by the resubmitted one: count them done
+            s.n_skipped += counts["n_skipped"] - self.n_carried
+            s.n_done += counts["n_done"] - self.n_write_failures + self.n_carried
             s.failures.extend(counts["failures"])
             s.job_keys.update(counts["job_keys"])
         else:
@@ -236,6 +244,14 @@ class EventWriter:
             self.in_flight.discard(key)
             if method == "record_job":
                 ctx.finished.add(key)
+                self.n_recorded += 1
+
+    def retried(self, err: BaseException) -> None:
+        """The worker of this unit died and the unit is submitted again: the jobs written so
+        far are finished for the new attempt; those in flight stay open until it ends."""
+        self.n_carried = self.n_recorded
+        log.warning("the worker of %s died (%s); submitting it again without its %d finished "
+                    "jobs", self.unit.label, type(err).__name__, self.n_carried)
 
     def lost(self, err: BaseException) -> None:
         """The work of this unit died (worker killed, out of memory): record what it left."""

@@ -91,7 +91,7 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
     # a Ray worker resolves the device where it runs (the driver may have no GPU)
     device = resolve_device(cfg.device) if cfg.executor == "local" else cfg.device
     request = RunRequest(cfg, EXPERIMENT_KINDS, cfg.to_yaml(), cfg.config_hash(), stimuli,
-                         targets, device, Path(cfg.cache_dir) if cfg.cache_dir else None)
+                         targets, device, cfg.cache_dir)  # a folder or a URL (s3://...)
     _print_resample_estimate(cfg, len(stimuli), console)
     summary = run_analyses(request, out_dir, progress=progress,
                            allow_config_change=allow_config_change, console=console,
@@ -181,7 +181,9 @@ def _run_locked(request: RunRequest, out: Path, inputs: dict, *, progress: bool,
     executor = make_executor(request.config)
     executor.open()  # connects to Ray (a dead address fails within ray.timeout_s); writes nothing
     out.mkdir(parents=True, exist_ok=True)
-    cache = FeatureCache(request.cache_dir or out / "cache")
+    cache = (FeatureCache(request.cache_dir, storage_options=getattr(
+        request.config, "cache_storage_options", None)) if request.cache_dir
+        else FeatureCache(out / "cache"))
     summary = RunSummary(run_id="", out_dir=out, config_name=getattr(request.config, "name", ""))
     results = ResultsStore(store_path)
     summary.run_id = results.start_run(request.config_yaml, request.config_hash)

@@ -326,12 +326,9 @@ ANALYSES.add("second_order", SecondOrderKind(), description="alignment patterns 
              "benchmark discriminability over every activations model's layers")
 
 
-def grid_discriminability(out: str | Path, spec: DiscriminabilitySpec | None = None, *,
-                          seed: int | None = None, device: str = "cpu",
-                          progress: bool = False) -> list[GridDiscriminability]:
-    """Discriminability of a finished results directory: the newest run's config and feature
-    cache (features a run extracted are read, not recomputed), every (target, metric entry, rule).
-    The rows are written to the store under that run, replacing earlier ones."""
+def load_run(out: str | Path) -> tuple:
+    """The newest run of a results directory: (results path, its runs row, config, stimuli,
+    targets by label, feature cache), for analyses that read the run's features again."""
     from cortexalign.bench._status import results_path
 
     path = results_path(out)
@@ -341,10 +338,21 @@ def grid_discriminability(out: str | Path, spec: DiscriminabilitySpec | None = N
                          "run `cortexalign run CONFIG --out OUT` first")
     run = runs.iloc[-1]
     cfg = load_config(yaml.safe_load(str(run["config_yaml"])))
-    spec = spec or cfg.discriminability or DiscriminabilitySpec()
     stimuli = load_stimuli(cfg.stimuli.source, **cfg.stimuli.options)
     targets = {n.display: load_targets(n, stimuli) for n in cfg.neural}
-    cache = FeatureCache(Path(cfg.cache_dir) if cfg.cache_dir else path.parent / "cache")
+    cache = (FeatureCache(cfg.cache_dir, storage_options=cfg.cache_storage_options)
+             if cfg.cache_dir else FeatureCache(path.parent / "cache"))
+    return path, run, cfg, stimuli, targets, cache
+
+
+def grid_discriminability(out: str | Path, spec: DiscriminabilitySpec | None = None, *,
+                          seed: int | None = None, device: str = "cpu",
+                          progress: bool = False) -> list[GridDiscriminability]:
+    """Discriminability of a finished results directory: the newest run's config and feature
+    cache (features a run extracted are read, not recomputed), every (target, metric entry, rule).
+    The rows are written to the store under that run, replacing earlier ones."""
+    path, run, cfg, stimuli, targets, cache = load_run(out)
+    spec = spec or cfg.discriminability or DiscriminabilitySpec()
     models, errors = _features(cfg, None, stimuli, cache, device, progress)
     for (label, layer), msg in errors.items():
         log.warning("discriminability: %s/%s left out: %s", label, layer, msg)

@@ -8,6 +8,7 @@ memory budget whether the values are held in memory or streamed into the ``Featu
 
 from cortexalign.features._batching import CPU_BATCH_SIZE, BatchShrink
 from cortexalign.features._cache import EXTRACTION_VERSION, CacheSummary, FeatureCache, feature_key
+from cortexalign.features._cache_remote import RemoteFeatureCache  # registers URL roots
 from cortexalign.features._cache_view import CachedArray, CacheIntegrityError
 from cortexalign.features._cache_writer import ARRAY_NAME, META_FILE, CacheWriter, sha256_of
 from cortexalign.features._export import (
@@ -41,7 +42,7 @@ __all__ = ["extract", "extract_features", "Features", "feature_keys", "plan_extr
            "ExtractionPlan", "POOLINGS", "pool", "PRECISIONS", "DTYPES", "FeatureCache",
            "CacheSummary", "feature_key", "EXTRACTION_VERSION"]
 __all__ += ["FEATURE_KINDS", "FeatureKind", "kind_layers", "kind_options", "resolve_kind"]
-__all__ += ["CachedArray", "CacheIntegrityError", "CacheWriter"]
+__all__ += ["CachedArray", "CacheIntegrityError", "CacheWriter", "RemoteFeatureCache"]
 __all__ += ["save_features", "load_features", "FEATURE_FORMATS", "check_destination", "check_new_file",
             "link_new"]
 __all__ += ["ARRAY_NAME", "META_FILE", "sha256_of", "BatchShrink", "CPU_BATCH_SIZE"]
