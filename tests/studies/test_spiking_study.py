@@ -112,3 +112,14 @@ def test_the_study_is_listed_and_checks_its_request(tmp_path):
     full = runner.invoke(app, ["study", "spiking", "--out", str(tmp_path / "o2"),
                                "--data", str(tmp_path)])
     assert full.exit_code != 0 and "CIFAR-10" in full.output
+
+
+def test_data_without_the_plan_classes_is_refused_before_anything_is_written(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (8, 32, 32, 3)).astype(np.uint8)
+    y = np.arange(8) % 2
+    np.savez(tmp_path / "cifar10.npz", train_images=x, train_labels=y, test_images=x,
+             test_labels=y, classes=np.array(["cat", "dog"]))
+    with pytest.raises(ValueError, match="airplane"):
+        run_plan(PLAN, tmp_path, tmp_path / "out", device="cpu", progress=False)
+    assert not (tmp_path / "out").exists()

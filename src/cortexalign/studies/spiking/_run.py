@@ -28,10 +28,9 @@ def run_plan(plan: StudyPlan, data: str | Path | None, out: str | Path, device: 
 
     t0, c0 = time.perf_counter(), time.process_time()
     out, data = Path(out), None if data is None else Path(data)
-    source = task_source(data, required=plan.classes is None)  # before anything is written
-    out.mkdir(parents=True, exist_ok=True)
-    task = select_task(source, plan.classes, plan.n_train, plan.n_test,
-                       out / "data" / "task.npz")
+    # the task data is checked before anything is written (select_task creates OUT/data)
+    task = select_task(task_source(data, required=plan.classes is None), plan.classes,
+                       plan.n_train, plan.n_test, out / "data" / "task.npz")
     allen, simulated = allen_source(data, out, progress)
     dev = resolve_device(device)
     trained = train_models(plan, task, out, str(dev), progress)
