@@ -11,7 +11,7 @@ import math
 from allen_planted import N_IMAGES, SAM_TINY, write_planted
 
 from cortexalign.bench import load_config, run_experiment
-from cortexalign.features import _maps
+from cortexalign.features import _loop
 from cortexalign.results import ResultsStore
 
 
@@ -26,8 +26,9 @@ def _config(data, models) -> dict:
 def test_attention_and_conv_entries_share_the_forward(tmp_path, monkeypatch):
     data = write_planted(tmp_path / "allen")
     calls = []
-    batch = _maps._batch
-    monkeypatch.setattr(_maps, "_batch", lambda *a: calls.append(sorted(a[2])) or batch(*a))
+    forward = _loop._forward  # one call per batch of the one extraction loop
+    monkeypatch.setattr(_loop, "_forward",
+                        lambda *a: calls.append(a[1].values_name) or forward(*a))
     attn = dict(SAM_TINY, label="sam attention", features="attention",
                 layers=["blocks.1.attn", "blocks.3.attn"])
     conv = dict(SAM_TINY, label="sam conv", features="conv_map", layers=["blocks.0", "neck"])
@@ -36,12 +37,12 @@ def test_attention_and_conv_entries_share_the_forward(tmp_path, monkeypatch):
     run_experiment(load_config(_config(data, [attn, conv, other])), tmp_path / "both",
                    progress=False)
     n_batches = math.ceil(N_IMAGES / 8)
-    assert calls == [["attention", "conv_map"]] * n_batches + [["conv_map"]] * n_batches
+    assert calls == ["attention maps and conv maps"] * n_batches + ["conv maps"] * n_batches
     both = ResultsStore(tmp_path / "both" / "results.duckdb", read_only=True).scores_frame()
     calls.clear()
     run_experiment(load_config(_config(data, [conv])), tmp_path / "alone", progress=False)
     alone = ResultsStore(tmp_path / "alone" / "results.duckdb", read_only=True).scores_frame()
-    assert calls == [["conv_map"]] * n_batches
+    assert calls == ["conv maps"] * n_batches
     key = ["model", "layer", "target"]
     merged = both.merge(alone, on=key, suffixes=("", "_alone"))
     assert len(merged) == len(alone) == 4 and (merged["value"] == merged["value_alone"]).all()

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cortexalign.errors import InputError
 from cortexalign.neural import align_ids
@@ -39,7 +39,7 @@ from cortexalign.sae.stream import token_chunks
 from cortexalign.sae.train import evaluate_sae, load_sae, train_sae, warn_if_dense
 
 __all__ = ["BrainMapConfig", "BrainMapResult", "run_sae_brainmap", "layer_tokens_from_model",
-           "load_brainmap_config"]
+           "load_brainmap_config", "train_or_load_sae"]
 
 
 class BrainMapConfig(BaseModel):
@@ -59,6 +59,12 @@ class BrainMapConfig(BaseModel):
     """Passes over the training tokens per layer (the seed: 5 epochs of ImageNet-1k train)."""
     max_tokens: int | None = None
     """Stop each SAE after this many tokens (None: all epochs)."""
+    min_steps: int = Field(2000, ge=0)
+    """Train each SAE for at least this many optimiser steps, repeating the images' tokens for
+    more epochs than ``epochs`` when they are few (ignored with ``train_tokens``). 92 images of
+    196 tokens are 4.4 steps an epoch at batch 4,096: five epochs (22 steps) leave an SAE at its
+    initialisation, where a ReLU code is about half active. The seed's 5 ImageNet epochs are
+    ~60,000 steps."""
     images_per_chunk: int = 64
     """Images whose tokens are read per chunk from the cache."""
     similarity: str = "pearson"
@@ -100,14 +106,30 @@ class BrainMapConfig(BaseModel):
     cache_dir: str | None = None
     """The feature cache (None: ``<output_dir>/cache``)."""
     surface_maps: bool = True
-    """Paint best similarity and best layer on fsaverage (fsaverage responses, or volumes in MNI
-    space); NSD subject-space volumes get NIfTI maps only."""
+    """Paint best similarity and best layer on surfaces: fsaverage responses and MNI volumes on
+    fsaverage; subject-space volumes (NSD func1pt8mm) on the subject's own FreeSurfer surfaces
+    (``subject_surfaces``, or NSD's ``freesurfer/subjXX`` found by the loader), else NIfTI maps
+    only."""
+    subject_surfaces: str | None = None
+    """A FreeSurfer subject directory (``surf/{lh,rh}.{white,pial,inflated}``) for subject-space
+    volumes; None: the one ``load_nsd`` finds under the NSD root."""
     surface_mesh: str = "fsaverage5"
     """The nilearn fsaverage mesh of the surface figures (``fsaverage5`` is bundled)."""
     name: str = "sae_brainmap"
     """The analysis name shown in the report."""
     output_dir: str | None = None
     """Where checkpoints, tables and figures go (None: nothing is written)."""
+
+    @field_validator("subject_surfaces")
+    @classmethod
+    def _surfaces_exist(cls, v: str | None) -> str | None:
+        if v is not None:
+            missing = [f"{h}.{k}" for h in ("lh", "rh") for k in ("white", "pial", "inflated")
+                       if not (Path(v) / "surf" / f"{h}.{k}").is_file()]
+            if missing:
+                raise ValueError(f"{v!r} lacks surf/{', surf/'.join(missing)}: point it at a "
+                                 "FreeSurfer subject directory (NSD: nsddata/freesurfer/subjXX)")
+        return v
 
     def sae_config(self, d_in: int) -> SAEConfig:
         """The ``SAEConfig`` of a layer with ``d_in`` features."""
@@ -186,9 +208,21 @@ def layer_tokens_from_model(adapter: Any, stimuli: Any, layers: Sequence[str], c
 SOURCE_FILE = "tokens.json"
 
 
-def _train_or_load(layer: str, tokens_std: Any, n_prefix: int, cfg: BrainMapConfig,
-                   train_chunks: Callable[[], Iterable] | None, device,
-                   source: str | None = None) -> Any:
+def train_or_load_sae(layer: str, tokens_std: Any, n_prefix: int, cfg: BrainMapConfig,
+                      train_chunks: Callable[[], Iterable] | None = None, device=None,
+                      source: str | None = None) -> Any:
+    """The SAE of ``layer``: loaded from ``<output_dir>/saes/<layer>`` when that checkpoint
+    exists (refused when it was trained on other tokens than ``source``), else trained on
+    ``train_chunks`` (default: ``tokens_std``'s patch tokens for ``cfg.epochs`` epochs) and
+    saved there (with ``source`` beside it).
+
+    Parameters
+    ----------
+    layer : the layer's name. tokens_std : its (s, t, d) tokens. n_prefix : leading CLS or
+        register tokens (not trained on). cfg : the run's ``BrainMapConfig``.
+    train_chunks : a callable returning a fresh iterable of (N, d) training chunks.
+    device : where to train. source : an identity of the training tokens (a cache key).
+    """
     d_in = int(tokens_std.shape[-1])
     scfg = cfg.sae_config(d_in)
     ck = Path(cfg.output_dir) / "saes" / layer if cfg.output_dir else None
@@ -207,7 +241,9 @@ def _train_or_load(layer: str, tokens_std: Any, n_prefix: int, cfg: BrainMapConf
             return
         rng = np.random.default_rng(scfg.seed)
         n_blocks = -(-tokens_std.shape[0] // cfg.images_per_chunk)
-        for _ in range(cfg.epochs):
+        per_epoch = tokens_std.shape[0] * (tokens_std.shape[1] - n_prefix)
+        epochs = max(cfg.epochs, -(-cfg.min_steps * scfg.batch_size // max(per_epoch, 1)))
+        for _ in range(epochs):
             yield from token_chunks(tokens_std, n_prefix, cfg.images_per_chunk,
                                     rng.permutation(n_blocks))
 
@@ -247,7 +283,7 @@ def run_sae_brainmap(layer_tokens: Mapping[str, Any], num_prefix_tokens: int,
     units, metrics = {}, {}
     for layer in config.layers:
         tok = layer_tokens[layer]
-        sae = _train_or_load(layer, tok, num_prefix_tokens, config,
+        sae = train_or_load_sae(layer, tok, num_prefix_tokens, config,
                              (train_tokens or {}).get(layer), device,
                              (token_sources or {}).get(layer))
         if hasattr(sae, "calibrate_threshold"):  # BatchTopK: inference L0 = k on these tokens
@@ -275,5 +311,6 @@ def run_sae_brainmap(layer_tokens: Mapping[str, Any], num_prefix_tokens: int,
         from cortexalign.sae.outputs import write_outputs
 
         res.files.update(write_outputs(res, voxels, Path(config.output_dir),
-                                       config.surface_maps, config.surface_mesh))
+                                       config.surface_maps, config.surface_mesh,
+                                       config.subject_surfaces))
     return res
