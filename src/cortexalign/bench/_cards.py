@@ -93,10 +93,10 @@ def model_miou(adapter, seg: SegmentationSpec, checkpoint: str | Path | None, *,
                          "mIoU needs a promptable segmenter; use `cortexalign profile` for "
                          "other models")
     n = check_coco(seg.coco, seg.images, seg.limit)
-    predictor = sam_predictor(adapter, checkpoint)
-    samples = _sample_progress(read_coco(seg.coco, seg.images, seg.limit), n, adapter.model_id,
-                               progress, console)
     with compute_threads(math.inf):  # one thread when other processes keep the cores busy
+        predictor = sam_predictor(adapter, checkpoint)
+        samples = _sample_progress(read_coco(seg.coco, seg.images, seg.limit), n,
+                                   adapter.model_id, progress, console)
         return evaluate_segmentation(samples, predictor, prompt=seg.prompt)
 
 

@@ -13,6 +13,7 @@ passes (approximate: the host allocator caches memory), and ``extra["memory_meth
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import statistics
@@ -24,6 +25,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from cortexalign.compute import compute_threads
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError
 
@@ -152,7 +154,8 @@ def profile_model(model: Any, input_size: tuple[int, int] | int | None = None,
     module = adapter.module.to(dev).eval()
     gen = torch.Generator().manual_seed(0)
     x_bchw = torch.randn(batch_size, 3, *size, generator=gen).to(dev)
-    flops = count_flops(module, x_bchw) / batch_size
+    with compute_threads(math.inf):  # a count, not a timing: the thread policy's count
+        flops = count_flops(module, x_bchw) / batch_size
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
         torch.cuda.reset_peak_memory_stats(dev)
