@@ -19,6 +19,21 @@ busy 2-core machine and 0.05 s with one. So every public measure runs inside
 
 Results do not depend on the choice beyond floating-point summation order (float64: ~1e-15;
 tests compare the paths). Only the CPU is affected; CUDA work ignores the thread count.
+
+Backend
+-------
+Kernels are written on torch tensors (any device, autograd where a caller needs it). On the CPU
+outside autograd (:func:`numpy_kernel`) the steps where NumPy is measurably faster run on NumPy
+views of the same memory: float64 GEMM (OpenBLAS, ~2x torch's CPU build), sorting (introsort,
+~2x), column gathers (``np.take``, 1.5x ``index_select``) and row-wise dots (``einsum``, 3x);
+and a small problem is done in NumPy from input to output (``rdm._compute``, ``metrics._cka``),
+because each torch operation costs 5-10 us of dispatch, more than the arithmetic of a 92-stimulus
+RDM. Each such path is tested equal to the torch one (1e-12).
+
+Memory kept between calls
+-------------------------
+A run's bootstraps share their draws and targets: :data:`RESAMPLE_MEMO_BYTES` bounds what
+``stats._resample_memo`` keeps of them (pair weights, target ranks; CPU only, exact values).
 """
 
 from __future__ import annotations
@@ -31,11 +46,20 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-__all__ = ["SMALL_WORK", "threads_for", "compute_threads", "sized_by", "gram_work",
-           "total_gram_work", "sort_work"]
+__all__ = ["SMALL_WORK", "RESAMPLE_MEMO_BYTES", "threads_for", "compute_threads", "sized_by",
+           "gram_work", "total_gram_work", "sort_work", "numpy_kernel"]
 
 #: Multiply-adds below which one thread is used (see the module docstring).
 SMALL_WORK = 1.0e9
+
+#: Bytes of bootstrap pair weights and target ranks kept between calls (``stats._resample_memo``).
+RESAMPLE_MEMO_BYTES = 256 * 2**20
+
+
+def numpy_kernel(*tensors: Any) -> bool:
+    """Whether work on these tensors runs through NumPy (zero-copy views): all on the CPU and
+    outside autograd. See "Backend" in the module docstring."""
+    return all(t.device.type == "cpu" and not t.requires_grad for t in tensors)
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _lock = threading.Lock()

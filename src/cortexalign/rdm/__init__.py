@@ -10,6 +10,7 @@ without importing the metrics. ``cortexalign.metrics`` re-exports the user-facin
 from cortexalign.rdm._compare import (
     RDM_COMPARISONS,
     average_ranks,
+    centred_weighted_ranks,
     compare_corr_cov,
     compare_cosine,
     compare_cosine_cov,
@@ -23,6 +24,7 @@ from cortexalign.rdm._compare import (
     pair_row_sums,
     rdm_vectors,
     resampled_cosine_cov,
+    row_dots,
     weighted_ranks,
     whitened_gram,
     whitened_norms,
@@ -59,7 +61,7 @@ __all__ = ["RDM_METHODS", "ConstantFeaturesWarning", "compute_rdm", "compute_rdm
            "rdm_correlation", "rdm_cosine", "rdm_euclidean", "rdm_crossnobis", "row_blocks",
            "mirror_upper", "mirror_rdm", "unit_rows", "device_of"]
 __all__ += ["RDM_COMPARISONS", "compare_rdms", "compare_vectors", "rdm_vectors", "average_ranks",
-            "weighted_ranks", "n_stimuli_of", "pair_row_sums", "whitened_gram", "whitened_norms",
+            "weighted_ranks", "centred_weighted_ranks", "row_dots", "n_stimuli_of", "pair_row_sums", "whitened_gram", "whitened_norms",
             "resampled_cosine_cov", "compare_pearson", "compare_cosine", "compare_spearman",
             "compare_kendall_tau_a", "compare_rho_a", "compare_cosine_cov", "compare_corr_cov"]
 __all__ += ["soft_rank", "isotonic_decreasing_blocks"]
