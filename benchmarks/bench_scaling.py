@@ -28,14 +28,21 @@ log(time) or log(peak) against log(size), by least squares over the sizes of the
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
 import json
+import os
 import shutil
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
+from _memory import measure, reset_peak_rss  # sibling modules: run as a script
+from _scaling_axes import BASE, FIT_AXES
+from _scaling_fit import fit_rows, plot, write_json
+
+ROOT = Path(__file__).resolve().parent.parent
+FITS_JSON = ROOT / "src" / "cortexalign" / "bench" / "scaling_fits.json"
+FIGURES = ROOT / "docs" / "figures"
 
 SIZES = {  # axis -> (quick sizes, full sizes)
     "stimuli": ([250, 500, 1000, 2000], [500, 1000, 2000, 4000]),
@@ -51,63 +58,6 @@ FIXED = {  # what stays fixed on each axis: quick, full
     "full": {"d": 4096, "s": 1000, "neuroids_s": 1000, "neuroids_d": 2000, "images": 256,
              "img_size": 224, "stream_d": 32768},
 }
-
-
-# -- measuring ---------------------------------------------------------------------------------
-def _libc():
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD: large blocks are mmapped, freed at once
-        return libc
-    except (OSError, AttributeError):
-        return None
-
-
-_LIBC = _libc()
-
-
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return -1
-
-
-def _reset_peak_rss() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def measure(fn, device, repeats: int) -> dict:
-    """Best-of time and the first run's peak host (and device) memory growth, in MiB."""
-    import torch
-
-    cuda = device.type == "cuda"
-    gc.collect()
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-    base_kb, can_reset = _status_kb("VmRSS"), _reset_peak_rss()
-    if cuda:
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        gpu0 = torch.cuda.memory_allocated(device)
-    times = []
-    for k in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        if cuda:
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - t0)
-        if k == 0:
-            peak_host = (_status_kb("VmHWM") - base_kb) / 1024 if can_reset else float("nan")
-            peak_gpu = ((torch.cuda.max_memory_allocated(device) - gpu0) / 2**20 if cuda
-                        else None)
-    return {"seconds": min(times), "peak_host_mb": peak_host, "peak_gpu_mb": peak_gpu}
 
 
 # -- axes --------------------------------------------------------------------------------------
@@ -231,7 +181,7 @@ def axis_streaming(sizes, fixed, device, repeats, rng):
 
 
 AXES = {"stimuli": axis_stimuli, "features": axis_features, "neuroids": axis_neuroids,
-        "layers": axis_layers, "models": axis_models, "streaming": axis_streaming}
+        "layers": axis_layers, "models": axis_models, "streaming": axis_streaming, **FIT_AXES}
 
 
 def exponents(rows: list[dict]) -> list[dict]:
@@ -259,7 +209,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--json", help="write the rows and the exponents to this file")
+    p.add_argument("--fits", action="store_true",
+                   help="measure the axes behind `cortexalign run --estimate` (score, extraction, "
+                   "runner; _scaling_axes) and write src/cortexalign/bench/scaling_fits.json and "
+                   "docs/figures/scaling_*.png")
+    p.add_argument("--refit", metavar="JSON", help="with --fits: fit and plot the rows of an "
+                   "earlier --json instead of measuring")
     args = p.parse_args(argv)
+    if args.fits:
+        args.axes = list(FIT_AXES)
     from _timing import limit_blas_threads  # noqa: E402  (sibling module: run as a script)
     from run_all import machine  # noqa: E402
     limit_blas_threads(args.threads)
@@ -272,16 +230,23 @@ def main(argv: list[str] | None = None) -> None:
     device = resolve_device(args.device)
     size, fixed = ("quick", FIXED["quick"]) if args.quick else ("full", FIXED["full"])
     info = {**machine(), "device": str(device), "threads": args.threads, "size": size,
-            "fixed": fixed, "peak_rss_resettable": _reset_peak_rss()}
+            "fixed": fixed, "peak_rss_resettable": reset_peak_rss()}
     print(json.dumps(info), flush=True)
     rng, rows = np.random.default_rng(0), []
-    for axis in args.axes:
+    load_before, started = os.getloadavg(), time.strftime("%Y-%m-%d %H:%M")
+    if args.refit:
+        saved = json.loads(Path(args.refit).read_text())
+        rows, info, load_before = saved["rows"], saved["machine"], saved["load_before"]
+        started = saved.get("started", started)
+    for axis in [] if args.refit else args.axes:
         print(f"\n## {axis}  ({'fixed: ' + json.dumps(fixed)})")
         print(f"{'op':<48}{'size':>8}{'seconds':>10}{'peak host MB':>14}{'peak GPU MB':>13}")
-        for row in AXES[axis](SIZES[axis][0 if args.quick else 1], fixed, device, args.repeats,
-                              rng):
+        for row in AXES[axis](SIZES.get(axis, ([], []))[0 if args.quick else 1], fixed, device,
+                              args.repeats, rng):
             row = {"axis": axis, **row}
             rows.append(row)
+            if args.json:  # rows so far, in case a later axis fails
+                Path(args.json).write_text(json.dumps({"machine": info, "rows": rows}))
             gpu = f"{row['peak_gpu_mb']:.1f}" if row["peak_gpu_mb"] is not None else "-"
             print(f"{row['op']:<48}{row['size']:>8}{row['seconds']:>10.3f}"
                   f"{row['peak_host_mb']:>14.1f}{gpu:>13}", flush=True)
@@ -290,9 +255,34 @@ def main(argv: list[str] | None = None) -> None:
     for f in fits:
         peak = f"{f['peak_host']:.2f}" if f["peak_host"] is not None else "-"
         print(f"{f['axis']:<10}{f['op']:<48}{f['time']:>7.2f}{peak:>11}")
+    load_after = os.getloadavg() if not args.refit else saved["load_after"]
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"machine": info, "rows": rows, "exponents": fits}, fh, indent=1)
+            json.dump({"machine": info, "rows": rows, "exponents": fits, "started": started,
+                       "load_before": load_before, "load_after": load_after}, fh, indent=1)
+    if args.fits:
+        _write_fits(rows, info, started, load_before, load_after)
+
+
+def _write_fits(rows, info, started, load_before, load_after) -> None:
+    """The shipped fits and their plots, labelled with where and under what load."""
+    load = [round((a + b) / 2, 1) for a, b in zip(load_before, load_after, strict=True)]
+    measured = {"when": started, "cpu": f"{info['cpu_cores']}-core CPU, torch {info['torch']}",
+                "threads": info["threads"], "load_average": load,
+                "command": "python benchmarks/bench_scaling.py --fits"}
+    fits = fit_rows(rows, BASE, measured)
+    write_json(FITS_JSON, fits)
+    note = (f"{info['cpu_cores']}-core shared CPU, {info['threads']} threads, load average "
+            f"{load[0]:.1f} (busy box: times are upper bounds)")
+    for path in plot(rows, fits, FIGURES, note):
+        print(f"wrote {path.relative_to(ROOT)}")
+    print(f"wrote {FITS_JSON.relative_to(ROOT)}")
+    for family, f in fits["measures"].items():
+        print(f"{family:<6} time {f['time']['exponents']}  memory {f['memory']['exponents']}  "
+              f"resample {f['resample']['exponents']}")
+    for part, law in fits["extraction"].items():
+        print(f"extraction {part}: {law['exponents']} at {law['at']:.3g}")
+    print(f"runner {fits['runner']}")
 
 
 if __name__ == "__main__":

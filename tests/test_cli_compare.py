@@ -121,7 +121,7 @@ def test_bad_requests_fail_before_extraction_and_write_nothing(tmp_path, folder,
     def no_extraction(*args, **kw):
         raise AssertionError("extraction started")
 
-    monkeypatch.setattr("cortexalign.features.extract_features", no_extraction)
+    monkeypatch.setattr("cortexalign.features.extract", no_extraction)
     request = {"layers": ["blocks.0"], "untrained": True, "device": "cpu",
                "model_kwargs": {"img_size": 32}, "progress": False, **kwargs}
     with pytest.raises(error) as info:

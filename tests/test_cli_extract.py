@@ -122,8 +122,8 @@ def test_mat_file_reads_in_scipy_with_matlab_names(tmp_path, folder):
 
 @pytest.mark.parametrize(("kind", "layers"), [("attention", ["--all-layers"]),
                                               ("conv_map", ["-l", "neck", "-l", "blocks.1"])])
-def test_maps_equal_extract_maps(tmp_path, folder, kind, layers):
-    from cortexalign.features._maps import extract_maps, map_layers
+def test_maps_equal_extract(tmp_path, folder, kind, layers):
+    from cortexalign.features import extract, kind_layers
 
     out = tmp_path / "maps.npz"
     res = _invoke("sam_vit_b", folder, "--out", out, "--features", kind, *layers, *SAM_ARGS)
@@ -131,18 +131,20 @@ def test_maps_equal_extract_maps(tmp_path, folder, kind, layers):
     got = load_features(out)
     model = load_model("sam_vit_b", untrained=True, **SAM)
     stim = load_stimuli(folder)
-    names = map_layers(model, kind, "all" if kind == "attention" else ["neck", "blocks.1"], {},
-                       stim)
-    ref = extract_maps(model, stim, names, kind, {})
+    names = kind_layers(model, kind, "all" if kind == "attention" else ["neck", "blocks.1"], {},
+                        stim)
+    ref = extract(model, stim, names, kind, {}, progress=False)
     assert list(got) == names and len(names) > 0
     for n in names:
-        assert ref[n].ndim == 3 and np.array_equal(got[n].values, ref[n])
+        assert ref[n].values.ndim == 3 and np.array_equal(got[n].values, ref[n].values)
         assert got[n].pooling.startswith("attn:" if kind == "attention" else "conv:")
 
 
 def test_map_options_reach_the_maps(tmp_path, folder):
-    """--map-option reduction=rollout gives extract_maps' rollout maps, keyed as rollout."""
-    from cortexalign.features._maps import extract_maps, map_layers
+    """--map-option reduction=rollout gives the rollout maps of attention_maps, keyed as
+    rollout."""
+    from cortexalign.features import kind_layers
+    from cortexalign.models.attention import attention_maps
 
     out = tmp_path / "rollout.npz"
     res = _invoke("sam_vit_b", folder, "--out", out, "--features", "attention", "--all-layers",
@@ -152,10 +154,14 @@ def test_map_options_reach_the_maps(tmp_path, folder):
     model = load_model("sam_vit_b", untrained=True, **SAM)
     stim = load_stimuli(folder)
     opts = {"reduction": "rollout"}
-    names = map_layers(model, "attention", "all", opts, stim)
-    ref = extract_maps(model, stim, names, "attention", opts)
+    names = kind_layers(model, "attention", "all", opts, stim)
+    images = [stim.image(i) for i in range(len(stim))]
+    ref = attention_maps(model.module.eval(), model.preprocess(images), blocks=names,
+                         reduction="rollout")  # independent of the extraction loop
+    assert list(got) == names
     for n in names:
-        assert np.array_equal(got[n].values, ref[n]) and got[n].pooling.startswith("attn:rollout")
+        np.testing.assert_allclose(got[n].values, ref[n].numpy(), rtol=0, atol=1e-6)
+        assert got[n].pooling.startswith("attn:rollout")
 
 
 @pytest.mark.parametrize(("args", "needles"), [

@@ -52,3 +52,19 @@ def run_in_memory_and_streamed(config: dict, budget_bytes: float, out: Path, str
     assert keys_m == keys_s and memory.job_keys == streamed.job_keys
     np.testing.assert_allclose(values_s, values_m, rtol=0, atol=atol, equal_nan=True)
     return extra_m, extra_s
+
+
+def record_streamed(monkeypatch) -> list:
+    """Patch the streamed path of ``features.extract``: the returned list gets the layers of
+    each extraction that streamed into the cache (proof the memory budget chose that path)."""
+    from cortexalign.features import _extract
+
+    calls, real = [], _extract._streamed
+
+    def recording(cache, names, *args, **kwargs):
+        calls.append(list(names))
+        return real(cache, names, *args, **kwargs)
+
+    monkeypatch.setattr(_extract, "_streamed", recording)
+    return calls
+

@@ -49,6 +49,7 @@ def run_frame(tmp_path_factory):
     assert result.exit_code == 0, result.output
     frame = ResultsStore(tmp / "out" / "results.duckdb", read_only=True).scores_frame()
     frame["extra"] = [json.loads(e) if isinstance(e, str) else e for e in frame["extra"]]
+    frame.attrs["out"] = tmp / "out"
     return frame
 
 
@@ -92,3 +93,21 @@ def test_conv_maps_and_ceilings_are_recorded(run_frame):
     assert np.isfinite(ridge["ceiling_low"]).all()  # split-half over the 4 repetitions
     rmse = run_frame[run_frame["metric"] == "map_rmse"]
     assert {e["scaling"] for e in rmse["extra"]} == {"minmax"}
+
+
+def test_map_measures_are_discriminated_not_skipped(run_frame):
+    """`results --discriminability` on this run: the map entries resample the maps models'
+    cached maps (no longer skipped); on a planted group the planted attention ranks first."""
+    from cortexalign.bench import DiscriminabilitySpec, grid_discriminability
+
+    spec = DiscriminabilitySpec(rules=["best", "cv"], n_bootstrap=50, n_folds=3)
+    got = grid_discriminability(run_frame.attrs["out"], spec)
+    maps = [g for g in got if g.metric in ("map_pearson", "map_rmse")]
+    assert maps and not [g.skipped for g in maps if g.skipped]
+    assert {g.rule for g in maps} == {"best", "cv"}
+    planted = next(g for g in maps if g.metric == "map_pearson" and g.rule == "best"
+                   and g.target == "allen/VISp/Cux2")
+    samples, d = planted.result
+    assert set(samples.names) == {"SAM-B tiny attention", "SAM-B tiny conv", "ResNet-10t"}
+    assert d.names[int(np.argmin(d.rank_m))] == "SAM-B tiny attention"
+    assert samples.layers["SAM-B tiny attention"] == (PLANTED_BLOCK,)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cortexalign.bench import ConfigError, load_config
+from cortexalign.bench import ConfigError, Unit, load_config
 from cortexalign.bench import _executors as ex
 from cortexalign.bench._ray import probe_address
 from cortexalign.bench._run import RunSummary, run_experiment
@@ -77,8 +77,13 @@ def _record(value: float) -> ScoreRecord:
 
 def _ctx(tmp_path: Path, store: ResultsStore, run_id: str, done: list) -> ex.RunContext:
     cfg = load_config(BASE)
-    return ex.RunContext(cfg, None, {}, None, store, run_id, set(), "cpu",
-                         RunSummary(run_id, tmp_path), False, None, on_job_done=done.append)
+    return ex.RunContext(cfg, store, run_id, RunSummary(run_id, tmp_path), device="cpu",
+                         on_job_done=done.append)
+
+
+def _unit(ctx: ex.RunContext) -> Unit:
+    spec = ctx.config.models[0]
+    return Unit("scores", spec.display, spec)
 
 
 def test_event_writer_writes_dedups_and_fails_refused_records(tmp_path):
@@ -86,7 +91,7 @@ def test_event_writer_writes_dedups_and_fails_refused_records(tmp_path):
     run = store.start_run("x: 1")
     done: list = []
     ctx = _ctx(tmp_path, store, run, done)
-    writer = ex.EventWriter(ctx, ctx.config.models[0])
+    writer = ex.EventWriter(ctx, _unit(ctx))
     for event in [("store", "start_job", ("a", run), {}),
                   ("store", "record_job", ("a", run, [_record(0.5)]), {}),
                   ("done", "job-a"),
@@ -109,13 +114,12 @@ def test_event_writer_writes_dedups_and_fails_refused_records(tmp_path):
 
 
 def test_model_events_reraise_a_crash_after_the_events_it_made(tmp_path):
-    def run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, device, summary,
-                  bar, progress, on_job_done):
-        store.start_job("k", run_id)
+    def work(ctx, unit):
+        ctx.store.start_job("k", ctx.run_id)
         raise MemoryError("out of memory")
 
     ctx = _ctx(tmp_path, None, "run", [])
-    gen = ex.model_events(run_model, ctx, ctx.config.models[0], str(tmp_path / "cache"), "cpu")
+    gen = ex.model_events(work, ctx, _unit(ctx), str(tmp_path / "cache"), "cpu")
     assert next(gen) == ("store", "start_job", ("k", "run"), {})
     with pytest.raises(MemoryError):
         next(gen)
@@ -124,10 +128,10 @@ def test_model_events_reraise_a_crash_after_the_events_it_made(tmp_path):
 class _EventsInProcess(ex.LocalExecutor):
     """The Ray executor's path (proxy -> events -> driver writes) without Ray."""
 
-    def run(self, run_model, ctx):
-        for spec in ctx.config.models:
-            writer = ex.EventWriter(ctx, spec)
-            for event in ex.model_events(run_model, ctx, spec, str(ctx.cache.root), ctx.device):
+    def run(self, work, ctx, units):
+        for unit in units:
+            writer = ex.EventWriter(ctx, unit)
+            for event in ex.model_events(work, ctx, unit, str(ctx.cache.root), ctx.device):
                 writer.apply(event)
 
 

@@ -19,14 +19,7 @@ from cortexalign.bench._jobs import JOB_VERSION, job_key
 from cortexalign.bench._stats import add_fdr, paired_model_comparison
 from cortexalign.bench._targets import split_targets
 from cortexalign.errors import InputError
-from cortexalign.features import FeatureCache
-from cortexalign.features._maps import (
-    extract_map_features,
-    extract_maps,
-    map_entries,
-    map_layers,
-    map_options,
-)
+from cortexalign.features import FeatureCache, extract, feature_keys, kind_layers
 from cortexalign.metrics import METRICS, rsa_permutation_p, score
 from cortexalign.models import MODELS, load_model
 from cortexalign.models.attention import attention_maps, conv_maps
@@ -178,37 +171,38 @@ def test_rsa_permutation_p_planted_and_null(rng):
     assert ((ps > 0) & (ps <= 1)).all() and 0.0 <= (ps <= 0.05).mean() <= 0.12
 
 
-def test_extract_maps_equal_direct_extraction_and_hit_the_cache(tmp_path, rng):
+def test_maps_equal_direct_extraction_and_hit_the_cache(tmp_path, rng):
     model = load_model("sam_vit_b", tiny=True, untrained=True)
     imgs = rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
     stim = StimulusSet.from_arrays(imgs, ids=["a", "b", "c"])
     cache = FeatureCache(tmp_path / "cache")
-    layers = map_layers(model, "attention", "all", {}, stim)
+    layers = kind_layers(model, "attention", "all", {}, stim)
     assert layers == ["blocks.0.attn", "blocks.1.attn", "blocks.2.attn", "blocks.3.attn"]
-    got = extract_maps(model, stim, layers, "attention", {}, batch_size=2, cache=cache)
+    got = extract(model, stim, layers, "attention", {}, batch_size=2, cache=cache,
+                  progress=False)
+    assert [f.from_cache for f in got.values()] == [False] * 4 and list(got) == layers
     ref = attention_maps(model.module.eval(), model.preprocess(list(imgs)))
     for n in layers:
-        np.testing.assert_allclose(got[n], ref[n].numpy(), atol=1e-6)
+        np.testing.assert_allclose(got[n].values, ref[n].numpy(), atol=1e-6)
     assert len(cache) == 4
-    again = extract_maps(model, stim, layers, "attention", {}, cache=cache)
-    assert all(np.array_equal(again[n], got[n]) for n in layers)
-    feats = extract_map_features(model, stim, layers, "attention", {}, cache=cache)
+    feats = extract(model, stim, layers, "attention", cache=cache, progress=False)
     assert [f.from_cache for f in feats.values()] == [True] * 4 and list(feats) == layers
     for n, f in feats.items():
-        assert np.array_equal(f.values, got[n]) and f.stimulus_ids == stim.ids
+        assert np.array_equal(f.values, got[n].values) and f.stimulus_ids == stim.ids
         assert (f.pooling, f.layer, f.model_id) == ("attn:received", n, model.model_id)
-    assert [f.key for f in feats.values()] == [k for k, _ in map_entries(
-        model, stim, layers, "attention", map_options("attention", {})).values()]
-    conv = extract_maps(model, stim, ["neck"], "conv_map", {}, cache=cache)
+    assert [f.key for f in feats.values()] == list(feature_keys(
+        model, stim, layers, kind="attention").values())
+    conv = extract(model, stim, ["neck"], "conv_map", {}, cache=cache, progress=False)
     acts = model.forward_layers(model.preprocess(list(imgs)), ["neck"])["neck"]
-    np.testing.assert_allclose(conv["neck"], conv_maps(acts).numpy(), atol=1e-6)
+    np.testing.assert_allclose(conv["neck"].values, conv_maps(acts).numpy(), atol=1e-6)
     assert len(cache) == 5  # a different cache key from the attention maps
-    mixed = extract_map_features(model, stim, ["neck", "blocks.1"], "conv_map", {}, cache=cache)
+    mixed = extract(model, stim, ["neck", "blocks.1"], "conv_map", {}, cache=cache,
+                    progress=False)
     assert [f.from_cache for f in mixed.values()] == [True, False] and len(cache) == 6
-    assert np.array_equal(mixed["neck"].values, conv["neck"])
+    assert np.array_equal(mixed["neck"].values, conv["neck"].values)
     assert mixed["blocks.1"].pooling == "conv:mean_abs"
     with pytest.raises(InputError, match="feature_options"):
-        extract_maps(model, stim, layers, "attention", {"reductoin": "cls"})
+        extract(model, stim, layers, "attention", {"reductoin": "cls"})
 
 
 def _rec(p, target="t", model="m", layer="l", per=None):

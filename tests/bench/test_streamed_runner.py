@@ -9,18 +9,19 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from _streamed_helpers import (  # on sys.path (pytest)
+    record_streamed,
     run_in_memory_and_streamed,
     stored_scores,
     write_random_responses,
 )
 
-from cortexalign.bench import ConfigError, _run, load_config
+from cortexalign.bench import ConfigError, load_config
 from cortexalign.bench._config import MetricSpec
-from cortexalign.bench._run import _pooled_bytes, run_experiment
+from cortexalign.bench._run import run_experiment
 from cortexalign.bench._scoring import STREAMED_METRICS, CachedLayer, score_job
 from cortexalign.bench._validate import check_metric_folds
 from cortexalign.errors import InputError, UnknownNameError
-from cortexalign.features import FeatureCache
+from cortexalign.features import FeatureCache, plan_extraction
 from cortexalign.metrics import rsa_permutation_p, score
 from cortexalign.models import load_model
 from cortexalign.neural import load_neural, make_responses
@@ -57,21 +58,15 @@ def test_budget_must_be_positive(responses_file):
 
 @pytest.fixture
 def streamed_calls(monkeypatch) -> list:
-    """The layers each extract_to_cache call of the runner wrote (proof the path was taken)."""
-    calls, real = [], _run.extract_to_cache
-
-    def recording(adapter, stimuli, layers, cache, **kwargs):
-        calls.append(list(layers))
-        return real(adapter, stimuli, layers, cache, **kwargs)
-
-    monkeypatch.setattr(_run, "extract_to_cache", recording)
-    return calls
+    """The layers each streamed extraction of the runner wrote (proof the path was taken)."""
+    return record_streamed(monkeypatch)
 
 
 def test_streamed_run_gives_the_in_memory_scores(tmp_path, responses_file, streamed_calls):
     adapter = load_model("gabor_v1", device="cpu", **GABOR["kwargs"])
     stimuli = load_stimuli("kriegeskorte92")
-    layer_bytes = [_pooled_bytes(adapter, stimuli, [layer], "grid2") for layer in GABOR["layers"]]
+    layer_bytes = [plan_extraction(adapter, stimuli, [layer], "activations", {"pooling": "grid2"},
+                                   memory_budget=0).bytes for layer in GABOR["layers"]]
     budget = max(layer_bytes) * 1.01  # each layer fits alone, the model's layers together do not
     assert sum(layer_bytes) > budget
     extra_m, extra_s = run_in_memory_and_streamed(_config(responses_file), budget, tmp_path,

@@ -1,4 +1,4 @@
-"""FeatureCache.writer (row blocks -> one atomic entry) and extract_to_cache (issue 9)."""
+"""FeatureCache.writer (row blocks -> one atomic entry) and the streamed path of extract (issue 9)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from _features_standin import TinyAdapter, kill_when_ready, make_stimuli
 
 from cortexalign import models
 from cortexalign.errors import InputError
-from cortexalign.features import FeatureCache, extract_features, extract_to_cache, feature_key
+from cortexalign.features import FeatureCache, extract, extract_features, feature_key
 from cortexalign.features import _cache as cache_mod
 
 
@@ -137,7 +137,15 @@ def test_sigkill_mid_write_leaves_nothing_readable(tmp_path):
     assert cache.open(key_of()) is None
 
 
-# -- extract_to_cache ----------------------------------------------------------------------------
+# -- the streamed path of extract ----------------------------------------------------------------
+def extract_to_cache(adapter, stimuli, layers, cache, pooling="mean", **kwargs) -> dict[str, str]:
+    """``extract`` with a memory budget of 0 bytes (always streamed): layer -> cache key."""
+    feats = extract(adapter, stimuli, layers, "activations", {"pooling": pooling}, cache=cache,
+                    memory_budget=0, **kwargs)
+    assert all(f.streamed for f in feats.values())
+    return {layer: f.key for layer, f in feats.items()}
+
+
 @pytest.fixture(scope="module")
 def vit():
     return models.load_model("timm:test_vit", untrained=True, device="cpu", img_size=32)
@@ -168,10 +176,10 @@ def test_extract_to_cache_skips_cached_layers_and_publishes_nothing_on_nan(tmp_p
     cache = FeatureCache(tmp_path)
     adapter = TinyAdapter()
     first = extract_to_cache(adapter, stimuli, ["head"], cache, batch_size=4, progress=False)
-    assert adapter.calls == 3
+    assert adapter.calls == 1 + 3  # the memory probe (one image), then 3 batches
     again = extract_to_cache(adapter, stimuli, ["head", "conv2"], cache, batch_size=4,
                              progress=False)
-    assert again["head"] == first["head"] and adapter.calls == 6  # only conv2 ran
+    assert again["head"] == first["head"] and adapter.calls == 8  # only conv2 ran
     got = extract_features(TinyAdapter(), stimuli, ["head", "conv2"], cache=cache,
                            progress=False)
     assert all(f.from_cache for f in got.values())

@@ -12,7 +12,7 @@ from PIL import Image
 
 from cortexalign.errors import InputError
 from cortexalign.features import extract_features
-from cortexalign.features._extract import iter_batches
+from cortexalign.features._pipeline import iter_batches
 from cortexalign.stimuli import StimulusSet, load_folder
 
 

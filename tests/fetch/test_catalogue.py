@@ -78,8 +78,8 @@ def test_list_covers_the_issue_entries():
     names = set(SOURCES.names())
     assert {"allen-ophys", "allen-ecephys", "nsd", "sam-vit-b", "sam-vit-l", "sam-vit-h",
             "sam2-hiera-t", "sam2-hiera-s", "sam2-hiera-b-plus", "sam2-hiera-l", "mobile-sam",
-            "efficient-sam-vit-t", "efficient-sam-vit-s", "edge-sam", "clip-vit-b16",
-            "open-clip-vit-b16", "timm:<name>"} <= names
+            "efficient-sam-vit-t", "efficient-sam-vit-s", "edge-sam", "edge-sam-3x",
+            "clip-vit-b16", "open-clip-vit-b16", "timm:<name>"} <= names
     for entry in SOURCES.entries():
         source = entry.obj
         assert source.weight and source.terms and source.terms_url.startswith("https://")

@@ -34,7 +34,7 @@ FAILURE = "not_scorable: a failure inside scoring (simulated)"
 
 @pytest.fixture(scope="module")
 def failed_run(tmp_path_factory):
-    import cortexalign.bench._run as run_module
+    import cortexalign.bench._scores as run_module
 
     root = tmp_path_factory.mktemp("failures")
     cfg = root / "cfg.yaml"

@@ -148,9 +148,9 @@ def test_efficient_sam_pos_embed_resized_like_efficient_sam(tmp_path):
 
 
 def test_own_layout_passes_through(tmp_path):
-    ours = load_model("edge_sam_repvit_m1", untrained=True, tiny=True, seed=2, device="cpu")
+    ours = load_model("edge_sam", untrained=True, tiny=True, seed=2, device="cpu")
     torch.save(ours.module.state_dict(), tmp_path / "edge.pth")
-    loaded = load_model("edge_sam_repvit_m1", weights=tmp_path / "edge.pth", tiny=True,
+    loaded = load_model("edge_sam", weights=tmp_path / "edge.pth", tiny=True,
                         device="cpu")
     assert loaded.weights_digest == ours.weights_digest
 

@@ -73,7 +73,7 @@ def real_run(tmp_path_factory) -> Path:
     """A real run: the Gabor V1 model (small config) against human and monkey IT on the 92
     bundled images, 20 bootstrap resamples; about 4 s on 2 cores."""
     from cortexalign.bench import load_config, run_experiment
-    from cortexalign.reports import write_summary
+    from cortexalign.reports import write_run_outputs
 
     out = tmp_path_factory.mktemp("run") / "out"
     cfg = load_config({
@@ -85,9 +85,10 @@ def real_run(tmp_path_factory) -> Path:
         "neural": [{"source": "kriegeskorte92.human_IT", "label": "human IT"},
                    {"source": "kriegeskorte92.monkey_IT", "label": "monkey IT"}],
         "metrics": [{"name": "rsa"}], "n_bootstrap": 20, "batch_size": 46})
-    summary = run_experiment(cfg, out, progress=False)
+    # what `cortexalign run` does: the runner writes the report before the run is closed
+    summary = run_experiment(cfg, out, progress=False, outputs=write_run_outputs)
     assert summary.ok and summary.n_done == 4, summary.failures
-    write_summary(out, name=cfg.name)  # what `cortexalign run` does after the runner
+    assert set(summary.files) >= {"report", "figure", "best_layers"}
     return out
 
 

@@ -79,8 +79,13 @@ def test_runner_recovers_planted_units_and_records_scores(nsd, tmp_path):
     assert "FFA-1" in result.output
     store = ResultsStore(out / "results.duckdb", read_only=True)
     jobs = store.frame("jobs")
-    assert (jobs["status"] == "finished").sum() == 2  # the placeholder run and the planted run
-    key = sorted(set(jobs["job_key"]) - {first.job_key})[0]
+    # the runner's jobs: an SAE per layer (trained once: the planted run reuses them, as its
+    # tokens are the same) and the matching of each run (the placeholder and the planted one)
+    done = jobs[jobs["status"] == "finished"]
+    assert sorted(k.split(":")[0] for k in done["job_key"]) == ["sae_brainmap"] * 2 + \
+        ["sae_train"] * 2
+    key = sorted(set(done["job_key"]) - {first.job_key} - set(
+        k for k in done["job_key"] if k.startswith("sae_train:")))[0]
     scores = store.scores_frame(job_key=key)
     best = scores[scores["metric"] == "sae_best_r"].set_index(["target", "layer"])["value"]
     # the voxels are ordered x, y, z: (0,0,0) V1v, (1,0,0) V1v, (2,1,1) FFA-1, (3,2,1) FFA-1
@@ -111,7 +116,9 @@ def test_changed_model_refuses_the_old_sae_checkpoints(nsd, tmp_path):
     with pytest.raises(InputError, match="trained on"):
         run_brainmap(_write_config(tmp_path / "b.yaml", other), out)
     jobs = ResultsStore(out / "results.duckdb", read_only=True).frame("jobs")
-    assert sorted(jobs["status"]) == ["failed", "finished"]
+    # the first run's two SAEs and matching finished; the second stopped at its first SAE
+    assert sorted(jobs["status"]) == ["failed"] + ["finished"] * 3
+    assert jobs.loc[jobs["status"] == "failed", "error"].str.contains("trained on").all()
 
 
 @pytest.mark.parametrize("update, error, match", [
@@ -204,3 +211,39 @@ def test_repo_config_options_are_loader_arguments():
     params = inspect.signature(VOXEL_SOURCES[cfg.neural.get("source", "nsd")]).parameters
     assert set(cfg.neural) - {"source"} <= set(params)
     assert cfg.stimuli["source"].endswith("nsd_stimuli.hdf5") and cfg.layers_per_pass == 2
+
+
+def test_a_killed_analysis_resumes_after_its_last_sae(nsd, tmp_path, monkeypatch):
+    """SAE-BrainMap runs as jobs of the runner: killed while training the second layer's SAE,
+    a rerun trains only that one (the first is a finished job) and gives the uninterrupted
+    run's dictionary and scores."""
+    import cortexalign.sae.runner as runner_module
+
+    root, _ = nsd
+    config = _write_config(tmp_path / "c.yaml", _config(root, epochs=1, n_permutations=0,
+                                                        one_to_one=False, labels=None))
+    whole = run_brainmap(config, tmp_path / "whole")
+    real, trained = runner_module.train_or_load_sae, []
+
+    def train(layer, *args, kill: str = "", **kwargs):
+        if layer == kill:
+            raise KeyboardInterrupt  # think: SIGINT while this SAE trains
+        trained.append(layer)
+        return real(layer, *args, **kwargs)
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(runner_module, "train_or_load_sae",
+                        lambda *a, **k: train(*a, kill="blocks.1", **k))
+    with pytest.raises(KeyboardInterrupt):
+        run_brainmap(config, out)
+    store = ResultsStore(out / "results.duckdb", read_only=True)
+    assert store.frame("runs")["status"].tolist() == ["interrupted"]
+    assert [k.split(":")[0] for k in store.finished_jobs()] == ["sae_train"]
+    trained.clear()
+    monkeypatch.setattr(runner_module, "train_or_load_sae", train)
+    again = run_brainmap(config, out)
+    assert trained == ["blocks.1"] and not again.skipped
+    assert (out / "dictionary.csv").read_text() == (tmp_path / "whole" / "dictionary.csv").read_text()
+    cols = ["layer", "target", "metric", "value"]
+    assert again.scores[cols].equals(whole.scores[cols])
+    assert run_brainmap(config, out).skipped and trained == ["blocks.1"]

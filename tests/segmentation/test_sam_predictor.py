@@ -64,7 +64,7 @@ def _sample() -> SegmentationSample:
 
 #: one registry entry per family of SAM_BUILDERS
 FAMILY_ENTRIES = {"sam": "sam_vit_b", "mobile_sam": "mobile_sam",
-                  "efficient_sam": "efficient_sam_vit_t", "edge_sam": "edge_sam_repvit_m1",
+                  "efficient_sam": "efficient_sam_vit_t", "edge_sam": "edge_sam",
                   "sam2": "sam2_hiera_t"}
 
 

@@ -57,6 +57,46 @@ def test_train_then_resume_equals_uninterrupted(npz, tmp_path):
     assert len(list_checkpoints(tmp_path / "a")) <= 3
 
 
+def test_training_is_recorded_in_the_results_store(npz, tmp_path):
+    """Curves per epoch as they end, then firing rates and energy of the trained model (equal
+    to measuring the saved checkpoint independently); a resumed training writes each epoch once."""
+    from cortexalign.results import RESULTS_FILE, ResultsStore
+    from cortexalign.spiking import measure_energy
+    from cortexalign.spiking._checkpoint import model_from_checkpoint
+    from cortexalign.spiking._data import load_image_data, to_input
+
+    res = train_snn(_cfg(npz, tmp_path / "a", energy_images=4, results_dir=tmp_path / "r"))
+    store = ResultsStore(tmp_path / "r" / RESULTS_FILE, read_only=True)
+    assert store.finished_jobs() == {res.job_key} and res.job_key.startswith("snn_train:")
+    assert store.frame("runs")["status"].tolist() == ["finished"]
+    rows = store.training_frame(job_key=res.job_key)
+    epochs = rows[rows["kind"] == "epoch"].pivot(index="epoch", columns="name", values="value")
+    assert list(epochs.index) == [1, 2]
+    for row in res.epochs:
+        for name in ("train_loss", "train_acc", "test_acc"):
+            assert epochs.loc[row["epoch"], name] == pytest.approx(row[name], abs=1e-12)
+    x = to_input(torch.from_numpy(load_image_data(npz).test_x[:4]))
+    model = model_from_checkpoint(res.last_checkpoint).eval()
+    want = measure_energy(model, x)
+    energy = rows[rows["kind"] == "energy"].set_index("name")["value"]
+    assert energy["energy_mj"] == pytest.approx(want.energy_mj, rel=1e-9) and energy["sops"] > 0
+    rates = rows[rows["kind"] == "firing_rate"].set_index("name")["value"]
+    assert rates.to_dict() == pytest.approx(want.firing_rates, rel=1e-9)
+    assert len(rates) > 0 and ((rates >= 0) & (rates <= 1)).all()
+    # as if killed at step 4 (in epoch 2, after its rows were written): the resumed training
+    # replaces epoch 2's rows, keeps epoch 1's, and finds its job already finished
+    ck = tmp_path / "b"
+    cfg = _cfg(npz, ck, checkpoint_every=1, keep_last=10, energy_images=0)
+    train_snn(cfg)
+    for old in list_checkpoints(ck)[4:]:
+        old.with_suffix(".json").unlink()
+    resumed = train_snn(cfg)
+    again = ResultsStore(ck / RESULTS_FILE, read_only=True)
+    assert list(again.training_frame(kind="epoch").groupby("epoch").size()) == [5, 5]
+    assert sorted(again.frame("jobs")["status"]) == ["duplicate", "finished"]
+    assert resumed.steps == 6 and [r.kind for r in resumed.records] == ["result"]
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(npz, tmp_path, monkeypatch):
     calls = {"n": 0}
     real = create_snn
@@ -77,6 +117,12 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(npz, tmp_path, monkeypatc
     assert res.stopped_at_step == 3 and "non-finite" in res.stop_reason
     assert res.last_checkpoint.name == "ckpt_0000002.safetensors" and res.last_checkpoint.is_file()
     assert list_checkpoints(tmp_path / "c")[-1] == res.last_checkpoint
+    from cortexalign.results import RESULTS_FILE, ResultsStore
+
+    store = ResultsStore(tmp_path / "c" / RESULTS_FILE, read_only=True)  # the stop is recorded
+    job = store.frame("jobs").iloc[0]
+    assert job["status"] == "failed" and "non-finite" in job["error"]
+    assert store.frame("runs")["status"].tolist() == ["failed"]
 
 
 def test_checkpoint_of_another_architecture(npz, tmp_path):

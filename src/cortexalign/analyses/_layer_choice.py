@@ -18,8 +18,9 @@ import numpy as np
 import xarray as xr
 
 from cortexalign.errors import InputError, UnknownNameError
-from cortexalign.metrics import score
+from cortexalign.metrics import METRICS, score
 from cortexalign.neural import RDMSet
+from cortexalign.stimuli import StimulusSet
 
 __all__ = ["LAYER_RULES", "LayerChoice", "layer_choice", "stimulus_folds", "subset_target"]
 
@@ -66,6 +67,13 @@ def subset_target(target, idx: np.ndarray):
                      "load it with cortexalign.neural.load_neural")
 
 
+def _fold_options(options: dict, idx: np.ndarray) -> dict:
+    stim = options.get("stimuli")
+    if not isinstance(stim, StimulusSet):
+        return options
+    return {**options, "stimuli": stim.subset([stim.ids[i] for i in idx])}
+
+
 def _value(metric: str, x, target, options) -> float:
     return float(score(metric, np.asarray(x), target, **options).value)
 
@@ -80,6 +88,8 @@ def layer_choice(features: Mapping[str, np.ndarray], target, metric: str = "rsa"
     target : ``RDMSet`` or responses, as the metric takes.
     metric : a key of ``metrics.METRICS``; ``options`` go to it (``n_bootstrap`` is set to 0).
     rule : ``best`` (the layer with the best score on all stimuli, scored on them) or ``cv``.
+        "Best" follows the metric's direction (lowest for ``map_rmse``); a ``stimuli`` option
+        (metrics that need the images, e.g. ``map_*``) is cut to each fold's stimuli too.
     n_folds, seed : the stimulus folds of ``cv``.
     """
     if rule not in LAYER_RULES:
@@ -90,8 +100,10 @@ def layer_choice(features: Mapping[str, np.ndarray], target, metric: str = "rsa"
     options = {**options, "n_bootstrap": 0}
     layers = list(features)
     full = {layer: _value(metric, features[layer], target, options) for layer in layers}
+    sign = 1.0 if metric not in METRICS or METRICS.entry(metric).meta.get(
+        "higher_is_better", True) else -1.0
     if rule == "best":
-        best = max(layers, key=full.__getitem__)
+        best = max(layers, key=lambda k: sign * full[k])
         return LayerChoice("best", full[best], (best,), (), full)
     n = len(next(iter(features.values())))
     folds = stimulus_folds(n, n_folds, seed)
@@ -99,9 +111,10 @@ def layer_choice(features: Mapping[str, np.ndarray], target, metric: str = "rsa"
     for f in range(n_folds):
         train, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
         t_train, t_test = subset_target(target, train), subset_target(target, test)
+        o_train, o_test = _fold_options(options, train), _fold_options(options, test)
         train_values = {layer: _value(metric, np.asarray(features[layer])[train], t_train,
-                                      options) for layer in layers}
-        best = max(layers, key=train_values.__getitem__)
+                                      o_train) for layer in layers}
+        best = max(layers, key=lambda k: sign * train_values[k])
         chosen.append(best)
-        held.append(_value(metric, np.asarray(features[best])[test], t_test, options))
+        held.append(_value(metric, np.asarray(features[best])[test], t_test, o_test))
     return LayerChoice("cv", float(np.mean(held)), tuple(chosen), tuple(held), full)

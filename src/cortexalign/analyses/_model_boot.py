@@ -1,4 +1,4 @@
-"""Every model's RSA score on the same stimulus (and subject) resamples, under a layer rule.
+"""Every model's score on the same stimulus (and subject) resamples, under a layer rule.
 
 The samples feed ``stats.discriminability``: how often one model ranks above another, which
 pairs the benchmark separates, rank intervals. Each model is represented by its layers' (s, d)
@@ -8,6 +8,9 @@ model is compared with the target's RDMs with the pair weights of that resample
 metric: the mean over subjects of the mean over each subject's RDMs of the comparison (responses:
 one RDM, of the mean over repetitions). With at least 3 subjects the subjects are resampled too
 (each drawn subject's weight counts its draws).
+
+Other measures (CKA, encoding, any registered metric) are resampled on the same stimulus
+count vectors by ``_measure_boot`` and go through the same layer rules.
 
 Layer rules (``LAYER_RULES``): ``best`` takes the best layer on each resample, the same data it
 is scored on; ``cv`` chooses on each stimulus fold's complement and scores on the fold's own
@@ -24,9 +27,10 @@ import numpy as np
 import xarray as xr
 
 from cortexalign.analyses._layer_choice import LAYER_RULES, stimulus_folds
+from cortexalign.analyses._measure_boot import layer_scores, measure_family
 from cortexalign.analyses._resample import resampled_comparisons, stimulus_resamples, upper_kp
 from cortexalign.errors import InputError, UnknownNameError
-from cortexalign.metrics import RDM_COMPARISONS, compute_rdm
+from cortexalign.metrics import METRICS, RDM_COMPARISONS, compute_rdm
 from cortexalign.neural import RDMSet
 from cortexalign.stats import Discriminability, discriminability
 
@@ -67,23 +71,33 @@ def _target_rdms(target, neural_rdm_method: str, subject_by: str) -> tuple[np.nd
                      "load it with cortexalign.neural.load_neural")
 
 
-def _layer_rdms(models, rdm_method: str, n: int) -> tuple[list[tuple[str, str]], np.ndarray]:
+def _layer_features(models, n: int, ndim: int = 2
+                    ) -> tuple[list[tuple[str, str]], list[np.ndarray]]:
+    """(model, layer) of every layer and its (s, d) float64 features (``ndim=3``: (s, gh, gw)
+    maps), checked."""
     if not isinstance(models, Mapping) or len(models) < 2:
         raise InputError("models", ">= 2 models: a mapping model -> {layer: (s, d) features}",
                          repr(type(models).__name__), "pass e.g. {'a': {'l1': x}, 'b': ...}")
-    index, rdms = [], []
+    index, feats = [], []
     for model, layers in models.items():
         if not isinstance(layers, Mapping) or not layers:
             raise InputError(f"models[{model!r}]", "a non-empty mapping layer -> features",
                              type(layers).__name__, "give each model its layers' features")
         for layer, x in layers.items():
             x = np.asarray(x, dtype=np.float64)
-            if x.ndim != 2 or x.shape[0] != n:
-                raise InputError(f"models[{model!r}][{layer!r}]", f"(s, d) features, s = {n}",
+            if x.ndim != ndim or x.shape[0] != n:
+                raise InputError(f"models[{model!r}][{layer!r}]",
+                                 f"{'(s, d) features' if ndim == 2 else '(s, gh, gw) maps'}, "
+                                 f"s = {n}",
                                  f"shape {x.shape}", "align the rows to the target's stimuli")
             index.append((str(model), str(layer)))
-            rdms.append(compute_rdm(x, rdm_method, device="cpu"))
-    return index, np.stack(rdms)
+            feats.append(x)
+    return index, feats
+
+
+def _layer_rdms(models, rdm_method: str, n: int) -> tuple[list[tuple[str, str]], np.ndarray]:
+    index, feats = _layer_features(models, n)
+    return index, np.stack([compute_rdm(x, rdm_method, device="cpu") for x in feats])
 
 
 def _count_sets(counts_bs: np.ndarray, folds: np.ndarray | None) -> np.ndarray:
@@ -130,17 +144,26 @@ def bootstrap_model_scores(models: Mapping[str, Mapping[str, np.ndarray]], targe
                            compare: str = "spearman", neural_rdm_method: str | None = None,
                            subject_by: str = "subject", n_folds: int = 5,
                            n_bootstrap: int = 1000, bootstrap_subjects: bool = True,
-                           seed: int = 0) -> ModelScoreSamples:
-    """Paired stimulus (and subject) bootstrap of every model's RSA score under a layer rule.
+                           seed: int = 0, metric: str = "rsa",
+                           metric_options: Mapping | None = None, generic_n_bootstrap: int = 50,
+                           max_seconds: float = 600.0) -> ModelScoreSamples:
+    """Paired stimulus (and subject) bootstrap of every model's score under a layer rule.
 
     Parameters
     ----------
-    models : model -> layer -> (s, d) features, rows in the target's stimulus order.
+    models : model -> layer -> (s, d) features, rows in the target's stimulus order ((s, gh, gw)
+        maps for the ``map_*`` metrics, whose ``metric_options`` hold ``stimuli`` and
+        ``pad_square``: a bool or a mapping model -> bool).
     target : ``RDMSet`` (per-subject RDMs; ``subject_by`` descriptor) or responses.
     rule : ``best`` or ``cv`` (``LAYER_RULES``); ``n_folds`` and ``seed`` set the folds.
     rdm_method, compare, neural_rdm_method : as for the ``rsa`` metric.
     n_bootstrap, seed : resamples (>= 2) and their seed (the same for every model: paired).
     bootstrap_subjects : resample subjects too, when the target has >= 3.
+    metric, metric_options : the measure (a key of ``metrics.METRICS``) and its options; ``rsa``
+        takes the arguments above instead. Other measures are resampled by their family
+        (``_measure_boot``: CKA, encoding and map measures exactly; others with ``metrics.score`` on each
+        resample, at most ``generic_n_bootstrap`` resamples, refused when estimated above
+        ``max_seconds``); responses have no subjects to resample.
     """
     if rule not in LAYER_RULES:
         raise UnknownNameError("layer selection rule", str(rule), LAYER_RULES)
@@ -148,6 +171,11 @@ def bootstrap_model_scores(models: Mapping[str, Mapping[str, np.ndarray]], targe
         raise UnknownNameError("RDM comparison (compare)", str(compare), RDM_COMPARISONS)
     if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 2:
         raise InputError("n_bootstrap", "an int >= 2", repr(n_bootstrap), "e.g. 1000")
+    options = dict(metric_options or {})
+    if measure_family(str(metric), options) != "rsa":
+        return _measure_scores(models, target, str(metric), options, rule=rule, n_folds=n_folds,
+                               n_bootstrap=n_bootstrap, seed=seed, max_seconds=max_seconds,
+                               generic_n_bootstrap=generic_n_bootstrap)
     target_kss, subj_k = _target_rdms(target, neural_rdm_method or rdm_method, subject_by)
     s = target_kss.shape[1]
     index, layer_lss = _layer_rdms(models, rdm_method, s)
@@ -173,6 +201,41 @@ def bootstrap_model_scores(models: Mapping[str, Mapping[str, np.ndarray]], targe
         names=tuple(names), scores_m=scores[0], samples_bm=scores[1:],
         layers={m: tuple(index[i][1] for i in chosen[j]) for j, m in enumerate(names)},
         rule=rule, compare=compare, subjects_resampled=resample_subjects)
+
+
+def _n_stimuli(target) -> int:
+    if isinstance(target, RDMSet):
+        return len(target.stimulus_ids)
+    if isinstance(target, xr.DataArray) and "stimulus" in target.dims:
+        return int(target.sizes["stimulus"])
+    raise InputError("target", "an RDMSet or responses DataArray", type(target).__name__,
+                     "load it with cortexalign.neural.load_neural")
+
+
+def _measure_scores(models, target, metric: str, options: dict, *, rule: str, n_folds: int,
+                    n_bootstrap: int, seed: int, max_seconds: float,
+                    generic_n_bootstrap: int) -> ModelScoreSamples:
+    """``bootstrap_model_scores`` for a measure other than ``rsa`` (``_measure_boot``)."""
+    if metric not in METRICS:
+        raise UnknownNameError("metric", metric, METRICS)
+    s = _n_stimuli(target)
+    family = measure_family(metric, options)
+    index, feats = _layer_features(models, s, 3 if family == "maps" else 2)
+    names = list(dict.fromkeys(m for m, _ in index))
+    if isinstance(options.get("pad_square"), Mapping):  # per model -> per layer
+        options = {**options, "pad_square": [bool(options["pad_square"].get(m, False))
+                                             for m, _ in index]}
+    if family == "generic":
+        n_bootstrap = max(2, min(n_bootstrap, int(generic_n_bootstrap)))
+    folds = stimulus_folds(s, n_folds, seed) if rule == "cv" else None
+    counts = np.concatenate([np.ones((1, s)), stimulus_resamples(s, n_bootstrap, seed)])
+    layer_nl = layer_scores(metric, feats, target, _count_sets(counts, folds), seed=seed,
+                            options=options, max_seconds=max_seconds)
+    scores, chosen = _rule_scores(layer_nl, index, names, rule, n_folds)
+    return ModelScoreSamples(
+        names=tuple(names), scores_m=scores[0], samples_bm=scores[1:],
+        layers={m: tuple(index[i][1] for i in chosen[j]) for j, m in enumerate(names)},
+        rule=rule, compare=metric, subjects_resampled=False)
 
 
 def benchmark_discriminability(models: Mapping[str, Mapping[str, np.ndarray]], target, *,

@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from cortexalign.bench._cards_spec import SegmentationSpec
 from cortexalign.bench._model_sets import expand_model_sets
 from cortexalign.bench._partition_spec import PartitionSpec, check_partitions
 from cortexalign.bench._second_order_spec import DiscriminabilitySpec, PatternSpec
@@ -89,12 +90,20 @@ class ModelSpec(_Strict):
     feature_options: dict[str, Any] = Field(
         default_factory=dict, description="Options of the map features: attention "
         "{reduction: received | cls | rollout, chunk_size}; conv_map {kind: mean_abs | topk, "
-        "k}. See cortexalign.features._maps.")
+        "k}. See cortexalign.features.FEATURE_KINDS.")
 
     @property
     def display(self) -> str:
         """The model's name in tables and figures: its label, else its registry name."""
         return self.label or (self.name + (" (untrained)" if self.untrained else ""))
+
+    @property
+    def kind_options(self) -> dict[str, Any]:
+        """The options of its feature kind (``features.extract``): ``pooling`` for activations,
+        ``feature_options`` for the maps."""
+        if self.features == "activations":
+            return {"pooling": self.pooling}
+        return dict(self.feature_options)
 
 
 class NeuralSelect(_Strict):
@@ -202,10 +211,18 @@ class RaySpec(_Strict):
                                                   "'cpu', else 0.")
     timeout_s: float = Field(10.0, gt=0, description="Seconds to wait for a Ray address to "
                              "answer before the run stops with an error.")
+    ship_package: bool = Field(True, description="Send this cortexalign package to the workers "
+                               "(the job's runtime_env py_modules, set when the run starts or "
+                               "connects to Ray), so nodes need only its dependencies installed, "
+                               "not cortexalign itself.")
+    max_retries: int = Field(1, ge=0, description="Times a model whose worker died (killed, out "
+                             "of memory, node lost) is submitted again, without the jobs the "
+                             "driver already wrote; then its unfinished jobs are failed.")
 
 
 #: Fields that say where or how jobs run, not what they compute: outside the config hash.
-EXECUTION_FIELDS = frozenset({"executor", "ray", "max_feature_memory_gb"})
+EXECUTION_FIELDS = frozenset({"executor", "ray", "max_feature_memory_gb",
+                              "cache_storage_options"})
 
 
 class ExperimentConfig(_Strict):
@@ -228,18 +245,35 @@ class ExperimentConfig(_Strict):
         "region matrix and each model layer's profile put in a region's place. Stored in "
         "'second_order'; a report section. See cortexalign.bench._second_order_spec.")
     discriminability: DiscriminabilitySpec | None = Field(
-        None, description="How well each (target, rsa entry) separates the models: rank "
+        None, description="How well each (target, metric entry) separates the models: rank "
         "probabilities, FDR-separated pairs, rank intervals, under the best-layer and "
         "cross-validated layer rules (also `cortexalign results OUT --discriminability`).")
+    segmentation: SegmentationSpec | None = Field(
+        None, description="Model cards at the end of the run: one per distinct model entry, "
+        "with its parameters, FLOPs, latency and memory, and for Segment Anything family "
+        "entries the prompted mIoU on this COCO set (heads from the entry's official "
+        "checkpoint). The report's trade-off section reads them. See "
+        "cortexalign.bench._cards_spec.")
     n_bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples over stimuli for "
                                                      "confidence intervals (0: none).")
     n_permutations: int = Field(0, ge=0, description="Stimulus-label permutations for p-values "
                                 "of RSA and map metrics (0: none); Benjamini-Hochberg across "
                                 "the groups of each split target is stored as extra.p_fdr.")
     seed: int = Field(0, description="Seed of every random step (bootstrap, permutations).")
-    batch_size: int = Field(32, ge=1, description="Images per forward pass.")
+    batch_size: int | None = Field(
+        None, ge=1, description="Images per forward pass. Unset: chosen from the free GPU "
+        "memory and the memory of a probe batch (32 on the CPU); either way an out-of-memory "
+        "error halves it, the extraction resumes where it stopped, and the run stores a note "
+        "(cortexalign.features._batching).")
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu' or 'cuda:N'.")
-    cache_dir: str | None = Field(None, description="Feature cache folder (default: OUT/cache).")
+    cache_dir: str | None = Field(None, description="Feature cache folder (default: OUT/cache), "
+                                  "or an fsspec URL (s3://bucket/cache, gs://...) that Ray "
+                                  "workers on other machines share without a shared disk "
+                                  "(cortexalign.features._cache_remote; needs s3fs / gcsfs).")
+    cache_storage_options: dict[str, Any] | None = Field(
+        None, description="fsspec options of a URL cache_dir (e.g. endpoint_url); credentials "
+        "are better left to the environment (AWS_ACCESS_KEY_ID...). Not part of the config "
+        "hash.")
     executor: Literal["local", "ray"] = Field(
         "local", description="Where jobs run: 'local' (this process, progress bars) or 'ray' "
         "(one Ray task per model on a Ray cluster; see 'ray'). Not part of the config hash: a "
@@ -285,8 +319,11 @@ class ExperimentConfig(_Strict):
         # key existed
         skip = EXECUTION_FIELDS | (set() if self.partitions else {"partitions"}) | \
             (set() if self.patterns else {"patterns"}) | \
-            (set() if self.discriminability else {"discriminability"})
+            (set() if self.discriminability else {"discriminability"}) | \
+            (set() if self.segmentation else {"segmentation"})
         dump = self.model_dump(mode="json", exclude=skip)
+        if dump["batch_size"] is None:  # unset hashes as the old default did (same features)
+            dump["batch_size"] = 32
         for m in dump["models"]:  # an entry without preprocess hashes as before the key existed
             if not m.get("preprocess"):
                 m.pop("preprocess", None)

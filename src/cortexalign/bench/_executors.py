@@ -1,15 +1,18 @@
 """Executors: where the work of a run is computed. The driver alone writes the results store.
 
-The unit of work is one model: load it once, extract the layers its unfinished jobs need once
-(through the feature cache), score those jobs. ``run_experiment`` hands every executor the same
-function for that (``_run_model``) and a :class:`RunContext`; the executor decides where it runs.
+The unit of work is one ``bench._analysis.Unit`` of an analysis kind placed on the executor (a
+model of the score grid: load it once, extract the layers its unfinished jobs need once through
+the feature cache, score those jobs). The runner hands every executor the same function for that
+(``bench._analysis.run_unit``), a :class:`RunContext` and the units; the executor decides where
+each runs, and passes the function a copy of the context with its own progress bar (and, on a
+worker, its own store, cache and summary).
 
 ``local``
-    In this process, one model after the other, with rich progress bars for extraction and
+    In this process, one unit after the other, with rich progress bars for extraction and
     scoring. Jobs are written to the store as they finish.
 ``ray``
-    One Ray task per model on a Ray cluster (``bench._ray``). A worker cannot reach the
-    DuckDB store (one writer process; often another machine), so the model's work runs there
+    One Ray task per unit on a Ray cluster (``bench._ray``). A worker cannot reach the
+    DuckDB store (one writer process; often another machine), so the unit's work runs there
     against a :class:`StoreProxy` that turns every store write into an event; the task streams the
     events back as they happen and the driver applies them to the store (:class:`EventWriter`).
     Each job is still one transaction, written as soon as it finishes, so resume works as with
@@ -19,146 +22,67 @@ Events (plain tuples, cheap to pickle)::
 
     ("store", method, args, kwargs)   a write the worker made: start_job, record_job, fail_job,
                                       put_model_card, add_notes
-    ("done", job)                     a ScoreJob finished (written or failed): progress, hooks
-    ("end", counts)                   the model's RunSummary counts (n_jobs, n_skipped, ...)
+    ("done", job)                     a job finished (written or failed): progress, hooks
+    ("end", counts)                   the unit's RunSummary counts (n_jobs, n_skipped, ...)
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import queue
 import threading
-import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
-from cortexalign.bench._config import ExperimentConfig, ModelSpec
+from cortexalign.bench._analysis import Unit
+from cortexalign.bench._context import (
+    PROGRESS_COLUMNS,
+    RunContext,
+    RunSummary,
+    after_commit,
+    failure_message,
+    record_failure,
+)
 from cortexalign.errors import CortexAlignError, InputError
-from cortexalign.results import BatchedWrites
 
 __all__ = ["RunSummary", "RunContext", "Executor", "LocalExecutor", "EXECUTORS", "make_executor",
-           "StoreProxy", "EventWriter", "model_events", "STORE_WRITES", "after_commit"]
+           "StoreProxy", "EventWriter", "model_events", "STORE_WRITES", "after_commit",
+           "failure_message", "record_failure", "UnitWork", "PROGRESS_COLUMNS"]
+
+log = logging.getLogger("cortexalign.bench")
 
 #: Store methods a worker may call; each becomes a ``("store", ...)`` event for the driver.
 STORE_WRITES = ("start_job", "record_job", "fail_job", "put_model_card", "add_notes")
 
-PROGRESS_COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn())
-
-
-@dataclass
-class RunSummary:
-    """What a run did: counts, failures and the files it wrote."""
-
-    run_id: str
-    out_dir: Path
-    n_jobs: int = 0
-    n_done: int = 0
-    n_skipped: int = 0
-    failures: list[dict] = field(default_factory=list)
-    files: dict[str, Path] = field(default_factory=dict)
-    seconds: float = 0.0
-    job_keys: set[str] = field(default_factory=set)
-    config_name: str = ""
-
-    @property
-    def ok(self) -> bool:
-        """Whether nothing failed."""
-        return not self.failures
-
-
-@dataclass
-class RunContext:
-    """What the work of every model shares; built once by ``run_experiment``.
-
-    Attributes
-    ----------
-    config : the validated experiment. stimuli : the ``StimulusSet``. targets : neural targets by
-    label (in the stimuli's order). cache : the ``FeatureCache``. store : the ``ResultsStore``
-    (written by the driver only). run_id : this run's id. finished : keys of jobs already done.
-    device : where models run (``local``; a Ray worker resolves ``config.device`` itself).
-    summary : the ``RunSummary`` being filled. progress : show progress bars. console : where.
-    on_job_done : called in the driver with each finished ``ScoreJob`` (tests use it to kill).
-    """
-
-    config: ExperimentConfig
-    stimuli: Any
-    targets: dict[str, Any]
-    cache: Any
-    store: Any
-    run_id: str
-    finished: set[str]
-    device: Any
-    summary: Any
-    progress: bool
-    console: Console
-    on_job_done: Callable[[Any], None] | None = None
-
-
-#: ``_run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, device, summary,
-#: bar, progress, on_job_done)`` — the one place that knows its argument order is ``call_model``.
-ModelWork = Callable[..., None]
-
-
-def call_model(run_model: ModelWork, ctx: RunContext, spec: ModelSpec, *, cache: Any, store: Any,
-               device: Any, summary: Any, bar: Progress, progress: bool,
-               on_job_done: Callable[[Any], None] | None) -> None:
-    """Call ``run_model`` for one model with the pieces an executor chose."""
-    run_model(ctx.config, spec, ctx.stimuli, ctx.targets, cache, store, ctx.run_id, ctx.finished,
-              device, summary, bar, progress, on_job_done)
-
-
-def failure_message(err: BaseException) -> str:
-    """What a failed job stores: the error, and for errors that are not ours (bugs, crashes) the
-    last frames of its traceback."""
-    msg = f"{type(err).__name__}: {err}"
-    if not isinstance(err, CortexAlignError):
-        msg += "\n" + "".join(traceback.format_exception(err, limit=3))[-2000:]
-    return msg
-
-
-def after_commit(store: Any, report: Callable[[], None]) -> None:
-    """Call ``report`` (a job is done: progress, hooks) once ``store`` holds every write made so
-    far: when a ``results.BatchedWrites`` commits its batch, at once for a store that commits
-    each write itself (``ResultsStore``) or forwards it (``StoreProxy``: the driver reports)."""
-    if isinstance(store, BatchedWrites):
-        store.when_committed(report)
-    else:
-        report()
-
-
-def record_failure(store, run_id: str, summary, job_key: str, label: str, msg: str) -> None:
-    """Mark job ``job_key`` failed in the store and list it in the run's summary."""
-    summary.failures.append({"job": label, "error": msg})
-    store.fail_job(job_key, run_id, msg)
-
+#: ``work(ctx, unit)``: what an executor runs for each unit (``bench._analysis.run_unit``).
+UnitWork = Callable[[RunContext, Unit], None]
 
 
 class Executor(Protocol):
-    """Runs the work of every model of a run. ``open`` connects (and writes nothing)."""
+    """Runs the units of a run. ``open`` connects (and writes nothing)."""
 
     name: str
 
     def open(self) -> None:
         """Connect to where the work runs (a Ray cluster); write nothing."""
 
-    def run(self, run_model: ModelWork, ctx: RunContext) -> None:
-        """Call ``run_model`` for every model of ``ctx.config``; only the driver writes the store."""
+    def run(self, work: UnitWork, ctx: RunContext, units: list[Unit]) -> None:
+        """Call ``work`` for every unit; only the driver writes the store."""
 
     def close(self) -> None:
         """Release what ``open`` took (a Ray started for the run is shut down)."""
 
 
 class LocalExecutor:
-    """Every model in this process, in config order, with progress bars."""
+    """Every unit in this process, in order, with progress bars."""
 
     name = "local"
 
-    def __init__(self, config: ExperimentConfig):
+    def __init__(self, config: Any = None):
         self.config = config
 
     def open(self) -> None:
@@ -167,27 +91,28 @@ class LocalExecutor:
     def close(self) -> None:
         return None
 
-    def run(self, run_model: ModelWork, ctx: RunContext) -> None:
+    def run(self, work: UnitWork, ctx: RunContext, units: list[Unit]) -> None:
         with Progress(*PROGRESS_COLUMNS, console=ctx.console, disable=not ctx.progress) as bar:
-            for spec in ctx.config.models:
-                call_model(run_model, ctx, spec, cache=ctx.cache, store=ctx.store,
-                           device=ctx.device, summary=ctx.summary, bar=bar,
-                           progress=ctx.progress, on_job_done=ctx.on_job_done)
+            here = dataclasses.replace(ctx, bar=bar)
+            for unit in units:
+                work(here, unit)
 
 
 #: ``executor`` config value -> factory. Tests parametrize over it. ``bench._ray`` adds ``ray``
 #: (it imports Ray itself only when a run asks for it).
-EXECUTORS: dict[str, Callable[[ExperimentConfig], Executor]] = {
+EXECUTORS: dict[str, Callable[[Any], Executor]] = {
     "local": LocalExecutor,
 }
 
 
-def make_executor(config: ExperimentConfig) -> Executor:
-    """The executor named by ``config.executor`` (not yet opened)."""
-    if config.executor not in EXECUTORS:
-        raise InputError("executor", f"one of {sorted(EXECUTORS)}", repr(config.executor),
+def make_executor(config: Any) -> Executor:
+    """The executor named by ``config.executor`` (``local`` for configs without one; not yet
+    opened)."""
+    name = getattr(config, "executor", "local")
+    if name not in EXECUTORS:
+        raise InputError("executor", f"one of {sorted(EXECUTORS)}", repr(name),
                          "set executor: local or executor: ray")
-    return EXECUTORS[config.executor](config)
+    return EXECUTORS[name](config)
 
 
 # -- remote work: writes become events ----------------------------------------------------------
@@ -217,34 +142,36 @@ class StoreProxy:
 _END = object()
 
 
-def model_events(run_model: ModelWork, ctx: RunContext, spec: ModelSpec, cache_root: str,
+def model_events(work: UnitWork, ctx: RunContext, unit: Unit, cache_root: str,
                  device: Any) -> Iterator[tuple]:
-    """Run one model's work here and yield its events as they happen (see module docstring).
+    """Run one unit's work here and yield its events as they happen (see module docstring).
 
     The work runs in a thread that feeds a queue, so each event leaves as soon as it exists
-    (a Ray streaming task sends it to the driver at once). ``ctx.store`` is replaced by a
-    :class:`StoreProxy`; ``ctx.summary`` is a fresh one whose counts end the stream. A crash of
-    the work itself (not of a job: those are recorded by ``run_model``) is raised after the
-    events it produced.
+    (a Ray streaming task sends it to the driver at once). The context's store is replaced by a
+    :class:`StoreProxy`, its summary by a fresh one whose counts end the stream. A crash of
+    the work itself (not of a job: those are recorded by ``work``) is raised after the events it
+    produced.
     """
     from cortexalign.features import FeatureCache
 
     q: queue.Queue = queue.Queue()
     summary = RunSummary(run_id=ctx.run_id, out_dir=Path(cache_root))
+    cache = FeatureCache(cache_root, storage_options=getattr(ctx.config, "cache_storage_options",
+                                                             None))
+    here = dataclasses.replace(ctx, cache=cache, store=StoreProxy(q.put),
+                               device=device, summary=summary, bar=None, progress=False,
+                               console=None, on_job_done=lambda job: q.put(("done", job)))
     crash: list[BaseException] = []
 
-    def work() -> None:
+    def run() -> None:
         try:
-            with Progress(disable=True) as bar:
-                call_model(run_model, ctx, spec, cache=FeatureCache(cache_root),
-                           store=StoreProxy(q.put), device=device, summary=summary, bar=bar,
-                           progress=False, on_job_done=lambda job: q.put(("done", job)))
+            work(here, unit)
         except BaseException as err:  # re-raised in the generator, below
             crash.append(err)
         finally:
             q.put(_END)
 
-    thread = threading.Thread(target=work, name=f"cortexalign-{spec.display}", daemon=True)
+    thread = threading.Thread(target=run, name=f"cortexalign-{unit.label}", daemon=True)
     thread.start()
     while (event := q.get()) is not _END:
         yield event
@@ -257,18 +184,21 @@ def model_events(run_model: ModelWork, ctx: RunContext, spec: ModelSpec, cache_r
 
 
 class EventWriter:
-    """The driver's side of :func:`model_events`: applies one model's events to the store.
+    """The driver's side of :func:`model_events`: applies one unit's events to the store.
 
     Writes are deduplicated (a job already finished is not recorded twice) and a write the
     store refuses (a record that does not validate) marks the job failed, as in-process.
     """
 
-    def __init__(self, ctx: RunContext, spec: ModelSpec, advance: Callable[[], None] | None = None):
-        self.ctx, self.spec, self.advance = ctx, spec, advance
+    def __init__(self, ctx: RunContext, unit: Unit, advance: Callable[[], None] | None = None):
+        self.ctx, self.unit, self.advance = ctx, unit, advance
         self.in_flight: set[str] = set()
         self.n_write_failures = 0
+        self.n_recorded = 0  # jobs written from this unit's events (all attempts)
+        self.n_carried = 0  # of those, written by attempts whose worker died
 
     def apply(self, event: tuple) -> None:
+        """Apply one event of the unit's stream: a write, a finished job or the final counts."""
         kind = event[0]
         if kind == "store":
             self._write(*event[1:])
@@ -277,12 +207,13 @@ class EventWriter:
         elif kind == "end":
             counts, s = event[1], self.ctx.summary
             s.n_jobs += counts["n_jobs"]
-            s.n_skipped += counts["n_skipped"]
-            s.n_done += counts["n_done"] - self.n_write_failures
+            # jobs a lost attempt wrote are skipped by the resubmitted one: count them done
+            s.n_skipped += counts["n_skipped"] - self.n_carried
+            s.n_done += counts["n_done"] - self.n_write_failures + self.n_carried
             s.failures.extend(counts["failures"])
             s.job_keys.update(counts["job_keys"])
         else:
-            raise AssertionError(f"unknown event {kind!r} from the work of {self.spec.display}")
+            raise AssertionError(f"unknown event {kind!r} from the work of {self.unit.label}")
 
     def _report(self, job: Any) -> None:
         if self.advance is not None:
@@ -303,7 +234,7 @@ class EventWriter:
                 raise
             msg = f"{type(err).__name__}: {err}"
             ctx.store.fail_job(key, ctx.run_id, msg)
-            ctx.summary.failures.append({"job": f"{self.spec.display} / job {key}", "error": msg})
+            ctx.summary.failures.append({"job": f"{self.unit.label} / job {key}", "error": msg})
             self.n_write_failures += 1
             self.in_flight.discard(key)
             return
@@ -313,11 +244,19 @@ class EventWriter:
             self.in_flight.discard(key)
             if method == "record_job":
                 ctx.finished.add(key)
+                self.n_recorded += 1
+
+    def retried(self, err: BaseException) -> None:
+        """The worker of this unit died and the unit is submitted again: the jobs written so
+        far are finished for the new attempt; those in flight stay open until it ends."""
+        self.n_carried = self.n_recorded
+        log.warning("the worker of %s died (%s); submitting it again without its %d finished "
+                    "jobs", self.unit.label, type(err).__name__, self.n_carried)
 
     def lost(self, err: BaseException) -> None:
-        """The work of this model died (worker killed, out of memory): record what it left."""
+        """The work of this unit died (worker killed, out of memory): record what it left."""
         msg = failure_message(err)
         for key in sorted(self.in_flight):
             self.ctx.store.fail_job(key, self.ctx.run_id, msg)
         self.in_flight.clear()
-        self.ctx.summary.failures.append({"job": self.spec.display, "error": msg})
+        self.ctx.summary.failures.append({"job": self.unit.label, "error": msg})

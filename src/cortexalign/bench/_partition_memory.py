@@ -9,10 +9,10 @@ the bytes a job needs are estimated before any set is loaded::
                                                   (``PartitionMethod.working_bytes``)
 
 with each d_i measured on one probe image, the way the runner's own size probes do
-(``extract_features`` of the pooled activations, ``extract_maps`` for attention / conv maps): one
+(``features.extract`` of the model's feature kind, as ``features.plan_extraction`` probes): one
 forward pass per model for all its layers, not cached. A partition over the budget fails with an ``InputError`` that names it, the estimate,
 the budget and the fixes: ``check_partition_memory`` when a run is validated (before anything
-is written), and ``over_budget`` for each job before its sets are read (``run_partitions``).
+is written), and ``over_budget`` for each job before its sets are read (``_partitions.PartitionsKind``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import contextlib
 from cortexalign.bench._config import ExperimentConfig
 from cortexalign.bench._partition_spec import PARTITION_METHODS, PartitionSpec, set_model_index
 from cortexalign.errors import CortexAlignError, InputError
-from cortexalign.features import extract_features, extract_maps
+from cortexalign.features import extract
 from cortexalign.models import load_model
 
 __all__ = ["set_widths", "partition_bytes", "over_budget", "check_partition_memory"]
@@ -33,12 +33,9 @@ Widths = dict[tuple[str, str], int]
 
 def _probe_widths(adapter, probe, layers: list[str], spec) -> dict[str, int]:
     """Elements per stimulus of each layer's features (or map) on the one-image ``probe``."""
-    if spec.features == "activations":
-        feats = extract_features(adapter, probe, layers, pooling=spec.pooling, batch_size=1,
-                                 progress=False)
-        return {layer: int(f.values[0].size) for layer, f in feats.items()}
-    maps = extract_maps(adapter, probe, layers, spec.features, spec.feature_options, batch_size=1)
-    return {layer: int(m[0].size) for layer, m in maps.items()}
+    feats = extract(adapter, probe, layers, spec.features, spec.kind_options, batch_size=1,
+                    progress=False)
+    return {layer: int(f.values[0].size) for layer, f in feats.items()}
 
 
 def set_widths(config: ExperimentConfig, sets: dict[str, list[str]], stimuli,

@@ -1,9 +1,10 @@
 """Partition jobs of a run: variance partitioning and banded ridge over several feature sets.
 
-After the per-layer jobs, ``run_partitions`` runs one job per (partition, neural target) of the
-config's ``partitions:`` (``_partition_spec``). Each set's (s, d) features come through the
-feature cache with the same keys as the per-layer jobs (``extract_features`` / ``extract_maps``
-with the run's pooling, batch size and cache), so a layer those jobs extracted is read, not
+After the per-layer jobs, the ``partitions`` analysis kind (:class:`PartitionsKind`, run by the
+runner in the driver) runs one job per (partition, neural target) of the config's
+``partitions:`` (``_partition_spec``). Each set's (s, d) features come through the
+feature cache with the same keys as the per-layer jobs (``features.extract`` with the run's
+feature kind, pooling, batch size and cache), so a layer those jobs extracted is read, not
 computed again; a layer they did not need (its jobs finished in an earlier run and the cache was
 cleared, or ``layers: all``) is extracted once. The models of the unfinished partition jobs are
 loaded one at a time, only to read or compute their sets; the sets' features are held in memory
@@ -34,17 +35,17 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from rich.progress import Progress
 
+from cortexalign.bench._analysis import ANALYSES, AnalysisKind, Plan, Unit
 from cortexalign.bench._config import ExperimentConfig, ModelSpec, NeuralSpec
-from cortexalign.bench._executors import (
-    PROGRESS_COLUMNS,
-    RunContext,
-    failure_message,
-    record_failure,
-)
+from cortexalign.bench._context import RunContext, RunRequest
 from cortexalign.bench._jobs import model_payload, target_payload
-from cortexalign.bench._partition_memory import Widths, over_budget, set_widths
+from cortexalign.bench._partition_memory import (
+    Widths,
+    check_partition_memory,
+    over_budget,
+    set_widths,
+)
 from cortexalign.bench._partition_spec import (
     PARTITION_METHODS,
     PartitionSpec,
@@ -55,13 +56,13 @@ from cortexalign.bench._scoring import jsonable
 from cortexalign.bench._targets import Target
 from cortexalign.device import resolve_device
 from cortexalign.errors import CortexAlignError, InputError
-from cortexalign.features import extract_features, extract_map_features, feature_keys
+from cortexalign.features import extract, feature_keys
 from cortexalign.models import load_model
 from cortexalign.neural import RDMSet
 from cortexalign.results import PartitionRecord
 
 __all__ = ["PartitionJob", "partition_key", "plan_partition_jobs", "check_partition_targets",
-           "run_partitions", "PARTITION_JOB_VERSION"]
+           "PartitionsKind", "PARTITION_JOB_VERSION"]
 
 PARTITION_JOB_VERSION = 1
 
@@ -159,9 +160,14 @@ def check_partition_targets(config: ExperimentConfig, targets: dict[str, list[Ta
 
 @dataclass(frozen=True)
 class _SetFeatures:
+    """One layer's features flattened to (s, d); ``shape``: the per-stimulus shape of maps
+    ((gh, gw); () for activations); ``pad_square``: the model pads images to a square."""
+
     values_sd: np.ndarray
     model_id: str
     from_cache: bool
+    shape: tuple[int, ...] = ()
+    pad_square: bool = False
 
 
 def _model_sets(cfg, spec: ModelSpec, layers: list[str], stimuli, cache, device, progress,
@@ -189,23 +195,23 @@ def _model_sets(cfg, spec: ModelSpec, layers: list[str], stimuli, cache, device,
     if not good:
         return None
     try:
-        if spec.features == "activations":
-            feats = {}
-            for precision, layers_p in _by_cached_precision(adapter, stimuli, good, spec.pooling,
-                                                            cache).items():
-                feats.update(extract_features(adapter, stimuli, layers_p, pooling=spec.pooling,
-                                              batch_size=cfg.batch_size, cache=cache,
-                                              progress=progress, precision=precision))
-        else:  # attention / conv maps, flattened as the per-layer encoding jobs flatten them
-            feats = extract_map_features(adapter, stimuli, good, spec.features,
-                                         spec.feature_options, batch_size=cfg.batch_size,
-                                         cache=cache, progress=progress)
+        # maps are flattened as the per-layer encoding jobs flatten them
+        groups = (_by_cached_precision(adapter, stimuli, good, spec.pooling, cache)
+                  if spec.features == "activations" else {"auto": good})
+        feats = {}
+        for precision, layers_p in groups.items():
+            feats.update(extract(adapter, stimuli, layers_p, spec.features, spec.kind_options,
+                                 batch_size=cfg.batch_size, cache=cache, progress=progress,
+                                 precision=precision))
     except CortexAlignError as err:
         return fail(good, err)
+    maps = spec.features != "activations"
+    pads = getattr(getattr(adapter, "preprocess", None), "resize", "") == "longest_side_pad"
     for layer in good:
+        values = np.asarray(feats[layer].values)
         out[(spec.display, layer)] = _SetFeatures(
-            np.asarray(feats[layer].values).reshape(len(stimuli), -1), adapter.model_id,
-            feats[layer].from_cache)
+            values.reshape(len(stimuli), -1), adapter.model_id, feats[layer].from_cache,
+            tuple(values.shape[1:]) if maps else (), pads)
     return None
 
 
@@ -313,47 +319,73 @@ def _log_extracted(cfg, cache, values: dict) -> None:
                  ", ".join(extracted), cache.root)
 
 
-def run_partitions(ctx: RunContext, widths: Widths | None = None) -> None:
-    """Run the unfinished partition jobs of ``ctx.config`` and write them to ``ctx.store``.
+class PartitionsKind(AnalysisKind):
+    """The config's ``partitions:``: one unit in the driver, one job per (partition, target)."""
 
-    ``widths``: the set widths ``check_partition_memory`` measured while the run was validated
-    (with ``max_feature_memory_gb``), so that the budget check does not probe them again.
-    """
-    cfg, summary = ctx.config, ctx.summary
-    jobs = plan_partition_jobs(cfg, ctx.stimuli.content_hash, ctx.targets)
-    summary.n_jobs += len(jobs)
-    summary.job_keys.update(j.key for j in jobs)
-    todo = [j for j in jobs if j.key not in ctx.finished]
-    summary.n_skipped += len(jobs) - len(todo)
-    if not todo:
-        return
-    device = driver_device(cfg, ctx.device)
-    refused = _refused(cfg, todo, ctx.stimuli, device, widths or {})
-    values, errors = _set_features(cfg, _needed_sets([j for j in todo if j.key not in refused]),
-                                   ctx.stimuli, ctx.cache, device, ctx.progress)
-    _log_extracted(cfg, ctx.cache, values)
-    with Progress(*PROGRESS_COLUMNS, console=ctx.console, disable=not ctx.progress) as bar:
-        task = bar.add_task("partitions", total=len(todo))
-        for job in todo:
-            ctx.store.start_job(job.key, ctx.run_id)
-            try:
-                if job.key in refused:  # over max_feature_memory_gb: its sets were not read
-                    raise refused[job.key]
-                keys = {label: (m.display, layer) for label, (m, layer) in job.sets.items()}
-                bad = [(label, k) for label, k in keys.items() if k not in values]
-                if bad:
-                    label, k = bad[0]
-                    raise InputError(f"partitions ({job.spec.name}).sets.{label}",
-                                     f"features of layer {k[1]!r} of model {k[0]!r}",
-                                     errors.get(k, "none"), "fix the model or layer")
-                records = partition_records(job, {label: values[k] for label, k in keys.items()},
-                                            ctx.targets[job.target.display], seed=cfg.seed,
-                                            device=device)
-                ctx.store.record_partition_job(job.key, ctx.run_id, records)
-                summary.n_done += 1
-            except Exception as err:  # one job's failure must not stop the others
-                record_failure(ctx.store, ctx.run_id, summary, job.key, job.label,
-                               failure_message(err))
-            bar.advance(task)
-            if ctx.on_job_done is not None:
-                ctx.on_job_done(job)
+    name = "partitions"
+    placement = "driver"  # after the per-layer jobs: their features are cached
+
+    def validate(self, request: RunRequest) -> dict:
+        """Refuse a partition over ``max_feature_memory_gb``; return the widths measured."""
+        # partitions hold their sets whole: over max_feature_memory_gb fails here (one probe
+        # image per set); the widths measured are reused by the jobs' budget check
+        cfg = request.config
+        return {"partition_widths": check_partition_memory(
+            cfg, request.stimuli, driver_device(cfg, request.device))}
+
+    def units(self, ctx: RunContext) -> list[Unit]:
+        """One unit when the config has partitions."""
+        return [Unit("partitions", "partitions")] if ctx.config.partitions else []
+
+    def plan(self, ctx: RunContext, unit: Unit) -> Plan:
+        """One job per (partition, target)."""
+        return Plan(plan_partition_jobs(ctx.config, ctx.stimuli.content_hash, ctx.targets))
+
+    def prepare(self, ctx: RunContext, plan: Plan, todo: list[PartitionJob]) -> _Prepared:
+        """The sets of the jobs within the memory budget, read (or extracted) once; the
+        budget errors of the others (``max_feature_memory_gb``: their sets are not read)."""
+        cfg = ctx.config
+        device = driver_device(cfg, ctx.device)
+        refused = _refused(cfg, todo, ctx.stimuli, device,
+                           ctx.inputs.get("partition_widths") or {})
+        values, errors = _set_features(cfg, _needed_sets([j for j in todo
+                                                          if j.key not in refused]),
+                                       ctx.stimuli, ctx.cache, device, ctx.progress)
+        _log_extracted(cfg, ctx.cache, values)
+        return _Prepared(device, refused, values, errors)
+
+    def execute(self, ctx: RunContext, job: PartitionJob, shared: _Prepared) -> list:
+        """The ``partitions`` rows of one job (its budget error, or a missing set, raised)."""
+        if job.key in shared.refused:  # over max_feature_memory_gb: its sets were not read
+            raise shared.refused[job.key]
+        keys = {label: (m.display, layer) for label, (m, layer) in job.sets.items()}
+        bad = [(label, k) for label, k in keys.items() if k not in shared.values]
+        if bad:
+            label, k = bad[0]
+            raise InputError(f"partitions ({job.spec.name}).sets.{label}",
+                             f"features of layer {k[1]!r} of model {k[0]!r}",
+                             shared.errors.get(k, "none"), "fix the model or layer")
+        return partition_records(job, {label: shared.values[k] for label, k in keys.items()},
+                                 ctx.targets[job.target.display], seed=ctx.config.seed,
+                                 device=shared.device)
+
+    def write(self, ctx: RunContext, job: PartitionJob, rows: list) -> None:
+        """``record_partition_job``: the rows and the finished mark together."""
+        ctx.store.record_partition_job(job.key, ctx.run_id, rows)
+
+    def citations(self, config) -> list[tuple[str, str]]:
+        """The partition methods of the config."""
+        return [(f"partition: {p.method}", PARTITION_METHODS[p.method].citation)
+                for p in config.partitions]
+
+
+ANALYSES.add("partitions", PartitionsKind(), description="variance partitioning and banded "
+             "ridge over several feature sets (the config's partitions:)")
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    device: object
+    refused: dict[str, InputError]
+    values: dict
+    errors: dict

@@ -1,75 +1,70 @@
-"""Run an experiment: validate everything, extract (cached), score, store.
+"""The one runner: validate everything, then every analysis kind of the run, into the store.
 
 Order of work
 -------------
-1. Validate the whole config against the registries, load the stimuli and every neural target,
-   and check their stimulus ids — before anything is written to the output directory.
-2. For each model, skip it entirely if all its score jobs are already in the results store;
-   otherwise load it once, extract the needed layers once (content-addressed cache), and run
-   every (layer x target x metric) job on those features.
+1. Validate the whole request before anything is written to the output directory: for an
+   experiment config (``run_experiment``) the config against the registries, the stimuli and
+   every neural target, their stimulus ids (``bench._validate``); then each analysis kind's own
+   checks (``AnalysisKind.validate``: the partitions' memory budget, ...).
+2. Under the directory's lock, one run in the store; for each kind of the run
+   (``RunRequest.kinds``: ``scores``, ``partitions``, ``second_order`` for an experiment;
+   ``sae_brainmap``...) its units go to the executor (``placement = "executor"``: local, or Ray)
+   or run here (``driver``), through ``bench._analysis.run_unit``: plan, skip finished jobs,
+   prepare, execute and store each job.
 3. Each job's rows are written in one transaction; a failing job is recorded with its error and
    the others go on. The run holds one store connection and commits the writes of fast jobs in
    batches (``results.BatchedWrites``); a job is reported finished (progress, ``on_job_done``)
    only once committed, so a killed run loses only jobs it never reported: those in flight or
    in the last uncommitted batch (at most ``max_delay_s`` = 1 s of work, or 1,000 jobs).
-4. The run ends at the store: a model that did not load and the references the run relies on
-   are stored notes, the FDR q-values and paired tests are computed once (``_stats``) and
-   stored. The command line then writes the report from the store (``reports.write_summary``),
-   so ``cortexalign report DIR`` writes the same report.
+4. The run ends at the store: a unit that did not run (a model that did not load) and the
+   references the kinds rely on are stored notes, the FDR q-values and paired tests are computed
+   once (``_stats``) and stored. The caller then writes its files from the store (``outputs``;
+   the command line passes ``reports.write_run_outputs``), so ``cortexalign report DIR`` writes
+   the same report.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from functools import partial
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
-from cortexalign.bench import _ray  # noqa: F401  registers the "ray" executor
-from cortexalign.bench._config import ExperimentConfig, load_config
-from cortexalign.bench._executors import (
-    RunContext,
-    RunSummary,
-    after_commit,
-    failure_message,
-    make_executor,
-    record_failure,
+from cortexalign.bench import (  # noqa: F401  register the kinds and the ray executor
+    _cards_kind,
+    _partitions,
+    _ray,
+    _scores,
+    _second_order,
 )
-from cortexalign.bench._jobs import ScoreJob, plan_model_jobs
+from cortexalign.bench._analysis import analysis_kind, run_unit
+from cortexalign.bench._config import ExperimentConfig, load_config
+from cortexalign.bench._context import RunContext, RunRequest, RunSummary
+from cortexalign.bench._executors import LocalExecutor, make_executor
 from cortexalign.bench._lock import RunLock
-from cortexalign.bench._partition_memory import check_partition_memory
-from cortexalign.bench._partition_spec import PARTITION_METHODS
-from cortexalign.bench._partitions import driver_device, run_partitions
-from cortexalign.bench._scoring import CachedLayer, score_job, uses_maps
-from cortexalign.bench._second_order import run_second_order
 from cortexalign.bench._stats import record_statistics
 from cortexalign.bench._validate import validate_request
 from cortexalign.device import resolve_device
-from cortexalign.errors import CortexAlignError, InputError
-from cortexalign.features import (
-    FeatureCache,
-    extract_features,
-    extract_maps,
-    extract_maps_to_cache,
-    extract_to_cache,
-    map_layers,
-)
+from cortexalign.errors import InputError
+from cortexalign.features import FeatureCache
 from cortexalign.fetch.sources import fetch_config_sources
-from cortexalign.metrics import METRICS
-from cortexalign.models import load_model
-from cortexalign.neural import NEURAL
-from cortexalign.results import RESULTS_FILE, BatchedWrites, ResultsStore
-from cortexalign.stimuli import BUNDLED, StimulusSet
+from cortexalign.results import RESULTS_FILE, ResultsStore
 
-__all__ = ["run_experiment", "RunSummary"]
+__all__ = ["run_experiment", "run_analyses", "RunSummary", "EXPERIMENT_KINDS"]
+
+#: The analysis kinds an experiment config runs, in order: the per-layer scores first (the
+#: partitions and the second-order analyses read the features they cached), then the model
+#: cards of ``segmentation:``.
+EXPERIMENT_KINDS = ("scores", "partitions", "second_order", "model_cards")
 
 
 def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *,
                    progress: bool = True, allow_config_change: bool = False,
                    console: Console | None = None,
-                   on_job_done: Callable[[ScoreJob], None] | None = None,
+                   on_job_done: Callable[[Any], None] | None = None,
                    outputs: Callable[[RunSummary], dict[str, Path]] | None = None) -> RunSummary:
     """Run every job of ``config`` into ``out_dir/results.duckdb``.
 
@@ -89,32 +84,26 @@ def run_experiment(config: ExperimentConfig | str | Path, out_dir: str | Path, *
     cfg = config if isinstance(config, ExperimentConfig) else load_config(
         config, report=lambda line: console.print(line, markup=False, highlight=False))
     fetch_config_sources(cfg, console)  # catalogue sources (source: allen-ophys): fetch first
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError("out_dir", "a directory", f"the file {str(out)!r}", "choose another --out")
-
+    _check_out(out_dir)
     # 1. validate everything before writing anything
     stimuli, targets = validate_request(cfg, str(config) if isinstance(config, (str, Path))
                                         else "config")
     # a Ray worker resolves the device where it runs (the driver may have no GPU)
     device = resolve_device(cfg.device) if cfg.executor == "local" else cfg.device
-    # partitions hold their sets whole: over max_feature_memory_gb fails here (one probe image)
-    widths = check_partition_memory(cfg, stimuli, driver_device(cfg, device))
+    request = RunRequest(cfg, EXPERIMENT_KINDS, cfg.to_yaml(), cfg.config_hash(), stimuli,
+                         targets, device, cfg.cache_dir)  # a folder or a URL (s3://...)
     _print_resample_estimate(cfg, len(stimuli), console)
-    config_hash = cfg.config_hash()
-    store_path = out / RESULTS_FILE
-    # one writer per output directory, for the whole run (report included): a second run stops
-    # here at once, naming the holder (bench._lock)
-    with RunLock(out) as lock:
-        if lock.stale:
-            console.print(f"took over the lock of {out} left by pid {lock.stale.get('pid')} on "
-                          f"{lock.stale.get('host')} (started {lock.stale.get('started')} UTC), "
-                          "which ended without releasing it")
-        summary = _run_locked(cfg, out, store_path, config_hash, stimuli, targets, device,
-                              widths, progress=progress, allow_config_change=allow_config_change,
-                              console=console, on_job_done=on_job_done, outputs=outputs)
+    summary = run_analyses(request, out_dir, progress=progress,
+                           allow_config_change=allow_config_change, console=console,
+                           on_job_done=on_job_done, outputs=outputs)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _check_out(out_dir: str | Path) -> None:
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError("out_dir", "a directory", f"the file {str(out)!r}", "choose another --out")
 
 
 def _print_resample_estimate(config: ExperimentConfig, n_stimuli: int, console: Console) -> None:
@@ -130,37 +119,90 @@ def _print_resample_estimate(config: ExperimentConfig, n_stimuli: int, console: 
                           f"{seconds / 60:.0f} min per job on one CPU core")
 
 
-def _run_locked(cfg: ExperimentConfig, out: Path, store_path: Path, config_hash: str,
-                stimuli: StimulusSet, targets: dict, device, widths, *, progress: bool,
+def run_analyses(request: RunRequest, out_dir: str | Path, *, progress: bool = True,
+                 allow_config_change: bool = False, console: Console | None = None,
+                 on_job_done: Callable[[Any], None] | None = None,
+                 outputs: Callable[[RunSummary], dict[str, Path]] | None = None,
+                 replace: bool = False) -> RunSummary:
+    """Run the analysis kinds of a validated ``request`` into ``out_dir/results.duckdb``.
+
+    Every kind goes the same way (module docstring): its ``validate`` before anything is
+    written, then, under the directory's lock, one run whose units go to the executor or run
+    here, each job skipped when the store holds it (resume), stored notes and statistics, and
+    ``outputs`` (files written from the store) before the run is marked ``finished``.
+
+    Parameters
+    ----------
+    request : the validated run (``RunRequest``).
+    out_dir : the results directory (created).
+    allow_config_change : add this config's jobs to a directory holding another config's.
+    replace : recompute the jobs the store already holds, replacing their rows (``--force``).
+    outputs : see ``run_experiment``.
+    """
+    t0 = time.perf_counter()
+    _check_out(out_dir)
+    console = console or Console(stderr=True, quiet=not progress)
+    kinds = [analysis_kind(name) for name in request.kinds]
+    inputs = dict(request.inputs)
+    for kind in kinds:  # each kind's own checks, still before anything is written
+        inputs.update(kind.validate(request))
+    out = Path(out_dir)
+    # one writer per output directory, for the whole run (report included): a second run stops
+    # here at once, naming the holder (bench._lock)
+    with RunLock(out) as lock:
+        if lock.stale:
+            console.print(f"took over the lock of {out} left by pid {lock.stale.get('pid')} on "
+                          f"{lock.stale.get('host')} (started {lock.stale.get('started')} UTC), "
+                          "which ended without releasing it")
+        summary = _run_locked(request, out, inputs, progress=progress,
+                              allow_config_change=allow_config_change, console=console,
+                              on_job_done=on_job_done, outputs=outputs, replace=replace)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _run_locked(request: RunRequest, out: Path, inputs: dict, *, progress: bool,
                 allow_config_change: bool, console: Console,
-                on_job_done: Callable[[ScoreJob], None] | None,
-                outputs: Callable[[RunSummary], dict[str, Path]] | None = None) -> RunSummary:
-    """Steps 2-4 of ``run_experiment`` with the output directory's lock held: jobs, the stored
-    notes and statistics, then ``outputs`` (the report and CSVs, from the store); the run is
-    ``finished`` only once they are written."""
+                on_job_done: Callable[[Any], None] | None,
+                outputs: Callable[[RunSummary], dict[str, Path]] | None,
+                replace: bool) -> RunSummary:
+    """Steps 2-4 with the output directory's lock held: jobs, the stored notes and statistics,
+    then ``outputs`` (the report and CSVs, from the store); the run is ``finished`` only once
+    they are written."""
+    store_path = out / RESULTS_FILE
     if store_path.exists() and not allow_config_change:
         hashes = set(ResultsStore(store_path, read_only=True).frame("runs")["config_hash"])
-        if hashes and hashes != {config_hash}:
+        if hashes and hashes != {request.config_hash}:
             raise InputError("out_dir", f"an empty directory or one holding results of this "
-                             f"config ({config_hash})", f"{str(out)!r} with results of config(s) "
-                             f"{sorted(hashes)}", "choose a new --out, or pass --update to add "
-                             "this config's new jobs to it")
+                             f"config ({request.config_hash})", f"{str(out)!r} with results of "
+                             f"config(s) {sorted(hashes)}", "choose a new --out, or pass "
+                             "--update to add this config's new jobs to it")
 
-    executor = make_executor(cfg)
+    executor = make_executor(request.config)
     executor.open()  # connects to Ray (a dead address fails within ray.timeout_s); writes nothing
     out.mkdir(parents=True, exist_ok=True)
-    cache = FeatureCache(Path(cfg.cache_dir) if cfg.cache_dir else out / "cache")
-    summary = RunSummary(run_id="", out_dir=out, config_name=cfg.name)
+    cache = (FeatureCache(request.cache_dir, storage_options=getattr(
+        request.config, "cache_storage_options", None)) if request.cache_dir
+        else FeatureCache(out / "cache"))
+    summary = RunSummary(run_id="", out_dir=out, config_name=getattr(request.config, "name", ""))
     results = ResultsStore(store_path)
-    summary.run_id = results.start_run(cfg.to_yaml(), config_hash)
+    summary.run_id = results.start_run(request.config_yaml, request.config_hash)
     # one connection for the run; job writes committed in batches, and a job reported finished
     # (progress, on_job_done) only once committed (results._batch)
     with results.batched() as store:
-        _run_jobs(cfg, store, stimuli, targets, cache, device, widths, executor, summary,
-                  progress=progress, console=console, on_job_done=on_job_done)
+        finished = set() if replace else set(store.finished_jobs())
+        ctx = RunContext(request.config, store, summary.run_id, summary, out_dir=out,
+                         stimuli=request.stimuli, targets=request.targets, cache=cache,
+                         device=request.device, finished=finished, progress=progress,
+                         console=console, on_job_done=on_job_done, replace=replace,
+                         inputs=inputs)
+        _run_kinds(request, ctx, executor)
     # every job committed and the batch connection closed: the outputs read the store, and are
     # part of the run ('finished' only once they exist; a kill here leaves it interrupted)
     summary.files["results"] = store_path
+    # the time the run closes, decided before its files are written: the end-of-run report
+    # shows it, and the store records it (so `cortexalign report DIR` writes the same report)
+    summary.finished = datetime.now(UTC).replace(tzinfo=None)
     try:
         if outputs is not None:
             summary.files.update(outputs(summary))
@@ -170,30 +212,29 @@ def _run_locked(cfg: ExperimentConfig, out: Path, store_path: Path, config_hash:
     except BaseException:
         results.finish_run(summary.run_id, "failed")
         raise
-    results.finish_run(summary.run_id, "finished" if summary.ok else "failed")
+    results.finish_run(summary.run_id, "finished" if summary.ok else "failed",
+                       finished=summary.finished)
     return summary
 
 
-def _run_jobs(cfg: ExperimentConfig, store: BatchedWrites, stimuli: StimulusSet, targets: dict,
-              cache: FeatureCache, device, widths, executor, summary: RunSummary, *,
-              progress: bool, console: Console,
-              on_job_done: Callable[[ScoreJob], None] | None) -> RunSummary:
-    """Every job of a started run, its notes and statistics, written through ``store``; a run
-    that stops here is closed ``failed``/``interrupted`` (the caller closes a complete one once
-    its outputs are written)."""
-    run_id = summary.run_id
-    finished = set(store.finished_jobs())
-    ctx = RunContext(cfg, stimuli, targets, cache, store, run_id, finished, device, summary,
-                     progress, console, on_job_done)
-    try:  # the executor runs _run_model per model; only this process writes the store
+def _run_kinds(request: RunRequest, ctx: RunContext, executor) -> None:
+    """Every unit of every kind of a started run, its notes and statistics, written through
+    ``ctx.store``; a run that stops here is closed ``failed``/``interrupted`` (the caller closes
+    a complete one once its outputs are written)."""
+    store, run_id = ctx.store, ctx.run_id
+    kinds = [analysis_kind(name) for name in request.kinds]
+    try:  # the executor runs run_unit per unit; only this process writes the store
         try:
-            executor.run(_run_model, ctx)
-            run_partitions(ctx, widths)  # after the per-layer jobs: their features are cached
-            run_second_order(ctx)  # patterns / discriminability of the config, on the same cache
+            for kind in kinds:  # in order: later kinds read what earlier ones cached
+                units = kind.units(ctx)
+                if units:
+                    where = executor if kind.placement == "executor" else LocalExecutor()
+                    where.run(run_unit, ctx, units)
         finally:
             executor.close()
         # the run ends at the store: what the report shows beyond the scores is stored too
-        store.add_notes(run_id, "citation", _citations(cfg))
+        citations = [item for kind in kinds for item in kind.citations(ctx.config)]
+        store.add_notes(run_id, "citation", [(s, c) for s, c in dict.fromkeys(citations) if c])
         record_statistics(store, run_id)
     except KeyboardInterrupt:
         store.finish_run(run_id, "interrupted")
@@ -201,140 +242,3 @@ def _run_jobs(cfg: ExperimentConfig, store: BatchedWrites, stimuli: StimulusSet,
     except BaseException:
         store.finish_run(run_id, "failed")
         raise
-    return summary
-
-
-def _citations(cfg: ExperimentConfig) -> list[tuple[str, str]]:
-    """What the run relies on, as ``(subject, reference)`` notes for the store."""
-    items = [(f"measure: {m.name}", METRICS.entry(m.name).meta.get("citation", ""))
-             for m in cfg.metrics]
-    if cfg.stimuli.source in BUNDLED:
-        items.append((f"stimuli: {cfg.stimuli.source}",
-                      BUNDLED.entry(cfg.stimuli.source).meta.get("citation", "")))
-    items += [(f"neural data: {n.source}", NEURAL.entry(n.source).meta.get("citation", ""))
-              for n in cfg.neural if n.source in NEURAL]
-    items += [(f"partition: {p.method}", PARTITION_METHODS[p.method].citation)
-              for p in cfg.partitions]
-    return [(s, c) for s, c in dict.fromkeys(items) if c]
-
-
-def _run_model(cfg, spec, stimuli, targets, cache, store, run_id, finished, device, summary,
-               bar, progress, on_job_done) -> None:
-    try:
-        adapter = load_model(spec.name, pretrained=spec.pretrained, weights=spec.weights,
-                             untrained=spec.untrained, seed=spec.seed, device=device,
-                             preprocess=spec.preprocess or None,
-                             **spec.kwargs)
-        bad_layers: dict[str, str] = {}
-        if spec.features == "activations":
-            layers, bad_layers = _check_layers(adapter, spec)
-        else:  # attention blocks or spatial layers (bench._map_features)
-            layers = map_layers(adapter, spec.features, spec.layers, spec.feature_options, stimuli)
-    except CortexAlignError as err:  # stored: the report lists it from the store
-        summary.failures.append({"job": spec.display, "error": str(err)})
-        store.add_notes(run_id, "failure", [(spec.display, str(err))])
-        return
-    _fail_bad_layers(cfg, spec, bad_layers, stimuli, store, run_id, summary)
-    jobs = [j for j in plan_model_jobs(cfg, spec, layers, stimuli.content_hash)
-            if spec.features != "activations" or not uses_maps(j.metric.name)]
-    summary.n_jobs += len(jobs)
-    summary.job_keys.update(j.key for j in jobs)
-    todo = [j for j in jobs if j.key not in finished]
-    summary.n_skipped += len(jobs) - len(todo)
-    if not todo:
-        return
-    needed = list(dict.fromkeys(j.layer for j in todo))
-    budget = cfg.max_feature_memory_gb
-    if spec.features == "activations" and budget is not None and \
-            _pooled_bytes(adapter, stimuli, needed, spec.pooling) > budget * 1e9:
-        keys = extract_to_cache(adapter, stimuli, needed, cache, pooling=spec.pooling,
-                                batch_size=cfg.batch_size, progress=progress)
-        values = {layer: CachedLayer(cache, keys[layer], layer, int(budget * 1e9))
-                  for layer in needed}
-    elif spec.features != "activations" and budget is not None and \
-            _map_bytes(adapter, stimuli, needed, spec) > budget * 1e9:
-        keys = extract_maps_to_cache(adapter, stimuli, needed, spec.features,
-                                     spec.feature_options, cache, batch_size=cfg.batch_size,
-                                     progress=progress)
-        values = {layer: CachedLayer(cache, keys[layer], layer, int(budget * 1e9), maps=True)
-                  for layer in needed}
-    elif spec.features == "activations":
-        feats = extract_features(adapter, stimuli, needed, pooling=spec.pooling,
-                                 batch_size=cfg.batch_size, cache=cache, progress=progress)
-        values = {layer: f.values for layer, f in feats.items()}
-    else:
-        values = extract_maps(adapter, stimuli, needed, spec.features, spec.feature_options,
-                              batch_size=cfg.batch_size, cache=cache, progress=progress)
-    task = bar.add_task(f"scoring {spec.display}", total=len(todo))
-    for k, job in enumerate(todo):
-        if k and todo[k - 1].layer != job.layer and isinstance(values[todo[k - 1].layer],
-                                                                 CachedLayer):
-            values[todo[k - 1].layer].release()  # jobs come layer by layer: free the last one's
-        store.start_job(job.key, run_id)  # a crash leaves it 'running' (cortexalign status)
-        _run_job(cfg, job, adapter, values[job.layer], targets, store, run_id, summary,
-                 stimuli=stimuli)
-        after_commit(store, partial(_report_done, bar, task, on_job_done, job))
-    if isinstance(store, BatchedWrites):  # the model's last batch: report it now
-        store.flush()
-
-
-def _report_done(bar, task, on_job_done: Callable[[ScoreJob], None] | None,
-                 job: ScoreJob) -> None:
-    """A job's writes are in the store: advance the progress bar and call the hook."""
-    bar.advance(task)
-    if on_job_done is not None:
-        on_job_done(job)
-
-
-def _pooled_bytes(adapter, stimuli: StimulusSet, layers: list[str], pooling: str) -> int:
-    """Bytes of the pooled float32 features of ``layers`` for every stimulus: s x the size of
-    one stimulus's pooled output, measured on the first image (one forward pass, not cached)."""
-    probe = stimuli.subset(stimuli.ids[:1], name=f"{stimuli.name}[probe]")
-    feats = extract_features(adapter, probe, layers, pooling=pooling, batch_size=1,
-                             progress=False)
-    return len(stimuli) * sum(f.values.nbytes for f in feats.values())
-
-
-def _map_bytes(adapter, stimuli: StimulusSet, layers: list[str], spec) -> int:
-    """Bytes of the float32 (s, gh, gw) maps of ``layers``: s x one stimulus's maps, measured
-    on the first image (one forward pass, not cached)."""
-    probe = stimuli.subset(stimuli.ids[:1], name=f"{stimuli.name}[probe]")
-    maps = extract_maps(adapter, probe, layers, spec.features, spec.feature_options,
-                        batch_size=1)
-    return len(stimuli) * sum(m.nbytes for m in maps.values())
-
-
-def _check_layers(adapter, spec) -> tuple[list[str], dict[str, str]]:
-    """The valid layers, and each bad one with its error: a bad layer fails its jobs only."""
-    if spec.layers == "all":
-        return adapter.layers(), {}
-    good, bad = [], {}
-    for layer in spec.layers:
-        try:
-            good += [x for x in adapter.check_layers([layer]) if x not in good]
-        except CortexAlignError as err:
-            bad[layer] = f"{type(err).__name__}: {err}"
-    return good, bad
-
-
-def _fail_bad_layers(cfg, spec, bad_layers, stimuli, store, run_id, summary) -> None:
-    """Record every job of a layer the model does not have as failed (the others go on)."""
-    for job in plan_model_jobs(cfg, spec, list(bad_layers), stimuli.content_hash):
-        if uses_maps(job.metric.name):
-            continue
-        summary.n_jobs += 1
-        summary.job_keys.add(job.key)
-        summary.failures.append({"job": job.label, "error": bad_layers[job.layer]})
-        store.fail_job(job.key, run_id, bad_layers[job.layer])
-
-
-def _run_job(cfg, job: ScoreJob, adapter, values, targets, store, run_id, summary, *,
-             stimuli: StimulusSet) -> None:
-    try:  # one row per group of the target, written together (bench._scoring)
-        records = score_job(job, adapter, values, targets[job.target.display], stimuli,
-                            n_bootstrap=cfg.n_bootstrap, seed=cfg.seed,
-                            n_permutations=cfg.n_permutations)
-        store.record_job(job.key, run_id, records)
-        summary.n_done += 1
-    except Exception as err:  # one job's failure must not stop the others
-        record_failure(store, run_id, summary, job.key, job.label, failure_message(err))

@@ -26,7 +26,7 @@ value, bootstrap over stimuli, ceilings, permutation p — up to summation order
 keys are the same. Every other metric needs the features themselves: a layer within the budget
 is read whole (``cache.get``); a larger one fails its job with the fix. Attention and conv maps
 (``features: attention``/``conv_map``) take the same path when they exceed the budget
-(``_map_features.extract_maps_to_cache``): ``rsa``/``cka_*`` stream the flattened (s, gh * gw)
+(``features.extract`` streams them): ``rsa``/``cka_*`` stream the flattened (s, gh * gw)
 rows (``_Rows2d``), and map metrics get the whole (s, gh, gw) maps from ``features_for``.
 """
 

@@ -12,7 +12,7 @@ patterns:                          # alignment pattern analysis (Höfling et al.
     assign: {VISp/Cux2: blocks.3}  # default (null): each region's best layer
     n_permutations: 1000
     n_bootstrap: 200
-discriminability:                  # how well each (target, rsa entry) separates the models
+discriminability:                  # how well each (target, metric entry) separates the models
   rules: [best, cv]
   n_bootstrap: 200
   alpha: 0.05
@@ -63,7 +63,7 @@ class PatternSpec(_Strict):
 
 
 class DiscriminabilitySpec(_Strict):
-    """How well each (target, rsa metric entry) separates the models
+    """How well each (target, metric entry) separates the models
     (``cortexalign.analyses.benchmark_discriminability``)."""
 
     rules: list[Literal["best", "cv"]] = Field(default_factory=lambda: ["best", "cv"],
@@ -74,3 +74,8 @@ class DiscriminabilitySpec(_Strict):
     n_folds: int = Field(5, ge=2, description="Stimulus folds of the cross-validated choice.")
     alpha: float = Field(0.05, gt=0, lt=1, description="Level of the pairwise tests after FDR.")
     bootstrap_subjects: bool = Field(True, description="Resample subjects too (>= 3 subjects).")
+    generic_n_bootstrap: int = Field(50, ge=2, description="Resamples of a measure without an "
+                                     "exact resampled form (one metric call per layer and "
+                                     "resample): at most this many.")
+    max_seconds: float = Field(600.0, gt=0, description="A generic resampling estimated (from "
+                               "its full-data calls) to take longer is skipped with the reason.")

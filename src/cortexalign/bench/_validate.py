@@ -4,7 +4,7 @@
 model (its name, constructor options and layers, on the architecture built on PyTorch's meta
 device: no weights, no download), pooling, weights file, metric and its options, the stimuli and
 each neural target (paths, and that their stimulus ids match), the metrics against the targets,
-the folds against the stimulus count, and the partitions — and reports every problem at once in
+the folds against the stimulus count, the partitions and the model cards' COCO set — and reports every problem at once in
 one :class:`~cortexalign.bench.ConfigError`. ``cortexalign run`` and ``cortexalign config
 check`` use it; a run creates its output directory only after it passes.
 """
@@ -196,5 +196,9 @@ def validate_request(config: ExperimentConfig, source: str = "config") -> tuple[
         k = max([getattr(g.data, "n_rdms", 1) for groups in targets.values() for g in groups],
                 default=1)
         _try(problems, "", lambda: check_resample_counts(config, len(stimuli), k))
+    if config.segmentation is not None:  # the COCO set of the model cards
+        from cortexalign.bench._cards import check_segmentation
+
+        _try(problems, "segmentation", lambda: check_segmentation(config))
     problems.raise_if_any(source, CONFIG_HELP)
     return stimuli, targets

@@ -18,7 +18,7 @@ from typing import Any
 __all__ = ["app", "main", "COMMAND_MODULES"]
 
 #: Command modules, in the order ``cortexalign --help`` lists their commands.
-COMMAND_MODULES = ("run", "config", "catalog", "extract", "compare", "results", "sae", "spiking",
+COMMAND_MODULES = ("run", "config", "catalog", "miou", "extract", "compare", "results", "sae", "spiking",
                    "study", "train_aligned", "fetch", "doctor")
 
 

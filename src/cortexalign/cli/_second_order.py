@@ -9,12 +9,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["show_discriminability"]
+__all__ = ["show_discriminability", "show_layer_table"]
 
 
 def show_discriminability(console: Console, out: Path, *, n_bootstrap: int, alpha: float,
                           rules: list[str], target: str | None, device: str) -> None:
-    """Compute, store and print the discriminability of every (target, rsa entry, rule)."""
+    """Compute, store and print the discriminability of every (target, metric entry, rule)."""
     from cortexalign.bench import DiscriminabilitySpec, grid_discriminability
 
     t0 = time.perf_counter()
@@ -46,3 +46,27 @@ def show_discriminability(console: Console, out: Path, *, n_bootstrap: int, alph
         console.print(table)
     console.print(f"stored in {out} (table second_order; `cortexalign report {out}` shows it); "
                   f"{time.perf_counter() - t0:.1f} s", markup=False, highlight=False, soft_wrap=True)
+
+
+def show_layer_table(console: Console, out: Path, *, rule: str, n_folds: int,
+                     target: str | None, metric: str | None, device: str) -> None:
+    """Compute, write and print the best-layer table under ``rule`` (``bench.grid_best_layers``),
+    its title stating the rule."""
+    from cortexalign.bench import grid_best_layers
+
+    t0 = time.perf_counter()
+    frame = grid_best_layers(out, rule=rule, n_folds=n_folds, target=target, metric=metric,
+                             device=device)
+    how = (f"cross-validated: chosen on the other {n_folds - 1} of {n_folds} stimulus folds, "
+           "scored on the held-out fold, mean over folds" if rule == "cv" else
+           "best on the same data it is scored on (optimistic)")
+    table = Table("model", "target", "metric", "layer(s)", "score", "note",
+                  title=f"Best-layer table, layer rule: {rule} ({how})")
+    for r in frame.to_dict("records"):
+        table.add_row(r["model"], r["target"], r["metric"], r["layer"] or "-",
+                      "-" if r["skipped"] else f"{r['value']:.3f}",
+                      f"skipped: {r['skipped']}" if r["skipped"] else "")
+    console.print(table)
+    console.print(f"wrote best_layers_{rule}.csv beside the results of {out}; "
+                  f"{time.perf_counter() - t0:.1f} s", markup=False, highlight=False,
+                  soft_wrap=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from cortexalign.cli._app import app, console, fail, parse_kwargs
@@ -144,7 +145,7 @@ def profile(
                              untrained=untrained and weights is None, **kwargs)
     except CortexAlignError as err:
         fail(err)
-    table = Table(title=f"{card.model_id} on {card.device}")
+    table = Table(title=escape(f"{card.model_id} on {card.device}"))  # model ids hold [k=v]
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row("parameters", f"{card.params / 1e6:,.2f} M")
@@ -153,8 +154,9 @@ def profile(
     table.add_row("peak memory", f"{card.peak_mem_mb:,.1f} MB")
     console.print(table)
     if out is not None:
+        from cortexalign.bench import store_card
         from cortexalign.results import RESULTS_FILE, ModelCard, ResultsStore
 
-        out.mkdir(parents=True, exist_ok=True)
-        ResultsStore(out / RESULTS_FILE).put_model_card(ModelCard.from_profile(card))
+        out.mkdir(parents=True, exist_ok=True)  # kept together with a `miou --out` card
+        store_card(ResultsStore(out / RESULTS_FILE), ModelCard.from_profile(card))
         console.print(f"stored in {out / RESULTS_FILE} (model_cards)")

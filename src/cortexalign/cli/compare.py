@@ -3,7 +3,7 @@ of itself), by CKA or RSA, saved as a NetCDF / CSV matrix or a PNG heatmap.
 
 :func:`compare_layers_to_file` does the work and is importable; :func:`compare_layers` is the
 typer command. Features come from the same extraction and feature cache as
-``cortexalign extract`` (``extract_features``, ``FeatureCache``); the similarity matrix from
+``cortexalign extract`` (``features.extract``, ``FeatureCache``); the similarity matrix from
 ``metrics.layer_similarity``. Everything a caller can get wrong (output name, metric and its
 options, pooling, layer names) is checked before any extraction, and the output is written
 atomically: a temporary file in the destination folder, renamed (or hard-linked, without
@@ -93,7 +93,7 @@ def _check_out(out: str | os.PathLike[str], overwrite: bool) -> Path:
 
 def _check_request(layers: Sequence[str] | None, layers_b: Sequence[str] | None,
                    all_layers: bool, model_b: str | None, pooling: str, precision: str,
-                   batch_size: int) -> None:
+                   batch_size: int | None) -> None:
     from cortexalign.features import POOLINGS, PRECISIONS
 
     if pooling not in POOLINGS:
@@ -103,8 +103,10 @@ def _check_request(layers: Sequence[str] | None, layers_b: Sequence[str] | None,
                          "grid4, flatten)", "'none'", "pass --pooling mean (or flatten)")
     if precision not in PRECISIONS:
         raise UnknownNameError("precision", str(precision), PRECISIONS)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError("batch_size", "a positive integer", repr(batch_size), "pass e.g. 32")
+    if batch_size is not None and (isinstance(batch_size, bool)
+                                   or not isinstance(batch_size, int) or batch_size < 1):
+        raise InputError("batch_size", "a positive integer, or None (chosen from free memory)",
+                         repr(batch_size), "pass e.g. 32")
     if all_layers and (layers or layers_b):
         raise InputError("layers", "either layer names or all_layers, not both",
                          f"{list(layers or layers_b)[:3]} and all_layers=True",
@@ -149,7 +151,8 @@ def compare_layers_to_file(model_a: str, stimuli: str | os.PathLike[str],
                            layers: Sequence[str] | None = None,
                            layers_b: Sequence[str] | None = None, all_layers: bool = False,
                            metric: str = "cka_linear", options: Mapping[str, Any] | None = None,
-                           pooling: str = "mean", untrained: bool = False, batch_size: int = 32,
+                           pooling: str = "mean", untrained: bool = False,
+                           batch_size: int | None = None,
                            device: str = "auto", precision: str = "auto",
                            cache: str | os.PathLike[str] | None = None, overwrite: bool = False,
                            progress: bool = True, model_kwargs: Mapping[str, Any] | None = None,
@@ -188,7 +191,7 @@ def compare_layers_to_file(model_a: str, stimuli: str | os.PathLike[str],
     from cortexalign.cli.extract_file import check_model_request
     from cortexalign.device import resolve_device
     from cortexalign.errors import Problems
-    from cortexalign.features import FeatureCache, extract_features
+    from cortexalign.features import FeatureCache, extract
     from cortexalign.metrics import check_bootstrap, check_layer_metric, layer_similarity
     from cortexalign.stimuli import load_stimuli
 
@@ -207,15 +210,16 @@ def compare_layers_to_file(model_a: str, stimuli: str | os.PathLike[str],
     stim = problems.check("", lambda: load_stimuli(stimuli))
     problems.raise_if_any("compare-layers")
     store = FeatureCache(cache) if cache is not None else None
-    common = {"pooling": pooling, "batch_size": batch_size, "precision": precision,
-              "cache": store, "progress": progress}
+    common = {"batch_size": batch_size, "precision": precision, "cache": store,
+              "progress": progress}
     load = {"untrained": untrained, "device": dev}
     # both models and their layer names are checked before either runs a forward pass
     models = [_load(model_a, layers, all_layers, {**load, **dict(model_kwargs or {})})]
     if model_b is not None:
         models.append(_load(model_b, layers_b or layers, all_layers,
                             {**load, **dict(model_kwargs_b or {})}))
-    feats = [extract_features(adapter, stim, names, **common) for adapter, names in models]
+    feats = [extract(adapter, stim, names, "activations", {"pooling": pooling}, **common)
+             for adapter, names in models]
     id_a, feats_a = models[0][0].model_id, feats[0]
     id_b, feats_b = (id_a, None) if model_b is None else (models[1][0].model_id, feats[1])
     da = layer_similarity({k: f.values for k, f in feats_a.items()},
@@ -273,7 +277,9 @@ def compare_layers(
                      "KEY=VALUE (YAML value), repeatable.")] = None,
     kwarg_b: Annotated[list[str] | None, typer.Option("--kwarg-b", help="MODEL_B constructor "
                        "option KEY=VALUE, repeatable.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Images per forward pass (default: chosen from free GPU memory, 32 on the CPU; "
+        "halved on out-of-memory either way).")] = None,
     device: Annotated[str, typer.Option(help="'auto', 'cpu' or 'cuda:N'.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
     cache: Annotated[Path | None, typer.Option(help="Feature-cache folder (shared with "

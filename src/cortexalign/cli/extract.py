@@ -37,7 +37,9 @@ def extract(
                                             "0): the untrained control. Off by default (unlike "
                                             "`layers` and `profile`): features depend on the "
                                             "weights.")] = False,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Images per forward pass (default: chosen from free GPU memory, 32 on the CPU; "
+        "halved on out-of-memory either way).")] = None,
     device: Annotated[str, typer.Option(help="'auto', 'cpu' or 'cuda:N'.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto (bf16 on CUDA, fp32 elsewhere), fp32 or "
                                            "bf16.")] = "auto",

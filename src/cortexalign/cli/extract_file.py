@@ -20,15 +20,15 @@ from cortexalign.features import (
     POOLINGS,
     PRECISIONS,
     FeatureCache,
-    Features,
     check_destination,
-    extract_features,
+    extract,
     save_features,
 )
 
 __all__ = ["extract_to_file", "ExtractSummary", "FEATURE_KINDS", "check_model_request"]
 
-#: ``activations`` (pooled, ``extract_features``) or a map kind of ``bench.MAP_FEATURES``.
+#: ``activations`` (pooled; a spiking model's time-averaged) or a map kind of
+#: ``features.FEATURE_KINDS``: the values of ``--features``.
 FEATURE_KINDS = ("activations", "attention", "conv_map")
 
 
@@ -57,11 +57,13 @@ class ExtractSummary:
 
 
 def _check_request(model: str, layers: Sequence[str] | None, all_layers: bool, kind: str,
-                   pooling: str | None, precision: str, batch_size: int) -> None:
+                   pooling: str | None, precision: str, batch_size: int | None) -> None:
     if kind not in FEATURE_KINDS:
         raise UnknownNameError("features", kind, FEATURE_KINDS)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError("batch_size", "a positive integer", repr(batch_size), "pass e.g. 32")
+    if batch_size is not None and (isinstance(batch_size, bool)
+                                   or not isinstance(batch_size, int) or batch_size < 1):
+        raise InputError("batch_size", "a positive integer, or None (chosen from free memory)",
+                         repr(batch_size), "pass e.g. 32")
     if layers and all_layers:
         raise InputError("layers", "either layer names or all_layers, not both",
                          f"{list(layers)[:3]} and all_layers=True",
@@ -124,7 +126,8 @@ def extract_to_file(model: str, stimuli: str | os.PathLike[str], out: str | os.P
                     layers: Sequence[str] | None = None, all_layers: bool = False,
                     pooling: str | None = None, features: str = "activations",
                     weights: str | os.PathLike[str] | None = None, untrained: bool = False,
-                    batch_size: int = 32, device: str = "auto", precision: str = "auto",
+                    batch_size: int | None = None, device: str = "auto",
+                    precision: str = "auto",
                     cache: str | os.PathLike[str] | None = None, overwrite: bool = False,
                     progress: bool = True, model_kwargs: Mapping[str, Any] | None = None,
                     map_options: Mapping[str, Any] | None = None) -> ExtractSummary:
@@ -141,7 +144,7 @@ def extract_to_file(model: str, stimuli: str | os.PathLike[str], out: str | os.P
     features : ``activations`` (pooled, (s, d) per layer), ``attention`` (attention each patch
         receives, (s, gh, gw) per block) or ``conv_map`` (mean |activation| over channels,
         (s, gh, gw) per spatial layer).
-    map_options : options of the map kind (``bench.MAP_FEATURES``: attention ``reduction``
+    map_options : options of the map kind (``features.FEATURE_KINDS``: attention ``reduction``
         received / cls / rollout; conv_map ``kind`` mean_abs / topk and ``k``); its defaults
         otherwise. Checked before the model loads.
     weights, untrained, device, model_kwargs : passed to ``load_model``.
@@ -160,6 +163,7 @@ def extract_to_file(model: str, stimuli: str | os.PathLike[str], out: str | os.P
     ``overwrite``, no or unknown layers, or an unknown feature kind or pooling; raised before
     extraction, and nothing is written.
     """
+    from cortexalign.features import kind_layers
     from cortexalign.models import load_model
     from cortexalign.stimuli import load_stimuli
 
@@ -183,12 +187,11 @@ def extract_to_file(model: str, stimuli: str | os.PathLike[str], out: str | os.P
     store = FeatureCache(cache) if cache is not None else None
     if features == "activations":
         names = _activation_layers(adapter, layers, all_layers)
-        feats = extract_features(adapter, stim, names, pooling=pooling or "mean",
-                                 batch_size=batch_size, cache=store, progress=progress,
-                                 precision=precision)
+        opts = {"pooling": pooling or "mean"}
     else:
-        feats = _extract_map_features(adapter, stim, layers, all_layers, features, opts,
-                                      batch_size, store, progress)
+        names = kind_layers(adapter, features, "all" if all_layers else list(layers), opts, stim)
+    feats = extract(adapter, stim, names, features, opts, batch_size=batch_size, cache=store,
+                    progress=progress, precision=precision)
     provenance = {"features": features, "stimuli": str(stimuli), "stimulus_set": stim.name,
                   "stimuli_hash": stim.content_hash, "weights_digest": adapter.weights_digest,
                   "weights": "untrained" if untrained else str(weights or "default"),
@@ -203,7 +206,7 @@ def extract_to_file(model: str, stimuli: str | os.PathLike[str], out: str | os.P
 
 def _map_opts(features: str, options: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The completed, validated map options (None for activations, which take none)."""
-    from cortexalign.features import map_options
+    from cortexalign.features import kind_options
 
     if features == "activations":
         if options:
@@ -211,16 +214,4 @@ def _map_opts(features: str, options: Mapping[str, Any] | None) -> dict[str, Any
                              repr(dict(options)), "drop --map-option, or pass --features "
                              "attention / conv_map")
         return None
-    return map_options(features, dict(options or {}))
-
-
-def _extract_map_features(adapter: Any, stim: Any, layers: Sequence[str] | None,
-                          all_layers: bool, kind: str, opts: dict[str, Any], batch_size: int,
-                          store: FeatureCache | None, progress: bool) -> dict[str, Features]:
-    """Maps through ``bench.extract_map_features``: Features whose pooling names the map and
-    whose ``from_cache`` says which layers the cache served."""
-    from cortexalign.features import extract_map_features, map_layers
-
-    names = map_layers(adapter, kind, "all" if all_layers else list(layers), opts, stim)
-    return extract_map_features(adapter, stim, names, kind, opts, batch_size=batch_size,
-                                cache=store, progress=progress)
+    return kind_options(features, options)

@@ -54,7 +54,7 @@ def results(
                                              "scores.")] = False,
     discriminability: Annotated[bool, typer.Option(
         "--discriminability", help="How well the benchmark separates the models: for each "
-        "(target, rsa entry) and layer rule, P(one model ranks above another) under paired "
+        "(target, metric entry) and layer rule, P(one model ranks above another) under paired "
         "resampling of stimuli (and subjects), pairs separated after FDR, rank intervals, the "
         "number of models told apart. Reads the run's feature cache; stores the result for the "
         "report. Run it from the directory the run was started in: relative paths in the "
@@ -63,6 +63,13 @@ def results(
     alpha: Annotated[float, typer.Option(help="FDR level for --discriminability.")] = 0.05,
     rule: Annotated[list[str] | None, typer.Option(help="Layer rule(s) for --discriminability: "
                                                    "best, cv (default both).")] = None,
+    layer_rule: Annotated[str | None, typer.Option(
+        "--layer-rule", help="Recompute the best-layer table from the run's feature cache under "
+        "this layer rule: cv (each model's layer chosen on the other stimulus folds and scored "
+        "on the held-out fold: not optimistic) or best (chosen on the same data). Any measure; "
+        "--target and --metric narrow it. Writes best_layers_<rule>.csv beside the "
+        "results.")] = None,
+    n_folds: Annotated[int, typer.Option(help="Stimulus folds for --layer-rule cv.")] = 5,
 ) -> None:
     """Show (or export) the scores stored in a results directory.
 
@@ -70,6 +77,16 @@ def results(
     ceiling (one RDM)"), and which ceilings (marked *) are published ones. 'normalized' is the
     score as a fraction of the lower bound of the ceiling, as in the report.
     """
+    if layer_rule is not None:
+        from cortexalign.cli._second_order import show_layer_table
+        from cortexalign.errors import CortexAlignError
+
+        try:
+            show_layer_table(console, out, rule=layer_rule, n_folds=n_folds, target=target,
+                             metric=metric, device="cpu")
+        except (CortexAlignError, ValueError) as err:
+            fail(err)
+        return
     if discriminability:
         from cortexalign.cli._second_order import show_discriminability
         from cortexalign.errors import CortexAlignError

@@ -41,18 +41,30 @@ def _outputs(summary) -> dict:
 def run(
     config: Annotated[Path, typer.Argument(help="Experiment YAML: stimuli, models, neural, "
                                                 "metrics (see configs/ for examples).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Results directory: results.duckdb, "
-                                                          "figure.png, report.html, cache/.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Results directory: "
+                                             "results.duckdb, figure.png, report.html, cache/. "
+                                             "Required unless --estimate.")] = None,
     update: Annotated[bool, typer.Option(help="Allow a changed config in an existing results "
                                               "directory; only new jobs run.")] = False,
+    estimate: Annotated[bool, typer.Option(
+        "--estimate", help="Print the predicted time and peak memory of the config (per model "
+        "and in all) from the shipped scaling fits, and run nothing: sizes come from the data "
+        "and the architectures (no weights are loaded). An order of magnitude, measured on a "
+        "CPU.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Run an experiment. Finished jobs are skipped, so a killed run resumes where it stopped."""
-    from cortexalign.errors import CortexAlignError
+    from cortexalign.errors import CortexAlignError, InputError
     from cortexalign.fetch import prefetch_config_file
 
     try:  # catalogue sources (source: allen-ophys) first: offline, this fails before torch loads
+        if out is None and not estimate:
+            raise InputError("--out", "a results directory", "none", "pass --out DIR (or "
+                             "--estimate to print the predicted cost without running)")
         prefetch_config_file(config, None if quiet else err_console)
+        if estimate:
+            _print_estimate(config)
+            return
         from cortexalign.bench import run_experiment
 
         summary = run_experiment(config, out, progress=not quiet, allow_config_change=update,
@@ -62,6 +74,21 @@ def run(
     _print_run(summary)
     if not summary.ok:
         raise typer.Exit(1)
+
+
+def _print_estimate(config: Path) -> None:
+    from cortexalign.bench import estimate_config, estimate_table, load_config
+
+    est = estimate_config(load_config(config), str(config))
+    console.print(estimate_table(est))
+    console.print(f"[bold]about {_duration(est.seconds)}[/] and "
+                  f"{est.peak_bytes / 1e9:.2f} GB of peak memory above the process's own, "
+                  "run one model after the other on this kind of machine.")
+
+
+def _duration(seconds: float) -> str:
+    return (f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+            if seconds < 7200 else f"{seconds / 3600:.1f} h")
 
 
 @app.command()

@@ -1,6 +1,14 @@
-"""Features: batched extraction with pooling, and the content-addressed zarr feature cache."""
+"""Features: one extraction path for every feature kind, and the content-addressed zarr cache.
 
+``extract`` runs a kind of ``FEATURE_KINDS`` (pooled activations, a spiking model's time-averaged
+outputs, attention or conv maps) through the one batch loop; ``plan_extraction`` decides from a
+memory budget whether the values are held in memory or streamed into the ``FeatureCache``.
+``extract_features`` is ``extract`` for pooled activations.
+"""
+
+from cortexalign.features._batching import CPU_BATCH_SIZE, BatchShrink
 from cortexalign.features._cache import EXTRACTION_VERSION, CacheSummary, FeatureCache, feature_key
+from cortexalign.features._cache_remote import RemoteFeatureCache  # registers URL roots
 from cortexalign.features._cache_view import CachedArray, CacheIntegrityError
 from cortexalign.features._cache_writer import ARRAY_NAME, META_FILE, CacheWriter, sha256_of
 from cortexalign.features._export import (
@@ -14,28 +22,27 @@ from cortexalign.features._export import (
 from cortexalign.features._extract import (
     DTYPES,
     PRECISIONS,
+    ExtractionPlan,
     Features,
+    extract,
     extract_features,
-    extract_to_cache,
     feature_keys,
+    plan_extraction,
 )
-from cortexalign.features._maps import (
-    MAP_FEATURES,
-    MapFeature,
-    extract_map_features,
-    extract_maps,
-    extract_maps_to_cache,
-    map_entries,
-    map_layers,
-    map_options,
+from cortexalign.features._kinds import (
+    FEATURE_KINDS,
+    FeatureKind,
+    kind_layers,
+    kind_options,
+    resolve_kind,
 )
 from cortexalign.features._pooling import POOLINGS, pool
 
-__all__ = ["extract_features", "Features", "feature_keys", "POOLINGS", "pool", "PRECISIONS",
-           "DTYPES", "FeatureCache", "CacheSummary", "feature_key", "EXTRACTION_VERSION"]
-__all__ += ["CachedArray", "CacheIntegrityError", "CacheWriter", "extract_to_cache"]
+__all__ = ["extract", "extract_features", "Features", "feature_keys", "plan_extraction",
+           "ExtractionPlan", "POOLINGS", "pool", "PRECISIONS", "DTYPES", "FeatureCache",
+           "CacheSummary", "feature_key", "EXTRACTION_VERSION"]
+__all__ += ["FEATURE_KINDS", "FeatureKind", "kind_layers", "kind_options", "resolve_kind"]
+__all__ += ["CachedArray", "CacheIntegrityError", "CacheWriter", "RemoteFeatureCache"]
 __all__ += ["save_features", "load_features", "FEATURE_FORMATS", "check_destination", "check_new_file",
             "link_new"]
-__all__ += ["MAP_FEATURES", "MapFeature", "map_layers", "map_entries", "extract_maps",
-            "extract_map_features", "extract_maps_to_cache", "map_options"]
-__all__ += ["ARRAY_NAME", "META_FILE", "sha256_of"]
+__all__ += ["ARRAY_NAME", "META_FILE", "sha256_of", "BatchShrink", "CPU_BATCH_SIZE"]

@@ -134,19 +134,47 @@ class CacheSummary:
                 + (f" ({self.n_partial} partial writes pending cleanup)" if self.n_partial else ""))
 
 
+#: The ``FeatureCache`` subclass of URL roots, registered by ``features._cache_remote`` when the
+#: package is imported (so this module does not import it).
+URL_CACHES: dict[str, type] = {}
+
+
+def is_url(root: Any) -> bool:
+    """Whether a cache root names an fsspec URL (``s3://``, ``gs://``, ``memory://``...) rather
+    than a local folder (a path, or a ``file://`` URL)."""
+    text = str(root)
+    return "://" in text and not text.startswith("file://")
+
+
 class FeatureCache:
-    """Content-addressed feature arrays on disk.
+    """Content-addressed feature arrays on disk, or at any fsspec URL.
 
     Parameters
     ----------
-    root : directory of the cache (created if absent). Several processes may share it: writes are
-        atomic renames, and two writers of the same key produce identical entries (first wins).
+    root : directory of the cache (created if absent), or an fsspec URL (``s3://bucket/cache``,
+        ``gs://...``): the same entries, checksums and guarantees on an object store
+        (``features._cache_remote``; needs the store's fsspec package, e.g. ``s3fs``). Several
+        processes may share it: writes are atomic renames (on an object store: a manifest
+        written last), and two writers of the same key produce identical entries (first wins).
     stale_after_s : a temp directory whose writer cannot be checked (other host) is removed once it
         is this old; one whose writer process is gone on this host is removed at once.
+    storage_options : passed to fsspec for a URL root (endpoint, credentials; the environment's
+        are used otherwise); must be empty for a local root.
     """
 
-    def __init__(self, root: str | os.PathLike[str], stale_after_s: float = 24 * 3600):
-        self.root = Path(root)
+    def __new__(cls, root: Any = None, *args: Any, **kwargs: Any) -> FeatureCache:
+        if cls is FeatureCache and is_url(root):  # an object store: same API, other layout
+            return super().__new__(URL_CACHES["fsspec"])
+        return super().__new__(cls)
+
+    def __init__(self, root: str | os.PathLike[str], stale_after_s: float = 24 * 3600,
+                 storage_options: dict[str, Any] | None = None):
+        if storage_options:
+            raise InputError("storage_options", "none for a local cache folder",
+                             f"{sorted(storage_options)} with root {str(root)!r}",
+                             "pass an fsspec URL (s3://bucket/cache), or drop storage_options")
+        text = str(root)
+        self.root = Path(text[len("file://"):] if text.startswith("file://") else root)
         if self.root.exists() and not self.root.is_dir():
             raise InputError("root", "a directory for the feature cache", f"the file {str(root)!r}",
                              "point the cache at a directory (it is created when missing)")
@@ -156,6 +184,27 @@ class FeatureCache:
 
     def __repr__(self) -> str:
         return f"FeatureCache({str(self.root)!r})"
+
+    @property
+    def url(self) -> str:
+        """Where another process (a Ray worker) opens the same cache: the absolute folder, or
+        the URL."""
+        return str(self.root.resolve())
+
+    # -- where entries are (overridden by features._cache_remote) -------------------------------
+    def _is_entry(self, entry: Any) -> bool:
+        """Whether an entry (complete or not) sits at ``entry``: read it, or discard it."""
+        return entry.is_dir()
+
+    def _read_meta(self, entry: Any) -> dict[str, Any]:
+        return json.loads((entry / META_FILE).read_text())
+
+    def _array(self, entry: Any, meta: dict[str, Any]) -> Any:
+        return zarr.open_array(entry / ARRAY_NAME, mode="r")
+
+    @staticmethod
+    def _name(entry: Any) -> str:
+        return entry.name
 
     def path(self, key: str) -> Path:
         """The directory of entry ``key`` (it may not exist)."""
@@ -230,9 +279,9 @@ class FeatureCache:
     def _read_meta_checked(self, entry: Path) -> dict[str, Any] | None:
         """Metadata of a structurally complete entry (metadata and array agree), else None."""
         try:
-            meta = json.loads((entry / META_FILE).read_text())
-            arr = zarr.open_array(entry / ARRAY_NAME, mode="r")
-            ok = (meta.get("key") == entry.name and list(arr.shape) == meta["shape"]
+            meta = self._read_meta(entry)
+            arr = self._array(entry, meta)
+            ok = (meta.get("key") == self._name(entry) and list(arr.shape) == meta["shape"]
                   and str(arr.dtype) == meta["dtype"] and meta.get("cache_format") == CACHE_FORMAT)
         except (OSError, ValueError, KeyError, TypeError, zarr.errors.BaseZarrError):
             return None
@@ -241,7 +290,7 @@ class FeatureCache:
     def contains(self, key: str) -> bool:
         """Whether a structurally complete entry exists (values are verified by :meth:`get`)."""
         dest = self.path(key)
-        return dest.is_dir() and self._read_meta_checked(dest) is not None
+        return self._is_entry(dest) and self._read_meta_checked(dest) is not None
 
     __contains__ = contains
 
@@ -253,13 +302,13 @@ class FeatureCache:
         with a warning and reported as a miss, so the caller recomputes it.
         """
         dest = self.path(key)
-        if not dest.is_dir():
+        if not self._is_entry(dest):
             return None
         meta = self._read_meta_checked(dest)
         values = None
         if meta is not None:
             try:
-                values = np.asarray(zarr.open_array(dest / ARRAY_NAME, mode="r")[...])
+                values = np.asarray(self._array(dest, meta)[...])
             except Exception:  # a damaged chunk can fail in any codec: treat as corrupt
                 values = None
             if values is not None and verify and sha256_of(values) != meta.get("sha256"):
@@ -282,12 +331,13 @@ class FeatureCache:
         identity, as git's index; see ``_cache_view``).
         """
         dest = self.path(key)
-        meta = self._read_meta_checked(dest) if dest.is_dir() else None
+        exists = self._is_entry(dest)
+        meta = self._read_meta_checked(dest) if exists else None
         if meta is None:
-            if dest.is_dir():
+            if exists:
                 self._warn_discard(key, dest)
             return None
-        arr = zarr.open_array(dest / ARRAY_NAME, mode="r")
+        arr = self._array(dest, meta)
 
         def corrupt(what: str) -> None:
             self._warn_discard(key, dest)
@@ -313,7 +363,7 @@ class FeatureCache:
     def metadata(self, key: str) -> dict[str, Any] | None:
         """The metadata of a complete entry without reading the values."""
         dest = self.path(key)
-        return self._read_meta_checked(dest) if dest.is_dir() else None
+        return self._read_meta_checked(dest) if self._is_entry(dest) else None
 
     def keys(self) -> list[str]:
         """Keys of the structurally complete entries, sorted."""

@@ -89,6 +89,9 @@ class CacheWriter:
     metadata : JSON-serialisable description (checked here, before anything is written).
     chunk_rows : rows per stored chunk; tmp : the temporary directory to create;
     publish : ``publish(tmp)`` fsyncs a complete temporary entry and renames it into place.
+    location : how to reach ``tmp`` when it is not a local directory (an object store,
+        ``features._cache_remote``): ``open_group(tmp)``, ``write_text(tmp, name, text)`` and
+        ``remove(tmp)``; None: the local filesystem.
 
     Attributes
     ----------
@@ -96,8 +99,8 @@ class CacheWriter:
     """
 
     def __init__(self, key: str, shape: tuple[int, ...], dtype: np.dtype,
-                 metadata: dict[str, Any] | None, chunk_rows: int, tmp: Path,
-                 publish: Callable[[Path], None]):
+                 metadata: dict[str, Any] | None, chunk_rows: int, tmp: Any,
+                 publish: Callable[[Any], None], location: Any = None):
         self.key, self.shape, self.dtype = key, tuple(shape), np.dtype(dtype)
         self.chunk_rows = int(chunk_rows)
         self._meta = dict(metadata or {})
@@ -107,6 +110,7 @@ class CacheWriter:
             raise InputError("metadata", "JSON-serialisable values", str(exc),
                              "convert arrays to lists and paths to strings") from None
         self._tmp, self._publish = tmp, publish
+        self._location = location if location is not None else _LocalLocation()
         self._arr: Any = None
         self._buf: np.ndarray | None = None  # rows of the chunk being filled
         self._buf_rows = 0
@@ -125,7 +129,7 @@ class CacheWriter:
             raise InputError("writer", "a fresh writer (each writes one entry, once)",
                              f"a writer that is {self._state}", "call cache.writer(...) again")
         try:
-            group = zarr.open_group(self._tmp, mode="w-")
+            group = self._location.open_group(self._tmp)
             self._arr = group.create_array(ARRAY_NAME, shape=self.shape, dtype=self.dtype,
                                            chunks=(self.chunk_rows, *self.shape[1:]))
         except BaseException:
@@ -218,10 +222,26 @@ class CacheWriter:
                     chunk_sha256=self._digests, cortexalign_version=__version__,
                     created=datetime.now(UTC).isoformat(), cache_format=CACHE_FORMAT)
         # written last: its presence marks completion; publish fsyncs, then renames into place
-        (self._tmp / META_FILE).write_text(json.dumps(meta, sort_keys=True, indent=1))
+        self._location.write_text(self._tmp, META_FILE, json.dumps(meta, sort_keys=True, indent=1))
         self._publish(self._tmp)
 
     def _discard(self) -> None:
         self._state = "discarded"
         self._buf = None
-        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._location.remove(self._tmp)
+
+
+class _LocalLocation:
+    """A temporary entry that is a local directory (``FeatureCache`` on a filesystem)."""
+
+    @staticmethod
+    def open_group(tmp: Path) -> Any:
+        return zarr.open_group(tmp, mode="w-")
+
+    @staticmethod
+    def write_text(tmp: Path, name: str, text: str) -> None:
+        (tmp / name).write_text(text)
+
+    @staticmethod
+    def remove(tmp: Path) -> None:
+        shutil.rmtree(tmp, ignore_errors=True)

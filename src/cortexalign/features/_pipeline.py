@@ -29,8 +29,10 @@ LOAD_WORKERS, PREFETCH = 4, 2
 
 
 def iter_batches(stimuli: StimulusSet, batch_size: int, prepare: Callable[[list[np.ndarray]], Any],
-                 workers: int = LOAD_WORKERS, prefetch: int = PREFETCH) -> Iterator[Any]:
-    """``prepare(images)`` of each batch of ``batch_size`` consecutive stimuli, in order.
+                 workers: int = LOAD_WORKERS, prefetch: int = PREFETCH,
+                 first: int = 0) -> Iterator[Any]:
+    """``prepare(images)`` of each batch of ``batch_size`` consecutive stimuli from stimulus
+    ``first`` on (0: all of them), in order.
 
     ``workers`` threads decode images (``stimuli.image``) and one more runs ``prepare`` on each
     completed batch, keeping up to ``prefetch`` batches in flight ahead of the consumer. An error
@@ -38,7 +40,7 @@ def iter_batches(stimuli: StimulusSet, batch_size: int, prepare: Callable[[list[
     when the consumer stops early.
     """
     n = len(stimuli)
-    starts = list(range(0, n, batch_size))
+    starts = list(range(first, n, batch_size))
     images_pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="cortexalign-decode")
     batch_pool = ThreadPoolExecutor(1, thread_name_prefix="cortexalign-prepare")
 

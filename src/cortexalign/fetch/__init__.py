@@ -10,8 +10,8 @@ download fails at once with the command that would fetch it.
 
 Entries: ``allen-ophys``, ``allen-ecephys``, ``allen-natural-scenes``, ``nsd`` (data);
 ``sam-vit-b/l/h``, ``sam2-hiera-t/s/b-plus/l``, ``mobile-sam``, ``efficient-sam-vit-t/s``,
-``edge-sam``, ``clip-vit-b16``, ``open-clip-vit-b16`` (weights); ``timm:<name>`` (timm weights in
-the Hugging Face cache). A config names an entry as a source (``source: allen-ophys``) and a run
+``edge-sam``, ``edge-sam-3x``, ``clip-vit-b16``, ``open-clip-vit-b16`` (weights);
+``timm:<name>`` (timm weights in the Hugging Face cache). A config names an entry as a source (``source: allen-ophys``) and a run
 fetches what is missing first (``fetch_config_sources``; importing ``cortexalign.fetch.sources``
 registers the entries as datasets).
 

@@ -9,7 +9,7 @@ sam2-hiera-t/s/b+/l      dl.fbaipublicfiles.com/segment_anything_2/072824/  size
 mobile-sam               github.com/ChaoningZhang/MobileSAM weights/        git blob id
 efficient-sam-vit-t/-s   github.com/yformer/EfficientSAM weights/           git blob id (-s: a
                                                                             zip, unpacked)
-edge-sam                 huggingface.co/spaces/chongzhou/EdgeSAM            hub SHA-256
+edge-sam, edge-sam-3x     huggingface.co/spaces/chongzhou/EdgeSAM weights/   hub SHA-256
 clip-vit-b16             openaipublic.azureedge.net/clip/models/<sha256>/   SHA-256 (in the URL,
                                                                             as clip.py checks)
 open-clip-vit-b16        huggingface.co/laion/CLIP-ViT-B-16-laion2B-s34B    hub SHA-256
@@ -30,6 +30,7 @@ _MOBILE = ("https://github.com/ChaoningZhang/MobileSAM/raw/"
            "a509aac54fdd7af59f843135f2f7cee307283c88/weights")
 _EFFICIENT = ("https://github.com/yformer/EfficientSAM/raw/"
               "d525f622e6f640acf5a0fc37c7ca1f243da5bde0/weights")
+_EDGE = "https://huggingface.co/spaces/chongzhou/EdgeSAM/resolve/main/weights"  # its README's
 _CLIP_B16_SHA256 = "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f"
 _MB = 1_000_000
 
@@ -64,9 +65,10 @@ WEIGHT_FILES: dict[str, RemoteFile] = {
                                       git_sha1="fa4e9f05f753e109dbde052f97d37903b833cf53",
                                       unpack="zip", unpack_member="efficient_sam_vits.pt",
                                       size_hint=98 * _MB),
-    "edge-sam": RemoteFile("edge_sam.pth", "https://huggingface.co/spaces/chongzhou/EdgeSAM/"
-                           "resolve/main/weights/edge_sam.pth", server_digest="hf-sha256",
+    "edge-sam": RemoteFile("edge_sam.pth", f"{_EDGE}/edge_sam.pth", server_digest="hf-sha256",
                            size_hint=39 * _MB),
+    "edge-sam-3x": RemoteFile("edge_sam_3x.pth", f"{_EDGE}/edge_sam_3x.pth",
+                              server_digest="hf-sha256", size_hint=39 * _MB),
     "clip-vit-b16": RemoteFile("ViT-B-16.pt", "https://openaipublic.azureedge.net/clip/models/"
                                f"{_CLIP_B16_SHA256}/ViT-B-16.pt", sha256=_CLIP_B16_SHA256,
                                size_hint=351 * _MB),
@@ -82,7 +84,8 @@ MODEL_CHECKPOINTS: dict[str, str] = {
     "sam2_hiera_t": "sam2-hiera-t", "sam2_hiera_s": "sam2-hiera-s",
     "sam2_hiera_b_plus": "sam2-hiera-b-plus", "sam2_hiera_l": "sam2-hiera-l",
     "mobile_sam": "mobile-sam", "efficient_sam_vit_t": "efficient-sam-vit-t",
-    "efficient_sam_vit_s": "efficient-sam-vit-s",
+    "efficient_sam_vit_s": "efficient-sam-vit-s", "edge_sam": "edge-sam",
+    "edge_sam_3x": "edge-sam-3x",
 }
 
 _APACHE = "Apache-2.0"
@@ -99,7 +102,7 @@ _META = dict(
     efficient=("EfficientSAM (Xiong et al. 2024) ViT-{v} checkpoint, official", _APACHE,
                "https://github.com/yformer/EfficientSAM",
                "https://github.com/yformer/EfficientSAM/blob/main/LICENSE", "efficient-sam"),
-    edge=("EdgeSAM (Zhou et al. 2023) RepViT checkpoint, official",
+    edge=("EdgeSAM{v} (Zhou et al. 2023) RepViT-M1 checkpoint, official",
           "S-Lab License 1.0 (non-commercial)",
           "https://github.com/chongzhou96/EdgeSAM",
           "https://github.com/chongzhou96/EdgeSAM/blob/master/LICENSE", "edge-sam"),
@@ -118,8 +121,6 @@ def _loader(entry: str) -> str:
         return (f"load_model('{model}') uses it once fetched (converted on load); or "
                 f"weights: <path>")
     return {
-        "edge-sam": "no converter yet (EdgeSAM lists RepViT layers flat); edge_sam_repvit_m1 "
-                    "takes weights in cortexalign's layout only",
         "clip-vit-b16": "clip.load(path) (a TorchScript archive, which cortexalign never "
                         "unpickles); cortexalign reads the same weights as "
                         "timm:vit_base_patch16_clip_224.openai (cortexalign fetch timm:...)",
@@ -147,6 +148,7 @@ for _name, _fam, _v in [("sam-vit-b", "sam", "ViT-B"), ("sam-vit-l", "sam", "ViT
                         ("sam2-hiera-l", "sam2", "L"), ("mobile-sam", "mobile", ""),
                         ("efficient-sam-vit-t", "efficient", "T"),
                         ("efficient-sam-vit-s", "efficient", "S"), ("edge-sam", "edge", ""),
+                        ("edge-sam-3x", "edge", "-3x"),
                         ("clip-vit-b16", "clip", ""), ("open-clip-vit-b16", "open_clip", "")]:
     _add(_name, _fam, _v)
 

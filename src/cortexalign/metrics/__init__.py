@@ -19,7 +19,9 @@ from cortexalign.metrics import (  # noqa: F401
 from cortexalign.metrics._api import check_options, list_metrics, score
 from cortexalign.metrics._banded import BandedRidgeScore, banded_ridge, solve_banded_ridge_cv
 from cortexalign.metrics._cka import CKA_KINDS, cka
+from cortexalign.metrics._cka_boot import resampled_cka_pairs
 from cortexalign.metrics._cka_metric import cka_from_gram
+from cortexalign.metrics._encoding import ENCODERS, EncodingFit, encoding_fit, encoding_scores
 from cortexalign.metrics._estimators import PLSEncoder, RidgeEncoder
 from cortexalign.metrics._layer_bootstrap import check_bootstrap
 from cortexalign.metrics._layer_plot import plot_layer_similarity, similarity_label
@@ -28,6 +30,7 @@ from cortexalign.metrics._layer_similarity import (
     check_layer_metric,
     layer_similarity,
 )
+from cortexalign.metrics._map_metric import resampled_map_scores
 from cortexalign.metrics._maps import MAP_MEASURES, MAP_SCALINGS, compare_maps, map_score
 from cortexalign.metrics._objectives import (
     OBJECTIVES,
@@ -72,8 +75,9 @@ from cortexalign.rdm import (
 __all__ = ["METRICS", "Score", "score", "list_metrics", "compute_rdm", "compute_rdms",
            "compare_rdms", "cka", "RDM_METHODS", "RDM_COMPARISONS", "CKA_KINDS",
            "ConstantFeaturesWarning"]
-__all__ += ["MAP_MEASURES", "MAP_SCALINGS", "compare_maps", "map_score"]
+__all__ += ["MAP_MEASURES", "MAP_SCALINGS", "compare_maps", "map_score", "resampled_map_scores"]
 __all__ += ["streaming_rdm", "streaming_cka", "streaming_gram", "rsa_from_rdm", "cka_from_gram"]
+__all__ += ["resampled_cka_pairs", "ENCODERS", "EncodingFit", "encoding_fit", "encoding_scores"]
 __all__ += ["variance_partitioning", "VariancePartition"]
 __all__ += ["banded_ridge", "BandedRidgeScore", "solve_banded_ridge_cv"]
 __all__ += ["OBJECTIVES", "rsa_objective", "cka_objective", "ridge_objective", "soft_rank"]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -45,7 +46,7 @@ from cortexalign.neural import split_half_reliability, validate_responses
 from cortexalign.rdm import check_features
 
 __all__ = ["ENCODERS", "CEILING_TRANSFORMS", "DEFAULT_ALPHAS", "cross_validated_predictions",
-           "encoding_scores", "himalaya_backend", "ridge", "pls"]
+           "encoding_scores", "encoding_fit", "EncodingFit", "himalaya_backend", "ridge", "pls"]
 
 RIDGE_CITATION = ("Dupre la Tour, Eickenberg, Nunez-Elizalde & Gallant (2022). Feature-space "
                   "selection with banded ridge regression. NeuroImage 264:119728 (himalaya)")
@@ -168,23 +169,61 @@ def _check_ceiling_transform(ceiling_transform: str) -> None:
         raise UnknownNameError("ceiling transform", str(ceiling_transform), CEILING_TRANSFORMS)
 
 
+@dataclass(frozen=True)
+class EncodingFit:
+    """An encoding metric's fit before its summary: what resampling the evaluation needs.
+
+    Attributes
+    ----------
+    y_sn : (s, n) responses (mean over repetitions). pred_sn : (s, n) held-out predictions
+        (each stimulus predicted by the outer fold that left it out). params : (n_folds, n)
+        per-neuroid fitted parameter. ceiling_n : (n,) each neuroid's ceiling, or None without
+        repetitions/reliability. normalize : whether r is divided by the ceiling before the
+        median (the metric's value is ``nanmedian(r / ceiling)`` then, else ``nanmedian(r)``).
+    """
+
+    y_sn: np.ndarray
+    pred_sn: np.ndarray
+    params: np.ndarray
+    ceiling_n: np.ndarray | None
+    reliability_n: np.ndarray | None
+    normalize: bool
+
+
+def encoding_fit(encoder, features_sd, target, *, seed=0, device=None, n_folds=5,
+                 normalize=False, ceiling_transform="attenuation", n_splits=100,
+                 **options) -> EncodingFit:
+    """The held-out predictions and ceilings behind an encoding metric (``ENCODERS`` name
+    ``encoder``; ``options`` as the metric's encoder options): ``ridge``/``pls``/
+    ``neuron_to_neuron`` summarise exactly this (``encoding_scores`` then the median)."""
+    _check_ceiling_transform(ceiling_transform)
+    x, y, reps = _check_inputs(features_sd, target)
+    pred, params = cross_validated_predictions(x, y, encoder, n_folds=n_folds, seed=seed,
+                                               device=device, **options)
+    rel = ceil = None
+    if normalize or reps is not None or "reliability" in target.coords:
+        rel = _neuroid_reliability(target, reps, n_splits, seed)
+        ceil = CEILING_TRANSFORMS[ceiling_transform](rel)
+    return EncodingFit(y, pred, params, ceil, rel, bool(normalize))
+
+
 def _encode(encoder, features_sd, target, *, n_bootstrap, seed, device, n_folds, normalize,
             ceiling_transform, n_splits, ci_level=0.95, **options) -> Score:
     _check_ceiling_transform(ceiling_transform)
     from cortexalign.stats import check_ci_level  # stats builds on metrics: imported here
 
     check_ci_level(ci_level)
-    x, y, reps = _check_inputs(features_sd, target)
-    pred, params = cross_validated_predictions(x, y, encoder, n_folds=n_folds, seed=seed,
-                                               device=device, **options)
-    r, r2 = encoding_scores(y, pred)
+    fit = encoding_fit(encoder, features_sd, target, seed=seed, device=device, n_folds=n_folds,
+                       normalize=normalize, ceiling_transform=ceiling_transform,
+                       n_splits=n_splits, **options)
+    y, params = fit.y_sn, fit.params
+    r, r2 = encoding_scores(y, fit.pred_sn)
     extra = {"r": r, "r2": r2, "median_r2": float(np.nanmedian(r2)), "encoder": encoder,
              "fold_params": params, "n_neuroids": int(y.shape[1]), "n_folds": int(n_folds),
              "normalized": bool(normalize)}
     per_neuroid, c_low = r, math.nan
-    if normalize or reps is not None or "reliability" in target.coords:
-        rel = _neuroid_reliability(target, reps, n_splits, seed)
-        ceil = CEILING_TRANSFORMS[ceiling_transform](rel)
+    if fit.ceiling_n is not None:
+        rel, ceil = fit.reliability_n, fit.ceiling_n
         extra.update(reliability=rel, ceiling=ceil, n_without_ceiling=int(np.isnan(ceil).sum()))
         if normalize:
             per_neuroid = r / ceil
@@ -203,7 +242,7 @@ def _encode(encoder, features_sd, target, *, n_bootstrap, seed, device, n_folds,
         extra["ci_level"] = float(ci_level)
         extra["interval"] = (f"{ci_level:.0%} percentile bootstrap over neuroids "
                              f"({int(n_bootstrap)} resamples)")
-    return Score(value, lo, hi, c_low, c_low, n_stimuli=int(x.shape[0]), extra=extra)
+    return Score(value, lo, hi, c_low, c_low, n_stimuli=int(y.shape[0]), extra=extra)
 
 
 def _solver_options(solver, dtype, target_chunk) -> dict:

@@ -41,7 +41,8 @@ from cortexalign.neural import (
 from cortexalign.stats import spearman_brown
 from cortexalign.stimuli import StimulusSet
 
-__all__ = ["map_rmse", "map_pearson", "map_spearman", "map_permutation_null", "MAP_CITATION"]
+__all__ = ["map_rmse", "map_pearson", "map_spearman", "map_permutation_null", "MAP_CITATION",
+           "resampled_map_scores"]
 
 MAP_CITATION = ("Jalil, Qazi & Iqbal (2026). Segment Anything attention maps vs mouse visual "
                 "cortex, PMLR 308 (neuron maps as response-weighted stimulus averages, map RMSE); "
@@ -150,6 +151,54 @@ def _pearson_null(model_bp, w_ns, images_sp, n_perm, rng) -> np.ndarray:
             r_cnb = num_cnb / np.sqrt(p * norm2_cn)[..., None]
         null[start:start + c] = np.median(r_cnb.reshape(c, -1), axis=1)
     return null
+
+
+def resampled_map_scores(features_sgg, target, stimuli, counts_ns, *, measure: str,
+                         pad_square: bool = False, scaling: str | None = None,
+                         weighting: str = "zscore", subtract_mean_image: bool = True
+                         ) -> np.ndarray:
+    """(N,) value of ``map_<measure>`` on each stimulus resample given as draw counts.
+
+    Row ``i`` of ``counts_ns`` (N, s) says how often each stimulus is drawn (0: left out). The
+    value is the metric's on the drawn stimuli, copies repeated: neuron maps re-weighted from
+    the drawn responses (``weighting`` and the mean image over the draws), every drawn model map
+    against every neuron map, median over pairs. With every count 1 it is the metric's value.
+    The images are put on the maps' grid once (no ceiling, no reload per resample), so this is
+    the cheap exact form ``analyses`` uses for benchmark discriminability. NaN where a resample
+    has < 2 stimuli or a neuron's drawn responses allow no weights (e.g. constant).
+
+    Parameters
+    ----------
+    features_sgg : (s, gh, gw) model maps; target : responses (stimulus, neuroid[, repetition]);
+    stimuli : the s images (``StimulusSet``); measure : ``rmse``, ``pearson`` or ``spearman``.
+    pad_square, scaling, weighting, subtract_mean_image : as for the metric (``scaling`` None:
+        the metric's default, ``minmax`` for RMSE, ``zscore`` otherwise).
+    """
+    if measure not in MAP_MEASURES:
+        raise UnknownNameError("map measure", str(measure), MAP_MEASURES)
+    scaling = scaling or ("minmax" if measure == "rmse" else "zscore")
+    _check_options(scaling, weighting)
+    maps, r = _check(features_sgg, target, stimuli)
+    counts = np.asarray(counts_ns)
+    if counts.ndim != 2 or counts.shape[1] != maps.shape[0] or (counts < 0).any():
+        raise InputError("counts_ns", f"(N, {maps.shape[0]}) non-negative draw counts",
+                         f"shape {counts.shape}", "one row per resample, one count per stimulus")
+    r_sn = _nanmean_reps(r)
+    model_sp = maps.reshape(len(maps), -1)
+    images_sp = _images(stimuli, maps.shape[1:], pad_square, False)
+    out = np.full(len(counts), np.nan)
+    for i, c in enumerate(counts):
+        idx = np.repeat(np.arange(len(c)), c.astype(int))
+        if len(idx) < 2:
+            continue
+        w_ns = WEIGHTINGS[weighting](r_sn[idx].T)
+        if not np.isfinite(w_ns).all():
+            continue
+        img = images_sp[idx]
+        if subtract_mean_image:
+            img = img - img.mean(0, keepdims=True)
+        out[i] = _median(measure, scaling, model_sp[idx], w_ns @ img)
+    return out
 
 
 def _split_half(r_snr, images_sp, measure, scaling, weighting, n_splits, seed) -> float:

@@ -48,7 +48,12 @@ class SpikingAdapter(ModelAdapter):
 
     ``bn_calibration``: ``"stimuli"`` re-estimates the batch-norm statistics on each stimulus set
     before extraction (``calibrate``, called by ``cortexalign.features``); ``"none"`` keeps them.
+    Its activations are the ``spiking_time_averaged`` feature kind of ``cortexalign.features``
+    (``activations_kind``).
     """
+
+    #: The feature kind that extracts this model's activations (``features.resolve_kind``).
+    activations_kind = "spiking_time_averaged"
 
     def __init__(self, *args, bn_calibration: str = "none", **kwargs):
         super().__init__(*args, **kwargs)

@@ -37,7 +37,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path), device="cpu")
+            return _model_part(load_file(str(path), device="cpu"))
         except Exception as err:  # safetensors raises its own error types
             raise InputError("weights", "a valid .safetensors file", f"{path.name!r} ({err})",
                              "re-export the checkpoint with safetensors.torch.save_file") from err
@@ -75,6 +75,16 @@ def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
     sd = dict(obj)
     if all(k.startswith("module.") for k in sd):  # saved from DistributedDataParallel
         sd = {k[len("module."):]: v for k, v in sd.items()}
+    return sd
+
+
+def _model_part(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A ``cortexalign train-snn`` checkpoint (``model.*`` weights beside ``optim.*`` optimizer
+    state, e.g. an ANN control trained by the spiking recipe): its ``model.*`` tensors, prefix
+    removed. Any other file as it is."""
+    if any(k.startswith("optim.") for k in sd) and all(k.startswith(("model.", "optim."))
+                                                       for k in sd):
+        return {k[len("model."):]: v for k, v in sd.items() if k.startswith("model.")}
     return sd
 
 

@@ -97,7 +97,7 @@ def _as_of(runs: pd.DataFrame) -> str:
 def write_report(results_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None,
                  *, maps: Sequence[MapPanel] = (), failures: Sequence[dict[str, str]] = (),
                  citations: Sequence[str] = (), title: str | None = None,
-                 closing: tuple[str, str] | None = None) -> Path:
+                 closing: tuple | None = None) -> Path:
     """Read ``results_dir`` and write its report (default ``results_dir/report.html``).
 
     Parameters
@@ -109,8 +109,9 @@ def write_report(results_dir: str | os.PathLike[str], out: str | os.PathLike[str
     failures : failures known outside the jobs table (the runner's model-load errors).
     citations : references to add to those derived from the stored configs.
     title : the page title (default: the configs' names).
-    closing : ``(run_id, status)`` of the run this report completes: the store still says
-        ``running`` (a run is finished only once its report exists), the report shows ``status``.
+    closing : ``(run_id, status[, finished])`` of the run this report completes: the store
+        still says ``running`` (a run is finished only once its report exists), the report shows
+        ``status`` and ``finished`` (the time the runner will store; default now).
 
     Returns
     -------
@@ -125,7 +126,9 @@ def write_report(results_dir: str | os.PathLike[str], out: str | os.PathLike[str
     if closing is not None:
         mine = data.runs["run_id"] == closing[0]
         data.runs.loc[mine, "status"] = closing[1]
-        data.runs.loc[mine, "finished"] = pd.Timestamp(datetime.now(UTC).replace(tzinfo=None))
+        when = closing[2] if len(closing) > 2 and closing[2] is not None else \
+            datetime.now(UTC).replace(tzinfo=None)
+        data.runs.loc[mine, "finished"] = pd.Timestamp(when)
     data.maps = panels
     data.citations = [str(c) for c in citations]
     html = render_report(data, title)

@@ -24,12 +24,13 @@ def write_run_outputs(summary: Any) -> dict[str, Path]:
     frame = ResultsStore(summary.files["results"], read_only=True).scores_frame(
         job_key=sorted(summary.job_keys))
     return write_summary(summary.out_dir, frame, summary.config_name,
-                         closing=(summary.run_id, "finished" if summary.ok else "failed"))
+                         closing=(summary.run_id, "finished" if summary.ok else "failed",
+                                  getattr(summary, "finished", None)))
 
 
 def write_summary(out_dir: str | Path, frame: pd.DataFrame | None = None,
                   name: str | None = None,
-                  closing: tuple[str, str] | None = None) -> dict[str, Path]:
+                  closing: tuple | None = None) -> dict[str, Path]:
     """Write ``figure.png`` and ``best_layers.csv`` (when there are scores) and ``report.html``
     (always) into the results directory ``out_dir``, reading its ``results.duckdb``.
 
@@ -42,7 +43,8 @@ def write_summary(out_dir: str | Path, frame: pd.DataFrame | None = None,
     frame : the scores to draw and tabulate (e.g. one run's: ``ResultsStore.scores_frame(
         job_key=...)``); default every score in the store.
     name : the figure's title (e.g. the config's name).
-    closing : ``(run_id, status)`` of the run these files complete (``write_report``).
+    closing : ``(run_id, status[, finished])`` of the run these files complete
+        (``write_report``).
     """
     out = Path(out_dir)
     if frame is None:

@@ -16,3 +16,6 @@ __all__ += ["SecondOrderRecord"]
 from cortexalign.results._batch import BatchedWrites  # noqa: E402
 
 __all__ += ["BatchedWrites"]
+from cortexalign.results._training import TRAINING_KINDS, TrainingRecord  # noqa: E402
+
+__all__ += ["TrainingRecord", "TRAINING_KINDS"]

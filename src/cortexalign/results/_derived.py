@@ -53,8 +53,9 @@ DERIVED_COLUMNS = {
                     "q_value", "method", "run_id"),
 }
 
-NOTE_KINDS = ("citation", "failure")
-"""What a note can be: a reference the run relies on, or a failure outside the jobs table."""
+NOTE_KINDS = ("citation", "failure", "execution")
+"""What a note can be: a reference the run relies on, a failure outside the jobs table, or how
+the run executed where it matters for its cost (a batch size halved on out-of-memory)."""
 
 
 def best_rows(frame: pd.DataFrame) -> pd.DataFrame:

@@ -27,6 +27,9 @@ ceiling_low, ceiling_high, p_value, n_stimuli, extra JSON, config_hash, created)
 ``notes``, ``q_values``, ``comparisons`` (since version 5)
     What a run derives and stores for its report: citations and failures, FDR q-values, paired
     tests (``_derived``).
+``training`` (since version 6)
+    What a training run records: learning curves per epoch, firing rates and energy after
+    training (``_training``; spiking transformers, ``spiking.train_snn``).
 
 Versions: a file of an older version with a path in ``MIGRATIONS`` is brought up to date when a
 writer opens it (additive steps only, in one transaction); read-only it is read as it is, with
@@ -43,13 +46,14 @@ from cortexalign.errors import InputError
 from cortexalign.results._derived import DERIVED_DDL
 from cortexalign.results._partitions import PARTITIONS_DDL, require_strings
 from cortexalign.results._second_order import SECOND_ORDER_DDL
+from cortexalign.results._training import TRAINING_DDL
 
 __all__ = ["SCHEMA_VERSION", "DDL", "TABLES", "SCORE_COLUMNS", "ScoreRecord", "ModelCard", "MetricResult",
            "MIGRATIONS"]
 
 #: Bump on any change to the tables below, with a ``MIGRATIONS`` step from the previous version
 #: (older files without a path to this version are refused with a clear message).
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 #: The primary key that makes recording a job idempotent (version 4); the migration keeps the
 #: first finished attempt of each key of an older file.
@@ -89,6 +93,7 @@ DDL = (
     *SECOND_ORDER_DDL,
     *DONE_JOBS_DDL,
     *DERIVED_DDL,
+    *TRAINING_DDL,
 )
 
 #: version -> the statements that bring a file of that version to the next one (additive only:
@@ -103,10 +108,11 @@ def _if_absent(ddl: tuple[str, ...]) -> tuple[str, ...]:
 MIGRATIONS: dict[int, tuple[str, ...]] = {1: _if_absent(PARTITIONS_DDL),
                                           2: _if_absent(SECOND_ORDER_DDL),
                                           3: _DONE_JOBS_MIGRATION,
-                                          4: _if_absent(DERIVED_DDL)}
+                                          4: _if_absent(DERIVED_DDL),
+                                          5: _if_absent(TRAINING_DDL)}
 
 TABLES = ("schema_version", "runs", "jobs", "scores", "model_cards", "partitions", "second_order",
-          "notes", "q_values", "comparisons")
+          "notes", "q_values", "comparisons", "training")
 SCORE_COLUMNS = ("run_id", "job_key", "model", "model_id", "layer", "target", "metric", "value",
                  "ci_low", "ci_high", "ceiling_low", "ceiling_high", "p_value", "n_stimuli",
                  "extra", "config_hash", "created")

@@ -59,6 +59,7 @@ from cortexalign.results._second_order import (
     SECOND_ORDER_FILTERS,
     SecondOrderRecord,
 )
+from cortexalign.results._store_training import TrainingTables
 
 __all__ = ["ResultsStore", "RUN_STATUSES", "EXPORT_FORMATS"]
 
@@ -70,7 +71,7 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-class ResultsStore(DerivedTables):
+class ResultsStore(DerivedTables, TrainingTables):
     """Append-only results of cortexalign runs in one DuckDB file (schema in ``_schema``).
 
     Parameters
@@ -219,15 +220,17 @@ class ResultsStore(DerivedTables):
                          to_json(hardware(), "hardware")])
         return run_id
 
-    def finish_run(self, run_id: str, status: str = "finished") -> None:
-        """Close a run with ``status`` (``finished``, ``failed`` or ``interrupted``)."""
+    def finish_run(self, run_id: str, status: str = "finished",
+                   finished: datetime | None = None) -> None:
+        """Close a run with ``status`` (``finished``, ``failed`` or ``interrupted``) at
+        ``finished`` (UTC; default now: the runner passes the time its report shows)."""
         if status not in RUN_STATUSES[1:]:
             raise InputError("status", f"one of {RUN_STATUSES[1:]}", repr(status),
                              "pass 'finished', 'failed' or 'interrupted'")
         with self._transaction() as con:
             self._require_run(con, run_id)
             con.execute("UPDATE runs SET status = ?, finished = ? WHERE run_id = ?",
-                        [status, _now(), run_id])
+                        [status, finished or _now(), run_id])
 
     @staticmethod
     def _require_run(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
@@ -362,10 +365,14 @@ class ResultsStore(DerivedTables):
         return self._record_rows("partitions", PARTITION_COLUMNS, job_key, run_id,
                                  [partition_row(r, k) for k, r in enumerate(records)])
 
-    def record_second_order(self, run_id: str, records: Sequence[SecondOrderRecord]) -> int:
+    def record_second_order(self, run_id: str, records: Sequence[SecondOrderRecord],
+                            job_key: str | None = None) -> int:
         """Write second-order rows (``second_order``): the rows of each (run, analysis, target,
-        metric) in ``records`` replace any stored for it, in one transaction. Every record is
-        validated first; returns the rows written."""
+        metric) in ``records`` replace any stored for it, in one transaction, which also marks
+        ``job_key`` finished when given (the runner's job). Every record is validated first;
+        returns the rows written."""
+        if job_key is not None:
+            check_key(job_key)
         rows = []
         for k, r in enumerate(records):
             if not isinstance(r, SecondOrderRecord):
@@ -385,6 +392,10 @@ class ResultsStore(DerivedTables):
                     f"INSERT INTO second_order ({', '.join(SECOND_ORDER_COLUMNS)}) VALUES "
                     f"({', '.join('?' * len(SECOND_ORDER_COLUMNS))})",
                     [[run_id, *row, config_hash, now] for row in rows])
+            if job_key is not None:
+                con.execute("INSERT INTO done_jobs VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                            [job_key, run_id, now])
+                self._close_job(con, job_key, run_id, "finished", None, now)
         return len(rows)
 
     def batched(self, max_jobs: int = 1000, max_delay_s: float = 1.0) -> BatchedWrites:
@@ -414,6 +425,8 @@ class ResultsStore(DerivedTables):
             return self.partitions_frame()
         if table == "second_order":  # absent from older files opened read-only
             return self.second_order_frame()
+        if table == "training":
+            return self.training_frame()
         with self._connect() as con:
             if table in DERIVED_COLUMNS and not con.execute(  # absent from older files read-only
                     "SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
@@ -463,8 +476,8 @@ class ResultsStore(DerivedTables):
         check_table(table)
         if table == "partitions":  # absent from version-1 files opened read-only: then empty
             return export_frame(self.partitions_frame(), path)
-        if table == "second_order":
-            return export_frame(self.second_order_frame(), path)
+        if table in ("second_order", "training"):  # absent from older files read-only
+            return export_frame(self.frame(table), path)
 
         def copy(target: str, fmt: str) -> None:  # straight from the table: no DataFrame
             with self._connect() as con:

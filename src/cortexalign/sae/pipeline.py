@@ -39,7 +39,7 @@ from cortexalign.sae.stream import token_chunks
 from cortexalign.sae.train import evaluate_sae, load_sae, train_sae, warn_if_dense
 
 __all__ = ["BrainMapConfig", "BrainMapResult", "run_sae_brainmap", "layer_tokens_from_model",
-           "load_brainmap_config"]
+           "load_brainmap_config", "train_or_load_sae"]
 
 
 class BrainMapConfig(BaseModel):
@@ -186,9 +186,21 @@ def layer_tokens_from_model(adapter: Any, stimuli: Any, layers: Sequence[str], c
 SOURCE_FILE = "tokens.json"
 
 
-def _train_or_load(layer: str, tokens_std: Any, n_prefix: int, cfg: BrainMapConfig,
-                   train_chunks: Callable[[], Iterable] | None, device,
-                   source: str | None = None) -> Any:
+def train_or_load_sae(layer: str, tokens_std: Any, n_prefix: int, cfg: BrainMapConfig,
+                      train_chunks: Callable[[], Iterable] | None = None, device=None,
+                      source: str | None = None) -> Any:
+    """The SAE of ``layer``: loaded from ``<output_dir>/saes/<layer>`` when that checkpoint
+    exists (refused when it was trained on other tokens than ``source``), else trained on
+    ``train_chunks`` (default: ``tokens_std``'s patch tokens for ``cfg.epochs`` epochs) and
+    saved there (with ``source`` beside it).
+
+    Parameters
+    ----------
+    layer : the layer's name. tokens_std : its (s, t, d) tokens. n_prefix : leading CLS or
+        register tokens (not trained on). cfg : the run's ``BrainMapConfig``.
+    train_chunks : a callable returning a fresh iterable of (N, d) training chunks.
+    device : where to train. source : an identity of the training tokens (a cache key).
+    """
     d_in = int(tokens_std.shape[-1])
     scfg = cfg.sae_config(d_in)
     ck = Path(cfg.output_dir) / "saes" / layer if cfg.output_dir else None
@@ -247,7 +259,7 @@ def run_sae_brainmap(layer_tokens: Mapping[str, Any], num_prefix_tokens: int,
     units, metrics = {}, {}
     for layer in config.layers:
         tok = layer_tokens[layer]
-        sae = _train_or_load(layer, tok, num_prefix_tokens, config,
+        sae = train_or_load_sae(layer, tok, num_prefix_tokens, config,
                              (train_tokens or {}).get(layer), device,
                              (token_sources or {}).get(layer))
         if hasattr(sae, "calibrate_threshold"):  # BatchTopK: inference L0 = k on these tokens

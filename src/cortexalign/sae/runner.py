@@ -1,28 +1,27 @@
-"""SAE-BrainMap from a config file: load everything, run the pipeline, record scores, report.
+"""SAE-BrainMap from a config file, as the ``sae_brainmap`` analysis kind of the one runner.
 
 Order of work (nothing is written until every input has been loaded and checked):
 
-1. Validate the config; load the voxels (``VOXEL_SOURCES``: NSD via ``load_nsd``, a 4-D NIfTI, a
-   table), the stimuli (``nsd_stimuli.hdf5`` or any ``load_stimuli`` source, subset to the voxels'
-   stimulus ids), the category labels, and the model (``load_model``), and check its layers.
-2. If the results store already holds this analysis (same config, model weights, images and
-   voxels) it is skipped (``force`` reruns it).
-3. Extract patch tokens through the feature cache (``pooling='none'``), train or reload one SAE per
-   layer (checkpoints under ``saes/``), match, analyse, write tables and maps (``sae.outputs``).
-4. Record summary scores in ``results.duckdb`` (``brainmap_scores``), one job for the analysis,
-   and write the report (``figure.png``, ``report.html``, ``best_layers.csv``).
+1. ``brainmap_request``: validate the config; load the voxels (``VOXEL_SOURCES``: NSD via
+   ``load_nsd``, a 4-D NIfTI, a table), the stimuli (``nsd_stimuli.hdf5`` or any
+   ``load_stimuli`` source, subset to the voxels' stimulus ids), the category labels, and the
+   model (``load_model``), and check its layers; every problem is reported at once.
+2. The runner (``bench.run_analyses``) runs the kind :class:`SAEBrainMapKind` under the
+   directory's lock, in one run of the store: a job per layer trains (or reloads) its SAE
+   (checkpoints under ``saes/``), then the matching job matches, analyses, writes tables and maps
+   (``sae.outputs``) and records the summary scores (``brainmap_scores``). Jobs the store holds
+   are skipped (same config, model weights, images; the matching also the same voxels), so a
+   killed analysis resumes after its last finished SAE; ``force`` reruns every job.
+3. The report (``figure.png``, ``report.html``, ``best_layers.csv``) is written from the store
+   when the analysis was computed.
 """
 
 from __future__ import annotations
 
-import csv
-import functools
 import hashlib
-import inspect
 import json
 import time
 import warnings
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,105 +30,45 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 import yaml
+from rich.console import Console
 
-from cortexalign.bench import record_statistics
+from cortexalign.bench import (
+    ANALYSES,
+    AnalysisKind,
+    Plan,
+    RunContext,
+    RunRequest,
+    Unit,
+    run_analyses,
+)
 from cortexalign.errors import InputError, UnknownNameError
-from cortexalign.neural.fmri import load_nifti_responses, load_nsd, load_voxel_table
-from cortexalign.results import RESULTS_FILE
+from cortexalign.results import RESULTS_FILE, ResultsStore
+from cortexalign.sae.inputs import (
+    VOXEL_SOURCES,
+    load_brainmap_stimuli,
+    load_brainmap_voxels,
+    read_labels,
+)
 from cortexalign.sae.pipeline import (
     BrainMapConfig,
     BrainMapResult,
     layer_tokens_from_model,
     load_brainmap_config,
     run_sae_brainmap,
+    train_or_load_sae,
 )
 
 __all__ = ["VOXEL_SOURCES", "BrainMapRun", "run_brainmap", "load_brainmap_voxels",
-           "load_brainmap_stimuli", "read_labels", "brainmap_scores", "CITATIONS"]
+           "load_brainmap_stimuli", "read_labels", "brainmap_scores", "CITATIONS", "brainmap_request",
+           "brainmap_keys", "BrainMapKeys", "BrainMapJob", "SAEBrainMapKind"]
 
 
-HDF5_SUFFIXES = (".hdf5", ".h5")
 CITATIONS = [
     "SAE-BrainMap: sparse autoencoders on CLIP ViT-B/16 layers matched to human fMRI voxels "
     "(arXiv 2506.11123).",
     "Allen, St-Yves, Wu et al. (2022) A massive 7T fMRI dataset to bridge cognitive neuroscience "
     "and artificial intelligence. Nature Neuroscience 25.",
 ]
-
-
-@functools.wraps(load_nifti_responses)  # its signature is the options' schema
-def _nifti(betas: str, stimulus_ids: str | list[str], roi_mask: str, **kwargs: Any) -> xr.DataArray:
-    ids = (Path(stimulus_ids).read_text().split() if isinstance(stimulus_ids, str | Path)
-           else list(stimulus_ids))
-    return load_nifti_responses(betas, ids, roi_mask, **kwargs)
-
-
-#: Voxel loaders of ``neural.source``: name -> fn(**options) -> (stimulus, neuroid) responses.
-#: ``nifti`` also takes ``stimulus_ids`` as a text file of whitespace-separated ids.
-VOXEL_SOURCES: dict[str, Callable[..., xr.DataArray]] = {"nsd": load_nsd, "nifti": _nifti,
-                                                         "table": load_voxel_table}
-
-
-def load_brainmap_voxels(spec: Mapping[str, Any]) -> xr.DataArray:
-    """(stimulus, neuroid) responses from the config's ``neural`` block (repetitions averaged)."""
-    options = dict(spec)
-    source = options.pop("source", "nsd")
-    if source not in VOXEL_SOURCES:
-        raise UnknownNameError("voxel source (neural.source)", str(source), list(VOXEL_SOURCES))
-    fn = VOXEL_SOURCES[source]
-    params = list(inspect.signature(fn).parameters)
-    bad = sorted(set(options) - set(params))
-    if bad:
-        raise InputError(f"neural.{bad[0]}", f"an option of the {source!r} loader ({', '.join(params)})",
-                         repr(bad[0]), "check the spelling (neural.source picks the loader)")
-    voxels = fn(**options)
-    if voxels.dims != ("stimulus", "neuroid"):
-        raise InputError("neural", "responses averaged over repetitions (stimulus, neuroid)",
-                         f"dims {voxels.dims}", "leave neural.average at its default (true)")
-    return voxels
-
-
-def load_brainmap_stimuli(spec: Mapping[str, Any], stimulus_ids: list[str]) -> Any:
-    """The images of ``stimulus_ids`` (in that order) from the config's ``stimuli`` block."""
-    options = dict(spec)
-    if "source" not in options:
-        raise InputError("stimuli.source", "the images: nsd_stimuli.hdf5, a folder, an .npz file "
-                         "or a bundled set", "nothing", "add stimuli: {source: PATH}")
-    source = str(options.pop("source"))
-    if Path(source).suffix.lower() in HDF5_SUFFIXES:
-        from cortexalign.neural.fmri import load_nsd_stimuli
-
-        return load_nsd_stimuli(source, stimulus_ids, **options)
-    from cortexalign.stimuli import load_stimuli
-
-    stimuli = load_stimuli(source, **options)
-    have = set(stimuli.ids)
-    missing = [s for s in stimulus_ids if s not in have]
-    if missing:
-        raise InputError("stimuli", f"every stimulus id of the voxel responses ({len(stimulus_ids)})",
-                         f"{len(missing)} missing from {source!r} (first: {missing[:3]!r})",
-                         "point stimuli.source at the images the responses were recorded with "
-                         "(ids must match exactly)")
-    return stimuli if list(stimuli.ids) == stimulus_ids else stimuli.subset(stimulus_ids)
-
-
-def read_labels(path: str | Path, stimulus_ids: list[str]) -> np.ndarray:
-    """(s,) category per stimulus from a CSV ``stimulus_id,category`` ("" where none is given)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("labels", "a CSV file stimulus_id,category", repr(str(path)),
-                         "check the path, or leave labels unset")
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        if not {"stimulus_id", "category"} <= set(reader.fieldnames or ()):
-            raise InputError("labels", "columns stimulus_id,category", f"{reader.fieldnames}",
-                             "name the columns stimulus_id and category")
-        table = {r["stimulus_id"]: r["category"] for r in reader}
-    if not set(table) & set(stimulus_ids):
-        raise InputError("labels", "labels for the run's stimulus ids", f"none of {len(table)} "
-                         f"ids of {path.name} among them (e.g. {next(iter(table), '')!r})",
-                         "use the responses' stimulus ids (NSD: nsd%05d)")
-    return np.asarray([table.get(s, "") for s in stimulus_ids], dtype=str)
 
 
 @dataclass
@@ -162,14 +101,15 @@ def _voxels_digest(voxels: xr.DataArray) -> str:
 def run_brainmap(config: BrainMapConfig | str | Path, out_dir: str | Path, *,
                  device: str | None = None, force: bool = False, progress: bool = False
                  ) -> BrainMapRun:
-    """Run SAE-BrainMap from a config and record it in ``<out_dir>/results.duckdb``.
+    """Run SAE-BrainMap from a config, through the runner, into ``<out_dir>/results.duckdb``.
 
     Parameters
     ----------
     config : a ``BrainMapConfig`` or a YAML path (``configs/sae_brainmap.yaml``).
     out_dir : the results directory (its ``output_dir`` replaces the config's).
     device : overrides ``config.device``.
-    force : rerun even if the store already holds this analysis.
+    force : rerun even if the store already holds this analysis (the SAE checkpoints under
+        ``saes/`` are reused; the matching is recomputed and its rows replaced).
     progress : show extraction progress bars.
     """
     t0 = time.perf_counter()
@@ -178,15 +118,61 @@ def run_brainmap(config: BrainMapConfig | str | Path, out_dir: str | Path, *,
     if out.exists() and not out.is_dir():
         raise InputError("out_dir", "a directory", f"the file {str(out)!r}", "choose another --out")
     cfg = cfg.model_copy(update={"output_dir": str(out), "device": device or cfg.device})
+    request = brainmap_request(cfg)  # 1. everything loaded and checked; nothing written yet
+    key = request.inputs["keys"].match
+
+    def outputs(summary) -> dict[str, Path]:  # the report, when the analysis was computed now
+        res = summary.products.get(KIND)
+        if res is None:
+            return {}
+        frame = ResultsStore(out / RESULTS_FILE, read_only=True).scores_frame(job_key=key)
+        return _write_report(frame[frame["metric"] == "sae_best_r"], out, cfg.name)
+
+    # 2. one run of the sae_brainmap kind: SAEs per layer, then the matching (bench.run_analyses)
+    summary = run_analyses(request, out, progress=progress, allow_config_change=True,
+                           replace=force, outputs=outputs,
+                           console=Console(stderr=True, quiet=not progress))
+    res = summary.products.get(KIND)
+    frame = ResultsStore(out / RESULTS_FILE, read_only=True).scores_frame(job_key=key)
+    if res is None:  # every job was in the store: nothing recomputed, nothing rewritten
+        return BrainMapRun(out, key, True, scores=frame, seconds=time.perf_counter() - t0)
+    files = {**res.files, "results": out / RESULTS_FILE,
+             **{k: v for k, v in summary.files.items() if k not in res.files and k != "results"}}
+    return BrainMapRun(out, key, False, res, frame, files, time.perf_counter() - t0)
+
+
+@dataclass(frozen=True)
+class BrainMapKeys:
+    """The job keys of an SAE-BrainMap: one SAE per layer (``train``: what determines the SAE,
+    not the voxels), and the matching (``match``: everything, voxels included)."""
+
+    train: dict[str, str]
+    match: str
+
+
+def brainmap_keys(cfg: BrainMapConfig, adapter: Any, stimuli: Any, voxels: xr.DataArray
+                  ) -> BrainMapKeys:
+    """The stable job keys of an analysis (see :class:`BrainMapKeys`)."""
+    stored = cfg.model_dump(exclude={"output_dir", "device", "cache_dir", "batch_size",
+                                     "layers_per_pass"})
+    match = "sae_brainmap:" + _digest(stored, adapter.model_id, adapter.weights_digest,
+                                      stimuli.content_hash, _voxels_digest(voxels))[:32]
+    sae = {k: stored[k] for k in ("model", "model_kwargs", "sae", "epochs", "max_tokens",
+                                  "images_per_chunk")}
+    train = {layer: "sae_train:" + _digest(sae, layer, adapter.model_id, adapter.weights_digest,
+                                           stimuli.content_hash)[:32] for layer in cfg.layers}
+    return BrainMapKeys(train, match)
+
+
+def brainmap_request(cfg: BrainMapConfig) -> RunRequest:
+    """Load and check everything an SAE-BrainMap needs, every problem at once, before anything
+    is written: the model's name, options and layers on its architecture alone (before any
+    weights load), the voxels, the stimuli, the labels; then the model."""
     from cortexalign.device import resolve_device
     from cortexalign.errors import Problems
-    from cortexalign.features import FeatureCache, feature_keys
     from cortexalign.models import load_architecture, load_model
-    from cortexalign.results import ResultsStore
 
     dev = resolve_device(cfg.device)
-    # 1. load and check everything before writing anything, every problem at once; the model's
-    # name, options and layers on its architecture alone, before any weights load
     problems = Problems()
     arch = problems.check("model", lambda: load_architecture(cfg.model, **cfg.model_kwargs))
     if arch is not None:
@@ -204,40 +190,93 @@ def run_brainmap(config: BrainMapConfig | str | Path, out_dir: str | Path, *,
     adapter = load_model(cfg.model, device=dev, **cfg.model_kwargs)
     stored = cfg.model_dump(exclude={"output_dir", "device", "cache_dir", "batch_size",
                                      "layers_per_pass"})
-    key = "sae_brainmap:" + _digest(stored, adapter.model_id, adapter.weights_digest,
-                                    stimuli.content_hash, _voxels_digest(voxels))[:32]
-    store_path = out / RESULTS_FILE
-    if store_path.exists() and not force and ResultsStore(store_path, read_only=True).has_job(key):
-        frame = ResultsStore(store_path, read_only=True).scores_frame(job_key=key)
-        return BrainMapRun(out, key, True, scores=frame, seconds=time.perf_counter() - t0)
-    # 2. compute, recording the attempt
-    out.mkdir(parents=True, exist_ok=True)
-    store = ResultsStore(store_path)
-    config_yaml = yaml.safe_dump(cfg.model_dump(exclude={"output_dir"}), sort_keys=False)
-    run_id = store.start_run(config_yaml, _digest(stored)[:16])
-    store.start_job(key, run_id)
-    try:
-        cache = FeatureCache(cfg.cache_dir or out / "cache")
-        tokens, n_prefix = layer_tokens_from_model(adapter, stimuli, cfg.layers, cache,
-                                                   cfg.batch_size, cfg.layers_per_pass, progress)
+    return RunRequest(
+        cfg, (KIND,), yaml.safe_dump(cfg.model_dump(exclude={"output_dir"}), sort_keys=False),
+        _digest(stored)[:16], stimuli, {}, dev,
+        Path(cfg.cache_dir) if cfg.cache_dir else None,
+        {"voxels": voxels, "labels": labels, "adapter": adapter,
+         "keys": brainmap_keys(cfg, adapter, stimuli, voxels)})
+
+
+KIND = "sae_brainmap"
+
+
+@dataclass(frozen=True)
+class BrainMapJob:
+    """One job of an SAE-BrainMap: ``step`` ``train`` (the SAE of ``layer``, checkpointed under
+    ``saes/``; no rows) or ``match`` (every layer's units matched to the voxels, the dictionary,
+    the analyses, tables and maps; the ``brainmap_scores`` rows)."""
+
+    key: str
+    step: str
+    layer: str = ""
+
+    @property
+    def label(self) -> str:
+        """What failures name it by."""
+        return f"SAE {self.layer}" if self.step == "train" else "SAE-BrainMap matching"
+
+
+@dataclass(frozen=True)
+class _Tokens:
+    tokens: dict[str, Any]
+    n_prefix: int
+    sources: dict[str, str]
+
+
+class SAEBrainMapKind(AnalysisKind):
+    """SAE-BrainMap as an analysis kind of the runner: one unit (the analysis), a job per
+    layer's SAE, then the matching job; a failure stops the run (``fail_fast``)."""
+
+    name = KIND
+    placement = "driver"
+    fail_fast = True
+
+    def units(self, ctx: RunContext) -> list[Unit]:
+        """One unit: the analysis of the config."""
+        return [Unit(KIND, ctx.config.name, title=f"SAE-BrainMap {ctx.config.name}")]
+
+    def plan(self, ctx: RunContext, unit: Unit) -> Plan:
+        """A ``train`` job per layer (in the config's order), then the ``match`` job."""
+        keys: BrainMapKeys = ctx.inputs["keys"]
+        return Plan([BrainMapJob(keys.train[layer], "train", layer)
+                     for layer in ctx.config.layers] + [BrainMapJob(keys.match, "match")])
+
+    def prepare(self, ctx: RunContext, plan: Plan, todo: list[BrainMapJob]) -> _Tokens:
+        """Every layer's patch tokens through the feature cache (lazily read)."""
+        from cortexalign.features import feature_keys
+
+        cfg, adapter = ctx.config, ctx.inputs["adapter"]
+        tokens, n_prefix = layer_tokens_from_model(adapter, ctx.stimuli, cfg.layers, ctx.cache,
+                                                   cfg.batch_size, cfg.layers_per_pass,
+                                                   ctx.progress)
         sources = {k: f"{adapter.model_id}:{v}" for k, v in
-                   feature_keys(adapter, stimuli, cfg.layers, "none").items()}
-        res = run_sae_brainmap(tokens, n_prefix, list(stimuli.ids), voxels, cfg, labels=labels,
-                               token_sources=sources, device=str(dev))
-        records = brainmap_scores(res, voxels, model=cfg.model, model_id=adapter.model_id)
-        store.record_job(key, run_id, records, replace=force)  # --force recomputes
-    except BaseException as err:
-        store.fail_job(key, run_id, f"{type(err).__name__}: {err}")
-        store.finish_run(run_id, "failed" if isinstance(err, Exception) else "interrupted")
-        raise
-    store.add_notes(run_id, "citation", [("cited by the run", c) for c in CITATIONS])
-    record_statistics(store, run_id)  # the report reads them from the store
-    store.finish_run(run_id)
-    frame = store.scores_frame(job_key=key)
-    files = dict(res.files)
-    files["results"] = store_path
-    files.update(_write_report(frame[frame["metric"] == "sae_best_r"], out, cfg.name))
-    return BrainMapRun(out, key, False, res, frame, files, time.perf_counter() - t0)
+                   feature_keys(adapter, ctx.stimuli, cfg.layers, "none").items()}
+        return _Tokens(tokens, n_prefix, sources)
+
+    def execute(self, ctx: RunContext, job: BrainMapJob, shared: _Tokens) -> list:
+        """Train (or reload) a layer's SAE, or run the matching and return its score rows
+        (its ``BrainMapResult`` goes to ``summary.products['sae_brainmap']``)."""
+        cfg, dev = ctx.config, str(ctx.device)
+        if job.step == "train":
+            train_or_load_sae(job.layer, shared.tokens[job.layer], shared.n_prefix, cfg,
+                              device=dev, source=shared.sources.get(job.layer))
+            return []
+        voxels = ctx.inputs["voxels"]
+        res = run_sae_brainmap(shared.tokens, shared.n_prefix, list(ctx.stimuli.ids), voxels,
+                               cfg, labels=ctx.inputs["labels"], token_sources=shared.sources,
+                               device=dev)
+        ctx.summary.products[KIND] = res
+        return brainmap_scores(res, voxels, model=cfg.model,
+                               model_id=ctx.inputs["adapter"].model_id)
+
+    def citations(self, config: Any) -> list[tuple[str, str]]:
+        """SAE-BrainMap and the Natural Scenes Dataset (``CITATIONS``)."""
+        return [("cited by the run", c) for c in CITATIONS]
+
+
+ANALYSES.add(KIND, SAEBrainMapKind(), description="SAE-BrainMap: one SAE per layer, units "
+             "matched to voxels (cortexalign.sae)")
 
 
 def _write_report(headline: pd.DataFrame, out: Path, name: str) -> dict[str, Path]:

@@ -8,6 +8,7 @@ mIoU, and readers for COCO-style annotations and image + instance-mask folders.
 
 from cortexalign.segmentation._datasets import (
     SegmentationSample,
+    check_coco,
     decode_rle,
     polygons_to_mask,
     read_coco,
@@ -43,7 +44,7 @@ from cortexalign.segmentation._sam2 import (
     build_sam2,
 )
 
-__all__ = ["SegmentationSample", "decode_rle", "polygons_to_mask", "read_coco", "read_mask_folder",
+__all__ = ["SegmentationSample", "check_coco", "decode_rle", "polygons_to_mask", "read_coco", "read_mask_folder",
            "Predictor", "PromptedPredictor", "SamMaskPredictor", "Sam2MaskPredictor",
            "SegmentationResult", "build_sam", "build_sam_v1", "build_sam2", "sam_predictor",
            "load_sam_predictor", "SAM_BUILDERS", "PREDICTORS", "SAM2_IMAGE_OPTIONS",

@@ -3,8 +3,8 @@
 COCO (Lin et al. 2014): ``annotations.json`` with ``images`` (``id``, ``file_name``, ``height``,
 ``width``) and ``annotations`` (``image_id``, ``segmentation`` as polygons, uncompressed RLE
 ``{"counts": [...], "size": [h, w]}`` or compressed RLE ``{"counts": "...", "size": [h, w]}``,
-optional ``iscrowd``). Crowd annotations are skipped, as in SAM's evaluation. Polygons are filled
-with PIL, which may differ from pycocotools by a pixel along edges; RLE decoding is exact.
+optional ``iscrowd``). Crowd annotations are skipped, as in SAM's evaluation. Polygons are
+rasterised by pycocotools, as the COCO tools do; RLE decoding is exact.
 
 Folder: ``root/images/<stem>.{png,jpg,jpeg}`` and ``root/masks/<stem>.png`` whose pixel values
 are instance ids (0 = background; 8- or 16-bit PNG).
@@ -12,6 +12,7 @@ are instance ids (0 = background; 8- or 16-bit PNG).
 
 from __future__ import annotations
 
+import itertools
 import json
 import warnings
 from collections.abc import Iterator, Sequence
@@ -24,7 +25,8 @@ from PIL import Image
 from cortexalign.errors import InputError
 from cortexalign.stimuli import check_image
 
-__all__ = ["SegmentationSample", "decode_rle", "polygons_to_mask", "read_coco", "read_mask_folder"]
+__all__ = ["SegmentationSample", "decode_rle", "polygons_to_mask", "read_coco", "check_coco",
+           "read_mask_folder"]
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -131,12 +133,9 @@ def _load_image(path: Path) -> np.ndarray:
         return check_image(np.asarray(im.convert("RGB")), str(path))
 
 
-def read_coco(annotation_file: str | Path, image_dir: str | Path) -> Iterator[SegmentationSample]:
-    """Samples of a COCO-style annotation file, images read lazily from ``image_dir``.
-
-    The whole file is validated (keys, image ids) before the first sample is yielded.
-    """
-    annotation_file, image_dir = Path(annotation_file), Path(image_dir)
+def _coco_index(annotation_file: str | Path) -> tuple[dict[int, dict], dict[int, list[dict]]]:
+    """``images`` by id and the non-crowd annotations of each, after checking the whole file."""
+    annotation_file = Path(annotation_file)
     if not annotation_file.is_file():
         raise InputError("annotation_file", "an existing COCO-style JSON file",
                          repr(str(annotation_file)), "check the path")
@@ -155,7 +154,38 @@ def read_coco(annotation_file: str | Path, image_dir: str | Path) -> Iterator[Se
                              repr(ann.get("image_id")), "fix the annotation file")
         if not ann.get("iscrowd", 0):
             by_image[int(ann["image_id"])].append(ann)
-    return _coco_samples(images, by_image, image_dir)
+    return images, by_image
+
+
+def read_coco(annotation_file: str | Path, image_dir: str | Path,
+              limit: int | None = None) -> Iterator[SegmentationSample]:
+    """Samples of a COCO-style annotation file, images read lazily from ``image_dir``.
+
+    The whole file is validated (keys, image ids) before the first sample is yielded;
+    ``limit``: only the first ``limit`` images of the file.
+    """
+    images, by_image = _coco_index(annotation_file)
+    if limit is not None:
+        images = dict(itertools.islice(images.items(), int(limit)))
+    return _coco_samples(images, by_image, Path(image_dir))
+
+
+def check_coco(annotation_file: str | Path, image_dir: str | Path,
+               limit: int | None = None) -> int:
+    """Check a COCO set before anything is scored: the annotation file (as ``read_coco``) and
+    that every image it lists (the first ``limit``) is in ``image_dir``. Returns their count."""
+    images, _ = _coco_index(annotation_file)
+    image_dir = Path(image_dir)
+    if not image_dir.is_dir():
+        raise InputError("image_dir", "the folder of the annotation file's images",
+                         repr(str(image_dir)), "check the path")
+    listed = list(images.values())[:limit]
+    missing = [im["file_name"] for im in listed if not (image_dir / im["file_name"]).is_file()]
+    if missing:
+        raise InputError("image_dir", "every image the annotation file lists",
+                         f"{len(missing)} of {len(listed)} missing from {str(image_dir)!r} "
+                         f"(first {missing[0]!r})", "point to the folder of those file names")
+    return len(listed)
 
 
 def _coco_samples(images: dict, by_image: dict, image_dir: Path) -> Iterator[SegmentationSample]:

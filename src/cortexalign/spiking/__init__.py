@@ -6,8 +6,8 @@ registered in ``SNN_MODELS`` and built with ``create_snn``. See METHODS.md secti
 """
 
 from cortexalign.spiking._checkpoint import load_weights
-from cortexalign.spiking._configs import SNN_MODELS, HSTConfig, snn_config
-from cortexalign.spiking._data import ImageData, load_image_data
+from cortexalign.spiking._configs import FAMILIES, SNN_MODELS, HSTConfig, snn_config
+from cortexalign.spiking._data import ImageData, load_image_data, to_input
 from cortexalign.spiking.attention import ATTENTIONS, ProcessingModule, SpikingAttention
 from cortexalign.spiking.energy import EnergyReport, firing_rates, measure_energy
 from cortexalign.spiking.features import (
@@ -26,16 +26,25 @@ from cortexalign.spiking.neurons import (
     reset_states,
 )
 from cortexalign.spiking.step import StepOutput, TrainStep, snn_optimizer
-from cortexalign.spiking.train import TrainConfig, TrainResult, evaluate_snn, train_snn
+from cortexalign.spiking.train import (
+    ANN_PREFIX,
+    TrainConfig,
+    TrainResult,
+    build_classifier,
+    evaluate_snn,
+    step_work,
+    train_snn,
+)
 
 __all__ = [
-    "SNN_MODELS", "HSTConfig", "snn_config", "create_snn", "SpikingTransformer",
+    "SNN_MODELS", "FAMILIES", "HSTConfig", "snn_config", "create_snn", "SpikingTransformer",
     "ATTENTIONS", "SpikingAttention", "ProcessingModule",
     "LIF_KERNELS", "SURROGATES", "MultiStepLIF", "lif_multistep", "reset_states",
     "layer_names", "attention_names", "extract_features", "extract_attention_maps",
     "EnergyReport", "measure_energy", "firing_rates",
     "MI_ESTIMATORS", "mutual_information", "time_step_mi",
-    "TrainConfig", "TrainResult", "train_snn", "evaluate_snn",
+    "TrainConfig", "TrainResult", "train_snn", "evaluate_snn", "build_classifier", "ANN_PREFIX",
+    "step_work",
     "TrainStep", "StepOutput", "snn_optimizer", "load_weights",
-    "ImageData", "load_image_data",
+    "ImageData", "load_image_data", "to_input",
 ]

@@ -23,9 +23,13 @@ from cortexalign.spiking.models import SpikingTransformer
 __all__ = ["save_checkpoint", "list_checkpoints", "read_meta", "load_weights", "model_from_checkpoint"]
 
 
-def save_checkpoint(directory: Path, step: int, model: SpikingTransformer,
+def save_checkpoint(directory: Path, step: int, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer | None, meta: dict) -> Path:
-    """Write checkpoint ``step`` into ``directory``; returns the safetensors path."""
+    """Write checkpoint ``step`` into ``directory``; returns the safetensors path.
+
+    A ``SpikingTransformer``'s architecture is recorded beside its weights; another module (an
+    ANN control) is recorded by ``meta["model_name"]`` alone.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     if optimizer is not None:
@@ -35,7 +39,9 @@ def save_checkpoint(directory: Path, step: int, model: SpikingTransformer,
                 tensors[f"optim.{i}.{key}"] = t.detach().contiguous().cpu()
     path = directory / f"ckpt_{step:07d}.safetensors"
     _atomic(path, lambda p: save_file(tensors, str(p)))
-    full = {"model_name": model.name, "architecture": asdict(model.config), "step": step, **meta}
+    arch = ({"model_name": model.name, "architecture": asdict(model.config)}
+            if isinstance(model, SpikingTransformer) else {})
+    full = {**arch, "step": step, **meta}
     _atomic(path.with_suffix(".json"), lambda p: p.write_text(json.dumps(full, indent=1)))
     return path
 
@@ -64,7 +70,7 @@ def _architecture(meta: dict) -> HSTConfig:
     return HSTConfig(**arch)
 
 
-def load_weights(model: SpikingTransformer, path: str | Path,
+def load_weights(model: torch.nn.Module, path: str | Path,
                  optimizer: torch.optim.Optimizer | None = None) -> dict:
     """Load checkpoint ``path`` into ``model`` (and ``optimizer``); returns its metadata.
 
@@ -86,7 +92,10 @@ def load_weights(model: SpikingTransformer, path: str | Path,
             f"missing {missing[:3]}" + (f" (+{len(missing) - 3})" if len(missing) > 3 else "") if missing else "",
             f"unexpected {unexpected[:3]}" + (f" (+{len(unexpected) - 3})" if len(unexpected) > 3 else "") if unexpected else "",
             f"shape mismatch {shapes[:3]}" if shapes else ""]))
-        raise InputError("checkpoint", f"weights of {model.name!r} ({model.config.family}, D={model.config.embed_dim})",
+        cfg = getattr(model, "config", None)
+        own_arch = (f"{model.name!r} ({cfg.family}, D={cfg.embed_dim})"
+                    if isinstance(model, SpikingTransformer) else type(model).__name__)
+        raise InputError("checkpoint", f"weights of {own_arch}",
                          f"a checkpoint of {meta.get('model_name')!r} "
                          f"({meta.get('architecture', {}).get('family')}, "
                          f"D={meta.get('architecture', {}).get('embed_dim')}): {detail}",

@@ -78,6 +78,11 @@ class StepOutput:
     applied: bool
 
 
+def _cross_entropy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor):
+    logits = model(x)
+    return torch.nn.functional.cross_entropy(logits, y), logits
+
+
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         if isinstance(group["lr"], torch.Tensor):
@@ -91,8 +96,9 @@ class TrainStep:
 
     Parameters
     ----------
-    model : a ``SpikingTransformer`` (anything with ``loss(x, y) -> (loss, logits)``), in
-        training mode, on its device.
+    model : a ``SpikingTransformer`` (anything with ``loss(x, y) -> (loss, logits)``; a module
+        without ``loss``, e.g. an ANN control, is trained on the cross-entropy of its logits),
+        in training mode, on its device.
     optimizer : its optimizer; for ``cuda_graph=True`` one from
         ``snn_optimizer(..., capturable=True)``.
     amp : bf16 autocast (CUDA only; ignored on the CPU).
@@ -117,6 +123,7 @@ class TrainStep:
                 raise InputError("warmup", "at least 1 eager step before the capture",
                                  repr(warmup), "use warmup=3")
         self.model, self.optimizer, self.device = model, optimizer, device
+        self._loss = getattr(model, "loss", None) or (lambda x, y: _cross_entropy(model, x, y))
         self.amp = bool(amp) and device.type == "cuda"
         self.cuda_graph, self.warmup = bool(cuda_graph), int(warmup)
         self._eager_steps = 0
@@ -134,7 +141,7 @@ class TrainStep:
 
     def _eager(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> StepOutput:
         with self._autocast():
-            loss, logits = self.model.loss(x, y)
+            loss, logits = self._loss(x, y)
         # outputs detached: a caller holding them must not keep the step's autograd graph (and
         # its parameters' AccumulateGrad nodes, bound to this step's stream) alive into the next
         # step, where a capture on another stream would have to sync with them
@@ -163,7 +170,7 @@ class TrainStep:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             with self._autocast():
-                loss, logits = self.model.loss(sx, sy)
+                loss, logits = self._loss(sx, sy)
             loss.backward()
             self.optimizer.step()
         self._graph, self._static = graph, (sx, sy, loss.detach(), logits.detach())

@@ -22,7 +22,8 @@ class SamConfig:
     name : registry name (``"sam_vit_b"``).
     family : key of ``BUILDERS`` and ``CONVERTERS`` (``"sam"``, ``"sam2"``, ``"mobile_sam"``,
         ``"efficient_sam"``, ``"edge_sam"``).
-    arch : timm architecture the encoder is built from.
+    arch : timm architecture the encoder is built from (EdgeSAM: the official ``rep_vit_m1``,
+        built by ``_repvit``, not timm).
     img_size : encoder input size in pixels (square).
     kwargs : architecture options of the full model.
     tiny : architecture options of the tiny test config (includes ``img_size``).
@@ -47,6 +48,8 @@ _SAMVIT_TINY = dict(img_size=64, embed_dim=32, depth=4, num_heads=2, global_attn
 _HIERA_TINY = dict(img_size=64, embed_dim=16, num_heads=1, stages=(1, 1, 2, 1),
                    global_att_blocks=(3,), window_spec=(4, 2, 2, 1), global_pos_size=(4, 4))
 _EFFICIENT = dict(use_rel_pos=False, window_size=0, use_abs_pos=True)
+_EDGE_M1 = dict(embed_dims=(48, 96, 192, 384), depths=(3, 4, 16, 3))
+_EDGE_TINY = dict(img_size=64, embed_dims=(8, 16, 24, 32), depths=(2, 2, 3, 2), neck_chans=16)
 
 SAM_CONFIGS: dict[str, SamConfig] = {c.name: c for c in [
     SamConfig("sam_vit_b", "sam", "samvit_base_patch16", 1024,
@@ -93,10 +96,11 @@ SAM_CONFIGS: dict[str, SamConfig] = {c.name: c for c in [
                    neck_chans=16, **_EFFICIENT),
               checkpoint="efficient_sam_vits.pt",
               description="EfficientSAM ViT-S image encoder (Xiong et al. 2024), 1024 px"),
-    SamConfig("edge_sam_repvit_m1", "edge_sam", "repvit_m1", 1024,
-              dict(embed_dim=(48, 96, 192, 384), depth=(2, 2, 14, 2), legacy=True),
-              dict(img_size=64, embed_dim=(8, 16, 16, 32), depth=(1, 1, 2, 1), legacy=True,
-                   neck_chans=16),
-              description="EdgeSAM-style convolutional encoder: RepViT-M1 (Zhou et al. 2023) "
-                          "with stage 2+3 fusion and SAM's neck, 1024 px"),
+    SamConfig("edge_sam", "edge_sam", "rep_vit_m1", 1024, dict(_EDGE_M1), _EDGE_TINY,
+              checkpoint="edge_sam.pth",
+              description="EdgeSAM RepViT-M1 image encoder (Zhou et al. 2023), 1024 px"),
+    SamConfig("edge_sam_3x", "edge_sam", "rep_vit_m1", 1024, dict(_EDGE_M1), _EDGE_TINY,
+              checkpoint="edge_sam_3x.pth",
+              description="EdgeSAM-3x RepViT-M1 image encoder (Zhou et al. 2023; the same "
+                          "network trained on three times the images), 1024 px"),
 ]}

@@ -34,8 +34,12 @@ sam2 1.1.0) built with random weights. MobileSAM is tested against the official 
 tests/models/test_mobile_sam_official.py) and EfficientSAM against its official encoder written
 in the test from ``efficient_sam_encoder.py`` (tests/models/test_efficient_sam_official.py), both
 with random weights in the official layout.
-``edge_sam``: no official converter (EdgeSAM's RepViT lists its layers flat as ``features.N``);
-    our own layout only.
+``edge_sam`` (EdgeSAM ``edge_sam.pth`` / ``edge_sam_3x.pth``: the full model's flat state_dict):
+    ``image_encoder.{features.N..., fuse_stage2, fuse_stage3.op_list.0, neck.0..3}`` is our
+    ``EdgeSamRepVit``'s own layout (``_repvit``), so only the prefix is removed; the prompt
+    encoder, mask decoder and any detection head (``fpn.*``, ``rpn_head.*``) are dropped. Tested
+    against EdgeSAM's RepViT written in the test from ``edge_sam/modeling/rep_vit.py``
+    (tests/models/test_edge_sam_official.py), full RepViT-M1 and a tiny variant, random weights.
 Which generation a full checkpoint comes from is told by its keys (``checkpoint_generation``):
 SAM 2 names its heads ``sam_prompt_encoder`` / ``sam_mask_decoder`` and its trunk
 ``image_encoder.trunk``; segment-anything and its descendants name them ``prompt_encoder`` /
@@ -54,8 +58,8 @@ from torch import nn
 from cortexalign.errors import InputError
 
 __all__ = ["CONVERTERS", "convert_state_dict", "convert_sam", "convert_sam2",
-           "convert_mobile_sam", "convert_efficient_sam", "resize_positions", "checkpoint_generation",
-           "check_generation"]
+           "convert_mobile_sam", "convert_efficient_sam", "convert_edge_sam", "resize_positions",
+           "checkpoint_generation", "check_generation"]
 
 StateDict = dict[str, torch.Tensor]
 
@@ -160,8 +164,10 @@ def convert_efficient_sam(sd: Mapping[str, torch.Tensor], module: nn.Module) -> 
     return enc
 
 
-def _identity(sd: Mapping[str, torch.Tensor], module: nn.Module) -> StateDict:
-    return dict(sd)
+def convert_edge_sam(sd: Mapping[str, torch.Tensor], module: nn.Module) -> StateDict:
+    """EdgeSAM ``image_encoder.*`` -> ``EdgeSamRepVit`` (same names: the prefix is removed)."""
+    enc = _strip(sd, "image_encoder.")
+    return dict(sd) if enc is None else enc
 
 
 #: family -> converter(official_state_dict, module) -> state_dict in the module's layout
@@ -170,7 +176,7 @@ CONVERTERS: dict[str, Callable[[Mapping[str, torch.Tensor], nn.Module], StateDic
     "sam2": convert_sam2,
     "mobile_sam": convert_mobile_sam,
     "efficient_sam": convert_efficient_sam,
-    "edge_sam": _identity,
+    "edge_sam": convert_edge_sam,
 }
 
 
@@ -186,8 +192,8 @@ _GENERATIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "sam2": (("image_encoder.trunk.", "sam_mask_decoder.", "sam_prompt_encoder."),
              "a SAM 2 checkpoint", "load it with a sam2_hiera_* entry (e.g. 'sam2_hiera_t')"),
     "sam": (("mask_decoder.", "prompt_encoder."),
-            "a segment-anything-style (SAM, MobileSAM, EfficientSAM) checkpoint",
-            "load it with a sam_vit_*, mobile_sam or efficient_sam_* entry"),
+            "a segment-anything-style (SAM, MobileSAM, EfficientSAM, EdgeSAM) checkpoint",
+            "load it with a sam_vit_*, mobile_sam, efficient_sam_* or edge_sam* entry"),
 }
 
 

@@ -3,7 +3,7 @@
 Every encoder maps a (b, 3, S, S) batch to SAM's image embedding (b, 256, S/16, S/16) and names its
 layers the same way across the family: ``blocks.i`` for plain and hierarchical transformers
 (SAM ViT, EfficientSAM, SAM 2 Hiera), ``stages.i.blocks.j`` for stage-wise networks (TinyViT,
-RepViT), and ``neck`` for the convolutional neck that produces the embedding (absent from SAM 2,
+and EdgeSAM's RepViT in ``_repvit``), and ``neck`` for the convolutional neck that produces the embedding (absent from SAM 2,
 whose FPN neck is not part of the trunk we load).
 
 - SAM ViT-B/L/H (Kirillov et al. 2023): timm ``samvit_*`` with LayerNorm eps 1e-6 as in
@@ -14,8 +14,7 @@ whose FPN neck is not part of the trunk we load).
 - SAM 2 Hiera (Ravi et al. 2024): timm ``sam2_hiera_*`` (``HieraDet``), trunk only.
 - MobileSAM (Zhang et al. 2023): TinyViT-5M at 1024 px whose last patch merging keeps stride 1,
   so the last stage runs at 64 x 64 like MobileSAM's, followed by SAM's neck.
-- EdgeSAM-style RepViT-M1 (Zhou et al. 2023): timm ``RepVit`` with EdgeSAM's fusion (1x1 convs of
-  stages 2 and 3, the latter upsampled x2 bicubically, summed) and SAM's neck.
+- EdgeSAM (Zhou et al. 2023): its own RepViT-M1 in the checkpoints' layout, see ``_repvit``.
 """
 
 from __future__ import annotations
@@ -24,16 +23,13 @@ from functools import partial
 
 import timm
 import torch
-import torch.nn.functional as F
 from timm.layers import LayerNorm2d
-from timm.models.repvit import RepVit
 from timm.models.tiny_vit import TinyVit
 from torch import nn
 
 from cortexalign.models.sam._attention import use_fused_attention
 
-__all__ = ["sam_neck", "TinyVitSam", "RepVitSam", "build_samvit", "build_hiera",
-           "build_tiny_vit_sam", "build_repvit_sam"]
+__all__ = ["sam_neck", "TinyVitSam", "build_samvit", "build_hiera", "build_tiny_vit_sam"]
 
 
 def sam_neck(in_chans: int, out_chans: int = 256) -> nn.Sequential:
@@ -82,40 +78,8 @@ class TinyVitSam(TinyVit):
         return self.forward_features(x)
 
 
-class RepVitSam(RepVit):
-    """RepViT with EdgeSAM's fusion of stages 2 and 3 and SAM's neck (output stride 16)."""
-
-    def __init__(self, neck_chans: int = 256, **kwargs):
-        super().__init__(num_classes=0, distillation=False, **kwargs)
-        dims = kwargs["embed_dim"]
-        self.fuse_stage2 = nn.Conv2d(dims[-2], neck_chans, kernel_size=1, bias=False)
-        self.fuse_stage3 = nn.Conv2d(dims[-1], neck_chans, kernel_size=1, bias=False)
-        self.neck = sam_neck(neck_chans, neck_chans)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The image embedding from the last two stages' features (fused, then the neck)."""
-        x = self.stem(x)
-        for stage in self.stages[:-1]:
-            x = stage(x)
-        s2_bchw = x
-        s3_bchw = self.stages[-1](x)
-        up_bchw = F.interpolate(self.fuse_stage3(s3_bchw), scale_factor=2, mode="bicubic",
-                                align_corners=False)
-        return self.neck(self.fuse_stage2(s2_bchw) + up_bchw)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``forward_features`` (the image encoder has no head)."""
-        return self.forward_features(x)
-
-
 def build_tiny_vit_sam(arch: str, **kwargs) -> nn.Module:
     """MobileSAM's TinyViT (``arch`` is informational; dims come from ``kwargs``)."""
     kwargs.pop("pretrained", None)
     kwargs.pop("img_size", None)  # TinyViT is resolution-agnostic; the size lives in Preprocess
     return TinyVitSam(**kwargs)
-
-
-def build_repvit_sam(arch: str, **kwargs) -> nn.Module:
-    """EdgeSAM-style RepViT encoder (``arch`` is informational; dims come from ``kwargs``)."""
-    kwargs.pop("pretrained", None)
-    return RepVitSam(**kwargs)

@@ -8,7 +8,7 @@ layout); ``untrained=True`` gives the seeded random initialisation. ``tiny=True`
 test config of ``SAM_CONFIGS``; other keyword arguments override architecture options.
 
 Preprocessing: the image encoders see what they saw in training. SAM, MobileSAM, EfficientSAM
-and the RepViT variant scale the longest side to ``img_size`` and pad (``longest_side_pad``);
+and EdgeSAM scale the longest side to ``img_size`` and pad (``longest_side_pad``);
 SAM 2 (Hiera) resizes the whole image to an ``img_size`` square (``SAM2_RESIZE = "stretch"``,
 as sam2's ``SAM2Transforms`` do), so its maps cover the image without padding. Both take SAM's
 pixel mean/std. ``load_model(..., preprocess={"resize": "longest_side_pad"})`` (or
@@ -34,12 +34,8 @@ from cortexalign.models._weights import load_state_dict_checked, read_state_dict
 from cortexalign.models.sam._adapter import SamAdapter, sam_preprocess
 from cortexalign.models.sam._configs import SAM_CONFIGS, SamConfig
 from cortexalign.models.sam._convert import check_generation, convert_state_dict
-from cortexalign.models.sam._encoders import (
-    build_hiera,
-    build_repvit_sam,
-    build_samvit,
-    build_tiny_vit_sam,
-)
+from cortexalign.models.sam._encoders import build_hiera, build_samvit, build_tiny_vit_sam
+from cortexalign.models.sam._repvit import build_edge_sam_repvit
 
 __all__ = ["BUILDERS", "build_sam_family", "sam_layer_paths", "SAM2_RESIZE"]
 
@@ -52,7 +48,7 @@ BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "efficient_sam": build_samvit,
     "sam2": build_hiera,
     "mobile_sam": build_tiny_vit_sam,
-    "edge_sam": build_repvit_sam,
+    "edge_sam": build_edge_sam_repvit,
 }
 
 
@@ -64,7 +60,9 @@ def sam_layer_paths(module: nn.Module) -> tuple[dict[str, str], list[str]]:
         for i in range(len(module.blocks)):
             paths[f"blocks.{i}"] = f"blocks.{i}"
             channels_last.append(f"blocks.{i}")
-    else:  # TinyViT, RepViT: stages of blocks; TinyViT's attention blocks are channels-last
+    elif hasattr(module, "block_paths"):  # EdgeSAM's RepViT: family names over a flat list
+        paths.update(module.block_paths())
+    else:  # TinyViT: stages of blocks; its attention blocks are channels-last
         for s, stage in enumerate(module.stages):
             for j, block in enumerate(stage.blocks):
                 paths[f"stages.{s}.blocks.{j}"] = f"stages.{s}.blocks.{j}"
@@ -151,8 +149,9 @@ def _register(cfg: SamConfig) -> None:
         return build_sam_family(cfg, spec, **kwargs)
 
     build.__doc__ = cfg.description
-    layers = "blocks.i, neck" if cfg.family in ("sam", "efficient_sam") else (
-        "blocks.i" if cfg.family == "sam2" else "stages.i.blocks.j, neck")
+    layers = {"sam": "blocks.i, neck", "efficient_sam": "blocks.i, neck", "sam2": "blocks.i",
+              "mobile_sam": "stages.i.blocks.j, neck",
+              "edge_sam": "stages.i.blocks.j, fuse_stage2, fuse_stage3, neck"}[cfg.family]
     entry = checkpoint_entry(cfg.name)
     weights = (f"`cortexalign fetch {entry}`, " if entry else "") + (
         "timm hub (network) or weights=PATH to " if cfg.hub else "weights=PATH to ") + (

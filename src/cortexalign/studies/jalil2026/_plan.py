@@ -31,11 +31,11 @@ CHECKPOINTS: dict[str, str] = {
     "sam2_hiera_s": "sam2_hiera_small.pt", "sam2_hiera_b_plus": "sam2_hiera_base_plus.pt",
     "sam2_hiera_l": "sam2_hiera_large.pt", "mobile_sam": "mobile_sam.pt",
     "efficient_sam_vit_t": "efficient_sam_vitt.pt", "efficient_sam_vit_s": "efficient_sam_vits.pt",
-    "edge_sam_repvit_m1": "edge_sam.pth",
+    "edge_sam": "edge_sam.pth",
 }
 """Registry name -> the released checkpoint's file name (looked up in ``DATA/checkpoints``)."""
 
-ATTENTION_FREE = frozenset({"edge_sam_repvit_m1", "pixels"})
+ATTENTION_FREE = frozenset({"edge_sam", "pixels"})
 """Entries without attention: scored on conv maps only (``pixels``: the grey image itself)."""
 
 PIXELS = {"name": "pixels", "kwargs": {"size": 64}}
@@ -49,7 +49,9 @@ class StudyPlan:
     ``models``: registry names; ``layers``: per name, the blocks scored for ``attention`` and
     ``conv_map`` (``"all"`` when absent); ``kwargs``: constructor options of every untrained
     entry (e.g. a smaller ``img_size``); ``n_scenes``: the first scenes of the template (None:
-    all); ``statistic``: ``peak`` (the paper's) or ``mean`` dF/F; ``split_by``: the neural grid.
+    all); ``statistic``: ``peak`` (the paper's) or ``mean`` dF/F; ``split_by``: the neural grid;
+    ``seg_images``, ``seg_prompt``, ``profile_repeats``: the config's ``segmentation:`` entry
+    (the model cards: mIoU on ``DATA/coco`` and the profile, ``cortexalign.bench._cards``).
     """
 
     models: tuple[str, ...]
@@ -77,10 +79,9 @@ PLANS: dict[str, StudyPlan] = {
     "full": StudyPlan(models=("sam_vit_b", "sam_vit_l", "sam_vit_h", "sam2_hiera_t",
                               "sam2_hiera_s", "sam2_hiera_b_plus", "sam2_hiera_l", "mobile_sam",
                               "efficient_sam_vit_t", "efficient_sam_vit_s",
-                              "edge_sam_repvit_m1", "pixels")),
+                              "edge_sam", "pixels")),
     "cpu": StudyPlan(
-        models=("efficient_sam_vit_t", "mobile_sam", "sam2_hiera_t", "edge_sam_repvit_m1",
-                "pixels"),
+        models=("efficient_sam_vit_t", "mobile_sam", "sam2_hiera_t", "edge_sam", "pixels"),
         layers={"efficient_sam_vit_t": {"attention": ["blocks.3.attn", "blocks.6.attn",
                                                       "blocks.9.attn", "blocks.11.attn"],
                                         "conv_map": ["blocks.9", "neck"]},
@@ -90,8 +91,7 @@ PLANS: dict[str, StudyPlan] = {
                 "sam2_hiera_t": {"attention": ["blocks.1.attn", "blocks.5.attn",
                                                "blocks.7.attn", "blocks.9.attn"],
                                  "conv_map": ["blocks.9", "blocks.11"]},
-                "edge_sam_repvit_m1": {"conv_map": ["stages.2.blocks.13", "fuse_stage3",
-                                                    "neck"]}},
+                "edge_sam": {"conv_map": ["stages.2.blocks.15", "fuse_stage3", "neck"]}},
         kwargs={"img_size": 512}, n_scenes=32, n_bootstrap=0, n_permutations=999,
         metrics=({"name": "map_rmse", "options": {"scaling": "minmax", "n_permutations": 199}},
                  {"name": "map_pearson"},
@@ -141,8 +141,13 @@ def study_config(data: str | Path, plan: StudyPlan, name: str = "jalil2026") -> 
     if plan.min_reliability is not None:
         neural["select"] = {"min_reliability": plan.min_reliability}
     models = [e for m in plan.models for e in model_entries(m, plan, Path(data))]
+    coco = Path(data) / "coco"
+    segmentation = {"coco": str(coco / "annotations" / "instances.json"),
+                    "images": str(coco / "images"), "prompt": plan.seg_prompt,
+                    "limit": plan.seg_images, "profile_repeats": plan.profile_repeats}
     return {"name": name, "stimuli": {"source": "allen.natural_scenes", "options": stim_opts},
             "models": models, "neural": [neural], "metrics": [dict(m) for m in plan.metrics],
+            "segmentation": segmentation,
             "n_bootstrap": plan.n_bootstrap, "n_permutations": plan.n_permutations, "seed": 0,
             "batch_size": plan.batch_size, "device": "auto"}
 

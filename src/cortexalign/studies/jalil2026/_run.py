@@ -4,26 +4,26 @@
    plan (attention and conv maps) x the (area, Cre line, cortical layer) groups x the map
    metrics, RSA and ridge, with ceilings, permutation p-values and BH FDR per grid. Resumable:
    a second call skips the jobs already in ``OUT/results.duckdb``.
-2. For each model: the efficiency profile (parameters, FLOPs, latency, memory) with the weights
-   the grid used, and the prompted segmentation mIoU on ``DATA/coco``; one model card each in the
-   store (the report's accuracy / efficiency / alignment section reads them).
+2. For each model, by the same run (the config's ``segmentation:`` entry, ``bench._cards``, as
+   ``cortexalign miou`` and any config): the efficiency profile (parameters, FLOPs, latency,
+   memory) with the weights the grid used, and the prompted segmentation mIoU on ``DATA/coco``;
+   one model card each in the store (the report's accuracy / efficiency / alignment section
+   reads them).
 3. The paper's comparisons (``comparisons.md``) and, on simulated data, the planted group's
-   recovery (``planted.md``); the report is written again with the model cards.
+   recovery (``planted.md``); the report, with the model cards.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 from cortexalign.errors import InputError
 from cortexalign.studies import StudyResult
 from cortexalign.studies.jalil2026._plan import PLANS, StudyPlan, study_config
 
-__all__ = ["run", "run_plan", "model_cards"]
+__all__ = ["run", "run_plan"]
 
 
 def _check_data(data: Path | None) -> Path:
@@ -32,70 +32,13 @@ def _check_data(data: Path | None) -> Path:
                          "`cortexalign simulate jalil2026 --out DIR`, or lay out the Allen cache "
                          "as docs/studies/jalil2026.md says, then pass --data DIR")
     data = Path(data)
-    if not (data / "allen").is_dir():
+    if not (data / "allen").is_dir() or not (data / "coco" / "annotations" / "instances.json"
+                                             ).is_file():
         raise InputError("--data", "a directory holding allen/ (a Brain Observatory cache) and "
-                         "coco/ (a COCO instance set)", repr(str(data)),
-                         "pass the directory `cortexalign simulate jalil2026` wrote")
+                         "coco/ (a COCO instance set: annotations/instances.json, images/)",
+                         repr(str(data)), "pass the directory `cortexalign simulate jalil2026` "
+                         "wrote, or add the missing part")
     return data
-
-
-def _segmentation_samples(data: Path, n: int | None):
-    from cortexalign.segmentation import read_coco
-
-    ann = data / "coco" / "annotations" / "instances.json"
-    if not ann.is_file():
-        return None
-    samples = read_coco(ann, data / "coco" / "images")
-    return list(samples if n is None else itertools.islice(samples, n))
-
-
-def model_cards(config, data: Path, out: Path, plan: StudyPlan, device: str = "auto",
-                progress: bool = True) -> dict[str, dict[str, Any]]:
-    """Profile each distinct model of ``config`` with its weights, measure its mIoU, and store
-    one card per model; models whose card is already stored are skipped (resume)."""
-    from rich.console import Console
-
-    from cortexalign.device import resolve_device
-    from cortexalign.models import load_model
-    from cortexalign.models.profile import device_string, profile_model
-    from cortexalign.results import RESULTS_FILE, ModelCard, ResultsStore
-    from cortexalign.segmentation import evaluate_segmentation, sam_predictor
-
-    console = Console(stderr=True, quiet=not progress)
-    dev = resolve_device(device)
-    store = ResultsStore(out / RESULTS_FILE)
-    have = store.frame("model_cards")
-    done = set(zip(have["model_id"], have["device"], strict=True)) if len(have) else set()
-    samples = _segmentation_samples(data, plan.seg_images)
-    seen, cards = set(), {}
-    for spec in config.models:
-        key = (spec.name, spec.weights, spec.untrained, json.dumps(spec.kwargs, sort_keys=True))
-        if key in seen:
-            continue
-        seen.add(key)
-        adapter = load_model(spec.name, weights=spec.weights, untrained=spec.untrained,
-                             seed=spec.seed, device=dev, preprocess=spec.preprocess or None,
-                             **spec.kwargs)
-        if (adapter.model_id, device_string(dev)) in done:
-            continue
-        t0 = time.perf_counter()
-        miou, note = None, ""
-        if samples is not None and getattr(adapter, "family", None):  # SAM-family encoders
-            try:
-                predictor = sam_predictor(adapter, spec.weights)
-                miou = evaluate_segmentation(samples, predictor, prompt=plan.seg_prompt).miou
-            except ImportError as err:  # segment-anything / sam2 not installed
-                note = f"mIoU not measured: {err} (pip install 'cortexalign[sam]')"
-        card = profile_model(adapter, device=dev, n_warmup=1, n_repeat=plan.profile_repeats)
-        card.extra.update(weights=spec.weights or f"untrained (seed {spec.seed})",
-                          segmentation={"prompt": plan.seg_prompt, "images": len(samples or []),
-                                        "note": note})
-        store.put_model_card(ModelCard.from_profile(card, miou))
-        cards[adapter.model_id] = {"params": card.params, "flops": card.flops,
-                                   "latency_ms": card.latency_ms, "miou": miou}
-        console.print(f"card {adapter.model_id}: mIoU {miou if miou is None else f'{miou:.3f}'}"
-                      f", {card.latency_ms:.0f} ms/image ({time.perf_counter() - t0:.0f} s)")
-    return cards
 
 
 def run_plan(data: str | Path, out: str | Path, plan: StudyPlan, device: str = "auto",
@@ -109,8 +52,7 @@ def run_plan(data: str | Path, out: str | Path, plan: StudyPlan, device: str = "
     data, out = _check_data(data), Path(out)
     t0 = time.perf_counter()
     config = load_config(dict(study_config(data, plan), device=device))
-    summary = run_experiment(config, out, progress=progress)
-    model_cards(config, data, out, plan, device, progress)
+    summary = run_experiment(config, out, progress=progress)  # scores, then the model cards
     frame = ResultsStore(out / RESULTS_FILE, read_only=True).scores_frame()
     files = dict(summary.files)
     files["comparisons"] = paper_comparisons(frame, out / "comparisons.md")

@@ -45,7 +45,7 @@ def planted_drive(images_shw: np.ndarray, spec: SimSpec, batch_size: int = 8) ->
     The maps are computed by the study's own extraction (``bench`` map features) of
     ``spec.planted.model``, so a study that scores that entry sees the same maps.
     """
-    from cortexalign.features import extract_maps, map_options
+    from cortexalign.features import extract
     from cortexalign.models import load_model
     from cortexalign.neural import stimuli_on_grid
     from cortexalign.neural.allen import natural_scene_ids
@@ -56,8 +56,8 @@ def planted_drive(images_shw: np.ndarray, spec: SimSpec, batch_size: int = 8) ->
                          seed=entry.get("seed", 0), weights=entry.get("weights"),
                          **entry.get("kwargs", {}))
     stimuli = StimulusSet.from_arrays(images_shw, ids=natural_scene_ids(len(images_shw)))
-    maps_sgg = extract_maps(adapter, stimuli, [spec.planted.block], "attention",
-                            map_options("attention", {}), batch_size=batch_size)[spec.planted.block]
+    maps_sgg = np.asarray(extract(adapter, stimuli, [spec.planted.block], "attention",
+                                  batch_size=batch_size, progress=False)[spec.planted.block].values)
     mean_gg = maps_sgg.mean(0) - maps_sgg.mean()
     pads = getattr(adapter.preprocess, "resize", "") == "longest_side_pad"
     grid_sgg = stimuli_on_grid(images_shw, maps_sgg.shape[1:], pad_square=pads)
