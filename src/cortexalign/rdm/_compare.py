@@ -35,7 +35,7 @@ from cortexalign.rdm._compute import upper_tri
 from cortexalign.rdm._validate import as_tensor, check_varies
 
 __all__ = ["RDM_COMPARISONS", "compare_rdms", "compare_vectors", "average_ranks",
-           "weighted_ranks", "centred_weighted_ranks", "row_dots", "rdm_vectors", "n_stimuli_of", "pair_row_sums", "whitened_gram",
+           "weighted_ranks", "centred_weighted_ranks", "row_dots", "RANK_COMPARISONS", "rdm_vectors", "n_stimuli_of", "pair_row_sums", "whitened_gram",
            "whitened_norms", "resampled_cosine_cov", "compare_pearson", "compare_cosine",
            "compare_spearman", "compare_kendall_tau_a", "compare_rho_a", "compare_cosine_cov",
            "compare_corr_cov"]
@@ -129,10 +129,11 @@ def centred_weighted_ranks(x_p: torch.Tensor, weights_bp: torch.Tensor,
 
 def row_dots(a_bp: torch.Tensor, b_bp: torch.Tensor) -> torch.Tensor:
     """(b,) row-wise dot products ``(a * b).sum(1)`` without a (b, p) temporary (NumPy's einsum on
-    the CPU: 3x torch's there)."""
+    the CPU: 3x torch's there), in ``a``'s dtype (``b`` may be narrower: it is widened as read)."""
     if numpy_kernel(a_bp, b_bp):
-        return torch.from_numpy(np.einsum("bp,bp->b", a_bp.numpy(), b_bp.numpy()))
-    return torch.einsum("bp,bp->b", a_bp, b_bp)
+        return torch.from_numpy(np.einsum("bp,bp->b", a_bp.numpy(), b_bp.numpy(),
+                                          dtype=a_bp.numpy().dtype))
+    return torch.einsum("bp,bp->b", a_bp, b_bp.to(a_bp.dtype))
 
 
 def weighted_ranks(x_p: torch.Tensor, weights_bp: torch.Tensor) -> torch.Tensor:
@@ -198,10 +199,13 @@ def compare_rho_a(a_mp: torch.Tensor, b_kp: torch.Tensor) -> torch.Tensor:
     ties compared with itself gives ``1 - T / (p^3 - p)`` < 1, which is the point of rho-a (a model
     predicting ties is not rewarded for them).
     """
-    p = a_mp.shape[1]
+    return _rho_a_of_ranks(average_ranks(a_mp), average_ranks(b_kp))
+
+
+def _rho_a_of_ranks(ra_mp: torch.Tensor, rb_kp: torch.Tensor) -> torch.Tensor:
+    p = ra_mp.shape[1]
     mid = (p + 1) / 2.0
-    ra, rb = average_ranks(a_mp) - mid, average_ranks(b_kp) - mid
-    return (ra @ rb.T).mul_(12.0 / (float(p) ** 3 - p)).clamp_(-1.0, 1.0)
+    return ((ra_mp - mid) @ (rb_kp - mid).T).mul_(12.0 / (float(p) ** 3 - p)).clamp_(-1.0, 1.0)
 
 
 def n_stimuli_of(p: int) -> int:
@@ -371,6 +375,16 @@ RDM_COMPARISONS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
     "corr_cov": compare_corr_cov,
 }
 """Name -> ``fn(a_mp, b_kp) -> (m, k)`` on float64 upper-triangle vectors."""
+
+
+RANK_COMPARISONS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "spearman": compare_pearson,
+    "rho_a": _rho_a_of_ranks,
+}
+"""The comparisons that are a function of the two vectors' ``average_ranks`` alone: name ->
+``fn(ranks_mp, ranks_kp) -> (m, k)``, so a caller comparing one set many times ranks it once
+(``RANK_COMPARISONS[m](average_ranks(a), average_ranks(b)) == RDM_COMPARISONS[m](a, b)``, bit for
+bit)."""
 
 
 def compare_vectors(a_mp: torch.Tensor, b_kp: torch.Tensor, method: str = "spearman") -> torch.Tensor:

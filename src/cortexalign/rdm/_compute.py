@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from cortexalign.compute import gram_work, numpy_kernel, sized_by, total_gram_work
+from cortexalign.compute import gram_work, numpy_input, numpy_kernel, sized_by, total_gram_work
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.rdm._numpy_rdm import NUMPY_RDM_METHODS, numpy_rdm
@@ -251,11 +251,8 @@ def _numpy_input(x, device: torch.device, method: str, chunk_size: int | None,
                  options: dict) -> bool:
     """``compute_rdm`` goes the NumPy way (``_numpy_rdm``) for CPU work outside autograd with no
     ``chunk_size``: NumPy arrays, and CPU tensors that do not need a gradient."""
-    if device.type != "cpu" or chunk_size is not None or options or method not in NUMPY_RDM_METHODS:
-        return False
-    if isinstance(x, torch.Tensor):
-        return numpy_kernel(x) and x.dtype in (torch.float32, torch.float64)
-    return isinstance(x, np.ndarray)
+    return (device.type == "cpu" and chunk_size is None and not options
+            and method in NUMPY_RDM_METHODS and numpy_input(x))
 
 
 @sized_by(lambda x_sd, *_, **__: gram_work(x_sd))

@@ -30,7 +30,7 @@ from cortexalign.rdm import (
     row_dots,
 )
 from cortexalign.stats._budget import check_resamples
-from cortexalign.stats._resample_memo import DrawKey, pair_weights_for, target_ranks
+from cortexalign.stats._memo import DrawKey, pair_weights_for, target_ranks
 
 __all__ = ["bootstrap_indices", "pair_weights", "percentile_interval", "bootstrap_rdm_comparison",
            "bootstrap_statistic", "BOOTSTRAP_COMPARISONS"]
@@ -117,7 +117,7 @@ def _ranked_products(x_p, y_kp, w_bp, memo: DrawKey | None = None,
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Weighted products of centred weighted ranks: ``sum w rx ry`` (b, k), ``sum w rx^2`` (b,),
     ``sum w ry^2`` (b, k). The model's ranks are weighted once; each target costs one ranking
-    (kept between calls under the draws ``memo``: ``_resample_memo``) and one row-wise dot
+    (kept between calls under the draws ``memo``: ``_memo``) and one row-wise dot
     (the sums of squares come from the tie groups: ``centred_weighted_ranks``)."""
     if cubes_b is None:
         cubes_b = (w_bp * w_bp * w_bp).sum(1)
@@ -176,7 +176,7 @@ BOOTSTRAP_COMPARISONS: dict[str, Callable[..., torch.Tensor]] = {
 resampled vectors, given the (B, p) pair weights and the (B, s) draw counts."""
 
 #: The comparisons that rank the target vectors under each draw: ``bootstrap_rdm_comparison``
-#: keeps those ranks between calls (``_resample_memo``).
+#: keeps those ranks between calls (``_memo``).
 _RANKED = ("spearman", "rho_a")
 
 
