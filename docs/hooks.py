@@ -40,6 +40,7 @@ API_PACKAGES = [
     ("Alignment training", "cortexalign.align"), ("Segmentation", "cortexalign.segmentation"),
     ("Fetching data and weights", "cortexalign.fetch"), ("Studies", "cortexalign.studies"),
     ("Interop", "cortexalign.interop"), ("CPU threads", "cortexalign.compute"),
+    ("Kept results", "cortexalign.memo"),
     ("Errors", "cortexalign.errors"), ("Registry", "cortexalign.registry"),
 ]
 

@@ -19,7 +19,7 @@ from cortexalign.bench._jobs import JOB_VERSION, job_key
 from cortexalign.bench._stats import add_fdr, paired_model_comparison
 from cortexalign.bench._targets import split_targets
 from cortexalign.errors import InputError
-from cortexalign.features import FeatureCache, extract, feature_keys, kind_layers
+from cortexalign.features import FeatureCache, extract, extract_kinds, feature_keys, kind_layers
 from cortexalign.metrics import METRICS, rsa_permutation_p, score
 from cortexalign.models import MODELS, load_model
 from cortexalign.models.attention import attention_maps, conv_maps
@@ -203,6 +203,38 @@ def test_maps_equal_direct_extraction_and_hit_the_cache(tmp_path, rng):
     assert mixed["blocks.1"].pooling == "conv:mean_abs"
     with pytest.raises(InputError, match="feature_options"):
         extract(model, stim, layers, "attention", {"reductoin": "cls"})
+
+
+def test_map_kinds_share_one_forward_and_equal_each_kind_alone(tmp_path, rng):
+    """Attention and conv maps of one model from the same passes (``extract_kinds``): the same
+    maps and cache entries as each kind alone, also when the conv layer comes before the last
+    attention block (the forward must not stop early) and with rollout's cross-block state."""
+    model = load_model("sam_vit_b", tiny=True, untrained=True)
+    imgs = rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    stim = StimulusSet.from_arrays(imgs, ids=["a", "b", "c"])
+    blocks = ["blocks.1.attn", "blocks.3.attn"]
+    for attn_opts in ({}, {"reduction": "rollout"}):
+        cache = FeatureCache(tmp_path / f"cache{len(attn_opts)}")
+        both = extract_kinds(model, stim, {"attention": (blocks, attn_opts),
+                                           "conv_map": (["blocks.0"], {})},
+                             batch_size=2, cache=cache, progress=False)
+        assert len(cache) == 3
+        alone_a = extract(model, stim, blocks, "attention", attn_opts, batch_size=2,
+                          progress=False)
+        alone_c = extract(model, stim, ["blocks.0"], "conv_map", {}, batch_size=2,
+                          progress=False)
+        for kind, alone in (("attention", alone_a), ("conv_map", alone_c)):
+            for n, f in alone.items():
+                got = both[kind][n]
+                np.testing.assert_array_equal(got.values, f.values)
+                assert (got.key, got.pooling, got.from_cache) == (f.key, f.pooling, False)
+        hits = extract(model, stim, blocks, "attention", attn_opts, cache=cache,
+                       progress=False)
+        assert all(f.from_cache for f in hits.values())
+        again = extract_kinds(model, stim, {"attention": (blocks, attn_opts),
+                                            "conv_map": (["blocks.0"], {})}, cache=cache,
+                              progress=False)
+        assert all(f.from_cache for fs in again.values() for f in fs.values())
 
 
 def _rec(p, target="t", model="m", layer="l", per=None):

@@ -114,8 +114,8 @@ def test_config_validation_and_differences():
         SAEConfig.from_dict({"d_in": 8, "expansion": 0})
     with pytest.raises(InputError, match="sae.colour"):
         SAEConfig.from_dict({"d_in": 8, "colour": "red"})
-    a, b = SAEConfig(d_in=8), SAEConfig(d_in=8, k=4, lr=1e-3)
-    assert a.differences(b) == {"k": (32, 4), "lr": (5e-5, 1e-3)}
+    a, b = SAEConfig(d_in=8), SAEConfig(d_in=8, k=4, lr=5e-5)
+    assert a.differences(b) == {"k": (32, 4), "lr": (1e-3, 5e-5)}
     assert resolved_objective(a) == "seed"
     assert resolved_objective(SAEConfig(d_in=8, architecture="topk")) == "nmse"
     assert "768" in SAEConfig.model_fields["d_in"].description

@@ -88,3 +88,37 @@ def test_outputs_are_written_atomically_and_a_failed_write_leaves_nothing(tmp_pa
     with pytest.raises(OSError, match="disk full"):
         write_outputs(res, vox, tmp_path / "failed")
     assert list((tmp_path / "failed").iterdir()) == []  # neither half a table nor a temp file
+
+
+def test_subject_space_volumes_are_drawn_on_the_subjects_own_surfaces(tmp_path, monkeypatch):
+    pytest.importorskip("nilearn")
+    from cortexalign.neural.fmri import surface
+    from cortexalign.neural.fmri.subject_surface import SubjectSurfaces
+    from cortexalign.studies.sae_brainmap._nsd_layout import write_subject_surfaces
+
+    write_subject_surfaces(tmp_path / "nsd", (20, 24, 20), subdivisions=4)
+    painted = {}
+
+    def capture(surf, path, mesh, *a, **k):
+        painted[path.name] = (surf, mesh)
+        return path
+
+    monkeypatch.setattr(surface, "plot_surface_values", capture)
+    cube = np.argwhere(np.ones((3, 3, 3)))
+    ijk = np.concatenate([cube, cube + [17, 21, 17]])  # two corners of the grid
+    res, vox = _result({"x": ijk[:, 0], "y": ijk[:, 1], "z": ijk[:, 2], "roi": ["V1"] * 54},
+                       {"affine": np.diag([1.8, 1.8, 1.8, 1]).tolist(), "shape": [20, 24, 20],
+                        "space": "func1pt8mm",
+                        "freesurfer": str(tmp_path / "nsd/nsddata/freesurfer/subj01")}, n=54)
+    files = write_outputs(res, vox, tmp_path / "out")
+    assert {"volume_best_r", "surface_best_r", "surface_best_layer"} <= set(files)
+    surf, mesh = painted["surface_best_r.png"]
+    assert isinstance(mesh, SubjectSurfaces) and len(surf["left"]) == 2562
+    for hemi in ("left", "right"):  # a few vertices at the corner voxels, the rest blank
+        assert 0 < np.isfinite(surf[hemi]).sum() < 100
+    r = res.dictionary.r_n
+    left = surf["left"][np.isfinite(surf["left"])]
+    assert (left >= r[:27].min() - 1e-6).all() and (left <= r[:27].max() + 1e-6).all()
+    layers, _ = painted["surface_best_layer.png"]
+    got = np.concatenate([v[np.isfinite(v)] for v in layers.values()])
+    assert set(got) <= set(res.best_layer_n + 1.0)  # labels, never averaged

@@ -26,13 +26,17 @@ def test_repo_config_validates():
     cfg = load_brainmap_config(REPO / "configs" / "sae_brainmap.yaml")
     assert cfg.model == "timm:vit_base_patch16_clip_quickgelu_224.openai" and len(cfg.layers) == 12
     sae = cfg.sae_config(768)
-    assert (sae.architecture, sae.d_sae, sae.l1_coef, sae.lr) == ("relu_tied", 12288, 8.6e-4, 5e-5)
+    assert (sae.architecture, sae.d_sae, sae.l1_coef, sae.lr) == ("relu_tied", 12288, 0.1, 1e-3)
+    assert sae.normalize_inputs and cfg.min_steps == 2000
 
 
 def test_bad_config_key_is_named(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("layerz: [blocks.0]\n")
     with pytest.raises(InputError, match="layerz"):
+        load_brainmap_config(p)
+    p.write_text(f"subject_surfaces: {tmp_path}\n")  # not a FreeSurfer subject directory
+    with pytest.raises(InputError, match="subject_surfaces.*surf/lh.white"):
         load_brainmap_config(p)
 
 
@@ -45,7 +49,7 @@ def test_pipeline_end_to_end_recovers_planted_units(tmp_path):
     layers = ["blocks.0", "blocks.1"]
     tokens, n_prefix = layer_tokens_from_model(adapter, stimuli, layers, FeatureCache(tmp_path / "c"))
     assert n_prefix == 1 and tokens["blocks.0"].shape == (48, 17, 32)
-    cfg = BrainMapConfig(model="tiny", layers=layers, epochs=10, images_per_chunk=16,
+    cfg = BrainMapConfig(model="tiny", layers=layers, epochs=10, min_steps=0, images_per_chunk=16,
                          sae={"architecture": "topk", "expansion": 2, "k": 4, "lr": 3e-3,
                               "batch_size": 128},
                          one_to_one=True, n_permutations=19, top_units=3, n_images=5,
@@ -78,3 +82,20 @@ def test_pipeline_end_to_end_recovers_planted_units(tmp_path):
     with pytest.raises(InputError, match="expansion: requested 4"):
         run_sae_brainmap(tokens, n_prefix, stimuli.ids, voxels,
                          cfg.model_copy(update={"sae": {**cfg.sae, "expansion": 4}}))
+
+
+def test_few_images_are_repeated_until_min_steps(tmp_path):
+    import json
+
+    from cortexalign.neural import make_responses
+
+    g = np.random.default_rng(0)
+    tokens = {"b": g.standard_normal((48, 17, 8)).astype(np.float32)}  # 48 x 16 patch tokens
+    ids = [f"im{i}" for i in range(48)]
+    vox = make_responses(g.standard_normal((48, 3)), ids, coords={"roi": ["FFA"] * 3})
+    cfg = BrainMapConfig(model="tiny", layers=["b"], epochs=1, min_steps=20, images_per_chunk=16,
+                         sae={"expansion": 2, "batch_size": 128}, surface_maps=False,
+                         output_dir=str(tmp_path))
+    run_sae_brainmap(tokens, 1, ids, vox, cfg)
+    # 768 tokens an epoch are 6 steps of 128: ceil(20 * 128 / 768) = 4 epochs, 24 steps
+    assert json.loads((tmp_path / "saes/b/config.json").read_text())["n_steps"] == 24

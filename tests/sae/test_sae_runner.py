@@ -24,7 +24,7 @@ TINY_VIT = {"untrained": True, "img_size": 32, "patch_size": 8, "embed_dim": 32,
 
 def _config(root: Path, **update) -> dict:
     cfg = {"model": "timm:vit_tiny_patch16_224", "model_kwargs": TINY_VIT,
-           "layers": ["blocks.0", "blocks.1"], "device": "cpu", "epochs": 10,
+           "layers": ["blocks.0", "blocks.1"], "device": "cpu", "epochs": 10, "min_steps": 0,
            "images_per_chunk": 16,
            "sae": {"architecture": "topk", "expansion": 2, "k": 4, "lr": 3e-3, "batch_size": 128},
            "one_to_one": True, "n_permutations": 19, "top_units": 3, "n_images": 5,

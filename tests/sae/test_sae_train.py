@@ -111,7 +111,7 @@ def test_checkpoint_with_another_config_names_the_differing_fields(tmp_path):
     cfg = SAEConfig(d_in=8, expansion=2)
     save_sae(build_sae(cfg), tmp_path)
     with pytest.raises(InputError, match=r"expansion: requested 4, checkpoint 2.*l1_coef"):
-        load_sae(tmp_path, SAEConfig(d_in=8, expansion=4, l1_coef=0.1))
+        load_sae(tmp_path, SAEConfig(d_in=8, expansion=4, l1_coef=0.5))
     with pytest.raises(InputError, match="checkpoint directory"):
         load_sae(tmp_path / "nothing")
 

@@ -2,8 +2,10 @@
 
 The references below are written from the trainer's documented semantics (shuffle each chunk with
 ``randperm`` from a generator seeded with ``config.seed``, concatenate it behind the previous
-chunk's leftover tokens, cut into batches, drop the tail; pre-bias starts at the first batch's mean;
-AdamW; the seed's or the NMSE objective; ``constrain`` after each step) with the permuted chunk
+chunk's leftover tokens, cut into batches, drop the tail; with ``normalize_inputs`` the input scale
+c = sqrt(d / mean ||x||^2) of the first batch; pre-bias starts at the first batch's mean (of c x);
+AdamW; the seed's objective on c x and c x_hat with lambda ramped over ``l1_warmup_steps``, or the
+NMSE objective; ``constrain`` after each step) with the permuted chunk
 materialised and plain Python bookkeeping, i.e. the way ``train_sae`` worked before it gathered
 batches on the device.
 """
@@ -53,13 +55,19 @@ def _reference_training(chunks, cfg: SAEConfig):
     sae = build_sae(cfg).train()
     opt = torch.optim.AdamW(sae.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     losses = []
+    c = 1.0
     for step, x in enumerate(_reference_batches(chunks, cfg.batch_size, cfg.seed)):
         if step == 0:
+            if cfg.normalize_inputs:
+                c = float(np.sqrt(cfg.d_in / float((x.double() ** 2).sum(1).mean())))
             with torch.no_grad():
-                sae.b_pre.copy_(x.mean(0))
+                sae.input_scale.fill_(c)
+                sae.b_pre.copy_((c * x).mean(0))
         xhat, z = sae(x)
+        x, xhat = c * x, c * xhat
         if cfg.architecture == "relu_tied":
-            loss, _ = _seed_loss(x, xhat, z, cfg.l1_coef)
+            warm = min(1.0, (step + 1) / cfg.l1_warmup_steps) if cfg.l1_warmup_steps else 1.0
+            loss, _ = _seed_loss(x, xhat, z, cfg.l1_coef * warm)
         else:
             loss = (((xhat - x) ** 2).sum(1) / (x * x).sum(1)).mean()
         opt.zero_grad()
@@ -83,10 +91,12 @@ def test_device_gathered_batches_equal_the_materialised_shuffle(sizes, batch_siz
         assert torch.equal(g, w)
 
 
+@pytest.mark.parametrize("normalize", [True, False])
 @pytest.mark.parametrize("arch", ["relu_tied", "topk", "batch_topk"])
-def test_train_sae_equals_a_plain_reference_loop(arch):
+def test_train_sae_equals_a_plain_reference_loop(arch, normalize):
     cfg = SAEConfig(d_in=6, architecture=arch, expansion=3, k=2, lr=1e-2, batch_size=50,
-                    l1_coef=0.05, resample_dead=False, dead_window=100, seed=3)
+                    l1_coef=0.05, resample_dead=False, dead_window=100, seed=3,
+                    normalize_inputs=normalize)
     chunks = _chunks(CHUNK_SIZES, 6)
     out = train_sae(chunks, cfg, device="cpu", log_every=1)
     ref, ref_losses = _reference_training(chunks, cfg)
@@ -99,7 +109,7 @@ def test_train_sae_equals_a_plain_reference_loop(arch):
 def test_dead_fraction_matches_an_explicit_firing_record():
     # a strong L1 penalty kills some latents; dead at the end = silent on the last window (3 batches)
     cfg = SAEConfig(d_in=6, expansion=3, lr=0.3, batch_size=50, l1_coef=50.0, resample_dead=False,
-                    dead_window=150, seed=1)
+                    dead_window=150, seed=1, normalize_inputs=False, l1_warmup_steps=0)
     chunks = _chunks([400], 6)
     out = train_sae(chunks, cfg, device="cpu")
     assert out.n_tokens == 400 and out.n_steps == 8

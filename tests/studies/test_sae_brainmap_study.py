@@ -50,6 +50,8 @@ def test_study_recovers_planted_units_and_layers(sim, tmp_path):
     metrics = pd.read_csv(out / "sae_metrics.csv")
     assert {"l0", "dead_fraction", "dense_fraction", "active_fraction"} <= set(metrics.columns)
     assert (out / "report.html").is_file() and "recovered" in result.output
+    # subject-space maps drawn on the simulated subject's own FreeSurfer surfaces
+    assert (out / "surface_best_r.png").is_file() and (out / "surface_best_layer.png").is_file()
 
 
 def test_catalogue_entry_and_bad_inputs(tmp_path, sim):

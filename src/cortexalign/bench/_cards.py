@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from rich.progress import Progress
 
 from cortexalign.bench._cards_spec import SegmentationSpec
 from cortexalign.bench._executors import PROGRESS_COLUMNS
+from cortexalign.compute import compute_threads
 from cortexalign.errors import InputError
 
 __all__ = ["head_checkpoint", "is_segmenter", "segmenter_name", "model_miou", "model_card", "store_card",
@@ -94,7 +96,8 @@ def model_miou(adapter, seg: SegmentationSpec, checkpoint: str | Path | None, *,
     predictor = sam_predictor(adapter, checkpoint)
     samples = _sample_progress(read_coco(seg.coco, seg.images, seg.limit), n, adapter.model_id,
                                progress, console)
-    return evaluate_segmentation(samples, predictor, prompt=seg.prompt)
+    with compute_threads(math.inf):  # one thread when other processes keep the cores busy
+        return evaluate_segmentation(samples, predictor, prompt=seg.prompt)
 
 
 def _segmentation_extra(seg: SegmentationSpec, result, checkpoint, note: str) -> dict[str, Any]:

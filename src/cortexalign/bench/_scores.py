@@ -3,7 +3,8 @@
 A unit is one model, placed on the run's executor (local, or one Ray task per model): it is
 loaded once (``plan``: a model that does not load is a stored failure note; a layer it lacks
 fails that layer's jobs and the others go on), the layers its unfinished jobs need are extracted
-once through the feature cache (``prepare``), and each job scores one layer against one target
+once through the feature cache (``prepare``; a model's attention and conv entries from the
+same forward passes, ``features.extract_kinds``), and each job scores one layer against one target
 with one metric (``execute``: ``bench._scoring.score_job``, one row per group of the target),
 written with ``record_job``. Job keys: ``bench._jobs``.
 """
@@ -18,7 +19,14 @@ from cortexalign.bench._context import RunContext
 from cortexalign.bench._jobs import ScoreJob, plan_model_jobs
 from cortexalign.bench._scoring import CachedLayer, score_job, uses_maps
 from cortexalign.errors import CortexAlignError
-from cortexalign.features import FEATURE_KINDS, BatchShrink, extract, kind_layers
+from cortexalign.features import (
+    FEATURE_KINDS,
+    SHARED_FORWARD,
+    BatchShrink,
+    extract,
+    extract_kinds,
+    kind_layers,
+)
 from cortexalign.metrics import METRICS
 from cortexalign.models import load_model
 from cortexalign.neural import NEURAL
@@ -124,12 +132,47 @@ def _feature_values(ctx: RunContext, spec, adapter, needed: list[str]) -> dict[s
     def shrunk(event: BatchShrink) -> None:  # the extraction printed it; the report keeps it
         ctx.store.add_notes(ctx.run_id, "execution", [(spec.display, event.message)])
 
-    feats = extract(adapter, ctx.stimuli, needed, spec.features, spec.kind_options,
-                    batch_size=cfg.batch_size, cache=ctx.cache, progress=ctx.progress,
-                    memory_budget=None if budget is None else budget * 1e9, on_shrink=shrunk)
+    siblings = _sibling_maps(ctx, spec, adapter) if budget is None else {}
+    if siblings:  # one forward pass for this entry's maps and its sibling's (to the cache)
+        feats = extract_kinds(adapter, ctx.stimuli, {spec.features: (needed, spec.kind_options),
+                                                      **siblings},
+                              batch_size=cfg.batch_size, cache=ctx.cache,
+                              progress=ctx.progress)[spec.features]
+    else:
+        feats = extract(adapter, ctx.stimuli, needed, spec.features, spec.kind_options,
+                        batch_size=cfg.batch_size, cache=ctx.cache, progress=ctx.progress,
+                        memory_budget=None if budget is None else budget * 1e9,
+                        on_shrink=shrunk)
     return {layer: CachedLayer(ctx.cache, f.key, layer, int(budget * 1e9),
                                maps=FEATURE_KINDS.get(spec.features).maps)
             if f.streamed else f.values for layer, f in feats.items()}
+
+
+_SAME_MODEL = ("name", "pretrained", "weights", "untrained", "seed", "kwargs", "preprocess")
+
+
+def _sibling_maps(ctx: RunContext, spec, adapter) -> dict[str, tuple[list[str], dict]]:
+    """The other map kind the config asks of the same model (same weights, options and
+    preprocessing; e.g. ``sam_vit_b attention`` and ``sam_vit_b conv``), when both kinds share a
+    forward pass (``features.SHARED_FORWARD``): kind -> (layers whose jobs are unfinished,
+    options). Extracted with ``spec``'s maps, they reach the cache from the same passes and the
+    sibling's own unit reads them there. A sibling whose layers do not resolve is left to its
+    own unit, which reports the error. Without a memory budget only (in memory)."""
+    if spec.features not in SHARED_FORWARD:
+        return {}
+    for other in ctx.config.models:
+        if other.features in SHARED_FORWARD and other.features != spec.features and \
+                all(getattr(other, f) == getattr(spec, f) for f in _SAME_MODEL):
+            try:
+                layers = kind_layers(adapter, other.features, other.layers,
+                                     other.feature_options, ctx.stimuli)
+            except CortexAlignError:
+                return {}
+            jobs = plan_model_jobs(ctx.config, other, layers, ctx.stimuli.content_hash)
+            todo = list(dict.fromkeys(j.layer for j in jobs
+                                      if ctx.replace or j.key not in ctx.finished))
+            return {other.features: (todo, other.kind_options)} if todo else {}
+    return {}
 
 
 def _check_layers(adapter, spec) -> tuple[list[str], dict[str, str]]:

@@ -3,7 +3,8 @@
 ``extract`` runs a kind of ``FEATURE_KINDS`` (pooled activations, a spiking model's time-averaged
 outputs, attention or conv maps) through the one batch loop; ``plan_extraction`` decides from a
 memory budget whether the values are held in memory or streamed into the ``FeatureCache``.
-``extract_features`` is ``extract`` for pooled activations.
+``extract_features`` is ``extract`` for pooled activations; ``extract_kinds`` extracts the
+attention and conv maps of one model from the same forward passes.
 """
 
 from cortexalign.features._batching import CPU_BATCH_SIZE, BatchShrink
@@ -31,17 +32,21 @@ from cortexalign.features._extract import (
 )
 from cortexalign.features._kinds import (
     FEATURE_KINDS,
+    SHARED_FORWARD,
     FeatureKind,
     kind_layers,
     kind_options,
     resolve_kind,
+    shared_batch,
 )
 from cortexalign.features._pooling import POOLINGS, pool
+from cortexalign.features._shared import extract_kinds
 
 __all__ = ["extract", "extract_features", "Features", "feature_keys", "plan_extraction",
            "ExtractionPlan", "POOLINGS", "pool", "PRECISIONS", "DTYPES", "FeatureCache",
            "CacheSummary", "feature_key", "EXTRACTION_VERSION"]
-__all__ += ["FEATURE_KINDS", "FeatureKind", "kind_layers", "kind_options", "resolve_kind"]
+__all__ += ["FEATURE_KINDS", "FeatureKind", "kind_layers", "kind_options", "resolve_kind",
+            "SHARED_FORWARD", "shared_batch", "extract_kinds"]
 __all__ += ["CachedArray", "CacheIntegrityError", "CacheWriter", "RemoteFeatureCache"]
 __all__ += ["save_features", "load_features", "FEATURE_FORMATS", "check_destination", "check_new_file",
             "link_new"]

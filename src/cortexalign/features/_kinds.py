@@ -35,17 +35,20 @@ from typing import Any
 
 import torch
 
+from cortexalign.compute import compute_threads
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.features._pooling import POOLINGS
 from cortexalign.models.attention import (
     attention_maps,
+    capture_attention_maps,
     conv_maps,
     list_attention_blocks,
     resolve_attention_blocks,
 )
 from cortexalign.registry import Registry
 
-__all__ = ["FEATURE_KINDS", "FeatureKind", "kind_options", "kind_layers", "resolve_kind"]
+__all__ = ["FEATURE_KINDS", "FeatureKind", "kind_options", "kind_layers", "resolve_kind",
+           "SHARED_FORWARD", "shared_batch"]
 
 #: ``(adapter, x_bchw, layers, options) -> {layer: (b, ...) tensor}``: one batch of one kind.
 BatchFn = Callable[[Any, torch.Tensor, list[str], dict[str, Any]], dict[str, torch.Tensor]]
@@ -292,7 +295,8 @@ def _conv_layers(adapter: Any, requested: Sequence[str] | str, options: dict[str
     """The spatial layers, found by one forward pass of the first stimulus."""
     names = adapter.layers() if requested == "all" else list(requested)
     probe = adapter.preprocess([stimuli.image(0)]).to(adapter.device)
-    acts = adapter.forward_layers(probe, names)
+    with compute_threads(math.inf):  # one thread when other processes keep the cores busy
+        acts = adapter.forward_layers(probe, names)
     spatial = [n for n in names if _spatial(acts[n], adapter.num_prefix_tokens) is not None]
     if requested != "all" and len(spatial) < len(names):
         raise _not_spatial([n for n in names if n not in spatial], acts)
@@ -304,7 +308,11 @@ def _conv_layers(adapter: Any, requested: Sequence[str] | str, options: dict[str
 
 def _conv_batch(adapter: Any, x_bchw: torch.Tensor, layers: list[str],
                 options: dict[str, Any]) -> dict[str, torch.Tensor]:
-    acts = adapter.forward_layers(x_bchw, layers)
+    return _conv_values(adapter, x_bchw, adapter.forward_layers(x_bchw, layers), layers, options)
+
+
+def _conv_values(adapter: Any, x_bchw: torch.Tensor, acts: Mapping[str, torch.Tensor],
+                 layers: list[str], options: dict[str, Any]) -> dict[str, torch.Tensor]:
     grids = {n: _spatial(acts[n], adapter.num_prefix_tokens) for n in layers}
     flat = [n for n, g in grids.items() if g is None]
     if flat:
@@ -321,3 +329,35 @@ FEATURE_KINDS.add("conv_map", FeatureKind(
     values_name="conv maps"),
     description="the mean |activation| over channels of each spatial layer, one (gh, gw) map "
                 "per stimulus (kind: mean_abs, topk)")
+
+
+# -- kinds that share a forward pass -------------------------------------------------------------
+
+SHARED_FORWARD = frozenset({"attention", "conv_map"})
+"""Kinds one forward pass serves together (:func:`shared_batch`): the attention maps' hooks
+ride on the conv maps' forward."""
+
+
+def shared_batch(adapter: Any, x_bchw: torch.Tensor,
+                 requests: Mapping[str, tuple[list[str], dict[str, Any]]]
+                 ) -> dict[str, dict[str, torch.Tensor]]:
+    """kind -> layer -> (b, gh, gw) maps of one batch for the kinds of ``SHARED_FORWARD``
+    (``requests``: kind -> (layers, completed options)), from one forward pass.
+
+    The values equal each kind's own ``batch``: the attention hooks are those of
+    ``attention_maps`` (``capture_attention_maps``), and the forward is the conv maps'
+    ``forward_layers``, asked also for the parent of each attention module so that it does not
+    stop before the last block has run.
+    """
+    if set(requests) != SHARED_FORWARD:
+        raise InputError("requests", f"the kinds {sorted(SHARED_FORWARD)}",
+                         repr(sorted(requests)), "extract other kinds one at a time")
+    blocks, attn_opts = requests["attention"]
+    conv_layers, conv_opts = requests["conv_map"]
+    modules = resolve_attention_blocks(adapter.module, list(blocks), attn_opts["reduction"])
+    parents = [m.rsplit(".", 1)[0] if "." in m else m for m in modules.values()]
+    with capture_attention_maps(adapter.module, tuple(x_bchw.shape), list(blocks),
+                                attn_opts["reduction"], attn_opts["chunk_size"]) as attn:
+        acts = adapter.forward_layers(x_bchw, list(dict.fromkeys([*conv_layers, *parents])))
+    return {"attention": _checked_maps(adapter, x_bchw, {n: attn[n] for n in blocks}),
+            "conv_map": _conv_values(adapter, x_bchw, acts, list(conv_layers), conv_opts)}

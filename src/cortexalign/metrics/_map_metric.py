@@ -28,6 +28,7 @@ import numpy as np
 import xarray as xr
 
 from cortexalign.errors import InputError, UnknownNameError
+from cortexalign.memo import Memo, array_digest
 from cortexalign.metrics._maps import MAP_MEASURES, MAP_MEASURES_AGAINST, MAP_SCALINGS, map_score
 from cortexalign.metrics._registry import METRICS
 from cortexalign.metrics._score import Score
@@ -103,29 +104,63 @@ def map_permutation_null(maps_sgg, responses_sn, images_sp, *, measure: str, sca
     maps_sgg : (s, gh, gw) model maps; responses_sn : (s, n) responses (repetitions averaged);
     images_sp : (s, gh * gw) stimuli on the maps' grid (mean image removed when the observed
         neuron maps had it removed). Shuffling the response labels is the same as shuffling the
-        images under fixed weights: ``N_perm = W_ns @ images_sp[perm]``.
+        images under fixed weights, and as un-shuffling the weights under fixed images:
+        ``N_perm = W_ns @ images_sp[perm] = W_ns[:, perm^-1] @ images_sp``, so a chunk of
+        permutations is one (c n, s) x (s, p) product, with no permuted copy of the images.
     """
     model_bp = np.asarray(maps_sgg, dtype=np.float64).reshape(len(maps_sgg), -1)
     w_ns = WEIGHTINGS[weighting](np.asarray(responses_sn, dtype=np.float64).T)
-    rng = np.random.default_rng(seed)
+    images_sp = np.asarray(images_sp, dtype=np.float64)
+    seed = int(seed)
     if measure == "pearson":
-        return _pearson_null(model_bp, w_ns, np.asarray(images_sp, dtype=np.float64),
-                             int(n_permutations), rng)
+        return _pearson_null(model_bp, w_ns, images_sp, int(n_permutations), seed)
+    if measure == "rmse" and scaling == "minmax":
+        return _minmax_rmse_null(model_bp, w_ns, images_sp, int(n_permutations), seed)
     against = MAP_MEASURES_AGAINST[measure](model_bp, scaling)  # the model side, scaled once
-    n_perm, (n, s), p = int(n_permutations), w_ns.shape, images_sp.shape[1]
-    # permutations in chunks: one product for the chunk's neuron maps, one against the model
-    chunk = max(1, min(n_perm, 2**24 // (max(n, s) * max(p, len(model_bp)))))  # <= 128 MB
+    n_perm, n, p = int(n_permutations), w_ns.shape[0], images_sp.shape[1]
     null = np.empty(n_perm)
-    for start in range(0, n_perm, chunk):
-        c = min(chunk, n_perm - start)
-        perms_cs = np.stack([rng.permutation(s) for _ in range(c)])
-        neuron_cnp = np.matmul(w_ns[None], images_sp[perms_cs])
-        vals_bcn = against(neuron_cnp.reshape(c * n, p)).reshape(len(model_bp), c, n)
-        null[start:start + c] = np.median(vals_bcn.transpose(1, 0, 2).reshape(c, -1), axis=1)
+    for start, w_kn in _permuted_weights(w_ns, n_perm, seed, p + len(model_bp)):
+        c = len(w_kn) // n
+        vals_bk = against(w_kn @ images_sp)
+        null[start:start + c] = np.median(vals_bk.reshape(len(model_bp), c, n)
+                                          .transpose(1, 0, 2).reshape(c, -1), axis=1)
     return null
 
 
-def _pearson_null(model_bp, w_ns, images_sp, n_perm, rng) -> np.ndarray:
+NULL_CHUNK_VALUES = 2**21
+"""Values (float64) of a chunk's largest temporary in the map nulls: 16 MB, small enough for
+the allocator to reuse (larger blocks are mapped afresh each time, at a page fault per 4 kB)."""
+
+
+def _permuted_weights(w_ns: np.ndarray, n_perm: int, seed: int, width: int):
+    """Chunks ``(start, (c n, s))`` of the weights under the permutations
+    ``np.random.default_rng(seed)`` draws (one ``rng.permutation(s)`` after the other), rows
+    ordered permutation-major; a chunk's (c n, width) products stay under
+    ``NULL_CHUNK_VALUES``."""
+    n, s = w_ns.shape
+    inv_ps = _inverse_permutations(s, n_perm, seed)
+    chunk = max(1, min(n_perm, NULL_CHUNK_VALUES // (n * max(s, width))))
+    for start in range(0, n_perm, chunk):
+        inv_cs = inv_ps[start:start + chunk]
+        yield start, w_ns[:, inv_cs].transpose(1, 0, 2).reshape(len(inv_cs) * n, s)
+
+
+def _inverse_permutations(s: int, n_perm: int, seed: int) -> np.ndarray:
+    """(P, s) inverses of the permutations of the null (the same for every group of a grid:
+    kept in ``_MEMO``)."""
+    def draw() -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        return np.argsort(np.stack([rng.permutation(s) for _ in range(n_perm)]), axis=1)
+
+    return _MEMO.get(("map_null_perms", s, n_perm, seed), draw)
+
+
+def _medians(vals_kb: np.ndarray, c: int) -> np.ndarray:
+    """(c,) median over each permutation's (n, b) values (rows permutation-major)."""
+    return np.median(vals_kb.reshape(c, -1), axis=1)
+
+
+def _pearson_null(model_bp, w_ns, images_sp, n_perm, seed) -> np.ndarray:
     """The Pearson null without building the permuted neuron maps.
 
     A neuron map is linear in the images, ``N = W I_perm``; centred over pixels it is
@@ -138,18 +173,39 @@ def _pearson_null(model_bp, w_ns, images_sp, n_perm, rng) -> np.ndarray:
     ic_sp = images_sp - images_sp.mean(1, keepdims=True)
     a_bp = (model_bp - model_bp.mean(1, keepdims=True)) / model_bp.std(1, keepdims=True)
     g_sb, k_ss = ic_sp @ a_bp.T, ic_sp @ ic_sp.T
-    (n, s), b = w_ns.shape, len(a_bp)
-    chunk = max(1, min(n_perm, 2**24 // (s * max(s, b, n))))
     null = np.empty(n_perm)
-    for start in range(0, n_perm, chunk):
-        c = min(chunk, n_perm - start)
-        perms_cs = np.stack([rng.permutation(s) for _ in range(c)])
-        num_cnb = np.matmul(w_ns[None], g_sb[perms_cs])
-        k_css = k_ss[perms_cs[:, :, None], perms_cs[:, None, :]]
-        norm2_cn = np.einsum("ns,cst,nt->cn", w_ns, k_css, w_ns, optimize=True)
+    for start, w_ks in _permuted_weights(w_ns, n_perm, seed, max(g_sb.shape)):
+        c = len(w_ks) // len(w_ns)
+        norm2_k = np.einsum("ks,ks->k", w_ks @ k_ss, w_ks)
         with np.errstate(invalid="ignore", divide="ignore"):  # a flat map: NaN, as directly
-            r_cnb = num_cnb / np.sqrt(p * norm2_cn)[..., None]
-        null[start:start + c] = np.median(r_cnb.reshape(c, -1), axis=1)
+            r_kb = (w_ks @ g_sb) / np.sqrt(p * norm2_k)[:, None]
+        null[start:start + c] = _medians(r_kb, c)
+    return null
+
+
+def _minmax_rmse_null(model_bp, w_ns, images_sp, n_perm, seed) -> np.ndarray:
+    """The RMSE null of min-max scaled maps with one large product per chunk.
+
+    Min-max scaling needs each permuted neuron map's minimum and maximum, so the maps
+    ``N = W_perm I`` are built; the cross term with the scaled model maps ``a'`` is then
+    ``(a' . N - lo sum(a')) / (hi - lo)`` with ``a' . N = W_perm (I a'^T)``, an (s, b) product
+    made once, instead of a second (c n, p) x (p, b) product.
+    """
+    p = images_sp.shape[1]
+    a_bp = MAP_SCALINGS["minmax"](model_bp)
+    a2_b, asum_b, g_sb = (a_bp**2).sum(1), a_bp.sum(1), images_sp @ a_bp.T
+    null = np.empty(n_perm)
+    for start, w_ks in _permuted_weights(w_ns, n_perm, seed, p):
+        c = len(w_ks) // len(w_ns)
+        maps_kp = w_ks @ images_sp
+        lo_k, hi_k = maps_kp.min(1), maps_kp.max(1)
+        maps_kp -= lo_k[:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):  # a flat map: NaN, as directly
+            d_k = hi_k - lo_k
+            b2_k = np.einsum("kp,kp->k", maps_kp, maps_kp) / d_k**2
+            cross_kb = ((w_ks @ g_sb) - lo_k[:, None] * asum_b[None]) / d_k[:, None]
+        sq_kb = a2_b[None] + b2_k[:, None] - 2.0 * cross_kb
+        null[start:start + c] = _medians(np.sqrt(np.clip(sq_kb, 0.0, None) / p), c)
     return null
 
 
@@ -202,7 +258,20 @@ def resampled_map_scores(features_sgg, target, stimuli, counts_ns, *, measure: s
 
 
 def _split_half(r_snr, images_sp, measure, scaling, weighting, n_splits, seed) -> float:
-    """Median over neurons of the half-vs-half map measure (Spearman-Brown for correlations)."""
+    """Median over neurons of the half-vs-half map measure (Spearman-Brown for correlations).
+
+    It depends on the responses and the grid, not on the model: kept per input (``_MEMO``), as
+    a grid scores every layer with the same grid against the same groups."""
+    key = ("map_split_half", array_digest(r_snr, images_sp), measure, scaling, weighting,
+           int(n_splits), int(seed))
+    return _MEMO.get(key, lambda: _split_half_direct(r_snr, images_sp, measure, scaling,
+                                                     weighting, n_splits, seed))
+
+
+_MEMO = Memo(2**26)
+
+
+def _split_half_direct(r_snr, images_sp, measure, scaling, weighting, n_splits, seed) -> float:
     s, n, r = r_snr.shape
     rng = np.random.default_rng(seed)
     total = np.zeros(n)

@@ -5,6 +5,8 @@ cut in two halves; each half is averaged (NaN-padded repetitions ignored) and th
 means of a neuroid are correlated across stimuli (Pearson). The split correlations are averaged
 and stepped up to the full number of repetitions with the Spearman-Brown formula
 ``rho = 2 r / (1 + r)`` (Spearman 1910; Brown 1910), as in Brain-Score's internal consistency.
+Results are kept per input (``cortexalign.memo``): a grid asks for the same group's
+reliabilities once per layer.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 import xarray as xr
 
 from cortexalign.errors import InputError
+from cortexalign.memo import Memo, array_digest
 
 __all__ = ["split_half_reliability", "spearman_brown", "masked_pearson"]
 
@@ -65,6 +68,15 @@ def split_half_reliability(responses: xr.DataArray | np.ndarray, n_splits: int =
     if int(n_splits) < 1:
         raise InputError("n_splits", "a positive integer", repr(n_splits), "e.g. n_splits=100")
     values = values.astype(np.float64)
+    key = ("split_half", array_digest(values), int(n_splits), int(seed), bool(corrected))
+    # a grid scores every layer against the same groups: the same reliabilities each time
+    return _MEMO.get(key, lambda: _split_half(values, n_splits, seed, corrected)).copy()
+
+
+_MEMO = Memo(2**24)
+
+
+def _split_half(values: np.ndarray, n_splits: int, seed: int, corrected: bool) -> np.ndarray:
     s, n, r = values.shape
     rng = np.random.default_rng(seed)
     half = r // 2

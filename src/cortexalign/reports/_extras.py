@@ -65,6 +65,14 @@ def _png(path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
 
+#: What the SAE metrics table shows (its thresholds are columns of ``sae_metrics.csv``).
+_SAE_CAPTION = ("each layer's SAE on the run's tokens: l0 = mean active latents per token; "
+                "active_fraction = l0 / latents; sparse = active_fraction at most "
+                "max_active_fraction (above it the run warns DenseCodeWarning); dead_fraction = "
+                "latents that never fired; dense_fraction = latents firing on more than "
+                "dense_frequency of the tokens; nmse = mean ||x - x_hat||^2 / ||x||^2")
+
+
 def sae_section(data: ReportData, scores: pd.DataFrame) -> dict[str, Any] | None:
     """SAE-BrainMap outputs: surface maps, the voxel dictionary by layer, SAE quality, ROI
     consistency."""
@@ -79,7 +87,7 @@ def sae_section(data: ReportData, scores: pd.DataFrame) -> dict[str, Any] | None
         metrics = None
         if art.sae_metrics is not None and len(art.sae_metrics):
             m = art.sae_metrics
-            metrics = table(list(m.columns), m.to_numpy().tolist())
+            metrics = table(list(m.columns), m.to_numpy().tolist(), caption=_SAE_CAPTION)
         consistency = None
         if art.consistency is not None and len(art.consistency):
             c = art.consistency.head(60)

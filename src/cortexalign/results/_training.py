@@ -15,6 +15,11 @@ created)
       ``sops`` (``extra``: the convention, the images measured).
     - ``result``: how the training ended: ``name`` ``steps`` (value: the optimizer steps),
       ``extra`` the stop reason and the last checkpoint.
+    - ``heldout``: a study's test of the trained model on held-out images (``name``
+      ``accuracy``; ``extra``: correct / n, chance, the binomial p-value, the training's job).
+    - ``time_step_mi``: the mutual information between time steps' representations (``name``
+      ``adjacent``, the mean over adjacent steps, in nats; ``extra``: the (T, T) matrix, the
+      estimator, the layer).
 
     The rows after training are written in the transaction that marks the training's job
     finished (``ResultsStore.record_training_job``), so a rerun of a finished training finds it
@@ -46,7 +51,7 @@ TRAINING_DDL = (
 TRAINING_COLUMNS = ("run_id", "job_key", "model", "kind", "name", "epoch", "step", "value",
                     "extra", "config_hash", "created")
 TRAINING_FILTERS = ("run_id", "job_key", "model", "kind", "name", "config_hash")
-TRAINING_KINDS = ("epoch", "firing_rate", "energy", "result")
+TRAINING_KINDS = ("epoch", "firing_rate", "energy", "result", "heldout", "time_step_mi")
 
 
 def _optional_int(name: str, x: Any) -> int | None:

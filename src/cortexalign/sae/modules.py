@@ -6,6 +6,14 @@ Every SAE maps ``x_bd`` (b tokens of width d) to latents ``z_bk`` (k = expansion
 for the untied architectures). Parameters are plain tensors, so a checkpoint is a flat
 safetensors file.
 
+Input scale: every SAE holds a constant ``input_scale`` c (a buffer, 1 until set). ``encode``
+works on c x and ``decode`` returns its reconstruction divided by c, so callers always pass and
+get tokens in their own units while the parameters live in a normalised space. The trainer sets
+c once, from the first batch, so that E||c x||^2 = d (``SAEConfig.normalize_inputs``): the
+seed's objective and NMSE are unchanged by c (the same optimum, rescaled), but Adam's steps are
+absolute, so without it the biases that set each latent's threshold move lr per step against
+pre-activations of the tokens' own scale.
+
 - ``relu_tied``: the SAE-BrainMap seed. z = ReLU(W (x - b_pre) + b_lat), x_hat = W^T z + b_pre.
 - ``topk``: Gao et al. (2024), "Scaling and evaluating sparse autoencoders": only the k largest
   pre-activations of each token survive; untied decoder with unit-norm directions.
@@ -24,8 +32,8 @@ from cortexalign.errors import InputError
 from cortexalign.registry import Registry
 from cortexalign.sae.config import SAEConfig
 
-__all__ = ["resolved_objective", "SAE_ARCHITECTURES", "SparseAutoencoder", "ReLUTiedSAE", "TopKSAE", "BatchTopKSAE",
-           "build_sae"]
+__all__ = ["resolved_objective", "SAE_ARCHITECTURES", "SparseAutoencoder", "ReLUTiedSAE", "TopKSAE",
+           "BatchTopKSAE", "build_sae"]
 
 SAE_ARCHITECTURES: Registry = Registry("SAE architecture")
 
@@ -48,21 +56,38 @@ class SparseAutoencoder(nn.Module):
         self.config = config
         self.d_in, self.d_sae = config.d_in, config.d_sae
         self.b_pre = nn.Parameter(torch.zeros(config.d_in))
+        self.register_buffer("input_scale", torch.ones(()))
+
+    def normalise(self, x_bd: torch.Tensor) -> torch.Tensor:
+        """Tokens in the SAE's normalised units: ``input_scale * x`` (b, d)."""
+        return x_bd * self.input_scale
+
+    @torch.no_grad()
+    def set_input_scale(self, x_bd: torch.Tensor) -> float:
+        """Set ``input_scale`` so that the mean squared norm of ``x_bd``'s tokens becomes d."""
+        ms = float(x_bd.double().pow(2).sum(-1).mean())
+        if not ms > 0:
+            raise InputError("x_bd", "tokens with a non-zero norm", "all-zero tokens",
+                             "check the feature extraction (a dead layer?)")
+        self.input_scale.fill_((self.d_in / ms) ** 0.5)
+        return float(self.input_scale)
 
     def encode(self, x_bd: torch.Tensor) -> torch.Tensor:
         """Latent activations (b, k) of inputs (b, d)."""
         raise NotImplementedError  # every registered subclass overrides it
 
     def decode(self, z_bk: torch.Tensor) -> torch.Tensor:
-        """Reconstructions (b, d) of latents (b, k): ``z @ W_dec + b_pre``."""
-        return z_bk @ self.decoder_kd() + self.b_pre
+        """Reconstructions (b, d) of latents (b, k), in the tokens' units:
+        ``(z @ W_dec + b_pre) / input_scale``."""
+        return (z_bk @ self.decoder_kd() + self.b_pre) / self.input_scale
 
     def decoder_kd(self) -> torch.Tensor:
         """(k, d) decoder directions: row j is what latent j adds to the reconstruction."""
         raise NotImplementedError
 
     def encoder_kd(self) -> torch.Tensor:
-        """(k, d) encoder rows: latent j's pre-activation is encoder_kd[j] . (x - b_pre) + bias."""
+        """(k, d) encoder rows: latent j's pre-activation is encoder_kd[j] . (c x - b_pre) + bias
+        (c: ``input_scale``)."""
         raise NotImplementedError
 
     def forward(self, x_bd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,7 +115,8 @@ class SparseAutoencoder(nn.Module):
 class ReLUTiedSAE(SparseAutoencoder):
     """The seed's SAE: one (k, d) matrix W encodes and, transposed, decodes.
 
-    z = ReLU(W (x - b_pre) + b_lat);  x_hat = W^T z + b_pre. Rows of W start at unit norm scaled by
+    z = ReLU(W (x - b_pre) + b_lat);  x_hat = W^T z + b_pre (x in normalised units, see the module
+    docstring). Rows of W start at unit norm scaled by
     1/sqrt(expansion), so that the initial reconstruction has the scale of the input; the tied
     decoder is left unconstrained (normalising it would also normalise the encoder).
     """
@@ -103,8 +129,8 @@ class ReLUTiedSAE(SparseAutoencoder):
         self.b_lat = nn.Parameter(torch.zeros(self.d_sae))
 
     def encode(self, x_bd: torch.Tensor) -> torch.Tensor:
-        """``relu((x - b_pre) @ W.T + b_lat)``."""
-        return torch.relu((x_bd - self.b_pre) @ self.W.T + self.b_lat)
+        """``relu((c x - b_pre) @ W.T + b_lat)`` (c: ``input_scale``)."""
+        return torch.relu((self.normalise(x_bd) - self.b_pre) @ self.W.T + self.b_lat)
 
     def decoder_kd(self) -> torch.Tensor:
         """The (k, d) decoder: the tied weights ``W``."""
@@ -137,7 +163,7 @@ class _UntiedSAE(SparseAutoencoder):
         self.b_enc = nn.Parameter(torch.zeros(self.d_sae))
 
     def pre_acts(self, x_bd: torch.Tensor) -> torch.Tensor:
-        return torch.relu((x_bd - self.b_pre) @ self.W_enc.T + self.b_enc)
+        return torch.relu((self.normalise(x_bd) - self.b_pre) @ self.W_enc.T + self.b_enc)
 
     def decoder_kd(self) -> torch.Tensor:
         return self.W_dec

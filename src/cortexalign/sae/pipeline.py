@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cortexalign.errors import InputError
 from cortexalign.neural import align_ids
@@ -59,6 +59,12 @@ class BrainMapConfig(BaseModel):
     """Passes over the training tokens per layer (the seed: 5 epochs of ImageNet-1k train)."""
     max_tokens: int | None = None
     """Stop each SAE after this many tokens (None: all epochs)."""
+    min_steps: int = Field(2000, ge=0)
+    """Train each SAE for at least this many optimiser steps, repeating the images' tokens for
+    more epochs than ``epochs`` when they are few (ignored with ``train_tokens``). 92 images of
+    196 tokens are 4.4 steps an epoch at batch 4,096: five epochs (22 steps) leave an SAE at its
+    initialisation, where a ReLU code is about half active. The seed's 5 ImageNet epochs are
+    ~60,000 steps."""
     images_per_chunk: int = 64
     """Images whose tokens are read per chunk from the cache."""
     similarity: str = "pearson"
@@ -100,14 +106,30 @@ class BrainMapConfig(BaseModel):
     cache_dir: str | None = None
     """The feature cache (None: ``<output_dir>/cache``)."""
     surface_maps: bool = True
-    """Paint best similarity and best layer on fsaverage (fsaverage responses, or volumes in MNI
-    space); NSD subject-space volumes get NIfTI maps only."""
+    """Paint best similarity and best layer on surfaces: fsaverage responses and MNI volumes on
+    fsaverage; subject-space volumes (NSD func1pt8mm) on the subject's own FreeSurfer surfaces
+    (``subject_surfaces``, or NSD's ``freesurfer/subjXX`` found by the loader), else NIfTI maps
+    only."""
+    subject_surfaces: str | None = None
+    """A FreeSurfer subject directory (``surf/{lh,rh}.{white,pial,inflated}``) for subject-space
+    volumes; None: the one ``load_nsd`` finds under the NSD root."""
     surface_mesh: str = "fsaverage5"
     """The nilearn fsaverage mesh of the surface figures (``fsaverage5`` is bundled)."""
     name: str = "sae_brainmap"
     """The analysis name shown in the report."""
     output_dir: str | None = None
     """Where checkpoints, tables and figures go (None: nothing is written)."""
+
+    @field_validator("subject_surfaces")
+    @classmethod
+    def _surfaces_exist(cls, v: str | None) -> str | None:
+        if v is not None:
+            missing = [f"{h}.{k}" for h in ("lh", "rh") for k in ("white", "pial", "inflated")
+                       if not (Path(v) / "surf" / f"{h}.{k}").is_file()]
+            if missing:
+                raise ValueError(f"{v!r} lacks surf/{', surf/'.join(missing)}: point it at a "
+                                 "FreeSurfer subject directory (NSD: nsddata/freesurfer/subjXX)")
+        return v
 
     def sae_config(self, d_in: int) -> SAEConfig:
         """The ``SAEConfig`` of a layer with ``d_in`` features."""
@@ -219,7 +241,9 @@ def train_or_load_sae(layer: str, tokens_std: Any, n_prefix: int, cfg: BrainMapC
             return
         rng = np.random.default_rng(scfg.seed)
         n_blocks = -(-tokens_std.shape[0] // cfg.images_per_chunk)
-        for _ in range(cfg.epochs):
+        per_epoch = tokens_std.shape[0] * (tokens_std.shape[1] - n_prefix)
+        epochs = max(cfg.epochs, -(-cfg.min_steps * scfg.batch_size // max(per_epoch, 1)))
+        for _ in range(epochs):
             yield from token_chunks(tokens_std, n_prefix, cfg.images_per_chunk,
                                     rng.permutation(n_blocks))
 
@@ -287,5 +311,6 @@ def run_sae_brainmap(layer_tokens: Mapping[str, Any], num_prefix_tokens: int,
         from cortexalign.sae.outputs import write_outputs
 
         res.files.update(write_outputs(res, voxels, Path(config.output_dir),
-                                       config.surface_maps, config.surface_mesh))
+                                       config.surface_maps, config.surface_mesh,
+                                       config.subject_surfaces))
     return res

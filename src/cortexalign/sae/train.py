@@ -13,7 +13,7 @@ Dead latents: a latent that has not fired on the last ``config.dead_window`` tra
 dead. Every ``dead_window`` tokens the dead set is counted and, if ``config.resample_dead``, each
 dead latent is re-initialised (after Bricken et al. 2023, "Towards monosemanticity"): a token of
 the current batch is drawn with probability proportional to its squared reconstruction loss, the
-latent's decoder direction becomes that token's centred input (x - b_pre) at unit norm, its encoder
+latent's decoder direction becomes that token's centred input (c x - b_pre) at unit norm, its encoder
 row the same direction scaled to 0.2 x the mean norm of the live encoder rows, its bias 0, and the
 AdamW moments of those rows are reset.
 
@@ -139,7 +139,7 @@ def _resample(sae: SparseAutoencoder, opt: torch.optim.Optimizer, dead_k: torch.
     if not torch.isfinite(weight_b).all() or weight_b.sum() <= 0:
         weight_b = torch.ones_like(weight_b)
     pick = torch.multinomial(weight_b, idx.numel(), replacement=True, generator=gen)
-    dirs = x_bd[pick.to(x_bd.device)] - sae.b_pre
+    dirs = sae.normalise(x_bd[pick.to(x_bd.device)]) - sae.b_pre
     dirs = dirs / dirs.norm(dim=1, keepdim=True).clamp_min(1e-12)
     alive = ~dead_k
     norms = sae.encoder_kd().norm(dim=1)
@@ -193,12 +193,17 @@ def train_sae(chunks: Iterable[Any], config: SAEConfig, *, device: str | torch.d
     for x_bd in _batches(chunks, config, gen, dev):
         if max_tokens is not None and out.n_tokens >= max_tokens:
             break
-        if out.n_steps == 0:  # start the pre-bias at the data mean (saves early steps)
+        if out.n_steps == 0:  # scale the inputs, start the pre-bias at the data mean
             with torch.no_grad():
-                sae.b_pre.copy_(x_bd.mean(0))
+                if config.normalize_inputs:
+                    sae.set_input_scale(x_bd)
+                sae.b_pre.copy_(sae.normalise(x_bd).mean(0))
         with autocast():
             xhat_bd, z_bk = sae(x_bd)
-        loss, parts = objective(x_bd, xhat_bd, z_bk, config.l1_coef)
+        # the loss in the SAE's normalised units (NMSE is scale-free; the L1 term's ||x|| is not)
+        warm = min(1.0, (out.n_steps + 1) / config.l1_warmup_steps) if config.l1_warmup_steps else 1.0
+        loss, parts = objective(sae.normalise(x_bd), sae.normalise(xhat_bd), z_bk,
+                                config.l1_coef * warm)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -281,7 +281,9 @@ def train_snn(config: TrainConfig, *, store: Any = None, run_id: str | None = No
         log.fail(result.stop_reason)
         return result
     n = min(config.energy_images, len(data.test_x))
-    result.records = after_training_records(model, data.test_x[:n], device, result, config.model)
+    with compute_threads(step_work(model, max(n, 1), train_x.shape[1:3]) / 3):  # forward only
+        result.records = after_training_records(model, data.test_x[:n], device, result,
+                                                config.model)
     log.finish(result.records, replace=not config.resume)
     return result
 

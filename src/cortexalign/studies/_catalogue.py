@@ -33,3 +33,15 @@ register_study(Study(
     citation="Jalil, Qazi & Iqbal, PMLR 308, 2026",
     run="cortexalign.studies.jalil2026:run",
     simulate="cortexalign.studies.jalil2026:simulate"))
+
+register_study(Study(
+    name="spiking",
+    title="Spiking transformers (QKFormer-style HST, SpiLiFormer, TDFormer) trained on CIFAR-10 "
+          "next to a ViT of their size: held-out accuracy, energy, firing rates, time-step MI, "
+          "and RSA against human/monkey IT and an Allen-layout target",
+    citation="Zhou et al. 2024 (QKFormer); Zheng et al. 2025 (SpiLiFormer); Zhu et al. 2025 "
+             "(TDFormer); Kriegeskorte et al. 2008",
+    run="cortexalign.studies.spiking:run",
+    simulate="cortexalign.studies.spiking:simulate",
+    sizes=("cpu",),
+    needs_data=False))

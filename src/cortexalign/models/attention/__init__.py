@@ -8,6 +8,7 @@ Supported attention classes are the keys of ``ATTENTION_HANDLERS``; reductions a
 
 from cortexalign.models.attention._capture import (
     attention_maps,
+    capture_attention_maps,
     list_attention_blocks,
     resolve_attention_blocks,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "QK",
     "REDUCTIONS",
     "attention_maps",
+    "capture_attention_maps",
     "conv_maps",
     "list_attention_blocks",
     "register_handler",

@@ -17,7 +17,8 @@ are cleared in ``finally`` too.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -25,7 +26,8 @@ from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.models.attention._handlers import ATTENTION_HANDLERS, CallContext
 from cortexalign.models.attention._reduce import BACKENDS, REDUCTIONS, ROLLOUT_MAX_TOKENS
 
-__all__ = ["attention_maps", "list_attention_blocks", "resolve_attention_blocks"]
+__all__ = ["attention_maps", "capture_attention_maps", "list_attention_blocks",
+           "resolve_attention_blocks"]
 
 
 def _supported_names() -> str:
@@ -151,16 +153,42 @@ def attention_maps(module: torch.nn.Module, x_bchw: torch.Tensor, blocks: Sequen
     -------
     dict block name -> tensor, in forward order, keyed by the names given (or module names).
     """
-    if reduction not in REDUCTIONS:
-        raise UnknownNameError("attention reduction", reduction, REDUCTIONS)
     if not isinstance(x_bchw, torch.Tensor) or x_bchw.dim() != 4:
         got = tuple(x_bchw.shape) if isinstance(x_bchw, torch.Tensor) else type(x_bchw).__name__
         raise InputError("x_bchw", "a 4-D tensor (b, c, H, W)", str(got), "add a batch dimension")
+    with capture_attention_maps(module, tuple(x_bchw.shape), blocks, reduction, chunk_size,
+                                rollout_max_tokens, backend) as out, torch.inference_mode():
+        module(x_bchw)
+    return out
+
+
+@contextlib.contextmanager
+def capture_attention_maps(module: torch.nn.Module, input_shape: Sequence[int],
+                           blocks: Sequence[str] | None = None, reduction: str = "received",
+                           chunk_size: int | None = None,
+                           rollout_max_tokens: int = ROLLOUT_MAX_TOKENS,
+                           backend: str = "auto") -> Iterator[dict[str, torch.Tensor]]:
+    """The hooks of :func:`attention_maps` around a forward call the caller makes.
+
+    Yields the dict that fills with each block's map as the block runs; on exit every hook is
+    removed and, if the forward ran to the end, a block that never ran raises. This lets another
+    capture share the forward: ``with capture_attention_maps(m, x.shape, blocks) as maps:
+    acts = adapter.forward_layers(x, layers)`` gives both from one pass (the forward must reach
+    the last block: ask ``forward_layers`` for the block too, so it does not stop before it).
+
+    Parameters
+    ----------
+    module : as in :func:`attention_maps`; input_shape : the (b, c, H, W) shape of the input
+        the forward will get. Other parameters as in :func:`attention_maps` (checked here).
+    """
+    if reduction not in REDUCTIONS:
+        raise UnknownNameError("attention reduction", reduction, REDUCTIONS)
     if backend not in BACKENDS:
         raise InputError("backend", f"one of {BACKENDS}", repr(backend),
                          "use 'auto' unless you are comparing the two paths")
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise InputError("chunk_size", "a positive int or None", repr(chunk_size), "pass e.g. 256")
+    batch, hw = int(input_shape[0]), tuple(int(v) for v in input_shape[-2:])
     wanted = resolve_attention_blocks(module, blocks, reduction)
     if not wanted:
         raise InputError("blocks", "at least one global-attention block for rollout",
@@ -178,10 +206,10 @@ def attention_maps(module: torch.nn.Module, x_bchw: torch.Tensor, blocks: Sequen
         handler = ATTENTION_HANDLERS[type(module.get_submodule(name))]
 
         def hook(mod, args, kwargs, output):
-            ctx = CallContext(module, name, x_bchw.shape[0], tuple(x_bchw.shape[-2:]), grids)
+            ctx = CallContext(module, name, batch, hw, grids)
             qk = handler.qk(mod, args, kwargs, ctx)
-            qk.check(x_bchw.shape[0])
-            out[by_module[name]] = fn(qk, x_bchw.shape[0], chunk_size, state)
+            qk.check(batch)
+            out[by_module[name]] = fn(qk, batch, chunk_size, state)
 
         return hook, handler
 
@@ -202,8 +230,7 @@ def attention_maps(module: torch.nn.Module, x_bchw: torch.Tensor, blocks: Sequen
             if handler.parent_grid:
                 parent = module.get_submodule(name.rsplit(".", 1)[0] if "." in name else "")
                 handles.append(parent.register_forward_pre_hook(make_pre_hook(name)))
-        with torch.inference_mode():
-            module(x_bchw)
+        yield out
     finally:
         for handle in handles:
             handle.remove()
@@ -214,4 +241,3 @@ def attention_maps(module: torch.nn.Module, x_bchw: torch.Tensor, blocks: Sequen
     if missing:
         raise InputError("blocks", "blocks that run in the model's forward pass",
                          f"{missing} never ran", "name blocks used by module.forward")
-    return out

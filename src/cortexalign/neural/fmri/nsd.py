@@ -130,6 +130,10 @@ def _volume_source(root: Path, subj: str, space: str, betas_dir: Path, file_form
     ids = [f"{subj}_{a}_{b}_{c}" for a, b, c in sel.ijk_n3]
     attrs = {"affine": (np.asarray(ref.affine) if ref is not None else affine).tolist(),
              "shape": list(grid)}
+    fs_dir = root / "nsddata" / "freesurfer" / subj
+    if all((fs_dir / "surf" / f"{h}.{k}").is_file() for h in ("lh", "rh")
+           for k in ("white", "pial", "inflated")):  # the subject's own surfaces, for figures
+        attrs["freesurfer"] = str(fs_dir)
     return ids, coords, read, ncsnr, attrs
 
 
@@ -235,7 +239,8 @@ def load_nsd(root: str | Path, subject: int = 1, sessions: Sequence[int] = (1,),
     or ``hemi``, ``vertex``; ``subject``, ``ncsnr`` and ``noise_ceiling`` (percent; from NSD's
     ncsnr file when present, else from the loaded repetitions). ``attrs``: ``space``, ``betas``,
     ``sessions``, ``n_repetitions``, ``excluded_zero_variance`` and, for volumes, the grid's
-    ``affine`` and ``shape`` (subject space, not MNI).
+    ``affine`` and ``shape`` (subject space, not MNI) and, when ``nsddata/freesurfer/subjXX/surf``
+    holds the subject's surfaces, ``freesurfer`` (that directory, for surface figures).
     """
     if file_format not in FORMATS:
         raise UnknownNameError("NSD file format", file_format, FORMATS)

@@ -98,13 +98,25 @@ def vertex_values_to_mesh(values_n: np.ndarray, hemi_n: np.ndarray, vertex_n: np
     return out
 
 
-def plot_surface_values(surf: dict[str, np.ndarray], path: str | Path, mesh: str = "fsaverage5",
+def _plot_meshes(mesh: Any) -> dict[str, tuple[Any, np.ndarray | None]]:
+    """hemisphere -> (inflated mesh, sulcal background) of an fsaverage name or a subject's
+    surfaces (``subject_surface.SubjectSurfaces``)."""
+    if isinstance(mesh, str):
+        fs, sulc = _fsaverage(mesh)
+        return {h: (fs.inflated.parts[h], sulc.data.parts[h]) for h in _HEMIS}
+    return {h: (mesh.plot_mesh(h), mesh.background(h)) for h in _HEMIS}
+
+
+def plot_surface_values(surf: dict[str, np.ndarray], path: str | Path, mesh: Any = "fsaverage5",
                         title: str | None = None, cmap: str = "viridis",
                         vmin: float | None = None, vmax: float | None = None,
                         views: tuple[str, ...] = ("lateral", "ventral"),
                         label: str | None = None,
                         tick_labels: dict[float, str] | None = None) -> Path:
-    """Save a PNG of both hemispheres of fsaverage vertex values, one row per view.
+    """Save a PNG of both hemispheres of vertex values, one row per view.
+
+    ``mesh``: an fsaverage name (nilearn's meshes) or a subject's ``SubjectSurfaces`` (its
+    inflated surfaces and sulcal depth); ``surf`` holds one value per vertex of that mesh.
 
     Each panel names its hemisphere and view; the colour bar carries ``label`` (what the values
     are) and, for categories such as layers, ``tick_labels`` (value -> name). Vertices without
@@ -119,11 +131,12 @@ def plot_surface_values(surf: dict[str, np.ndarray], path: str | Path, mesh: str
     from matplotlib.colors import Normalize
     from nilearn import plotting
 
-    fs, sulc = _fsaverage(mesh)
+    meshes = _plot_meshes(mesh)
     finite = np.concatenate([np.asarray(v)[np.isfinite(v)] for v in surf.values()])
     if finite.size == 0:
         raise InputError("values", "some finite values on the surface", "none",
-                         "check that the volume is in MNI space and overlaps the cortex")
+                         "check the volume's space (MNI for fsaverage, the subject's for its "
+                         "own surfaces) and that it overlaps the cortex")
     vmin = float(finite.min()) if vmin is None else vmin
     vmax = float(finite.max()) if vmax is None else vmax
     n_missing = sum(int(np.sum(~np.isfinite(np.asarray(v)))) for v in surf.values())
@@ -132,9 +145,10 @@ def plot_surface_values(surf: dict[str, np.ndarray], path: str | Path, mesh: str
     try:
         for col, hemi in enumerate(_HEMIS):
             data = blank_missing(surf[hemi], vmin, vmax)
+            inflated, bg = meshes[hemi]
             for row, view in enumerate(views):
                 plotting.plot_surf_stat_map(
-                    fs.inflated.parts[hemi], data, bg_map=sulc.data.parts[hemi], hemi=hemi,
+                    inflated, data, bg_map=bg, hemi=hemi,
                     view=view, cmap=cmap, vmin=1.0, vmax=2.0, threshold=0.5, colorbar=False,
                     axes=axes[row, col], figure=fig, symmetric_cbar=False)
                 axes[row, col].set_title(f"{hemi} hemisphere, {view}", fontsize=8, pad=0)

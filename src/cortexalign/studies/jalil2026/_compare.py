@@ -36,7 +36,7 @@ def group_frame(scores: pd.DataFrame, metric: str) -> pd.DataFrame:
     df["cre"] = [str(g.get("cre_line", "")) for g in groups]
     df["cortical_layer"] = [g.get("cortical_layer", "") for g in groups]
     df["cell_class"] = [cell_class(c) for c in df["cre"]]
-    df["p_fdr"] = [e.get("p_fdr", np.nan) for e in ex]
+    df["p_fdr"] = [np.nan if e.get("p_fdr") is None else float(e["p_fdr"]) for e in ex]
     return df
 
 
@@ -86,9 +86,11 @@ def _rows(best: pd.DataFrame) -> list[tuple[str, str, str]]:
     per_model = best.groupby("model")["value"].mean().sort_values()
     rows.append(("models by best-layer RMSE (lower = closer)", "(per model)",
                  ", ".join(f"{m} {_fmt(v)}" for m, v in per_model.items())))
-    sig = best["p_fdr"] <= 0.05
+    tested = best["p_fdr"].notna()
     rows.append(("groups with p_FDR <= 0.05 (map RMSE, best layer)", "(no statistics)",
-                 f"{int(sig.sum())} of {len(best)}"))
+                 f"{int((best['p_fdr'] <= 0.05).sum())} of {int(tested.sum())}" if tested.any()
+                 else "n/a: map RMSE scored without permutations in this plan (map Pearson "
+                      "and RSA carry the p-values)"))
     return rows
 
 

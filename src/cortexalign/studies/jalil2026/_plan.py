@@ -4,8 +4,25 @@
 (``cortexalign.bench``) executes; ``configs/attention_vs_mouse_cortex.yaml`` is the same study
 written out for ``cortexalign run``. ``PLANS`` holds the named subsets: ``"full"`` (every
 SAM-family model, all 118 scenes, every block, 1,000 permutations) and ``"cpu"`` (the light
-models at 512 px, 32 scenes, four blocks each, 999 permutations (199 for map RMSE, whose null
-needs every permuted map: Pearson's null is computed without them): a 2-core laptop in minutes).
+models at 512 px, four attention blocks and two or three conv layers each, 64 scenes, 1,999
+permutations: a 2-core laptop in minutes).
+
+Why the ``cpu`` plan has these numbers (issue 17, measured on the ``--size cpu`` simulation):
+
+- 64 scenes: the planted group's map Pearson is at z = 2.0 of its permutation null with 32
+  scenes (p 0.02: not significant after FDR over 42 groups), 2.7 with 48 and 3.9 with 64 (4.8
+  with all 118). A neuron map is a response-weighted sum of the scenes, so with few scenes it
+  can only lie in their span, and 1/f scenes span little of a 32 x 32 attention map.
+- 1,999 permutations: BH over 42 groups needs a raw p near 0.05 / 42 = 0.0012 for the best
+  group; with P permutations p is at least 1 / (P + 1), so 999 would leave p_FDR >= 0.042 even
+  for an effect far in the tail. 1,999 gives 0.021.
+- map RMSE without permutations: its null needs every permuted map (min-max scaling), about
+  three to four times the cost of Pearson's per permutation, and on the simulation it does not detect the planted
+  group (p 0.77 at the planted block) while Pearson does; map Pearson and RSA carry the
+  p-values. The full plan permutes every map metric.
+- batch size 1: at 512 px a batch of 8 allocates activations above the allocator's reuse
+  threshold, and every op maps fresh pages (a quarter to a third of the extraction's CPU time
+  went to page faults).
 
 Weights: an official checkpoint found in ``DATA/checkpoints`` under its released file name
 (``CHECKPOINTS``) is loaded (converted on load, native input size); without one the entry runs
@@ -88,18 +105,18 @@ PLANS: dict[str, StudyPlan] = {
                 "mobile_sam": {"attention": ["stages.1.blocks.1.attn", "stages.2.blocks.2.attn",
                                              "stages.2.blocks.5.attn", "stages.3.blocks.1.attn"],
                                "conv_map": ["stages.2.blocks.5", "neck"]},
-                "sam2_hiera_t": {"attention": ["blocks.1.attn", "blocks.5.attn",
+                "sam2_hiera_t": {"attention": ["blocks.2.attn", "blocks.5.attn",
                                                "blocks.7.attn", "blocks.9.attn"],
                                  "conv_map": ["blocks.9", "blocks.11"]},
                 "edge_sam": {"conv_map": ["stages.2.blocks.15", "fuse_stage3", "neck"]}},
-        kwargs={"img_size": 512}, n_scenes=32, n_bootstrap=0, n_permutations=999,
-        metrics=({"name": "map_rmse", "options": {"scaling": "minmax", "n_permutations": 199}},
+        kwargs={"img_size": 512}, n_scenes=64, n_bootstrap=0, n_permutations=1999,
+        metrics=({"name": "map_rmse", "options": {"scaling": "minmax", "n_permutations": 0}},
                  {"name": "map_pearson"},
                  {"name": "rsa", "options": {"rdm_method": "correlation", "compare": "spearman",
                                              "n_splits": 5}},
                  {"name": "ridge", "options": {"n_folds": 3, "inner_folds": 3,
                                                "alphas": [1.0, 100.0, 10000.0]}}),
-        batch_size=8, seg_images=6, profile_repeats=3),
+        batch_size=1, seg_images=6, profile_repeats=3),
 }
 
 

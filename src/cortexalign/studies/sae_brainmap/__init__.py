@@ -1,7 +1,8 @@
 """SAE-BrainMap as a study: a simulated NSD with planted voxels, and the whole analysis in one call.
 
 ``simulate(out, size)`` writes an NSD in NSD's layouts (``_nsd_layout``): stimuli, design, ROIs,
-subject-space betas (func1pt8mm) and fsaverage betas, whose planted voxels (V1v: units of the
+subject-space betas (func1pt8mm) with the subject's FreeSurfer surfaces aligned to them (so the
+study draws its maps on them) and fsaverage betas, whose planted voxels (V1v: units of the
 first layer; FFA-1: units of the last layer) are noisy copies of chosen SAE units of the study's
 model. Those units come from running the study's own analysis once on the unplanted data (its
 SAE training is seeded, so the study retrains the same dictionaries); ``planted.json`` records
@@ -114,7 +115,8 @@ def analysis_config(data: Path, sim: dict | None, subset: str | None) -> dict:
             "timm:vit_base_patch16_clip_quickgelu_224.openai"
         cfg = {"model": model, "model_kwargs": _weights(data, size.model_kwargs),
                "layers": list(size.layers), "sae": dict(size.sae), "epochs": size.epochs,
-               "images_per_chunk": 16, "n_permutations": 19 if sim["size"] == "tiny" else 99,
+               "images_per_chunk": 16, "min_steps": 0,  # the sizes' own epochs
+               "n_permutations": 19 if sim["size"] == "tiny" else 99,
                "top_units": 3, "n_images": 5, "selectivity_threshold": 2,
                "labels": str(data / "labels.csv"), **common}
         cfg["neural"]["sessions"] = list(range(1, size.sessions + 1))
@@ -124,7 +126,8 @@ def analysis_config(data: Path, sim: dict | None, subset: str | None) -> dict:
         f"blocks.{i}" for i in range(12)]
     cfg = {"model": "timm:vit_base_patch16_clip_quickgelu_224.openai",
            "model_kwargs": _weights(data, {}), "layers": layers,
-           "sae": dict(SIZES["full"].sae), "epochs": 1 if subset == "cpu" else 5, **common}
+           "sae": dict(SIZES["full"].sae), "epochs": 1 if subset == "cpu" else 5,
+           "min_steps": 0 if subset == "cpu" else 2000, **common}
     cfg["neural"]["sessions"] = sessions
     cfg["neural"]["rois"] = ["prf-visualrois", "floc-faces", "floc-bodies", "floc-places",
                              "floc-words"]
@@ -169,6 +172,8 @@ def simulate(out: str | Path, size: str = "cpu", seed: int = 0, progress: bool =
     nsd_id_t = lay.write_design(root, seen, sz.sessions)
     rois, general, roi_voxels = _roi_volumes(sz)
     lay.write_volume_rois(root, rois, general)
+    lay.write_subject_surfaces(root, sz.grid, 4 if max(sz.grid) < 16 else 5 if max(sz.grid) < 64
+                               else 6)
     ids = [nsd_stimulus_id(i) for i in dict.fromkeys(nsd_id_t.tolist())]
     (root / "labels.csv").write_text("stimulus_id,category\n" + "".join(
         f"{s},{'faces' if k % 2 else 'places'}\n" for k, s in enumerate(ids)))
