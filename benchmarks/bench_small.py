@@ -1,14 +1,18 @@
 """Small data on the CPU, side by side with the peers, on a quiet machine and a busy one.
 
-    python benchmarks/bench_small.py                    # 92, 118, 300, 1,000 stimuli, quiet then busy
-    python benchmarks/bench_small.py --modes busy --sizes 92 300
-    python benchmarks/bench_small.py --json small.json
+    python benchmarks/bench_small.py                    # every ratio: 92, 118, 300, 1,000 stimuli, quiet then busy
+    python benchmarks/bench_small.py --modes quiet      # quiet only (run it on an idle machine)
+    python benchmarks/bench_small.py --modes busy --sizes 92 300 --repeats 5
+    python benchmarks/bench_small.py --json small.json  # the rows, for BENCHMARKS.md
 
 The everyday case in this field is small: 92 objects (Kriegeskorte et al.), 118 Allen natural
-scenes, 1,000 NSD shared images. Each size runs five tasks, ours and the peer in the same process,
-interleaved repeat by repeat (so a load spike hits both), and prints the peer's time over ours
-(``> 1``: we are faster):
+scenes, 1,000 NSD shared images. Each size runs these tasks, ours and the peer in the same
+process, interleaved repeat by repeat (so a load spike hits both), best of ``--repeats``, and
+prints the peer's time over ours (``> 1``: we are faster):
 
+- ``rdm_thingsvision``: correlation RDM of (s, 1,000) features; peer THINGSvision 2.7.3's
+  ``compute_rdm`` (its rsa/helpers.py from the PyPI wheel: bench_thingsvision_rdm.py; skipped
+  when the wheel cannot be downloaded).
 - ``rdm+spearman``: correlation RDM of (s, 1,000) features and its Spearman correlation with a
   target RDM; peer rsatoolbox (``calc_rdm`` + ``compare(method="spearman")``).
 - ``cka_linear`` / ``cka_debiased`` / ``cka_rbf``: CKA of (s, 1,000) and (s, 200); peer the
@@ -22,10 +26,18 @@ interleaved repeat by repeat (so a load spike hits both), and prints the peer's 
   (timed at 100 resamples and scaled to 1,000: its cost is linear in N). Different resampling
   schemes (ours leaves out the pairs of copies), same work.
 
-``--modes busy`` starts ``--busy`` background processes (default 2, one BLAS thread each, spinning
-on matrix products) for the duration, as on a laptop or shared node with other work. Both sides get
-the same BLAS thread count (``--threads``, default the core count); ours then picks its own thread
-count per call (cortexalign.compute). The checks that both sides compute the same numbers are in
+Modes (``--modes``):
+
+- ``quiet``: nothing else is started. The figure means "quiet" only when the machine is idle:
+  the load average at the start is printed with each mode; on a shared machine, label it.
+- ``busy``: ``--busy`` background processes (default 2, one BLAS thread each, spinning on matrix
+  products) run for the duration, as on a laptop or a shared node with other work.
+
+Both sides get the same BLAS thread count (``--threads``, default the core count); ours then
+picks its own thread count per call (cortexalign.compute). ``--overhead`` (on by default) also
+prints the per-call cost on tiny inputs (8 stimuli x 4 features, best of many calls): the fixed
+cost of each call, what decides the smallest sizes. The end prints one compact table of the ratios
+(tasks x sizes, one block per mode). The checks that both sides compute the same numbers are in
 the tests; here the agreement of each pair is printed once (max |difference|).
 """
 
@@ -73,7 +85,20 @@ def interleaved(fns: dict, repeats: int) -> dict[str, float]:
     return best
 
 
-def tasks(s: int, rng, np):
+def _thingsvision():
+    """THINGSvision's ``compute_rdm`` (None when its wheel cannot be had: offline)."""
+    from pathlib import Path
+
+    from bench_thingsvision_rdm import thingsvision_rdm
+
+    try:
+        return thingsvision_rdm(Path.home() / ".cache" / "cortexalign-bench")
+    except Exception as err:  # noqa: BLE001 - a benchmark without the wheel still runs
+        print(f"(THINGSvision's RDM skipped: {type(err).__name__}: {err})")
+        return None
+
+
+def tasks(s: int, rng, np, tv_rdm=None, only=None):
     import rsatoolbox
     import torch
     from bench_cka import numpy_cka
@@ -98,6 +123,9 @@ def tasks(s: int, rng, np):
         rdm = rsatoolbox.rdm.calc_rdm(rsatoolbox.data.Dataset(x), method="correlation")
         return float(rsatoolbox.rdm.compare(rdm, tgt_rt, method="spearman")[0, 0])
 
+    if tv_rdm is not None:
+        yield ("rdm_thingsvision", lambda: compute_rdm(x, "correlation"),
+               lambda: tv_rdm(x, "correlation"))
     yield "rdm+spearman", ours_rdm, peer_rdm
     for kind, name in (("linear", "cka_linear"), ("linear_debiased", "cka_debiased"),
                        ("rbf", "cka_rbf")):
@@ -144,11 +172,13 @@ def tasks(s: int, rng, np):
     del torch
 
 
-def run(sizes, repeats, np) -> list[dict]:
+def run(sizes, repeats, np, tv_rdm=None, only=None) -> list[dict]:
     rows = []
     rng = np.random.default_rng(0)
     for s in sizes:
-        for name, ours, peer in tasks(s, rng, np):
+        for name, ours, peer in tasks(s, rng, np, tv_rdm):
+            if only and name not in only:
+                continue
             reps = max(1, repeats // 3) if name in ("rsa_bootstrap", "ridge") else repeats
             t = interleaved({"ours": ours, "peer": peer}, reps)
             if name == "rsa_bootstrap":
@@ -169,13 +199,58 @@ def run(sizes, repeats, np) -> list[dict]:
     return rows
 
 
+def overhead(np, tv_rdm=None, calls: int = 300, repeats: int = 7) -> list[dict]:
+    """Per-call cost on tiny inputs (8 stimuli x 4 features): the fixed cost of each call."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for name, ours, peer in tasks(8, rng, np, tv_rdm):
+        if name in ("ridge", "rsa_bootstrap"):
+            continue
+        best = dict.fromkeys(("ours", "peer"), float("inf"))
+        for f in (ours, peer):
+            f()
+        for _ in range(repeats):
+            for k, f in (("ours", ours), ("peer", peer)):
+                t0 = time.perf_counter()
+                for _ in range(calls):
+                    f()
+                best[k] = min(best[k], (time.perf_counter() - t0) / calls)
+        rows.append({"task": name, "ours_us": best["ours"] * 1e6, "peer_us": best["peer"] * 1e6})
+        print(f"  per call, 8 x 4 inputs  {name:16s} ours {best['ours'] * 1e6:8.1f} us   peer "
+              f"{best['peer'] * 1e6:8.1f} us", flush=True)
+    return rows
+
+
+def ratio_table(rows: list[dict]) -> str:
+    """Tasks x sizes of peer/ours ratios, one block per mode (``> 1``: we are faster)."""
+    lines = []
+    for mode in dict.fromkeys(r["mode"] for r in rows):
+        mine = [r for r in rows if r["mode"] == mode]
+        sizes = sorted({r["stimuli"] for r in mine})
+        lines.append(f"{mode} (load {mine[0].get('load', float('nan')):.1f} at start)".ljust(20)
+                     + "".join(f"{s:>9d}" for s in sizes))
+        for task in dict.fromkeys(r["task"] for r in mine):
+            cells = {r["stimuli"]: r["ratio"] for r in mine if r["task"] == task}
+            lines.append(f"  {task:18s}" + "".join(f"{cells[s]:8.2f}x" if s in cells else
+                                                    f"{'-':>9s}" for s in sizes))
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[92, 118, 300, 1000])
-    p.add_argument("--modes", nargs="+", default=["quiet", "busy"], choices=["quiet", "busy"])
+    p.add_argument("--modes", nargs="+", default=["quiet", "busy"], choices=["quiet", "busy"],
+                   help="quiet: nothing else started; busy: --busy spinning processes beside")
     p.add_argument("--busy", type=int, default=2, help="background processes in busy mode")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="BLAS threads")
-    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--repeats", type=int, default=7, help="best of this many (a third for "
+                   "ridge and the bootstrap)")
+    p.add_argument("--tasks", nargs="+", help="only these tasks (names as printed)")
+    p.add_argument("--no-overhead", dest="overhead", action="store_false",
+                   help="skip the per-call cost on tiny inputs")
+    p.add_argument("--no-thingsvision", dest="thingsvision", action="store_false",
+                   help="skip THINGSvision's RDM (it needs its wheel from PyPI once)")
     p.add_argument("--quick", action="store_true", help="sizes 92 and 300, 3 repeats")
     p.add_argument("--json", help="write the rows to this file")
     args = p.parse_args(argv)
@@ -188,20 +263,26 @@ def main(argv: list[str] | None = None) -> None:
     import numpy as np
 
     warnings.filterwarnings("ignore", module="himalaya")
+    tv_rdm = _thingsvision() if args.thingsvision else None
 
-    out = []
+    out, tiny = [], {}
     for mode in args.modes:
+        load = os.getloadavg()[0]
         print(f"== {mode} ({args.busy if mode == 'busy' else 0} busy background processes, "
-              f"load {os.getloadavg()[0]:.1f} at start)", flush=True)
+              f"load {load:.1f} at start)", flush=True)
         procs = start_busy(args.busy) if mode == "busy" else []
         try:
-            for row in run(args.sizes, args.repeats, np):
-                out.append({"mode": mode, **row})
+            if args.overhead:
+                tiny[mode] = overhead(np, tv_rdm)
+            for row in run(args.sizes, args.repeats, np, tv_rdm, args.tasks):
+                out.append({"mode": mode, "load": load, **row})
         finally:
             stop_busy(procs)
+    print("\npeer time / our time (> 1: cortexalign is faster)")
+    print(ratio_table(out))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rows": out, "cpu_count": os.cpu_count()}, f, indent=1)
+            json.dump({"rows": out, "overhead": tiny, "cpu_count": os.cpu_count()}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -11,14 +11,50 @@ busy 2-core machine and 0.05 s with one. So every public measure runs inside
 1. ``CORTEXALIGN_THREADS=N`` in the environment: always ``N`` (reproducible timings, clusters
    that pin cores).
 2. Work below :data:`SMALL_WORK` multiply-adds (an RDM of 1,000 stimuli x 1,000 features is
-   1e9): one thread. Measured on 2 cores (benchmarks/bench_small.py, BENCHMARKS.md): one thread is
-   as fast or faster on a quiet machine and 2-30x faster on a busy one at these sizes.
+   1e9): one torch thread. Measured on 2 cores (benchmarks/bench_small.py, BENCHMARKS.md): one
+   thread is as fast or faster on a quiet machine and 2-30x faster on a busy one at these sizes.
 3. Larger work: every thread torch was configured with, less one per core that other processes
-   keep busy (the 1-minute load average minus this process's own share of it), never fewer than
-   one.
+   keep busy, never fewer than one. "Busy" is the larger of the 1-minute load average minus this
+   process's own share of it, and the threads of other processes runnable right now
+   (``/proc/loadavg`` less this process's running threads): the average alone takes a minute
+   to notice a job that just started.
+4. NumPy's BLAS (OpenBLAS) gets the free cores of rule 3 at every size: its threads do not stall
+   on small products as torch's pool does (92 x 1,000 syrk: 198 us with 2 threads, 216 us with 1
+   at load 10), OpenBLAS itself keeps tiny products on one thread, and a quiet machine's second
+   core then serves the Gram products of 92-300 stimuli as it does the peers' (NumPy, THINGSvision,
+   rsatoolbox, which use every core). On a busy machine it is one thread.
+
+Building a model (``models.load_model``: kernels, initialisation, loading weights) is many small
+operations and runs with one thread: the Gabor bank took 0.7 s of CPU and 3.7 s wall with 2
+threads on the busy box, 0.015 s with one.
 
 Results do not depend on the choice beyond floating-point summation order (float64: ~1e-15;
 tests compare the paths). Only the CPU is affected; CUDA work ignores the thread count.
+
+Backend
+-------
+Kernels are written on torch tensors (any device, autograd where a caller needs it). On the CPU
+outside autograd (:func:`numpy_kernel`) the steps where NumPy is measurably faster run on NumPy
+views of the same memory: float64 GEMM (OpenBLAS, ~2x torch's CPU build), sorting (introsort,
+~2x), column gathers (``np.take``, 1.5x ``index_select``) and row-wise dots (``einsum``, 3x);
+and a small problem is done in NumPy from input to output (``rdm._compute``, ``metrics._cka``),
+because each torch operation costs 5-10 us of dispatch, more than the arithmetic of a 92-stimulus
+RDM. Each such path is tested equal to the torch one (1e-12).
+
+Freed memory (the command line)
+-------------------------------
+glibc returns every freed block above 32 MB (and the top of its heap above a few dozen MB) to the
+operating system, so each large temporary (a (23, 32, 112, 112) activation, a 1,000-resample
+weight matrix, an FFT buffer) is mapped afresh and page-faulted in, 4 KB at a time: the
+quickstart made 15 million page faults, 27 s of system time against 58 s of user time.
+:func:`keep_freed_memory`, called once by the ``cortexalign`` command, tells malloc to keep blocks
+up to :data:`MALLOC_KEEP_BYTES` for reuse: 1 million faults and 3 s of system time. A library
+caller may call it too; it changes no result, only when memory goes back to the system.
+
+Memory kept between calls
+-------------------------
+A run's bootstraps share their draws and targets: :data:`RESAMPLE_MEMO_BYTES` bounds what
+``stats._memo`` keeps of them (pair weights, target ranks; CPU only, exact values).
 """
 
 from __future__ import annotations
@@ -31,11 +67,57 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-__all__ = ["SMALL_WORK", "threads_for", "compute_threads", "sized_by", "gram_work",
-           "total_gram_work", "sort_work"]
+__all__ = ["SMALL_WORK", "RESAMPLE_MEMO_BYTES", "MALLOC_KEEP_BYTES", "keep_freed_memory", "threads_for", "compute_threads", "sized_by",
+           "gram_work", "total_gram_work", "sort_work", "numpy_kernel", "numpy_input"]
 
 #: Multiply-adds below which one thread is used (see the module docstring).
 SMALL_WORK = 1.0e9
+
+#: Bytes of bootstrap pair weights, target ranks and ceilings kept between calls (``stats._memo``).
+RESAMPLE_MEMO_BYTES = 256 * 2**20
+
+
+#: Blocks up to this size come from malloc's heap and freed memory up to twice it is kept for
+#: reuse (``keep_freed_memory``).
+MALLOC_KEEP_BYTES = 512 * 2**20
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to serve blocks up to :data:`MALLOC_KEEP_BYTES` from its heap and to
+    keep freed memory (up to twice that) for reuse instead of unmapping it (see "Freed memory" in
+    the module docstring). Returns whether it applied: False off glibc (macOS, musl, Windows)
+    or when the ``MALLOC_*`` environment variables already decide."""
+    if any(k.startswith("MALLOC_") and k.endswith("_") for k in os.environ):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        return False
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    return all(mallopt(option, value) == 1 for option, value in (
+        (m_mmap_threshold, MALLOC_KEEP_BYTES), (m_trim_threshold, 2 * MALLOC_KEEP_BYTES),
+        (m_top_pad, 64 * 2**20)))
+
+
+def numpy_input(x: Any) -> bool:
+    """Whether an input can be computed on in NumPy without a copy to another device: a NumPy
+    array, or a float32/float64 CPU tensor outside autograd (``x.numpy()`` is a view)."""
+    import numpy as np
+
+    if isinstance(x, np.ndarray):
+        return True
+    dtype = getattr(x, "dtype", None)
+    return (getattr(x, "is_floating_point", None) is not None and str(dtype) in
+            ("torch.float32", "torch.float64") and numpy_kernel(x))
+
+
+def numpy_kernel(*tensors: Any) -> bool:
+    """Whether work on these tensors runs through NumPy (zero-copy views): all on the CPU and
+    outside autograd. See "Backend" in the module docstring."""
+    return all(t.device.type == "cpu" and not t.requires_grad for t in tensors)
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _lock = threading.Lock()
@@ -59,22 +141,53 @@ def _own_share() -> float:
     return _own["share"]
 
 
+_now = {"t": -1.0, "others": 0.0}
+
+
+def _runnable_others() -> float:
+    """Threads of other processes runnable right now: the running count of ``/proc/loadavg`` less
+    this process's own running threads (``/proc/self/task``), sampled at most every 0.25 s. The
+    1-minute average takes a minute to see a job that just started; this sees it at once."""
+    now = time.monotonic()
+    if now - _now["t"] < 0.25:
+        return _now["others"]
+    try:
+        with open("/proc/loadavg") as f:
+            running = int(f.read().split()[3].split("/")[0])
+        own = 0
+        for task in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{task}/stat") as f:
+                    own += f.read().rsplit(")", 1)[1].split()[0] == "R"
+            except OSError:  # the thread ended meanwhile
+                continue
+        others = float(max(0, running - max(own, 1)))
+    except (OSError, ValueError, IndexError):  # pragma: no cover - no /proc (macOS, Windows)
+        others = 0.0
+    _now.update(t=now, others=others)
+    return others
+
+
 def _other_load() -> float:
-    """Cores kept busy by other processes: the 1-minute load average less this process's share."""
+    """Cores kept busy by other processes: the 1-minute load average less this process's share,
+    or the threads of others runnable right now if more (``_runnable_others``)."""
     try:
         load = os.getloadavg()[0]
     except OSError:  # pragma: no cover - no load average on this platform
-        return 0.0
-    return max(0.0, load - _own_share())
+        return _runnable_others()
+    return max(0.0, load - _own_share(), _runnable_others())
 
 
-def threads_for(work: float, max_threads: int | None = None) -> int:
+def threads_for(work: float, max_threads: int | None = None, blas: bool = False) -> int:
     """The CPU thread count :func:`compute_threads` would use for ``work`` multiply-adds.
 
     Parameters
     ----------
     work : estimated multiply-adds of the computation (e.g. ``s * s * d`` for an RDM).
-    max_threads : the ceiling (default: torch's configured thread count).
+    max_threads : the ceiling (default: torch's configured thread count; with ``blas`` NumPy's
+        BLAS's).
+    blas : the count for NumPy's BLAS rather than torch's pool: the free cores whatever the
+        size (rule 4 of the module docstring).
     """
     env = os.environ.get("CORTEXALIGN_THREADS")
     if env:
@@ -88,17 +201,19 @@ def threads_for(work: float, max_threads: int | None = None) -> int:
             raise InputError("CORTEXALIGN_THREADS", "a whole number >= 1", repr(env),
                              "unset it (adaptive threads) or set e.g. CORTEXALIGN_THREADS=2")
         return n
+    if max_threads is None and blas:
+        max_threads = _configured["blas"] or 1
     if max_threads is None:
         import torch
 
         max_threads = _configured["torch"] or torch.get_num_threads()
-    if work < SMALL_WORK or max_threads <= 1:
+    if (work < SMALL_WORK and not blas) or max_threads <= 1:
         return 1
     free = _n_cores() - round(_other_load())
     return int(max(1, min(max_threads, free)))
 
 
-_configured: dict[str, int | None] = {"torch": None}
+_configured: dict[str, int | None] = {"torch": None, "blas": None}
 
 
 def _blas_controllers() -> list[Any]:
@@ -139,18 +254,21 @@ def compute_threads(work: float) -> Iterator[int]:
         n = threads_for(work)
         blas = _blas_controllers()
         blas_before = [c.num_threads for c in blas]
+        if _configured["blas"] is None:
+            _configured["blas"] = max(blas_before, default=1)
+        n_blas = threads_for(work, blas=True)
         if n != before:
             torch.set_num_threads(n)
-        for c in blas:
-            if c.num_threads != n:
-                c.set_num_threads(n)
+        changed = [c for c, b in zip(blas, blas_before, strict=True) if b != n_blas]
+        for c in changed:
+            c.set_num_threads(n_blas)
         try:
             yield n
         finally:
             if n != before:
                 torch.set_num_threads(before)
             for c, b in zip(blas, blas_before, strict=True):
-                if c.num_threads != b:
+                if b != n_blas:
                     c.set_num_threads(b)
     finally:
         with _lock:

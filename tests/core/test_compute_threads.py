@@ -45,6 +45,7 @@ def test_environment_override_and_its_validation(monkeypatch):
 def test_own_load_is_not_counted_as_other_processes(monkeypatch):
     monkeypatch.setattr(compute.os, "getloadavg", lambda: (1.9, 1.0, 1.0))
     monkeypatch.setattr(compute, "_own_share", lambda: 1.8)  # the load is this process
+    monkeypatch.setattr(compute, "_runnable_others", lambda: 0.0)
     assert compute._other_load() == pytest.approx(0.1)
 
 
@@ -53,8 +54,28 @@ def test_gram_work_counts_s_squared_d():
     assert compute.total_gram_work({"a": np.zeros((4, 2))}, [np.zeros((4, 3))], None) == 16 * 5
 
 
-def test_context_sets_and_restores_both_pools():
+def test_blas_gets_the_free_cores_at_every_size(monkeypatch):
+    """NumPy's BLAS follows the load, not the size (rule 4): both cores of a quiet machine for a
+    92-stimulus Gram product, one on a busy machine."""
+    monkeypatch.setattr(compute, "_n_cores", lambda: 2)
+    monkeypatch.setattr(compute, "_other_load", lambda: 0.0)
+    assert threads_for(1.0, max_threads=2, blas=True) == 2
+    assert threads_for(1.0, max_threads=2) == 1  # torch's pool: one thread for small work
+    monkeypatch.setattr(compute, "_other_load", lambda: 2.0)  # two busy processes
+    assert threads_for(1.0, max_threads=2, blas=True) == 1
+
+
+def test_runnable_threads_of_others_are_seen_at_once(monkeypatch):
+    monkeypatch.setattr(compute.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(compute, "_runnable_others", lambda: 2.0)  # started a second ago
+    assert compute._other_load() == 2.0
+    monkeypatch.undo()
+    assert compute._runnable_others() >= 0.0  # reads /proc where there is one
+
+
+def test_context_sets_and_restores_both_pools(monkeypatch):
     threadpoolctl = pytest.importorskip("threadpoolctl")
+    monkeypatch.setattr(compute, "_other_load", lambda: 64.0)  # busy: one BLAS thread too
     before = torch.get_num_threads()
     blas = [c for c in threadpoolctl.ThreadpoolController().lib_controllers
             if c.user_api == "blas"]
@@ -90,3 +111,20 @@ def test_values_do_not_depend_on_the_thread_count(monkeypatch):
                   score("rsa", x_sd, target, n_bootstrap=20, seed=1).ci_low)
     for a, b in zip(out["1"], out["2"], strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+def test_keep_freed_memory_applies_on_glibc_and_defers_to_the_environment(monkeypatch):
+    """The command line keeps freed blocks for reuse (compute.keep_freed_memory); MALLOC_*
+    environment variables, when set, decide instead."""
+    import ctypes
+
+    from cortexalign.compute import keep_freed_memory
+
+    monkeypatch.setenv("MALLOC_TOP_PAD_", "0")
+    assert keep_freed_memory() is False
+    monkeypatch.delenv("MALLOC_TOP_PAD_")
+    try:
+        ctypes.CDLL("libc.so.6").mallopt  # noqa: B018
+    except (OSError, AttributeError):
+        pytest.skip("not glibc")
+    assert keep_freed_memory() is True

@@ -42,6 +42,9 @@ def main() -> None:  # the console entry point
     (the shell's code for SIGINT) instead of a Python traceback.
     """
     try:
+        from cortexalign.compute import keep_freed_memory  # imports nothing heavy
+
+        keep_freed_memory()  # large temporaries reused, not page-faulted in again (compute)
         _load_app()()
     except KeyboardInterrupt:
         sys.stderr.write("\ninterrupted\n")

@@ -24,10 +24,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from cortexalign.compute import gram_work, sized_by
+from cortexalign.compute import gram_work, numpy_input, sized_by
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError, UnknownNameError
-from cortexalign.rdm import as_tensor, check_features, check_n_stimuli, mm_nt
+from cortexalign.metrics._cka_numpy import gram_is_cheaper, hsic_unbiased, numpy_cka
+from cortexalign.rdm import as_array, as_tensor, check_features, check_n_stimuli, mm_nt
 
 __all__ = ["CKA_KINDS", "CKA_GRAM_KINDS", "cka", "cka_tensor", "cka_from_grams"]
 
@@ -36,14 +37,10 @@ def _center(x_sd: torch.Tensor) -> torch.Tensor:
     return x_sd - x_sd.mean(dim=0, keepdim=True)
 
 
-def _gram_is_cheaper(s: int, dx: int, dy: int) -> bool:
-    return s * s * (dx + dy + 3) < s * (dx * dy + dx * dx + dy * dy)
-
-
 def _linear_dots(x_sd: torch.Tensor, y_sd: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """tr(KL), tr(KK), tr(LL) for centred linear kernels K = X X^T, L = Y Y^T."""
     s, dx, dy = x_sd.shape[0], x_sd.shape[1], y_sd.shape[1]
-    if _gram_is_cheaper(s, dx, dy):
+    if gram_is_cheaper(s, dx, dy):
         k, l_ = mm_nt(x_sd, x_sd), mm_nt(y_sd, y_sd)
         return (k * l_).sum(), (k * k).sum(), (l_ * l_).sum()
     xt, yt = x_sd.T, y_sd.T
@@ -61,21 +58,12 @@ def cka_linear(x_sd: torch.Tensor, y_sd: torch.Tensor) -> torch.Tensor:
     return _biased_cka(*_linear_dots(xc, yc))
 
 
-def _hsic_unbiased(tr_kl: torch.Tensor, dk_s: torch.Tensor, dl_s: torch.Tensor, s: int) -> torch.Tensor:
-    """Song et al. 2012, eq. 5, for Gram matrices of *centred* features (so ``K 1 = 0``):
-    with ``K~ = K - diag(K)``, ``1^T K~ 1 = -tr K`` and ``K~ 1 = -diag K``."""
-    term1 = tr_kl - dk_s @ dl_s  # tr(K~ L~)
-    term2 = dk_s.sum() * dl_s.sum() / ((s - 1) * (s - 2))
-    term3 = 2.0 / (s - 2) * (dk_s @ dl_s)
-    return (term1 + term2 - term3) / (s * (s - 3))
-
-
 def _debiased_cka(kl: torch.Tensor, kk: torch.Tensor, ll: torch.Tensor, dk_s: torch.Tensor,
                   dl_s: torch.Tensor, s: int) -> torch.Tensor:
     """Debiased CKA from the traces and diagonals of *centred* linear Grams (NaN if a self-HSIC
     is <= 0)."""
-    hxy, hxx, hyy = (_hsic_unbiased(kl, dk_s, dl_s, s), _hsic_unbiased(kk, dk_s, dk_s, s),
-                     _hsic_unbiased(ll, dl_s, dl_s, s))
+    hxy, hxx, hyy = (hsic_unbiased(kl, dk_s, dl_s, s), hsic_unbiased(kk, dk_s, dk_s, s),
+                     hsic_unbiased(ll, dl_s, dl_s, s))
     denom = hxx * hyy
     return hxy / torch.sqrt(denom) if bool(denom > 0) else torch.full_like(hxy, float("nan"))
 
@@ -223,9 +211,15 @@ def cka(x_sd, y_sd, kind: str = "linear", device: str | torch.device | None = No
         raise InputError("sigma_frac", "a positive fraction of the median distance",
                          repr(options["sigma_frac"]), "use e.g. 0.5 or 1.0")
     dev = resolve_device(device)
+    need = 4 if kind == "linear_debiased" else 3
+    if dev.type == "cpu" and numpy_input(x_sd) and numpy_input(y_sd):  # compute.numpy_kernel
+        x, y = as_array(x_sd, "x_sd", ndim=(2,)), as_array(y_sd, "y_sd", ndim=(2,))
+        check_n_stimuli(x.shape[0], y.shape[0], "x_sd")
+        check_features(x, "x_sd", min_stimuli=need)
+        check_features(y, "y_sd", min_stimuli=need)
+        return numpy_cka(x, y, kind, **options)
     x, y = as_tensor(x_sd, "x_sd", dev, ndim=(2,)), as_tensor(y_sd, "y_sd", dev, ndim=(2,))
     check_n_stimuli(x.shape[0], y.shape[0], "x_sd")
-    need = 4 if kind == "linear_debiased" else 3
     check_features(x, "x_sd", min_stimuli=need)
     check_features(y, "y_sd", min_stimuli=need)
     return float(cka_tensor(x, y, kind, **options))

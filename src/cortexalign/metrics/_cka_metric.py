@@ -13,11 +13,13 @@ from functools import partial
 import torch
 import xarray as xr
 
+from cortexalign.compute import numpy_kernel
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError
 from cortexalign.metrics._brainscore import with_protocol
 from cortexalign.metrics._cka import _center_gram, cka_from_grams, cka_tensor
 from cortexalign.metrics._cka_boot import resampled_cka
+from cortexalign.metrics._cka_numpy import numpy_cka
 from cortexalign.metrics._registry import METRICS
 from cortexalign.metrics._responses import responses_tensor
 from cortexalign.metrics._score import Score
@@ -120,6 +122,8 @@ def cka_metric(features_sd, target, *, kind: str, n_bootstrap: int = 0, seed: in
     grams: list[torch.Tensor] = []  # X X^T, Y Y^T: made at the first resample (s x s each)
 
     def stat(idx_s: torch.Tensor | None) -> float:
+        if idx_s is None and numpy_kernel(x, y):  # the CPU's NumPy path (compute.numpy_kernel)
+            return numpy_cka(x.numpy(), y.numpy(), kind, ("features_sd", "target"), **options)
         if idx_s is None:
             return float(cka_tensor(x, y, kind, **options))
         if not grams:

@@ -22,6 +22,7 @@ from typing import Any, TypedDict
 
 import torch
 
+from cortexalign.compute import compute_threads
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError
 from cortexalign.fetch import weights_path
@@ -130,7 +131,8 @@ def load_model(name: str, *, pretrained: bool | None = None, weights: str | Path
     spec = LoadSpec(name=name, arch=arch, source=source,
                     weights=Path(weights).expanduser() if weights is not None else None,
                     seed=seed, device=resolve_device(device))
-    adapter = entry.obj(spec, **kwargs)
+    with compute_threads(0.0):  # building is many small operations: one thread (compute)
+        adapter = entry.obj(spec, **kwargs)
     if preprocess:
         adapter.preprocess = with_options(adapter.preprocess, preprocess)
         adapter.model_id = f"{adapter.model_id}+pre({adapter.preprocess.key()})"

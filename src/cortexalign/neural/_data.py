@@ -77,8 +77,9 @@ def validate_responses(da: xr.DataArray, allow_nan: bool = False) -> xr.DataArra
         raise InputError("responses.dims", "('stimulus', 'neuroid'[, 'repetition'])", f"{da.dims}",
                          "transpose with da.transpose('stimulus', 'neuroid', ...)")
     for dim in ("stimulus", "neuroid"):
-        ids = da[dim].values
-        if len(set(ids.tolist())) != len(ids):
+        # the dim's pandas index (a range without a coordinate): is_unique is hashed once and
+        # cached by pandas, where building da[dim] cost ~0.5 ms a call
+        if not da.get_index(dim).is_unique:
             raise InputError(f"responses.{dim}", f"unique {dim} ids", "repeated ids",
                              f"make the {dim} ids unique")
     if not allow_nan:

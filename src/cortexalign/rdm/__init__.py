@@ -8,8 +8,10 @@ without importing the metrics. ``cortexalign.metrics`` re-exports the user-facin
 """
 
 from cortexalign.rdm._compare import (
+    RANK_COMPARISONS,
     RDM_COMPARISONS,
     average_ranks,
+    centred_weighted_ranks,
     compare_corr_cov,
     compare_cosine,
     compare_cosine_cov,
@@ -23,6 +25,7 @@ from cortexalign.rdm._compare import (
     pair_row_sums,
     rdm_vectors,
     resampled_cosine_cov,
+    row_dots,
     weighted_ranks,
     whitened_gram,
     whitened_norms,
@@ -48,8 +51,10 @@ from cortexalign.rdm._compute import (
 from cortexalign.rdm._softrank import isotonic_decreasing_blocks, soft_rank
 from cortexalign.rdm._validate import (
     MIN_STIMULI,
+    as_array,
     as_tensor,
     check_features,
+    check_finite,
     check_n_stimuli,
     check_varies,
     stimulus_matrix,
@@ -59,8 +64,8 @@ __all__ = ["RDM_METHODS", "ConstantFeaturesWarning", "compute_rdm", "compute_rdm
            "rdm_correlation", "rdm_cosine", "rdm_euclidean", "rdm_crossnobis", "row_blocks",
            "mirror_upper", "mirror_rdm", "unit_rows", "device_of"]
 __all__ += ["RDM_COMPARISONS", "compare_rdms", "compare_vectors", "rdm_vectors", "average_ranks",
-            "weighted_ranks", "n_stimuli_of", "pair_row_sums", "whitened_gram", "whitened_norms",
+            "weighted_ranks", "centred_weighted_ranks", "row_dots", "RANK_COMPARISONS", "n_stimuli_of", "pair_row_sums", "whitened_gram", "whitened_norms",
             "resampled_cosine_cov", "compare_pearson", "compare_cosine", "compare_spearman",
             "compare_kendall_tau_a", "compare_rho_a", "compare_cosine_cov", "compare_corr_cov"]
 __all__ += ["soft_rank", "isotonic_decreasing_blocks"]
-__all__ += ["MIN_STIMULI", "as_tensor", "check_features", "check_n_stimuli", "check_varies", "stimulus_matrix"]
+__all__ += ["MIN_STIMULI", "as_array", "as_tensor", "check_finite", "check_features", "check_n_stimuli", "check_varies", "stimulus_matrix"]

@@ -28,14 +28,14 @@ import numpy as np
 import scipy.stats
 import torch
 
-from cortexalign.compute import sized_by, sort_work
+from cortexalign.compute import numpy_kernel, sized_by, sort_work
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.rdm._compute import upper_tri
 from cortexalign.rdm._validate import as_tensor, check_varies
 
 __all__ = ["RDM_COMPARISONS", "compare_rdms", "compare_vectors", "average_ranks",
-           "weighted_ranks", "rdm_vectors", "n_stimuli_of", "pair_row_sums", "whitened_gram",
+           "weighted_ranks", "centred_weighted_ranks", "row_dots", "RANK_COMPARISONS", "rdm_vectors", "n_stimuli_of", "pair_row_sums", "whitened_gram",
            "whitened_norms", "resampled_cosine_cov", "compare_pearson", "compare_cosine",
            "compare_spearman", "compare_kendall_tau_a", "compare_rho_a", "compare_cosine_cov",
            "compare_corr_cov"]
@@ -71,26 +71,77 @@ def average_ranks(x_bp: torch.Tensor) -> torch.Tensor:
                                                                               rank_sorted)
 
 
-def weighted_ranks(x_p: torch.Tensor, weights_bp: torch.Tensor) -> torch.Tensor:
-    """Average ranks of one vector under b sets of multiplicities (bootstrap weights).
+def centred_weighted_ranks(x_p: torch.Tensor, weights_bp: torch.Tensor,
+                           cubes_b: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Average ranks of one vector under b sets of multiplicities, centred, and their spread.
 
-    Element k counts ``w[b, k]`` times: its rank is the total weight of smaller values plus
-    (weight of its tie group + 1) / 2, the average rank of its copies in the expanded vector, which
-    is what ``scipy.stats.rankdata`` gives on that vector. The sort is shared by all rows.
+    Element k counts ``w[b, k]`` times (a bootstrap draw): in the expanded vector of
+    ``n_b = sum_k w[b, k]`` entries its copies, and those of equal values, form one tie group,
+    whose average rank is the total weight of smaller values plus (group weight + 1) / 2, what
+    ``scipy.stats.rankdata`` gives on that vector. The sort is shared by all rows, and the ranks
+    are integers or halves, so they and their centring on the mean rank ``(n_b + 1) / 2`` are
+    exact in float64.
+
+    Parameters
+    ----------
+    x_p : (p,) values; weights_bp : (b, p) non-negative integer multiplicities (float64).
+    cubes_b : ``(weights_bp ** 3).sum(1)`` when the caller holds it (the sum of squares below
+        then costs nothing for a vector without ties).
+
+    Returns
+    -------
+    ranks_bp : (b, p) ranks minus ``(n_b + 1) / 2``.
+    sumsq_b : (b,) their weighted sum of squares over the expanded vector,
+        ``(n^3 - n - sum_g (t_g^3 - t_g)) / 12`` with ``t_g`` the weight of each tie group: the
+        textbook tie correction, exact integer arithmetic below ``n = 2e5``.
     """
-    sorted_p, order_p = torch.sort(x_p, stable=True)
+    cpu = numpy_kernel(x_p, weights_bp)
+    if cpu:  # NumPy's introsort is ~2x torch's sort, its column gather 1.5x index_select
+        order = np.argsort(x_p.numpy())
+        order_p, sorted_p = torch.from_numpy(order), torch.from_numpy(x_p.numpy()[order])
+        w_bp = torch.from_numpy(np.take(weights_bp.numpy(), order, axis=1))
+    else:
+        sorted_p, order_p = torch.sort(x_p)
+        w_bp = weights_bp.index_select(1, order_p)
     new = torch.ones_like(sorted_p, dtype=torch.bool)
     new[1:] = sorted_p[1:] != sorted_p[:-1]
-    gid_p = torch.cumsum(new, 0) - 1
-    n_groups = int(gid_p[-1]) + 1
-    w_bp = weights_bp[:, order_p]
-    gsum_bg = torch.zeros(w_bp.shape[0], n_groups, dtype=w_bp.dtype, device=w_bp.device)
-    gsum_bg.index_add_(1, gid_p, w_bp)
-    before_bg = torch.cumsum(gsum_bg, dim=1) - gsum_bg
-    rank_bg = before_bg + (gsum_bg + 1.0) * 0.5
-    inverse_p = torch.empty_like(order_p)
-    inverse_p[order_p] = torch.arange(len(order_p), device=order_p.device)
-    return rank_bg[:, gid_p[inverse_p]]
+    if bool(new.all()):  # no ties: every element is its own group
+        cum_bp = torch.cumsum(w_bp, dim=1)
+        n_b1 = cum_bp[:, -1:].clone()
+        ties_b = (cubes_b if cubes_b is not None else (w_bp * w_bp * w_bp).sum(1)) - n_b1[:, 0]
+        rank_bp = cum_bp.add_(w_bp, alpha=-0.5).sub_(0.5 * n_b1)
+    else:
+        gid_p = torch.cumsum(new, 0) - 1
+        gsum_bg = torch.zeros(w_bp.shape[0], int(gid_p[-1]) + 1, dtype=w_bp.dtype,
+                              device=w_bp.device).index_add_(1, gid_p, w_bp)
+        cum_bg = torch.cumsum(gsum_bg, dim=1)
+        n_b1 = cum_bg[:, -1:].clone()
+        ties_b = (gsum_bg * gsum_bg * gsum_bg).sum(1) - n_b1[:, 0]
+        rank_bp = cum_bg.add_(gsum_bg, alpha=-0.5).sub_(0.5 * n_b1).index_select(1, gid_p)
+    n_b = n_b1[:, 0]
+    sumsq_b = (n_b * n_b * n_b - n_b - ties_b) / 12.0
+    if cpu:  # back to the input order: a gather by the inverse permutation (NumPy)
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return torch.from_numpy(np.take(rank_bp.numpy(), inverse, axis=1)), sumsq_b
+    return torch.empty_like(rank_bp).index_copy_(1, order_p, rank_bp), sumsq_b
+
+
+def row_dots(a_bp: torch.Tensor, b_bp: torch.Tensor) -> torch.Tensor:
+    """(b,) row-wise dot products ``(a * b).sum(1)`` without a (b, p) temporary (NumPy's einsum on
+    the CPU: 3x torch's there), in ``a``'s dtype (``b`` may be narrower: it is widened as read)."""
+    if numpy_kernel(a_bp, b_bp):
+        return torch.from_numpy(np.einsum("bp,bp->b", a_bp.numpy(), b_bp.numpy(),
+                                          dtype=a_bp.numpy().dtype))
+    return torch.einsum("bp,bp->b", a_bp, b_bp.to(a_bp.dtype))
+
+
+def weighted_ranks(x_p: torch.Tensor, weights_bp: torch.Tensor) -> torch.Tensor:
+    """(b, p) average ranks of one vector under b sets of multiplicities (bootstrap weights),
+    ties averaged over the expanded vector: ``centred_weighted_ranks`` plus the mean rank
+    ``(n_b + 1) / 2``."""
+    rank_bp, _ = centred_weighted_ranks(x_p, weights_bp)
+    return rank_bp.add_((weights_bp.sum(1, keepdim=True) + 1.0) * 0.5)
 
 
 def _unit(x_mp: torch.Tensor, center: bool) -> torch.Tensor:
@@ -148,10 +199,13 @@ def compare_rho_a(a_mp: torch.Tensor, b_kp: torch.Tensor) -> torch.Tensor:
     ties compared with itself gives ``1 - T / (p^3 - p)`` < 1, which is the point of rho-a (a model
     predicting ties is not rewarded for them).
     """
-    p = a_mp.shape[1]
+    return _rho_a_of_ranks(average_ranks(a_mp), average_ranks(b_kp))
+
+
+def _rho_a_of_ranks(ra_mp: torch.Tensor, rb_kp: torch.Tensor) -> torch.Tensor:
+    p = ra_mp.shape[1]
     mid = (p + 1) / 2.0
-    ra, rb = average_ranks(a_mp) - mid, average_ranks(b_kp) - mid
-    return (ra @ rb.T).mul_(12.0 / (float(p) ** 3 - p)).clamp_(-1.0, 1.0)
+    return ((ra_mp - mid) @ (rb_kp - mid).T).mul_(12.0 / (float(p) ** 3 - p)).clamp_(-1.0, 1.0)
 
 
 def n_stimuli_of(p: int) -> int:
@@ -321,6 +375,16 @@ RDM_COMPARISONS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
     "corr_cov": compare_corr_cov,
 }
 """Name -> ``fn(a_mp, b_kp) -> (m, k)`` on float64 upper-triangle vectors."""
+
+
+RANK_COMPARISONS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "spearman": compare_pearson,
+    "rho_a": _rho_a_of_ranks,
+}
+"""The comparisons that are a function of the two vectors' ``average_ranks`` alone: name ->
+``fn(ranks_mp, ranks_kp) -> (m, k)``, so a caller comparing one set many times ranks it once
+(``RANK_COMPARISONS[m](average_ranks(a), average_ranks(b)) == RDM_COMPARISONS[m](a, b)``, bit for
+bit)."""
 
 
 def compare_vectors(a_mp: torch.Tensor, b_kp: torch.Tensor, method: str = "spearman") -> torch.Tensor:

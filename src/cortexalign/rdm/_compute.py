@@ -19,24 +19,26 @@ is taken as uncorrelated with every other (dissimilarity 1), with a ``ConstantFe
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
-from cortexalign.compute import gram_work, sized_by, total_gram_work
+from cortexalign.compute import gram_work, numpy_input, numpy_kernel, sized_by, total_gram_work
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError, UnknownNameError
-from cortexalign.rdm._validate import as_tensor, check_features
+from cortexalign.rdm._numpy_rdm import NUMPY_RDM_METHODS, numpy_rdm
+from cortexalign.rdm._validate import (
+    ConstantFeaturesWarning,
+    as_array,
+    as_tensor,
+    check_features,
+    warn_constant,
+)
 
 __all__ = ["RDM_METHODS", "ConstantFeaturesWarning", "compute_rdm", "compute_rdms", "rdm_tensor",
            "upper_tri", "mm_nt", "rdm_correlation", "rdm_cosine", "rdm_euclidean", "rdm_crossnobis",
            "row_blocks", "mirror_upper", "mirror_rdm", "unit_rows", "device_of"]
-
-
-class ConstantFeaturesWarning(UserWarning):
-    """Stimuli with a constant feature vector in a correlation or cosine RDM."""
 
 
 _MAX_CHUNK = 4096
@@ -102,16 +104,6 @@ def _centred(x_sd: torch.Tensor, mean_s1: torch.Tensor | None) -> torch.Tensor:
     return x_sd.clone() if mean_s1 is None else x_sd - mean_s1
 
 
-def _warn_constant(zero: np.ndarray, center: bool) -> None:
-    """Correlation (cosine) with a constant (all-zero) vector is undefined: such a stimulus is
-    taken as uncorrelated with every other, dissimilarity 1 (e.g. a silent spiking layer)."""
-    what = "a constant feature vector" if center else "an all-zero feature vector"
-    warnings.warn(f"{int(zero.sum())} of {len(zero)} stimuli have {what} (first at row "
-                  f"{int(np.flatnonzero(zero)[0])}): their {'correlation' if center else 'cosine'}"
-                  " with every other stimulus is undefined and is taken as 0 (dissimilarity 1);"
-                  " drop them, or use rdm_method='euclidean'", ConstantFeaturesWarning, stacklevel=4)
-
-
 def unit_rows(x_sd: torch.Tensor, center: bool) -> torch.Tensor:
     """Rows (centred when ``center``) scaled to unit norm; a constant (all-zero) row stays zero,
     with a ``ConstantFeaturesWarning``."""
@@ -122,7 +114,7 @@ def unit_rows(x_sd: torch.Tensor, center: bool) -> torch.Tensor:
     raw = norm if not center else torch.sqrt(norm**2 + x_sd.shape[1] * mean_s1[:, 0] ** 2)
     zero = norm <= 1e-12 * raw.clamp_min(1e-300)
     if bool(zero.any()):
-        _warn_constant(zero.cpu().numpy(), center)
+        warn_constant(zero.cpu().numpy(), center)
         keep = (~zero).to(z.dtype)[:, None]
         z = z * keep if z.requires_grad else z.mul_(keep)
         norm = torch.where(zero, torch.ones_like(norm), norm)
@@ -130,37 +122,18 @@ def unit_rows(x_sd: torch.Tensor, center: bool) -> torch.Tensor:
     return z / norm[:, None] if z.requires_grad else z.div_(norm[:, None])
 
 
-def _one_numpy_block(x_sd: torch.Tensor, chunk_size: int | None) -> bool:
-    """Whether the RDM is computed whole in NumPy: a CPU float64 tensor outside autograd whose
-    rows fit one block. Torch's per-operation overhead (about 25 small operations per RDM) then
-    costs more than the work: 5 ms against 1.3 ms of GEMM for 92 x 1,000 on a busy 2-core box,
-    where THINGSvision's NumPy RDM takes 0.7 ms. Same values as the blocked path up to rounding
-    (1e-15), exactly symmetric with a zero diagonal like it."""
-    return (x_sd.device.type == "cpu" and not x_sd.requires_grad
-            and x_sd.dtype == torch.float64 and len(row_blocks(x_sd.shape[0], chunk_size)) == 1)
-
-
-def _unit_gram_rdm_numpy(x: np.ndarray, center: bool) -> np.ndarray:
-    """``1 - z z^T`` of the unit-norm (centred) rows of ``x``, in NumPy, exactly symmetric."""
-    mean_s1 = x.mean(axis=1, keepdims=True) if center else None
-    z = x - mean_s1 if center else x.copy()
-    sq_s = np.einsum("ij,ij->i", z, z)
-    norm = np.sqrt(sq_s)
-    raw = norm if not center else np.sqrt(sq_s + x.shape[1] * mean_s1[:, 0] ** 2)
-    zero = norm <= 1e-12 * np.maximum(raw, 1e-300)
-    if zero.any():
-        _warn_constant(zero, center)
-        z[zero] = 0.0
-        norm[zero] = 1.0
-    z /= norm[:, None]
-    upper = np.triu(np.subtract(1.0, z @ z.T), 1)
-    return upper + upper.T
+def _numpy_path(x_sd: torch.Tensor, chunk_size: int | None) -> bool:
+    """Whether ``rdm_*`` computes in NumPy (``_numpy_rdm``): a CPU float64 tensor outside
+    autograd (``compute.numpy_kernel``), with no ``chunk_size`` asked for (the blocked torch
+    path bounds its buffers to one row block; the NumPy path needs the features' copy and the
+    result, as much as the blocked path with its default blocks)."""
+    return chunk_size is None and x_sd.dtype == torch.float64 and numpy_kernel(x_sd)
 
 
 def rdm_correlation(x_sd: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
     """1 - Pearson correlation between the feature vectors of each pair of stimuli."""
-    if _one_numpy_block(x_sd, chunk_size):
-        return torch.from_numpy(_unit_gram_rdm_numpy(x_sd.numpy(), center=True))
+    if _numpy_path(x_sd, chunk_size):
+        return torch.from_numpy(numpy_rdm(x_sd.numpy(), "correlation"))
     z = unit_rows(x_sd, center=True)
     out = torch.empty(z.shape[0], z.shape[0], dtype=z.dtype, device=z.device)
     _gram_into(z, out, chunk_size, lambda b, i0, j0: b.neg_().add_(1.0))
@@ -169,8 +142,8 @@ def rdm_correlation(x_sd: torch.Tensor, chunk_size: int | None = None) -> torch.
 
 def rdm_cosine(x_sd: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
     """1 - cosine similarity between the feature vectors (no centring)."""
-    if _one_numpy_block(x_sd, chunk_size):
-        return torch.from_numpy(_unit_gram_rdm_numpy(x_sd.numpy(), center=False))
+    if _numpy_path(x_sd, chunk_size):
+        return torch.from_numpy(numpy_rdm(x_sd.numpy(), "cosine"))
     z = unit_rows(x_sd, center=False)
     out = torch.empty(z.shape[0], z.shape[0], dtype=z.dtype, device=z.device)
     _gram_into(z, out, chunk_size, lambda b, i0, j0: b.neg_().add_(1.0))
@@ -179,6 +152,8 @@ def rdm_cosine(x_sd: torch.Tensor, chunk_size: int | None = None) -> torch.Tenso
 
 def rdm_euclidean(x_sd: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
     """Squared euclidean distance divided by the number of features (rsatoolbox's convention)."""
+    if _numpy_path(x_sd, chunk_size):
+        return torch.from_numpy(numpy_rdm(x_sd.numpy(), "euclidean"))
     d = x_sd.shape[1]
     sq_s = (x_sd * x_sd).sum(dim=1)
     out = torch.empty(x_sd.shape[0], x_sd.shape[0], dtype=x_sd.dtype, device=x_sd.device)
@@ -272,6 +247,14 @@ def device_of(x, device: str | torch.device | None) -> torch.device:
     return resolve_device(device)
 
 
+def _numpy_input(x, device: torch.device, method: str, chunk_size: int | None,
+                 options: dict) -> bool:
+    """``compute_rdm`` goes the NumPy way (``_numpy_rdm``) for CPU work outside autograd with no
+    ``chunk_size``: NumPy arrays, and CPU tensors that do not need a gradient."""
+    return (device.type == "cpu" and chunk_size is None and not options
+            and method in NUMPY_RDM_METHODS and numpy_input(x))
+
+
 @sized_by(lambda x_sd, *_, **__: gram_work(x_sd))
 def compute_rdm(x_sd, method: str = "correlation", device: str | torch.device | None = None,
                 chunk_size: int | None = None, return_tensor: bool = False,
@@ -298,6 +281,11 @@ def compute_rdm(x_sd, method: str = "correlation", device: str | torch.device | 
         symmetric with a zero diagonal.
     """
     dev = device_of(x_sd, device)
+    if _numpy_input(x_sd, dev, method, chunk_size, options):
+        x = as_array(x_sd, "x_sd", ndim=(2,))
+        check_features(x, "x_sd", min_stimuli=2)
+        rdm_ss = numpy_rdm(x, method, "x_sd")
+        return torch.from_numpy(rdm_ss) if return_tensor else rdm_ss
     t, options = _prepare(x_sd, method, dev, "x_sd", **options)
     rdm_ss = rdm_tensor(t, method, chunk_size, **options)
     return rdm_ss if return_tensor else rdm_ss.cpu().numpy()
@@ -330,6 +318,12 @@ def compute_rdms(xs: Sequence | np.ndarray | torch.Tensor, method: str = "correl
         if s_i != s0:
             raise InputError(f"xs[{i}]", f"{s0} stimuli like xs[0]", f"{s_i}",
                              "compute RDMs over the same stimuli")
+        if _numpy_input(x, dev, method, chunk_size, options):
+            a = as_array(x, f"xs[{i}]", ndim=(2,))
+            check_features(a, f"xs[{i}]", min_stimuli=2)
+            rdm_ss = numpy_rdm(a, method, f"xs[{i}]")
+            out[i] = torch.from_numpy(rdm_ss) if return_tensor else rdm_ss
+            continue
         t, opts = _prepare(x, method, dev, f"xs[{i}]", **dict(options))
         rdm_ss = rdm_tensor(t, method, chunk_size, **opts)
         out[i] = rdm_ss if return_tensor else rdm_ss.cpu().numpy()

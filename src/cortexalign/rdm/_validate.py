@@ -4,6 +4,7 @@ tensors or fail with an ``InputError`` that names the parameter and the fix (STY
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -11,15 +12,54 @@ import xarray as xr
 
 from cortexalign.errors import InputError
 
-__all__ = ["MIN_STIMULI", "as_tensor", "check_features", "stimulus_matrix", "check_n_stimuli", "check_varies"]
+__all__ = ["MIN_STIMULI", "ConstantFeaturesWarning", "warn_constant", "as_tensor", "as_array", "check_finite", "check_features", "stimulus_matrix", "check_n_stimuli", "check_varies"]
 
 
-def as_tensor(x, name: str, device: torch.device, ndim: tuple[int, ...]) -> torch.Tensor:
-    """``x`` (numpy, torch or nested lists) as a finite float64 tensor on ``device``."""
+class ConstantFeaturesWarning(UserWarning):
+    """Stimuli with a constant feature vector in a correlation or cosine RDM."""
+
+
+def warn_constant(zero: np.ndarray, center: bool, stacklevel: int = 4) -> None:
+    """Correlation (cosine) with a constant (all-zero) vector is undefined: such a stimulus is
+    taken as uncorrelated with every other, dissimilarity 1 (e.g. a silent spiking layer)."""
+    what = "a constant feature vector" if center else "an all-zero feature vector"
+    warnings.warn(f"{int(zero.sum())} of {len(zero)} stimuli have {what} (first at row "
+                  f"{int(np.flatnonzero(zero)[0])}): their {'correlation' if center else 'cosine'}"
+                  " with every other stimulus is undefined and is taken as 0 (dissimilarity 1);"
+                  " drop them, or use rdm_method='euclidean'", ConstantFeaturesWarning,
+                  stacklevel=stacklevel)
+
+
+def _refuse_labelled(x, name: str) -> None:
     # labelled data (an RDMSet, which has .rdms; an xarray DataArray) is refused, not unwrapped
     if isinstance(x, xr.DataArray) or hasattr(x, "rdms"):
         raise InputError(name, "a numeric array", type(x).__name__,
                          "pass the array itself (e.g. features_sd as an (s, d) array)")
+
+
+def _not_numeric(x, name: str, err: Exception) -> InputError:
+    return InputError(name, "a numeric array", f"{type(x).__name__} ({err})",
+                      "pass a numpy array or a torch tensor")
+
+
+def _check_ndim(shape: tuple[int, ...], name: str, ndim: tuple[int, ...]) -> None:
+    if len(shape) not in ndim:
+        shapes = " or ".join(f"{k}-d" for k in ndim)
+        raise InputError(name, f"a {shapes} array", f"shape {tuple(shape)}",
+                         "reshape it (features are (stimulus, feature); flatten spatial dims)")
+
+
+def _raise_not_finite(bad, name: str) -> None:
+    """The error for NaN/Inf entries, ``bad`` the boolean mask (tensor or array)."""
+    first = tuple(int(i) for i in np.argwhere(np.asarray(bad))[0])
+    raise InputError(name, "finite values", f"{int(bad.sum())} NaN/Inf values (first at "
+                     f"index {first})", "drop or impute those entries (e.g. remove dead units "
+                     "or stimuli with missing data) before scoring")
+
+
+def as_tensor(x, name: str, device: torch.device, ndim: tuple[int, ...]) -> torch.Tensor:
+    """``x`` (numpy, torch or nested lists) as a finite float64 tensor on ``device``."""
+    _refuse_labelled(x, name)
     try:
         if isinstance(x, torch.Tensor):
             t = x.detach()
@@ -28,25 +68,56 @@ def as_tensor(x, name: str, device: torch.device, ndim: tuple[int, ...]) -> torc
             # read-only arrays (cached features) are copied: torch cannot wrap them safely
             t = torch.as_tensor(arr if arr.flags.writeable else arr.copy())
     except (TypeError, ValueError) as err:
-        raise InputError(name, "a numeric array", f"{type(x).__name__} ({err})",
-                         "pass a numpy array or a torch tensor") from None
+        raise _not_numeric(x, name, err) from None
     if not (t.is_floating_point() or t.dtype in (torch.int8, torch.int16, torch.int32, torch.int64,
                                                   torch.uint8)):
         raise InputError(name, "a real-valued array", f"dtype {t.dtype}", "cast to float")
-    if t.ndim not in ndim:
-        shapes = " or ".join(f"{k}-d" for k in ndim)
-        raise InputError(name, f"a {shapes} array", f"shape {tuple(t.shape)}",
-                         "reshape it (features are (stimulus, feature); flatten spatial dims)")
+    _check_ndim(tuple(t.shape), name, ndim)
     t = t.to(device=device, dtype=torch.float64)
     # one reduction without a temporary: NaN/Inf make the sum non-finite; a sum that overflows
     # although every value is finite falls through to the exact check, which then passes
     if not math.isfinite(float(t.sum())) and not bool(torch.isfinite(t).all()):
-        bad = ~torch.isfinite(t)
-        first = tuple(int(i) for i in torch.nonzero(bad)[0])
-        raise InputError(name, "finite values", f"{int(bad.sum())} NaN/Inf values (first at "
-                         f"index {first})", "drop or impute those entries (e.g. remove dead units "
-                         "or stimuli with missing data) before scoring")
+        _raise_not_finite((~torch.isfinite(t)).cpu().numpy(), name)
     return t
+
+
+#: The NumPy dtypes ``as_tensor`` takes (floating point, signed integers, uint8).
+_REAL = tuple(np.dtype(t) for t in ("float16", "float32", "float64", "int8", "int16", "int32",
+                                    "int64", "uint8"))
+
+
+def _torch_dtype(dtype: np.dtype) -> str:
+    try:
+        return str(torch.from_numpy(np.empty(0, dtype)).dtype)
+    except TypeError:
+        return str(dtype)
+
+
+def as_array(x, name: str, ndim: tuple[int, ...]) -> np.ndarray:
+    """``x`` (numpy, a CPU tensor outside autograd, nested lists) as a float64 NumPy array, with
+    the checks of :func:`as_tensor` but finiteness: the caller checks that with
+    :func:`check_finite` on a reduction it computes anyway (a NaN or Inf reaches every sum), so
+    the small-data path (``compute.numpy_kernel``) makes no extra pass over the data."""
+    _refuse_labelled(x, name)
+    try:
+        arr = x.detach().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    except (TypeError, ValueError) as err:
+        raise _not_numeric(x, name, err) from None
+    if arr.dtype.kind not in "biufc":  # strings, objects: what torch.as_tensor cannot take
+        raise _not_numeric(x, name, TypeError(f"dtype {arr.dtype}"))
+    if arr.dtype not in _REAL:
+        raise InputError(name, "a real-valued array", f"dtype {_torch_dtype(arr.dtype)}",
+                         "cast to float")
+    _check_ndim(arr.shape, name, ndim)
+    return arr.astype(np.float64, copy=False)
+
+
+def check_finite(reduced: np.ndarray, x: np.ndarray, name: str) -> None:
+    """``as_tensor``'s NaN/Inf error for ``x`` when ``reduced`` (a sum, mean or squared norm of
+    ``x`` the caller computed) is not finite and neither is ``x`` (a finite ``x`` whose sum
+    overflows passes)."""
+    if not np.isfinite(reduced).all() and not np.isfinite(x).all():
+        _raise_not_finite(~np.isfinite(x), name)
 
 
 #: The fewest stimuli the stimulus x stimulus measures accept, and why (checked by the metrics

@@ -24,11 +24,13 @@ import torch
 
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.rdm import (
+    centred_weighted_ranks,
     compare_kendall_tau_a,
     resampled_cosine_cov,
-    weighted_ranks,
+    row_dots,
 )
 from cortexalign.stats._budget import check_resamples
+from cortexalign.stats._memo import DrawKey, pair_weights_for, target_ranks
 
 __all__ = ["bootstrap_indices", "pair_weights", "percentile_interval", "bootstrap_rdm_comparison",
            "bootstrap_statistic", "BOOTSTRAP_COMPARISONS"]
@@ -110,17 +112,30 @@ def _boot_cosine(x_p, y_kp, w_bp, counts_bs=None):
     return _moments(x_p, y_kp, w_bp, center=False)
 
 
-def _wcorr(a_bp: torch.Tensor, b_bp: torch.Tensor, w_bp: torch.Tensor) -> torch.Tensor:
-    sw = w_bp.sum(dim=1, keepdim=True)
-    ac = a_bp - (w_bp * a_bp).sum(dim=1, keepdim=True) / sw
-    bc = b_bp - (w_bp * b_bp).sum(dim=1, keepdim=True) / sw
-    num = (w_bp * ac * bc).sum(dim=1)
-    return (num / torch.sqrt((w_bp * ac * ac).sum(dim=1) * (w_bp * bc * bc).sum(dim=1))).clamp_(-1, 1)
+def _ranked_products(x_p, y_kp, w_bp, memo: DrawKey | None = None,
+                     cubes_b: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Weighted products of centred weighted ranks: ``sum w rx ry`` (b, k), ``sum w rx^2`` (b,),
+    ``sum w ry^2`` (b, k). The model's ranks are weighted once; each target costs one ranking
+    (kept between calls under the draws ``memo``: ``_memo``) and one row-wise dot
+    (the sums of squares come from the tie groups: ``centred_weighted_ranks``)."""
+    if cubes_b is None:
+        cubes_b = (w_bp * w_bp * w_bp).sum(1)
+    rx_bp, ssx_b = centred_weighted_ranks(x_p, w_bp, cubes_b)
+    wrx_bp = rx_bp.mul_(w_bp)
+    sxy_bk = torch.empty(w_bp.shape[0], y_kp.shape[0], dtype=w_bp.dtype, device=w_bp.device)
+    ssy_bk = torch.empty_like(sxy_bk)
+    for j, y_p in enumerate(y_kp):
+        ry_bp, ssy_bk[:, j] = target_ranks(
+            y_p, memo, lambda y_p=y_p: centred_weighted_ranks(y_p, w_bp, cubes_b))
+        sxy_bk[:, j] = row_dots(wrx_bp, ry_bp)
+    return sxy_bk, ssx_b, ssy_bk
 
 
-def _boot_spearman(x_p, y_kp, w_bp, counts_bs=None):
-    rx = weighted_ranks(x_p, w_bp)
-    return torch.stack([_wcorr(rx, weighted_ranks(y_p, w_bp), w_bp) for y_p in y_kp], dim=1)
+def _boot_spearman(x_p, y_kp, w_bp, counts_bs=None, memo=None, cubes_b=None):
+    # Pearson of the weighted ranks; a constant resample (ssx or ssy exactly 0) gives 0/0 = NaN
+    sxy_bk, ssx_b, ssy_bk = _ranked_products(x_p, y_kp, w_bp, memo, cubes_b)
+    return (sxy_bk / torch.sqrt(ssx_b[:, None] * ssy_bk)).clamp_(-1.0, 1.0)
 
 
 def _boot_kendall(x_p, y_kp, w_bp, counts_bs=None):
@@ -133,13 +148,11 @@ def _boot_kendall(x_p, y_kp, w_bp, counts_bs=None):
     return out.to(w_bp.device)
 
 
-def _boot_rho_a(x_p, y_kp, w_bp, counts_bs=None):
-    # rho-a of the expanded vector: n = sum(w) entries, ranks centred on (n + 1) / 2
-    n = w_bp.sum(dim=1, keepdim=True)
-    rx = weighted_ranks(x_p, w_bp) - (n + 1) / 2
-    scale = 12.0 / (n**3 - n)
-    return torch.stack([((w_bp * rx * (weighted_ranks(y_p, w_bp) - (n + 1) / 2)).sum(1, keepdim=True)
-                         * scale)[:, 0] for y_p in y_kp], dim=1).clamp_(-1.0, 1.0)
+def _boot_rho_a(x_p, y_kp, w_bp, counts_bs=None, memo=None, cubes_b=None):
+    # rho-a of the expanded vector of n = sum(w) entries: 12 sum(w rx ry) / (n^3 - n)
+    sxy_bk, _, _ = _ranked_products(x_p, y_kp, w_bp, memo, cubes_b)
+    n_b1 = w_bp.sum(dim=1, keepdim=True)
+    return (sxy_bk * (12.0 / (n_b1**3 - n_b1))).clamp_(-1.0, 1.0)
 
 
 def _boot_cosine_cov(x_p, y_kp, w_bp, counts_bs):
@@ -161,6 +174,10 @@ BOOTSTRAP_COMPARISONS: dict[str, Callable[..., torch.Tensor]] = {
 }
 """Comparison name -> ``fn(x_p, y_kp, w_bp, counts_bs) -> (B, k)``: the comparison of the
 resampled vectors, given the (B, p) pair weights and the (B, s) draw counts."""
+
+#: The comparisons that rank the target vectors under each draw: ``bootstrap_rdm_comparison``
+#: keeps those ranks between calls (``_memo``).
+_RANKED = ("spearman", "rho_a")
 
 
 def bootstrap_rdm_comparison(model_p: torch.Tensor, targets_kp: torch.Tensor,
@@ -190,8 +207,18 @@ def bootstrap_rdm_comparison(model_p: torch.Tensor, targets_kp: torch.Tensor,
     chunk = max(1, int(max_elements) // max(p, 1))
     parts = []
     for i in range(0, idx.shape[0], chunk):
-        counts_bs = stimulus_counts(idx[i:i + chunk], s)  # once: the pair weights come from it
-        parts.append(fn(model_p, targets_kp, _pair_weights_of(counts_bs), counts_bs))
+        rows = idx[i:i + chunk]
+        key = (s, int(n_bootstrap), int(seed), i, i + rows.shape[0])
+
+        def make(rows=rows):
+            counts_bs = stimulus_counts(rows, s)  # once: the pair weights come from it
+            return _pair_weights_of(counts_bs), counts_bs
+
+        w_bp, counts_bs, cubes_b = pair_weights_for(key, model_p.device, make)
+        if method in _RANKED:
+            parts.append(fn(model_p, targets_kp, w_bp, counts_bs, memo=key, cubes_b=cubes_b))
+        else:
+            parts.append(fn(model_p, targets_kp, w_bp, counts_bs))
     return torch.cat(parts, dim=0)
 
 

@@ -30,6 +30,7 @@ from cortexalign.device import resolve_device
 from cortexalign.errors import InputError, UnknownNameError
 from cortexalign.neural import RDMSet
 from cortexalign.rdm import (
+    RANK_COMPARISONS,
     RDM_COMPARISONS,
     RDM_METHODS,
     average_ranks,
@@ -38,6 +39,7 @@ from cortexalign.rdm import (
     rdm_vectors,
     upper_tri,
 )
+from cortexalign.stats._memo import kept_result
 
 __all__ = ["RDM_POOLING", "rdm_noise_ceiling", "noise_ceiling_vectors", "split_half_ceiling",
            "spearman_brown", "group_weights"]
@@ -80,7 +82,9 @@ def noise_ceiling_vectors(vec_rp: torch.Tensor, groups_r: np.ndarray,
                           method: str = "spearman") -> tuple[float, float]:
     """Lower and upper noise-ceiling bounds of (r, p) RDM vectors grouped by ``groups_r``.
 
-    Returns (nan, nan) when there are fewer than two groups (nothing to leave out).
+    Returns (nan, nan) when there are fewer than two groups (nothing to leave out). A target's
+    ceiling is kept between calls (``_memo``, by the vectors' digest): every layer of a
+    run is scored against the same target.
     """
     if method not in RDM_POOLING:
         raise UnknownNameError("RDM comparison", str(method), RDM_POOLING)
@@ -88,12 +92,34 @@ def noise_ceiling_vectors(vec_rp: torch.Tensor, groups_r: np.ndarray,
     labels = np.unique(groups_r)
     if len(labels) < 2:
         return float("nan"), float("nan")
+    return kept_result(("ceiling", method, tuple(groups_r.tolist())), vec_rp,
+                       lambda: _ceiling(vec_rp, groups_r, labels, method))
+
+
+def _ceiling(vec_rp: torch.Tensor, groups_r: np.ndarray, labels: np.ndarray,
+             method: str) -> tuple[float, float]:
     pool = RDM_POOLING[method]
-    upper_r = compare_vectors(pool(vec_rp), vec_rp, method)[0]
+    if method in RANK_COMPARISONS:  # rank every vector once: pools are means of ranks
+        ranks_rp = average_ranks(vec_rp)
+        ranked = RANK_COMPARISONS[method]
+
+        def compare(pooled_1p: torch.Tensor, test: torch.Tensor) -> torch.Tensor:
+            return ranked(average_ranks(pooled_1p), ranks_rp[test])
+
+        def pool_of(test: torch.Tensor) -> torch.Tensor:
+            return ranks_rp[test].mean(dim=0, keepdim=True)
+    else:
+        def compare(pooled_1p: torch.Tensor, test: torch.Tensor) -> torch.Tensor:
+            return compare_vectors(pooled_1p, vec_rp[test], method)
+
+        def pool_of(test: torch.Tensor) -> torch.Tensor:
+            return pool(vec_rp[test])
+    every = torch.ones(vec_rp.shape[0], dtype=torch.bool, device=vec_rp.device)
+    upper_r = compare(pool_of(every), every)[0]
     lows, highs = [], []
     for g in labels:
         test = torch.as_tensor(groups_r == g, device=vec_rp.device)
-        lows.append(float(compare_vectors(pool(vec_rp[~test]), vec_rp[test], method).mean()))
+        lows.append(float(compare(pool_of(~test), test).mean()))
         highs.append(float(upper_r[test].mean()))
     return float(np.mean(lows)), float(np.mean(highs))
 
