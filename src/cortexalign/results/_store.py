@@ -27,24 +27,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
-import pandas as pd
 
 from cortexalign import __version__
 from cortexalign.errors import InputError, NotAStoreError, StoreLockedError, StoreVersionError
 from cortexalign.results._batch import BatchedWrites
 from cortexalign.results._damage import check_header, classify
-from cortexalign.results._derived import DERIVED_COLUMNS, DerivedTables
-from cortexalign.results._export import EXPORT_FORMATS, copy_atomic, export_frame
+from cortexalign.results._derived import DerivedTables
+from cortexalign.results._export import EXPORT_FORMATS
 from cortexalign.results._manifest import git_revision, hardware, package_versions
-from cortexalign.results._partitions import PARTITION_COLUMNS, PARTITION_FILTERS, PartitionRecord
+from cortexalign.results._partitions import PARTITION_COLUMNS, PartitionRecord
 from cortexalign.results._rows import (
     check_key,
-    check_table,
     nullable,
     partition_row,
     score_row,
     to_json,
-    where_sql,
 )
 from cortexalign.results._schema import (
     DDL,
@@ -56,22 +53,21 @@ from cortexalign.results._schema import (
 )
 from cortexalign.results._second_order import (
     SECOND_ORDER_COLUMNS,
-    SECOND_ORDER_FILTERS,
     SecondOrderRecord,
 )
+from cortexalign.results._store_reads import StoreReads
 from cortexalign.results._store_training import TrainingTables
 
 __all__ = ["ResultsStore", "RUN_STATUSES", "EXPORT_FORMATS"]
 
 RUN_STATUSES = ("running", "finished", "failed", "interrupted")
-_FILTERS = ("run_id", "job_key", "model", "model_id", "layer", "target", "metric", "config_hash")
 
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-class ResultsStore(DerivedTables, TrainingTables):
+class ResultsStore(StoreReads, DerivedTables, TrainingTables):
     """Append-only results of cortexalign runs in one DuckDB file (schema in ``_schema``).
 
     Parameters
@@ -416,71 +412,3 @@ class ResultsStore(DerivedTables, TrainingTables):
         with self._transaction() as con:
             con.execute("DELETE FROM model_cards WHERE model_id = ? AND device = ?", values[:2])
             con.execute("INSERT INTO model_cards VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
-
-    # -- reading --------------------------------------------------------------------------------
-    def frame(self, table: str) -> pd.DataFrame:
-        """A whole table as a DataFrame (``runs``, ``jobs``, ``scores``, ``model_cards``...)."""
-        check_table(table)
-        if table == "partitions":  # absent from version-1 files opened read-only
-            return self.partitions_frame()
-        if table == "second_order":  # absent from older files opened read-only
-            return self.second_order_frame()
-        if table == "training":
-            return self.training_frame()
-        with self._connect() as con:
-            if table in DERIVED_COLUMNS and not con.execute(  # absent from older files read-only
-                    "SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
-                    [table]).fetchone()[0]:
-                return pd.DataFrame(columns=list(DERIVED_COLUMNS[table]))
-            order = " ORDER BY rowid" if table in DERIVED_COLUMNS else ""
-            return con.execute(f"SELECT * FROM {table}{order}").df()
-
-    def partitions_frame(self, **filters: str | Sequence[str] | None) -> pd.DataFrame:
-        """Variance-partitioning / banded-ridge rows (``partitions``) in write order, filtered
-        like ``scores_frame`` (by ``partition``, ``method``, ``target``, ``kind``, ``name``,
-        ``run_id``, ``job_key``, ``config_hash``); ``neuroid_ids``/``neuroid_values`` are JSON
-        text (``json.loads`` them for the per-neuroid arrays)."""
-        where, args = where_sql(filters, PARTITION_FILTERS)
-        with self._connect() as con:
-            if not con.execute("SELECT count(*) FROM information_schema.tables WHERE "
-                               "table_name = 'partitions'").fetchone()[0]:
-                return pd.DataFrame(columns=list(PARTITION_COLUMNS))
-            return con.execute("SELECT * FROM partitions" + where + " ORDER BY created, rowid",
-                               args).df()
-
-    def second_order_frame(self, **filters: str | Sequence[str] | None) -> pd.DataFrame:
-        """Alignment-pattern and discriminability rows (``second_order``) in write order,
-        filtered by ``run_id``, ``analysis``, ``target``, ``metric``, ``rule``, ``model``,
-        ``layer``, ``kind``, ``name`` or ``config_hash``; ``extra`` is JSON text."""
-        where, args = where_sql(filters, SECOND_ORDER_FILTERS)
-        with self._connect() as con:
-            if not con.execute("SELECT count(*) FROM information_schema.tables WHERE "
-                               "table_name = 'second_order'").fetchone()[0]:
-                return pd.DataFrame(columns=list(SECOND_ORDER_COLUMNS))
-            return con.execute("SELECT * FROM second_order" + where + " ORDER BY created, rowid",
-                               args).df()
-
-    def scores_frame(self, **filters: str | Sequence[str] | None) -> pd.DataFrame:
-        """Scores as a DataFrame, in write order, filtered by column values.
-
-        Each filter (``run_id``, ``job_key``, ``model``, ``model_id``, ``layer``, ``target``,
-        ``metric``, ``config_hash``) takes one value or a list of accepted values.
-        """
-        where, args = where_sql(filters, _FILTERS)
-        with self._connect() as con:
-            return con.execute("SELECT * FROM scores" + where + " ORDER BY created, rowid",
-                               args).df()
-
-    def export(self, path: str | os.PathLike[str], table: str = "scores") -> Path:
-        """Write a table to ``path`` as CSV or Parquet (chosen by the suffix), atomically."""
-        check_table(table)
-        if table == "partitions":  # absent from version-1 files opened read-only: then empty
-            return export_frame(self.partitions_frame(), path)
-        if table in ("second_order", "training"):  # absent from older files read-only
-            return export_frame(self.frame(table), path)
-
-        def copy(target: str, fmt: str) -> None:  # straight from the table: no DataFrame
-            with self._connect() as con:
-                con.execute(f"COPY (SELECT * FROM {table}) TO '{target}' ({fmt})")
-
-        return copy_atomic(path, copy)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from cortexalign.errors import InputError
-from cortexalign.results._rows import check_key, to_json, where_sql
+from cortexalign.results._rows import check_key, to_json
 from cortexalign.results._training import TRAINING_COLUMNS, TRAINING_FILTERS, TrainingRecord
 
 __all__ = ["TrainingTables", "training_row"]
@@ -25,7 +25,7 @@ def training_row(record: TrainingRecord, k: int) -> list:
 
 class TrainingTables:
     """The writes and reads of ``training``, a part of ``ResultsStore`` (which supplies
-    ``_transaction``, ``_connect``, ``_require_run`` and ``_record_rows``)."""
+    ``_transaction``, ``_require_run``, ``_record_rows`` and ``_filtered_frame``)."""
 
     def add_training_rows(self, job_key: str, run_id: str,
                           records: Sequence[TrainingRecord]) -> int:
@@ -65,10 +65,4 @@ class TrainingTables:
         """Training rows in write order, filtered by ``run_id``, ``job_key``, ``model``,
         ``kind``, ``name`` or ``config_hash`` (each one value or a list); ``extra`` is JSON
         text. An older file without the table reads as an empty frame."""
-        where, args = where_sql(filters, TRAINING_FILTERS)
-        with self._connect() as con:
-            if not con.execute("SELECT count(*) FROM information_schema.tables WHERE "
-                               "table_name = 'training'").fetchone()[0]:
-                return pd.DataFrame(columns=list(TRAINING_COLUMNS))
-            return con.execute("SELECT * FROM training" + where + " ORDER BY created, rowid",
-                               args).df()
+        return self._filtered_frame("training", TRAINING_COLUMNS, TRAINING_FILTERS, filters)
