@@ -86,7 +86,7 @@ def run_graph(cfg: dict, workdir: Path, workers: int | None) -> dict:
 def run_naive(cfg: dict) -> dict:
     import numpy as np
 
-    from cortexalign.bench._config import load_config
+    from cortexalign.bench._config_load import load_config
     from cortexalign.bench._targets import load_targets
     from cortexalign.features import extract_features
     from cortexalign.metrics import score

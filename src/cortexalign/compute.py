@@ -18,11 +18,13 @@ busy 2-core machine and 0.05 s with one. So every public measure runs inside
    process's own share of it, and the threads of other processes runnable right now
    (``/proc/loadavg`` less this process's running threads): the average alone takes a minute
    to notice a job that just started.
-4. NumPy's BLAS (OpenBLAS) gets the free cores of rule 3 at every size: its threads do not stall
+4. NumPy's BLAS (OpenBLAS) gets, at every size, the cores that other processes do not use right
+   now (the runnable count of rule 3 alone, not the lagging average): its threads do not stall
    on small products as torch's pool does (92 x 1,000 syrk: 198 us with 2 threads, 216 us with 1
    at load 10), OpenBLAS itself keeps tiny products on one thread, and a quiet machine's second
    core then serves the Gram products of 92-300 stimuli as it does the peers' (NumPy, THINGSvision,
-   rsatoolbox, which use every core). On a busy machine it is one thread.
+   rsatoolbox, which use every core), also in the minute after another job ended, while the
+   load average still counts it. On a busy machine it is one thread.
 
 Building a model (``models.load_model``: kernels, initialisation, loading weights) is many small
 operations and runs with one thread: the Gabor bank took 0.7 s of CPU and 3.7 s wall with 2
@@ -122,7 +124,22 @@ def numpy_kernel(*tensors: Any) -> bool:
 _F = TypeVar("_F", bound=Callable[..., Any])
 _lock = threading.Lock()
 _depth = 0  # nested compute_threads contexts keep the outermost choice
-_own = {"wall": time.monotonic(), "cpu": time.process_time(), "share": 0.0}
+_own: dict[str, float] = {}
+
+
+def _process_age() -> float:
+    """Wall seconds since this process started (``/proc``), or since this module was imported."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return max(1e-3, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):  # pragma: no cover - no /proc (macOS, Windows)
+        return max(1e-3, time.monotonic() - _IMPORTED)
+
+
+_IMPORTED = time.monotonic()
 
 
 def _n_cores() -> int:
@@ -133,8 +150,11 @@ def _n_cores() -> int:
 
 
 def _own_share() -> float:
-    """This process's CPU use (cores) averaged since the last sample, resampled every 5 s."""
+    """This process's CPU use (cores) averaged since the last sample, resampled every 5 s; the
+    first sample averages over the process's life (its start is in the load average too)."""
     wall, cpu = time.monotonic(), time.process_time()
+    if not _own:
+        _own.update(share=cpu / _process_age(), wall=wall, cpu=cpu)
     elapsed = wall - _own["wall"]
     if elapsed >= 5.0:
         _own.update(share=(cpu - _own["cpu"]) / elapsed, wall=wall, cpu=cpu)
@@ -209,7 +229,8 @@ def threads_for(work: float, max_threads: int | None = None, blas: bool = False)
         max_threads = _configured["torch"] or torch.get_num_threads()
     if (work < SMALL_WORK and not blas) or max_threads <= 1:
         return 1
-    free = _n_cores() - round(_other_load())
+    busy = _runnable_others() if blas else _other_load()
+    free = _n_cores() - round(busy)
     return int(max(1, min(max_threads, free)))
 
 

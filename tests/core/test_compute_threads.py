@@ -3,6 +3,8 @@ numbers do not depend on the thread count it picks."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -55,14 +57,28 @@ def test_gram_work_counts_s_squared_d():
 
 
 def test_blas_gets_the_free_cores_at_every_size(monkeypatch):
-    """NumPy's BLAS follows the load, not the size (rule 4): both cores of a quiet machine for a
-    92-stimulus Gram product, one on a busy machine."""
+    """NumPy's BLAS follows the load right now, not the size (rule 4): both cores of a quiet
+    machine for a 92-stimulus Gram product, one on a busy machine, and both again in the minute
+    after another job ended while the load average still counts it."""
     monkeypatch.setattr(compute, "_n_cores", lambda: 2)
-    monkeypatch.setattr(compute, "_other_load", lambda: 0.0)
+    monkeypatch.setattr(compute, "_runnable_others", lambda: 0.0)
+    monkeypatch.setattr(compute, "_other_load", lambda: 1.0)  # the lagging average: a job just ended
     assert threads_for(1.0, max_threads=2, blas=True) == 2
     assert threads_for(1.0, max_threads=2) == 1  # torch's pool: one thread for small work
-    monkeypatch.setattr(compute, "_other_load", lambda: 2.0)  # two busy processes
+    monkeypatch.setattr(compute, "_runnable_others", lambda: 2.0)  # two busy processes
     assert threads_for(1.0, max_threads=2, blas=True) == 1
+
+
+def test_own_share_counts_the_process_from_its_start(monkeypatch):
+    """The first sample of this process's share averages over its life: CPU spent before the
+    first call (imports, loading) is in the load average too."""
+    monkeypatch.setattr(compute, "_own", {})
+    monkeypatch.setattr(compute, "_process_age", lambda: 2.0)
+    monkeypatch.setattr(compute.time, "process_time", lambda: 1.5)
+    assert compute._own_share() == pytest.approx(0.75)
+    monkeypatch.undo()
+    # the real age (from /proc where there is one) covers at least the time since the import
+    assert compute._process_age() >= time.monotonic() - compute._IMPORTED - 0.05
 
 
 def test_runnable_threads_of_others_are_seen_at_once(monkeypatch):
@@ -76,6 +92,7 @@ def test_runnable_threads_of_others_are_seen_at_once(monkeypatch):
 def test_context_sets_and_restores_both_pools(monkeypatch):
     threadpoolctl = pytest.importorskip("threadpoolctl")
     monkeypatch.setattr(compute, "_other_load", lambda: 64.0)  # busy: one BLAS thread too
+    monkeypatch.setattr(compute, "_runnable_others", lambda: 64.0)
     before = torch.get_num_threads()
     blas = [c for c in threadpoolctl.ThreadpoolController().lib_controllers
             if c.user_api == "blas"]

@@ -26,11 +26,12 @@ METHODS = ("correlation", "cosine", "euclidean")
 @pytest.mark.parametrize("shape", [(5, 3), (92, 1000), (300, 40), (700, 9)])
 def test_rdm_numpy_path_equals_blocked_torch_path(method, shape, rng):
     x = rng.normal(size=shape) * rng.uniform(0.5, 3.0, size=(shape[0], 1)) + 2.0
-    fast = compute_rdm(x, method)
-    assert isinstance(fast, np.ndarray)
     ref = compute_rdm(torch.as_tensor(x), method, chunk_size=128)  # the blocked torch path
-    np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-12 * max(1.0, np.abs(ref).max()))
-    assert np.array_equal(fast, fast.T) and not np.diagonal(fast).any()
+    for layout in (x, np.asfortranarray(x), x[:, ::-1]):  # C order, Fortran order, strided
+        fast = compute_rdm(layout, method)
+        assert isinstance(fast, np.ndarray)
+        np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-12 * max(1.0, np.abs(ref).max()))
+        assert np.array_equal(fast, fast.T) and not np.diagonal(fast).any()
 
 
 def test_rdm_numpy_path_takes_every_input_kind(rng):
@@ -79,12 +80,39 @@ def test_cka_numpy_path_equals_torch_path(kind, shape, rng):
     assert cka(torch.as_tensor(x), torch.as_tensor(y), kind, **options) == fast
 
 
+@pytest.mark.parametrize("offset", [0.0, 30.0, 1e6])  # kernel from the raw syrk; at 1e6 from a centred copy
+@pytest.mark.parametrize("kind", ["linear", "linear_debiased"])
+def test_cka_numpy_path_keeps_precision_under_offsets(kind, offset, rng):
+    x = rng.normal(size=(40, 500)) + offset * rng.uniform(0.5, 1.0, size=500)
+    y = x[:, :60] @ rng.normal(size=(60, 90)) + rng.normal(size=(40, 90)) + offset
+    ref = float(cka_tensor(torch.as_tensor(x), torch.as_tensor(y), kind))
+    # at offset 1e6 both paths centre explicitly; the debiased estimator's differences of large
+    # sums then round at ~1e-12 in either summation order
+    tol = 1e-12 if offset < 1e3 else 1e-10
+    assert abs(cka(x, y, kind) - ref) <= tol
+    assert abs(cka(np.asfortranarray(x), y, kind) - ref) <= tol
+
+
+@pytest.mark.parametrize("offset", [0.0, 5.0, 1e6])  # Gram from the raw syrk; at 1e6 from a centred copy
+def test_rdm_correlation_keeps_precision_under_offsets(offset, rng):
+    x = rng.normal(size=(60, 300)) + offset * rng.uniform(0.5, 1.0, size=(60, 1))
+    ref = compute_rdm(torch.as_tensor(x), chunk_size=16)  # explicitly centred rows
+    fast = compute_rdm(x)
+    np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-12)
+    assert np.array_equal(fast, fast.T) and not np.diagonal(fast).any()
+
+
 def test_cka_numpy_path_names_the_bad_input(rng):
     x, y = rng.normal(size=(12, 5)), rng.normal(size=(12, 4))
     y[2, 1] = np.inf
     for kind in ("linear", "rbf"):
         with pytest.raises(InputError, match="y_sd"):
             cka(x, y, kind)
+    wide_x, wide_y = rng.normal(size=(12, 40)), rng.normal(size=(12, 30))  # kernels from the raw syrk
+    wide_y[4, 7] = np.nan
+    for kind in ("linear", "linear_debiased"):
+        with pytest.raises(InputError, match="y_sd"):
+            cka(wide_x, wide_y, kind)
     with pytest.raises(InputError, match="x_sd"):
         cka(np.ones((12, 5)), y[:, :1], "linear")
 

@@ -167,7 +167,7 @@ def test_error_mid_write_leaves_nothing(tmp_path, monkeypatch):
     def boom(path):
         raise OSError("disk full (simulated)")
 
-    monkeypatch.setattr(cache_mod, "_fsync_tree", boom)
+    monkeypatch.setattr(cache_mod, "fsync_tree", boom)
     with pytest.raises(OSError, match="simulated"):
         cache.put(key_of(), np.ones((4, 3), np.float32))
     assert list(tmp_path.iterdir()) == [] and not cache.contains(key_of())

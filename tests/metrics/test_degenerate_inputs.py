@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from cortexalign.bench._config import load_config
+from cortexalign.bench._config_load import load_config
 from cortexalign.bench._run import run_experiment
 from cortexalign.errors import InputError
 from cortexalign.metrics import score

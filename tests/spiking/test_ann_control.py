@@ -18,20 +18,8 @@ VIT_OPTIONS = {"img_size": 16, "patch_size": 4, "embed_dim": 16, "depth": 2, "nu
 
 
 @pytest.fixture
-def npz(tmp_path):
-    rng = np.random.default_rng(0)
-
-    def make(n):
-        y = np.arange(n) % 2
-        x = rng.integers(0, 60, size=(n, 16, 16, 3)).astype(np.uint8)
-        x[y == 0, :, :8] += 150
-        x[y == 1, :, 8:] += 150
-        return x, y
-
-    (trx, try_), (tex, tey) = make(32), make(8)
-    p = tmp_path / "toy.npz"
-    np.savez(p, train_images=trx, train_labels=try_, test_images=tex, test_labels=tey)
-    return p
+def npz(toy_npz):
+    return toy_npz(32)
 
 
 def test_ann_trains_by_the_recipe_and_loads_through_the_registry(npz, tmp_path):

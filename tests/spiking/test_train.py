@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -19,18 +18,8 @@ SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
 
 @pytest.fixture
-def npz(tmp_path):
-    rng = np.random.default_rng(0)
-    def make(n):
-        y = np.arange(n) % 2
-        x = rng.integers(0, 60, size=(n, 16, 16, 3)).astype(np.uint8)
-        x[y == 0, :, :8] += 150
-        x[y == 1, :, 8:] += 150
-        return x, y
-    (trx, try_), (tex, tey) = make(24), make(8)
-    p = tmp_path / "toy.npz"
-    np.savez(p, train_images=trx, train_labels=try_, test_images=tex, test_labels=tey)
-    return p
+def npz(toy_npz):
+    return toy_npz(24)
 
 
 def _cfg(npz, ckdir, **kw):

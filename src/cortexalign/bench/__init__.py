@@ -7,9 +7,8 @@ from cortexalign.bench._config import (
     ModelSpec,
     NeuralSpec,
     StimuliSpec,
-    load_config,
-    quickstart_config_path,
 )
+from cortexalign.bench._config_load import load_config, quickstart_config_path
 
 __all__ = ["ConfigError", "ExperimentConfig", "MetricSpec", "ModelSpec", "NeuralSpec",
            "StimuliSpec", "load_config", "quickstart_config_path"]

@@ -41,7 +41,8 @@ from cortexalign.bench import (  # noqa: F401  register the kinds and the ray ex
     _second_order,
 )
 from cortexalign.bench._analysis import analysis_kind, run_unit
-from cortexalign.bench._config import ExperimentConfig, load_config
+from cortexalign.bench._config import ExperimentConfig
+from cortexalign.bench._config_load import load_config
 from cortexalign.bench._context import RunContext, RunRequest, RunSummary
 from cortexalign.bench._executors import LocalExecutor, make_executor
 from cortexalign.bench._lock import RunLock

@@ -39,7 +39,8 @@ from cortexalign.analyses import (
     pattern_records,
 )
 from cortexalign.bench._analysis import ANALYSES, AnalysisKind, Plan, Unit
-from cortexalign.bench._config import ExperimentConfig, NeuralSpec, load_config
+from cortexalign.bench._config import ExperimentConfig, NeuralSpec
+from cortexalign.bench._config_load import load_config
 from cortexalign.bench._context import RunContext
 from cortexalign.bench._jobs import model_payload, target_payload
 from cortexalign.bench._partitions import _model_sets

@@ -48,6 +48,7 @@ from cortexalign.features._cache_writer import (
     sha256_of,
     writer_layout,
 )
+from cortexalign.features._disk import dir_bytes, fsync_dir, fsync_tree, pid_alive
 
 __all__ = ["EXTRACTION_VERSION", "FeatureCache", "CacheSummary", "CachedArray",
            "CacheIntegrityError", "CacheWriter", "feature_key"]
@@ -84,40 +85,6 @@ def _check_key(key: str) -> str:
         raise InputError("key", "a 64-character lowercase sha256 hex digest (from feature_key)",
                          repr(key)[:80], "compute keys with cortexalign.features.feature_key")
     return key
-
-
-def _fsync_tree(path: Path) -> None:
-    """fsync every file and directory under ``path`` (data reaches the disk before the rename)."""
-    for dirpath, _, files in os.walk(path):
-        for f in files:
-            fd = os.open(os.path.join(dirpath, f), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        _fsync_dir(Path(dirpath))
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
-def _dir_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 @dataclass(frozen=True)
@@ -254,7 +221,7 @@ class FeatureCache:
 
     def _publish(self, tmp: Path, dest: Path) -> None:
         """fsync the complete temp entry ``tmp``, then rename it to ``dest`` (first valid wins)."""
-        _fsync_tree(tmp)
+        fsync_tree(tmp)
         if dest.exists():
             if self._read_meta_checked(dest) is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -266,7 +233,7 @@ class FeatureCache:
             if self._read_meta_checked(dest) is None:
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
 
     def _discard(self, entry: Path) -> None:
         """Move an entry out of its key name at once, then delete it."""
@@ -423,13 +390,13 @@ class FeatureCache:
         # name = .tmp-<host>-<pid>-<rand>; the host may itself contain dashes
         try:
             w_host, pid, _ = name[len(_TMP):].rsplit("-", 2)
-            return w_host == host and not _pid_alive(int(pid))
+            return w_host == host and not pid_alive(int(pid))
         except ValueError:
             return False
 
     def summary(self) -> CacheSummary:
         """Entry count and total size of the cache."""
         keys = self.keys()
-        n_bytes = sum(_dir_bytes(self.root / k) for k in keys)
+        n_bytes = sum(dir_bytes(self.root / k) for k in keys)
         n_partial = sum(1 for p in self.root.iterdir() if p.name.startswith(_TMP))
         return CacheSummary(str(self.root), len(keys), n_bytes, n_partial)

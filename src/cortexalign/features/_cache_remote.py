@@ -39,9 +39,9 @@ from cortexalign.features._cache import (
     CacheSummary,
     FeatureCache,
     _check_key,
-    _pid_alive,
 )
 from cortexalign.features._cache_writer import ARRAY_NAME, META_FILE, CacheWriter, writer_layout
+from cortexalign.features._disk import pid_alive
 
 __all__ = ["RemoteFeatureCache"]
 
@@ -230,7 +230,7 @@ class RemoteFeatureCache(FeatureCache):
     def _writer_gone(name: str, host: str) -> bool:
         try:  # d-<host>-<pid>-<rand>; the host may itself contain dashes
             w_host, pid, _ = name[len(_DATA):].rsplit("-", 2)
-            return w_host == host and not _pid_alive(int(pid))
+            return w_host == host and not pid_alive(int(pid))
         except ValueError:
             return False
 

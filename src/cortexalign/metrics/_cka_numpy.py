@@ -44,28 +44,54 @@ def _centred(x_sd: np.ndarray, name: str) -> np.ndarray:
     return x_sd - mean_d
 
 
-def _linear_terms(xc: np.ndarray, yc: np.ndarray, diagonals: bool):
+#: A centred kernel comes from the uncentred one (``_centred_kernel``) when its trace keeps at
+#: least this fraction of the raw trace: rounding then stays within ``eps / _KEEP`` (~2e-14).
+_KEEP = 1e-2
+
+
+def _centred_kernel(x_sd: np.ndarray, name: str) -> np.ndarray:
+    """``H X X^T H`` (H the centring matrix): double-centred from one syrk of the raw features
+    when the features are wider than twice the stimuli (three passes over (s, s) cost less than
+    a centred copy of (s, d)) and the offset keeps the precision (``_KEEP``), else the syrk of
+    the centred features."""
+    s, d = x_sd.shape
+    if x_sd.flags.c_contiguous and d >= 2 * s:
+        k = x_sd @ x_sd.T
+        r = k.sum(axis=1)
+        check_finite(r, x_sd, name)  # a NaN or Inf in a row reaches its kernel row's sum
+        r /= s
+        grand = r.mean()
+        if np.trace(k) - s * grand > _KEEP * np.trace(k):  # tr(HKH) = tr K - 1^T K 1 / s
+            k -= r[:, None]
+            k -= r[None, :]
+            k += grand
+            return k
+    xc = _centred(x_sd, name)
+    return xc @ xc.T
+
+
+def _linear_terms(x_sd: np.ndarray, y_sd: np.ndarray, names, diagonals: bool):
     """tr(KL), tr(KK), tr(LL) of the centred linear kernels, in feature or stimulus space
     (whichever costs fewer flops, as ``_cka._linear_dots``), and their diagonals when asked."""
-    s, dx, dy = xc.shape[0], xc.shape[1], yc.shape[1]
+    s, dx, dy = x_sd.shape[0], x_sd.shape[1], y_sd.shape[1]
     if gram_is_cheaper(s, dx, dy):
-        k, l_ = xc @ xc.T, yc @ yc.T
+        k, l_ = _centred_kernel(x_sd, names[0]), _centred_kernel(y_sd, names[1])
         diag = (k.diagonal().copy(), l_.diagonal().copy()) if diagonals else None
         return np.vdot(k, l_), np.vdot(k, k), np.vdot(l_, l_), diag
+    xc, yc = _centred(x_sd, names[0]), _centred(y_sd, names[1])
     xy, xx, yy = xc.T @ yc, xc.T @ xc, yc.T @ yc
     diag = (np.einsum("ij,ij->i", xc, xc), np.einsum("ij,ij->i", yc, yc)) if diagonals else None
     return np.vdot(xy, xy), np.vdot(xx, xx), np.vdot(yy, yy), diag
 
 
 def _linear(x_sd, y_sd, names) -> float:
-    kl, kk, ll, _ = _linear_terms(_centred(x_sd, names[0]), _centred(y_sd, names[1]), False)
+    kl, kk, ll, _ = _linear_terms(x_sd, y_sd, names, False)
     return float(kl / np.sqrt(kk * ll))
 
 
 def _linear_debiased(x_sd, y_sd, names) -> float:
     s = x_sd.shape[0]
-    kl, kk, ll, (dk, dl) = _linear_terms(_centred(x_sd, names[0]), _centred(y_sd, names[1]),
-                                         True)
+    kl, kk, ll, (dk, dl) = _linear_terms(x_sd, y_sd, names, True)
     hxy, hxx, hyy = (hsic_unbiased(kl, dk, dl, s), hsic_unbiased(kk, dk, dk, s),
                      hsic_unbiased(ll, dl, dl, s))
     denom = hxx * hyy

@@ -10,25 +10,14 @@ without importing the metrics. ``cortexalign.metrics`` re-exports the user-facin
 from cortexalign.rdm._compare import (
     RANK_COMPARISONS,
     RDM_COMPARISONS,
-    average_ranks,
-    centred_weighted_ranks,
-    compare_corr_cov,
     compare_cosine,
-    compare_cosine_cov,
     compare_kendall_tau_a,
     compare_pearson,
     compare_rdms,
     compare_rho_a,
     compare_spearman,
     compare_vectors,
-    n_stimuli_of,
-    pair_row_sums,
     rdm_vectors,
-    resampled_cosine_cov,
-    row_dots,
-    weighted_ranks,
-    whitened_gram,
-    whitened_norms,
 )
 from cortexalign.rdm._compute import (
     RDM_METHODS,
@@ -48,6 +37,7 @@ from cortexalign.rdm._compute import (
     unit_rows,
     upper_tri,
 )
+from cortexalign.rdm._ranks import average_ranks, centred_weighted_ranks, row_dots, weighted_ranks
 from cortexalign.rdm._softrank import isotonic_decreasing_blocks, soft_rank
 from cortexalign.rdm._validate import (
     MIN_STIMULI,
@@ -58,6 +48,15 @@ from cortexalign.rdm._validate import (
     check_n_stimuli,
     check_varies,
     stimulus_matrix,
+)
+from cortexalign.rdm._whitened import (
+    compare_corr_cov,
+    compare_cosine_cov,
+    n_stimuli_of,
+    pair_row_sums,
+    resampled_cosine_cov,
+    whitened_gram,
+    whitened_norms,
 )
 
 __all__ = ["RDM_METHODS", "ConstantFeaturesWarning", "compute_rdm", "compute_rdms", "rdm_tensor", "upper_tri", "mm_nt",

@@ -23,20 +23,45 @@ _ROWS = 512  # (s, s) work is done this many rows at a time: no second s x s buf
 
 
 def _gram(z_sd: np.ndarray) -> np.ndarray:
-    """``z @ z.T``, exactly symmetric (NumPy calls syrk for a product with its own transpose
-    and mirrors the triangle; the check costs one comparison pass and guards other builds)."""
+    """``z @ z.T``, exactly symmetric: for a C-contiguous ``z`` NumPy calls BLAS syrk for a
+    product with its own transpose and mirrors the triangle (``test_numpy_paths`` holds it to
+    that); any other layout is checked (one comparison pass) and mirrored if needed."""
     g = z_sd @ z_sd.T
+    if z_sd.flags.c_contiguous:
+        return g
     if not np.array_equal(g, g.T):  # pragma: no cover - a BLAS path without syrk
         upper = np.triu(g)
         g = upper + np.triu(upper, 1).T
     return g
 
 
+#: The centred Gram matrix comes from the uncentred one when every row's centred squared norm is
+#: at least this fraction of its raw one (|mean| under ~10 standard deviations): rounding then
+#: stays within ``eps / _KEEP`` of the centred values (~2e-14).
+_KEEP = 1e-2
+
+
+def _centred_gram(x_sd: np.ndarray, mean_s1: np.ndarray) -> np.ndarray:
+    """``(x - m)(x - m)^T`` for row means ``m``: as ``x x^T - d m m^T`` (one syrk, no centred
+    copy of the features, exactly symmetric) when that keeps the precision (``_KEEP``), else
+    the syrk of explicitly centred rows (large offsets, constant rows)."""
+    if x_sd.flags.c_contiguous:
+        g_ss = x_sd @ x_sd.T  # syrk (see _gram)
+        offset_ss = np.multiply.outer(mean_s1[:, 0], mean_s1[:, 0])
+        offset_ss *= x_sd.shape[1]
+        if (g_ss.diagonal() - offset_ss.diagonal() > _KEEP * g_ss.diagonal()).all():
+            g_ss -= offset_ss
+            return g_ss
+    return _gram(x_sd - mean_s1)
+
+
 def _unit_gram_rdm(x_sd: np.ndarray, center: bool, name: str) -> np.ndarray:
     """``1 - <z_i, z_j> / (|z_i| |z_j|)`` for rows ``z`` (centred when ``center``)."""
-    mean_s1 = x_sd.mean(axis=1, keepdims=True) if center else None
-    z_sd = x_sd - mean_s1 if center else x_sd
-    g_ss = _gram(z_sd)
+    mean_s1 = None
+    if center:  # np.mean's arithmetic (sum, then divide) without its Python layer
+        mean_s1 = x_sd.sum(axis=1, keepdims=True)
+        mean_s1 /= x_sd.shape[1]
+    g_ss = _centred_gram(x_sd, mean_s1) if center else _gram(x_sd)
     sq_s = g_ss.diagonal().copy()
     check_finite(mean_s1 if center else sq_s, x_sd, name)
     norm_s = np.sqrt(sq_s)

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from cortexalign.errors import InputError
+from cortexalign.neural.fmri.surface import voxel_values
 
 __all__ = ["SubjectSurfaces", "load_subject_surfaces", "volume_to_subject_surface",
            "SURFACE_DEPTHS"]
@@ -152,13 +153,7 @@ def volume_to_subject_surface(values_n: np.ndarray, ijk_n3: np.ndarray, affine: 
     import nibabel
     from nilearn.surface import InMemoryMesh, vol_to_surf
 
-    values_n, ijk_n3 = np.asarray(values_n, np.float64), np.asarray(ijk_n3, np.int64)
-    if ijk_n3.ndim != 2 or ijk_n3.shape != (len(values_n), 3):
-        raise InputError("ijk_n3", f"({len(values_n)}, 3) voxel indices (one row per value)",
-                         f"shape {ijk_n3.shape}", "pass the responses' x, y, z coordinates")
-    if (ijk_n3 < 0).any() or (ijk_n3 >= np.asarray(shape)).any():
-        raise InputError("ijk_n3", f"indices inside the volume shape {tuple(shape)}",
-                         "out-of-range indices", "use the shape and affine of the betas")
+    values_n, ijk_n3 = voxel_values(values_n, ijk_n3, shape)
     if not 0 < min_coverage <= 1:
         raise InputError("min_coverage", "a fraction in (0, 1]", str(min_coverage), "e.g. 0.5")
     ok = np.isfinite(values_n)

@@ -17,7 +17,7 @@ import numpy as np
 from cortexalign.errors import InputError
 
 __all__ = ["volume_to_fsaverage", "vertex_values_to_mesh", "plot_surface_values",
-           "plot_voxel_values", "blank_missing"]
+           "plot_voxel_values", "blank_missing", "voxel_values"]
 
 _HEMIS = {"left": "lh", "right": "rh"}
 
@@ -37,6 +37,20 @@ def _fsaverage(mesh: str):
     return fs, sulc
 
 
+def voxel_values(values_n: np.ndarray, ijk_n3: np.ndarray, shape: tuple[int, int, int]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-voxel values as float64 and their (n, 3) int64 indices, checked against ``shape``:
+    one index row per value, every index inside the volume."""
+    values_n, ijk_n3 = np.asarray(values_n, np.float64), np.asarray(ijk_n3, np.int64)
+    if ijk_n3.ndim != 2 or ijk_n3.shape != (len(values_n), 3):
+        raise InputError("ijk_n3", f"({len(values_n)}, 3) voxel indices (one row per value)",
+                         f"shape {ijk_n3.shape}", "pass the responses' x, y, z coordinates")
+    if (ijk_n3 < 0).any() or (ijk_n3 >= np.asarray(shape)).any():
+        raise InputError("ijk_n3", f"indices inside the volume shape {tuple(shape)}",
+                         "out-of-range indices", "use the shape and affine of the betas")
+    return values_n, ijk_n3
+
+
 def volume_to_fsaverage(values_n: np.ndarray, ijk_n3: np.ndarray, affine: np.ndarray,
                         shape: tuple[int, int, int], mesh: str = "fsaverage5",
                         interpolation: str = "nearest_most_frequent", radius: float = 3.0
@@ -53,13 +67,7 @@ def volume_to_fsaverage(values_n: np.ndarray, ijk_n3: np.ndarray, affine: np.nda
     import nibabel
     from nilearn.surface import vol_to_surf
 
-    values_n, ijk_n3 = np.asarray(values_n, np.float64), np.asarray(ijk_n3, np.int64)
-    if ijk_n3.ndim != 2 or ijk_n3.shape != (len(values_n), 3):
-        raise InputError("ijk_n3", f"({len(values_n)}, 3) voxel indices (one row per value)",
-                         f"shape {ijk_n3.shape}", "pass the responses' x, y, z coordinates")
-    if (ijk_n3 < 0).any() or (ijk_n3 >= np.asarray(shape)).any():
-        raise InputError("ijk_n3", f"indices inside the volume shape {tuple(shape)}",
-                         "out-of-range indices", "use the shape and affine of the betas")
+    values_n, ijk_n3 = voxel_values(values_n, ijk_n3, shape)
     vol = np.full(tuple(shape), np.nan, np.float32)
     vol[tuple(ijk_n3.T)] = values_n
     img = nibabel.Nifti1Image(vol, np.asarray(affine, np.float64))
