@@ -15,11 +15,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _sae_planted import planted_dictionary
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cortexalign.errors import InputError
-from cortexalign.sae import SAEConfig, build_sae, train_sae
+from cortexalign.sae import SAEConfig, _fused, build_sae, train_sae
 from cortexalign.sae.train import _batches
 
 # chunk lengths that exercise every carry-over case for batch 50: a chunk that completes the
@@ -103,7 +104,57 @@ def test_train_sae_equals_a_plain_reference_loop(arch, normalize):
     assert out.n_steps == len(ref_losses) == sum(CHUNK_SIZES) // 50
     np.testing.assert_allclose([h["loss"] for h in out.history], ref_losses, rtol=1e-6, atol=1e-7)
     for name, p in ref.state_dict().items():
-        torch.testing.assert_close(out.sae.state_dict()[name], p, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(out.sae.state_dict()[name], p, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("max_density, paths", [(0.0, {"dense"}), (1.0, {"sparse"}),
+                                                 (0.3, {"dense", "sparse"})])
+def test_relu_tied_sparse_and_dense_steps_equal_the_reference_loop(monkeypatch, max_density, paths):
+    # planted sparse tokens: the share of active latents falls from 0.5 to ~0.15 over the run, so
+    # at 0.3 the trainer switches from the dense to the sparse backward part-way
+    x_nd, _ = planted_dictionary(1200, d=16, m=48, s=2, seed=0)
+    chunks = [torch.from_numpy(x_nd[:700]), torch.from_numpy(x_nd[700:])]
+    cfg = SAEConfig(d_in=16, expansion=4, lr=3e-2, batch_size=50, l1_coef=0.3, l1_warmup_steps=5,
+                    resample_dead=False, seed=0)
+    used = []
+    dense, sparse = _fused._dense_grads, _fused._sparse_grads
+    monkeypatch.setattr(_fused, "SPARSE_MAX_DENSITY", max_density)
+    monkeypatch.setattr(_fused, "_dense_grads", lambda *a: used.append("dense") or dense(*a))
+    monkeypatch.setattr(_fused, "_sparse_grads", lambda *a: used.append("sparse") or sparse(*a))
+    out = train_sae(chunks, cfg, device="cpu", log_every=1)
+    ref, ref_losses = _reference_training(chunks, cfg)
+    assert set(used) == paths and len(used) == out.n_steps == len(ref_losses) == 24
+    np.testing.assert_allclose([h["loss"] for h in out.history], ref_losses, rtol=1e-6)
+    for name, p in ref.state_dict().items():
+        torch.testing.assert_close(out.sae.state_dict()[name], p, rtol=1e-6, atol=1e-6)
+
+
+def test_training_continues_from_an_init_sae():
+    x_nd, _ = planted_dictionary(900, d=16, m=48, s=2, seed=1)
+    cfg = SAEConfig(d_in=16, expansion=4, lr=3e-2, batch_size=50, l1_coef=0.3, l1_warmup_steps=0,
+                    resample_dead=False, seed=2)
+    first = train_sae([x_nd[:400]], cfg, device="cpu").sae
+    start = {k: v.clone() for k, v in first.state_dict().items()}
+    out = train_sae([x_nd[400:]], cfg, device="cpu", log_every=1, init=first)
+    assert all(torch.equal(first.state_dict()[k], v) for k, v in start.items())  # init untouched
+    ref = build_sae(cfg)
+    ref.load_state_dict(start)
+    opt = torch.optim.AdamW(ref.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    c = float(ref.input_scale)
+    for x in _reference_batches([torch.from_numpy(x_nd[400:])], 50, cfg.seed):
+        xhat, z = ref(x)
+        loss, _ = _seed_loss(c * x, c * xhat, z, cfg.l1_coef)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert out.n_steps == 10
+    for name, p in ref.state_dict().items():
+        torch.testing.assert_close(out.sae.state_dict()[name], p, rtol=1e-6, atol=1e-6)
+    with pytest.raises(InputError, match="init"):
+        train_sae([x_nd], cfg.model_copy(update={"expansion": 2}), device="cpu", init=first)
+    with pytest.raises(InputError, match="TopKSAE"):
+        train_sae([x_nd], cfg, device="cpu", init=build_sae(cfg.model_copy(
+            update={"architecture": "topk"})))
 
 
 def test_dead_fraction_matches_an_explicit_firing_record():

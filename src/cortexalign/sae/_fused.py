@@ -1,0 +1,141 @@
+"""One fused training step for the seed's SAE (``relu_tied`` + the seed's objective) on the CPU.
+
+The step computes the seed's loss and, in ``backward``, its gradients by hand, with two savings
+over autograd of ``sae(x)`` + ``seed_objective`` (the same maths, summed in another order):
+
+1. The pre-bias gradient sums before it multiplies: autograd forms d(x_c)_bd = dpre_bk @ W_kd
+   (a sixth (b, k, d) GEMM) and then sums it over b; here db_pre = sum_b g_bd - (sum_b dpre_bk) @ W_kd,
+   a (k,) x (k, d) product. The dense path therefore runs 5 GEMMs where autograd runs 6.
+2. When the codes are sparse (a ReLU SAE trained with an L1 penalty: a few per cent of the latents
+   fire on a token), every product but the encoder's is restricted to the active entries of z:
+   the decoder x_hat = z W (CSR @ dense), the latent gradient g W^T only where z > 0 (a sampled
+   dense-dense product, ``torch.sparse.sampled_addmm``) and the weight gradient z^T g + dpre^T x_c
+   (the transposed CSR @ dense). Its cost falls from 5 b k d to about b k d (1 + 4 density) multiply-adds.
+
+The path is chosen per step by the measured density (the share of non-zero entries of z):
+sparse at or below ``max_density`` (``SPARSE_MAX_DENSITY`` by default), dense above it. Counting
+the non-zeros reads one number back to the host, which costs nothing on the CPU; the trainer uses
+this step on the CPU only.
+
+Gradients (B tokens, x_n = c x, x_c = x_n - b_pre, r = x_hat - x_n, a = 1 / B):
+    g_bd = 2 a r_bd / max(||x_n,b||^2, eps)        (d loss / d x_hat)
+    dpre_bk = [z > 0] (g W^T + lambda a / max(||x_n,b||, eps))_bk
+    dW = z^T g + dpre^T x_c,  db_lat = sum_b dpre,  db_pre = sum_b g - (sum_b dpre) W.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from cortexalign.sae.modules import ReLUTiedSAE
+from cortexalign.sae.objectives import _EPS
+
+#: Largest share of non-zero latents at which the step uses the sparse kernels (measured
+#: crossover on the CPU: see BENCHMARKS.md, "SAE training on the CPU: sparse step").
+SPARSE_MAX_DENSITY = 0.1
+
+
+def _csr(z_bk: torch.Tensor) -> torch.Tensor:
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        return z_bk.to_sparse_csr()
+
+
+def _transposed(crow: torch.Tensor, col: torch.Tensor, n_cols: int):
+    """The transpose's CSR pattern ``(crow_t, col_t, perm, row)``: its values are ``values[perm]``;
+    ``row`` is each stored entry's row in the untransposed matrix."""
+    n_rows = crow.numel() - 1
+    row = torch.repeat_interleave(torch.arange(n_rows, dtype=col.dtype), crow.diff())
+    perm = torch.argsort(col, stable=True)
+    crow_t = torch.zeros(n_cols + 1, dtype=col.dtype)
+    torch.cumsum(torch.bincount(col, minlength=n_cols), 0, out=crow_t[1:])
+    return crow_t, row[perm], perm, row
+
+
+class _ReluTiedSeedLoss(torch.autograd.Function):
+    """loss(x, W, b_pre, b_lat) of the seed's objective for a tied ReLU SAE; z as a second output."""
+
+    @staticmethod
+    def forward(ctx, x_bd, scale, w_kd, b_pre_d, b_lat_k, l1_coef: float, max_density: float):
+        xn_bd = x_bd * scale
+        xc_bd = xn_bd - b_pre_d
+        z_bk = torch.addmm(b_lat_k, xc_bd, w_kd.t()).relu_()
+        sparse = int(torch.count_nonzero(z_bk)) <= max_density * z_bk.numel()
+        z_csr = _csr(z_bk) if sparse else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            r_bd = (z_csr @ w_kd if sparse else z_bk @ w_kd).add_(b_pre_d).sub_(xn_bd)
+        xn2_b = xn_bd.pow(2).sum(-1).clamp_min(_EPS)
+        xnorm_b = xn_bd.norm(dim=-1).clamp_min(_EPS)
+        mse = (r_bd.pow(2).sum(-1) / xn2_b).mean()
+        l1 = (z_bk.sum(-1) / xnorm_b).mean()  # z >= 0: |z| = z
+        ctx.save_for_backward(xc_bd, z_bk, r_bd, xn2_b, xnorm_b, w_kd)
+        ctx.z_csr, ctx.l1_coef = z_csr, l1_coef
+        mse, l1 = mse.detach(), l1.detach()
+        ctx.mark_non_differentiable(mse, l1, z_bk)
+        return mse + l1_coef * l1, mse, l1, z_bk
+
+    @staticmethod
+    def backward(ctx, grad_loss, _g_mse, _g_l1, _g_z):
+        xc_bd, z_bk, r_bd, xn2_b, xnorm_b, w_kd = ctx.saved_tensors
+        a = grad_loss / z_bk.shape[0]
+        g_bd = r_bd * (2 * a / xn2_b).unsqueeze(1)
+        lam_b = (ctx.l1_coef * a) / xnorm_b
+        if ctx.z_csr is None:
+            dW, db_lat = _dense_grads(xc_bd, z_bk, g_bd, lam_b, w_kd)
+        else:
+            dW, db_lat = _sparse_grads(xc_bd, ctx.z_csr, g_bd, lam_b, w_kd)
+        db_pre = g_bd.sum(0) - db_lat @ w_kd
+        return None, None, dW, db_pre, db_lat, None, None
+
+
+def _dense_grads(xc_bd, z_bk, g_bd, lam_b, w_kd):
+    dpre_bk = (g_bd @ w_kd.t()).add_(lam_b.unsqueeze(1)).masked_fill_(z_bk <= 0, 0.0)
+    dW = torch.mm(z_bk.t(), g_bd).addmm_(dpre_bk.t(), xc_bd)
+    return dW, dpre_bk.sum(0)
+
+
+def _sparse_grads(xc_bd, z_csr, g_bd, lam_b, w_kd):
+    n_b, n_k = z_csr.shape
+    crow, col = z_csr.crow_indices(), z_csr.col_indices()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        dz = torch.sparse.sampled_addmm(z_csr, g_bd, w_kd.t(), beta=0.0)
+        crow_t, col_t, perm, row = _transposed(crow, col, n_k)
+        dpre = dz.values().add_(lam_b[row])  # the pattern of z is where pre > 0
+        db_lat = torch.zeros(n_k, dtype=dpre.dtype).index_add_(0, col, dpre)
+        zt = torch.sparse_csr_tensor(crow_t, col_t, z_csr.values()[perm], (n_k, n_b))
+        dpre_t = torch.sparse_csr_tensor(crow_t, col_t, dpre[perm], (n_k, n_b))
+        dW = (zt @ g_bd).add_(dpre_t @ xc_bd)
+    return dW, db_lat
+
+
+def relu_tied_seed_loss(sae: ReLUTiedSAE, x_bd: torch.Tensor, l1_coef: float,
+                        max_density: float | None = None):
+    """The seed's loss of a ``relu_tied`` SAE on a batch, with the fused backward.
+
+    Parameters
+    ----------
+    sae : the SAE (its parameters on the CPU).
+    x_bd : (b, d) tokens in their own units (the SAE scales them by ``input_scale``).
+    l1_coef : lambda (after any warm-up).
+    max_density : use the sparse kernels when at most this share of z is non-zero
+        (``None``: ``SPARSE_MAX_DENSITY``; 0 forces the dense path, 1 the sparse one).
+
+    Returns
+    -------
+    loss : the scalar loss (``loss.backward()`` fills the parameters' ``.grad``).
+    parts : ``{"loss", "nmse", "l1"}`` as detached scalars (as ``seed_objective``).
+    z_bk : (b, k) latents (no gradient).
+    """
+    dens = SPARSE_MAX_DENSITY if max_density is None else max_density
+    loss, mse, l1, z_bk = _ReluTiedSeedLoss.apply(x_bd, sae.input_scale, sae.W, sae.b_pre,
+                                                  sae.b_lat, float(l1_coef), float(dens))
+    return loss, {"loss": loss.detach(), "nmse": mse, "l1": l1}, z_bk
+
+
+#: (architecture, objective) -> fused loss ``fn(sae, x_bd, l1_coef) -> (loss, parts, z_bk)``, used
+#: by ``train_sae`` on the CPU in place of ``sae(x)`` + the objective.
+FUSED_LOSSES = {("relu_tied", "seed"): relu_tied_seed_loss}
