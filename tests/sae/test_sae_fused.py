@@ -6,7 +6,7 @@ import pytest
 import torch
 from _sae_planted import planted_dictionary
 
-from cortexalign.sae import SAEConfig, _fused, build_sae
+from cortexalign.sae import SAEConfig, build_sae, fused
 from cortexalign.sae.objectives import seed_objective
 
 
@@ -43,7 +43,7 @@ def _autograd(sae, x_bd, l1_coef):
 
 def _fused_run(sae, x_bd, l1_coef, max_density):
     sae.zero_grad(set_to_none=True)
-    loss, parts, z_bk = _fused.relu_tied_seed_loss(sae, x_bd, l1_coef, max_density)
+    loss, parts, z_bk = fused.relu_tied_seed_loss(sae, x_bd, l1_coef, max_density)
     loss.backward()
     return loss.detach(), parts, z_bk, {k: p.grad.clone() for k, p in sae.named_parameters()}
 
@@ -69,8 +69,8 @@ def test_fused_loss_and_gradients_equal_autograd(dtype, tol, b_lat, low, max_den
 
 def test_the_step_switches_on_the_measured_density(monkeypatch):
     calls = []
-    real = _fused._sparse_grads
-    monkeypatch.setattr(_fused, "_sparse_grads", lambda *a: calls.append(1) or real(*a))
+    real = fused._sparse_grads
+    monkeypatch.setattr(fused, "_sparse_grads", lambda *a: calls.append(1) or real(*a))
     for b_lat, expect_sparse in ((-0.6, True), (0.8, False)):
         sae, x_bd = _planted_sae(b_lat)
         calls.clear()

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cortexalign.errors import InputError
-from cortexalign.sae import SAEConfig, _fused, build_sae, train_sae
+from cortexalign.sae import SAEConfig, build_sae, fused, train_sae
 from cortexalign.sae.train import _batches
 
 # chunk lengths that exercise every carry-over case for batch 50: a chunk that completes the
@@ -117,10 +117,10 @@ def test_relu_tied_sparse_and_dense_steps_equal_the_reference_loop(monkeypatch, 
     cfg = SAEConfig(d_in=16, expansion=4, lr=3e-2, batch_size=50, l1_coef=0.3, l1_warmup_steps=5,
                     resample_dead=False, seed=0)
     used = []
-    dense, sparse = _fused._dense_grads, _fused._sparse_grads
-    monkeypatch.setattr(_fused, "SPARSE_MAX_DENSITY", max_density)
-    monkeypatch.setattr(_fused, "_dense_grads", lambda *a: used.append("dense") or dense(*a))
-    monkeypatch.setattr(_fused, "_sparse_grads", lambda *a: used.append("sparse") or sparse(*a))
+    dense, sparse = fused._dense_grads, fused._sparse_grads
+    monkeypatch.setattr(fused, "SPARSE_MAX_DENSITY", max_density)
+    monkeypatch.setattr(fused, "_dense_grads", lambda *a: used.append("dense") or dense(*a))
+    monkeypatch.setattr(fused, "_sparse_grads", lambda *a: used.append("sparse") or sparse(*a))
     out = train_sae(chunks, cfg, device="cpu", log_every=1)
     ref, ref_losses = _reference_training(chunks, cfg)
     assert set(used) == paths and len(used) == out.n_steps == len(ref_losses) == 24

@@ -10,7 +10,7 @@ every ``log_every`` steps; the only host syncs are one per chunk (its copy and f
 one per ``dead_window`` tokens (the dead-latent check) and one per logged step.
 
 On the CPU the seed's SAE (``relu_tied`` with the ``seed`` objective) trains through a fused
-step (``sae._fused``): the same loss with a hand-written backward that runs 5 GEMMs where
+step (``sae.fused``): the same loss with a hand-written backward that runs 5 GEMMs where
 autograd runs 6 and, once the codes are sparse, restricts all but the encoder's product to the
 active latents.
 
@@ -44,8 +44,8 @@ import torch
 from cortexalign import __version__
 from cortexalign.device import resolve_device
 from cortexalign.errors import InputError, UnknownNameError
-from cortexalign.sae._fused import FUSED_LOSSES
 from cortexalign.sae.config import SAEConfig
+from cortexalign.sae.fused import FUSED_LOSSES
 from cortexalign.sae.modules import (
     SAE_ARCHITECTURES,
     SparseAutoencoder,

@@ -9,8 +9,11 @@ over autograd of ``sae(x)`` + ``seed_objective`` (the same maths, summed in anot
 2. When the codes are sparse (a ReLU SAE trained with an L1 penalty: a few per cent of the latents
    fire on a token), every product but the encoder's is restricted to the active entries of z:
    the decoder x_hat = z W (CSR @ dense), the latent gradient g W^T only where z > 0 (a sampled
-   dense-dense product, ``torch.sparse.sampled_addmm``) and the weight gradient z^T g + dpre^T x_c
-   (the transposed CSR @ dense). Its cost falls from 5 b k d to about b k d (1 + 4 density) multiply-adds.
+   dense-dense product, ``torch.sparse.sampled_addmm``, taken at the pattern of z^T) and the
+   weight gradient z^T g + dpre^T x_c (CSR of z^T @ dense). The multiply-adds fall from 5 b k d
+   to about b k d (1 + 4 density); the sparse kernels run at a lower rate than the dense GEMM and
+   the codes must be indexed (one ``nonzero``, one sort of the active entries), so the sparse
+   path pays only below a few per cent (``SPARSE_MAX_DENSITY``).
 
 The path is chosen per step by the measured density (the share of non-zero entries of z):
 sparse at or below ``max_density`` (``SPARSE_MAX_DENSITY`` by default), dense above it. Counting
@@ -27,31 +30,43 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import torch
 
 from cortexalign.sae.modules import ReLUTiedSAE
 from cortexalign.sae.objectives import _EPS
 
-#: Largest share of non-zero latents at which the step uses the sparse kernels (measured
-#: crossover on the CPU: see BENCHMARKS.md, "SAE training on the CPU: sparse step").
-SPARSE_MAX_DENSITY = 0.1
+__all__ = ["FUSED_LOSSES", "SPARSE_MAX_DENSITY", "relu_tied_seed_loss"]
+
+#: Largest share of non-zero latents at which the step uses the sparse kernels: on the 2-core
+#: CPU (d=768, 3,840 latents, batch 4,096) the sparse step beat the dense one at 5% and lost at
+#: 10% (BENCHMARKS.md, "SAE training on the CPU: the sparse step (issue 21)").
+SPARSE_MAX_DENSITY = 0.05
 
 
-def _csr(z_bk: torch.Tensor) -> torch.Tensor:
+def _csr(crow_counts: torch.Tensor, col: torch.Tensor, values: torch.Tensor, shape, idx):
+    crow = torch.zeros(shape[0] + 1, dtype=idx)
+    torch.cumsum(crow_counts, 0, out=crow[1:])
     with warnings.catch_warnings():  # "sparse CSR support is in beta"
         warnings.simplefilter("ignore", UserWarning)
-        return z_bk.to_sparse_csr()
+        return torch.sparse_csr_tensor(crow, col, values, shape)
 
 
-def _transposed(crow: torch.Tensor, col: torch.Tensor, n_cols: int):
-    """The transpose's CSR pattern ``(crow_t, col_t, perm, row)``: its values are ``values[perm]``;
-    ``row`` is each stored entry's row in the untransposed matrix."""
-    n_rows = crow.numel() - 1
-    row = torch.repeat_interleave(torch.arange(n_rows, dtype=col.dtype), crow.diff())
-    perm = torch.argsort(col, stable=True)
-    crow_t = torch.zeros(n_cols + 1, dtype=col.dtype)
-    torch.cumsum(torch.bincount(col, minlength=n_cols), 0, out=crow_t[1:])
-    return crow_t, row[perm], perm, row
+def _sparse_codes(z_bk: torch.Tensor):
+    """z as CSR (b, k) and its transpose as CSR (k, b), with each transposed entry's token b and
+    latent j (built from one ``nonzero`` and one sort of the entries' keys j n_b + b)."""
+    n_b, n_k = z_bk.shape
+    idx = torch.int32 if n_b * n_k < 2 ** 31 else torch.int64  # MKL's native index width
+    row, col = z_bk.nonzero().to(idx).unbind(1)  # row-major; z >= 0, so non-zero <=> active
+    vals = z_bk[row, col]
+    key = col * n_b + row  # distinct keys: sorted, they give the transposed (j, b) order
+    # numpy's sort: torch.sort of ~1e5 ints took 80 ms on 2 busy threads, numpy's 1 ms
+    perm = torch.from_numpy(np.argsort(key.numpy()))
+    key_t = key[perm]
+    row_t, j_t = key_t % n_b, key_t // n_b
+    z_csr = _csr(torch.bincount(row, minlength=n_b), col, vals, (n_b, n_k), idx)
+    zt_csr = _csr(torch.bincount(col, minlength=n_k), row_t, vals[perm], (n_k, n_b), idx)
+    return z_csr, zt_csr, row_t, j_t
 
 
 class _ReluTiedSeedLoss(torch.autograd.Function):
@@ -63,16 +78,14 @@ class _ReluTiedSeedLoss(torch.autograd.Function):
         xc_bd = xn_bd - b_pre_d
         z_bk = torch.addmm(b_lat_k, xc_bd, w_kd.t()).relu_()
         sparse = int(torch.count_nonzero(z_bk)) <= max_density * z_bk.numel()
-        z_csr = _csr(z_bk) if sparse else None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            r_bd = (z_csr @ w_kd if sparse else z_bk @ w_kd).add_(b_pre_d).sub_(xn_bd)
+        codes = _sparse_codes(z_bk) if sparse else None
+        r_bd = (codes[0] @ w_kd if sparse else z_bk @ w_kd).add_(b_pre_d).sub_(xn_bd)
         xn2_b = xn_bd.pow(2).sum(-1).clamp_min(_EPS)
         xnorm_b = xn_bd.norm(dim=-1).clamp_min(_EPS)
         mse = (r_bd.pow(2).sum(-1) / xn2_b).mean()
         l1 = (z_bk.sum(-1) / xnorm_b).mean()  # z >= 0: |z| = z
         ctx.save_for_backward(xc_bd, z_bk, r_bd, xn2_b, xnorm_b, w_kd)
-        ctx.z_csr, ctx.l1_coef = z_csr, l1_coef
+        ctx.codes, ctx.l1_coef = codes, l1_coef
         mse, l1 = mse.detach(), l1.detach()
         ctx.mark_non_differentiable(mse, l1, z_bk)
         return mse + l1_coef * l1, mse, l1, z_bk
@@ -83,10 +96,10 @@ class _ReluTiedSeedLoss(torch.autograd.Function):
         a = grad_loss / z_bk.shape[0]
         g_bd = r_bd * (2 * a / xn2_b).unsqueeze(1)
         lam_b = (ctx.l1_coef * a) / xnorm_b
-        if ctx.z_csr is None:
+        if ctx.codes is None:
             dW, db_lat = _dense_grads(xc_bd, z_bk, g_bd, lam_b, w_kd)
         else:
-            dW, db_lat = _sparse_grads(xc_bd, ctx.z_csr, g_bd, lam_b, w_kd)
+            dW, db_lat = _sparse_grads(xc_bd, *ctx.codes[1:], g_bd, lam_b, w_kd)
         db_pre = g_bd.sum(0) - db_lat @ w_kd
         return None, None, dW, db_pre, db_lat, None, None
 
@@ -97,19 +110,17 @@ def _dense_grads(xc_bd, z_bk, g_bd, lam_b, w_kd):
     return dW, dpre_bk.sum(0)
 
 
-def _sparse_grads(xc_bd, z_csr, g_bd, lam_b, w_kd):
-    n_b, n_k = z_csr.shape
-    crow, col = z_csr.crow_indices(), z_csr.col_indices()
+def _sparse_grads(xc_bd, zt_csr, row_t, j_t, g_bd, lam_b, w_kd):
+    """The weight and latent-bias gradients from the transposed code only: dpre^T is sampled
+    at z^T's pattern (W_j . g_b at each active (j, b)), so no entry is ever re-ordered."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        dz = torch.sparse.sampled_addmm(z_csr, g_bd, w_kd.t(), beta=0.0)
-        crow_t, col_t, perm, row = _transposed(crow, col, n_k)
-        dpre = dz.values().add_(lam_b[row])  # the pattern of z is where pre > 0
-        db_lat = torch.zeros(n_k, dtype=dpre.dtype).index_add_(0, col, dpre)
-        zt = torch.sparse_csr_tensor(crow_t, col_t, z_csr.values()[perm], (n_k, n_b))
-        dpre_t = torch.sparse_csr_tensor(crow_t, col_t, dpre[perm], (n_k, n_b))
-        dW = (zt @ g_bd).add_(dpre_t @ xc_bd)
-    return dW, db_lat
+        dz_t = torch.sparse.sampled_addmm(zt_csr, w_kd, g_bd.t(), beta=0.0)
+        dpre = dz_t.values().add_(lam_b[row_t])  # the pattern of z is where pre > 0
+        dpre_t = torch.sparse_csr_tensor(zt_csr.crow_indices(), zt_csr.col_indices(), dpre,
+                                         zt_csr.shape)
+        dW = (zt_csr @ g_bd).add_(dpre_t @ xc_bd)
+    return dW, torch.zeros(w_kd.shape[0], dtype=dpre.dtype).index_add_(0, j_t, dpre)
 
 
 def relu_tied_seed_loss(sae: ReLUTiedSAE, x_bd: torch.Tensor, l1_coef: float,
