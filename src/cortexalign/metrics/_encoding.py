@@ -3,7 +3,10 @@
 Protocol (ours, documented): outer K-fold over stimuli (shuffled, seeded); in each fold the model
 is fitted on the training stimuli only and predicts the held-out ones, so every stimulus is
 predicted exactly once by a model that never saw it. Pearson r and R^2 per neuroid are computed on
-the pooled held-out predictions; the summary is the median over neuroids.
+the pooled held-out predictions; the summary is the median over neuroids. Pooling puts chance
+below 0: an unpredictable neuroid is predicted near each fold's training mean, which is
+anti-correlated with the held-out stimuli (median r -0.23 at 64 stimuli, -0.17 at 118, -0.06 at
+1,000 with 5 folds; docs/guide/brainscore.md).
 
 - ``ridge``: an intercept and a penalty chosen *per neuroid* by an inner K-fold on the training
   stimuli (negative MSE, mean over inner folds; Dupre la Tour et al. 2022, NeuroImage 264:119728).
