@@ -15,8 +15,8 @@ over autograd of ``sae(x)`` + ``seed_objective`` (the same maths, summed in anot
    the codes must be indexed (one ``nonzero``, one sort of the active entries), so the sparse
    path pays only below a few per cent (``SPARSE_MAX_DENSITY``).
 
-The path is chosen per step by the measured density (the share of non-zero entries of z):
-sparse at or below ``max_density`` (``SPARSE_MAX_DENSITY`` by default), dense above it. Counting
+The path is chosen per step by the measured density (the share of non-zero entries of z, on a
+sample of at least 512 of the batch's tokens): sparse at or below ``max_density`` (``SPARSE_MAX_DENSITY`` by default), dense above it. Counting
 the non-zeros reads one number back to the host, which costs nothing on the CPU; the trainer uses
 this step on the CPU only.
 
@@ -52,6 +52,14 @@ def _csr(crow_counts: torch.Tensor, col: torch.Tensor, values: torch.Tensor, sha
         return torch.sparse_csr_tensor(crow, col, values, shape)
 
 
+def _density(z_bk: torch.Tensor) -> float:
+    """Share of non-zero entries of z, counted on every s-th token (at least 512 tokens counted;
+    the batch is shuffled). A comparison and a sum: ``count_nonzero`` branches per entry and took
+    4 ms per 1e6 entries at 50% density against 0.6 ms at 1%."""
+    sample = z_bk[:: max(1, z_bk.shape[0] // 512)]
+    return float((sample > 0).sum()) / max(sample.numel(), 1)
+
+
 def _sparse_codes(z_bk: torch.Tensor):
     """z as CSR (b, k) and its transpose as CSR (k, b), with each transposed entry's token b and
     latent j (built from one ``nonzero`` and one sort of the entries' keys j n_b + b)."""
@@ -77,7 +85,7 @@ class _ReluTiedSeedLoss(torch.autograd.Function):
         xn_bd = x_bd * scale
         xc_bd = xn_bd - b_pre_d
         z_bk = torch.addmm(b_lat_k, xc_bd, w_kd.t()).relu_()
-        sparse = int(torch.count_nonzero(z_bk)) <= max_density * z_bk.numel()
+        sparse = _density(z_bk) <= max_density
         codes = _sparse_codes(z_bk) if sparse else None
         r_bd = (codes[0] @ w_kd if sparse else z_bk @ w_kd).add_(b_pre_d).sub_(xn_bd)
         xn2_b = xn_bd.pow(2).sum(-1).clamp_min(_EPS)
@@ -105,7 +113,9 @@ class _ReluTiedSeedLoss(torch.autograd.Function):
 
 
 def _dense_grads(xc_bd, z_bk, g_bd, lam_b, w_kd):
-    dpre_bk = (g_bd @ w_kd.t()).add_(lam_b.unsqueeze(1)).masked_fill_(z_bk <= 0, 0.0)
+    # relu's own backward (grad where z > 0): branch-free, unlike masked_fill_ (5 ms vs 0.5 ms per
+    # 1e6 entries at 50% density)
+    dpre_bk = torch.ops.aten.threshold_backward((g_bd @ w_kd.t()).add_(lam_b.unsqueeze(1)), z_bk, 0)
     dW = torch.mm(z_bk.t(), g_bd).addmm_(dpre_bk.t(), xc_bd)
     return dW, dpre_bk.sum(0)
 
