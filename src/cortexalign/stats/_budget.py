@@ -11,9 +11,11 @@ they would take, checked before any work.
 - **memory**: the (B, s) int64 stimulus indices plus the chunked working set
   (``WORKING_BYTES``); refused when above half of this machine's physical memory.
 - **time**: a rough figure, ``B x p x k x SECONDS_PER_ELEMENT`` for p = s(s-1)/2 pairs and k
-  target RDMs (or neuroid groups), measured for the Spearman bootstrap on one CPU core of the
-  development machine (1000 resamples of 92 stimuli x 8 RDMs in 4-16 s, depending on load).
-  GPUs are faster; the figure is an order of magnitude, printed so a user can decide.
+  target RDMs (or neuroid groups), measured for the Spearman bootstrap (``score("rsa")``, cold)
+  on the 2-core development machine: 1,000 resamples against 8 RDMs took 0.63 s at 92 stimuli,
+  9.9 s at 300 and 99 s at 1,000 on quiet cores (2.3 s at 92 with two busy background
+  processes; BENCHMARKS.md, eighth session), 1.9-2.5e-8 s per element. GPUs are faster; the
+  figure is an order of magnitude, printed so a user can decide.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ __all__ = ["MAX_RESAMPLES", "SECONDS_PER_ELEMENT", "WORKING_BYTES", "resample_co
            "check_resamples", "physical_memory"]
 
 MAX_RESAMPLES = 100_000
-SECONDS_PER_ELEMENT = 2e-7
+SECONDS_PER_ELEMENT = 3e-8
 WORKING_BYTES = 4 * 8 * 2**23  # a few float64 arrays of bootstrap_rdm_comparison's chunk
 
 
