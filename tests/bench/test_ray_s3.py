@@ -10,17 +10,15 @@ more on a loaded 2-core box (tens of seconds on a quiet one).
 
 from __future__ import annotations
 
-import logging
 import os
-import socket
 import sys
 
 import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray")
-moto_server = pytest.importorskip("moto.server")
-s3fs = pytest.importorskip("s3fs")
+pytest.importorskip("moto.server")
+pytest.importorskip("s3fs")
 
 from cortexalign.bench import _ray as _ray_module  # noqa: E402
 from cortexalign.bench import load_config  # noqa: E402
@@ -47,24 +45,6 @@ CONFIG = {
 }
 #: set by the test: the file whose absence makes the first publish of model 'coarse' die
 KILL_MARKER = ""
-
-
-@pytest.fixture(scope="module")
-def s3():
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    options = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "testing", "secret": "testing"}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")  # moto's; the Ray started later inherits it
-        s3fs.S3FileSystem(**options).mkdir("features")
-        try:
-            yield options
-        finally:
-            server.stop()
 
 
 def _dies_once_while_publishing(work, ctx, unit, cache_root):
@@ -98,7 +78,7 @@ def test_two_ray_workers_on_s3_score_as_locally_and_redo_a_killed_worker(
         s3, tmp_path, monkeypatch):
     global KILL_MARKER
     KILL_MARKER = str(tmp_path / "killed-once")
-    url = "s3://features/run"
+    url = f"s3://cortexalign-test/run-{os.getpid()}"
     local = run_experiment(load_config(CONFIG), tmp_path / "local", progress=False)
     monkeypatch.setattr(_ray_module, "_model_task", _dies_once_while_publishing)
     assert not ray.is_initialized()  # the run starts Ray (2 workers) with the package shipped

@@ -4,8 +4,6 @@ an object store (fsspec's in-memory store, and an S3 server: moto on 127.0.0.1).
 from __future__ import annotations
 
 import json
-import logging
-import socket
 import textwrap
 import uuid
 import warnings
@@ -131,32 +129,10 @@ def test_storage_options_are_refused_for_a_local_folder(tmp_path):
         FeatureCache(tmp_path, storage_options={"endpoint_url": "http://x"})
 
 
-# -- an S3 server ------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    """moto's S3 server on 127.0.0.1 with one bucket; yields its storage options."""
-    server_mod = pytest.importorskip("moto.server")
-    s3fs = pytest.importorskip("s3fs")
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    options = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "testing",
-               "secret": "testing"}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")  # moto's default; children inherit it
-        s3fs.S3FileSystem(**options).mkdir("cortexalign-test")
-        try:
-            yield options
-        finally:
-            server.stop()
-
-
-def test_on_s3_a_killed_writer_leaves_no_entry_and_its_data_is_cleaned(s3_endpoint, values):
+# -- an S3 server (the ``s3`` fixture of tests/conftest.py) ---------------------------------
+def test_on_s3_a_killed_writer_leaves_no_entry_and_its_data_is_cleaned(s3, values):
     url = f"s3://cortexalign-test/{uuid.uuid4().hex[:8]}"
-    cache = FeatureCache(url, storage_options=s3_endpoint)
+    cache = FeatureCache(url, storage_options=s3)
     cache.put(key_of("done"), values, {"layer": "done"})
     script = textwrap.dedent("""
         import json, sys, time
@@ -168,8 +144,8 @@ def test_on_s3_a_killed_writer_leaves_no_entry_and_its_data_is_cleaned(s3_endpoi
         print("READY", flush=True)
         time.sleep(60)
     """)
-    kill_when_ready(script, url, json.dumps(s3_endpoint), key_of("killed"))
-    again = FeatureCache(url, storage_options=s3_endpoint)  # another process's view
+    kill_when_ready(script, url, json.dumps(s3), key_of("killed"))
+    again = FeatureCache(url, storage_options=s3)  # another process's view
     assert again.keys() == [key_of("done")]
     assert again.get(key_of("killed")) is None and again.summary().n_partial == 1
     np.testing.assert_array_equal(again.get(key_of("done"))[0], values)
