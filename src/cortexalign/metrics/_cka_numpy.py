@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cortexalign.rdm import check_finite
+from cortexalign.rdm import RAW_GRAM_KEEP, check_finite
 
 __all__ = ["NUMPY_CKA_KINDS", "numpy_cka", "gram_is_cheaper", "hsic_unbiased"]
 
@@ -44,15 +44,10 @@ def _centred(x_sd: np.ndarray, name: str) -> np.ndarray:
     return x_sd - mean_d
 
 
-#: A centred kernel comes from the uncentred one (``_centred_kernel``) when its trace keeps at
-#: least this fraction of the raw trace: rounding then stays within ``eps / _KEEP`` (~2e-14).
-_KEEP = 1e-2
-
-
 def _centred_kernel(x_sd: np.ndarray, name: str) -> np.ndarray:
     """``H X X^T H`` (H the centring matrix): double-centred from one syrk of the raw features
     when the features are wider than twice the stimuli (three passes over (s, s) cost less than
-    a centred copy of (s, d)) and the offset keeps the precision (``_KEEP``), else the syrk of
+    a centred copy of (s, d)) and the offset keeps the precision (``rdm.RAW_GRAM_KEEP``), else the syrk of
     the centred features."""
     s, d = x_sd.shape
     if x_sd.flags.c_contiguous and d >= 2 * s:
@@ -61,7 +56,7 @@ def _centred_kernel(x_sd: np.ndarray, name: str) -> np.ndarray:
         check_finite(r, x_sd, name)  # a NaN or Inf in a row reaches its kernel row's sum
         r /= s
         grand = r.mean()
-        if np.trace(k) - s * grand > _KEEP * np.trace(k):  # tr(HKH) = tr K - 1^T K 1 / s
+        if np.trace(k) - s * grand > RAW_GRAM_KEEP * np.trace(k):  # tr(HKH) = tr K - 1^T K 1 / s
             k -= r[:, None]
             k -= r[None, :]
             k += grand

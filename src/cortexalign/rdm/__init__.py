@@ -37,6 +37,7 @@ from cortexalign.rdm._compute import (
     unit_rows,
     upper_tri,
 )
+from cortexalign.rdm._numpy_rdm import RAW_GRAM_KEEP
 from cortexalign.rdm._ranks import average_ranks, centred_weighted_ranks, row_dots, weighted_ranks
 from cortexalign.rdm._softrank import isotonic_decreasing_blocks, soft_rank
 from cortexalign.rdm._validate import (
@@ -66,5 +67,5 @@ __all__ += ["RDM_COMPARISONS", "compare_rdms", "compare_vectors", "rdm_vectors",
             "weighted_ranks", "centred_weighted_ranks", "row_dots", "RANK_COMPARISONS", "n_stimuli_of", "pair_row_sums", "whitened_gram", "whitened_norms",
             "resampled_cosine_cov", "compare_pearson", "compare_cosine", "compare_spearman",
             "compare_kendall_tau_a", "compare_rho_a", "compare_cosine_cov", "compare_corr_cov"]
-__all__ += ["soft_rank", "isotonic_decreasing_blocks"]
+__all__ += ["soft_rank", "isotonic_decreasing_blocks", "RAW_GRAM_KEEP"]
 __all__ += ["MIN_STIMULI", "as_array", "as_tensor", "check_finite", "check_features", "check_n_stimuli", "check_varies", "stimulus_matrix"]

@@ -17,7 +17,7 @@ import numpy as np
 
 from cortexalign.rdm._validate import check_finite, warn_constant
 
-__all__ = ["NUMPY_RDM_METHODS", "numpy_rdm"]
+__all__ = ["NUMPY_RDM_METHODS", "RAW_GRAM_KEEP", "numpy_rdm"]
 
 _ROWS = 512  # (s, s) work is done this many rows at a time: no second s x s buffer
 
@@ -35,21 +35,22 @@ def _gram(z_sd: np.ndarray) -> np.ndarray:
     return g
 
 
-#: The centred Gram matrix comes from the uncentred one when every row's centred squared norm is
-#: at least this fraction of its raw one (|mean| under ~10 standard deviations): rounding then
-#: stays within ``eps / _KEEP`` of the centred values (~2e-14).
-_KEEP = 1e-2
+#: A centred Gram matrix is derived from the raw one (one syrk, no centred copy of the features)
+#: when its centred part keeps at least this fraction of the raw: per row here (|mean| under ~10
+#: standard deviations), over the trace for CKA's kernels (``metrics._cka_numpy``). Rounding then
+#: stays within ``eps / RAW_GRAM_KEEP`` of the centred values (~2e-14).
+RAW_GRAM_KEEP = 1e-2
 
 
 def _centred_gram(x_sd: np.ndarray, mean_s1: np.ndarray) -> np.ndarray:
     """``(x - m)(x - m)^T`` for row means ``m``: as ``x x^T - d m m^T`` (one syrk, no centred
-    copy of the features, exactly symmetric) when that keeps the precision (``_KEEP``), else
+    copy of the features, exactly symmetric) when that keeps the precision (``RAW_GRAM_KEEP``), else
     the syrk of explicitly centred rows (large offsets, constant rows)."""
     if x_sd.flags.c_contiguous:
         g_ss = x_sd @ x_sd.T  # syrk (see _gram)
         offset_ss = np.multiply.outer(mean_s1[:, 0], mean_s1[:, 0])
         offset_ss *= x_sd.shape[1]
-        if (g_ss.diagonal() - offset_ss.diagonal() > _KEEP * g_ss.diagonal()).all():
+        if (g_ss.diagonal() - offset_ss.diagonal() > RAW_GRAM_KEEP * g_ss.diagonal()).all():
             g_ss -= offset_ss
             return g_ss
     return _gram(x_sd - mean_s1)
